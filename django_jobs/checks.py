@@ -1,0 +1,159 @@
+"""System checks for ``DJANGO_JOBS``: bad values are reported at startup, not in a worker."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from django_jobs.conf import DEFAULTS, jobs_settings
+from django_jobs.connection import connection_url, redact_url
+
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+HASH_TAG = re.compile(r"\{[^{}]+\}")
+MIN_REDIS = (6, 2)
+
+_POSITIVE_INTS = ("JOB_TTL", "RESULT_TTL", "MAX_LOST")
+# Numbers, not only integers: tests compress time with fractions of a second.
+_POSITIVE_NUMBERS = ("RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX", "DEFAULT_TIMEOUT", "LEASE_TIMEOUT")
+
+
+def _error(msg: str, hint: str, id: int) -> Error:
+    return Error(msg, hint=hint, id=f"django_jobs.E{id:03d}")
+
+
+@register()
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    """E001-E008: the shape and values of ``DJANGO_JOBS``."""
+    user = getattr(settings, "DJANGO_JOBS", {})
+    if not isinstance(user, dict):
+        return [_error("DJANGO_JOBS must be a dict.", f"It is a {type(user).__name__}.", 1)]
+    errors: list[CheckMessage] = []
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            _error(
+                f"DJANGO_JOBS has unknown keys: {', '.join(unknown)}.",
+                f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                2,
+            )
+        )
+    conf = jobs_settings.as_dict()
+    for name in (*_POSITIVE_INTS, "MAX_RETRIES"):
+        value = conf[name]
+        smallest = 0 if name == "MAX_RETRIES" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+            errors.append(
+                _error(
+                    f"DJANGO_JOBS['{name}'] must be an integer >= {smallest}, not {value!r}.",
+                    f"The default is {DEFAULTS[name]!r}.",
+                    3,
+                )
+            )
+    for name in _POSITIVE_NUMBERS:
+        value = conf[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            errors.append(
+                _error(
+                    f"DJANGO_JOBS['{name}'] must be a positive number of seconds, not {value!r}.",
+                    f"The default is {DEFAULTS[name]!r}.",
+                    3,
+                )
+            )
+    prefix = conf["PREFIX"]
+    if not isinstance(prefix, str) or not HASH_TAG.match(prefix):
+        errors.append(
+            _error(
+                f"DJANGO_JOBS['PREFIX'] {prefix!r} must start with a Redis hash tag.",
+                "Write it in braces, e.g. '{myproject_jobs}', so that all keys of the "
+                "namespace share one Redis Cluster slot and the Lua scripts can use them.",
+                4,
+            )
+        )
+    queues = conf["QUEUES"]
+    if (
+        not isinstance(queues, (list, tuple))
+        or not queues
+        or not all(isinstance(q, str) and QUEUE_NAME.match(q) for q in queues)
+        or len(set(queues)) != len(queues)
+    ):
+        errors.append(
+            _error(
+                f"DJANGO_JOBS['QUEUES'] must be a non-empty list of distinct queue names, "
+                f"not {queues!r}.",
+                "Queue names use letters, digits, '_', '.' and '-'.",
+                5,
+            )
+        )
+    elif conf["DEFAULT_QUEUE"] not in queues:
+        errors.append(
+            _error(
+                f"DJANGO_JOBS['DEFAULT_QUEUE'] {conf['DEFAULT_QUEUE']!r} is not one of "
+                f"DJANGO_JOBS['QUEUES'] {list(queues)!r}.",
+                "Add it to QUEUES or pick one of them.",
+                6,
+            )
+        )
+    alias = conf["CONNECTION"]
+    if alias is not None:
+        cache = settings.CACHES.get(alias) if isinstance(alias, str) else None
+        if cache is None:
+            errors.append(
+                _error(
+                    f"DJANGO_JOBS['CONNECTION'] {alias!r} is not an alias in CACHES.",
+                    "Name a django-redis cache, or set REDIS_URL instead.",
+                    7,
+                )
+            )
+        elif not str(cache.get("BACKEND", "")).startswith("django_redis."):
+            errors.append(
+                _error(
+                    f"DJANGO_JOBS['CONNECTION'] {alias!r} is not a django-redis cache.",
+                    "Its BACKEND must be django_redis.cache.RedisCache.",
+                    8,
+                )
+            )
+    elif not isinstance(conf["REDIS_URL"], str) or "://" not in conf["REDIS_URL"]:
+        errors.append(
+            _error(
+                f"DJANGO_JOBS['REDIS_URL'] must be a redis://, rediss:// or unix:// URL, not "
+                f"{redact_url(str(conf['REDIS_URL']))!r}.",
+                "For example 'redis://127.0.0.1:6379/0'.",
+                9,
+            )
+        )
+    return errors
+
+
+@register()
+def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W001: Redis unreachable; E010: Redis older than 6.2. Skipped if the settings are bad."""
+    if check_settings():
+        return []
+    url = connection_url()
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        with client:
+            version = str(client.info("server")["redis_version"])
+    except redis.RedisError as exc:
+        return [
+            Warning(
+                f"Redis at {redact_url(url)} does not answer: {exc}",
+                hint="Start redis-server or fix DJANGO_JOBS['REDIS_URL']; jobs cannot be "
+                "enqueued or run until it answers.",
+                id="django_jobs.W001",
+            )
+        ]
+    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    if found < MIN_REDIS:
+        return [
+            _error(
+                f"Redis at {redact_url(url)} is version {version}; django-jobs needs 6.2 or newer.",
+                "Upgrade the Redis server.",
+                10,
+            )
+        ]
+    return []

@@ -1,0 +1,73 @@
+"""The ``DJANGO_JOBS`` settings dict, read lazily so ``override_settings`` works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Connection: a Redis URL, or the alias of a django-redis cache whose client is reused.
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "CONNECTION": None,
+    # Every key starts with this; the braces are a Redis Cluster hash tag.
+    "PREFIX": "{django_jobs}",
+    "QUEUES": ["default"],
+    "DEFAULT_QUEUE": "default",
+    # Seconds.
+    "JOB_TTL": 7 * 24 * 3600,
+    "RESULT_TTL": 24 * 3600,
+    "MAX_RETRIES": 3,
+    "RETRY_BACKOFF_BASE": 60,
+    "RETRY_BACKOFF_MAX": 3600,
+    "DEFAULT_TIMEOUT": 300,
+    "LEASE_TIMEOUT": 60,
+    # A job whose worker died this many times goes to the dead-letter queue (poison pill).
+    "MAX_LOST": 3,
+}
+
+
+class JobsSettings:
+    """Attribute access to ``settings.DJANGO_JOBS`` merged over :data:`DEFAULTS`.
+
+    The merge is cached and dropped whenever Django reports a settings change, which is what
+    ``override_settings`` does in tests.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> Any:
+        return getattr(settings, "DJANGO_JOBS", {})
+
+    def as_dict(self) -> dict[str, Any]:
+        if self._cache is None:
+            user = self.user_settings
+            merged = dict(DEFAULTS)
+            if isinstance(user, dict):
+                merged.update(user)
+            self._cache = merged
+        return self._cache
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"DJANGO_JOBS has no setting {name!r}")
+        return self.as_dict()[name]
+
+    def reload(self) -> None:
+        self._cache = None
+
+
+jobs_settings = JobsSettings()
+
+
+@receiver(setting_changed)
+def _reload_jobs_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DJANGO_JOBS", "CACHES"):
+        jobs_settings.reload()
+        from django_jobs.connection import reset_connections
+
+        reset_connections()

@@ -1,0 +1,71 @@
+"""Redis clients for django-jobs: one sync client per process, one async client per event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+
+from django_jobs.conf import jobs_settings
+
+_sync_client: redis.Redis | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def connection_url() -> str:
+    """The URL django-jobs connects to: ``REDIS_URL``, or the ``CONNECTION`` cache's location."""
+    alias = jobs_settings.CONNECTION
+    if alias is None:
+        return str(jobs_settings.REDIS_URL)
+    from django.conf import settings
+
+    location = settings.CACHES[alias]["LOCATION"]
+    return str(location[0] if isinstance(location, (list, tuple)) else location)
+
+
+def get_redis() -> redis.Redis:
+    """The shared sync client. With ``CONNECTION`` set, django-redis's own client is reused."""
+    global _sync_client
+    if _sync_client is None:
+        alias = jobs_settings.CONNECTION
+        if alias is not None:
+            from django_redis import get_redis_connection
+
+            _sync_client = get_redis_connection(alias)
+        else:
+            _sync_client = redis.Redis.from_url(connection_url())
+    return _sync_client
+
+
+def get_async_redis() -> redis.asyncio.Redis:
+    """An async client bound to the running event loop (asyncio connections cannot move loops)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = redis.asyncio.Redis.from_url(connection_url())
+        _async_clients[loop] = client
+    return client
+
+
+def reset_connections() -> None:
+    """Forget cached clients, e.g. after the settings changed or in a forked child process."""
+    global _sync_client
+    _sync_client = None
+    _async_clients.clear()

@@ -1,0 +1,230 @@
+"""The job record: its states, its priorities and the :class:`Job` dataclass."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django_jobs.exceptions import InvalidJobRecord
+from django_jobs.serialization import dumps, from_timestamp
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RETRYING = "retrying"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobPriority(enum.IntEnum):
+    """Strict priorities: a worker always takes CRITICAL before HIGH before NORMAL before LOW."""
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+    CRITICAL = 3
+
+    @classmethod
+    def parse(cls, value: JobPriority | int | str) -> JobPriority:
+        """Accept a member, its value or its name in any case; raise ``ValueError`` otherwise."""
+        if isinstance(value, str):
+            try:
+                return cls[value.upper()]
+            except KeyError:
+                pass
+        elif isinstance(value, int) and not isinstance(value, bool):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        choices = ", ".join(f"{p.name} ({p.value})" for p in cls)
+        raise ValueError(f"Unknown priority {value!r}; use one of {choices}.")
+
+
+# Highest first: the order in which a worker looks at the lists of a queue.
+PRIORITIES_HIGH_FIRST: tuple[JobPriority, ...] = tuple(sorted(JobPriority, reverse=True))
+
+_DATETIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
+_INT_FIELDS = ("max_retries", "retry_count", "lost_count")
+
+
+@dataclass
+class Job:
+    """One job as stored in Redis.
+
+    ``retry_count`` counts failures that were retried; ``lost_count`` counts the times the
+    job's worker died under it (its lease expired), which are redelivered without using a retry.
+    ``errors`` keeps one entry per failed attempt: ``{"attempt", "error", "traceback",
+    "worker_id", "failed_at"}``.
+    """
+
+    id: str
+    name: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    status: JobStatus = JobStatus.PENDING
+    priority: JobPriority = JobPriority.NORMAL
+    queue: str = "default"
+    created_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    max_retries: int = 3
+    retry_count: int = 0
+    timeout: float = 300
+    user_id: str | None = None
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    worker_id: str | None = None
+    lost_count: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    lease_token: str | None = None
+    cancel_requested: bool = False
+
+    # Fields whose Redis hash value is JSON text; ``result`` lives in a key of its own.
+    _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors")
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status.is_finished
+
+    # -- dict / JSON --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: datetimes as ISO 8601 in UTC, enums by value and name."""
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif f.name == "status":
+                value = value.value
+            elif f.name == "priority":
+                value = value.name.lower()
+            data[f.name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Job:
+        """Build a job from :meth:`to_dict` output; raise :class:`InvalidJobRecord` if malformed."""
+        if not isinstance(data, dict):
+            raise InvalidJobRecord(f"A job record must be a dict, not {type(data).__name__}.")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            values[f.name] = _convert(f.name, data[f.name], _parse_iso)
+        return cls._build(values)
+
+    def to_json(self) -> str:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Job:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise InvalidJobRecord(f"A job record is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    # -- Redis hash ---------------------------------------------------------------------------
+
+    def to_hash(self) -> dict[str, str]:
+        """The Redis hash of this job: compact strings, ``None`` fields left out.
+
+        Datetimes are epoch seconds so that the Lua scripts can compare them with scores.
+        ``id`` lives in the key and ``result`` in a key of its own, so neither is stored here.
+        """
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("id", "result") or value is None:
+                continue
+            if isinstance(value, datetime):
+                out[f.name] = f"{value.timestamp():.6f}"
+            elif f.name in self._JSON_FIELDS:
+                if value:
+                    out[f.name] = dumps(value)
+            elif isinstance(value, bool):
+                if value:
+                    out[f.name] = "1"
+            elif isinstance(value, enum.Enum):
+                out[f.name] = str(value.value)
+            else:
+                out[f.name] = str(value)
+        return out
+
+    @classmethod
+    def from_hash(cls, job_id: str, data: dict[str, str], result: Any = None) -> Job:
+        """Build a job from its Redis hash (str values); raise :class:`InvalidJobRecord`."""
+        values: dict[str, Any] = {"id": job_id, "result": result}
+        names = {f.name for f in fields(cls)}
+        for key, raw in data.items():
+            if key not in names or key in ("id", "result"):
+                continue  # written by a newer version, or by the scripts for their own use
+            if key in cls._JSON_FIELDS:
+                try:
+                    raw = json.loads(raw)
+                except ValueError:
+                    raise InvalidJobRecord(f"Job {job_id}: field {key!r} is not JSON.") from None
+            values[key] = _convert(key, raw, from_timestamp, job_id)
+        return cls._build(values, job_id)
+
+    @classmethod
+    def _build(cls, values: dict[str, Any], job_id: str | None = None) -> Job:
+        where = f"Job {job_id}: " if job_id else ""
+        for required in ("id", "name"):
+            if not isinstance(values.get(required), str) or not values[required]:
+                raise InvalidJobRecord(f"{where}field {required!r} is missing or not a string.")
+        if not isinstance(values.get("args", []), list):
+            raise InvalidJobRecord(f"{where}field 'args' must be a list.")
+        if not isinstance(values.get("kwargs", {}), dict):
+            raise InvalidJobRecord(f"{where}field 'kwargs' must be a dict.")
+        if not isinstance(values.get("errors", []), list):
+            raise InvalidJobRecord(f"{where}field 'errors' must be a list.")
+        return cls(**values)
+
+
+def _parse_iso(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("it has no time zone")
+    return parsed
+
+
+def _convert(name: str, value: Any, parse_datetime: Any, job_id: str | None = None) -> Any:
+    """Turn one stored value into the dataclass's type, naming the field when it cannot."""
+    if value is None:
+        return None
+    try:
+        if name in _DATETIME_FIELDS:
+            return parse_datetime(value)
+        if name == "status":
+            return JobStatus(value)
+        if name == "priority":
+            return JobPriority.parse(
+                int(value) if isinstance(value, str) and value.isdigit() else value
+            )
+        if name in _INT_FIELDS:
+            return int(value)
+        if name == "timeout":
+            number = float(value)
+            return int(number) if number.is_integer() else number
+        if name == "cancel_requested":
+            return value in (True, "1")
+    except (TypeError, ValueError) as exc:
+        where = f"Job {job_id}: " if job_id else ""
+        raise InvalidJobRecord(
+            f"{where}field {name!r} has the invalid value {value!r} ({exc})."
+        ) from None
+    return value

@@ -1,0 +1,45 @@
+"""The Redis key layout. Every key starts with the prefix, whose ``{...}`` is the hash tag."""
+
+from __future__ import annotations
+
+from django_jobs.job import PRIORITIES_HIGH_FIRST, JobPriority
+
+
+class Keys:
+    """Names of the keys of one namespace.
+
+    The Lua scripts build job, result and list keys from the prefix themselves (all in the same
+    hash slot), with the same patterns as here: ``<prefix>:job:<id>``,
+    ``<prefix>:queue:<queue>:<priority>``.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.scheduled = f"{prefix}:scheduled"  # delayed PENDING jobs, score = due time
+        self.retrying = f"{prefix}:retrying"  # RETRYING jobs, score = due time
+        self.processing = f"{prefix}:processing"  # RUNNING jobs, score = lease deadline
+        self.dead = f"{prefix}:dead"  # FAILED jobs, score = failed at
+        self.completed = f"{prefix}:completed"  # COMPLETED jobs, score = finished at
+        self.cancelled = f"{prefix}:cancelled"  # CANCELLED jobs, score = finished at
+        self.wakeup = f"{prefix}:wakeup"  # idle workers block on this list
+        self.counters = f"{prefix}:counters"  # hash of event counters (stale acks, ...)
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def result(self, job_id: str) -> str:
+        return f"{self.prefix}:result:{job_id}"
+
+    def queue(self, queue: str, priority: JobPriority) -> str:
+        return f"{self.prefix}:queue:{queue}:{priority.value}"
+
+    def user(self, user_id: str) -> str:
+        return f"{self.prefix}:user:{user_id}"
+
+    def queues_high_first(self, queues: list[str]) -> list[str]:
+        """The lists a worker serving ``queues`` pops from, in strict priority order.
+
+        Every CRITICAL list of the served queues comes before any HIGH list, and so on; within a
+        priority the queues keep the order they were given in.
+        """
+        return [self.queue(q, p) for p in PRIORITIES_HIGH_FIRST for q in queues]

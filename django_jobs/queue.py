@@ -1,0 +1,621 @@
+"""The queue API: enqueue, claim, acknowledge, fail, cancel, requeue, inspect.
+
+Every method that changes a job's state makes exactly one Redis round trip: one call of a Lua
+script from ``scripts/``. The logic of each operation is written once, as a *plan*: a generator
+that yields :class:`Call` objects and receives their replies. The sync method runs the plan
+with the sync client, the ``a``-prefixed twin with the asyncio client.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import uuid
+from collections.abc import Callable, Coroutine, Generator, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import redis
+
+from django_jobs.conf import jobs_settings
+from django_jobs.connection import connection_url, get_async_redis, get_redis, redact_url
+from django_jobs.exceptions import InvalidJobRecord, RedisUnavailable
+from django_jobs.job import Job, JobPriority, JobStatus
+from django_jobs.keys import Keys
+from django_jobs.scripts import scripts_for
+from django_jobs.serialization import check_json, dumps, loads, utcnow
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+# How many due jobs one claim or promote call moves at most, to keep each script call short.
+PROMOTE_LIMIT = 100
+RECOVER_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Call:
+    """One script call: the only thing a plan asks of Redis."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
+
+
+Plan = Generator[Call, Any, T]
+
+
+def _sync(
+    plan: Callable[Concatenate[JobQueue, P], Plan[T]],
+) -> Callable[Concatenate[JobQueue, P], T]:
+    @functools.wraps(plan)
+    def run(self: JobQueue, *args: P.args, **kwargs: P.kwargs) -> T:
+        steps = plan(self, *args, **kwargs)
+        reply = None
+        try:
+            while True:
+                reply = self._call(get_redis(), steps.send(reply))
+        except StopIteration as done:
+            return done.value
+
+    run.__name__ = run.__qualname__ = plan.__name__.lstrip("_")
+    return run
+
+
+def _async(
+    plan: Callable[Concatenate[JobQueue, P], Plan[T]],
+) -> Callable[Concatenate[JobQueue, P], Coroutine[Any, Any, T]]:
+    @functools.wraps(plan)
+    async def run(self: JobQueue, *args: P.args, **kwargs: P.kwargs) -> T:
+        steps = plan(self, *args, **kwargs)
+        reply = None
+        try:
+            while True:
+                reply = await self._call(get_async_redis(), steps.send(reply))
+        except StopIteration as done:
+            return done.value
+
+    run.__name__ = run.__qualname__ = f"a{plan.__name__.lstrip('_')}"
+    return run
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _record(flat: list[Any]) -> dict[str, str]:
+    items = [_text(v) for v in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def _seconds(value: float | timedelta, what: str) -> float:
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not math.isfinite(seconds)
+    ):
+        raise ValueError(f"{what} must be a number of seconds or a timedelta, not {value!r}.")
+    return float(seconds)
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What :meth:`JobQueue.recover_expired` did."""
+
+    requeued: list[str]
+    buried: list[str]
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What :meth:`JobQueue.extend_lease` learned about a worker's running jobs."""
+
+    lost: list[str]
+    cancel_requested: list[str]
+
+
+class JobQueue:
+    """The jobs of one namespace (key prefix) in Redis.
+
+    ``JobQueue()`` uses ``DJANGO_JOBS``: its ``PREFIX``, ``QUEUES`` and connection, read at
+    each call so that ``override_settings`` applies. Pass ``prefix`` to work in another
+    namespace, e.g. one per test.
+    """
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self._prefix = prefix
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix or jobs_settings.PREFIX
+
+    @property
+    def keys(self) -> Keys:
+        return _keys(self.prefix)
+
+    def __repr__(self) -> str:
+        return f"<JobQueue {self.prefix}>"
+
+    def _call(self, client: Any, call: Call) -> Any:
+        script = scripts_for(client)[call.script]
+        try:
+            return script(keys=call.keys, args=call.args)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise RedisUnavailable(
+                f"Cannot reach Redis at {redact_url(connection_url())}: {exc}"
+            ) from exc
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def _queue_name(self, queue: str | None) -> str:
+        queues = list(jobs_settings.QUEUES)
+        name = jobs_settings.DEFAULT_QUEUE if queue is None else queue
+        if name not in queues:
+            raise ValueError(f"Unknown queue {name!r}; DJANGO_JOBS['QUEUES'] is {queues!r}.")
+        return name
+
+    def _served(self, queues: Iterable[str] | None) -> list[str]:
+        if queues is None:
+            return list(jobs_settings.QUEUES)
+        served = [self._queue_name(q) for q in queues]
+        if not served:
+            raise ValueError("A worker must serve at least one queue.")
+        return served
+
+    def build_job(
+        self,
+        name: str,
+        args: list[Any] | tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        priority: JobPriority | int | str = JobPriority.NORMAL,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        scheduled_at: datetime | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        user_id: str | int | None = None,
+    ) -> Job:
+        """Check every option and argument and return the job :meth:`enqueue` would store.
+
+        Raises ``ValueError`` for a bad option and
+        :class:`~django_jobs.exceptions.NotJSONSerializable` naming the argument that would not
+        survive JSON. Nothing is written.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"A job name must be a non-empty string, not {name!r}.")
+        if not isinstance(args, (list, tuple)):
+            raise TypeError(f"args must be a list or a tuple, not {type(args).__name__}.")
+        args = list(args)
+        kwargs = {} if kwargs is None else kwargs
+        if not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}.")
+        for index, value in enumerate(args):
+            check_json(value, f"args[{index}]")
+        check_json(kwargs, "kwargs")
+
+        now = utcnow()
+        if delay is not None and scheduled_at is not None:
+            raise ValueError("Pass either delay or scheduled_at, not both.")
+        if delay is not None:
+            seconds = _seconds(delay, "delay")
+            if seconds < 0:
+                raise ValueError(f"delay must not be negative, got {delay!r}.")
+            scheduled_at = now + timedelta(seconds=seconds) if seconds > 0 else None
+        elif scheduled_at is not None:
+            if not isinstance(scheduled_at, datetime):
+                raise ValueError(f"scheduled_at must be a datetime, not {scheduled_at!r}.")
+            if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
+                raise ValueError(
+                    f"scheduled_at {scheduled_at.isoformat()} has no time zone; pass an aware "
+                    "datetime, e.g. django.utils.timezone.now() + timedelta(minutes=5)."
+                )
+        max_retries = jobs_settings.MAX_RETRIES if max_retries is None else max_retries
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}.")
+        timeout = jobs_settings.DEFAULT_TIMEOUT if timeout is None else timeout
+        if _seconds(timeout, "timeout") <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}.")
+
+        return Job(
+            id=uuid.uuid4().hex,
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            priority=JobPriority.parse(priority),
+            queue=self._queue_name(queue),
+            created_at=now,
+            scheduled_at=scheduled_at,
+            max_retries=max_retries,
+            timeout=timeout,
+            user_id=None if user_id is None else str(user_id),
+        )
+
+    # -- plans --------------------------------------------------------------------------------
+
+    def _enqueue_jobs(self, jobs: list[Job]) -> Plan[list[Job]]:
+        keys = self.keys
+        now = utcnow().timestamp()
+        job_ttl = int(jobs_settings.JOB_TTL)
+        args: list[Any] = [self.prefix, now - job_ttl, job_ttl]
+        for job in jobs:
+            due = job.scheduled_at.timestamp() if job.scheduled_at else None
+            fields = job.to_hash()
+            args += [
+                job.id,
+                job.queue,
+                job.priority.value,
+                f"{due:.6f}" if due is not None and due > now else "",
+                job.user_id or "",
+                fields["created_at"],
+                len(fields),
+            ]
+            for item in fields.items():
+                args += item
+        yield Call("enqueue", [keys.scheduled, keys.wakeup], args)
+        return jobs
+
+    def _enqueue(
+        self,
+        name: str,
+        args: list[Any] | tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Plan[Job]:
+        """Store a job and make it ready, or due later with ``delay`` or ``scheduled_at``.
+
+        Options: ``priority``, ``queue``, ``delay`` (seconds or timedelta), ``scheduled_at``
+        (an aware datetime), ``max_retries``, ``timeout`` (seconds), ``user_id``. See
+        :meth:`build_job` for what is checked. Returns the stored :class:`Job`.
+        """
+        (job,) = yield from self._enqueue_jobs([self.build_job(name, args, kwargs, **options)])
+        return job
+
+    def _enqueue_many(self, jobs: Iterable[Job]) -> Plan[list[Job]]:
+        """Store many jobs built with :meth:`build_job` in one round trip."""
+        return (yield from self._enqueue_jobs(list(jobs)))
+
+    def _dequeue(
+        self, queues: Iterable[str] | None = None, worker_id: str = "", lease: float | None = None
+    ) -> Plan[Job | None]:
+        """Lease the next job of the served ``queues`` (default: all), or return ``None``.
+
+        Strict priority across the served queues, FIFO within a priority. Due delayed and
+        retrying jobs are promoted first. The job comes back with a fresh ``lease_token``
+        that :meth:`complete_job`, :meth:`fail_job` and :meth:`extend_lease` must present.
+        A record that cannot be read is moved to the dead-letter queue and the next job taken.
+        """
+        keys = self.keys
+        served = self._served(queues)
+        lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
+        while True:
+            now = utcnow().timestamp()
+            token = uuid.uuid4().hex
+            reply = yield Call(
+                "claim",
+                [
+                    keys.scheduled,
+                    keys.retrying,
+                    keys.processing,
+                    keys.dead,
+                    keys.wakeup,
+                    *keys.queues_high_first(served),
+                ],
+                [self.prefix, f"{now:.6f}", f"{now + lease:.6f}", token, worker_id, PROMOTE_LIMIT],
+            )
+            job_id = _text(reply[0])
+            if not job_id:
+                return None
+            try:
+                return Job.from_hash(job_id, _record(reply[1]))
+            except InvalidJobRecord as exc:
+                yield self._fail_call(job_id, token, str(exc), "", retry=False)
+
+    def _get_job(self, job_id: str) -> Plan[Job | None]:
+        """The job with its result, or ``None`` if it does not exist (or expired)."""
+        jobs = yield from self._fetch(["ids", job_id])
+        return jobs[0] if jobs else None
+
+    def _complete_job(self, job: Job, result: Any = None) -> Plan[bool]:
+        """Record ``job`` as completed with ``result`` (JSON), if its lease is still held.
+
+        Returns ``False`` when the lease was lost (another worker has the job, or it was
+        recovered): the stale completion is refused and counted in ``stats()['counters']``.
+        """
+        check_json(result, "the result")
+        keys = self.keys
+        now = utcnow().timestamp()
+        job_ttl = int(jobs_settings.JOB_TTL)
+        reply = yield Call(
+            "ack",
+            [keys.job(job.id), keys.processing, keys.result(job.id), keys.completed, keys.counters],
+            [
+                job.id,
+                job.lease_token or "",
+                f"{now:.6f}",
+                dumps(result),
+                int(jobs_settings.RESULT_TTL),
+                job_ttl,
+                now - job_ttl,
+            ],
+        )
+        return bool(reply)
+
+    def _fail_call(
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        tb: str,
+        *,
+        retry: bool,
+        attempt: int = 1,
+        worker_id: str = "",
+    ) -> Call:
+        keys = self.keys
+        now = utcnow().timestamp()
+        entry = {
+            "attempt": attempt,
+            "error": error,
+            "traceback": tb,
+            "worker_id": worker_id,
+            "failed_at": now,
+        }
+        return Call(
+            "fail",
+            [keys.job(job_id), keys.processing, keys.retrying, keys.dead, keys.counters],
+            [
+                job_id,
+                token,
+                f"{now:.6f}",
+                error,
+                tb,
+                dumps(entry),
+                jobs_settings.RETRY_BACKOFF_BASE,
+                jobs_settings.RETRY_BACKOFF_MAX,
+                "1" if retry else "0",
+            ],
+        )
+
+    def _fail_job(
+        self, job: Job, error: str, traceback: str = "", *, retry: bool = True
+    ) -> Plan[JobStatus | None]:
+        """Record a failed attempt of ``job``.
+
+        With retries left (and ``retry`` true) the job becomes RETRYING, due again after
+        ``min(RETRY_BACKOFF_BASE * 2**n, RETRY_BACKOFF_MAX)`` seconds for its n-th retry;
+        otherwise it is FAILED and kept in the dead-letter queue. Each attempt's error is kept
+        in ``job.errors``. Returns the new status, or ``None`` if the lease was not held.
+        """
+        reply = yield self._fail_call(
+            job.id,
+            job.lease_token or "",
+            error,
+            traceback,
+            retry=retry,
+            attempt=job.retry_count + job.lost_count + 1,
+            worker_id=job.worker_id or "",
+        )
+        outcome = _text(reply[0])
+        return None if outcome == "stale" else JobStatus(outcome)
+
+    def _cancel_job(self, job_id: str, lease_token: str = "") -> Plan[str]:
+        """Cancel a job.
+
+        A pending (also delayed) or retrying job is CANCELLED at once: returns
+        ``"cancelled"``. For a running job a cancellation is requested and its worker stops
+        it: returns ``"requested"``. A finished job is left alone (its status is returned),
+        an unknown id gives ``"missing"``. A worker confirms a requested cancellation by
+        passing its ``lease_token``.
+        """
+        keys = self.keys
+        now = utcnow().timestamp()
+        job_ttl = int(jobs_settings.JOB_TTL)
+        reply = yield Call(
+            "cancel",
+            [keys.job(job_id), keys.scheduled, keys.retrying, keys.processing, keys.cancelled],
+            [job_id, self.prefix, f"{now:.6f}", job_ttl, now - job_ttl, lease_token],
+        )
+        return _text(reply)
+
+    def _requeue_dead(
+        self, job_ids: Iterable[str] | None = None, *, limit: int = 0
+    ) -> Plan[list[str]]:
+        """Move dead-letter jobs (the given ids, or all, oldest first, up to ``limit`` if
+        given) back to the tail of their lists with a fresh retry budget. Returns their ids.
+        """
+        keys = self.keys
+        ids = [] if job_ids is None else list(job_ids)
+        if job_ids is not None and not ids:
+            return []
+        reply = yield Call("requeue", [keys.dead, keys.wakeup], [self.prefix, limit, *ids])
+        return [_text(i) for i in reply]
+
+    def _extend_lease(self, jobs: Iterable[Job], lease: float | None = None) -> Plan[LeaseState]:
+        """Renew the leases of a worker's running ``jobs`` in one call.
+
+        Returns the ids whose lease is no longer held (stop working on them: another worker
+        may have them) and those whose cancellation was requested.
+        """
+        pairs: list[str] = []
+        for job in jobs:
+            pairs += [job.id, job.lease_token or ""]
+        if not pairs:
+            return LeaseState([], [])
+        lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
+        deadline = utcnow().timestamp() + lease
+        lost, cancel = yield Call(
+            "extend", [self.keys.processing], [self.prefix, f"{deadline:.6f}", *pairs]
+        )
+        return LeaseState([_text(i) for i in lost], [_text(i) for i in cancel])
+
+    def _recover_expired(self) -> Plan[Recovered]:
+        """Bring back running jobs whose lease expired, at the head of their list.
+
+        A job whose worker was lost ``MAX_LOST`` times goes to the dead-letter queue instead
+        (a poison pill); one whose cancellation was requested is cancelled. Safe to run from
+        many workers at once.
+        """
+        keys = self.keys
+        now = utcnow().timestamp()
+        job_ttl = int(jobs_settings.JOB_TTL)
+        requeued, buried = yield Call(
+            "recover",
+            [keys.processing, keys.dead, keys.cancelled, keys.wakeup, keys.counters],
+            [
+                self.prefix,
+                f"{now:.6f}",
+                jobs_settings.MAX_LOST,
+                RECOVER_LIMIT,
+                job_ttl,
+                now - job_ttl,
+            ],
+        )
+        return Recovered([_text(i) for i in requeued], [_text(i) for i in buried])
+
+    def _promote_due(self) -> Plan[int]:
+        """Move delayed and retrying jobs whose time has come to their lists; return how many."""
+        keys = self.keys
+        now = utcnow().timestamp()
+        reply = yield Call(
+            "promote",
+            [keys.scheduled, keys.retrying, keys.dead, keys.wakeup],
+            [self.prefix, f"{now:.6f}", PROMOTE_LIMIT],
+        )
+        return int(reply)
+
+    def _fetch(self, args: list[Any]) -> Plan[list[Job]]:
+        reply = yield Call("fetch", [], [self.prefix, *args])
+        jobs = []
+        for index in range(0, len(reply), 3):
+            job_id, raw_result = _text(reply[index]), reply[index + 2]
+            result = loads(raw_result) if raw_result else None
+            jobs.append(Job.from_hash(job_id, _record(reply[index + 1]), result))
+        return jobs
+
+    def _list_jobs(
+        self,
+        status: JobStatus | str,
+        *,
+        queue: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> Plan[list[Job]]:
+        """A page of the jobs in one state, optionally of one queue.
+
+        PENDING lists ready jobs in the order workers will take them, then delayed ones by
+        due time; RETRYING by due time; RUNNING by lease deadline; FAILED (the dead-letter
+        queue), COMPLETED and CANCELLED newest first.
+        """
+        keys = self.keys
+        status = JobStatus(status)
+        queues = [self._queue_name(queue)] if queue is not None else list(jobs_settings.QUEUES)
+        sources: list[str] = []
+        if status is JobStatus.PENDING:
+            for key in keys.queues_high_first(queues):
+                sources += ["L", key]
+            sources += ["Z", keys.scheduled]
+        else:
+            kind, key = {
+                JobStatus.RETRYING: ("Z", keys.retrying),
+                JobStatus.RUNNING: ("Z", keys.processing),
+                JobStatus.FAILED: ("R", keys.dead),
+                JobStatus.COMPLETED: ("R", keys.completed),
+                JobStatus.CANCELLED: ("R", keys.cancelled),
+            }[status]
+            sources += [kind, key]
+        if offset < 0 or limit < 0:
+            raise ValueError("offset and limit must not be negative.")
+        return (yield from self._fetch(["page", queue or "", offset, limit, *sources]))
+
+    def _jobs_for_user(
+        self, user_id: str | int, *, offset: int = 0, limit: int = 100
+    ) -> Plan[list[Job]]:
+        """A page of the jobs enqueued with ``user_id``, newest first (kept ``JOB_TTL``)."""
+        return (
+            yield from self._fetch(["page", "", offset, limit, "R", self.keys.user(str(user_id))])
+        )
+
+    def _stats(self) -> Plan[dict[str, Any]]:
+        """Counts of jobs: ready ones per queue and priority, all per state, and counters.
+
+        ``{"queues": {"default": {"critical": 0, "high": 2, ...}}, "states": {"pending": 2,
+        "scheduled": 0, "retrying": 0, "running": 1, "failed": 0, "completed": 9,
+        "cancelled": 0}, "counters": {"stale_acks": 0, "recovered": 0}}``; ``pending`` counts
+        ready and delayed jobs, ``scheduled`` the delayed ones among them.
+        """
+        keys = self.keys
+        queues = list(jobs_settings.QUEUES)
+        lists = keys.queues_high_first(queues)
+        keep_since = utcnow().timestamp() - int(jobs_settings.JOB_TTL)
+        lengths, states, counters = yield Call(
+            "stats",
+            [
+                keys.scheduled,
+                keys.retrying,
+                keys.processing,
+                keys.dead,
+                keys.completed,
+                keys.cancelled,
+                keys.counters,
+                *lists,
+            ],
+            [keep_since],
+        )
+        per_queue: dict[str, dict[str, int]] = {q: {} for q in queues}
+        for key, length in zip(lists, lengths, strict=True):
+            queue, priority = key.rsplit(":", 2)[1:]
+            per_queue[queue][JobPriority(int(priority)).name.lower()] = int(length)
+        scheduled, retrying, running, failed, completed, cancelled = (int(n) for n in states)
+        counts = {k: int(v) for k, v in _record(counters).items()}
+        return {
+            "queues": per_queue,
+            "states": {
+                "pending": sum(map(int, lengths)) + scheduled,
+                "scheduled": scheduled,
+                "retrying": retrying,
+                "running": running,
+                "failed": failed,
+                "completed": completed,
+                "cancelled": cancelled,
+            },
+            "counters": {"stale_acks": 0, "recovered": 0, **counts},
+        }
+
+    # -- public API: each plan run with the sync client, and with the asyncio one -------------
+
+    enqueue = _sync(_enqueue)
+    aenqueue = _async(_enqueue)
+    enqueue_many = _sync(_enqueue_many)
+    aenqueue_many = _async(_enqueue_many)
+    dequeue = _sync(_dequeue)
+    adequeue = _async(_dequeue)
+    get_job = _sync(_get_job)
+    aget_job = _async(_get_job)
+    complete_job = _sync(_complete_job)
+    acomplete_job = _async(_complete_job)
+    fail_job = _sync(_fail_job)
+    afail_job = _async(_fail_job)
+    cancel_job = _sync(_cancel_job)
+    acancel_job = _async(_cancel_job)
+    requeue_dead = _sync(_requeue_dead)
+    arequeue_dead = _async(_requeue_dead)
+    extend_lease = _sync(_extend_lease)
+    aextend_lease = _async(_extend_lease)
+    recover_expired = _sync(_recover_expired)
+    arecover_expired = _async(_recover_expired)
+    promote_due = _sync(_promote_due)
+    apromote_due = _async(_promote_due)
+    list_jobs = _sync(_list_jobs)
+    alist_jobs = _async(_list_jobs)
+    jobs_for_user = _sync(_jobs_for_user)
+    ajobs_for_user = _async(_jobs_for_user)
+    stats = _sync(_stats)
+    astats = _async(_stats)
+
+
+@functools.lru_cache(maxsize=64)
+def _keys(prefix: str) -> Keys:
+    return Keys(prefix)

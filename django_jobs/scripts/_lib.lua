@@ -1,0 +1,66 @@
+-- Helpers shared by every script; scripts.py puts this file in front of each script.
+-- Key patterns match django_jobs/keys.py. All keys share the prefix's hash tag.
+
+local WAKE_CAP = 64
+
+local function job_key(prefix, id) return prefix .. ':job:' .. id end
+local function result_key(prefix, id) return prefix .. ':result:' .. id end
+local function list_key(prefix, queue, priority) return prefix .. ':queue:' .. queue .. ':' .. priority end
+
+-- One token per ready job wakes one idle worker each; capped so tokens never pile up.
+local function wake(wakeup_key, count)
+  if count <= 0 then return end
+  local tokens = {}
+  for i = 1, math.min(count, WAKE_CAP) do tokens[i] = '1' end
+  redis.call('RPUSH', wakeup_key, unpack(tokens))
+  redis.call('LTRIM', wakeup_key, -WAKE_CAP, -1)
+end
+
+-- Append one JSON object (already encoded) to the job's JSON array of errors.
+local function append_error(jkey, entry)
+  local errors = redis.call('HGET', jkey, 'errors')
+  if errors and string.len(errors) > 2 then
+    errors = string.sub(errors, 1, -2) .. ',' .. entry .. ']'
+  else
+    errors = '[' .. entry .. ']'
+  end
+  redis.call('HSET', jkey, 'errors', errors)
+end
+
+-- A record no worker can run (missing or without name and queue) goes to the dead-letter
+-- queue with a reason instead of vanishing or crashing a worker.
+local function bury(prefix, dead_key, id, now, reason)
+  local jkey = job_key(prefix, id)
+  if redis.call('HEXISTS', jkey, 'name') == 0 then
+    redis.call('HSET', jkey, 'name', '(unknown)')
+  end
+  redis.call('HSET', jkey, 'status', 'failed', 'finished_at', now, 'error', reason)
+  redis.call('HDEL', jkey, 'lease_token')
+  redis.call('PERSIST', jkey)
+  redis.call('ZADD', dead_key, now, id)
+end
+
+-- Move jobs of a zset (delayed or retrying) whose time has come to the tail of their list.
+local function promote(prefix, zkey, dead_key, now, limit)
+  local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, limit)
+  local ready = 0
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', zkey, id)
+    local jkey = job_key(prefix, id)
+    local f = redis.call('HMGET', jkey, 'queue', 'priority')
+    if f[1] and f[2] then
+      redis.call('HSET', jkey, 'status', 'pending')
+      redis.call('RPUSH', list_key(prefix, f[1], f[2]), id)
+      ready = ready + 1
+    else
+      bury(prefix, dead_key, id, now, 'The job record is missing or has no queue and priority.')
+    end
+  end
+  return ready
+end
+
+-- Keep an index of finished jobs for as long as their records live.
+local function index_finished(zkey, id, now, keep_since)
+  redis.call('ZADD', zkey, now, id)
+  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', '(' .. keep_since)
+end

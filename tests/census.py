@@ -1,0 +1,30 @@
+"""Where is every job? Each id must be in exactly one state structure."""
+
+from django_jobs import JobQueue
+from django_jobs.conf import jobs_settings
+from django_jobs.job import JobPriority
+
+
+def census(queue: JobQueue, client) -> dict[str, list[str]]:
+    """Map each job id found in any structure to the places it was found in."""
+    keys = queue.keys
+    places: dict[str, list[str]] = {}
+    for name in jobs_settings.QUEUES:
+        for priority in JobPriority:
+            key = keys.queue(name, priority)
+            for job_id in client.lrange(key, 0, -1):
+                places.setdefault(job_id, []).append(f"queue:{name}:{priority.name.lower()}")
+    for place in ("scheduled", "retrying", "processing", "dead", "completed", "cancelled"):
+        for job_id in client.zrange(getattr(keys, place), 0, -1):
+            places.setdefault(job_id, []).append(place)
+    return places
+
+
+def assert_census(queue: JobQueue, client, expected: dict[str, str]) -> None:
+    """Every job is in exactly the one place ``expected`` says, and no other job exists."""
+    found = census(queue, client)
+    duplicates = {job_id: where for job_id, where in found.items() if len(where) != 1}
+    assert not duplicates, f"jobs in more than one place: {duplicates}"
+    assert {job_id: where[0] for job_id, where in found.items()} == expected
+    records = {k.rsplit(":", 1)[1] for k in client.scan_iter(match=f"{queue.prefix}:job:*")}
+    assert records == set(expected), "every job record is in a structure, and vice versa"

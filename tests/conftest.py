@@ -1,0 +1,39 @@
+import os
+import uuid
+
+import pytest
+import redis
+
+from django_jobs import JobQueue
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.ping()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def prefix(redis_client):
+    """A key prefix of this test's own; its keys, and only those, are deleted afterwards."""
+    prefix = f"{{test-{uuid.uuid4().hex[:12]}}}"
+    yield prefix
+    keys = list(redis_client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture
+def jobs_settings(settings, prefix):
+    """``DJANGO_JOBS`` for this test, under its own prefix; tests may change it further."""
+    settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "PREFIX": prefix}
+    return settings
+
+
+@pytest.fixture
+def queue(jobs_settings):
+    return JobQueue()

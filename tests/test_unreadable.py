@@ -1,0 +1,45 @@
+"""Records no worker can run go to the dead-letter queue with a reason; the next job is taken."""
+
+from django_jobs import JobPriority, JobStatus
+from tests.census import assert_census
+
+
+def test_list_entry_without_a_record_is_buried_and_the_next_job_taken(queue, redis_client):
+    redis_client.rpush(queue.keys.queue("default", JobPriority.NORMAL), "ghost")
+    real = queue.enqueue("a.job")
+
+    assert queue.dequeue().id == real.id
+
+    ghost = queue.get_job("ghost")
+    assert ghost.status is JobStatus.FAILED
+    assert ghost.error == "The job record is missing."
+    assert_census(queue, redis_client, {"ghost": "dead", real.id: "processing"})
+
+
+def test_corrupt_record_is_buried_with_the_reason_and_the_next_job_taken(queue, redis_client):
+    broken = queue.enqueue("a.job", [1])
+    redis_client.hset(queue.keys.job(broken.id), "args", "{not json")
+    real = queue.enqueue("a.job", [2])
+
+    assert queue.dequeue().id == real.id
+
+    raw = redis_client.hgetall(queue.keys.job(broken.id))
+    assert raw["status"] == "failed"
+    assert "field 'args' is not JSON" in raw["error"]
+    assert_census(queue, redis_client, {broken.id: "dead", real.id: "processing"})
+
+
+def test_record_with_an_unknown_status_value_is_buried(queue, redis_client):
+    broken = queue.enqueue("a.job")
+    redis_client.hset(queue.keys.job(broken.id), "priority", "urgent")
+
+    assert queue.dequeue() is None
+    assert "field 'priority'" in redis_client.hget(queue.keys.job(broken.id), "error")
+    assert_census(queue, redis_client, {broken.id: "dead"})
+
+
+def test_scheduled_entry_without_a_record_is_buried_when_due(queue, redis_client):
+    redis_client.zadd(queue.keys.scheduled, {"ghost": 0})
+
+    assert queue.dequeue() is None
+    assert_census(queue, redis_client, {"ghost": "dead"})
