@@ -487,7 +487,8 @@ class JobQueue:
         return int(reply)
 
     def _fetch(self, args: list[Any]) -> Plan[list[Job]]:
-        reply = yield Call("fetch", [], [self.prefix, *args])
+        # The key is not read: it routes the call to the namespace's slot on Redis Cluster.
+        reply = yield Call("fetch", [self.keys.dead], [self.prefix, *args])
         jobs = []
         for index in range(0, len(reply), 3):
             job_id, raw_result = _text(reply[index]), reply[index + 2]

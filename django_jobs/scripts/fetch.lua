@@ -1,5 +1,5 @@
 -- Read jobs with their results: by id, or a page of one or more state structures.
--- KEYS: none (all keys are built from the prefix and share its hash slot)
+-- KEYS: any key of the namespace, for Cluster routing (the others are built from the prefix)
 -- ARGV: prefix, 'ids', then the job ids
 --   or: prefix, 'page', queue filter ('' = all), offset, limit, then (kind, key) pairs where
 --       kind is 'L' (a list, head first), 'Z' (a zset, lowest score first) or 'R' (a zset,
