@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from redis.connection import parse_url
 
 from django_jobs.conf import DEFAULTS, jobs_settings
 from django_jobs.connection import connection_url, redact_url
@@ -32,7 +34,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
     if not isinstance(user, dict):
         return [_error("DJANGO_JOBS must be a dict.", f"It is a {type(user).__name__}.", 1)]
     errors: list[CheckMessage] = []
-    unknown = sorted(set(user) - set(DEFAULTS))
+    unknown = sorted(map(str, set(user) - set(DEFAULTS)))
     if unknown:
         errors.append(
             _error(
@@ -55,7 +57,12 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
             )
     for name in _POSITIVE_NUMBERS:
         value = conf[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
             errors.append(
                 _error(
                     f"DJANGO_JOBS['{name}'] must be a positive number of seconds, not {value!r}.",
@@ -116,7 +123,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                     8,
                 )
             )
-    elif not isinstance(conf["REDIS_URL"], str) or "://" not in conf["REDIS_URL"]:
+    elif not _valid_url(conf["REDIS_URL"]):
         errors.append(
             _error(
                 f"DJANGO_JOBS['REDIS_URL'] must be a redis://, rediss:// or unix:// URL, not "
@@ -126,6 +133,16 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     return errors
+
+
+def _valid_url(url: Any) -> bool:
+    if not isinstance(url, str) or url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+        return False
+    try:
+        parse_url(url)
+    except ValueError:
+        return False
+    return True
 
 
 @register()
@@ -138,7 +155,7 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
         with client:
             version = str(client.info("server")["redis_version"])
-    except redis.RedisError as exc:
+    except (redis.RedisError, ValueError) as exc:
         return [
             Warning(
                 f"Redis at {redact_url(url)} does not answer: {exc}",

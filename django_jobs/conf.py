@@ -26,6 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_TIMEOUT": 60,
     # A job whose worker died this many times goes to the dead-letter queue (poison pill).
     "MAX_LOST": 3,
+    # .delay() inside transaction.atomic() enqueues when the transaction commits.
+    "ENQUEUE_ON_COMMIT": True,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -20,13 +20,16 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.async
 def redact_url(url: str) -> str:
     """Return ``url`` with its password replaced by ``***``."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{name}=***" if name == "password" else f"{name}{eq}{value}"
+        for name, eq, value in (item.partition("=") for item in parts.query.split("&") if item)
+    )
+    # Built by hand: urlunsplit() would turn unix:///path into unix:/path.
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 def connection_url() -> str:
@@ -36,8 +39,11 @@ def connection_url() -> str:
         return str(jobs_settings.REDIS_URL)
     from django.conf import settings
 
+    # With replicas the first location is the primary, as for django-redis.
     location = settings.CACHES[alias]["LOCATION"]
-    return str(location[0] if isinstance(location, (list, tuple)) else location)
+    if isinstance(location, str):
+        location = location.split(",")
+    return str(location[0]).strip()
 
 
 def get_redis() -> redis.Redis:

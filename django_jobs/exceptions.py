@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class JobsError(Exception):
     """Base class of every django-jobs error."""
@@ -17,3 +19,35 @@ class InvalidJobRecord(JobsError, ValueError):
 
 class NotJSONSerializable(JobsError, TypeError):
     """A job argument or result does not survive a JSON round trip unchanged."""
+
+
+class JobNotFound(JobsError, LookupError):
+    """No job has this id: it never existed, or its record expired."""
+
+
+class JobFailed(JobsError):
+    """The job ended in the dead-letter queue. ``job`` holds every attempt's error.
+
+    ``error`` is the remote exception as ``"Type: message"`` and ``remote_traceback`` its
+    traceback, as the worker recorded them.
+    """
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+        self.error = job.error or ""
+        self.remote_traceback = job.traceback or ""
+        super().__init__(f"Job {job.id} ({job.name}) failed: {self.error}")
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.remote_traceback:
+            text += f"\n\nRemote traceback:\n{self.remote_traceback}"
+        return text
+
+
+class JobCancelled(JobsError):
+    """The job was cancelled before it finished."""
+
+    def __init__(self, job: Any) -> None:
+        self.job = job
+        super().__init__(f"Job {job.id} ({job.name}) was cancelled.")

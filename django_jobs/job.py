@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from django_jobs.exceptions import InvalidJobRecord
@@ -55,6 +55,15 @@ PRIORITIES_HIGH_FIRST: tuple[JobPriority, ...] = tuple(sorted(JobPriority, rever
 
 _DATETIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
 _INT_FIELDS = ("max_retries", "retry_count", "lost_count")
+_NULLABLE_FIELDS = (
+    *_DATETIME_FIELDS,
+    "user_id",
+    "result",
+    "error",
+    "traceback",
+    "worker_id",
+    "lease_token",
+)
 
 
 @dataclass
@@ -106,7 +115,7 @@ class Job:
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, datetime):
-                value = value.isoformat()
+                value = _utc(f.name, value).isoformat()
             elif f.name == "status":
                 value = value.value
             elif f.name == "priority":
@@ -132,7 +141,7 @@ class Job:
     @classmethod
     def from_json(cls, text: str | bytes) -> Job:
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_refuse_constant)
         except (TypeError, ValueError) as exc:
             raise InvalidJobRecord(f"A job record is not valid JSON: {exc}") from None
         return cls.from_dict(data)
@@ -151,7 +160,7 @@ class Job:
             if f.name in ("id", "result") or value is None:
                 continue
             if isinstance(value, datetime):
-                out[f.name] = f"{value.timestamp():.6f}"
+                out[f.name] = f"{_utc(f.name, value).timestamp():.6f}"
             elif f.name in self._JSON_FIELDS:
                 if value:
                     out[f.name] = dumps(value)
@@ -195,6 +204,16 @@ class Job:
         return cls(**values)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _utc(name: str, value: datetime) -> datetime:
+    if value.utcoffset() is None:
+        raise InvalidJobRecord(f"Field {name!r} is a naive datetime; job times must be aware.")
+    return value.astimezone(UTC)
+
+
 def _parse_iso(value: Any) -> datetime:
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
@@ -204,7 +223,7 @@ def _parse_iso(value: Any) -> datetime:
 
 def _convert(name: str, value: Any, parse_datetime: Any, job_id: str | None = None) -> Any:
     """Turn one stored value into the dataclass's type, naming the field when it cannot."""
-    if value is None:
+    if value is None and name in _NULLABLE_FIELDS:
         return None
     try:
         if name in _DATETIME_FIELDS:
@@ -222,6 +241,8 @@ def _convert(name: str, value: Any, parse_datetime: Any, job_id: str | None = No
             return int(number) if number.is_integer() else number
         if name == "cancel_requested":
             return value in (True, "1")
+        if value is None:
+            raise ValueError("it must not be null")
     except (TypeError, ValueError) as exc:
         where = f"Job {job_id}: " if job_id else ""
         raise InvalidJobRecord(

@@ -30,6 +30,10 @@ class Keys:
     def result(self, job_id: str) -> str:
         return f"{self.prefix}:result:{job_id}"
 
+    def done(self, job_id: str) -> str:
+        """A list pushed to when a watched job reaches a final state."""
+        return f"{self.prefix}:done:{job_id}"
+
     def queue(self, queue: str, priority: JobPriority) -> str:
         return f"{self.prefix}:queue:{queue}:{priority.value}"
 

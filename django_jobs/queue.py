@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import redis
 
 from django_jobs.conf import jobs_settings
 from django_jobs.connection import connection_url, get_async_redis, get_redis, redact_url
-from django_jobs.exceptions import InvalidJobRecord, RedisUnavailable
+from django_jobs.exceptions import InvalidJobRecord, JobNotFound, RedisUnavailable
 from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.keys import Keys
 from django_jobs.scripts import scripts_for
@@ -32,6 +33,8 @@ P = ParamSpec("P")
 # How many due jobs one claim or promote call moves at most, to keep each script call short.
 PROMOTE_LIMIT = 100
 RECOVER_LIMIT = 100
+# A waiter for a job's outcome looks again this often even without a notification.
+WAIT_RECHECK = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,16 @@ class Call:
     args: list[Any]
 
 
-Plan = Generator[Call, Any, T]
+@dataclass(frozen=True)
+class Block:
+    """Wait up to ``timeout`` seconds until the list ``key`` is not empty, leaving it as it is
+    (a rotating ``BLMOVE``, so that every waiter sees the same element)."""
+
+    key: str
+    timeout: float
+
+
+Plan = Generator[Call | Block, Any, T]
 
 
 def _sync(
@@ -72,12 +84,23 @@ def _async(
         reply = None
         try:
             while True:
-                reply = await self._call(get_async_redis(), steps.send(reply))
+                reply = await self._acall(get_async_redis(), steps.send(reply))
         except StopIteration as done:
             return done.value
 
     run.__name__ = run.__qualname__ = f"a{plan.__name__.lstrip('_')}"
     return run
+
+
+def _send(client: Any, call: Call | Block) -> Any:
+    """Make the call with a sync client, or start it (a coroutine) with an asyncio one."""
+    if isinstance(call, Block):
+        return client.blmove(call.key, call.key, call.timeout, "RIGHT", "LEFT")
+    return scripts_for(client)[call.script](keys=call.keys, args=call.args)
+
+
+def _unavailable(exc: Exception) -> RedisUnavailable:
+    return RedisUnavailable(f"Cannot reach Redis at {redact_url(connection_url())}: {exc}")
 
 
 def _text(value: bytes | str) -> str:
@@ -98,6 +121,14 @@ def _seconds(value: float | timedelta, what: str) -> float:
     ):
         raise ValueError(f"{what} must be a number of seconds or a timedelta, not {value!r}.")
     return float(seconds)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim found: a leased job, or the time (epoch seconds) the next one is due."""
+
+    job: Job | None
+    next_due: float | None
 
 
 @dataclass(frozen=True)
@@ -138,14 +169,17 @@ class JobQueue:
     def __repr__(self) -> str:
         return f"<JobQueue {self.prefix}>"
 
-    def _call(self, client: Any, call: Call) -> Any:
-        script = scripts_for(client)[call.script]
+    def _call(self, client: Any, call: Call | Block) -> Any:
         try:
-            return script(keys=call.keys, args=call.args)
+            return _send(client, call)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            raise RedisUnavailable(
-                f"Cannot reach Redis at {redact_url(connection_url())}: {exc}"
-            ) from exc
+            raise _unavailable(exc) from exc
+
+    async def _acall(self, client: Any, call: Call | Block) -> Any:
+        try:
+            return await _send(client, call)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise _unavailable(exc) from exc
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -156,7 +190,8 @@ class JobQueue:
             raise ValueError(f"Unknown queue {name!r}; DJANGO_JOBS['QUEUES'] is {queues!r}.")
         return name
 
-    def _served(self, queues: Iterable[str] | None) -> list[str]:
+    def served_queues(self, queues: Iterable[str] | None) -> list[str]:
+        """The queues a worker serves: all of ``QUEUES`` by default; unknown names are refused."""
         if queues is None:
             return list(jobs_settings.QUEUES)
         served = [self._queue_name(q) for q in queues]
@@ -287,8 +322,15 @@ class JobQueue:
         that :meth:`complete_job`, :meth:`fail_job` and :meth:`extend_lease` must present.
         A record that cannot be read is moved to the dead-letter queue and the next job taken.
         """
+        claim = yield from self._claim(queues, worker_id, lease)
+        return claim.job
+
+    def _claim(
+        self, queues: Iterable[str] | None = None, worker_id: str = "", lease: float | None = None
+    ) -> Plan[Claim]:
+        """:meth:`dequeue`, also telling when the next delayed or retrying job is due."""
         keys = self.keys
-        served = self._served(queues)
+        served = self.served_queues(queues)
         lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
         while True:
             now = utcnow().timestamp()
@@ -307,11 +349,55 @@ class JobQueue:
             )
             job_id = _text(reply[0])
             if not job_id:
-                return None
+                next_due = _text(reply[1])
+                return Claim(None, float(next_due) if next_due else None)
             try:
-                return Job.from_hash(job_id, _record(reply[1]))
+                return Claim(Job.from_hash(job_id, _record(reply[1])), None)
             except InvalidJobRecord as exc:
                 yield self._fail_call(job_id, token, str(exc), "", retry=False)
+
+    def _release_job(self, job: Job) -> Plan[bool]:
+        """Give a running job back unfinished, to the head of its list, without using a retry
+        (its worker is stopping). Returns ``False`` if the lease was not held."""
+        keys = self.keys
+        reply = yield Call(
+            "release",
+            [keys.job(job.id), keys.processing, keys.wakeup],
+            [job.id, job.lease_token or "", self.prefix],
+        )
+        return bool(reply)
+
+    def _watch(self, job_id: str) -> Plan[JobStatus | None]:
+        """The job's status (``None`` if unknown); unless it is final, its outcome will be
+        pushed to ``keys.done(job_id)`` for :meth:`wait_for` to block on."""
+        reply = yield Call("watch", [self.keys.job(job_id)], [])
+        status = _text(reply)
+        return JobStatus(status) if status else None
+
+    def _wait_for(self, job_id: str, timeout: float | None = None) -> Plan[Job]:
+        """Block until the job is COMPLETED, FAILED or CANCELLED and return it.
+
+        Waits on a list that the finishing script pushes to, not by polling; it looks again
+        every few seconds in case a notification was missed. Raises ``TimeoutError`` when
+        ``timeout`` seconds pass first and :class:`~django_jobs.exceptions.JobNotFound` for an
+        unknown or expired id.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = yield from self._watch(job_id)
+            if status is None:
+                raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
+            if status.is_finished:
+                job = yield from self._get_job(job_id)
+                if job is None:
+                    raise JobNotFound(f"Job {job_id!r} expired.")
+                return job
+            wait = WAIT_RECHECK
+            if deadline is not None:
+                wait = min(deadline - time.monotonic(), WAIT_RECHECK)
+            if wait <= 0:
+                raise TimeoutError(f"Job {job_id} is still {status.value} after {timeout} s.")
+            yield Block(self.keys.done(job_id), max(wait, 0.01))
 
     def _get_job(self, job_id: str) -> Plan[Job | None]:
         """The job with its result, or ``None`` if it does not exist (or expired)."""
@@ -339,6 +425,7 @@ class JobQueue:
                 int(jobs_settings.RESULT_TTL),
                 job_ttl,
                 now - job_ttl,
+                self.prefix,
             ],
         )
         return bool(reply)
@@ -376,6 +463,7 @@ class JobQueue:
                 jobs_settings.RETRY_BACKOFF_BASE,
                 jobs_settings.RETRY_BACKOFF_MAX,
                 "1" if retry else "0",
+                self.prefix,
             ],
         )
 
@@ -593,6 +681,14 @@ class JobQueue:
     aenqueue_many = _async(_enqueue_many)
     dequeue = _sync(_dequeue)
     adequeue = _async(_dequeue)
+    claim = _sync(_claim)
+    aclaim = _async(_claim)
+    release_job = _sync(_release_job)
+    arelease_job = _async(_release_job)
+    watch = _sync(_watch)
+    awatch = _async(_watch)
+    wait_for = _sync(_wait_for)
+    await_for = _async(_wait_for)
     get_job = _sync(_get_job)
     aget_job = _async(_get_job)
     complete_job = _sync(_complete_job)

@@ -24,6 +24,8 @@ NAMES = (
     "requeue",
     "fetch",
     "stats",
+    "watch",
+    "release",
 )
 
 _registered: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()

@@ -5,6 +5,7 @@ local WAKE_CAP = 64
 
 local function job_key(prefix, id) return prefix .. ':job:' .. id end
 local function result_key(prefix, id) return prefix .. ':result:' .. id end
+local function done_key(prefix, id) return prefix .. ':done:' .. id end
 local function list_key(prefix, queue, priority) return prefix .. ':queue:' .. queue .. ':' .. priority end
 
 -- One token per ready job wakes one idle worker each; capped so tokens never pile up.
@@ -27,6 +28,15 @@ local function append_error(jkey, entry)
   redis.call('HSET', jkey, 'errors', errors)
 end
 
+-- Tell whoever waits for this job's outcome (see watch.lua) that it reached a final state.
+local function notify_done(prefix, id)
+  if redis.call('HGET', job_key(prefix, id), 'watched') == '1' then
+    local key = done_key(prefix, id)
+    redis.call('RPUSH', key, '1')
+    redis.call('EXPIRE', key, 600)
+  end
+end
+
 -- A record no worker can run (missing or without name and queue) goes to the dead-letter
 -- queue with a reason instead of vanishing or crashing a worker.
 local function bury(prefix, dead_key, id, now, reason)
@@ -38,6 +48,7 @@ local function bury(prefix, dead_key, id, now, reason)
   redis.call('HDEL', jkey, 'lease_token')
   redis.call('PERSIST', jkey)
   redis.call('ZADD', dead_key, now, id)
+  notify_done(prefix, id)
 end
 
 -- Move jobs of a zset (delayed or retrying) whose time has come to the tail of their list.

@@ -26,4 +26,5 @@ redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', now)
 redis.call('HDEL', KEYS[1], 'lease_token', 'cancel_requested')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 index_finished(KEYS[5], id, now, ARGV[5])
+notify_done(ARGV[2], id)
 return 'cancelled'

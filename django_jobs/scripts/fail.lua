@@ -1,7 +1,7 @@
 -- Record a failed attempt: retry later with exponential backoff, or bury in the dead-letter set.
 -- KEYS: job, processing, retrying, dead, counters
 -- ARGV: id, lease token, now, error, traceback, error entry JSON, backoff base, backoff max,
---       retry allowed ('1' or '0')
+--       retry allowed ('1' or '0'), prefix
 -- Returns {'retrying', due time} or {'failed', ''}, or {'stale', ''} when the lease is not held.
 local id, now = ARGV[1], tonumber(ARGV[3])
 local f = redis.call('HMGET', KEYS[1], 'status', 'lease_token', 'retry_count', 'max_retries')
@@ -23,4 +23,5 @@ if ARGV[9] == '1' and retries < max_retries then
 end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[3])
 redis.call('ZADD', KEYS[4], ARGV[3], id)
+notify_done(ARGV[10], id)
 return {'failed', ''}

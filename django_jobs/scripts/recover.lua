@@ -17,6 +17,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
     redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
     redis.call('EXPIRE', jkey, ARGV[5])
     index_finished(KEYS[3], id, now, ARGV[6])
+    notify_done(prefix, id)
   else
     local lost = tonumber(f[3] or '0') + 1
     redis.call('HSET', jkey, 'lost_count', lost)
