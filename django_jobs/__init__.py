@@ -2,20 +2,32 @@
 
 from django_jobs.exceptions import (
     InvalidJobRecord,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
     JobsError,
     NotJSONSerializable,
     RedisUnavailable,
 )
+from django_jobs.handle import JobHandle
 from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.queue import JobQueue
+from django_jobs.registry import JobFunction, job, registry
 
 __all__ = [
     "InvalidJobRecord",
     "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobFunction",
+    "JobHandle",
+    "JobNotFound",
     "JobPriority",
     "JobQueue",
     "JobStatus",
     "JobsError",
     "NotJSONSerializable",
     "RedisUnavailable",
+    "job",
+    "registry",
 ]

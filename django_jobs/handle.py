@@ -1,0 +1,71 @@
+"""The handle ``.delay()`` returns: the job's id, its status, and a way to wait for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django_jobs.exceptions import JobCancelled, JobFailed, JobNotFound
+from django_jobs.job import Job, JobStatus
+from django_jobs.queue import JobQueue
+
+
+class JobHandle:
+    """A job that was enqueued (or will be, when the surrounding transaction commits).
+
+    ``status`` and ``job`` are what was last read; :meth:`refresh` reads them again.
+    """
+
+    def __init__(self, job: Job, queue: JobQueue) -> None:
+        self.id = job.id
+        self.job = job
+        self.queue = queue
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.id} {self.job.name} {self.status.value}>"
+
+    @property
+    def status(self) -> JobStatus:
+        return self.job.status
+
+    def refresh(self) -> JobHandle:
+        """Read the job again; raise :class:`JobNotFound` if it is not (or no longer) there."""
+        return self._update(self.queue.get_job(self.id))
+
+    async def arefresh(self) -> JobHandle:
+        return self._update(await self.queue.aget_job(self.id))
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait until the job finished (``timeout`` seconds at most) and return its result.
+
+        Raises :class:`JobFailed` (with the remote error and traceback) when it ended in the
+        dead-letter queue, :class:`JobCancelled` when it was cancelled and ``TimeoutError``
+        when the wait ran out. It blocks on a notification from Redis, not a polling loop.
+        """
+        return self._outcome(self.queue.wait_for(self.id, timeout))
+
+    async def aresult(self, timeout: float | None = None) -> Any:
+        return self._outcome(await self.queue.await_for(self.id, timeout))
+
+    def cancel(self) -> bool:
+        """Cancel the job: at once if it has not started, by its worker if it is running.
+
+        Returns ``False`` if it had already finished.
+        """
+        return self.queue.cancel_job(self.id) in ("cancelled", "requested")
+
+    async def acancel(self) -> bool:
+        return await self.queue.acancel_job(self.id) in ("cancelled", "requested")
+
+    def _update(self, job: Job | None) -> JobHandle:
+        if job is None:
+            raise JobNotFound(f"There is no job {self.id!r} (unknown, or expired).")
+        self.job = job
+        return self
+
+    def _outcome(self, job: Job) -> Any:
+        self.job = job
+        if job.status is JobStatus.FAILED:
+            raise JobFailed(job)
+        if job.status is JobStatus.CANCELLED:
+            raise JobCancelled(job)
+        return job.result

@@ -1,0 +1,208 @@
+"""``@job``: registering job functions by name, and enqueueing them with ``.delay()``.
+
+A worker runs only functions registered here, looked up by the name stored in the job;
+nothing is ever imported by a name taken from queue data.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.utils.module_loading import autodiscover_modules
+
+from django_jobs.conf import jobs_settings
+from django_jobs.handle import JobHandle
+from django_jobs.job import JobPriority
+from django_jobs.queue import JobQueue
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class JobRegistry:
+    """Job functions by name."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobFunction[..., Any]] = {}
+
+    def register(self, job_function: JobFunction[..., Any]) -> None:
+        """Add a job function; a second, different function under the same name is an error."""
+        existing = self._jobs.get(job_function.name)
+        if existing is not None and _origin(existing.func) != _origin(job_function.func):
+            raise ValueError(
+                f"The job name {job_function.name!r} is already registered by "
+                f"{_origin(existing.func)}; {_origin(job_function.func)} cannot use it too. "
+                "Pass @job(name=...) to give one of them another name."
+            )
+        self._jobs[job_function.name] = job_function
+
+    def unregister(self, name: str) -> None:
+        self._jobs.pop(name, None)
+
+    def get(self, name: str) -> JobFunction[..., Any] | None:
+        return self._jobs.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._jobs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def __iter__(self) -> Any:
+        return iter(list(self._jobs.values()))
+
+    def autodiscover(self) -> None:
+        """Import the ``jobs`` module of every installed app, which registers its jobs."""
+        autodiscover_modules("jobs")
+
+
+registry = JobRegistry()
+
+
+def _origin(func: Callable[..., Any]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+class JobFunction(Generic[P, R]):
+    """A registered job. Call it to run it inline; ``.delay()`` to run it on a worker."""
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: JobPriority | int | str = JobPriority.NORMAL,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not callable(func):
+            raise TypeError(f"@job decorates a function, not {func!r}.")
+        self.func = func
+        self.name = name or _origin(func)
+        self.queue = queue
+        self.priority = JobPriority.parse(priority)
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(func)
+        functools.update_wrapper(self, func)
+
+    def __repr__(self) -> str:
+        return f"<JobFunction {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    def using(
+        self,
+        *,
+        priority: JobPriority | int | str | None = None,
+        queue: str | None = None,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        user_id: str | int | None = None,
+        jobs: JobQueue | None = None,
+    ) -> JobCall[P, R]:
+        """This job with options for one call: ``send.using(priority="high").delay(pk)``."""
+        options = {
+            "priority": priority,
+            "queue": queue,
+            "delay": delay,
+            "at": at,
+            "max_retries": max_retries,
+            "timeout": timeout,
+            "user_id": user_id,
+        }
+        return JobCall(self, {k: v for k, v in options.items() if v is not None}, jobs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        """Enqueue a run of this job with these arguments; return its handle at once.
+
+        Inside ``transaction.atomic()`` the job is enqueued when the transaction commits (and
+        never if it rolls back), unless ``DJANGO_JOBS['ENQUEUE_ON_COMMIT']`` is off.
+        """
+        return JobCall(self, {}, None).delay(*args, **kwargs)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        """:meth:`delay` for async code: enqueues at once with the asyncio client."""
+        return await JobCall(self, {}, None).adelay(*args, **kwargs)
+
+
+class JobCall(Generic[P, R]):
+    """A job function with per-call options; made by :meth:`JobFunction.using`."""
+
+    def __init__(
+        self, job_function: JobFunction[P, R], options: dict[str, Any], jobs: JobQueue | None
+    ) -> None:
+        self.job_function = job_function
+        self.options = options
+        self.jobs = jobs or JobQueue()
+
+    def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        fn, options = self.job_function, self.options
+        return self.jobs.build_job(
+            fn.name,
+            args,
+            kwargs,
+            priority=options.get("priority", fn.priority),
+            queue=options.get("queue", fn.queue),
+            delay=options.get("delay"),
+            scheduled_at=options.get("at"),
+            max_retries=options.get("max_retries", fn.max_retries),
+            timeout=options.get("timeout", fn.timeout),
+            user_id=options.get("user_id"),
+        )
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        job = self._build(args, kwargs)
+        connection = transaction.get_connection(DEFAULT_DB_ALIAS)
+        if jobs_settings.ENQUEUE_ON_COMMIT and connection.in_atomic_block:
+            transaction.on_commit(lambda: self.jobs.enqueue_many([job]))
+        else:
+            self.jobs.enqueue_many([job])
+        return JobHandle(job, self.jobs)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+        job = self._build(args, kwargs)
+        await self.jobs.aenqueue_many([job])
+        return JobHandle(job, self.jobs)
+
+
+@overload
+def job(func: Callable[P, R], /) -> JobFunction[P, R]: ...
+
+
+@overload
+def job(
+    *,
+    name: str | None = None,
+    queue: str | None = None,
+    priority: JobPriority | int | str = JobPriority.NORMAL,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+
+
+def job(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Register a function as a job, bare (``@job``) or with options (``@job(queue=...)``).
+
+    Options: ``name`` (default: module path and function name), ``queue``, ``priority``,
+    ``max_retries`` and ``timeout`` (default: the ``DJANGO_JOBS`` settings).
+    """
+    unknown = set(options) - {"name", "queue", "priority", "max_retries", "timeout"}
+    if unknown:
+        raise TypeError(f"@job got unknown options: {', '.join(sorted(unknown))}.")
+
+    def register(func: Callable[P, R]) -> JobFunction[P, R]:
+        job_function = JobFunction(func, **options)
+        registry.register(job_function)
+        return job_function
+
+    return register if func is None else register(func)
