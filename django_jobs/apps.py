@@ -8,3 +8,8 @@ class DjangoJobsConfig(AppConfig):
 
     def ready(self) -> None:
         from django_jobs import checks  # noqa: F401  (registers the system checks)
+        from django_jobs.registry import registry
+
+        # Like the admin's autodiscover: every app's jobs.py is imported, so the registry is
+        # complete in web processes (for .delay() and the admin) and in workers alike.
+        registry.autodiscover()

@@ -11,6 +11,9 @@ import redis.asyncio
 
 from django_jobs.conf import jobs_settings
 
+# A web request must not hang on an unreachable host; options in the URL take precedence.
+CLIENT_OPTIONS = {"socket_connect_timeout": 5, "socket_keepalive": True}
+
 _sync_client: redis.Redis | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
     weakref.WeakKeyDictionary()
@@ -56,7 +59,7 @@ def get_redis() -> redis.Redis:
 
             _sync_client = get_redis_connection(alias)
         else:
-            _sync_client = redis.Redis.from_url(connection_url())
+            _sync_client = redis.Redis.from_url(connection_url(), **CLIENT_OPTIONS)
     return _sync_client
 
 
@@ -65,7 +68,7 @@ def get_async_redis() -> redis.asyncio.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = redis.asyncio.Redis.from_url(connection_url())
+        client = redis.asyncio.Redis.from_url(connection_url(), **CLIENT_OPTIONS)
         _async_clients[loop] = client
     return client
 

@@ -107,6 +107,11 @@ class Job:
     def is_finished(self) -> bool:
         return self.status.is_finished
 
+    @property
+    def attempt(self) -> int:
+        """The number of the current (or last) attempt: 1 for the first run."""
+        return self.retry_count + self.lost_count + 1
+
     # -- dict / JSON --------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

@@ -112,6 +112,10 @@ def _record(flat: list[Any]) -> dict[str, str]:
     return dict(zip(items[::2], items[1::2], strict=True))
 
 
+# Farther ahead than any real schedule, and well inside what datetime can represent.
+MAX_SECONDS = 100 * 365 * 24 * 3600
+
+
 def _seconds(value: float | timedelta, what: str) -> float:
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     if (
@@ -120,6 +124,8 @@ def _seconds(value: float | timedelta, what: str) -> float:
         or not math.isfinite(seconds)
     ):
         raise ValueError(f"{what} must be a number of seconds or a timedelta, not {value!r}.")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{what} of {value!r} is more than 100 years.")
     return float(seconds)
 
 
@@ -165,6 +171,11 @@ class JobQueue:
     @property
     def keys(self) -> Keys:
         return _keys(self.prefix)
+
+    @property
+    def queues(self) -> list[str]:
+        """The configured queue names (``DJANGO_JOBS['QUEUES']``)."""
+        return list(jobs_settings.QUEUES)
 
     def __repr__(self) -> str:
         return f"<JobQueue {self.prefix}>"
@@ -270,8 +281,12 @@ class JobQueue:
 
     # -- plans --------------------------------------------------------------------------------
 
-    def _enqueue_jobs(self, jobs: list[Job]) -> Plan[list[Job]]:
-        keys = self.keys
+    def enqueue_args(self, jobs: Iterable[Job]) -> list[Any]:
+        """The arguments of the ``enqueue_jobs`` Lua helper (``scripts/_lib.lua``) for ``jobs``.
+
+        Scripts that enqueue as part of a larger transition (the scheduler's tick) pass these
+        on unchanged.
+        """
         now = utcnow().timestamp()
         job_ttl = int(jobs_settings.JOB_TTL)
         args: list[Any] = [self.prefix, now - job_ttl, job_ttl]
@@ -289,7 +304,11 @@ class JobQueue:
             ]
             for item in fields.items():
                 args += item
-        yield Call("enqueue", [keys.scheduled, keys.wakeup], args)
+        return args
+
+    def _enqueue_jobs(self, jobs: list[Job]) -> Plan[list[Job]]:
+        keys = self.keys
+        yield Call("enqueue", [keys.scheduled, keys.wakeup], self.enqueue_args(jobs))
         return jobs
 
     def _enqueue(
@@ -483,7 +502,7 @@ class JobQueue:
             error,
             traceback,
             retry=retry,
-            attempt=job.retry_count + job.lost_count + 1,
+            attempt=job.attempt,
             worker_id=job.worker_id or "",
         )
         outcome = _text(reply[0])

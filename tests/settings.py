@@ -1,3 +1,4 @@
+import json
 import os
 
 SECRET_KEY = "tests"
@@ -11,12 +12,16 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_jobs",
+    "tests.testapp",
 ]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DJANGO_JOBS = {
     "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+    "PREFIX": os.environ.get("JOBS_TEST_PREFIX", "{django_jobs_tests}"),
     "QUEUES": ["default", "emails", "reports"],
+    # Worker processes started by the tests get the test's time-compressed settings here.
+    **json.loads(os.environ.get("JOBS_TEST_SETTINGS", "{}")),
 }
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

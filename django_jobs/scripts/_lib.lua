@@ -70,6 +70,35 @@ local function promote(prefix, zkey, dead_key, now, limit)
   return ready
 end
 
+-- Store the jobs described by ARGV[first..] (see JobQueue.enqueue_args) and make them ready,
+-- or due later. Returns how many are ready now.
+local function enqueue_jobs(scheduled_key, wakeup_key, first)
+  local prefix, keep_since, user_ttl = ARGV[first], ARGV[first + 1], ARGV[first + 2]
+  local ready = 0
+  local i = first + 3
+  while i <= #ARGV do
+    local id, queue, priority, due, user, created = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    local n = tonumber(ARGV[i + 6])
+    redis.call('HSET', job_key(prefix, id), unpack(ARGV, i + 7, i + 6 + 2 * n))
+    if due ~= '' then
+      redis.call('ZADD', scheduled_key, due, id)
+    else
+      redis.call('RPUSH', list_key(prefix, queue, priority), id)
+      ready = ready + 1
+    end
+    if user ~= '' then
+      -- The user index covers JOB_TTL, like the records of finished jobs.
+      local ukey = prefix .. ':user:' .. user
+      redis.call('ZADD', ukey, created, id)
+      redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
+      redis.call('EXPIRE', ukey, user_ttl)
+    end
+    i = i + 7 + 2 * n
+  end
+  wake(wakeup_key, ready)
+  return ready
+end
+
 -- Keep an index of finished jobs for as long as their records live.
 local function index_finished(zkey, id, now, keep_since)
   redis.call('ZADD', zkey, now, id)

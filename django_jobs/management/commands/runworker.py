@@ -1,0 +1,68 @@
+import os
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_jobs.conf import jobs_settings
+from django_jobs.logging import configure_command_logging
+from django_jobs.worker import Worker
+
+
+class Command(BaseCommand):
+    help = (
+        "Run background jobs: N worker processes under one supervisor, each running one job "
+        "at a time. SIGTERM or SIGINT stops gracefully; a second one exits at once."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queues",
+            help="Comma-separated queues to serve (default: all of DJANGO_JOBS['QUEUES']).",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=os.cpu_count() or 1,
+            help="Number of worker processes (default: the number of CPUs, %(default)s here).",
+        )
+        parser.add_argument(
+            "--burst", action="store_true", help="Exit when the served queues are empty."
+        )
+        parser.add_argument("--max-jobs", type=int, help="Exit after taking this many jobs.")
+        parser.add_argument(
+            "--worker-id", help="Name of this worker in job records (default: host.pid)."
+        )
+        parser.add_argument(
+            "--grace",
+            type=float,
+            default=30.0,
+            help="Seconds running jobs get to finish after SIGTERM (default: %(default)s).",
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        queues = None
+        if options["queues"]:
+            queues = [q.strip() for q in str(options["queues"]).split(",") if q.strip()]
+            unknown = [q for q in queues if q not in jobs_settings.QUEUES]
+            if unknown or not queues:
+                raise CommandError(
+                    f"Unknown queue(s) {', '.join(unknown) or '(none given)'}; "
+                    f"DJANGO_JOBS['QUEUES'] is {list(jobs_settings.QUEUES)!r}."
+                )
+        for name in ("concurrency", "max_jobs"):
+            value = options[name]
+            if value is not None and int(value) < 1:  # type: ignore[call-overload]
+                raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
+        if float(options["grace"]) < 0:  # type: ignore[arg-type]
+            raise CommandError("--grace must not be negative.")
+        configure_command_logging("django_jobs", int(options["verbosity"]))  # type: ignore[call-overload]
+        worker = Worker(
+            queues,
+            concurrency=options["concurrency"],  # type: ignore[arg-type]
+            burst=bool(options["burst"]),
+            max_jobs=options["max_jobs"],  # type: ignore[arg-type]
+            worker_id=options["worker_id"],  # type: ignore[arg-type]
+            grace=float(options["grace"]),  # type: ignore[arg-type]
+        )
+        status = worker.run()
+        if status:
+            raise SystemExit(status)

@@ -1,0 +1,67 @@
+"""Jobs the worker tests run in real worker processes."""
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from django_jobs import job
+
+
+def _ledger(name: str) -> Path:
+    return Path(os.environ["JOBS_TEST_LEDGER"]) / name
+
+
+@job
+def add(a, b):
+    return a + b
+
+
+@job(name="tests.record")
+def record(label):
+    """Append ``label`` to the ledger, outside Redis, so tests can see what ran in what order."""
+    with _ledger("record.log").open("a") as ledger:
+        ledger.write(f"{label}\n")
+    return label
+
+
+@job
+def fail(message):
+    raise ValueError(message)
+
+
+@job
+def sleep(seconds, label=None):
+    if label is not None:
+        _ledger(f"{label}.started").touch()
+    time.sleep(seconds)
+    if label is not None:
+        _ledger(f"{label}.finished").touch()
+    return seconds
+
+
+@job
+async def async_add(a, b):
+    await asyncio.sleep(0.01)
+    return a + b
+
+
+@job
+def not_json():
+    return {1, 2, 3}
+
+
+@job
+def crash():
+    os._exit(3)
+
+
+@job
+def spin(seconds, label):
+    """Busy CPU-bound loop; writes when it starts and when it ends."""
+    _ledger(f"{label}.started").touch()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+    _ledger(f"{label}.finished").touch()
+    return label
