@@ -3,7 +3,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.conf import jobs_settings
-from django_jobs.logging import configure_command_logging
+from django_jobs.log import configure_command_logging
 from django_jobs.worker import Worker
 
 

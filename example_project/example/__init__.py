@@ -1,0 +1,1 @@
+"""A small site that uses django-jobs the way a project would."""

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path
+
+from example import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("jobs/<str:job_id>/", views.job_detail, name="job_detail"),
+    path("jobs/<str:job_id>/cancel/", views.cancel_job, name="cancel_job"),
+    path("admin/", admin.site.urls),
+]

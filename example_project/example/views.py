@@ -1,0 +1,161 @@
+import json
+from datetime import datetime
+from functools import wraps
+
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.timesince import timesince, timeuntil
+from django.views.decorators.http import require_http_methods, require_POST
+
+from django_jobs import JobQueue, JobStatus, NotJSONSerializable, RedisUnavailable
+from example.forms import EnqueueForm
+
+JOB_NAME = "example.send_welcome"
+LIST_LIMIT = 20
+
+# The state tabs of the dashboard, and for each: the job time shown in the list and the order
+# in which JobQueue.list_jobs() returns that state's jobs.
+STATES = {
+    JobStatus.PENDING: (
+        "Due",
+        "scheduled_at",
+        "Ready jobs in the order a worker takes them (highest priority first), "
+        "then delayed jobs by due time.",
+    ),
+    JobStatus.RUNNING: ("Started", "started_at", "By lease deadline, soonest first."),
+    JobStatus.RETRYING: ("Next attempt", "scheduled_at", "By next attempt, soonest first."),
+    JobStatus.FAILED: ("Failed", "finished_at", "Newest first."),
+    JobStatus.COMPLETED: ("Completed", "finished_at", "Newest first."),
+    JobStatus.CANCELLED: ("Cancelled", "finished_at", "Newest first."),
+}
+PRIORITIES = ["critical", "high", "normal", "low"]  # the keys of stats()["queues"][name]
+CANCELLABLE = (JobStatus.PENDING, JobStatus.RETRYING)
+
+
+def redis_required(view):
+    """Render a clear page instead of a traceback when Redis cannot be reached."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except RedisUnavailable as exc:
+            context = {"error": str(exc)}
+            return render(request, "example/redis_unavailable.html", context, status=503)
+
+    return wrapper
+
+
+def when(value: datetime | None) -> dict[str, object] | None:
+    """A time as shown on the pages: the datetime (aware, UTC) and how long from now."""
+    if value is None:
+        return None
+    now = timezone.now()
+    seconds = (value - now).total_seconds()
+    if seconds >= 60:
+        relative = f"in {timeuntil(value, now)}"
+    elif seconds > 0:
+        relative = "in less than a minute"
+    elif seconds > -60:
+        relative = "just now"
+    else:
+        relative = f"{timesince(value, now)} ago"
+    return {"value": value, "relative": relative}
+
+
+def as_json(value) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+@require_http_methods(["GET", "POST"])
+@redis_required
+def home(request):
+    jobs = JobQueue()
+    form = EnqueueForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            job = jobs.enqueue(
+                JOB_NAME,
+                kwargs={"email": data["email"]},
+                priority=data["priority"],
+                queue=data["queue"],
+                delay=data["delay"],
+            )
+        except (ValueError, NotJSONSerializable) as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Enqueued {job.name} as job {job.id}.")
+            return redirect("job_detail", job_id=job.id)
+
+    try:
+        status = JobStatus(request.GET.get("status", JobStatus.PENDING))
+    except ValueError:
+        status = JobStatus.PENDING
+    when_label, when_field, order = STATES[status]
+
+    stats = jobs.stats()
+    queues = [
+        {
+            "name": name,
+            "counts": [counts.get(p, 0) for p in PRIORITIES],
+            "total": sum(counts.values()),
+        }
+        for name, counts in stats["queues"].items()
+    ]
+    tabs = [{"status": s, "count": stats["states"][s.value]} for s in STATES]
+    rows = [
+        {"job": job, "created": when(job.created_at), "when": when(getattr(job, when_field))}
+        for job in jobs.list_jobs(status, limit=LIST_LIMIT)
+    ]
+    context = {
+        "form": form,
+        "stats": stats,
+        "priorities": PRIORITIES,
+        "queues": queues,
+        "tabs": tabs,
+        "status": status,
+        "rows": rows,
+        "when_label": when_label,
+        "order": order,
+        "limit": LIST_LIMIT,
+    }
+    return render(request, "example/home.html", context)
+
+
+@redis_required
+def job_detail(request, job_id):
+    job = JobQueue().get_job(job_id)
+    if job is None:
+        return render(request, "example/job_missing.html", {"job_id": job_id}, status=404)
+    context = {
+        "job": job,
+        "times": [
+            ("Created", when(job.created_at)),
+            ("Scheduled for", when(job.scheduled_at)),
+            ("Started", when(job.started_at)),
+            ("Finished", when(job.finished_at)),
+        ],
+        "args": as_json(job.args),
+        "kwargs": as_json(job.kwargs),
+        "result": as_json(job.result),
+        "can_cancel": job.status in CANCELLABLE,
+    }
+    return render(request, "example/job_detail.html", context)
+
+
+@require_POST
+@redis_required
+def cancel_job(request, job_id):
+    outcome = JobQueue().cancel_job(job_id)
+    if outcome == "missing":
+        messages.error(request, f"There is no job {job_id}; it may have expired.")
+        return redirect("home")
+    if outcome == "cancelled":
+        messages.success(request, "The job is cancelled.")
+    elif outcome == "requested":
+        messages.info(request, "The job is running; its worker was asked to stop it.")
+    else:
+        messages.warning(request, f"The job had already finished ({outcome}); it was left alone.")
+    return redirect("job_detail", job_id=job_id)
