@@ -179,20 +179,40 @@ class Job:
         return out
 
     @classmethod
-    def from_hash(cls, job_id: str, data: dict[str, str], result: Any = None) -> Job:
-        """Build a job from its Redis hash (str values); raise :class:`InvalidJobRecord`."""
+    def from_hash(
+        cls, job_id: str, data: dict[str, str], result: Any = None, *, strict: bool = True
+    ) -> Job:
+        """Build a job from its Redis hash (str values); raise :class:`InvalidJobRecord`.
+
+        With ``strict=False`` fields that cannot be read keep their defaults instead, so that a
+        corrupt record in the dead-letter queue can still be listed and inspected.
+        """
         values: dict[str, Any] = {"id": job_id, "result": result}
         names = {f.name for f in fields(cls)}
         for key, raw in data.items():
             if key not in names or key in ("id", "result"):
                 continue  # written by a newer version, or by the scripts for their own use
-            if key in cls._JSON_FIELDS:
-                try:
-                    raw = json.loads(raw)
-                except ValueError:
-                    raise InvalidJobRecord(f"Job {job_id}: field {key!r} is not JSON.") from None
-            values[key] = _convert(key, raw, from_timestamp, job_id)
+            try:
+                values[key] = cls._from_hash_value(job_id, key, raw)
+            except InvalidJobRecord:
+                if strict:
+                    raise
+        if not strict:
+            for key, default in (("name", "(unreadable)"), ("args", []), ("kwargs", {})):
+                if not isinstance(values.get(key), type(default)) or values.get(key) == "":
+                    values[key] = default
+            if not isinstance(values.get("errors", []), list):
+                values["errors"] = []
         return cls._build(values, job_id)
+
+    @classmethod
+    def _from_hash_value(cls, job_id: str, key: str, raw: str) -> Any:
+        if key in cls._JSON_FIELDS:
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raise InvalidJobRecord(f"Job {job_id}: field {key!r} is not JSON.") from None
+        return _convert(key, raw, from_timestamp, job_id)
 
     @classmethod
     def _build(cls, values: dict[str, Any], job_id: str | None = None) -> Job:

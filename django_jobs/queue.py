@@ -600,7 +600,8 @@ class JobQueue:
         for index in range(0, len(reply), 3):
             job_id, raw_result = _text(reply[index]), reply[index + 2]
             result = loads(raw_result) if raw_result else None
-            jobs.append(Job.from_hash(job_id, _record(reply[index + 1]), result))
+            # Inspection must not fail on one corrupt record (the worker buries those).
+            jobs.append(Job.from_hash(job_id, _record(reply[index + 1]), result, strict=False))
         return jobs
 
     def _list_jobs(

@@ -127,6 +127,8 @@ class Worker:
         self.work = asyncio.Condition()
         self.idle = 0
         self.someone_idle = asyncio.Event()
+        self.stopped = asyncio.Event()  # no new jobs
+        self.finished = asyncio.Event()  # no running jobs either
         logger.info(
             "worker %s serving %s with %d processes",
             self.worker_id,
@@ -142,8 +144,10 @@ class Worker:
         try:
             await asyncio.gather(*serving)
         finally:
-            for task in background:
-                task.cancel()
+            # The background loops end by themselves, each within about a second: cancelling
+            # a Redis call in flight could leave its connection in an unknown state.
+            self._begin_stop()
+            self.finished.set()
             await asyncio.gather(*background, return_exceptions=True)
             for slot in self.slots:
                 self._stop_child(slot)
@@ -169,8 +173,18 @@ class Worker:
         asyncio.get_running_loop().call_later(self.grace, self._end_grace)
 
     def _begin_stop(self) -> None:
+        if self.stopping:
+            return
         self.stopping = True
+        self.stopped.set()
+        self.someone_idle.set()  # lets the wake-up loop see that it should end
         asyncio.get_running_loop().create_task(self._notify_all())
+
+    @staticmethod
+    async def _pause(seconds: float, until: asyncio.Event) -> None:
+        """Sleep, but return early when ``until`` is set."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(until.wait(), seconds)
 
     async def _notify_all(self) -> None:
         async with self.work:
@@ -212,10 +226,12 @@ class Worker:
     async def _wake_idle(self) -> None:
         """Block on the wake-up list while some slot is idle; wake one slot per token."""
         client = get_async_redis()
-        while True:
+        while not self.stopping:
             if self.idle == 0:
                 self.someone_idle.clear()
                 await self.someone_idle.wait()
+                if self.stopping:
+                    break
             timeout = IDLE_BLOCK
             if self.next_due is not None:
                 timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.01))
@@ -319,9 +335,12 @@ class Worker:
     # -- leases and recovery ------------------------------------------------------------------
 
     async def _keep_leases(self) -> None:
-        """Renew the leases of all running jobs in one call, a few times per lease period."""
-        while True:
-            await asyncio.sleep(self.lease / 3)
+        """Renew the leases of all running jobs in one call, a few times per lease period.
+
+        This goes on while jobs run during a graceful stop.
+        """
+        while not self.finished.is_set():
+            await self._pause(self.lease / 3, self.finished)
             running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
             jobs = [slot.job for slot in running.values() if slot.job is not None]
             state = await _until_redis_answers(
@@ -337,14 +356,14 @@ class Worker:
 
     async def _recover(self) -> None:
         """Bring back the jobs of workers that died (their leases expired)."""
-        while True:
+        while not self.stopping:
             recovered = await _until_redis_answers(self.jobs.arecover_expired)
             for job_id in recovered.requeued:
                 logger.warning("job %s: its worker was lost; requeued", job_id)
             for job_id in recovered.buried:
                 logger.error("job %s: its worker was lost too often; moved to dead letters", job_id)
             if len(recovered.requeued) + len(recovered.buried) < RECOVER_LIMIT:
-                await asyncio.sleep(min(self.lease / 2, 30.0))
+                await self._pause(min(self.lease / 2, 30.0), self.stopped)
 
     # -- child processes ----------------------------------------------------------------------
 

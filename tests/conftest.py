@@ -37,3 +37,21 @@ def jobs_settings(settings, prefix):
 @pytest.fixture
 def queue(jobs_settings):
     return JobQueue()
+
+
+@pytest.fixture
+def ledger(tmp_path, monkeypatch):
+    """A folder outside Redis where test jobs write what they did."""
+    monkeypatch.setenv("JOBS_TEST_LEDGER", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def workers(jobs_settings, prefix, ledger):
+    """Start ``runworker`` processes under this test's prefix with time-compressed settings."""
+    from tests.workers import FAST, Workers
+
+    jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, **FAST}
+    started = Workers(prefix, ledger, FAST)
+    yield started
+    started.stop_all()

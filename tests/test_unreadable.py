@@ -43,3 +43,17 @@ def test_scheduled_entry_without_a_record_is_buried_when_due(queue, redis_client
 
     assert queue.dequeue() is None
     assert_census(queue, redis_client, {"ghost": "dead"})
+
+
+def test_a_corrupt_record_can_still_be_listed_and_inspected(queue, redis_client):
+    broken = queue.enqueue("a.job", [1])
+    redis_client.hset(queue.keys.job(broken.id), "args", "{not json")
+    queue.dequeue()
+
+    (listed,) = queue.list_jobs("failed")
+
+    assert listed.id == broken.id
+    assert listed.name == "a.job"
+    assert listed.args == []
+    assert "field 'args' is not JSON" in listed.error
+    assert queue.get_job(broken.id).status is JobStatus.FAILED
