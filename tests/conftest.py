@@ -35,6 +35,16 @@ def jobs_settings(settings, prefix):
 
 
 @pytest.fixture
+def configure(settings):
+    """Change some keys of ``DJANGO_JOBS``, keeping the test settings' others."""
+
+    def configure(**changes):
+        settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, **changes}
+
+    return configure
+
+
+@pytest.fixture
 def queue(jobs_settings):
     return JobQueue()
 

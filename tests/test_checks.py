@@ -28,16 +28,6 @@ def jobs_ids() -> list[str]:
 
 
 @pytest.fixture
-def configure(settings):
-    """Change some keys of ``DJANGO_JOBS``, keeping the test settings' others."""
-
-    def configure(**changes):
-        settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, **changes}
-
-    return configure
-
-
-@pytest.fixture
 def caches(settings):
     """Set ``CACHES`` to a locmem ``default`` plus the given aliases."""
 

@@ -20,16 +20,6 @@ def django_redis_cache(location):
 
 
 @pytest.fixture
-def configure(settings):
-    """Change some keys of ``DJANGO_JOBS``, keeping the test settings' others."""
-
-    def configure(**changes):
-        settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, **changes}
-
-    return configure
-
-
-@pytest.fixture
 def via_django_redis(settings, configure):
     """``CONNECTION`` names a django-redis cache at ``REDIS_URL``; ``DJANGO_JOBS['REDIS_URL']``
     points nowhere, so anything that works went through the cache's client."""

@@ -2,16 +2,15 @@ from django import forms
 
 from django_jobs import JobPriority
 from django_jobs.conf import jobs_settings
+from example.jobs import send_welcome
 
 PRIORITY_CHOICES = [(p.name.lower(), p.name.title()) for p in sorted(JobPriority, reverse=True)]
 
 
 class EnqueueForm(forms.Form):
-    """The options of the demo job "example.send_welcome"."""
+    """The argument and per-call options of ``send_welcome.using(...).delay(email)``."""
 
-    email = forms.EmailField(
-        initial="ada@example.com", help_text="Passed to the job as kwargs['email']."
-    )
+    email = forms.EmailField(initial="ada@example.com", help_text="The job's argument.")
     priority = forms.ChoiceField(choices=PRIORITY_CHOICES, initial=JobPriority.NORMAL.name.lower())
     queue = forms.ChoiceField(choices=())
     delay = forms.IntegerField(
@@ -26,4 +25,5 @@ class EnqueueForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Read at each request, so that the choices follow DJANGO_JOBS["QUEUES"].
         self.fields["queue"].choices = [(name, name) for name in jobs_settings.QUEUES]
-        self.fields["queue"].initial = jobs_settings.DEFAULT_QUEUE
+        # The job's own queue (@job(queue="emails")), which .using(queue=...) overrides.
+        self.fields["queue"].initial = send_welcome.queue or jobs_settings.DEFAULT_QUEUE

@@ -65,9 +65,20 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 
+# Mail "sent" by the jobs is printed by the worker process (in example_project/run's output).
+EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = "welcome@example.com"
+
 DJANGO_JOBS = {
     "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     # Each project needs a prefix of its own; the braces are a Redis Cluster hash tag.
     "PREFIX": os.environ.get("DJANGO_JOBS_PREFIX", "{example}"),
     "QUEUES": ["default", "emails"],
+    # Demo values, small so that you can watch retries and cancellation happen; a real project
+    # keeps the defaults (60, 60 and 3600 seconds). A worker renews its leases, and notices that
+    # a running job was cancelled, every LEASE_TIMEOUT / 3 seconds (here 5). The n-th retry
+    # waits min(RETRY_BACKOFF_BASE * 2**n, RETRY_BACKOFF_MAX) seconds (here 4, 8, 10, 10, ...).
+    "LEASE_TIMEOUT": 15,
+    "RETRY_BACKOFF_BASE": 2,
+    "RETRY_BACKOFF_MAX": 10,
 }

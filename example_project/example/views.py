@@ -9,10 +9,12 @@ from django.utils.timesince import timesince, timeuntil
 from django.views.decorators.http import require_http_methods, require_POST
 
 from django_jobs import JobQueue, JobStatus, NotJSONSerializable, RedisUnavailable
+from django_jobs.conf import jobs_settings
 from example.forms import EnqueueForm
+from example.jobs import always_fails, send_welcome, slow
 
-JOB_NAME = "example.send_welcome"
 LIST_LIMIT = 20
+SLOW_SECONDS = 60
 
 # The state tabs of the dashboard, and for each: the job time shown in the list and the order
 # in which JobQueue.list_jobs() returns that state's jobs.
@@ -30,7 +32,8 @@ STATES = {
     JobStatus.CANCELLED: ("Cancelled", "finished_at", "Newest first."),
 }
 PRIORITIES = ["critical", "high", "normal", "low"]  # the keys of stats()["queues"][name]
-CANCELLABLE = (JobStatus.PENDING, JobStatus.RETRYING)
+# A running job can be cancelled too: its worker stops it.
+CANCELLABLE = (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING)
 
 
 def redis_required(view):
@@ -68,26 +71,29 @@ def as_json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def check_every() -> int:
+    """How often a worker renews its leases and so notices cancelled running jobs (seconds)."""
+    return round(jobs_settings.LEASE_TIMEOUT / 3)
+
+
 @require_http_methods(["GET", "POST"])
 @redis_required
 def home(request):
-    jobs = JobQueue()
     form = EnqueueForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            job = jobs.enqueue(
-                JOB_NAME,
-                kwargs={"email": data["email"]},
-                priority=data["priority"],
-                queue=data["queue"],
-                delay=data["delay"],
-            )
+            # .using() sets options for this one call; .delay() checks them and the arguments,
+            # enqueues the job and returns a handle at once (a worker runs the job later).
+            handle = send_welcome.using(
+                priority=data["priority"], queue=data["queue"], delay=data["delay"]
+            ).delay(data["email"])
         except (ValueError, NotJSONSerializable) as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Enqueued {job.name} as job {job.id}.")
-            return redirect("job_detail", job_id=job.id)
+            return enqueued(request, handle)
+
+    jobs = JobQueue()  # the queue API, for this dashboard
 
     try:
         status = JobStatus(request.GET.get("status", JobStatus.PENDING))
@@ -120,8 +126,26 @@ def home(request):
         "when_label": when_label,
         "order": order,
         "limit": LIST_LIMIT,
+        "slow_seconds": SLOW_SECONDS,
     }
     return render(request, "example/home.html", context)
+
+
+def enqueued(request, handle):
+    messages.success(request, f"Enqueued {handle.job.name} as job {handle.id}.")
+    return redirect("job_detail", job_id=handle.id)
+
+
+@require_POST
+@redis_required
+def enqueue_always_fails(request):
+    return enqueued(request, always_fails.delay("This job always fails."))
+
+
+@require_POST
+@redis_required
+def enqueue_slow(request):
+    return enqueued(request, slow.delay(SLOW_SECONDS))
 
 
 @redis_required
@@ -133,14 +157,18 @@ def job_detail(request, job_id):
         "job": job,
         "times": [
             ("Created", when(job.created_at)),
-            ("Scheduled for", when(job.scheduled_at)),
+            (
+                "Next attempt" if job.status == JobStatus.RETRYING else "Scheduled for",
+                when(job.scheduled_at),
+            ),
             ("Started", when(job.started_at)),
             ("Finished", when(job.finished_at)),
         ],
         "args": as_json(job.args),
         "kwargs": as_json(job.kwargs),
         "result": as_json(job.result),
-        "can_cancel": job.status in CANCELLABLE,
+        "can_cancel": job.status in CANCELLABLE and not job.cancel_requested,
+        "check_every": check_every(),
     }
     return render(request, "example/job_detail.html", context)
 
@@ -155,7 +183,11 @@ def cancel_job(request, job_id):
     if outcome == "cancelled":
         messages.success(request, "The job is cancelled.")
     elif outcome == "requested":
-        messages.info(request, "The job is running; its worker was asked to stop it.")
+        messages.info(
+            request,
+            "The job is running: cancellation requested. Its worker stops it within about "
+            f"{check_every()} seconds.",
+        )
     else:
         messages.warning(request, f"The job had already finished ({outcome}); it was left alone.")
     return redirect("job_detail", job_id=job_id)
