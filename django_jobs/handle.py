@@ -23,6 +23,26 @@ class JobHandle:
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self.job.name} {self.status.value}>"
 
+    @classmethod
+    def from_id(cls, job_id: str, queue: JobQueue | None = None) -> JobHandle:
+        """The handle of a stored job, e.g. in a status view that got the id from a URL.
+
+        Raises :class:`JobNotFound` if there is no such job (or it expired).
+        """
+        queue = queue or JobQueue()
+        return cls._found(job_id, queue.get_job(job_id), queue)
+
+    @classmethod
+    async def afrom_id(cls, job_id: str, queue: JobQueue | None = None) -> JobHandle:
+        queue = queue or JobQueue()
+        return cls._found(job_id, await queue.aget_job(job_id), queue)
+
+    @classmethod
+    def _found(cls, job_id: str, job: Job | None, queue: JobQueue) -> JobHandle:
+        if job is None:
+            raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
+        return cls(job, queue)
+
     @property
     def status(self) -> JobStatus:
         return self.job.status

@@ -108,6 +108,7 @@ class Worker:
         self.taken = 0
         self.stopping = False
         self.signals = 0
+        self.last_signal, self.last_signal_at = 0, 0.0
         self.next_due: float | None = None
         self.context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         self.slots = [Slot(i, f"{self.worker_id}:{i}") for i in range(self.concurrency)]
@@ -157,7 +158,13 @@ class Worker:
         return 0
 
     def _on_signal(self, signum: int) -> None:
+        now = time.monotonic()
+        if self.signals and signum != self.last_signal and now - self.last_signal_at < 1.0:
+            # Ctrl-C reaches the whole process group, and a process manager may forward a
+            # SIGTERM right after: that is one request to stop, not two.
+            return
         self.signals += 1
+        self.last_signal, self.last_signal_at = signum, now
         if self.signals > 1:
             logger.warning("second %s: exiting now", signal.Signals(signum).name)
             for slot in self.slots:
@@ -258,7 +265,7 @@ class Worker:
             slot.job = None
         outcome, detail = outcome
         logger.info(
-            "job %s %s attempt %d %s in %.3fs%s",
+            "job %s %s attempt %d %s after %.3fs%s",
             job.id,
             job.name,
             attempt,
@@ -329,8 +336,8 @@ class Worker:
         if status is None:
             return "failed", f"{error} (its lease was lost, so the outcome was not recorded)"
         if status is JobStatus.RETRYING:
-            return "failed, will retry", error
-        return "failed, moved to dead letters", error
+            return "failed (to be retried)", error
+        return "failed (moved to the dead-letter queue)", error
 
     # -- leases and recovery ------------------------------------------------------------------
 

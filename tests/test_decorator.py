@@ -12,6 +12,7 @@ from django_jobs import (
     JobCancelled,
     JobFailed,
     JobFunction,
+    JobHandle,
     JobNotFound,
     JobPriority,
     JobStatus,
@@ -235,6 +236,17 @@ def test_refresh_of_an_expired_job_raises_job_not_found(queue, redis_client):
         handle.refresh()
     with pytest.raises(JobNotFound):
         handle.result(timeout=1)
+
+
+def test_a_handle_can_be_found_again_by_its_id(queue):
+    handle = jobs.add.delay(1, 2)
+
+    again = JobHandle.from_id(handle.id)
+
+    assert again.job == handle.refresh().job
+    assert asyncio.run(JobHandle.afrom_id(handle.id)).id == handle.id
+    with pytest.raises(JobNotFound):
+        JobHandle.from_id("0" * 32)
 
 
 def test_cancel_of_a_finished_job_returns_false(queue):

@@ -258,7 +258,7 @@ def test_worker_logs_one_line_per_job_start_and_finish(workers):
 
     assert len(lines) == 2
     assert "tests.testapp.jobs.add attempt 1 started" in lines[0]
-    assert "tests.testapp.jobs.add attempt 1 completed in" in lines[1]
+    assert "tests.testapp.jobs.add attempt 1 completed after" in lines[1]
 
 
 def test_several_processes_share_the_work(workers, ledger):
@@ -278,3 +278,30 @@ def test_unknown_queue_on_the_command_line_is_an_error(workers):
 
     assert proc.wait(timeout=20) == 1
     assert "Unknown queue(s) nope" in workers.output(proc)
+
+
+def test_a_second_signal_exits_at_once_and_the_lease_brings_the_job_back(workers, ledger, queue):
+    proc = workers.start("--concurrency", "1")
+    handle = jobs.sleep.delay(30, label="twice")
+    wait_until(lambda: (ledger / "twice.started").exists(), message="the job to start")
+
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(timeout=5) == 1
+    assert handle.refresh().status is JobStatus.RUNNING
+    time.sleep(1.2)  # the 1 s lease runs out
+    assert queue.recover_expired().requeued == [handle.id]
+
+
+def test_sigint_and_a_forwarded_sigterm_are_one_graceful_stop(workers, ledger):
+    proc = workers.start("--concurrency", "1")
+    handle = jobs.sleep.delay(1, label="forwarded")
+    wait_until(lambda: (ledger / "forwarded.started").exists(), message="the job to start")
+
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
+
+    assert proc.wait(timeout=15) == 0
+    assert handle.refresh().status is JobStatus.COMPLETED
