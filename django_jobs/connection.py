@@ -12,7 +12,7 @@ import redis.asyncio
 from django_jobs.conf import jobs_settings
 
 # A web request must not hang on an unreachable host; options in the URL take precedence.
-CLIENT_OPTIONS = {"socket_connect_timeout": 5, "socket_keepalive": True}
+CLIENT_OPTIONS = {"socket_connect_timeout": 5}
 
 _sync_client: redis.Redis | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (

@@ -471,7 +471,14 @@ class JobQueue:
         }
         return Call(
             "fail",
-            [keys.job(job_id), keys.processing, keys.retrying, keys.dead, keys.counters],
+            [
+                keys.job(job_id),
+                keys.processing,
+                keys.retrying,
+                keys.dead,
+                keys.counters,
+                keys.wakeup,
+            ],
             [
                 job_id,
                 token,

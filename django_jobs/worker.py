@@ -39,9 +39,12 @@ from django_jobs.serialization import dumps, loads
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
 
-# An idle worker blocks on the wake-up list at most this long, so it sends about one request
-# per second while idle and still notices delayed jobs that fall due.
+# An idle worker blocks on the wake-up list at most this long at a time, so that it sends
+# about one request per second while idle. Enqueues wake it at once; so does a delayed or
+# retrying job due before all others, whose due time it then waits for.
 IDLE_BLOCK = 1.0
+# Every this many idle blocks it claims anyway, in case a wake-up was missed.
+IDLE_CLAIM_EVERY = 5
 
 
 async def _until_redis_answers(call: Callable[[], Awaitable[T]]) -> T:
@@ -130,6 +133,7 @@ class Worker:
         self.someone_idle = asyncio.Event()
         self.stopped = asyncio.Event()  # no new jobs
         self.finished = asyncio.Event()  # no running jobs either
+        self.claimed = asyncio.Event()  # a slot's claim came back
         logger.info(
             "worker %s serving %s with %d processes",
             self.worker_id,
@@ -212,6 +216,7 @@ class Worker:
             claim = await _until_redis_answers(
                 lambda: self.jobs.aclaim(self.queues, slot.worker_id, self.lease)
             )
+            self.claimed.set()
             if claim.job is None:
                 self.next_due = claim.next_due
                 if self.burst:
@@ -233,6 +238,7 @@ class Worker:
     async def _wake_idle(self) -> None:
         """Block on the wake-up list while some slot is idle; wake one slot per token."""
         client = get_async_redis()
+        quiet = 0
         while not self.stopping:
             if self.idle == 0:
                 self.someone_idle.clear()
@@ -241,12 +247,18 @@ class Worker:
                     break
             timeout = IDLE_BLOCK
             if self.next_due is not None:
-                timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.01))
-            await _until_redis_answers(
+                timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.001))
+            token = await _until_redis_answers(
                 functools.partial(client.blpop, [self.jobs.keys.wakeup], timeout=timeout)
             )
-            async with self.work:
-                self.work.notify(1)
+            quiet = 0 if token else quiet + 1
+            due = self.next_due is not None and self.next_due <= time.time()
+            if token or due or quiet % IDLE_CLAIM_EVERY == 0:
+                # Wait for that slot's claim: it tells when the next delayed job is due.
+                self.claimed.clear()
+                async with self.work:
+                    self.work.notify(1)
+                await self._pause(IDLE_BLOCK, self.claimed)
 
     async def _execute(self, slot: Slot, job: Job) -> None:
         attempt = job.attempt

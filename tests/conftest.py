@@ -65,3 +65,17 @@ def workers(jobs_settings, prefix, ledger):
     started = Workers(prefix, ledger, FAST)
     yield started
     started.stop_all()
+
+
+@pytest.fixture
+def private_redis(configure, monkeypatch):
+    """A redis-server of this test's own, which it may kill and restart; the test process and
+    the worker processes it starts both use it."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    monkeypatch.setenv("REDIS_URL", server.url)
+    configure(REDIS_URL=server.url)
+    yield server
+    server.remove()

@@ -92,9 +92,18 @@ def test_enqueue_many_stores_every_job_in_one_call(queue, redis_client):
 
 def test_enqueue_wakes_one_idle_worker_per_ready_job(queue, redis_client):
     queue.enqueue("a.job")
-    queue.enqueue("a.job", delay=60)
+    queue.enqueue("a.job")
 
-    assert redis_client.llen(queue.keys.wakeup) == 1
+    assert redis_client.llen(queue.keys.wakeup) == 2
+
+
+def test_delayed_job_wakes_idle_workers_only_when_due_before_all_others(queue, redis_client):
+    tokens = []
+    for delay in (60, 120, 30):
+        queue.enqueue("a.job", delay=delay)
+        tokens.append(redis_client.llen(queue.keys.wakeup))
+
+    assert tokens == [1, 1, 2]
 
 
 @pytest.mark.parametrize(

@@ -71,10 +71,11 @@ local function promote(prefix, zkey, dead_key, now, limit)
 end
 
 -- Store the jobs described by ARGV[first..] (see JobQueue.enqueue_args) and make them ready,
--- or due later. Returns how many are ready now.
+-- or due later. Returns how many wake-ups it sent: one per ready job, and one when a delayed
+-- job is due before all others.
 local function enqueue_jobs(scheduled_key, wakeup_key, first)
   local prefix, keep_since, user_ttl = ARGV[first], ARGV[first + 1], ARGV[first + 2]
-  local ready = 0
+  local wakeups = 0
   local i = first + 3
   while i <= #ARGV do
     local id, queue, priority, due, user, created = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
@@ -82,9 +83,13 @@ local function enqueue_jobs(scheduled_key, wakeup_key, first)
     redis.call('HSET', job_key(prefix, id), unpack(ARGV, i + 7, i + 6 + 2 * n))
     if due ~= '' then
       redis.call('ZADD', scheduled_key, due, id)
+      if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
+        -- Due before any other: idle workers must learn when to look next.
+        wakeups = wakeups + 1
+      end
     else
       redis.call('RPUSH', list_key(prefix, queue, priority), id)
-      ready = ready + 1
+      wakeups = wakeups + 1
     end
     if user ~= '' then
       -- The user index covers JOB_TTL, like the records of finished jobs.
@@ -95,8 +100,8 @@ local function enqueue_jobs(scheduled_key, wakeup_key, first)
     end
     i = i + 7 + 2 * n
   end
-  wake(wakeup_key, ready)
-  return ready
+  wake(wakeup_key, wakeups)
+  return wakeups
 end
 
 -- Keep an index of finished jobs for as long as their records live.

@@ -1,5 +1,5 @@
 -- Record a failed attempt: retry later with exponential backoff, or bury in the dead-letter set.
--- KEYS: job, processing, retrying, dead, counters
+-- KEYS: job, processing, retrying, dead, counters, wakeup
 -- ARGV: id, lease token, now, error, traceback, error entry JSON, backoff base, backoff max,
 --       retry allowed ('1' or '0'), prefix
 -- Returns {'retrying', due time} or {'failed', ''}, or {'stale', ''} when the lease is not held.
@@ -19,6 +19,9 @@ if ARGV[9] == '1' and retries < max_retries then
   local due = string.format('%.6f', now + math.min(tonumber(ARGV[7]) * 2 ^ retries, tonumber(ARGV[8])))
   redis.call('HSET', KEYS[1], 'status', 'retrying', 'retry_count', retries, 'scheduled_at', due)
   redis.call('ZADD', KEYS[3], due, id)
+  if redis.call('ZRANGE', KEYS[3], 0, 0)[1] == id then
+    wake(KEYS[6], 1)  -- due before any other retry: idle workers must learn when to look next
+  end
   return {'retrying', due}
 end
 redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[3])

@@ -1,0 +1,81 @@
+"""A private redis-server for tests that stop, kill or restart Redis."""
+
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+
+class RedisServer:
+    """A redis-server on a unix socket in a temporary folder of its own, with AOF on.
+
+    ``appendfsync always``: every write is on disk before it is acknowledged, so a crash
+    (SIGKILL) loses nothing that a client was told had happened.
+    """
+
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (.ci/run installs it)")
+        self.binary = binary
+        # Short path: unix socket paths are limited to about 107 bytes.
+        self.dir = Path(tempfile.mkdtemp(prefix="django-jobs-redis-"))
+        self.socket = self.dir / "redis.sock"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}?db=0"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+    def start(self) -> None:
+        options = {
+            "port": "0",
+            "unixsocket": str(self.socket),
+            "unixsocketperm": "700",
+            "dir": str(self.dir),
+            "save": "",
+            "appendonly": "yes",
+            "appendfsync": "always",
+        }
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                *(arg for name, value in options.items() for arg in (f"--{name}", value)),
+            ],
+            stdout=(self.dir / "redis.log").open("a"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError((self.dir / "redis.log").read_text())
+            try:
+                # The server we talk to is the one we started: same pid.
+                if self.client().info("server")["process_id"] == self.proc.pid:
+                    return
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("private redis-server did not answer within 10 s")
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL): only what the AOF holds survives."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
