@@ -29,6 +29,18 @@ def always_fails(reason: str) -> None:
     raise RuntimeError(reason)
 
 
+# Periodic jobs: DJANGO_JOBS["SCHEDULES"] in settings.py runs these from `manage.py runscheduler`.
+@job
+def heartbeat() -> str:
+    return "alive"
+
+
+@job(queue="emails")
+def send_digest(recipient: str) -> dict:
+    send_mail("Your digest", "Nothing new today.", None, [recipient])
+    return {"sent_to": recipient}
+
+
 # Runs long enough to watch it in the RUNNING state and to cancel it: its worker stops it.
 @job
 def slow(seconds: int) -> dict:

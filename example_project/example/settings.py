@@ -1,6 +1,7 @@
 """Settings of the django-jobs example site. For local development only."""
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -81,4 +82,28 @@ DJANGO_JOBS = {
     "LEASE_TIMEOUT": 15,
     "RETRY_BACKOFF_BASE": 2,
     "RETRY_BACKOFF_MAX": 10,
+    # Periodic tasks, written into the ScheduledTask table when `manage.py runscheduler` starts.
+    # Switch them off or change them in the admin (Jobs > Scheduled tasks): the admin's changes
+    # stay when the scheduler restarts.
+    "SCHEDULES": {
+        "heartbeat": {
+            "job": "example.jobs.heartbeat",
+            "interval": 30,
+            "description": "Every 30 seconds: shows the scheduler is alive.",
+        },
+        "nightly-digest": {
+            "job": "example.jobs.send_digest",
+            "cron": "0 7 * * MON-FRI",
+            "timezone": "Europe/Berlin",
+            "args": ["team@example.com"],
+            "description": "Weekdays at 7:00 Berlin time, through DST changes.",
+        },
+        "launch-announcement": {
+            "job": "example.jobs.send_digest",
+            "run_at": datetime(2027, 1, 1, 9, 0, tzinfo=UTC),
+            "args": ["everyone@example.com"],
+            "priority": "high",
+            "description": "Once, on New Year's morning 2027.",
+        },
+    },
 }

@@ -1,0 +1,244 @@
+"""``ScheduledTask``: the periodic tasks that ``manage.py runscheduler`` runs, kept in the database
+so that they can be managed in the admin."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models, transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from django_jobs import schedules
+from django_jobs.connection import get_redis
+from django_jobs.exceptions import RedisUnavailable
+from django_jobs.job import JobPriority
+from django_jobs.queue import JobQueue
+from django_jobs.schedules import MissedRunPolicy, ScheduleType
+
+logger = logging.getLogger("django_jobs.scheduler")
+
+# Written by the schedulers, never by a save() of an existing task (see ScheduledTask.save).
+RUN_STATE_FIELDS = ("last_run", "next_run", "run_count")
+
+
+class ScheduledTask(models.Model):
+    """A periodic task. :meth:`to_task` gives the :class:`django_jobs.schedules.ScheduledTask`
+    the scheduler works with; the fields mirror it."""
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    job_name = models.CharField(
+        "job", max_length=200, help_text="The registered job to run (its @job name)."
+    )
+    args = models.JSONField(
+        default=list, blank=True, help_text='Positional arguments, a JSON list: [42, "a"].'
+    )
+    kwargs = models.JSONField(
+        default=dict, blank=True, help_text='Keyword arguments, a JSON object: {"user_id": 42}.'
+    )
+    enabled = models.BooleanField(default=True)
+
+    schedule_type = models.CharField(
+        "schedule", max_length=10, choices=[(t.value, t.name.title()) for t in ScheduleType]
+    )
+    interval_seconds = models.PositiveIntegerField(
+        "interval (seconds)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1, "The interval must be at least 1 second.")],
+        help_text="Interval tasks: seconds from one run to the next.",
+    )
+    run_immediately = models.BooleanField(
+        default=True,
+        help_text="Interval tasks: the first run is at once; otherwise one interval later.",
+    )
+    cron_expression = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Cron tasks: minute hour day-of-month month day-of-week, e.g. "
+        "<code>30 2 * * MON-FRI</code>, or @hourly, @daily, @weekly, @monthly, @yearly.",
+    )
+    run_at = models.DateTimeField(null=True, blank=True, help_text="One-time tasks: when to run.")
+    timezone = models.CharField(
+        "time zone",
+        max_length=64,
+        blank=True,
+        help_text="Cron tasks follow this time zone, through DST changes. Empty: TIME_ZONE.",
+    )
+    missed_run_policy = models.CharField(
+        "missed runs",
+        max_length=10,
+        choices=[
+            (MissedRunPolicy.CATCH_UP.value, "Catch up once"),
+            (MissedRunPolicy.SKIP.value, "Skip"),
+            (MissedRunPolicy.ALL.value, f"Run all (at most {schedules.MAX_CATCH_UP})"),
+        ],
+        default=MissedRunPolicy.CATCH_UP.value,
+        help_text="What to do with runs that fell due while no scheduler was running.",
+    )
+
+    priority = models.PositiveSmallIntegerField(
+        choices=[(p.value, p.name.title()) for p in sorted(JobPriority, reverse=True)],
+        null=True,
+        blank=True,
+        help_text="Empty: the job's own priority.",
+    )
+    queue = models.CharField(
+        max_length=100, blank=True, help_text="Empty: the job's own queue, or the default queue."
+    )
+
+    last_run = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Due time of the last run enqueued."
+    )
+    next_run = models.DateTimeField(null=True, blank=True, editable=False)
+    run_count = models.PositiveIntegerField(default=0, editable=False)
+    # The definition last written from DJANGO_JOBS['SCHEDULES'] (None: made in the admin), to
+    # tell the fields changed in the admin, which a restart keeps, from those changed in code.
+    code_definition = models.JSONField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    updated_at = models.DateTimeField("updated", auto_now=True)
+
+    # The fields the running full_clean() leaves out (see clean()).
+    _clean_exclude: set[str] = set()  # noqa: RUF012 (replaced, never changed in place)
+
+    class Meta:
+        ordering = ("name",)
+        verbose_name = "scheduled task"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, computing ``next_run`` afresh when the schedule changed or the task was enabled
+        (a disabled task has none).
+
+        Saving an existing task never writes ``last_run`` and ``run_count``, nor ``next_run``
+        unless it was computed here: those belong to the schedulers, which may have moved them
+        since this instance was read.
+        """
+        adding, before = True, None
+        if not self._state.adding and self.pk is not None:
+            row = type(self)._default_manager.filter(pk=self.pk).first()
+            adding, before = row is None, _task_or_none(row)
+        if before is not None:  # the stored run state is the schedulers' latest
+            self.last_run, self.next_run = before.last_run, before.next_run
+            self.run_count = before.run_count
+        task = _task_or_none(self)
+        if task is None:  # saved without clean(): the schedulers skip it and report why
+            changed, self.next_run = True, None
+        else:
+            changed, next_run = schedules.rescheduled(task, before)
+            if changed:
+                self.next_run = next_run
+        if not adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
+            skip = set(RUN_STATE_FIELDS) - ({"next_run"} if changed else set())
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in skip
+            ]
+        super().save(*args, **kwargs)
+
+    def to_task(self) -> schedules.ScheduledTask:
+        """The task as the scheduler sees it; :class:`~django_jobs.schedules.InvalidSchedule`
+        if a field is invalid."""
+        return schedules.ScheduledTask(
+            name=self.name,
+            job_name=self.job_name,
+            schedule_type=self.schedule_type,  # type: ignore[arg-type]
+            interval_seconds=self.interval_seconds,
+            cron_expression=self.cron_expression or None,
+            run_at=self.run_at,
+            args=self.args,
+            kwargs=self.kwargs,
+            priority=self.priority,  # type: ignore[arg-type]
+            queue=self.queue or None,
+            enabled=self.enabled,
+            last_run=self.last_run,
+            next_run=self.next_run,
+            run_count=self.run_count,
+            timezone=self.timezone,
+            missed_run_policy=self.missed_run_policy,  # type: ignore[arg-type]
+            run_immediately=self.run_immediately,
+            description=self.description,
+        )
+
+    def set_definition(self, task: schedules.ScheduledTask, *, enabled: bool = True) -> None:
+        """Copy the user-defined fields of ``task`` (and ``enabled`` if asked) to this row."""
+        self.description = task.description
+        self.job_name = task.job_name
+        self.schedule_type = task.schedule_type.value
+        self.interval_seconds = task.interval_seconds
+        self.run_immediately = task.run_immediately
+        self.cron_expression = task.cron_expression or ""
+        self.run_at = task.run_at
+        self.timezone = task.timezone
+        self.missed_run_policy = task.missed_run_policy.value
+        self.args = task.args
+        self.kwargs = task.kwargs
+        self.priority = None if task.priority is None else task.priority.value
+        self.queue = task.queue or ""
+        if enabled:
+            self.enabled = task.enabled
+
+    @property
+    def declared_in_code(self) -> bool:
+        return self.code_definition is not None
+
+    def clean(self) -> None:
+        """Refuse an invalid schedule, with an error on each bad field."""
+        # Fields of the other schedule types are cleared, so that what is stored is what runs.
+        if self.schedule_type != ScheduleType.INTERVAL:
+            self.interval_seconds = None
+        if self.schedule_type != ScheduleType.CRON:
+            self.cron_expression = ""
+        if self.schedule_type != ScheduleType.ONCE:
+            self.run_at = None
+        try:
+            task = self.to_task()
+        except schedules.InvalidSchedule as exc:
+            # Not for the fields full_clean() leaves out, as a form does those it already
+            # refused (an interval below 1 second, say): one error for each, the precise one.
+            errors = {k: v for k, v in exc.errors.items() if k not in self._clean_exclude}
+            if errors:
+                raise ValidationError(errors) from None
+            return
+        self.cron_expression = task.cron_expression or ""
+
+    def full_clean(self, exclude: Any = None, *args: Any, **kwargs: Any) -> None:
+        self._clean_exclude = set(exclude or ())
+        try:
+            super().full_clean(exclude, *args, **kwargs)
+        finally:
+            self._clean_exclude = set()
+
+
+def _task_or_none(row: ScheduledTask | None) -> schedules.ScheduledTask | None:
+    try:
+        return None if row is None else row.to_task()
+    except schedules.InvalidSchedule:
+        return None
+
+
+def notify_schedulers() -> None:
+    """Tell running schedulers that the tasks changed: they load them again within a second.
+
+    Without Redis the change is still picked up, by the full reload every
+    ``scheduler.RELOAD_EVERY`` seconds.
+    """
+    try:
+        get_redis().incr(JobQueue().keys.schedules_version)
+    except (redis.RedisError, RedisUnavailable) as exc:
+        logger.warning("Could not tell the schedulers that a task changed: %s", exc)
+
+
+@receiver(post_save, sender=ScheduledTask, dispatch_uid="django_jobs.schedule_saved")
+@receiver(post_delete, sender=ScheduledTask, dispatch_uid="django_jobs.schedule_deleted")
+def _task_changed(sender: Any, using: str, **kwargs: Any) -> None:
+    # After the commit, or a scheduler could load the tasks before the change is visible.
+    transaction.on_commit(notify_schedulers, using=using)
