@@ -8,7 +8,8 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import connections
 from redis.connection import parse_url
 
 from django_jobs.conf import DEFAULTS, jobs_settings
@@ -29,7 +30,7 @@ def _error(msg: str, hint: str, id: int) -> Error:
 
 @register()
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
-    """E001-E008: the shape and values of ``DJANGO_JOBS``."""
+    """E001-E009 and E011: the shape and values of ``DJANGO_JOBS``."""
     user = getattr(settings, "DJANGO_JOBS", {})
     if not isinstance(user, dict):
         return [_error("DJANGO_JOBS must be a dict.", f"It is a {type(user).__name__}.", 1)]
@@ -132,6 +133,47 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 9,
             )
         )
+    if not errors:
+        errors += _check_schedules()
+    return errors
+
+
+def _check_schedules() -> list[CheckMessage]:
+    """E011: a task of ``DJANGO_JOBS['SCHEDULES']`` that is invalid or names no registered job."""
+    from django_jobs.registry import registry
+    from django_jobs.schedules import task_from_setting
+
+    declared = jobs_settings.SCHEDULES
+    hint = (
+        "Each entry is 'name': {'job': ..., and one of 'interval': seconds, 'cron': '0 2 * * *' "
+        "or 'run_at': datetime}; see the README."
+    )
+    if not isinstance(declared, dict):
+        return [
+            _error(
+                f"DJANGO_JOBS['SCHEDULES'] must be a dict of task name to schedule, not "
+                f"{type(declared).__name__}.",
+                hint,
+                11,
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for name, spec in declared.items():
+        try:
+            task = task_from_setting(name, spec)
+        except ValueError as exc:
+            errors.append(_error(str(exc), hint, 11))
+            continue
+        if task.job_name not in registry:
+            errors.append(
+                _error(
+                    f"DJANGO_JOBS['SCHEDULES'][{name!r}] names the job {task.job_name!r}, which "
+                    "is not registered.",
+                    f"Registered jobs: {', '.join(registry.names()) or '(none)'}. Jobs are "
+                    "registered with @job in the jobs.py module of an installed app.",
+                    11,
+                )
+            )
     return errors
 
 
@@ -174,3 +216,41 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(Tags.database)
+def check_scheduled_tasks(
+    app_configs: Any = None, databases: list[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W002: a ``ScheduledTask`` in the database names a job that is not registered.
+
+    A database check, like Django's own: ``migrate`` and ``check --database default`` run it.
+    Skipped for a database without the table (before ``migrate``) or that cannot be read.
+    """
+    from django.db import DatabaseError
+
+    from django_jobs.models import ScheduledTask
+    from django_jobs.registry import registry
+
+    found: list[tuple[str, str]] = []
+    for alias in databases or []:
+        connection = connections[alias]
+        try:
+            with connection.cursor() as cursor:
+                tables = connection.introspection.table_names(cursor)
+            if ScheduledTask._meta.db_table in tables:
+                found += ScheduledTask.objects.using(alias).values_list("name", "job_name")
+        except DatabaseError:
+            continue
+    return [
+        Warning(
+            f"Scheduled task {name!r} names the job {job_name!r}, which is not registered; its "
+            "runs will fail.",
+            hint=f"Choose a registered job in the admin, or register {job_name!r} with @job. "
+            f"Registered jobs: {', '.join(registry.names()) or '(none)'}.",
+            obj=name,
+            id="django_jobs.W002",
+        )
+        for name, job_name in sorted(set(found))
+        if job_name not in registry
+    ]

@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_LOST": 3,
     # .delay() inside transaction.atomic() enqueues when the transaction commits.
     "ENQUEUE_ON_COMMIT": True,
+    # Periodic tasks declared in code, by name: written into the ScheduledTask table when a
+    # scheduler starts (see django_jobs.schedules.task_from_setting for the keys of each).
+    "SCHEDULES": {},
 }
 
 

@@ -55,8 +55,11 @@ PRIORITIES_HIGH_FIRST: tuple[JobPriority, ...] = tuple(sorted(JobPriority, rever
 
 _DATETIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
 _INT_FIELDS = ("max_retries", "retry_count", "lost_count")
+_SECONDS_FIELDS = ("timeout", "retry_backoff_base", "retry_backoff_max")
 _NULLABLE_FIELDS = (
     *_DATETIME_FIELDS,
+    "retry_backoff_base",
+    "retry_backoff_max",
     "user_id",
     "result",
     "error",
@@ -73,7 +76,9 @@ class Job:
     ``retry_count`` counts failures that were retried; ``lost_count`` counts the times the
     job's worker died under it (its lease expired), which are redelivered without using a retry.
     ``errors`` keeps one entry per failed attempt: ``{"attempt", "error", "traceback",
-    "worker_id", "failed_at"}``.
+    "worker_id", "failed_at"}``. ``retry_backoff_base`` and ``retry_backoff_max`` override the
+    ``DJANGO_JOBS`` settings of the same names for this job. ``meta`` is JSON kept with the job
+    for the code that enqueued it (the ``django.tasks`` backend keeps the task's options there).
     """
 
     id: str
@@ -99,9 +104,12 @@ class Job:
     errors: list[dict[str, Any]] = field(default_factory=list)
     lease_token: str | None = None
     cancel_requested: bool = False
+    retry_backoff_base: float | None = None
+    retry_backoff_max: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     # Fields whose Redis hash value is JSON text; ``result`` lives in a key of its own.
-    _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors")
+    _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors", "meta")
 
     @property
     def is_finished(self) -> bool:
@@ -198,7 +206,12 @@ class Job:
                 if strict:
                     raise
         if not strict:
-            for key, default in (("name", "(unreadable)"), ("args", []), ("kwargs", {})):
+            for key, default in (
+                ("name", "(unreadable)"),
+                ("args", []),
+                ("kwargs", {}),
+                ("meta", {}),
+            ):
                 if not isinstance(values.get(key), type(default)) or values.get(key) == "":
                     values[key] = default
             if not isinstance(values.get("errors", []), list):
@@ -226,6 +239,8 @@ class Job:
             raise InvalidJobRecord(f"{where}field 'kwargs' must be a dict.")
         if not isinstance(values.get("errors", []), list):
             raise InvalidJobRecord(f"{where}field 'errors' must be a list.")
+        if not isinstance(values.get("meta", {}), dict):
+            raise InvalidJobRecord(f"{where}field 'meta' must be a dict.")
         return cls(**values)
 
 
@@ -261,7 +276,7 @@ def _convert(name: str, value: Any, parse_datetime: Any, job_id: str | None = No
             )
         if name in _INT_FIELDS:
             return int(value)
-        if name == "timeout":
+        if name in _SECONDS_FIELDS:
             number = float(value)
             return int(number) if number.is_integer() else number
         if name == "cancel_requested":

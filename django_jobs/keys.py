@@ -23,6 +23,9 @@ class Keys:
         self.cancelled = f"{prefix}:cancelled"  # CANCELLED jobs, score = finished at
         self.wakeup = f"{prefix}:wakeup"  # idle workers block on this list
         self.counters = f"{prefix}:counters"  # hash of event counters (stale acks, ...)
+        # Bumped when a periodic task changes, so that running schedulers load the tasks again.
+        self.schedules_version = f"{prefix}:schedules:version"
+        self.schedulers = f"{prefix}:schedulers"  # running schedulers, score = last seen
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -39,6 +42,11 @@ class Keys:
 
     def user(self, user_id: str) -> str:
         return f"{self.prefix}:user:{user_id}"
+
+    def tick(self, task: str, due: float) -> str:
+        """Set (with a TTL) once the run of periodic task ``task`` due at ``due`` (epoch
+        seconds) was enqueued; holds that job's id."""
+        return f"{self.prefix}:tick:{task}:{int(due)}"
 
     def queues_high_first(self, queues: list[str]) -> list[str]:
         """The lists a worker serving ``queues`` pops from, in strict priority order.

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import redis
+from redis.exceptions import NoScriptError
 
 from django_jobs.conf import jobs_settings
 from django_jobs.connection import connection_url, get_async_redis, get_redis, redact_url
@@ -93,10 +95,21 @@ def _async(
 
 
 def _send(client: Any, call: Call | Block) -> Any:
-    """Make the call with a sync client, or start it (a coroutine) with an asyncio one."""
+    """Make the call with a sync client, or start it (a coroutine) with an asyncio one.
+
+    Scripts go as a plain ``EVALSHA``: the hot path skips redis-py's script wrappers, and
+    :func:`_load` loads a script the server does not know (yet, or after a restart).
+    """
     if isinstance(call, Block):
         return client.blmove(call.key, call.key, call.timeout, "RIGHT", "LEFT")
-    return scripts_for(client)[call.script](keys=call.keys, args=call.args)
+    sha = scripts_for(client)[call.script].sha
+    return client.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+
+
+def _load(client: Any, call: Call | Block) -> Any:
+    """Load the script of ``call`` into the server (a coroutine with an asyncio client)."""
+    assert isinstance(call, Call)
+    return client.script_load(scripts_for(client)[call.script].script)
 
 
 def _unavailable(exc: Exception) -> RedisUnavailable:
@@ -108,7 +121,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _record(flat: list[Any]) -> dict[str, str]:
-    items = [_text(v) for v in flat]
+    items = [v.decode() if isinstance(v, bytes) else v for v in flat]
     return dict(zip(items[::2], items[1::2], strict=True))
 
 
@@ -127,6 +140,16 @@ def _seconds(value: float | timedelta, what: str) -> float:
     if seconds > MAX_SECONDS:
         raise ValueError(f"{what} of {value!r} is more than 100 years.")
     return float(seconds)
+
+
+class Leased(Protocol):
+    """What lease renewal needs of a running job (a :class:`Job` has both)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def lease_token(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -182,13 +205,21 @@ class JobQueue:
 
     def _call(self, client: Any, call: Call | Block) -> Any:
         try:
-            return _send(client, call)
+            try:
+                return _send(client, call)
+            except NoScriptError:
+                _load(client, call)
+                return _send(client, call)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise _unavailable(exc) from exc
 
     async def _acall(self, client: Any, call: Call | Block) -> Any:
         try:
-            return await _send(client, call)
+            try:
+                return await _send(client, call)
+            except NoScriptError:
+                await _load(client, call)
+                return await _send(client, call)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise _unavailable(exc) from exc
 
@@ -223,9 +254,14 @@ class JobQueue:
         max_retries: int | None = None,
         timeout: float | None = None,
         user_id: str | int | None = None,
+        retry_backoff_base: float | None = None,
+        retry_backoff_max: float | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> Job:
         """Check every option and argument and return the job :meth:`enqueue` would store.
 
+        ``retry_backoff_base`` and ``retry_backoff_max`` (seconds) override the settings of the
+        same names for this job; ``meta`` is JSON kept with the job for the caller's own use.
         Raises ``ValueError`` for a bad option and
         :class:`~django_jobs.exceptions.NotJSONSerializable` naming the argument that would not
         survive JSON. Nothing is written.
@@ -264,6 +300,16 @@ class JobQueue:
         timeout = jobs_settings.DEFAULT_TIMEOUT if timeout is None else timeout
         if _seconds(timeout, "timeout") <= 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}.")
+        for what, value in (
+            ("retry_backoff_base", retry_backoff_base),
+            ("retry_backoff_max", retry_backoff_max),
+        ):
+            if value is not None and _seconds(value, what) <= 0:
+                raise ValueError(f"{what} must be a positive number of seconds, not {value!r}.")
+        meta = {} if meta is None else meta
+        if not isinstance(meta, dict):
+            raise TypeError(f"meta must be a dict, not {type(meta).__name__}.")
+        check_json(meta, "meta")
 
         return Job(
             id=uuid.uuid4().hex,
@@ -277,6 +323,9 @@ class JobQueue:
             max_retries=max_retries,
             timeout=timeout,
             user_id=None if user_id is None else str(user_id),
+            retry_backoff_base=retry_backoff_base,
+            retry_backoff_max=retry_backoff_max,
+            meta=meta,
         )
 
     # -- plans --------------------------------------------------------------------------------
@@ -348,32 +397,72 @@ class JobQueue:
         self, queues: Iterable[str] | None = None, worker_id: str = "", lease: float | None = None
     ) -> Plan[Claim]:
         """:meth:`dequeue`, also telling when the next delayed or retrying job is due."""
-        keys = self.keys
         served = self.served_queues(queues)
-        lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
         while True:
-            now = utcnow().timestamp()
-            token = uuid.uuid4().hex
-            reply = yield Call(
-                "claim",
-                [
-                    keys.scheduled,
-                    keys.retrying,
-                    keys.processing,
-                    keys.dead,
-                    keys.wakeup,
-                    *keys.queues_high_first(served),
-                ],
-                [self.prefix, f"{now:.6f}", f"{now + lease:.6f}", token, worker_id, PROMOTE_LIMIT],
-            )
-            job_id = _text(reply[0])
-            if not job_id:
-                next_due = _text(reply[1])
-                return Claim(None, float(next_due) if next_due else None)
-            try:
-                return Claim(Job.from_hash(job_id, _record(reply[1])), None)
-            except InvalidJobRecord as exc:
-                yield self._fail_call(job_id, token, str(exc), "", retry=False)
+            keys, args, token = self._claim_call_parts(worker_id, lease, utcnow())
+            reply = yield Call("claim", keys, [*args, *served])
+            claim = yield from self._claimed(reply[0], reply[1], token)
+            if claim is not None:
+                return claim
+
+    def _complete_and_claim(
+        self,
+        job: Job,
+        result: Any,
+        queues: Iterable[str] | None = None,
+        worker_id: str = "",
+        lease: float | None = None,
+    ) -> Plan[tuple[bool, Claim]]:
+        """:meth:`complete_job` and :meth:`claim` in one round trip: a worker's steady state.
+
+        Returns whether the completion was recorded (see :meth:`complete_job`) and the claim.
+        """
+        served = self.served_queues(queues)
+        now = utcnow()
+        outcome = self._ack_values(result, now)
+        keys, args, token = self._claim_call_parts(worker_id, lease, now)
+        acked, job_id, rest = yield Call(
+            "ack_claim",
+            [*keys, self.keys.completed, self.keys.counters],
+            [*args, job.id, job.lease_token or "", *outcome, *served],
+        )
+        claim = yield from self._claimed(job_id, rest, token)
+        if claim is None:
+            claim = yield from self._claim(served, worker_id, lease)
+        return bool(acked), claim
+
+    def _claim_call_parts(
+        self, worker_id: str, lease: float | None, now: datetime
+    ) -> tuple[list[str], list[Any], str]:
+        """Keys and leading arguments of the claim scripts; the served queues follow."""
+        keys = self.keys
+        lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
+        timestamp = now.timestamp()
+        token = os.urandom(16).hex()
+        return (
+            [keys.scheduled, keys.retrying, keys.processing, keys.dead, keys.wakeup],
+            [
+                self.prefix,
+                f"{timestamp:.6f}",
+                f"{timestamp + lease:.6f}",
+                token,
+                worker_id,
+                PROMOTE_LIMIT,
+            ],
+            token,
+        )
+
+    def _claimed(self, job_id: bytes | str, rest: Any, token: str) -> Plan[Claim | None]:
+        """Read a claim's reply. An unreadable record is buried (``None``: claim again)."""
+        job_id = _text(job_id)
+        if not job_id:
+            next_due = _text(rest)
+            return Claim(None, float(next_due) if next_due else None)
+        try:
+            return Claim(Job.from_hash(job_id, _record(rest)), None)
+        except InvalidJobRecord as exc:
+            yield self._fail_call(job_id, token, str(exc), "", retry=False)
+            return None
 
     def _release_job(self, job: Job) -> Plan[bool]:
         """Give a running job back unfinished, to the head of its list, without using a retry
@@ -429,25 +518,21 @@ class JobQueue:
         Returns ``False`` when the lease was lost (another worker has the job, or it was
         recovered): the stale completion is refused and counted in ``stats()['counters']``.
         """
-        check_json(result, "the result")
         keys = self.keys
-        now = utcnow().timestamp()
-        job_ttl = int(jobs_settings.JOB_TTL)
+        now = utcnow()
+        outcome = self._ack_values(result, now)
         reply = yield Call(
             "ack",
             [keys.job(job.id), keys.processing, keys.result(job.id), keys.completed, keys.counters],
-            [
-                job.id,
-                job.lease_token or "",
-                f"{now:.6f}",
-                dumps(result),
-                int(jobs_settings.RESULT_TTL),
-                job_ttl,
-                now - job_ttl,
-                self.prefix,
-            ],
+            [self.prefix, job.id, job.lease_token or "", f"{now.timestamp():.6f}", *outcome],
         )
         return bool(reply)
+
+    def _ack_values(self, result: Any, now: datetime) -> list[Any]:
+        """The result and retention arguments of the ack scripts."""
+        check_json(result, "the result")
+        job_ttl = int(jobs_settings.JOB_TTL)
+        return [dumps(result), int(jobs_settings.RESULT_TTL), job_ttl, now.timestamp() - job_ttl]
 
     def _fail_call(
         self,
@@ -459,6 +544,7 @@ class JobQueue:
         retry: bool,
         attempt: int = 1,
         worker_id: str = "",
+        backoff: tuple[float | None, float | None] = (None, None),
     ) -> Call:
         keys = self.keys
         now = utcnow().timestamp()
@@ -486,8 +572,8 @@ class JobQueue:
                 error,
                 tb,
                 dumps(entry),
-                jobs_settings.RETRY_BACKOFF_BASE,
-                jobs_settings.RETRY_BACKOFF_MAX,
+                jobs_settings.RETRY_BACKOFF_BASE if backoff[0] is None else backoff[0],
+                jobs_settings.RETRY_BACKOFF_MAX if backoff[1] is None else backoff[1],
                 "1" if retry else "0",
                 self.prefix,
             ],
@@ -499,9 +585,10 @@ class JobQueue:
         """Record a failed attempt of ``job``.
 
         With retries left (and ``retry`` true) the job becomes RETRYING, due again after
-        ``min(RETRY_BACKOFF_BASE * 2**n, RETRY_BACKOFF_MAX)`` seconds for its n-th retry;
-        otherwise it is FAILED and kept in the dead-letter queue. Each attempt's error is kept
-        in ``job.errors``. Returns the new status, or ``None`` if the lease was not held.
+        ``min(RETRY_BACKOFF_BASE * 2**n, RETRY_BACKOFF_MAX)`` seconds for its n-th retry (the
+        job's own ``retry_backoff_base`` and ``retry_backoff_max`` when set); otherwise it is
+        FAILED and kept in the dead-letter queue. Each attempt's error is kept in ``job.errors``.
+        Returns the new status, or ``None`` if the lease was not held.
         """
         reply = yield self._fail_call(
             job.id,
@@ -511,6 +598,7 @@ class JobQueue:
             retry=retry,
             attempt=job.attempt,
             worker_id=job.worker_id or "",
+            backoff=(job.retry_backoff_base, job.retry_backoff_max),
         )
         outcome = _text(reply[0])
         return None if outcome == "stale" else JobStatus(outcome)
@@ -547,7 +635,7 @@ class JobQueue:
         reply = yield Call("requeue", [keys.dead, keys.wakeup], [self.prefix, limit, *ids])
         return [_text(i) for i in reply]
 
-    def _extend_lease(self, jobs: Iterable[Job], lease: float | None = None) -> Plan[LeaseState]:
+    def _extend_lease(self, jobs: Iterable[Leased], lease: float | None = None) -> Plan[LeaseState]:
         """Renew the leases of a worker's running ``jobs`` in one call.
 
         Returns the ids whose lease is no longer held (stop working on them: another worker
@@ -599,6 +687,20 @@ class JobQueue:
             [self.prefix, f"{now:.6f}", PROMOTE_LIMIT],
         )
         return int(reply)
+
+    def _fire_tick(self, task: str, due: datetime, job: Job, ttl: int) -> Plan[str]:
+        """Enqueue ``job`` for the run of periodic task ``task`` due at ``due``, unless that run
+        was enqueued before, by this scheduler or another: one script claims the tick (kept
+        ``ttl`` seconds) and enqueues. Returns the id of the tick's job: ``job.id`` if this
+        call enqueued it.
+        """
+        keys = self.keys
+        reply = yield Call(
+            "fire",
+            [keys.tick(task, due.timestamp()), keys.scheduled, keys.wakeup],
+            [int(ttl), *self.enqueue_args([job])],
+        )
+        return _text(reply)
 
     def _fetch(self, args: list[Any]) -> Plan[list[Job]]:
         # The key is not read: it routes the call to the namespace's slot on Redis Cluster.
@@ -710,6 +812,8 @@ class JobQueue:
     adequeue = _async(_dequeue)
     claim = _sync(_claim)
     aclaim = _async(_claim)
+    complete_and_claim = _sync(_complete_and_claim)
+    acomplete_and_claim = _async(_complete_and_claim)
     release_job = _sync(_release_job)
     arelease_job = _async(_release_job)
     watch = _sync(_watch)
@@ -738,6 +842,8 @@ class JobQueue:
     ajobs_for_user = _async(_jobs_for_user)
     stats = _sync(_stats)
     astats = _async(_stats)
+    fire_tick = _sync(_fire_tick)
+    afire_tick = _async(_fire_tick)
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,13 +1,15 @@
 """``@job``: registering job functions by name, and enqueueing them with ``.delay()``.
 
-A worker runs only functions registered here, looked up by the name stored in the job;
-nothing is ever imported by a name taken from queue data.
+A worker runs only functions registered here, looked up by the name stored in the job, and
+tasks of Django's task API (see :func:`django_task_path`); nothing else is ever imported by a
+name taken from queue data.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -23,6 +25,20 @@ from django_jobs.queue import JobQueue
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# Jobs enqueued through Django's task API (django_jobs.backends.RedisBackend) are named with
+# this marker, then the module path of the task; the runner imports that module and runs the
+# attribute only if it is a django.tasks Task.
+DJANGO_TASK_PREFIX = "django.tasks:"
+_DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+
+
+def django_task_path(name: str) -> str | None:
+    """The module path of the Django task that a job of this name runs, or ``None``."""
+    if not name.startswith(DJANGO_TASK_PREFIX):
+        return None
+    path = name[len(DJANGO_TASK_PREFIX) :]
+    return path if _DOTTED_PATH.fullmatch(path) else None
+
 
 class JobRegistry:
     """Job functions by name."""
@@ -32,6 +48,11 @@ class JobRegistry:
 
     def register(self, job_function: JobFunction[..., Any]) -> None:
         """Add a job function; a second, different function under the same name is an error."""
+        if job_function.name.startswith(DJANGO_TASK_PREFIX):
+            raise ValueError(
+                f"The job name {job_function.name!r} starts with {DJANGO_TASK_PREFIX!r}, which "
+                "marks tasks of Django's task API; pass @job(name=...) to choose another."
+            )
         existing = self._jobs.get(job_function.name)
         if existing is not None and _origin(existing.func) != _origin(job_function.func):
             raise ValueError(

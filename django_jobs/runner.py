@@ -1,7 +1,10 @@
-"""The child side of the worker: a process that runs the jobs its supervisor sends, one at a time.
+"""The child side of the worker: a process that claims, runs and records jobs, one at a time.
 
-Messages on the pipe are JSON both ways. The supervisor owns everything that touches the
-job's state in Redis; the child only runs the function and reports what happened.
+A child talks to Redis itself, so that its steady state is one round trip per job: the
+completion of one job and the claim of the next are one script call. Its supervisor watches
+from outside. The child publishes the job it is running in memory shared with the supervisor,
+which renews the leases, enforces timeouts and stops the child when it must. When the child
+finds no work it says so over its pipe and waits until the supervisor wakes it.
 """
 
 from __future__ import annotations
@@ -9,54 +12,380 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import importlib
 import inspect
-import json
+import logging
 import signal
 import sys
+import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
-from django_jobs.exceptions import NotJSONSerializable
-from django_jobs.registry import registry
+import redis
+
+from django_jobs.exceptions import NotJSONSerializable, RedisUnavailable
+from django_jobs.job import Job, JobStatus
+from django_jobs.queue import Claim, JobQueue
+from django_jobs.registry import django_task_path, registry
 from django_jobs.serialization import check_json, dumps
+
+logger = logging.getLogger("django_jobs.worker")
+T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 
+# What the supervisor tells an idle child.
+GO = b"go"
+STOP = b"stop"
 
-def failure(error: str, tb: str = "", *, retry: bool = True) -> dict[str, Any]:
-    return {"ok": False, "error": error, "traceback": tb, "retry": retry}
+
+@dataclass(frozen=True)
+class Running:
+    """A snapshot of the job a child is running. ``seq`` tells one snapshot from the next."""
+
+    seq: int
+    job_id: str
+    token: str
+    started: float
+    timeout: float
+
+    # What JobQueue.extend_lease reads of a job.
+    @property
+    def id(self) -> str:
+        return self.job_id
+
+    @property
+    def lease_token(self) -> str:
+        return self.token
+
+
+class SlotState(ctypes.Structure):
+    """The job a child is running, in memory shared with its supervisor.
+
+    The child writes, the supervisor reads, without a system call either way. ``seq`` is odd
+    while the child writes, so that the supervisor can tell a torn read and read again.
+    """
+
+    _fields_ = (
+        ("seq", ctypes.c_uint64),
+        ("job_id", ctypes.c_char * 64),
+        ("token", ctypes.c_char * 32),
+        ("started", ctypes.c_double),
+        ("timeout", ctypes.c_double),
+    )
+
+    def publish(self, job: Job | None) -> None:
+        self.seq += 1
+        self.job_id = job.id.encode() if job else b""
+        self.token = (job.lease_token or "").encode() if job else b""
+        self.started = time.time()
+        self.timeout = float(job.timeout) if job else 0.0
+        self.seq += 1
+
+    def read(self) -> Running | None:
+        for _ in range(1000):
+            seq = self.seq
+            snapshot = (self.job_id, self.token, self.started, self.timeout)
+            if seq % 2 == 0 and self.seq == seq:
+                break
+        job_id, token, started, timeout = snapshot
+        if not job_id:
+            return None
+        return Running(seq, job_id.decode(), token.decode(), started, timeout)
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    queues: list[str]
+    worker_id: str
+    lease: float
+    max_jobs: int | None
+    forked: bool
+    verbosity: int
+
+
+@dataclass
+class Outcome:
+    """What one attempt of a job came to, as the child saw it."""
+
+    ok: bool
+    result: Any = None
+    error: str = ""
+    traceback: str = ""
+    retry: bool = True
+
+
+def failure(error: str, tb: str = "", *, retry: bool = True) -> Outcome:
+    return Outcome(False, error=error, traceback=tb, retry=retry)
+
+
+def unregistered(name: str) -> Outcome:
+    return failure(f"UnregisteredJob: no job named {name!r} is registered in this worker.")
+
+
+def resolve_task(path: str) -> Any:
+    """The task of Django's task API at ``path``: a module path, then an attribute.
+
+    Only that module is imported, and only a ``Task`` instance is accepted: nothing else named
+    by queue data is ever called. Raises ``LookupError`` saying why there is no such task.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_jobs import compat
+
+    try:
+        compat.require()
+    except ImproperlyConfigured as exc:
+        raise LookupError(f"UnknownTask: {exc}") from None
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise LookupError(
+            f"UnknownTask: the module of task {path!r} cannot be imported "
+            f"({type(exc).__qualname__}: {exc})."
+        ) from None
+    task = getattr(module, attribute, None)
+    if not isinstance(task, compat.Task):
+        raise LookupError(
+            f"UnknownTask: {path!r} is a {type(task).__qualname__}, not a task of Django's "
+            "task API, so it is not run."
+        )
+    return task
+
+
+class _Plain:
+    """What :func:`run_job` does around a registered job: nothing (a Django task's hooks are
+    :class:`django_jobs.backends.TaskRun`)."""
+
+    @staticmethod
+    def started() -> None:
+        pass
+
+    @staticmethod
+    def describe(exc: BaseException) -> str:
+        return type(exc).__qualname__
+
+    @staticmethod
+    def normalize(value: Any) -> Any:
+        return value
+
+    @staticmethod
+    def finished(outcome: Outcome) -> None:
+        pass
 
 
 def run_job(
-    name: str, args: list[Any], kwargs: dict[str, Any], loop: asyncio.Runner
-) -> dict[str, Any]:
-    """Run one registered job and describe its outcome as a JSON-ready dict."""
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    loop: asyncio.Runner,
+    job: Job | None = None,
+) -> Outcome:
+    """Run one registered job, or task of Django's task API, and describe its outcome.
+
+    A Django task's ``TaskResult`` (for its context and signals) is made from ``job``.
+    """
     from django.db import close_old_connections
 
     job_function = registry.get(name)
-    if job_function is None:
-        return failure(f"UnregisteredJob: no job named {name!r} is registered in this worker.")
+    hooks: Any = _Plain
+    if job_function is not None:
+        func = job_function.func
+    elif (path := django_task_path(name)) is not None:
+        try:
+            task = resolve_task(path)
+        except LookupError as exc:
+            return failure(str(exc))
+        from django_jobs.backends import TaskRun
+
+        func = hooks = TaskRun(task, job or Job(id="", name=name, args=args, kwargs=kwargs))
+    else:
+        return unregistered(name)
     # As Django does around a request: no connection outlives its CONN_MAX_AGE or an error.
     close_old_connections()
     try:
-        result = job_function.func(*args, **kwargs)
+        hooks.started()
+        result = func(*args, **kwargs)
         if inspect.isawaitable(result):
             result = loop.run(_awaited(result))
     except BaseException as exc:  # a job calling sys.exit() must not end the process
-        return failure(f"{type(exc).__qualname__}: {exc}", traceback.format_exc())
+        outcome = failure(f"{hooks.describe(exc)}: {exc}", traceback.format_exc())
+        hooks.finished(outcome)  # while the exception is handled: receivers see it
+        return outcome
     finally:
         close_old_connections()
     try:
+        result = hooks.normalize(result)
         check_json(result, "the return value")
     except NotJSONSerializable as exc:
         # Running it again would return the same value: straight to the dead-letter queue.
-        return failure(f"NotJSONSerializable: {exc}", retry=False)
-    return {"ok": True, "result": result}
+        outcome = failure(f"NotJSONSerializable: {exc}", retry=False)
+        hooks.finished(outcome)
+        return outcome
+    outcome = Outcome(True, result)
+    hooks.finished(outcome)
+    return outcome
 
 
 async def _awaited(awaitable: Any) -> Any:
     return await awaitable
+
+
+def log_finished(job: Job, outcome: str, seconds: float, detail: str = "") -> None:
+    """The one log line at the end of every attempt, wherever it ended."""
+    logger.info(
+        "job %s %s attempt %d %s after %.3fs%s",
+        job.id,
+        job.name,
+        job.attempt,
+        outcome,
+        seconds,
+        f": {detail}" if detail else "",
+    )
+
+
+def failed_outcome(status: JobStatus | None) -> str:
+    if status is None:
+        return "failed (its lease was lost, so the outcome was not recorded)"
+    if status is JobStatus.RETRYING:
+        return "failed (to be retried)"
+    return "failed (moved to the dead-letter queue)"
+
+
+class Child:
+    """The loop of one child process: claim, run, record, and wait when there is no work."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        state: SlotState,
+        stopping: Any,
+        taken: Any,
+        config: ChildConfig,
+    ) -> None:
+        self.conn = conn
+        self.state = state
+        self.stopping = stopping
+        self.taken = taken
+        self.config = config
+        self.jobs = JobQueue()
+
+    def run(self) -> None:
+        with asyncio.Runner() as loop:
+            self.loop = loop
+            claim = self._claim()
+            while True:
+                if claim.job is not None:
+                    claim = self._process(claim.job)
+                    continue
+                self.state.publish(None)
+                if not self._wait_for_work(claim.next_due):
+                    return
+                claim = self._claim()
+
+    def _wait_for_work(self, next_due: float | None) -> bool:
+        try:
+            self.conn.send_bytes(dumps({"next_due": next_due}).encode())
+            return self.conn.recv_bytes() == GO
+        except (EOFError, OSError):
+            return False  # the supervisor is gone
+
+    def _reserve(self) -> bool:
+        """Count one more job taken, unless the worker is stopping or took its ``max_jobs``."""
+        if self.stopping.value:
+            return False
+        with self.taken.get_lock():
+            if self.config.max_jobs is not None and self.taken.value >= self.config.max_jobs:
+                return False
+            self.taken.value += 1
+        return True
+
+    def _unreserve(self) -> None:
+        with self.taken.get_lock():
+            self.taken.value -= 1
+
+    def _claim(self) -> Claim:
+        if not self._reserve():
+            return Claim(None, None)
+        config = self.config
+        claim = _until_redis_answers(
+            lambda: self.jobs.claim(config.queues, config.worker_id, config.lease)
+        )
+        self._taken(claim)
+        return claim
+
+    def _taken(self, claim: Claim) -> None:
+        if claim.job is None:
+            self._unreserve()
+        else:
+            self.state.publish(claim.job)
+            logger.info(
+                "job %s %s attempt %d started", claim.job.id, claim.job.name, claim.job.attempt
+            )
+
+    def _process(self, job: Job) -> Claim:
+        """Run ``job``, record its outcome and, in the same round trip if it can, claim the next."""
+        started = time.monotonic()
+        outcome = run_job(job.name, job.args, job.kwargs, self.loop, job)
+        seconds = time.monotonic() - started
+        config = self.config
+        if not outcome.ok:
+            status = _until_redis_answers(
+                lambda: self.jobs.fail_job(
+                    job, outcome.error, outcome.traceback, retry=outcome.retry
+                )
+            )
+            log_finished(job, failed_outcome(status), seconds, outcome.error.split("\n", 1)[0])
+            return self._claim()
+        if not self._reserve():  # stopping, or max_jobs reached: record it and take no more
+            acked = _until_redis_answers(lambda: self.jobs.complete_job(job, outcome.result))
+            _log_completed(job, seconds, acked)
+            return Claim(None, None)
+        acked, claim = _until_redis_answers(
+            lambda: self.jobs.complete_and_claim(
+                job, outcome.result, config.queues, config.worker_id, config.lease
+            )
+        )
+        _log_completed(job, seconds, acked)
+        self._taken(claim)
+        return claim
+
+
+def _log_completed(job: Job, seconds: float, acked: bool) -> None:
+    detail = "" if acked else "but its lease was lost, so the outcome was not recorded"
+    log_finished(job, "completed", seconds, detail)
+
+
+class Backoff:
+    """Pauses between calls while Redis does not answer: from 0.1 s, doubling up to 5 s.
+
+    Worker processes outlive a Redis restart this way. An outcome that could not be recorded
+    in time is safe too: the job's lease expires and it runs again.
+    """
+
+    ERRORS = (RedisUnavailable, redis.ConnectionError, redis.TimeoutError)
+
+    def __init__(self) -> None:
+        self.pause = 0.1
+
+    def after(self, exc: Exception) -> float:
+        pause, self.pause = self.pause, min(self.pause * 2, 5.0)
+        logger.error("Redis does not answer (%s); trying again in %.1fs", exc, pause)
+        return pause
+
+
+def _until_redis_answers(call: Callable[[], T]) -> T:
+    """``call()``, called again after a pause while Redis does not answer."""
+    backoff = Backoff()
+    while True:
+        try:
+            return call()
+        except Backoff.ERRORS as exc:
+            time.sleep(backoff.after(exc))
 
 
 def _become_child() -> None:
@@ -74,29 +403,27 @@ def _become_child() -> None:
     reset_connections()
 
 
-def child_main(conn: Connection, inherited: list[Connection], setup_django: bool) -> None:
+def child_main(
+    conn: Connection,
+    state: SlotState,
+    stopping: Any,
+    taken: Any,
+    config: ChildConfig,
+    inherited: list[Connection],
+) -> None:
     """Entry point of a worker child process.
 
-    ``inherited`` are the supervisor's ends of the pipes, which a forked child holds copies of;
-    closing them lets every child see EOF when the supervisor goes away.
+    ``inherited`` are the supervisor's ends of the other children's pipes, which a forked
+    child holds copies of; closing them lets every child see EOF when the supervisor is gone.
     """
     for other in inherited:
         other.close()
     _become_child()
-    if setup_django:  # a spawned (not forked) child starts from nothing
+    if not config.forked:  # a spawned child starts from nothing
         import django
 
+        from django_jobs.log import configure_command_logging
+
         django.setup()
-    with asyncio.Runner() as loop:
-        while True:
-            try:
-                request = json.loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                return  # the supervisor is gone
-            if request is None:
-                return  # the supervisor asks us to stop
-            reply = run_job(request["name"], request["args"], request["kwargs"], loop)
-            try:
-                conn.send_bytes(dumps(reply).encode())
-            except (BrokenPipeError, OSError):
-                return
+        configure_command_logging("django_jobs", config.verbosity)
+    Child(conn, state, stopping, taken, config).run()

@@ -16,6 +16,7 @@ NAMES = (
     "enqueue",
     "promote",
     "claim",
+    "ack_claim",
     "ack",
     "fail",
     "extend",
@@ -26,6 +27,7 @@ NAMES = (
     "stats",
     "watch",
     "release",
+    "fire",
 )
 
 _registered: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()

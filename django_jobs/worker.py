@@ -1,15 +1,19 @@
-"""The worker: a supervisor process with N child processes, each running one job at a time.
+"""The worker: a supervisor process and N child processes, each running one job at a time.
 
-The supervisor claims jobs, hands each to a child over a pipe, and records the outcome. Because
-the supervisor, not the job's process, renews the leases, a job that holds the GIL for minutes
-keeps its lease as long as its process lives; and because the job runs in a child, a job that
-runs past its timeout is stopped for certain by killing that child and starting a new one.
+Children claim, run and record jobs themselves (see ``runner.py``). The supervisor watches:
+it renews the leases of the jobs its children publish, so a job that holds the GIL for
+minutes keeps its lease as long as its process lives; it kills and replaces a child whose job
+overran its timeout or was cancelled; it records what a crashed child could not; it blocks on
+the wake-up list for idle children; it recovers the jobs of dead workers; and it stops the
+children gracefully on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import dataclasses
 import functools
 import logging
 import multiprocessing
@@ -24,17 +28,23 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
-import redis
 from django.db import connections
 
 from django_jobs.conf import jobs_settings
 from django_jobs.connection import get_async_redis
-from django_jobs.exceptions import RedisUnavailable
-from django_jobs.job import Job, JobStatus
 from django_jobs.queue import RECOVER_LIMIT, JobQueue
-from django_jobs.registry import registry
-from django_jobs.runner import child_main, failure
-from django_jobs.serialization import dumps, loads
+from django_jobs.runner import (
+    GO,
+    STOP,
+    Backoff,
+    ChildConfig,
+    Running,
+    SlotState,
+    child_main,
+    failed_outcome,
+    log_finished,
+)
+from django_jobs.serialization import loads
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -43,42 +53,38 @@ T = TypeVar("T")
 # about one request per second while idle. Enqueues wake it at once; so does a delayed or
 # retrying job due before all others, whose due time it then waits for.
 IDLE_BLOCK = 1.0
-# Every this many idle blocks it claims anyway, in case a wake-up was missed.
+# Every this many idle blocks it lets a child claim anyway, in case a wake-up was missed.
 IDLE_CLAIM_EVERY = 5
+# How often running jobs are checked against their timeouts.
+WATCH_EVERY = 0.1
 
 
 async def _until_redis_answers(call: Callable[[], Awaitable[T]]) -> T:
-    """Await ``call()``, calling again (with backoff) while Redis does not answer.
-
-    A worker outlives a Redis restart: it logs, waits and goes on. An outcome that could not
-    be recorded in time is safe too: the job's lease expires and it runs again.
-    """
-    pause = 0.1
+    """``await call()``, called again after a pause while Redis does not answer."""
+    backoff = Backoff()
     while True:
         try:
             return await call()
-        except (RedisUnavailable, redis.ConnectionError, redis.TimeoutError) as exc:
-            logger.error("Redis does not answer (%s); trying again in %.1fs", exc, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
-
-
-class ChildDied(Exception):
-    """The process running a job exited (crashed, or was stopped by the supervisor)."""
+        except Backoff.ERRORS as exc:
+            await asyncio.sleep(backoff.after(exc))
 
 
 @dataclass(eq=False)
-class Slot:
-    """One child process and the job it is running, if any."""
+class ChildProcess:
+    """The supervisor's view of one child."""
 
     index: int
     worker_id: str
+    state: SlotState
     process: BaseProcess | None = None
     conn: Connection | None = None
-    job: Job | None = None
-    # Why the supervisor killed the child under the current job: 'cancel', 'lost', 'shutdown'.
-    stop_reason: str | None = None
-    done: asyncio.Future[Any] | None = field(default=None, repr=False)
+    idle: bool = False
+    reported: asyncio.Event = field(default_factory=asyncio.Event)
+    # Why the supervisor killed it, and the job it was running then.
+    kill_reason: str | None = None
+    killed_running: Running | None = None
+    # A job whose lease renewal failed at the last check (killed if it fails again).
+    suspect: Running | None = None
 
 
 class Worker:
@@ -98,23 +104,36 @@ class Worker:
         max_jobs: int | None = None,
         worker_id: str | None = None,
         grace: float = 30.0,
+        verbosity: int = 1,
         jobs: JobQueue | None = None,
     ) -> None:
         self.jobs = jobs or JobQueue()
         self.queues = self.jobs.served_queues(queues)
         self.concurrency = concurrency or os.cpu_count() or 1
         self.burst = burst
-        self.max_jobs = max_jobs
         self.worker_id = worker_id or f"{socket.gethostname()}.{os.getpid()}"
         self.grace = grace
         self.lease = float(jobs_settings.LEASE_TIMEOUT)
-        self.taken = 0
         self.stopping = False
         self.signals = 0
         self.last_signal, self.last_signal_at = 0, 0.0
         self.next_due: float | None = None
         self.context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-        self.slots = [Slot(i, f"{self.worker_id}:{i}") for i in range(self.concurrency)]
+        self.config = ChildConfig(
+            queues=self.queues,
+            worker_id="",
+            lease=self.lease,
+            max_jobs=max_jobs,
+            forked=self.context.get_start_method() == "fork",
+            verbosity=verbosity,
+        )
+        # Shared with the children: whether to take more jobs, and how many were taken.
+        self.shared_stopping = self.context.RawValue(ctypes.c_bool, False)
+        self.taken = self.context.Value(ctypes.c_longlong, 0)
+        self.children = [
+            ChildProcess(i, f"{self.worker_id}:{i}", self.context.RawValue(SlotState))
+            for i in range(self.concurrency)
+        ]
 
     # -- running ------------------------------------------------------------------------------
 
@@ -126,14 +145,12 @@ class Worker:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        for slot in self.slots:
-            self._spawn(slot)
-        self.work = asyncio.Condition()
-        self.idle = 0
         self.someone_idle = asyncio.Event()
         self.stopped = asyncio.Event()  # no new jobs
-        self.finished = asyncio.Event()  # no running jobs either
-        self.claimed = asyncio.Event()  # a slot's claim came back
+        self.finished = asyncio.Event()  # no children left
+        self.pending: set[asyncio.Task[Any]] = set()
+        for child in self.children:
+            self._spawn(child)
         logger.info(
             "worker %s serving %s with %d processes",
             self.worker_id,
@@ -144,21 +161,18 @@ class Worker:
             asyncio.create_task(self._keep_leases()),
             asyncio.create_task(self._recover()),
             asyncio.create_task(self._wake_idle()),
+            asyncio.create_task(self._watch_timeouts()),
         ]
-        serving = [asyncio.create_task(self._serve(slot)) for slot in self.slots]
         try:
-            await asyncio.gather(*serving)
+            await self.finished.wait()
         finally:
+            self._begin_stop()
             # The background loops end by themselves, each within about a second: cancelling
             # a Redis call in flight could leave its connection in an unknown state.
-            self._begin_stop()
-            self.finished.set()
-            await asyncio.gather(*background, return_exceptions=True)
-            for slot in self.slots:
-                self._stop_child(slot)
+            await asyncio.gather(*background, *self.pending, return_exceptions=True)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
-        logger.info("worker %s stopped after %d jobs", self.worker_id, self.taken)
+        logger.info("worker %s stopped after %d jobs", self.worker_id, self.taken.value)
         return 0
 
     def _on_signal(self, signum: int) -> None:
@@ -171,9 +185,10 @@ class Worker:
         self.last_signal, self.last_signal_at = signum, now
         if self.signals > 1:
             logger.warning("second %s: exiting now", signal.Signals(signum).name)
-            for slot in self.slots:
-                if slot.process is not None and slot.process.pid is not None:
-                    os.kill(slot.process.pid, signal.SIGKILL)
+            for child in self.children:
+                if child.process is not None and child.process.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child.process.pid, signal.SIGKILL)
             os._exit(1)
         logger.info(
             "%s: finishing running jobs (up to %ss), then exiting",
@@ -187,9 +202,18 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
+        self.shared_stopping.value = True
         self.stopped.set()
         self.someone_idle.set()  # lets the wake-up loop see that it should end
-        asyncio.get_running_loop().create_task(self._notify_all())
+        for child in self.children:
+            if child.idle:
+                self._send(child, STOP)
+
+    def _end_grace(self) -> None:
+        for child in self.children:
+            running = child.state.read()
+            if running is not None and child.process is not None:
+                self._kill(child, "shutdown", running)
 
     @staticmethod
     async def _pause(seconds: float, until: asyncio.Event) -> None:
@@ -197,161 +221,149 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(until.wait(), seconds)
 
-    async def _notify_all(self) -> None:
-        async with self.work:
-            self.work.notify_all()
+    def _background(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
-    def _end_grace(self) -> None:
-        for slot in self.slots:
-            if slot.job is not None:
-                self._kill_child(slot, "shutdown")
+    # -- children -----------------------------------------------------------------------------
 
-    # -- serving ------------------------------------------------------------------------------
-
-    async def _serve(self, slot: Slot) -> None:
-        while not self.stopping:
-            if self.max_jobs is not None and self.taken >= self.max_jobs:
-                self._begin_stop()
-                break
-            claim = await _until_redis_answers(
-                lambda: self.jobs.aclaim(self.queues, slot.worker_id, self.lease)
-            )
-            self.claimed.set()
-            if claim.job is None:
-                self.next_due = claim.next_due
-                if self.burst:
-                    break
-                await self._wait_for_work()
-                continue
-            self.taken += 1
-            await self._execute(slot, claim.job)
-
-    async def _wait_for_work(self) -> None:
-        async with self.work:
-            self.idle += 1
-            self.someone_idle.set()
-            try:
-                await self.work.wait()
-            finally:
-                self.idle -= 1
-
-    async def _wake_idle(self) -> None:
-        """Block on the wake-up list while some slot is idle; wake one slot per token."""
-        client = get_async_redis()
-        quiet = 0
-        while not self.stopping:
-            if self.idle == 0:
-                self.someone_idle.clear()
-                await self.someone_idle.wait()
-                if self.stopping:
-                    break
-            timeout = IDLE_BLOCK
-            if self.next_due is not None:
-                timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.001))
-            token = await _until_redis_answers(
-                functools.partial(client.blpop, [self.jobs.keys.wakeup], timeout=timeout)
-            )
-            quiet = 0 if token else quiet + 1
-            due = self.next_due is not None and self.next_due <= time.time()
-            if token or due or quiet % IDLE_CLAIM_EVERY == 0:
-                # Wait for that slot's claim: it tells when the next delayed job is due.
-                self.claimed.clear()
-                async with self.work:
-                    self.work.notify(1)
-                await self._pause(IDLE_BLOCK, self.claimed)
-
-    async def _execute(self, slot: Slot, job: Job) -> None:
-        attempt = job.attempt
-        logger.info("job %s %s attempt %d started", job.id, job.name, attempt)
-        started = time.monotonic()
-        slot.job, slot.stop_reason = job, None
-        try:
-            if job.name not in registry:
-                reply = failure(
-                    f"UnregisteredJob: no job named {job.name!r} is registered in this worker."
-                )
-            else:
-                reply = await self._run_in_child(slot, job)
-            outcome = await _until_redis_answers(lambda: self._record(slot, job, reply))
-        finally:
-            slot.job = None
-        outcome, detail = outcome
-        logger.info(
-            "job %s %s attempt %d %s after %.3fs%s",
-            job.id,
-            job.name,
-            attempt,
-            outcome,
-            time.monotonic() - started,
-            f": {detail}" if detail else "",
+    def _spawn(self, child: ChildProcess) -> None:
+        # A forked child must not share the supervisor's database sockets.
+        connections.close_all()
+        parent_end, child_end = self.context.Pipe()
+        inherited = [c.conn for c in self.children if c.conn is not None] + [parent_end]
+        child.state.publish(None)
+        process = self.context.Process(
+            target=child_main,
+            args=(
+                child_end,
+                child.state,
+                self.shared_stopping,
+                self.taken,
+                dataclasses.replace(self.config, worker_id=child.worker_id),
+                inherited if self.config.forked else [],
+            ),
+            name=f"django-jobs {child.worker_id}",
+            daemon=True,
         )
-
-    async def _run_in_child(self, slot: Slot, job: Job) -> dict[str, Any] | None:
-        """The child's reply, a timeout failure, or ``None`` when the supervisor stopped it."""
-        if slot.process is None or not slot.process.is_alive():
-            self._spawn(slot)
-        assert slot.conn is not None
-        assert slot.process is not None
+        process.start()
+        child_end.close()
+        child.process, child.conn, child.idle = process, parent_end, False
+        child.kill_reason = child.killed_running = child.suspect = None
         loop = asyncio.get_running_loop()
-        slot.done = loop.create_future()
-        conn = slot.conn
-        loop.add_reader(conn.fileno(), self._on_readable, slot)
-        try:
-            request = {"id": job.id, "name": job.name, "args": job.args, "kwargs": job.kwargs}
-            conn.send_bytes(dumps(request).encode())
-            return await asyncio.wait_for(asyncio.shield(slot.done), job.timeout)
-        except TimeoutError:
-            self._kill_child(slot, "timeout")
-            return failure(
-                f"JobTimeout: the job ran longer than its timeout of {job.timeout}s "
-                "and was stopped."
-            )
-        except (ChildDied, BrokenPipeError, OSError):
-            if slot.stop_reason is not None:
-                return None
-            code = slot.process.exitcode
-            self._respawn(slot)
-            return failure(f"WorkerCrashed: the process running the job died (exit code {code}).")
-        finally:
-            if slot.conn is conn:  # else it was closed and unregistered with its child
-                loop.remove_reader(conn.fileno())
+        loop.add_reader(parent_end.fileno(), self._on_message, child)
+        loop.add_reader(process.sentinel, self._on_exit, child)
 
-    def _on_readable(self, slot: Slot) -> None:
-        assert slot.conn is not None
-        assert slot.done is not None
-        if slot.done.done():
+    def _send(self, child: ChildProcess, message: bytes) -> None:
+        if child.conn is None:
             return
+        child.idle = False
+        with contextlib.suppress(OSError):
+            child.conn.send_bytes(message)
+
+    def _on_message(self, child: ChildProcess) -> None:
+        """A child found no work (it says when the next delayed job is due)."""
+        assert child.conn is not None
         try:
-            slot.done.set_result(loads(slot.conn.recv_bytes()))
-        except (EOFError, OSError) as exc:
-            slot.done.set_exception(ChildDied(str(exc)))
+            report = loads(child.conn.recv_bytes())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(child.conn.fileno())
+            return  # it exited; _on_exit deals with that
+        self.next_due = report["next_due"]
+        child.idle = True
+        child.reported.set()
+        if self.stopping:
+            self._send(child, STOP)
+        elif (self.burst or self._took_enough()) and all(
+            c.idle or c.process is None for c in self.children
+        ):
+            self._begin_stop()
+        else:
+            self.someone_idle.set()
 
-    async def _record(self, slot: Slot, job: Job, reply: dict[str, Any] | None) -> tuple[str, str]:
-        """Store the outcome of one attempt; return what happened, for the log line."""
-        if reply is None:
-            reason = slot.stop_reason
-            if reason == "cancel":
-                await self.jobs.acancel_job(job.id, lease_token=job.lease_token or "")
-                return "cancelled", ""
-            if reason == "shutdown":
-                await self.jobs.arelease_job(job)
-                return "stopped", "the worker is stopping; it goes back to the head of its queue"
-            return "abandoned", "its lease was lost, so another worker may run it"
-        if reply["ok"]:
-            if await self.jobs.acomplete_job(job, reply["result"]):
-                return "completed", ""
-            return "completed", "but its lease was lost, so the outcome was not recorded"
-        status = await self.jobs.afail_job(
-            job, reply["error"], reply["traceback"], retry=reply["retry"]
-        )
-        error = reply["error"].splitlines()[0] if reply["error"] else ""
-        if status is None:
-            return "failed", f"{error} (its lease was lost, so the outcome was not recorded)"
-        if status is JobStatus.RETRYING:
-            return "failed (to be retried)", error
-        return "failed (moved to the dead-letter queue)", error
+    def _took_enough(self) -> bool:
+        limit = self.config.max_jobs
+        return limit is not None and self.taken.value >= limit
 
-    # -- leases and recovery ------------------------------------------------------------------
+    def _kill(self, child: ChildProcess, reason: str, running: Running) -> None:
+        if child.kill_reason is not None or child.process is None:
+            return
+        child.kill_reason, child.killed_running = reason, running
+        with contextlib.suppress(ProcessLookupError):
+            child.process.kill()
+
+    def _on_exit(self, child: ChildProcess) -> None:
+        """A child exited: told to, killed by us, or crashed. Record what it could not."""
+        assert child.process is not None
+        assert child.conn is not None
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(child.process.sentinel)
+        loop.remove_reader(child.conn.fileno())
+        child.process.join()
+        code = child.process.exitcode
+        reason, running = child.kill_reason, child.killed_running
+        if reason is None:
+            running = child.state.read()
+            if running is not None:
+                reason = "crash"
+        child.conn.close()
+        child.process, child.conn, child.idle = None, None, False
+        if running is not None and reason is not None:
+            self._background(self._after_exit(reason, running, code))
+        if not self.stopping:
+            self._spawn(child)
+        elif all(c.process is None for c in self.children):
+            self.finished.set()
+
+    async def _after_exit(self, reason: str, running: Running, code: int | None) -> None:
+        """Record the outcome of a job whose process was killed or crashed."""
+        job = await _until_redis_answers(functools.partial(self.jobs.aget_job, running.job_id))
+        if job is None or job.lease_token != running.token:
+            return  # finished or taken over meanwhile: nothing of ours to record
+        seconds = time.time() - running.started
+        if reason == "cancel":
+            await _until_redis_answers(
+                functools.partial(self.jobs.acancel_job, job.id, lease_token=running.token)
+            )
+            log_finished(job, "cancelled", seconds)
+        elif reason == "shutdown":
+            await _until_redis_answers(functools.partial(self.jobs.arelease_job, job))
+            log_finished(
+                job, "stopped", seconds, "the worker is stopping; back to the head of its queue"
+            )
+        elif reason == "lost":
+            log_finished(job, "abandoned", seconds, "its lease was lost to another worker")
+        else:
+            error = (
+                f"JobTimeout: the job ran longer than its timeout of {job.timeout}s and was "
+                "stopped."
+                if reason == "timeout"
+                else f"WorkerCrashed: the process running the job died (exit code {code})."
+            )
+            status = await _until_redis_answers(
+                functools.partial(self.jobs.afail_job, job, error, "", retry=True)
+            )
+            log_finished(job, failed_outcome(status), seconds, error)
+
+    # -- watching -----------------------------------------------------------------------------
+
+    def _running(self) -> list[tuple[ChildProcess, Running]]:
+        found = []
+        for child in self.children:
+            if child.process is not None and child.kill_reason is None:
+                running = child.state.read()
+                if running is not None:
+                    found.append((child, running))
+        return found
+
+    async def _watch_timeouts(self) -> None:
+        while not self.finished.is_set():
+            now = time.time()
+            for child, running in self._running():
+                if now > running.started + running.timeout:
+                    self._kill(child, "timeout", running)
+            await self._pause(WATCH_EVERY, self.finished)
 
     async def _keep_leases(self) -> None:
         """Renew the leases of all running jobs in one call, a few times per lease period.
@@ -360,18 +372,27 @@ class Worker:
         """
         while not self.finished.is_set():
             await self._pause(self.lease / 3, self.finished)
-            running = {slot.job.id: slot for slot in self.slots if slot.job is not None}
-            jobs = [slot.job for slot in running.values() if slot.job is not None]
+            running = self._running()
+            if not running:
+                continue
             state = await _until_redis_answers(
-                functools.partial(self.jobs.aextend_lease, jobs, self.lease)
+                functools.partial(self.jobs.aextend_lease, [r for _, r in running], self.lease)
             )
-            for job_id in state.lost:
-                if job_id in running:
-                    logger.warning("job %s: lease lost, stopping it", job_id)
-                    self._kill_child(running[job_id], "lost")
-            for job_id in state.cancel_requested:
-                if job_id in running:
-                    self._kill_child(running[job_id], "cancel")
+            lost, cancel = set(state.lost), set(state.cancel_requested)
+            for child, snapshot in running:
+                now = child.state.read()
+                if now is None or now.seq != snapshot.seq:
+                    continue  # the child moved on meanwhile: that job is done
+                if snapshot.job_id in cancel:
+                    self._kill(child, "cancel", snapshot)
+                elif snapshot.job_id in lost:
+                    # Lost twice in a row for the same run: it really belongs to another worker.
+                    if child.suspect == snapshot:
+                        logger.warning("job %s: lease lost, stopping it", snapshot.job_id)
+                        self._kill(child, "lost", snapshot)
+                    child.suspect = snapshot
+                else:
+                    child.suspect = None
 
     async def _recover(self) -> None:
         """Bring back the jobs of workers that died (their leases expired)."""
@@ -384,46 +405,31 @@ class Worker:
             if len(recovered.requeued) + len(recovered.buried) < RECOVER_LIMIT:
                 await self._pause(min(self.lease / 2, 30.0), self.stopped)
 
-    # -- child processes ----------------------------------------------------------------------
-
-    def _spawn(self, slot: Slot) -> None:
-        # A forked child must not share the supervisor's database sockets.
-        connections.close_all()
-        parent_end, child_end = self.context.Pipe()
-        forked = self.context.get_start_method() == "fork"
-        inherited = [s.conn for s in self.slots if s.conn is not None] + [parent_end]
-        process = self.context.Process(
-            target=child_main,
-            args=(child_end, inherited if forked else [], not forked),
-            name=f"django-jobs {slot.worker_id}",
-            daemon=True,
-        )
-        process.start()
-        child_end.close()
-        slot.process, slot.conn = process, parent_end
-
-    def _kill_child(self, slot: Slot, reason: str) -> None:
-        slot.stop_reason = reason
-        if slot.process is not None and slot.process.is_alive():
-            slot.process.kill()
-        if slot.done is not None and not slot.done.done():
-            slot.done.set_exception(ChildDied(reason))
-        self._respawn(slot)
-
-    def _respawn(self, slot: Slot) -> None:
-        self._stop_child(slot)
-        if not self.stopping or slot.stop_reason != "shutdown":
-            self._spawn(slot)
-
-    def _stop_child(self, slot: Slot) -> None:
-        if slot.conn is not None:
-            asyncio.get_running_loop().remove_reader(slot.conn.fileno())
-            with contextlib.suppress(OSError):
-                slot.conn.send_bytes(b"null")  # asks an idle child to exit
-            slot.conn.close()
-        if slot.process is not None:
-            slot.process.join(timeout=5)
-            if slot.process.is_alive():
-                slot.process.kill()
-                slot.process.join()
-        slot.process, slot.conn = None, None
+    async def _wake_idle(self) -> None:
+        """Block on the wake-up list while some child is idle; wake one child per token."""
+        client = get_async_redis()
+        quiet = 0
+        while not self.stopping:
+            idle = [c for c in self.children if c.idle]
+            if not idle:
+                self.someone_idle.clear()
+                await self.someone_idle.wait()
+                continue
+            timeout = IDLE_BLOCK
+            if self.next_due is not None:
+                timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.001))
+            token = await _until_redis_answers(
+                functools.partial(client.blpop, [self.jobs.keys.wakeup], timeout=timeout)
+            )
+            quiet = 0 if token else quiet + 1
+            due = self.next_due is not None and self.next_due <= time.time()
+            child = next((c for c in self.children if c.idle), None)
+            if (
+                child is not None
+                and not self.stopping
+                and (token or due or quiet % IDLE_CLAIM_EVERY == 0)
+            ):
+                # Give its claim a moment to report when the next delayed job is due.
+                child.reported.clear()
+                self._send(child, GO)
+                await self._pause(0.01, child.reported)

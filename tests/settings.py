@@ -1,5 +1,7 @@
+import importlib.util
 import json
 import os
+import tempfile
 
 SECRET_KEY = "tests"
 DEBUG = False
@@ -14,8 +16,24 @@ INSTALLED_APPS = [
     "django_jobs",
     "tests.testapp",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# The test database is a file, not ":memory:", so that scheduler processes started by a test can
+# share it: JOBS_TEST_DB names it for them (see tests/test_runscheduler.py). Writers queue
+# behind each other (IMMEDIATE transactions, a long busy timeout) instead of failing.
+_TEST_DB = os.environ.get("JOBS_TEST_DB") or os.path.join(
+    tempfile.gettempdir(), f"django-jobs-tests-{os.getpid()}.sqlite3"
+)
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("JOBS_TEST_DB", ":memory:"),
+        "TEST": {"NAME": _TEST_DB},
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "tests.urls"
+# Fast password hashing for the admin tests' users.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DJANGO_JOBS = {
     "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     "PREFIX": os.environ.get("JOBS_TEST_PREFIX", "{django_jobs_tests}"),
@@ -41,3 +59,25 @@ TEMPLATES = [
         },
     }
 ]
+# Django's task API on django-jobs (django.tasks on Django 6, the django-tasks backport on 5.2),
+# for tests/test_tasks_backend.py; tests/testapp/tasks.py defines the tasks.
+if importlib.util.find_spec("django.tasks") is None and importlib.util.find_spec("django_tasks"):
+    INSTALLED_APPS.append("django_tasks")
+TASKS = {
+    "default": {
+        "BACKEND": "django_jobs.backends.RedisBackend",
+        "QUEUES": ["default", "emails"],
+        "OPTIONS": {
+            "TASKS": {
+                "tests.testapp.tasks.flaky": {
+                    "MAX_RETRIES": 2,
+                    "RETRY_BACKOFF_BASE": 0.3,
+                    "RETRY_BACKOFF_MAX": 1.0,
+                },
+                "tests.testapp.tasks.boom": {"MAX_RETRIES": 1},
+            },
+        },
+    },
+    # Without QUEUES: every queue of DJANGO_JOBS["QUEUES"]; no retries.
+    "once": {"BACKEND": "django_jobs.backends.RedisBackend", "OPTIONS": {"MAX_RETRIES": 0}},
+}

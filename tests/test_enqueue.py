@@ -1,5 +1,6 @@
 """Enqueueing: what lands in Redis, and what is refused before anything is written."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -144,6 +145,8 @@ def test_model_instance_argument_suggests_passing_its_pk(queue, db):
         ({"delay": 5, "scheduled_at": datetime(2030, 1, 1, tzinfo=UTC)}, "either delay or"),
         ({"max_retries": -1}, "max_retries"),
         ({"timeout": 0}, "timeout must be positive"),
+        ({"retry_backoff_base": 0}, "retry_backoff_base must be a positive"),
+        ({"retry_backoff_max": float("nan")}, "retry_backoff_max must be a number"),
     ],
 )
 def test_bad_option_raises_value_error_and_nothing_is_written(
@@ -166,3 +169,31 @@ def test_pending_and_scheduled_jobs_never_expire(queue, redis_client):
 
     assert redis_client.ttl(queue.keys.job(ready.id)) == -1
     assert redis_client.ttl(queue.keys.job(later.id)) == -1
+
+
+def test_meta_is_kept_with_the_job_and_must_be_json(queue, redis_client):
+    job = queue.enqueue("a.job", meta={"priority": -7, "origin": ["x"]})
+
+    assert queue.get_job(job.id).meta == {"priority": -7, "origin": ["x"]}
+    with pytest.raises(NotJSONSerializable, match=r"meta\['when'\]"):
+        queue.enqueue("a.job", meta={"when": datetime(2030, 1, 1, tzinfo=UTC)})
+    with pytest.raises(TypeError, match="meta must be a dict"):
+        queue.enqueue("a.job", meta=[1])
+    assert_census(queue, redis_client, {job.id: "queue:default:normal"})
+
+
+def test_a_job_with_its_own_backoff_is_retried_after_it(queue, redis_client):
+    queue.enqueue("a.job", retry_backoff_base=5, retry_backoff_max=15)
+    job = queue.dequeue(worker_id="w1")
+    assert (job.retry_backoff_base, job.retry_backoff_max) == (5, 15)
+
+    dues = []
+    for _ in range(2):
+        failed_at = time.time()
+        assert queue.fail_job(job, "ValueError: boom") is JobStatus.RETRYING
+        dues.append(redis_client.zscore(queue.keys.retrying, job.id) - failed_at)
+        redis_client.zadd(queue.keys.retrying, {job.id: 0})  # due now
+        job = queue.dequeue(worker_id="w1")
+
+    # min(5 * 2**n, 15) for the n-th retry, not the settings' min(60 * 2**n, 3600).
+    assert dues == [pytest.approx(10, abs=1), pytest.approx(15, abs=1)]

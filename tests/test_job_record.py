@@ -61,6 +61,9 @@ def full_job() -> Job:
         ],
         lease_token="c0ffee00",
         cancel_requested=True,
+        retry_backoff_base=0.5,
+        retry_backoff_max=30,
+        meta={"priority": -7, "backend": "default", "run_after": None},
     )
 
 
@@ -320,6 +323,8 @@ BAD_FIELDS = [
     ("retry_count", "1.5"),
     ("retry_count", None),
     ("timeout", "soon"),
+    ("retry_backoff_base", "soon"),
+    ("meta", [1]),
     ("id", None),
     ("id", ""),
     ("id", 7),
@@ -461,6 +466,9 @@ def test_from_hash_ignores_fields_written_for_the_scripts_own_use():
         ("args", '{"a": 1}'),
         ("kwargs", "[1]"),
         ("errors", "not json"),
+        ("retry_backoff_max", "later"),
+        ("meta", "[1]"),
+        ("meta", "{"),
     ],
 )
 def test_from_hash_refuses_a_malformed_field_and_names_it_and_the_job(field, value):

@@ -43,3 +43,11 @@ def test_workers_look_at_every_critical_list_before_any_high_one(queue, prefix):
         f"{prefix}:queue:a:0",
         f"{prefix}:queue:b:0",
     ]
+
+
+def test_scripts_are_loaded_again_when_the_server_forgot_them(private_redis, queue):
+    private_redis.client().script_flush()
+
+    job = queue.enqueue("a.job")
+
+    assert queue.get_job(job.id).name == "a.job"

@@ -217,3 +217,36 @@ def test_job_with_no_retries_fails_at_once(queue, redis_client):
 
     assert queue.fail_job(job, "boom") is JobStatus.FAILED
     assert_census(queue, redis_client, {job.id: "dead"})
+
+
+def test_completing_and_claiming_the_next_job_is_one_call(queue, redis_client):
+    first = queue.enqueue("a.job", [1])
+    second = queue.enqueue("a.job", [2], priority="high")
+    job = queue.dequeue(worker_id="w1")
+    assert job.id == second.id
+
+    acked, claim = queue.complete_and_claim(job, {"n": 2}, worker_id="w1")
+
+    assert acked is True
+    assert claim.job.id == first.id
+    assert claim.job.status is JobStatus.RUNNING
+    assert queue.get_job(second.id).result == {"n": 2}
+    assert_census(queue, redis_client, {second.id: "completed", first.id: "processing"})
+
+    acked, claim = queue.complete_and_claim(claim.job, None, worker_id="w1")
+    assert acked is True
+    assert claim.job is None
+    assert_census(queue, redis_client, {second.id: "completed", first.id: "completed"})
+
+
+def test_a_stale_completion_is_refused_but_the_claim_still_happens(queue):
+    queue.enqueue("a.job")
+    stale = queue.dequeue(lease=0.01)
+    time.sleep(0.05)
+    queue.recover_expired()
+
+    acked, claim = queue.complete_and_claim(stale, "late", worker_id="w2")
+
+    assert acked is False
+    assert claim.job.id == stale.id
+    assert claim.job.worker_id == "w2"

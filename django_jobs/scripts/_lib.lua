@@ -109,3 +109,54 @@ local function index_finished(zkey, id, now, keep_since)
   redis.call('ZADD', zkey, now, id)
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', '(' .. keep_since)
 end
+
+-- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
+-- acknowledgement (counted and ignored).
+local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, keep_since, processing_key, completed_key, counters_key)
+  local jkey = job_key(prefix, id)
+  local f = redis.call('HMGET', jkey, 'status', 'lease_token')
+  if f[1] ~= 'running' or f[2] ~= token then
+    redis.call('HINCRBY', counters_key, 'stale_acks', 1)
+    return 0
+  end
+  redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now)
+  redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
+  redis.call('ZREM', processing_key, id)
+  redis.call('SET', result_key(prefix, id), result, 'EX', result_ttl)
+  redis.call('EXPIRE', jkey, job_ttl)
+  index_finished(completed_key, id, now, keep_since)
+  notify_done(prefix, id)
+  return 1
+end
+
+-- Promote due jobs, then lease the first job of the highest non-empty list of the served
+-- queues (every queue's CRITICAL list before any HIGH list, and so on; FIFO within a list).
+-- ARGV[first..] are the served queue names. Returns {id, record as a flat field/value list}
+-- or {'', next due time or ''}.
+local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, first)
+  local ready = promote(prefix, scheduled_key, dead_key, now, limit) + promote(prefix, retrying_key, dead_key, now, limit)
+  -- This worker takes one of the promoted jobs; the others may wake idle workers.
+  wake(wakeup_key, ready - 1)
+  for priority = 3, 0, -1 do
+    for i = first, #ARGV do
+      local list = list_key(prefix, ARGV[i], priority)
+      local id = redis.call('LPOP', list)
+      while id do
+        local jkey = job_key(prefix, id)
+        if redis.call('HEXISTS', jkey, 'name') == 1 then
+          redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token)
+          redis.call('ZADD', processing_key, deadline, id)
+          return {id, redis.call('HGETALL', jkey)}
+        end
+        bury(prefix, dead_key, id, now, 'The job record is missing.')
+        id = redis.call('LPOP', list)
+      end
+    end
+  end
+  local next_due = ''
+  for _, zkey in ipairs({scheduled_key, retrying_key}) do
+    local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+    if head[2] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then next_due = head[2] end
+  end
+  return {'', next_due}
+end

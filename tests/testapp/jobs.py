@@ -65,3 +65,9 @@ def spin(seconds, label):
         pass
     _ledger(f"{label}.finished").touch()
     return label
+
+
+@job(name="tests.report", queue="reports", priority="high", max_retries=1, timeout=30)
+def report(label):
+    """A job with a queue and options of its own (for the scheduler tests)."""
+    return label

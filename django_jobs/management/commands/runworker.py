@@ -62,6 +62,7 @@ class Command(BaseCommand):
             max_jobs=options["max_jobs"],  # type: ignore[arg-type]
             worker_id=options["worker_id"],  # type: ignore[arg-type]
             grace=float(options["grace"]),  # type: ignore[arg-type]
+            verbosity=int(options["verbosity"]),  # type: ignore[call-overload]
         )
         status = worker.run()
         if status:
