@@ -20,9 +20,10 @@ from django.db import connection
 
 from django_jobs import JobPriority
 from django_jobs.models import ScheduledTask as TaskRow
-from django_jobs.scheduler import DatabaseTaskStore, JobScheduler, MemoryTaskStore
+from django_jobs.scheduler import JobScheduler
 from django_jobs.schedules import ScheduledTask
 from django_jobs.serialization import utcnow
+from django_jobs.task_stores import DatabaseTaskStore, MemoryTaskStore
 from tests.census import assert_census
 
 NOW = datetime(2024, 1, 15, 12, 0, 0, tzinfo=UTC)
