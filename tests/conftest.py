@@ -59,12 +59,12 @@ def ledger(tmp_path, monkeypatch):
 @pytest.fixture
 def workers(jobs_settings, prefix, ledger):
     """Start ``runworker`` processes under this test's prefix with time-compressed settings."""
-    from tests.workers import FAST, Workers
+    from tests.processes import FAST, Processes
 
     jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, **FAST}
-    started = Workers(prefix, ledger, FAST)
+    started = Processes(ledger, prefix, FAST)
     yield started
-    started.stop_all()
+    started.close()
 
 
 @pytest.fixture

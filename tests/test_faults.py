@@ -4,8 +4,8 @@ import time
 
 from django_jobs import JobStatus
 from tests.census import assert_census
+from tests.processes import wait_until
 from tests.testapp import jobs
-from tests.workers import wait_until
 
 
 def round_trips(client) -> int:

@@ -7,16 +7,11 @@ SQLite file (JOBS_TEST_DB): the test database itself when the test writes tasks 
 """
 
 import contextlib
-import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -25,80 +20,11 @@ from django.urls import reverse
 from django_jobs import JobQueue
 from django_jobs.models import ScheduledTask as TaskRow
 from django_jobs.serialization import utcnow
-
-REPO = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.processes import Processes, wait_until
 
 
-def wait_for(predicate, timeout=15.0, what="it"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class Processes:
-    """``manage.py`` commands run in processes of their own, for one namespace and database."""
-
-    def __init__(self, folder: Path, prefix: str, db: str, settings: dict | None = None):
-        self.folder, self.prefix, self.db = folder, prefix, db
-        self.settings = settings or {}
-        self.procs: list[subprocess.Popen] = []
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "REDIS_URL": REDIS_URL,
-            "JOBS_TEST_PREFIX": self.prefix,
-            "JOBS_TEST_SETTINGS": json.dumps(self.settings),
-            "JOBS_TEST_DB": self.db,
-            "JOBS_TEST_LEDGER": str(self.folder),
-        }
-
-    def run(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "django", *args],
-            cwd=REPO,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def start(self, *args: str, command: str = "runscheduler") -> subprocess.Popen:
-        log = (self.folder / f"{command}-{len(self.procs)}.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "django", command, "--verbosity", "2", *args],
-            cwd=REPO,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc.log = Path(log.name)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, signum: int = signal.SIGTERM) -> int:
-        proc.send_signal(signum)
-        return proc.wait(timeout=30)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.log.name}\n{p.log.read_text()}" for p in self.procs)
-
-    def close(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+def start_scheduler(group, *args):
+    return group.start("--verbosity", "2", *args, command="runscheduler")
 
 
 @pytest.fixture
@@ -110,8 +36,8 @@ def processes(tmp_path, prefix, jobs_settings):
         procs = Processes(
             tmp_path / f"group-{len(made)}",
             prefix,
-            db or connection.settings_dict["NAME"],
             settings,
+            db or connection.settings_dict["NAME"],
         )
         made.append(procs)
         return procs
@@ -144,9 +70,9 @@ def test_two_and_three_schedulers_enqueue_each_run_of_a_task_exactly_once(
         assert [m.returncode for m in migrations] == [0, 0], [m.stderr for m in migrations]
         for size, group in groups.items():
             for _ in range(size):
-                group.start()
+                start_scheduler(group)
         for group in groups.values():
-            wait_for(lambda g=group: jobs_of(g.prefix), what="the first run")
+            wait_until(lambda g=group: jobs_of(g.prefix), message="the first run")
         time.sleep(30)
         codes = [g.stop(p) for g in groups.values() for p in g.procs]
         assert codes == [0] * 5, "\n".join(g.logs() for g in groups.values())
@@ -186,8 +112,8 @@ def test_disabling_a_task_in_the_admin_stops_it_within_a_second(processes, admin
         name="tick", job_name="tests.record", schedule_type="interval", interval_seconds=1
     )
     group = processes()
-    group.start()
-    wait_for(lambda: len(jobs_of(group.prefix)) >= 3, what="three runs")
+    start_scheduler(group)
+    wait_until(lambda: len(jobs_of(group.prefix)) >= 3, message="three runs")
 
     response = admin_client.post(
         reverse("admin:django_jobs_scheduledtask_changelist"),
@@ -207,7 +133,9 @@ def test_disabling_a_task_in_the_admin_stops_it_within_a_second(processes, admin
         {"action": "enable_tasks", "_selected_action": [str(row.pk)]},
     )
     assert enabled.status_code == 302
-    wait_for(lambda: len(jobs_of(group.prefix)) > count, timeout=5, what="a run after enabling")
+    wait_until(
+        lambda: len(jobs_of(group.prefix)) > count, timeout=5, message="a run after enabling"
+    )
     assert group.stop(group.procs[0]) == 0
 
     jobs = jobs_of(group.prefix)
@@ -255,13 +183,13 @@ def test_on_start_missed_runs_follow_the_policy(processes, policy):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_scheduler_stops_gracefully_on_a_signal(processes, redis_client, signum):
     group = processes()
-    proc = group.start("--scheduler-id", "sched-1")
+    proc = start_scheduler(group, "--scheduler-id", "sched-1")
     key = JobQueue().keys.schedulers
-    wait_for(lambda: redis_client.zscore(key, "sched-1"), what="the heartbeat")
+    wait_until(lambda: redis_client.zscore(key, "sched-1"), message="the heartbeat")
 
     assert group.stop(proc, signum) == 0
     assert redis_client.zscore(key, "sched-1") is None
-    log = proc.log.read_text()
+    log = group.output(proc)
     assert "scheduler sched-1 started" in log
     assert "scheduler sched-1 stopped" in log
 
@@ -277,9 +205,11 @@ def test_scheduled_runs_are_run_by_a_worker(processes, tmp_path):
         args=["tick"],
     )
     group = processes()
-    group.start()
-    group.start("--concurrency", "1", command="runworker")
+    start_scheduler(group)
+    group.start("--concurrency", "1")
     ledger = group.folder / "record.log"
 
-    wait_for(lambda: ledger.exists() and ledger.read_text().count("tick") >= 3, what="three runs")
+    wait_until(
+        lambda: ledger.exists() and ledger.read_text().count("tick") >= 3, message="three runs"
+    )
     assert [group.stop(p) for p in group.procs] == [0, 0], group.logs()

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from django_jobs import JobPriority, JobStatus, NotJSONSerializable, compat
 from tests.census import assert_census
-from tests.workers import wait_until
+from tests.processes import wait_until
 
 if compat.TASKS_API is None:
     pytest.skip("Django's task API is not installed", allow_module_level=True)

@@ -8,8 +8,8 @@ import pytest
 
 from django_jobs import JobCancelled, JobFailed, JobStatus
 from tests.census import assert_census
+from tests.processes import wait_until
 from tests.testapp import jobs
-from tests.workers import wait_until
 
 
 def test_delayed_job_returns_its_result_through_a_running_worker(workers):
