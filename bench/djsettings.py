@@ -1,0 +1,19 @@
+"""Django settings of the benchmark's django-jobs worker and enqueuer.
+
+``BENCH_REDIS_URL`` is the harness's private redis-server; nothing else is used.
+"""
+
+import os
+
+SECRET_KEY = "bench"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+INSTALLED_APPS = ["django_jobs", "benchapp"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DJANGO_JOBS = {
+    "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0"),
+    "PREFIX": "{bench}",
+    "QUEUES": ["default"],
+}

@@ -1,0 +1,405 @@
+"""The workloads. Each runs one library (or plain redis-py) and returns JSON-ready results;
+repetitions are kept as lists (the report takes medians and min-max)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+from adapters.base import Adapter, DrainMode
+
+from harness.config import Config
+from harness.monitor import Monitor, snapshot
+from harness.redis_server import PrivateRedis
+from harness.stats import percentile
+from harness.workers import Workers, worker_env
+
+Log = Callable[[str], None]
+
+
+class BenchError(Exception):
+    """A workload could not finish (a worker died, jobs never finished)."""
+
+
+@dataclass
+class Context:
+    server: PrivateRedis
+    config: Config
+    logs: Path  # worker logs go here
+    log: Log
+
+    def fresh(self) -> None:
+        """An empty server (ours: the harness never flushes another)."""
+        self.server.flush()
+
+    def start(self, adapter: Adapter, mode: DrainMode, label: str) -> Workers:
+        env = worker_env(self.server.url, mode.env)
+        slug = label.replace(" ", "_").replace("/", "_")
+        return Workers(mode.commands, env, self.logs / f"{adapter.name}-{slug}.log")
+
+    def skipped(self, adapter: Adapter, mode: DrainMode) -> bool:
+        name = f"{adapter.name}:{mode.name}".lower()
+        return any(name.startswith(skip.lower()) for skip in self.config.skip_modes)
+
+
+def _used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def _redis_cpu(client: redis.Redis) -> float:
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+def wait_done(
+    ctx: Context,
+    adapter: Adapter,
+    probe: redis.Redis,
+    n: int,
+    workers: Workers,
+    timeout: float,
+    on_poll: Callable[[int], None] | None = None,
+) -> float:
+    """Poll the adapter's counter until all ``n`` jobs are done; return ``perf_counter()`` then.
+
+    ``on_poll(done)`` is called after each look that finds jobs left.
+    """
+    deadline = time.perf_counter() + timeout
+    while True:
+        left = adapter.unfinished(probe, n)
+        now = time.perf_counter()
+        if left <= 0:
+            return now
+        failure = workers.failed()
+        if failure:
+            raise BenchError(failure)
+        if workers.exited() and adapter.unfinished(probe, n) > 0:
+            raise BenchError(f"the workers exited with {left} of {n} jobs unfinished")
+        if now > deadline:
+            raise BenchError(f"{left} of {n} jobs unfinished after {timeout:.0f} s")
+        if on_poll is not None:
+            on_poll(n - left)
+        time.sleep(ctx.config.poll_interval)
+
+
+class CpuMeter:
+    """CPU use during a drain, sampled every half second while jobs are left.
+
+    Per job it takes the steady state: between the first sample after 10% of the jobs were
+    done and the last one (so neither the start-up nor the exit counts). It also tells how much
+    CPU other processes of the machine took meanwhile (``background_cores``): on a shared
+    machine that is the first thing to look at when numbers jump.
+    """
+
+    EVERY = 0.5
+
+    def __init__(self, workers: Workers, probe: redis.Redis, n: int) -> None:
+        self.workers, self.probe, self.n = workers, probe, n
+        self.samples: list[tuple[int, dict[str, float]]] = []
+        self.next = time.perf_counter() + self.EVERY
+        self.start = self._totals()
+
+    def _totals(self) -> dict[str, float]:
+        machine = psutil.cpu_times()
+        me = psutil.Process().cpu_times()
+        return {
+            **self.workers.cpu_seconds(),
+            "redis": _redis_cpu(self.probe),
+            "harness": me.user + me.system,
+            "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
+            "wall": time.perf_counter(),
+        }
+
+    def __call__(self, done: int) -> None:
+        if time.perf_counter() >= self.next and done >= self.n * 0.1:
+            self.samples.append((done, self._totals()))
+            self.next = time.perf_counter() + self.EVERY
+
+    def result(self) -> dict[str, float]:
+        nan = float("nan")
+        out = {"cpu_main_us": nan, "cpu_children_us": nan, "cpu_redis_us": nan}
+        if len(self.samples) >= 2:
+            (done0, first), (done1, last) = self.samples[0], self.samples[-1]
+            if done1 > done0:
+                for key in ("main", "children", "redis"):
+                    out[f"cpu_{key}_us"] = (last[key] - first[key]) * 1e6 / (done1 - done0)
+        if self.samples:
+            _, last = self.samples[-1]
+            ours = sum(last[k] - self.start[k] for k in ("main", "children", "redis", "harness"))
+            other = last["machine"] - self.start["machine"] - ours
+            out["background_cores"] = max(other, 0.0) / (last["wall"] - self.start["wall"])
+        else:
+            out["background_cores"] = nan
+        return out
+
+
+def drain_timeout(n: int) -> float:
+    return 120 + n / 20  # no library here is slower than 20 jobs/s
+
+
+# -- floor ------------------------------------------------------------------------------------
+
+
+def floor(ctx: Context) -> dict[str, Any]:
+    """Single INCRs from one redis-py client: the cost of one round trip from Python."""
+    n = ctx.config.floor_commands
+    rates = []
+    for _ in range(ctx.config.reps):
+        ctx.fresh()
+        client = redis.Redis.from_url(ctx.server.url)
+        client.ping()
+        start = time.perf_counter()
+        for _ in range(n):
+            client.incr("bench:floor")
+        rates.append(n / (time.perf_counter() - start))
+        client.close()
+    return {"commands": n, "per_second": rates}
+
+
+# -- enqueue ----------------------------------------------------------------------------------
+
+
+def fill(ctx: Context, adapter: Adapter, n: int) -> tuple[float, float]:
+    """Enqueue ``n`` jobs one by one on an empty server: (jobs/s, Redis bytes per queued job)."""
+    ctx.fresh()
+    with ctx.server.client() as probe:
+        before = _used_memory(probe)
+        start = time.perf_counter()
+        for i in range(n):
+            adapter.enqueue(i)
+        elapsed = time.perf_counter() - start
+        return n / elapsed, (_used_memory(probe) - before) / n
+
+
+def enqueue(ctx: Context, adapter: Adapter) -> dict[str, Any]:
+    """Enqueue repetitions on their own (when the drain workload, whose fills are enqueue
+    repetitions too, does not run)."""
+    n = ctx.config.drain_jobs
+    runs = [fill(ctx, adapter, n) for _ in range(ctx.config.reps)]
+    return {
+        "jobs": n,
+        "per_second": [r for r, _ in runs],
+        "memory_per_job": [m for _, m in runs],
+    }
+
+
+def bulk(ctx: Context, adapter: Any) -> dict[str, Any]:
+    """django-jobs' ``enqueue_many``: ``bulk_jobs`` jobs, ``bulk_batch`` per round trip."""
+    n, batch = ctx.config.bulk_jobs, ctx.config.bulk_batch
+    rates = []
+    for _ in range(ctx.config.reps):
+        ctx.fresh()
+        start = time.perf_counter()
+        for first in range(0, n, batch):
+            adapter.enqueue_bulk(first, min(batch, n - first))
+        rates.append(n / (time.perf_counter() - start))
+    return {"jobs": n, "batch": batch, "per_second": rates}
+
+
+# -- drain ------------------------------------------------------------------------------------
+
+
+def drain_once(ctx: Context, adapter: Adapter, mode: DrainMode, label: str) -> dict[str, float]:
+    """Fill the queue, start the workers, time them until all jobs are done."""
+    n = ctx.config.drain_size(mode.processes, mode.share)
+    enqueue_rate, memory = fill(ctx, adapter, n)
+    with ctx.server.client(adapter.counter_db) as probe:
+        start = time.perf_counter()
+        workers = ctx.start(adapter, mode, label)
+        try:
+            meter = CpuMeter(workers, probe, n)
+            done = wait_done(ctx, adapter, probe, n, workers, drain_timeout(n), meter)
+        finally:
+            workers.stop()
+    return {
+        "per_second": n / (done - start),
+        "enqueue_per_second": enqueue_rate,
+        "memory_per_job": memory,
+        **meter.result(),
+    }
+
+
+def drain(ctx: Context, adapter: Adapter) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every drain mode, repetitions interleaved; returns (drain results, enqueue results:
+    each run's fill is one repetition of the enqueue workload)."""
+    modes = [
+        mode
+        for processes in ctx.config.processes
+        for mode in adapter.drain_modes(processes)
+        if not ctx.skipped(adapter, mode)
+    ]
+    runs: dict[str, list[dict[str, float]]] = {mode.name: [] for mode in modes}
+    for rep in range(ctx.config.reps):
+        for mode in modes:
+            label = f"drain {mode.name} rep{rep + 1}"
+            ctx.log(f"  {adapter.name}: {label}")
+            run = drain_once(ctx, adapter, mode, label)
+            busy = ctx.config.retry_busy
+            if busy and run["background_cores"] > busy:
+                ctx.log(
+                    f"    {run['per_second']:,.0f} jobs/s, but other processes used "
+                    f"{run['background_cores']:.2f} cores meanwhile: once more"
+                )
+                again = drain_once(ctx, adapter, mode, label)
+                run = min(run, again, key=lambda r: r["background_cores"])
+            runs[mode.name].append(run)
+            ctx.log(
+                f"    {run['per_second']:,.0f} jobs/s (other load {run['background_cores']:.2f} "
+                "cores)"
+            )
+    results = [
+        {
+            "mode": mode.name,
+            "processes": mode.processes,
+            "jobs": ctx.config.drain_size(mode.processes, mode.share),
+            **{key: [r[key] for r in runs[mode.name]] for key in runs[mode.name][0]},
+        }
+        for mode in modes
+    ]
+    # Enqueue repetitions: the fills of the drains of the configured size.
+    n = ctx.config.drain_jobs
+    full = [m.name for m in modes if ctx.config.drain_size(m.processes, m.share) == n]
+    fills = [r for name in full for r in runs[name]]
+    enqueued = {
+        "jobs": n,
+        "per_second": [r["enqueue_per_second"] for r in fills],
+        "memory_per_job": [r["memory_per_job"] for r in fills],
+    }
+    return {"modes": results}, enqueued
+
+
+# -- latency ----------------------------------------------------------------------------------
+
+
+def latency(ctx: Context, adapter: Adapter) -> dict[str, Any]:
+    """An idle worker; jobs one after another, 10-30 ms apart: enqueue -> start (the job's
+    own clock) and enqueue -> done (when the enqueuer has the result)."""
+    n = ctx.config.latency_jobs
+    mode = adapter.idle_worker()
+    out: dict[str, Any] = {"mode": mode.name, "jobs": n}
+    keys = ("start_p50_ms", "start_p99_ms", "done_p50_ms", "done_p99_ms")
+    for key in keys:
+        out[key] = []
+    for rep in range(ctx.config.reps):
+        ctx.fresh()
+        workers = ctx.start(adapter, mode, f"latency rep{rep + 1}")
+        try:
+            adapter.wait_stamp(adapter.submit_stamp(), timeout=60)  # the worker is up
+            pause = random.Random(rep)
+            starts, dones = [], []
+            for _ in range(n):
+                time.sleep(pause.uniform(0.01, 0.03))
+                sent = time.time()
+                started = adapter.wait_stamp(adapter.submit_stamp(), timeout=30)
+                dones.append(time.time() - sent)
+                starts.append(started - sent)
+        finally:
+            workers.stop()
+        for key, values in (("start", starts), ("done", dones)):
+            out[f"{key}_p50_ms"].append(percentile(values, 50) * 1000)
+            out[f"{key}_p99_ms"].append(percentile(values, 99) * 1000)
+    return out
+
+
+# -- round trips ------------------------------------------------------------------------------
+
+
+def roundtrips(ctx: Context, adapter: Adapter) -> dict[str, Any]:
+    """Commands and round trips per enqueue and per processed job (one-process worker)."""
+    n = ctx.config.roundtrip_jobs
+    mode = adapter.drain_modes(1)[0]
+    ctx.fresh()
+    with ctx.server.client(adapter.counter_db) as probe:
+        monitor = Monitor(ctx.server.port, ctx.logs / f"{adapter.name}-monitor.txt", probe)
+        try:
+            snapshots = [snapshot(probe)]
+            for i in range(n):
+                adapter.enqueue(i)
+            snapshots.append(snapshot(probe))
+            workers = ctx.start(adapter, mode, "roundtrips")
+            try:
+                wait_done(ctx, adapter, probe, n, workers, drain_timeout(n) * 3)
+                snapshots.append(snapshot(probe))
+            finally:
+                workers.stop()
+        finally:
+            monitor.stop()
+        enqueue_phase, drain_phase = monitor.phases(snapshots)
+    monitor.path.unlink()  # large; the counts are in the results
+    return {
+        "jobs": n,
+        "mode": mode.name,
+        "enqueue": enqueue_phase.per(n),
+        "job": drain_phase.per(n),
+    }
+
+
+# -- scale (django-jobs) ----------------------------------------------------------------------
+
+
+def _window_rate(finished: list[float], n: int) -> float:
+    """Jobs/s between the jobs that finished at 10% and 90% of ``n`` (no start-up, no tail)."""
+    first, last = int(n * 0.1), int(n * 0.9) - 1
+    if len(finished) <= last:
+        raise BenchError(f"only {len(finished)} of {n} jobs finished")
+    return (last - first) / (finished[last] - finished[first])
+
+
+def scale(ctx: Context, adapter: Any) -> dict[str, Any]:
+    """One-process drain rate with ``backlog_small`` jobs queued, then with ``backlog_large``
+    queued (each repetition takes ``backlog_small`` of them), from the jobs' own finish times;
+    and Redis memory per queued job with the large backlog."""
+    small, large, batch = ctx.config.backlog_small, ctx.config.backlog_large, ctx.config.bulk_batch
+    worker = DrainMode("--concurrency 1", 1, (adapter.scale_worker(small),))
+    out: dict[str, Any] = {"small": small, "large": large, "window": "10%-90%"}
+    with ctx.server.client() as probe:
+        rates = []
+        for rep in range(ctx.config.scale_reps):
+            ctx.fresh()
+            adapter.enqueue_bulk(0, small)
+            since = time.time()
+            rates.append(
+                _scale_run(ctx, adapter, worker, probe, since, f"scale small rep{rep + 1}")
+            )
+        out["small_per_second"] = rates
+
+        ctx.fresh()
+        before = _used_memory(probe)
+        start = time.perf_counter()
+        for first in range(0, large, batch):
+            adapter.enqueue_bulk(first, min(batch, large - first))
+        out["fill_seconds"] = time.perf_counter() - start
+        out["memory_per_job"] = (_used_memory(probe) - before) / large
+        rates = []
+        for rep in range(ctx.config.scale_reps):
+            since = time.time()
+            rates.append(
+                _scale_run(ctx, adapter, worker, probe, since, f"scale large rep{rep + 1}")
+            )
+        out["large_per_second"] = rates
+    ctx.fresh()  # frees the large backlog's memory
+    return out
+
+
+def _scale_run(
+    ctx: Context, adapter: Any, worker: DrainMode, probe: redis.Redis, since: float, label: str
+) -> float:
+    small = ctx.config.backlog_small
+    workers = ctx.start(adapter, worker, label)
+    try:
+        if not workers.wait(drain_timeout(small)):
+            raise BenchError(f"{label}: the worker did not finish")
+        failure = workers.failed()
+        if failure:
+            raise BenchError(failure)
+    finally:
+        workers.stop()
+    rate = _window_rate(adapter.finish_times(probe, since), small)
+    ctx.log(f"    {label}: {rate:,.0f} jobs/s")
+    return rate

@@ -1,0 +1,113 @@
+from pathlib import Path
+
+from harness.profile import summarise
+from harness.report import markdown, number, summary, targets
+
+
+def _drain(mode: str, processes: int, rates: list[float]) -> dict:
+    return {"mode": mode, "processes": processes, "jobs": 20_000, "per_second": rates}
+
+
+def _results() -> dict:
+    date = "2026-11-28 12:00 UTC"
+
+    def stamp(**values: object) -> dict:
+        return {**values, "measured": date, "quick": False}
+
+    return {
+        "run_date": date,
+        "config": {"reps": 3, "quick": False},
+        "machine": {"date": date, "cores": 2},
+        "libraries": {
+            "django-jobs": {
+                "name": "django-jobs",
+                "enqueue": stamp(per_second=[6_000.0, 7_000.0, 8_000.0], memory_per_job=[330.0]),
+                "bulk": stamp(per_second=[70_000.0, 80_000.0, 90_000.0]),
+                "drain": stamp(modes=[_drain("--concurrency 1", 1, [2_900.0, 3_000.0, 3_100.0])]),
+                "latency": stamp(start_p50_ms=[0.8, 0.9, 1.0], start_p99_ms=[2.0]),
+                "roundtrips": stamp(
+                    enqueue={
+                        "round_trips": 1.0,
+                        "commands": 5.0,
+                        "top_level": {},
+                        "in_scripts": {},
+                    },
+                    job={"round_trips": 1.5, "commands": 19.0, "top_level": {}, "in_scripts": {}},
+                ),
+                "scale": stamp(
+                    small=1_000,
+                    large=1_000_000,
+                    small_per_second=[2_000.0],
+                    large_per_second=[1_600.0],
+                    memory_per_job=350.0,
+                    fill_seconds=50.0,
+                ),
+            },
+            "huey": {
+                "name": "Huey",
+                "enqueue": {"per_second": [10_000.0], "measured": "earlier", "quick": False},
+                "drain": stamp(modes=[_drain("-w 1", 1, [1_400.0, 1_500.0, 1_600.0])]),
+            },
+            "rq": {
+                "name": "RQ",
+                "drain": stamp(
+                    modes=[_drain("SimpleWorker", 1, [300.0]), _drain("fork", 1, [50.0])]
+                ),
+            },
+        },
+    }
+
+
+def test_numbers() -> None:
+    assert number(1234.5) == "1,234"
+    assert number(12.34) == "12.3"
+    assert number(1.234) == "1.23"
+    assert number(float("nan")) == "n/a"
+    assert summary([3.0, 1.0, 2.0]) == "2.00 (1.00\u20133.00)"
+    assert summary([5.0]) == "5.00"
+
+
+def test_targets_are_ratios_of_medians_and_marked() -> None:
+    found = {t.label: t for t in targets(_results())}
+    drain = found["Drain, 1 process, 1 job at a time"]
+    assert drain.value == 3_000 / 1_500  # against the fastest peer's best one-process mode
+    assert drain.met is True
+    assert found["Round trips per processed job"].met is False
+    assert found["Round trips per enqueue"].met is True
+    enqueue = found["Enqueue, one by one"]
+    assert enqueue.value == 0.7
+    assert enqueue.met is False
+    assert found["Bulk enqueue (`enqueue_many`)"].value == 80_000 / 7_000
+    assert found["Idle latency, enqueue \u2192 start, p50"].met is True
+    assert found["Drain with a 1,000,000-job backlog"].value == 0.8
+    memory = found["Redis memory per queued no-op job"]
+    assert memory.value == 350.0  # the worse of the two measurements
+    assert memory.met is True
+
+
+def test_markdown_marks_numbers_from_another_run() -> None:
+    text = markdown(_results())
+    assert "10,000\u2020" in text  # Huey's enqueue comes from an earlier run
+    assert "\u2705 met" in text
+    assert "\u274c missed" in text
+    assert "SimpleWorker: 300<br>fork: 50.0" in text
+
+
+def test_profile_summary(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.txt"
+    child = 'process 1:"python manage.py runworker";process 2:"python manage.py runworker"'
+    raw.write_text(
+        f"{child};child_main (django_jobs/runner.py:10);"
+        "Child._process (django_jobs/runner.py:20);send (redis/connection.py:5) 30\n"
+        f"{child};child_main (django_jobs/runner.py:10);Job.from_hash (django_jobs/job.py:7) 10\n"
+        'process 1:"python manage.py runworker";Worker.run (django_jobs/worker.py:1);'
+        "select (selectors.py:3) 5\n"
+        'process 1:"python manage.py runworker";<module> (manage.py:1);'
+        "_load (<frozen importlib._bootstrap>:1) 50\n"
+    )
+    text = summarise(raw, jobs=100)
+    assert "### worker child (claims, runs and records jobs): 0.2 s of CPU" in text
+    assert "| redis | 75.0% |" in text
+    assert "| `Child._process` (django_jobs/runner.py) | 75.0% |" in text
+    assert "| `child_main` (django_jobs/runner.py) | 100.0% |" in text
+    assert "0.2 s of imports left out" in text
