@@ -419,7 +419,7 @@ class JobQueue:
         """
         served = self.served_queues(queues)
         now = utcnow()
-        outcome = self._ack_values(result, now)
+        outcome = self._ack_values(result)
         keys, args, token = self._claim_call_parts(worker_id, lease, now)
         acked, job_id, rest = yield Call(
             "ack_claim",
@@ -520,7 +520,7 @@ class JobQueue:
         """
         keys = self.keys
         now = utcnow()
-        outcome = self._ack_values(result, now)
+        outcome = self._ack_values(result)
         reply = yield Call(
             "ack",
             [keys.job(job.id), keys.processing, keys.result(job.id), keys.completed, keys.counters],
@@ -528,11 +528,10 @@ class JobQueue:
         )
         return bool(reply)
 
-    def _ack_values(self, result: Any, now: datetime) -> list[Any]:
+    def _ack_values(self, result: Any) -> list[Any]:
         """The result and retention arguments of the ack scripts."""
         check_json(result, "the result")
-        job_ttl = int(jobs_settings.JOB_TTL)
-        return [dumps(result), int(jobs_settings.RESULT_TTL), job_ttl, now.timestamp() - job_ttl]
+        return [dumps(result), int(jobs_settings.RESULT_TTL), int(jobs_settings.JOB_TTL)]
 
     def _fail_call(
         self,
@@ -665,7 +664,14 @@ class JobQueue:
         job_ttl = int(jobs_settings.JOB_TTL)
         requeued, buried = yield Call(
             "recover",
-            [keys.processing, keys.dead, keys.cancelled, keys.wakeup, keys.counters],
+            [
+                keys.processing,
+                keys.dead,
+                keys.cancelled,
+                keys.wakeup,
+                keys.counters,
+                keys.completed,
+            ],
             [
                 self.prefix,
                 f"{now:.6f}",

@@ -250,3 +250,14 @@ def test_a_stale_completion_is_refused_but_the_claim_still_happens(queue):
     assert acked is False
     assert claim.job.id == stale.id
     assert claim.job.worker_id == "w2"
+
+
+def test_recovery_drops_completions_whose_records_expired_from_the_index(queue, redis_client):
+    queue.enqueue("a.job")
+    job = queue.dequeue()
+    queue.complete_job(job, 1)
+    redis_client.zadd(queue.keys.completed, {"long-gone": time.time() - 8 * 24 * 3600})
+
+    queue.recover_expired()
+
+    assert redis_client.zrange(queue.keys.completed, 0, -1) == [job.id]

@@ -13,8 +13,9 @@ local function wake(wakeup_key, count)
   if count <= 0 then return end
   local tokens = {}
   for i = 1, math.min(count, WAKE_CAP) do tokens[i] = '1' end
-  redis.call('RPUSH', wakeup_key, unpack(tokens))
-  redis.call('LTRIM', wakeup_key, -WAKE_CAP, -1)
+  if redis.call('RPUSH', wakeup_key, unpack(tokens)) > WAKE_CAP then
+    redis.call('LTRIM', wakeup_key, -WAKE_CAP, -1)
+  end
 end
 
 -- Append one JSON object (already encoded) to the job's JSON array of errors.
@@ -29,8 +30,10 @@ local function append_error(jkey, entry)
 end
 
 -- Tell whoever waits for this job's outcome (see watch.lua) that it reached a final state.
-local function notify_done(prefix, id)
-  if redis.call('HGET', job_key(prefix, id), 'watched') == '1' then
+-- ``watched`` is the job's field of that name when the caller read it already.
+local function notify_done(prefix, id, watched)
+  if watched == nil then watched = redis.call('HGET', job_key(prefix, id), 'watched') end
+  if watched == '1' then
     local key = done_key(prefix, id)
     redis.call('RPUSH', key, '1')
     redis.call('EXPIRE', key, 600)
@@ -104,17 +107,18 @@ local function enqueue_jobs(scheduled_key, wakeup_key, first)
   return wakeups
 end
 
--- Keep an index of finished jobs for as long as their records live.
+-- Keep an index of finished jobs for as long as their records live. Entries whose records
+-- expired are dropped here, and for completions (the hot path) by recover.lua.
 local function index_finished(zkey, id, now, keep_since)
   redis.call('ZADD', zkey, now, id)
-  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', '(' .. keep_since)
+  if keep_since then redis.call('ZREMRANGEBYSCORE', zkey, '-inf', '(' .. keep_since) end
 end
 
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
 -- acknowledgement (counted and ignored).
-local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, keep_since, processing_key, completed_key, counters_key)
+local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key)
   local jkey = job_key(prefix, id)
-  local f = redis.call('HMGET', jkey, 'status', 'lease_token')
+  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched')
   if f[1] ~= 'running' or f[2] ~= token then
     redis.call('HINCRBY', counters_key, 'stale_acks', 1)
     return 0
@@ -124,8 +128,8 @@ local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, keep
   redis.call('ZREM', processing_key, id)
   redis.call('SET', result_key(prefix, id), result, 'EX', result_ttl)
   redis.call('EXPIRE', jkey, job_ttl)
-  index_finished(completed_key, id, now, keep_since)
-  notify_done(prefix, id)
+  index_finished(completed_key, id, now)
+  notify_done(prefix, id, f[3])
   return 1
 end
 
@@ -143,10 +147,18 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
       local id = redis.call('LPOP', list)
       while id do
         local jkey = job_key(prefix, id)
-        if redis.call('HEXISTS', jkey, 'name') == 1 then
-          redis.call('HSET', jkey, 'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token)
+        local record = redis.call('HGETALL', jkey)
+        local named = false
+        for j = 1, #record, 2 do
+          if record[j] == 'name' then named = true break end
+        end
+        if named then
+          local running = {'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token}
+          redis.call('HSET', jkey, unpack(running))
           redis.call('ZADD', processing_key, deadline, id)
-          return {id, redis.call('HGETALL', jkey)}
+          -- The record as read, then the fields just set: read in order, the later ones win.
+          for _, value in ipairs(running) do record[#record + 1] = value end
+          return {id, record}
         end
         bury(prefix, dead_key, id, now, 'The job record is missing.')
         id = redis.call('LPOP', list)

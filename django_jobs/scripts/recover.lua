@@ -1,10 +1,12 @@
 -- Bring back jobs whose lease expired (their worker died or froze). Safe to run concurrently:
 -- each expired id is taken out of the processing set once.
--- KEYS: processing, dead, cancelled, wakeup, counters
+-- KEYS: processing, dead, cancelled, wakeup, counters, completed
 -- ARGV: prefix, now, max lost, limit, job ttl, keep_since
 -- Returns {ids requeued, ids buried as poison pills}.
 local prefix, now, max_lost = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local requeued, buried = {}, {}
+-- Completions do not trim their index (the hot path): drop the entries of expired records here.
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[6])
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[4])) do
   redis.call('ZREM', KEYS[1], id)
   local jkey = job_key(prefix, id)
