@@ -166,25 +166,16 @@ class Job:
         """The Redis hash of this job: compact strings, ``None`` fields left out.
 
         Datetimes are epoch seconds so that the Lua scripts can compare them with scores.
-        ``id`` lives in the key and ``result`` in a key of its own, so neither is stored here.
+        ``id`` lives in the key and ``result`` in a key of its own, so neither is stored here;
+        empty lists and dicts, zero counters and false flags are left out too (the scripts and
+        :meth:`from_hash` read a missing field as its default).
         """
         out: dict[str, str] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("id", "result") or value is None:
+        for name, value in self.__dict__.items():
+            write = _HASH_WRITERS.get(name)
+            if write is None or value is None or (not value and name in _LEFT_OUT_WHEN_EMPTY):
                 continue
-            if isinstance(value, datetime):
-                out[f.name] = f"{_utc(f.name, value).timestamp():.6f}"
-            elif f.name in self._JSON_FIELDS:
-                if value:
-                    out[f.name] = dumps(value)
-            elif isinstance(value, bool):
-                if value:
-                    out[f.name] = "1"
-            elif isinstance(value, enum.Enum):
-                out[f.name] = str(value.value)
-            else:
-                out[f.name] = str(value)
+            out[name] = write(name, value)
         return out
 
     @classmethod
@@ -241,10 +232,29 @@ class Job:
         return cls(**values)
 
 
+def _text(name: str, value: Any) -> str:
+    return str(value)
+
+
 def _number(value: Any) -> float:
     number = float(value)
     return int(number) if number.is_integer() else number
 
+
+# How each field of a Redis hash is written (an enqueue writes one per job).
+_HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
+    **dict.fromkeys(("name", "queue", "user_id", "error", "traceback", "worker_id"), _text),
+    "lease_token": _text,
+    **dict.fromkeys(Job._JSON_FIELDS, lambda name, value: dumps(value)),
+    **dict.fromkeys(_DATETIME_FIELDS, lambda name, value: f"{_utc(name, value).timestamp():.6f}"),
+    **dict.fromkeys((*_INT_FIELDS, *_SECONDS_FIELDS), _text),
+    "status": lambda name, value: value.value,
+    "priority": lambda name, value: str(value.value),
+    "cancel_requested": lambda name, value: "1",
+}
+_LEFT_OUT_WHEN_EMPTY = frozenset(
+    (*Job._JSON_FIELDS, "retry_count", "lost_count", "cancel_requested")
+)
 
 # How each field of a Redis hash is read (a worker reads one per claim: this is a hot path).
 _HASH_READERS: dict[str, Callable[[str], Any]] = {
