@@ -295,6 +295,7 @@ def main(argv: list[str]) -> int:
         **base,
         "config": {**config.to_dict(), "quick": args.quick},
         "merged_from": base.get("machine", {}).get("date") if base else None,
+        "merged_floor": base.get("floor", {}).get("per_second") if base else None,
     }
     path = out / "benchmarks.json"
 

@@ -64,8 +64,15 @@ def _role(stacks: list[tuple[list[Frame], int]]) -> str:
     return "enqueuer"
 
 
+def _caller(callers: Counter[str]) -> str:
+    (name, count), total = callers.most_common(1)[0], sum(callers.values())
+    return f"`{name}` ({count / total:.0%})" if name != "-" else "-"
+
+
 def summarise(raw: Path, jobs: int, top: int = 15) -> str:
     leaves: dict[str, Counter[Frame]] = defaultdict(Counter)
+    # For each leaf: the django-jobs function nearest to it on the stack (who led there).
+    via: dict[Frame, Counter[str]] = defaultdict(Counter)
     inclusive: dict[str, Counter[Frame]] = defaultdict(Counter)
     packages: dict[str, Counter[str]] = defaultdict(Counter)
     totals: Counter[str] = Counter()
@@ -78,31 +85,37 @@ def summarise(raw: Path, jobs: int, top: int = 15) -> str:
                 continue
             totals[role] += count
             leaves[role][frames[-1]] += count
+            callers = [f for f, p in frames[:-1] if p.startswith("django_jobs/")]
+            via[frames[-1]][callers[-1] if callers else "-"] += count
             packages[role][_package(frames[-1][1])] += count
             for frame in {f for f in frames if f[1].startswith("django_jobs/")}:
                 inclusive[role][frame] += count
     lines = []
     for role in sorted(totals, key=lambda r: -totals[r]):
         total = totals[role]
-        seconds = total / RATE
         lines += [
-            f"### {role}: {number(seconds, 1)} s of CPU, {number(seconds * 1e6 / jobs)} µs "
-            f"per job ({number(total)} samples; {number(imports[role] / RATE, 1)} s of imports "
-            "left out)",
+            f"### {role}: {total:,} samples, {number(total / jobs, 3)} per job "
+            f"({imports[role]:,} more during imports, left out)",
             "",
             "| Package (own time) | Share |",
             "| --- | --- |",
             *(f"| {p} | {c / total:.1%} |" for p, c in packages[role].most_common(8)),
             "",
-            "| Hottest functions (own time) | Share |",
-            "| --- | --- |",
-            *(f"| `{f}` ({p}) | {c / total:.1%} |" for (f, p), c in leaves[role].most_common(top)),
+            "| Hottest functions (own time) | Share | Mostly reached from (django-jobs) |",
+            "| --- | --- | --- |",
+            *(
+                f"| `{f}` ({p}) | {c / total:.1%} | {_caller(via[(f, p)])} |"
+                for (f, p), c in leaves[role].most_common(top)
+            ),
             "",
-            "| django-jobs functions (inclusive time) | Share |",
+            "| django-jobs functions (inclusive time; the entry path, on 95% of samples and "
+            "more, left out) | Share |",
             "| --- | --- |",
             *(
                 f"| `{f}` ({p}) | {c / total:.1%} |"
-                for (f, p), c in inclusive[role].most_common(top)
+                for (f, p), c in [i for i in inclusive[role].most_common() if i[1] < total * 0.95][
+                    :top
+                ]
             ),
             "",
         ]
@@ -172,8 +185,12 @@ def profile(ctx: Context, adapter: Any) -> str:
         [
             "# django-jobs: where the CPU goes",
             "",
-            f"py-spy, {RATE} samples/s, on-CPU samples only: time spent waiting for Redis or "
-            "for the pipe is not in these shares. Shares are of the role's own samples.",
+            f"`py-spy record --rate {RATE}`, on-CPU samples only: time spent waiting for Redis or "
+            "for the pipe is not in these shares. Shares are of the role's own samples. py-spy "
+            "pauses the process for each sample, which slows it down and inflates its sample "
+            "count (so no CPU time per job here: the drain table of `benchmarks.md` has exact "
+            "ones); `--nonblocking` does not pause, but then misattributes much of the time to "
+            "the frame that was current before a blocking read.",
             "",
             profile_drain(ctx, adapter),
             profile_enqueue(ctx, "enqueue", n),

@@ -328,20 +328,23 @@ def _roundtrip_cell(results: Results, phase: str) -> Callable[[str], str]:
 def drain_details(results: Results) -> str:
     lines = [
         "| Library | Mode | Processes | Jobs/s | CPU µs per job: worker / its children / "
-        "redis-server | Other load on the machine (cores) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "redis-server | Other load on the machine (cores) | Floor just before (INCR/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+    nan = [float("nan")]
     for lib in libraries_in(results):
         for mode in lookup(results, lib, "drain", "modes") or []:
             cpu = " / ".join(
-                number(median(mode.get(f"cpu_{k}_us") or [float("nan")]), 0)
+                number(median(mode.get(f"cpu_{k}_us") or nan), 0)
                 for k in ("main", "children", "redis")
             )
             background = mode.get("background_cores") or []
             load = f"{number(median(background), 2)} (max {number(spread(background)[1], 2)})"
+            floor = summary(mode.get("floor_per_second") or nan)
             lines.append(
                 f"| {display_name(results, lib)} | `{mode['mode']}` | {mode['processes']} | "
-                f"{summary(mode['per_second'])}{_stale(results, lib, 'drain')} | {cpu} | {load} |"
+                f"{summary(mode['per_second'])}{_stale(results, lib, 'drain')} | {cpu} | {load} "
+                f"| {floor} |"
             )
     return "\n".join(lines)
 
@@ -431,9 +434,15 @@ def markdown(results: Results) -> str:
     merged = results.get("merged_from")
     notes = []
     if merged:
-        notes.append(
-            f"† measured in an earlier run ({merged}; from `docs/benchmarks.json`), not this one."
-        )
+        note = f"† measured in an earlier run ({merged}; from `docs/benchmarks.json`), not this one"
+        then, now = results.get("merged_floor"), (floor or {}).get("per_second")
+        if then and now:
+            note += (
+                f"; the machine's floor was {number(median(then))} INCR/s then and "
+                f"{number(median(now))} now, so compare across runs with care (or run the peer "
+                "too, e.g. `--only django-jobs,huey`)"
+            )
+        notes.append(note + ".")
     if any(
         isinstance(e, dict) and e.get("quick")
         for lib in libraries_in(results)
@@ -486,7 +495,9 @@ def markdown(results: Results) -> str:
         "CPU per job is the steady state: between the first half-second sample after 10% of "
         'the jobs were done and the last sample before the end. "Other load" is the CPU that '
         "processes outside the benchmark used meanwhile, in cores: on a shared machine, the "
-        "first thing to check when a number looks off.",
+        "first thing to check when a number looks off. The floor column (2,000 single `INCR`s "
+        "timed just before the run) shows how fast the machine was at that moment: on a "
+        "virtual machine it drifts, invisibly to the load column.",
         "",
         "## Round trips and commands",
         "",

@@ -15,11 +15,17 @@ from adapters.base import BENCH_DIR
 
 
 def worker_env(redis_url: str, extra: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
-    env = dict(os.environ)
+    """The environment of a worker: the harness's own, less what would change how a library
+    runs (the harness's ``BENCH_*`` switches; ``DJANGO_SETTINGS_MODULE``, which would turn on
+    Celery's Django fix-ups; django-jobs' ``manage.py`` sets it for itself), plus ``extra``."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("BENCH_") and name != "DJANGO_SETTINGS_MODULE"
+    }
     env.update(
         BENCH_REDIS_URL=redis_url,
         PYTHONPATH=os.pathsep.join(filter(None, [str(BENCH_DIR), env.get("PYTHONPATH")])),
-        DJANGO_SETTINGS_MODULE="djsettings",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

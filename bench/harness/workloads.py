@@ -139,11 +139,27 @@ class CpuMeter:
         return out
 
 
+# INCRs timed before each drain run: the machine's speed at that moment.
+FLOOR_CHECK = 2_000
+
+
 def drain_timeout(n: int) -> float:
     return 120 + n / 20  # no library here is slower than 20 jobs/s
 
 
 # -- floor ------------------------------------------------------------------------------------
+
+
+def incr_rate(url: str, n: int) -> float:
+    """Single INCRs per second from one new redis-py client."""
+    with redis.Redis.from_url(url) as client:
+        client.ping()
+        start = time.perf_counter()
+        for _ in range(n):
+            client.incr("bench:floor")
+        rate = n / (time.perf_counter() - start)
+        client.delete("bench:floor")
+    return rate
 
 
 def floor(ctx: Context) -> dict[str, Any]:
@@ -152,13 +168,7 @@ def floor(ctx: Context) -> dict[str, Any]:
     rates = []
     for _ in range(ctx.config.reps):
         ctx.fresh()
-        client = redis.Redis.from_url(ctx.server.url)
-        client.ping()
-        start = time.perf_counter()
-        for _ in range(n):
-            client.incr("bench:floor")
-        rates.append(n / (time.perf_counter() - start))
-        client.close()
+        rates.append(incr_rate(ctx.server.url, n))
     return {"commands": n, "per_second": rates}
 
 
@@ -209,6 +219,8 @@ def drain_once(ctx: Context, adapter: Adapter, mode: DrainMode, label: str) -> d
     """Fill the queue, start the workers, time them until all jobs are done."""
     n = ctx.config.drain_size(mode.processes, mode.share)
     enqueue_rate, memory = fill(ctx, adapter, n)
+    # How fast the machine is just now (it drifts, on a shared or virtual machine).
+    floor_rate = incr_rate(ctx.server.url, FLOOR_CHECK)
     with ctx.server.client(adapter.counter_db) as probe:
         start = time.perf_counter()
         workers = ctx.start(adapter, mode, label)
@@ -221,6 +233,7 @@ def drain_once(ctx: Context, adapter: Adapter, mode: DrainMode, label: str) -> d
         "per_second": n / (done - start),
         "enqueue_per_second": enqueue_rate,
         "memory_per_job": memory,
+        "floor_per_second": floor_rate,
         **meter.result(),
     }
 
