@@ -1,9 +1,9 @@
 """Dramatiq: ``@dramatiq.actor`` functions on a ``RedisBroker``; ``dramatiq`` workers.
 
-Dramatiq stores no results by default, and with the ``Results`` middleware an actor that
-returns a value without ``store_results`` logs a warning per message. So drain workers run
-without that middleware, as by default, and only the latency workload's worker (and the
-harness, which waits for the result) add it, with ``BENCH_DRAMATIQ_RESULTS=1``.
+Dramatiq stores no results by default. So drain workers run without the ``Results``
+middleware, as by default, and only the latency workload's worker (and the harness, which waits
+for the result) add it, with ``BENCH_DRAMATIQ_RESULTS=1``. Either way Dramatiq logs a warning
+for every message whose actor returns a value it does not store, as ``noop`` does.
 """
 
 from __future__ import annotations
@@ -53,7 +53,9 @@ class Dramatiq(Adapter):
         "`dramatiq --processes N --threads 1`. Results: none, as by default (done = the "
         "queue's hash of unacknowledged messages is empty); the latency workload alone adds "
         "the `Results` middleware with its Redis backend and a `store_results=True` actor, "
-        "and waits with `message.get_result(block=True)` (a blocking `BRPOPLPUSH`)."
+        "and waits with `message.get_result(block=True)` (a blocking `BRPOPLPUSH`). Dramatiq "
+        "logs a warning for each `noop` message, as it returns a value that is not stored: "
+        "left as is (a log line per job, as django-jobs, RQ and Huey write too)."
     )
 
     def drain_modes(self, processes: int) -> list[DrainMode]:

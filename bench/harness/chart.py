@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from harness.report import DJ, display_name, libraries_in, lookup
 from harness.stats import median, spread
@@ -98,6 +99,9 @@ def _latency(ax: Axes, results: dict[str, Any]) -> None:
     ax.scatter([], [], marker="_", s=200, color="black", label="p99")
     ax.set_xticks(range(len(libs)), [display_name(results, lib) for lib in libs], fontsize=8)
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=7)
     ax.set_title("Idle latency (ms, log scale)", fontsize=10)
 

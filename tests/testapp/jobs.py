@@ -17,12 +17,16 @@ def add(a, b):
     return a + b
 
 
-@job(name="tests.record")
-def record(label):
-    """Append ``label`` to the ledger, outside Redis, so tests can see what ran in what order."""
-    with _ledger("record.log").open("a") as ledger:
+def append_to_ledger(label, name="record.log"):
+    """Append ``label`` to a ledger file, outside Redis, so tests can see what ran in what order."""
+    with _ledger(name).open("a") as ledger:
         ledger.write(f"{label}\n")
     return label
+
+
+@job(name="tests.record")
+def record(label):
+    return append_to_ledger(label)
 
 
 @job

@@ -8,20 +8,16 @@ import asyncio
 import json
 import os
 import sys
-from pathlib import Path
 
 from django.dispatch import receiver
 
 from django_jobs.compat import task_finished, task_started
+from tests.testapp.jobs import append_to_ledger
 
 try:
     from django.tasks import task
 except ImportError:  # Django 5.2: the django-tasks backport
     from django_tasks import task
-
-
-def _ledger(name: str) -> Path:
-    return Path(os.environ["JOBS_TEST_LEDGER"]) / name
 
 
 class Boom(Exception):
@@ -35,10 +31,7 @@ def add(a, b):
 
 @task(queue_name="emails")
 def record(label):
-    """Append ``label`` to the ledger, so tests can see what ran in what order."""
-    with _ledger("record.log").open("a") as ledger:
-        ledger.write(f"{label}\n")
-    return label
+    return append_to_ledger(label)
 
 
 @task
@@ -101,8 +94,7 @@ def _write_signal(name, sender, task_result):
         "errors": [e.exception_class_path for e in task_result.errors],
         "last_traceback": task_result.errors[-1].traceback if task_result.errors else "",
     }
-    with _ledger("signals.log").open("a") as ledger:
-        ledger.write(json.dumps(entry) + "\n")
+    append_to_ledger(json.dumps(entry), "signals.log")
 
 
 @receiver(task_started)
