@@ -12,7 +12,6 @@ import functools
 import math
 import os
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -123,6 +122,11 @@ def _text(value: bytes | str) -> str:
 def _record(flat: list[Any]) -> dict[str, str]:
     items = [v.decode() if isinstance(v, bytes) else v for v in flat]
     return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def new_id() -> str:
+    """A random 128-bit id in hex, for jobs and lease tokens (like ``uuid4().hex``, faster)."""
+    return os.urandom(16).hex()
 
 
 # Farther ahead than any real schedule, and well inside what datetime can represent.
@@ -312,7 +316,7 @@ class JobQueue:
         check_json(meta, "meta")
 
         return Job(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             name=name,
             args=args,
             kwargs=kwargs,
@@ -438,7 +442,7 @@ class JobQueue:
         keys = self.keys
         lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
         timestamp = now.timestamp()
-        token = os.urandom(16).hex()
+        token = new_id()
         return (
             [keys.scheduled, keys.retrying, keys.processing, keys.dead, keys.wakeup],
             [
