@@ -73,6 +73,24 @@ def get_async_redis() -> redis.asyncio.Redis:
     return client
 
 
+class Backoff:
+    """Pauses between attempts while a service does not answer: 0.1 s, doubling up to ``limit``.
+
+    Workers and schedulers outlive a Redis (or database) restart this way.
+    """
+
+    def __init__(self, limit: float = 5.0) -> None:
+        self.limit = limit
+        self.reset()
+
+    def reset(self) -> None:
+        self.pause = 0.1
+
+    def next(self) -> float:
+        pause, self.pause = self.pause, min(self.pause * 2, self.limit)
+        return pause
+
+
 def reset_connections() -> None:
     """Forget cached clients, e.g. after the settings changed or in a forked child process."""
     global _sync_client

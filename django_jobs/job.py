@@ -146,7 +146,7 @@ class Job:
         for f in fields(cls):
             if f.name not in data:
                 continue
-            values[f.name] = _convert(f.name, data[f.name], _parse_iso)
+            values[f.name] = _from_dict_value(f.name, data[f.name])
         return cls._build(values)
 
     def to_json(self) -> str:
@@ -287,13 +287,14 @@ def _parse_iso(value: Any) -> datetime:
     return parsed
 
 
-def _convert(name: str, value: Any, parse_datetime: Any, job_id: str | None = None) -> Any:
-    """Turn one stored value into the dataclass's type, naming the field when it cannot."""
+def _from_dict_value(name: str, value: Any) -> Any:
+    """Turn one :meth:`Job.to_dict` value into the dataclass's type, naming the field when it
+    cannot (Redis hashes are read through ``_HASH_READERS``)."""
     if value is None and name in _NULLABLE_FIELDS:
         return None
     try:
         if name in _DATETIME_FIELDS:
-            return parse_datetime(value)
+            return _parse_iso(value)
         if name == "status":
             return JobStatus(value)
         if name == "priority":
@@ -309,8 +310,5 @@ def _convert(name: str, value: Any, parse_datetime: Any, job_id: str | None = No
         if value is None:
             raise ValueError("it must not be null")
     except (TypeError, ValueError) as exc:
-        where = f"Job {job_id}: " if job_id else ""
-        raise InvalidJobRecord(
-            f"{where}field {name!r} has the invalid value {value!r} ({exc})."
-        ) from None
+        raise InvalidJobRecord(f"field {name!r} has the invalid value {value!r} ({exc}).") from None
     return value

@@ -25,7 +25,9 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import redis
+from django.db import close_old_connections
 
+from django_jobs.connection import Backoff
 from django_jobs.exceptions import NotJSONSerializable, RedisUnavailable
 from django_jobs.job import Job, JobStatus
 from django_jobs.queue import Claim, JobQueue
@@ -178,19 +180,12 @@ class _Plain:
         pass
 
 
-def run_job(
-    name: str,
-    args: list[Any],
-    kwargs: dict[str, Any],
-    loop: asyncio.Runner,
-    job: Job | None = None,
-) -> Outcome:
+def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
     """Run one registered job, or task of Django's task API, and describe its outcome.
 
     A Django task's ``TaskResult`` (for its context and signals) is made from ``job``.
     """
-    from django.db import close_old_connections
-
+    name, args, kwargs = job.name, job.args, job.kwargs
     job_function = registry.get(name)
     hooks: Any = _Plain
     if job_function is not None:
@@ -202,7 +197,7 @@ def run_job(
             return failure(str(exc))
         from django_jobs.backends import TaskRun
 
-        func = hooks = TaskRun(task, job or Job(id="", name=name, args=args, kwargs=kwargs))
+        func = hooks = TaskRun(task, job)
     else:
         return unregistered(name)
     # As Django does around a request: no connection outlives its CONN_MAX_AGE or an error.
@@ -330,7 +325,7 @@ class Child:
     def _process(self, job: Job) -> Claim:
         """Run ``job``, record its outcome and, in the same round trip if it can, claim the next."""
         started = time.monotonic()
-        outcome = run_job(job.name, job.args, job.kwargs, self.loop, job)
+        outcome = run_job(job, self.loop)
         seconds = time.monotonic() - started
         config = self.config
         if not outcome.ok:
@@ -360,22 +355,16 @@ def _log_completed(job: Job, seconds: float, acked: bool) -> None:
     log_finished(job, "completed", seconds, detail)
 
 
-class Backoff:
-    """Pauses between calls while Redis does not answer: from 0.1 s, doubling up to 5 s.
+# What a worker waits out. An outcome that could not be recorded in time is safe too: the
+# job's lease expires and it runs again.
+REDIS_ERRORS = (RedisUnavailable, redis.ConnectionError, redis.TimeoutError)
 
-    Worker processes outlive a Redis restart this way. An outcome that could not be recorded
-    in time is safe too: the job's lease expires and it runs again.
-    """
 
-    ERRORS = (RedisUnavailable, redis.ConnectionError, redis.TimeoutError)
-
-    def __init__(self) -> None:
-        self.pause = 0.1
-
-    def after(self, exc: Exception) -> float:
-        pause, self.pause = self.pause, min(self.pause * 2, 5.0)
-        logger.error("Redis does not answer (%s); trying again in %.1fs", exc, pause)
-        return pause
+def redis_pause(backoff: Backoff, exc: Exception) -> float:
+    """The next pause while Redis does not answer, logged."""
+    pause = backoff.next()
+    logger.error("Redis does not answer (%s); trying again in %.1fs", exc, pause)
+    return pause
 
 
 def _until_redis_answers(call: Callable[[], T]) -> T:
@@ -384,8 +373,8 @@ def _until_redis_answers(call: Callable[[], T]) -> T:
     while True:
         try:
             return call()
-        except Backoff.ERRORS as exc:
-            time.sleep(backoff.after(exc))
+        except REDIS_ERRORS as exc:
+            time.sleep(redis_pause(backoff, exc))
 
 
 def _become_child() -> None:

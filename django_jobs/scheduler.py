@@ -34,7 +34,7 @@ import redis
 from django.db import DatabaseError, connections
 
 from django_jobs import schedules
-from django_jobs.connection import get_redis
+from django_jobs.connection import Backoff, get_redis
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import JobPriority
 from django_jobs.queue import JobQueue
@@ -208,7 +208,7 @@ class JobScheduler:
 
     def _loop(self) -> None:
         logger.info("scheduler %s started", self.scheduler_id)
-        pause = 0.1
+        backoff = Backoff(limit=10.0)
         try:
             if self._sync_settings:
                 self._until_it_works(self.sync_schedules)
@@ -216,17 +216,17 @@ class JobScheduler:
                 try:
                     self._heartbeat()
                     self.run_pending()
-                    pause = 0.1
+                    backoff.reset()
                     wait = self._seconds_to_next_due()
                 except (DatabaseError, RedisUnavailable, redis.RedisError) as exc:
-                    logger.error("scheduler: %s; trying again in %.1fs", exc, pause)
+                    wait = backoff.next()
+                    logger.error("scheduler: %s; trying again in %.1fs", exc, wait)
                     _close_broken_connections()
                     self._version = None  # load again once it works
-                    wait, pause = pause, min(pause * 2, 10.0)
                 except Exception:
-                    logger.exception("scheduler: unexpected error; trying again in %.1fs", pause)
+                    wait = backoff.next()
+                    logger.exception("scheduler: unexpected error; trying again in %.1fs", wait)
                     self._version = None
-                    wait, pause = pause, min(pause * 2, 10.0)
                 self._wake.wait(wait)
                 self._wake.clear()
         finally:
@@ -235,16 +235,16 @@ class JobScheduler:
             logger.info("scheduler %s stopped", self.scheduler_id)
 
     def _until_it_works(self, step: Callable[[], None]) -> None:
-        pause = 0.1
+        backoff = Backoff(limit=10.0)
         while not self._stop.is_set():
             try:
                 step()
                 return
             except (DatabaseError, RedisUnavailable, redis.RedisError) as exc:
+                pause = backoff.next()
                 logger.error("scheduler: %s; trying again in %.1fs", exc, pause)
                 _close_broken_connections()
                 self._stop.wait(pause)
-                pause = min(pause * 2, 10.0)
 
     def sync_schedules(self) -> None:
         """Write the tasks of ``DJANGO_JOBS['SCHEDULES']`` into the store (done at start)."""

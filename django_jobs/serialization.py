@@ -64,10 +64,6 @@ def loads(data: str | bytes) -> Any:
     return json.loads(data)
 
 
-def to_timestamp(value: datetime) -> float:
-    return value.timestamp()
-
-
 def from_timestamp(value: float | str | bytes) -> datetime:
     return datetime.fromtimestamp(float(value), UTC)
 

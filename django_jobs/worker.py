@@ -31,18 +31,19 @@ from typing import Any, TypeVar
 from django.db import connections
 
 from django_jobs.conf import jobs_settings
-from django_jobs.connection import get_async_redis
+from django_jobs.connection import Backoff, get_async_redis
 from django_jobs.queue import RECOVER_LIMIT, JobQueue
 from django_jobs.runner import (
     GO,
+    REDIS_ERRORS,
     STOP,
-    Backoff,
     ChildConfig,
     Running,
     SlotState,
     child_main,
     failed_outcome,
     log_finished,
+    redis_pause,
 )
 from django_jobs.serialization import loads
 
@@ -65,15 +66,14 @@ async def _until_redis_answers(call: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await call()
-        except Backoff.ERRORS as exc:
-            await asyncio.sleep(backoff.after(exc))
+        except REDIS_ERRORS as exc:
+            await asyncio.sleep(redis_pause(backoff, exc))
 
 
 @dataclass(eq=False)
 class ChildProcess:
     """The supervisor's view of one child."""
 
-    index: int
     worker_id: str
     state: SlotState
     process: BaseProcess | None = None
@@ -131,7 +131,7 @@ class Worker:
         self.shared_stopping = self.context.RawValue(ctypes.c_bool, False)
         self.taken = self.context.Value(ctypes.c_longlong, 0)
         self.children = [
-            ChildProcess(i, f"{self.worker_id}:{i}", self.context.RawValue(SlotState))
+            ChildProcess(f"{self.worker_id}:{i}", self.context.RawValue(SlotState))
             for i in range(self.concurrency)
         ]
 

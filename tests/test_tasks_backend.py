@@ -13,7 +13,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from django_jobs import JobPriority, JobStatus, NotJSONSerializable, compat
+from django_jobs import Job, JobPriority, JobStatus, NotJSONSerializable, compat
 from tests.census import assert_census
 from tests.processes import wait_until
 
@@ -483,8 +483,10 @@ def test_a_job_function_cannot_take_the_task_marker(settings):
 
 def test_run_job_resolves_a_marked_name_to_its_task_and_nothing_else(db):
     with asyncio.Runner() as loop:
-        ran = run_job("django.tasks:tests.testapp.tasks.add", [1, 2], {}, loop)
-        refused = run_job("django.tasks:tests.test_tasks_backend.module_level", [1], {}, loop)
+        ran = run_job(Job(id="a", name="django.tasks:tests.testapp.tasks.add", args=[1, 2]), loop)
+        refused = run_job(
+            Job(id="b", name="django.tasks:tests.test_tasks_backend.module_level", args=[1]), loop
+        )
 
     assert (ran.ok, ran.result) == (True, 3)
     assert not refused.ok
