@@ -13,7 +13,7 @@ from django.db import connections
 from redis.connection import parse_url
 
 from django_jobs.conf import DEFAULTS, jobs_settings
-from django_jobs.connection import connection_url, redact_url
+from django_jobs.store.connection import connection_url, redact_url
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 HASH_TAG = re.compile(r"\{[^{}]+\}")
@@ -141,7 +141,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
 def _check_schedules() -> list[CheckMessage]:
     """E011: a task of ``DJANGO_JOBS['SCHEDULES']`` that is invalid or names no registered job."""
     from django_jobs.registry import registry
-    from django_jobs.schedules import task_from_setting
+    from django_jobs.scheduling.task import task_from_setting
 
     declared = jobs_settings.SCHEDULES
     hint = (

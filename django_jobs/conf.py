@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     # .delay() inside transaction.atomic() enqueues when the transaction commits.
     "ENQUEUE_ON_COMMIT": True,
     # Periodic tasks declared in code, by name: written into the ScheduledTask table when a
-    # scheduler starts (see django_jobs.schedules.task_from_setting for the keys of each).
+    # scheduler starts (see django_jobs.scheduling.task.task_from_setting for the keys of each).
     "SCHEDULES": {},
 }
 
@@ -71,8 +71,5 @@ jobs_settings = JobsSettings()
 
 @receiver(setting_changed)
 def _reload_jobs_settings(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("DJANGO_JOBS", "CACHES"):
+    if setting == "DJANGO_JOBS":
         jobs_settings.reload()
-        from django_jobs.connection import reset_connections
-
-        reset_connections()

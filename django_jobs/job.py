@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -49,6 +50,11 @@ class JobPriority(enum.IntEnum):
                 pass
         choices = ", ".join(f"{p.name} ({p.value})" for p in cls)
         raise ValueError(f"Unknown priority {value!r}; use one of {choices}.")
+
+
+def new_id() -> str:
+    """A random 128-bit id in hex, for jobs and lease tokens (like ``uuid4().hex``, faster)."""
+    return os.urandom(16).hex()
 
 
 # Highest first: the order in which a worker looks at the lists of a queue.

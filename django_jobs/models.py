@@ -13,21 +13,21 @@ from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from django_jobs import schedules
-from django_jobs.connection import get_redis
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import JobPriority
 from django_jobs.queue import JobQueue
-from django_jobs.schedules import MissedRunPolicy, ScheduleType
+from django_jobs.scheduling import task as schedules
+from django_jobs.scheduling.task import MissedRunPolicy, ScheduleType
+from django_jobs.store.connection import get_redis
 
-logger = logging.getLogger("django_jobs.scheduler")
+logger = logging.getLogger("django_jobs.scheduling.scheduler")
 
 # Written by the schedulers, never by a save() of an existing task (see ScheduledTask.save).
 RUN_STATE_FIELDS = ("last_run", "next_run", "run_count")
 
 
 class ScheduledTask(models.Model):
-    """A periodic task. :meth:`to_task` gives the :class:`django_jobs.schedules.ScheduledTask`
+    """A periodic task. :meth:`to_task` gives the :class:`django_jobs.scheduling.task.ScheduledTask`
     the scheduler works with; the fields mirror it."""
 
     name = models.CharField(max_length=200, unique=True)
@@ -145,7 +145,7 @@ class ScheduledTask(models.Model):
         super().save(*args, **kwargs)
 
     def to_task(self) -> schedules.ScheduledTask:
-        """The task as the scheduler sees it; :class:`~django_jobs.schedules.InvalidSchedule`
+        """The task as the scheduler sees it; :class:`~django_jobs.scheduling.task.InvalidSchedule`
         if a field is invalid."""
         return schedules.ScheduledTask(
             name=self.name,

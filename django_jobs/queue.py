@@ -9,24 +9,23 @@ with the sync client, the ``a``-prefixed twin with the asyncio client.
 from __future__ import annotations
 
 import functools
-import math
-import os
 import time
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import redis
 from redis.exceptions import NoScriptError
 
+from django_jobs import validation
 from django_jobs.conf import jobs_settings
-from django_jobs.connection import connection_url, get_async_redis, get_redis, redact_url
 from django_jobs.exceptions import InvalidJobRecord, JobNotFound, RedisUnavailable
-from django_jobs.job import Job, JobPriority, JobStatus
-from django_jobs.keys import Keys
-from django_jobs.scripts import scripts_for
+from django_jobs.job import Job, JobPriority, JobStatus, new_id
 from django_jobs.serialization import check_json, dumps, loads, utcnow
+from django_jobs.store.connection import connection_url, get_async_redis, get_redis, redact_url
+from django_jobs.store.keys import Keys
+from django_jobs.store.scripts import scripts_for
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -124,28 +123,6 @@ def _record(flat: list[Any]) -> dict[str, str]:
     return dict(zip(items[::2], items[1::2], strict=True))
 
 
-def new_id() -> str:
-    """A random 128-bit id in hex, for jobs and lease tokens (like ``uuid4().hex``, faster)."""
-    return os.urandom(16).hex()
-
-
-# Farther ahead than any real schedule, and well inside what datetime can represent.
-MAX_SECONDS = 100 * 365 * 24 * 3600
-
-
-def _seconds(value: float | timedelta, what: str) -> float:
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not math.isfinite(seconds)
-    ):
-        raise ValueError(f"{what} must be a number of seconds or a timedelta, not {value!r}.")
-    if seconds > MAX_SECONDS:
-        raise ValueError(f"{what} of {value!r} is more than 100 years.")
-    return float(seconds)
-
-
 class Leased(Protocol):
     """What lease renewal needs of a running job (a :class:`Job` has both)."""
 
@@ -227,110 +204,10 @@ class JobQueue:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise _unavailable(exc) from exc
 
-    # -- validation ---------------------------------------------------------------------------
-
-    def _queue_name(self, queue: str | None) -> str:
-        queues = list(jobs_settings.QUEUES)
-        name = jobs_settings.DEFAULT_QUEUE if queue is None else queue
-        if name not in queues:
-            raise ValueError(f"Unknown queue {name!r}; DJANGO_JOBS['QUEUES'] is {queues!r}.")
-        return name
-
-    def served_queues(self, queues: Iterable[str] | None) -> list[str]:
-        """The queues a worker serves: all of ``QUEUES`` by default; unknown names are refused."""
-        if queues is None:
-            return list(jobs_settings.QUEUES)
-        served = [self._queue_name(q) for q in queues]
-        if not served:
-            raise ValueError("A worker must serve at least one queue.")
-        return served
-
-    def build_job(
-        self,
-        name: str,
-        args: list[Any] | tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        *,
-        priority: JobPriority | int | str = JobPriority.NORMAL,
-        queue: str | None = None,
-        delay: float | timedelta | None = None,
-        scheduled_at: datetime | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        user_id: str | int | None = None,
-        retry_backoff_base: float | None = None,
-        retry_backoff_max: float | None = None,
-        meta: dict[str, Any] | None = None,
-    ) -> Job:
-        """Check every option and argument and return the job :meth:`enqueue` would store.
-
-        ``retry_backoff_base`` and ``retry_backoff_max`` (seconds) override the settings of the
-        same names for this job; ``meta`` is JSON kept with the job for the caller's own use.
-        Raises ``ValueError`` for a bad option and
-        :class:`~django_jobs.exceptions.NotJSONSerializable` naming the argument that would not
-        survive JSON. Nothing is written.
-        """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"A job name must be a non-empty string, not {name!r}.")
-        if not isinstance(args, (list, tuple)):
-            raise TypeError(f"args must be a list or a tuple, not {type(args).__name__}.")
-        args = list(args)
-        kwargs = {} if kwargs is None else kwargs
-        if not isinstance(kwargs, dict):
-            raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}.")
-        for index, value in enumerate(args):
-            check_json(value, f"args[{index}]")
-        check_json(kwargs, "kwargs")
-
-        now = utcnow()
-        if delay is not None and scheduled_at is not None:
-            raise ValueError("Pass either delay or scheduled_at, not both.")
-        if delay is not None:
-            seconds = _seconds(delay, "delay")
-            if seconds < 0:
-                raise ValueError(f"delay must not be negative, got {delay!r}.")
-            scheduled_at = now + timedelta(seconds=seconds) if seconds > 0 else None
-        elif scheduled_at is not None:
-            if not isinstance(scheduled_at, datetime):
-                raise ValueError(f"scheduled_at must be a datetime, not {scheduled_at!r}.")
-            if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
-                raise ValueError(
-                    f"scheduled_at {scheduled_at.isoformat()} has no time zone; pass an aware "
-                    "datetime, e.g. django.utils.timezone.now() + timedelta(minutes=5)."
-                )
-        max_retries = jobs_settings.MAX_RETRIES if max_retries is None else max_retries
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}.")
-        timeout = jobs_settings.DEFAULT_TIMEOUT if timeout is None else timeout
-        if _seconds(timeout, "timeout") <= 0:
-            raise ValueError(f"timeout must be positive, not {timeout!r}.")
-        for what, value in (
-            ("retry_backoff_base", retry_backoff_base),
-            ("retry_backoff_max", retry_backoff_max),
-        ):
-            if value is not None and _seconds(value, what) <= 0:
-                raise ValueError(f"{what} must be a positive number of seconds, not {value!r}.")
-        meta = {} if meta is None else meta
-        if not isinstance(meta, dict):
-            raise TypeError(f"meta must be a dict, not {type(meta).__name__}.")
-        check_json(meta, "meta")
-
-        return Job(
-            id=new_id(),
-            name=name,
-            args=args,
-            kwargs=kwargs,
-            priority=JobPriority.parse(priority),
-            queue=self._queue_name(queue),
-            created_at=now,
-            scheduled_at=scheduled_at,
-            max_retries=max_retries,
-            timeout=timeout,
-            user_id=None if user_id is None else str(user_id),
-            retry_backoff_base=retry_backoff_base,
-            retry_backoff_max=retry_backoff_max,
-            meta=meta,
-        )
+    def build_job(self, name: str, args: Any = (), kwargs: Any = None, **options: Any) -> Job:
+        """Check every option and argument and return the job :meth:`enqueue` would store
+        (see :func:`django_jobs.validation.build_job`). Nothing is written."""
+        return validation.build_job(name, args, kwargs, **options)
 
     # -- plans --------------------------------------------------------------------------------
 
@@ -401,7 +278,7 @@ class JobQueue:
         self, queues: Iterable[str] | None = None, worker_id: str = "", lease: float | None = None
     ) -> Plan[Claim]:
         """:meth:`dequeue`, also telling when the next delayed or retrying job is due."""
-        served = self.served_queues(queues)
+        served = validation.served_queues(queues)
         while True:
             keys, args, token = self._claim_call_parts(worker_id, lease, utcnow())
             reply = yield Call("claim", keys, [*args, *served])
@@ -421,7 +298,7 @@ class JobQueue:
 
         Returns whether the completion was recorded (see :meth:`complete_job`) and the claim.
         """
-        served = self.served_queues(queues)
+        served = validation.served_queues(queues)
         now = utcnow()
         outcome = self._ack_values(result)
         keys, args, token = self._claim_call_parts(worker_id, lease, now)
@@ -739,7 +616,7 @@ class JobQueue:
         """
         keys = self.keys
         status = JobStatus(status)
-        queues = [self._queue_name(queue)] if queue is not None else list(jobs_settings.QUEUES)
+        queues = [validation.queue_name(queue)] if queue is not None else list(jobs_settings.QUEUES)
         sources: list[str] = []
         if status is JobStatus.PENDING:
             for key in keys.queues_high_first(queues):

@@ -25,11 +25,11 @@ from django_jobs.queue import JobQueue
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Jobs enqueued through Django's task API (django_jobs.backends.RedisBackend) are named with
+# Jobs enqueued through Django's task API (django_jobs.tasks.backend.RedisBackend) are named with
 # this marker, then the module path of the task; the runner imports that module and runs the
 # attribute only if it is a django.tasks Task.
 DJANGO_TASK_PREFIX = "django.tasks:"
-_DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
+DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 
 
 def django_task_path(name: str) -> str | None:
@@ -37,7 +37,7 @@ def django_task_path(name: str) -> str | None:
     if not name.startswith(DJANGO_TASK_PREFIX):
         return None
     path = name[len(DJANGO_TASK_PREFIX) :]
-    return path if _DOTTED_PATH.fullmatch(path) else None
+    return path if DOTTED_PATH.fullmatch(path) else None
 
 
 class JobRegistry:

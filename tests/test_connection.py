@@ -8,7 +8,7 @@ import redis
 from django_redis import get_redis_connection
 
 from django_jobs import JobPriority, JobQueue, JobsError, RedisUnavailable
-from django_jobs.connection import connection_url, get_redis, redact_url
+from django_jobs.store.connection import connection_url, get_redis, redact_url
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE = "redis://:s3cret@127.0.0.1:1/0"

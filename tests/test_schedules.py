@@ -11,7 +11,7 @@ import pytest
 from cronsim import CronSim
 
 from django_jobs import JobPriority
-from django_jobs.schedules import (
+from django_jobs.scheduling.task import (
     MAX_CATCH_UP,
     InvalidCron,
     InvalidSchedule,

@@ -13,7 +13,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from django_jobs import Job, JobPriority, JobStatus, NotJSONSerializable, compat
+from django_jobs import Job, JobPriority, JobStatus, NotJSONSerializable
+from django_jobs.tasks import compat
 from tests.census import assert_census
 from tests.processes import wait_until
 
@@ -21,7 +22,8 @@ if compat.TASKS_API is None:
     pytest.skip("Django's task API is not installed", allow_module_level=True)
 
 from django_jobs.backends import RedisBackend, job_priority
-from django_jobs.runner import resolve_task, run_job
+from django_jobs.tasks.runs import resolve_task
+from django_jobs.worker.execute import run_job
 from tests.testapp import tasks
 
 try:
@@ -328,7 +330,7 @@ def test_task_started_and_finished_are_sent_in_the_worker_around_each_attempt(wo
         ("task_started", failed.id, "RUNNING"),
         ("task_finished", failed.id, "FAILED"),
     ]
-    assert {s["sender"] for s in sent} == {"django_jobs.backends.RedisBackend"}
+    assert {s["sender"] for s in sent} == {"django_jobs.tasks.backend.RedisBackend"}
     assert all(s["pid"] != os.getpid() for s in sent), "sent in the worker, not here"
     assert sent[1]["handling"] is None
     finished = sent[3]
@@ -455,7 +457,7 @@ def test_invalid_enqueues_are_refused_before_anything_is_written(queue, redis_cl
 
 
 def test_bad_options_are_refused_when_the_backend_is_made(settings):
-    base = {"BACKEND": "django_jobs.backends.RedisBackend"}
+    base = {"BACKEND": "django_jobs.tasks.backend.RedisBackend"}
     settings.TASKS = {
         **settings.TASKS,
         "typo": {**base, "OPTIONS": {"MAX_RETRYS": 1}},

@@ -11,7 +11,7 @@ import sys
 
 from django.dispatch import receiver
 
-from django_jobs.compat import task_finished, task_started
+from django_jobs.tasks.compat import task_finished, task_started
 from tests.testapp.jobs import append_to_ledger
 
 try:

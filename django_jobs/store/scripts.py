@@ -36,7 +36,7 @@ _registered: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDic
 @cache
 def source(name: str) -> str:
     """The full text of one script, shared helpers included."""
-    folder = resources.files("django_jobs") / "scripts"
+    folder = resources.files("django_jobs") / "store" / "lua"
     return (folder / "_lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
 
 

@@ -87,7 +87,7 @@ except ImportError:
         TASKS_API = None
 
 MISSING = (
-    "django_jobs.backends.RedisBackend needs Django's task API: Django 6.0 or newer "
+    "django_jobs.tasks.backend.RedisBackend needs Django's task API: Django 6.0 or newer "
     "(django.tasks), or on Django 5.2 the django-tasks backport: "
     "pip install 'django-jobs[tasks]'."
 )

@@ -30,10 +30,12 @@ from typing import Any, TypeVar
 
 from django.db import connections
 
+from django_jobs import validation
 from django_jobs.conf import jobs_settings
-from django_jobs.connection import Backoff, get_async_redis
 from django_jobs.queue import RECOVER_LIMIT, JobQueue
-from django_jobs.runner import (
+from django_jobs.serialization import loads
+from django_jobs.store.connection import Backoff, get_async_redis
+from django_jobs.worker.child import (
     GO,
     REDIS_ERRORS,
     STOP,
@@ -41,11 +43,9 @@ from django_jobs.runner import (
     Running,
     SlotState,
     child_main,
-    failed_outcome,
-    log_finished,
     redis_pause,
 )
-from django_jobs.serialization import loads
+from django_jobs.worker.execute import failed_outcome, log_finished
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -108,7 +108,7 @@ class Worker:
         jobs: JobQueue | None = None,
     ) -> None:
         self.jobs = jobs or JobQueue()
-        self.queues = self.jobs.served_queues(queues)
+        self.queues = validation.served_queues(queues)
         self.concurrency = concurrency or os.cpu_count() or 1
         self.burst = burst
         self.worker_id = worker_id or f"{socket.gethostname()}.{os.getpid()}"

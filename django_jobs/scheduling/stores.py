@@ -1,4 +1,4 @@
-"""Where a :class:`~django_jobs.scheduler.JobScheduler` keeps its periodic tasks.
+"""Where a :class:`~django_jobs.scheduling.scheduler.JobScheduler` keeps its periodic tasks.
 
 :class:`MemoryTaskStore` holds tasks registered from code in one process;
 :class:`DatabaseTaskStore` is the ``ScheduledTask`` table that ``manage.py runscheduler`` and
@@ -15,12 +15,12 @@ from typing import Any, Protocol
 
 from django.db import IntegrityError, transaction
 
-from django_jobs import schedules
-from django_jobs.connection import get_redis
 from django_jobs.queue import JobQueue
-from django_jobs.schedules import ScheduledTask
+from django_jobs.scheduling import task as schedules
+from django_jobs.scheduling.task import ScheduledTask
+from django_jobs.store.connection import get_redis
 
-logger = logging.getLogger("django_jobs.scheduler")
+logger = logging.getLogger("django_jobs.scheduling.scheduler")
 
 
 class TaskStore(Protocol):

@@ -12,27 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib
-import inspect
 import logging
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 import redis
-from django.db import close_old_connections
 
-from django_jobs.connection import Backoff
-from django_jobs.exceptions import NotJSONSerializable, RedisUnavailable
-from django_jobs.job import Job, JobStatus
+from django_jobs.exceptions import RedisUnavailable
+from django_jobs.job import Job
 from django_jobs.queue import Claim, JobQueue
-from django_jobs.registry import django_task_path, registry
-from django_jobs.serialization import check_json, dumps
+from django_jobs.serialization import dumps
+from django_jobs.store.connection import Backoff
+from django_jobs.worker.execute import failed_outcome, log_completed, log_finished, run_job
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -107,148 +103,6 @@ class ChildConfig:
     max_jobs: int | None
     forked: bool
     verbosity: int
-
-
-@dataclass
-class Outcome:
-    """What one attempt of a job came to, as the child saw it."""
-
-    ok: bool
-    result: Any = None
-    error: str = ""
-    traceback: str = ""
-    retry: bool = True
-
-
-def failure(error: str, tb: str = "", *, retry: bool = True) -> Outcome:
-    return Outcome(False, error=error, traceback=tb, retry=retry)
-
-
-def unregistered(name: str) -> Outcome:
-    return failure(f"UnregisteredJob: no job named {name!r} is registered in this worker.")
-
-
-def resolve_task(path: str) -> Any:
-    """The task of Django's task API at ``path``: a module path, then an attribute.
-
-    Only that module is imported, and only a ``Task`` instance is accepted: nothing else named
-    by queue data is ever called. Raises ``LookupError`` saying why there is no such task.
-    """
-    from django.core.exceptions import ImproperlyConfigured
-
-    from django_jobs import compat
-
-    try:
-        compat.require()
-    except ImproperlyConfigured as exc:
-        raise LookupError(f"UnknownTask: {exc}") from None
-    module_name, _, attribute = path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise LookupError(
-            f"UnknownTask: the module of task {path!r} cannot be imported "
-            f"({type(exc).__qualname__}: {exc})."
-        ) from None
-    task = getattr(module, attribute, None)
-    if not isinstance(task, compat.Task):
-        raise LookupError(
-            f"UnknownTask: {path!r} is a {type(task).__qualname__}, not a task of Django's "
-            "task API, so it is not run."
-        )
-    return task
-
-
-class _Plain:
-    """What :func:`run_job` does around a registered job: nothing (a Django task's hooks are
-    :class:`django_jobs.backends.TaskRun`)."""
-
-    @staticmethod
-    def started() -> None:
-        pass
-
-    @staticmethod
-    def describe(exc: BaseException) -> str:
-        return type(exc).__qualname__
-
-    @staticmethod
-    def normalize(value: Any) -> Any:
-        return value
-
-    @staticmethod
-    def finished(outcome: Outcome) -> None:
-        pass
-
-
-def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
-    """Run one registered job, or task of Django's task API, and describe its outcome.
-
-    A Django task's ``TaskResult`` (for its context and signals) is made from ``job``.
-    """
-    name, args, kwargs = job.name, job.args, job.kwargs
-    job_function = registry.get(name)
-    hooks: Any = _Plain
-    if job_function is not None:
-        func = job_function.func
-    elif (path := django_task_path(name)) is not None:
-        try:
-            task = resolve_task(path)
-        except LookupError as exc:
-            return failure(str(exc))
-        from django_jobs.backends import TaskRun
-
-        func = hooks = TaskRun(task, job)
-    else:
-        return unregistered(name)
-    # As Django does around a request: no connection outlives its CONN_MAX_AGE or an error.
-    close_old_connections()
-    try:
-        hooks.started()
-        result = func(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = loop.run(_awaited(result))
-    except BaseException as exc:  # a job calling sys.exit() must not end the process
-        outcome = failure(f"{hooks.describe(exc)}: {exc}", traceback.format_exc())
-        hooks.finished(outcome)  # while the exception is handled: receivers see it
-        return outcome
-    finally:
-        close_old_connections()
-    try:
-        result = hooks.normalize(result)
-        check_json(result, "the return value")
-    except NotJSONSerializable as exc:
-        # Running it again would return the same value: straight to the dead-letter queue.
-        outcome = failure(f"NotJSONSerializable: {exc}", retry=False)
-        hooks.finished(outcome)
-        return outcome
-    outcome = Outcome(True, result)
-    hooks.finished(outcome)
-    return outcome
-
-
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
-
-
-def log_finished(job: Job, outcome: str, seconds: float, detail: str = "") -> None:
-    """The one log line at the end of every attempt, wherever it ended."""
-    logger.info(
-        "job %s %s attempt %d %s after %.3fs%s",
-        job.id,
-        job.name,
-        job.attempt,
-        outcome,
-        seconds,
-        f": {detail}" if detail else "",
-    )
-
-
-def failed_outcome(status: JobStatus | None) -> str:
-    if status is None:
-        return "failed (its lease was lost, so the outcome was not recorded)"
-    if status is JobStatus.RETRYING:
-        return "failed (to be retried)"
-    return "failed (moved to the dead-letter queue)"
 
 
 class Child:
@@ -338,21 +192,16 @@ class Child:
             return self._claim()
         if not self._reserve():  # stopping, or max_jobs reached: record it and take no more
             acked = _until_redis_answers(lambda: self.jobs.complete_job(job, outcome.result))
-            _log_completed(job, seconds, acked)
+            log_completed(job, seconds, acked)
             return Claim(None, None)
         acked, claim = _until_redis_answers(
             lambda: self.jobs.complete_and_claim(
                 job, outcome.result, config.queues, config.worker_id, config.lease
             )
         )
-        _log_completed(job, seconds, acked)
+        log_completed(job, seconds, acked)
         self._taken(claim)
         return claim
-
-
-def _log_completed(job: Job, seconds: float, acked: bool) -> None:
-    detail = "" if acked else "but its lease was lost, so the outcome was not recorded"
-    log_finished(job, "completed", seconds, detail)
 
 
 # What a worker waits out. An outcome that could not be recorded in time is safe too: the
@@ -387,7 +236,7 @@ def _become_child() -> None:
         # Die with the supervisor rather than finish a job that is being handed to another worker.
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    from django_jobs.connection import reset_connections
+    from django_jobs.store.connection import reset_connections
 
     reset_connections()
 

@@ -24,8 +24,8 @@ from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.models import ScheduledTask
 from django_jobs.registry import registry
-from django_jobs.scheduler import running_schedulers
-from django_jobs.schedules import SCHEDULE_FIELDS, InvalidSchedule
+from django_jobs.scheduling.scheduler import running_schedulers
+from django_jobs.scheduling.task import SCHEDULE_FIELDS, InvalidSchedule
 from django_jobs.serialization import utcnow
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from django_jobs.conf import jobs_settings
 
@@ -96,3 +99,10 @@ def reset_connections() -> None:
     global _sync_client
     _sync_client = None
     _async_clients.clear()
+
+
+@receiver(setting_changed)
+def _reset_on_settings_change(*, setting: str, **kwargs: Any) -> None:
+    # Tests change the Redis URL or the CONNECTION cache with override_settings.
+    if setting in ("DJANGO_JOBS", "CACHES"):
+        reset_connections()

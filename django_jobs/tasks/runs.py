@@ -1,0 +1,204 @@
+"""One run of a task of Django's task API in a worker, and its ``TaskResult``.
+
+Importing this module never fails without the task API; :func:`resolve_task` says what is
+missing when a job of a Django task reaches a worker that cannot run it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import importlib
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from django_jobs import exceptions as jobs_exceptions
+from django_jobs.job import Job, JobStatus
+from django_jobs.registry import DOTTED_PATH
+from django_jobs.tasks import compat
+
+logger = logging.getLogger("django_jobs.tasks")
+
+
+# In TaskResult.worker_ids, an attempt whose worker was lost (its lease expired) and that left
+# no record of which worker it was.
+LOST_WORKER = "(lost)"
+
+
+def task_status(status: JobStatus) -> Any:
+    """The ``TaskResultStatus`` of a job's status: PENDING and RETRYING are READY, RUNNING is
+    RUNNING, COMPLETED is SUCCESSFUL, FAILED and CANCELLED are FAILED."""
+    ready, done = compat.TaskResultStatus.READY, compat.TaskResultStatus.SUCCESSFUL
+    return {
+        JobStatus.PENDING: ready,
+        JobStatus.RETRYING: ready,
+        JobStatus.RUNNING: compat.TaskResultStatus.RUNNING,
+        JobStatus.COMPLETED: done,
+    }.get(status, compat.TaskResultStatus.FAILED)
+
+
+def resolve_task(path: str) -> Any:
+    """The task of Django's task API at ``path``: a module path, then an attribute.
+
+    Only that module is imported, and only a ``Task`` instance is accepted: nothing else named
+    by queue data is ever called. Raises ``LookupError`` saying why there is no such task.
+    """
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_jobs.tasks import compat
+
+    try:
+        compat.require()
+    except ImproperlyConfigured as exc:
+        raise LookupError(f"UnknownTask: {exc}") from None
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise LookupError(
+            f"UnknownTask: the module of task {path!r} cannot be imported "
+            f"({type(exc).__qualname__}: {exc})."
+        ) from None
+    task = getattr(module, attribute, None)
+    if not isinstance(task, compat.Task):
+        raise LookupError(
+            f"UnknownTask: {path!r} is a {type(task).__qualname__}, not a task of Django's "
+            "task API, so it is not run."
+        )
+    return task
+
+
+def task_result(task: Any, job: Job, alias: str) -> Any:
+    """The ``TaskResult`` of ``job``, a run of ``task``, as the installed task API defines it."""
+    meta = job.meta
+    run_after = meta.get("run_after")
+    # If the settings changed since it was enqueued, this is the task as it is defined now.
+    with contextlib.suppress(compat.InvalidTask, ImproperlyConfigured, TypeError, ValueError):
+        task = task.using(
+            priority=meta.get("priority"),
+            queue_name=job.queue,
+            run_after=datetime.fromisoformat(run_after) if isinstance(run_after, str) else None,
+            backend=meta.get("backend"),
+        )
+    errors = [
+        compat.TaskError(
+            exception_class_path=exception_path(str(entry.get("error") or "")),
+            traceback=str(entry.get("traceback") or entry.get("error") or ""),
+        )
+        for entry in job.errors
+        if isinstance(entry, dict)
+    ]
+    if job.status is JobStatus.CANCELLED:
+        errors.append(
+            compat.TaskError(
+                exception_class_path="django_jobs.exceptions.JobCancelled",
+                traceback=f"Job {job.id} ({job.name}) was cancelled.",
+            )
+        )
+    return compat.make_task_result(
+        task=task,
+        id=job.id,
+        status=task_status(job.status),
+        enqueued_at=job.created_at,
+        started_at=job.started_at,
+        last_attempted_at=job.started_at,
+        finished_at=job.finished_at if job.status.is_finished else None,
+        args=job.args,
+        kwargs=job.kwargs,
+        backend=meta.get("backend") or alias,
+        errors=errors,
+        worker_ids=worker_ids(job),
+        _return_value=job.result if job.status is JobStatus.COMPLETED else None,
+    )
+
+
+def worker_ids(job: Job) -> list[str]:
+    """One worker id per attempt made (``TaskResult.attempts`` counts them): those of the failed
+    attempts, ``LOST_WORKER`` for attempts whose worker was lost, and the running or last one."""
+    ids = [str(e.get("worker_id") or "") for e in job.errors if isinstance(e, dict)]
+    ids += [LOST_WORKER] * max(job.attempt - 1 - len(ids), 0)
+    if job.status in (JobStatus.RUNNING, JobStatus.COMPLETED):
+        ids.append(job.worker_id or "")
+    return ids
+
+
+def exception_path(error: str) -> str:
+    """The exception class path of a recorded error ``"Type: message"``, without importing.
+
+    Task runs record the full path of their exception (``myapp.errors.Oops``) and builtins by
+    name (``ValueError``). Failures that django-jobs itself reports (a timeout, a crashed or
+    lost worker) are given as ``django_jobs.exceptions.JobsError``; the traceback says which.
+    """
+    name = error.split(":", 1)[0].strip()
+    if DOTTED_PATH.fullmatch(name):
+        return name
+    for module in (builtins, jobs_exceptions):
+        found = getattr(module, name, None) if name.isidentifier() else None
+        if isinstance(found, type) and issubclass(found, BaseException):
+            return f"{found.__module__}.{name}"
+    return "django_jobs.exceptions.JobsError"
+
+
+class TaskRun:
+    """One attempt of a Django task in a worker process: what
+    :func:`~django_jobs.worker.execute.run_job` calls, and the ``TaskResult`` that its context
+    and the ``task_started`` and ``task_finished`` signals see."""
+
+    def __init__(self, task: Any, job: Job) -> None:
+        self.task = task
+        self.result = task_result(task, job, task.backend)
+        try:
+            self.sender: Any = type(compat.task_backends[self.result.backend])
+        except ImproperlyConfigured:
+            self.sender = type(task.get_backend())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.task.takes_context:
+            context = compat.TaskContext(task_result=self.result)
+            return self.task.func(context, *args, **kwargs)
+        return self.task.func(*args, **kwargs)
+
+    def started(self) -> None:
+        compat.task_started.send(sender=self.sender, task_result=self.result)
+
+    @staticmethod
+    def describe(exc: BaseException) -> str:
+        """The exception's class as errors record it: its full path, builtins by name."""
+        cls = type(exc)
+        if cls.__module__ == "builtins":
+            return cls.__qualname__
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @staticmethod
+    def normalize(value: Any) -> Any:
+        """The return value made JSON as Django's backends do (tuples become lists)."""
+        try:
+            return compat.normalize_json(value)
+        except (TypeError, ValueError):
+            return value  # the runner's JSON check names the problem
+
+    def finished(self, outcome: Any) -> None:
+        """Send ``task_finished`` for the runner's ``outcome`` (``ok``, ``result``, ``error``,
+        ``traceback``); for a failure, call it while the exception is being handled, so that
+        receivers (Django's own logger among them) see it."""
+        compat.set_field(self.result, "finished_at", timezone.now())
+        if outcome.ok:
+            compat.set_field(self.result, "status", compat.TaskResultStatus.SUCCESSFUL)
+            compat.set_field(self.result, "_return_value", outcome.result)
+        else:
+            compat.set_field(self.result, "status", compat.TaskResultStatus.FAILED)
+            self.result.errors.append(
+                compat.TaskError(
+                    exception_class_path=exception_path(outcome.error),
+                    traceback=outcome.traceback or outcome.error,
+                )
+            )
+        try:
+            compat.task_finished.send(sender=self.sender, task_result=self.result)
+        except Exception:
+            # The attempt's outcome stands: a failing receiver must not make it run again.
+            logger.exception("A task_finished receiver failed for task %s", self.result.id)

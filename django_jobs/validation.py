@@ -1,0 +1,135 @@
+"""One place for the checks of what users pass in: job options, seconds, retry counts,
+priorities and queue names. Each mistake has one rule and one message."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django_jobs.conf import jobs_settings
+from django_jobs.job import Job, JobPriority, new_id
+from django_jobs.serialization import check_json, utcnow
+
+# Farther ahead than any real schedule, and well inside what datetime can represent.
+MAX_SECONDS = 100 * 365 * 24 * 3600
+
+
+def seconds(value: float | timedelta, what: str) -> float:
+    number = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, (int, float))
+        or not math.isfinite(number)
+    ):
+        raise ValueError(f"{what} must be a number of seconds or a timedelta, not {value!r}.")
+    if number > MAX_SECONDS:
+        raise ValueError(f"{what} of {value!r} is more than 100 years.")
+    return float(number)
+
+
+def queue_name(queue: str | None) -> str:
+    """The configured queue ``queue`` (``None``: ``DEFAULT_QUEUE``); ``ValueError`` otherwise."""
+    queues = list(jobs_settings.QUEUES)
+    name = jobs_settings.DEFAULT_QUEUE if queue is None else queue
+    if name not in queues:
+        raise ValueError(f"Unknown queue {name!r}; DJANGO_JOBS['QUEUES'] is {queues!r}.")
+    return name
+
+
+def served_queues(queues: Iterable[str] | None) -> list[str]:
+    """The queues a worker serves: all of ``QUEUES`` by default; unknown names are refused."""
+    if queues is None:
+        return list(jobs_settings.QUEUES)
+    served = [queue_name(q) for q in queues]
+    if not served:
+        raise ValueError("A worker must serve at least one queue.")
+    return served
+
+
+def build_job(
+    name: str,
+    args: list[Any] | tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    priority: JobPriority | int | str = JobPriority.NORMAL,
+    queue: str | None = None,
+    delay: float | timedelta | None = None,
+    scheduled_at: datetime | None = None,
+    max_retries: int | None = None,
+    timeout: float | None = None,
+    user_id: str | int | None = None,
+    retry_backoff_base: float | None = None,
+    retry_backoff_max: float | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Job:
+    """Check every option and argument and return the job ``JobQueue.enqueue`` would store.
+
+    ``retry_backoff_base`` and ``retry_backoff_max`` (seconds) override the settings of the
+    same names for this job; ``meta`` is JSON kept with the job for the caller's own use.
+    Raises ``ValueError`` for a bad option and
+    :class:`~django_jobs.exceptions.NotJSONSerializable` naming the argument that would not
+    survive JSON. Nothing is written.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A job name must be a non-empty string, not {name!r}.")
+    if not isinstance(args, (list, tuple)):
+        raise TypeError(f"args must be a list or a tuple, not {type(args).__name__}.")
+    args = list(args)
+    kwargs = {} if kwargs is None else kwargs
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}.")
+    for index, value in enumerate(args):
+        check_json(value, f"args[{index}]")
+    check_json(kwargs, "kwargs")
+
+    now = utcnow()
+    if delay is not None and scheduled_at is not None:
+        raise ValueError("Pass either delay or scheduled_at, not both.")
+    if delay is not None:
+        secs = seconds(delay, "delay")
+        if secs < 0:
+            raise ValueError(f"delay must not be negative, got {delay!r}.")
+        scheduled_at = now + timedelta(seconds=secs) if secs > 0 else None
+    elif scheduled_at is not None:
+        if not isinstance(scheduled_at, datetime):
+            raise ValueError(f"scheduled_at must be a datetime, not {scheduled_at!r}.")
+        if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
+            raise ValueError(
+                f"scheduled_at {scheduled_at.isoformat()} has no time zone; pass an aware "
+                "datetime, e.g. django.utils.timezone.now() + timedelta(minutes=5)."
+            )
+    max_retries = jobs_settings.MAX_RETRIES if max_retries is None else max_retries
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}.")
+    timeout = jobs_settings.DEFAULT_TIMEOUT if timeout is None else timeout
+    if seconds(timeout, "timeout") <= 0:
+        raise ValueError(f"timeout must be positive, not {timeout!r}.")
+    for what, value in (
+        ("retry_backoff_base", retry_backoff_base),
+        ("retry_backoff_max", retry_backoff_max),
+    ):
+        if value is not None and seconds(value, what) <= 0:
+            raise ValueError(f"{what} must be a positive number of seconds, not {value!r}.")
+    meta = {} if meta is None else meta
+    if not isinstance(meta, dict):
+        raise TypeError(f"meta must be a dict, not {type(meta).__name__}.")
+    check_json(meta, "meta")
+
+    return Job(
+        id=new_id(),
+        name=name,
+        args=args,
+        kwargs=kwargs,
+        priority=JobPriority.parse(priority),
+        queue=queue_name(queue),
+        created_at=now,
+        scheduled_at=scheduled_at,
+        max_retries=max_retries,
+        timeout=timeout,
+        user_id=None if user_id is None else str(user_id),
+        retry_backoff_base=retry_backoff_base,
+        retry_backoff_max=retry_backoff_max,
+        meta=meta,
+    )
