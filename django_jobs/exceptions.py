@@ -9,7 +9,11 @@ class JobsError(Exception):
     """Base class of every django-jobs error."""
 
 
-class RedisUnavailable(JobsError, ConnectionError):
+class StoreError(JobsError):
+    """Redis refused a command (a key of the wrong type, a script error) or could not be reached."""
+
+
+class RedisUnavailable(StoreError, ConnectionError):
     """Redis could not be reached. The message names the URL with its password redacted."""
 
 

@@ -3,27 +3,34 @@ so that they can be managed in the admin."""
 
 from __future__ import annotations
 
+import enum
 import logging
 from typing import Any
 
-import redis
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from django_jobs.exceptions import RedisUnavailable
+from django_jobs.exceptions import StoreError
 from django_jobs.job import JobPriority
 from django_jobs.queue import JobQueue
-from django_jobs.scheduling import task as schedules
-from django_jobs.scheduling.task import MissedRunPolicy, ScheduleType
-from django_jobs.store.connection import get_redis
+from django_jobs.scheduling.due import rescheduled
+from django_jobs.scheduling.errors import InvalidSchedule
+from django_jobs.scheduling.task import (
+    DEFINITION_FIELDS,
+    MAX_CATCH_UP,
+    OPTIONAL_FIELDS,
+    RUN_STATE_FIELDS,
+    MissedRunPolicy,
+    ScheduleType,
+)
+from django_jobs.scheduling.task import ScheduledTask as Task  # ScheduledTask: the model
+from django_jobs.store import calls
+from django_jobs.store.execute import run
 
 logger = logging.getLogger("django_jobs.scheduling.scheduler")
-
-# Written by the schedulers, never by a save() of an existing task (see ScheduledTask.save).
-RUN_STATE_FIELDS = ("last_run", "next_run", "run_count")
 
 
 class ScheduledTask(models.Model):
@@ -76,7 +83,7 @@ class ScheduledTask(models.Model):
         choices=[
             (MissedRunPolicy.CATCH_UP.value, "Catch up once"),
             (MissedRunPolicy.SKIP.value, "Skip"),
-            (MissedRunPolicy.ALL.value, f"Run all (at most {schedules.MAX_CATCH_UP})"),
+            (MissedRunPolicy.ALL.value, f"Run all (at most {MAX_CATCH_UP})"),
         ],
         default=MissedRunPolicy.CATCH_UP.value,
         help_text="What to do with runs that fell due while no scheduler was running.",
@@ -132,7 +139,7 @@ class ScheduledTask(models.Model):
         if task is None:  # saved without clean(): the schedulers skip it and report why
             changed, self.next_run = True, None
         else:
-            changed, next_run = schedules.rescheduled(task, before)
+            changed, next_run = rescheduled(task, before)
             if changed:
                 self.next_run = next_run
         if not adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
@@ -144,45 +151,25 @@ class ScheduledTask(models.Model):
             ]
         super().save(*args, **kwargs)
 
-    def to_task(self) -> schedules.ScheduledTask:
-        """The task as the scheduler sees it; :class:`~django_jobs.scheduling.task.InvalidSchedule`
-        if a field is invalid."""
-        return schedules.ScheduledTask(
-            name=self.name,
-            job_name=self.job_name,
-            schedule_type=self.schedule_type,  # type: ignore[arg-type]
-            interval_seconds=self.interval_seconds,
-            cron_expression=self.cron_expression or None,
-            run_at=self.run_at,
-            args=self.args,
-            kwargs=self.kwargs,
-            priority=self.priority,  # type: ignore[arg-type]
-            queue=self.queue or None,
-            enabled=self.enabled,
-            last_run=self.last_run,
-            next_run=self.next_run,
-            run_count=self.run_count,
-            timezone=self.timezone,
-            missed_run_policy=self.missed_run_policy,  # type: ignore[arg-type]
-            run_immediately=self.run_immediately,
-            description=self.description,
-        )
+    def to_task(self) -> Task:
+        """The task as the scheduler sees it (the one conversion of a row to a task);
+        :class:`~django_jobs.scheduling.errors.InvalidSchedule` if a field is invalid."""
+        values = {name: getattr(self, name) for name in (*DEFINITION_FIELDS, *RUN_STATE_FIELDS)}
+        for name in OPTIONAL_FIELDS:
+            if values[name] == "":  # a blank text column: not set
+                values[name] = None
+        return Task(name=self.name, enabled=self.enabled, **values)
 
-    def set_definition(self, task: schedules.ScheduledTask, *, enabled: bool = True) -> None:
-        """Copy the user-defined fields of ``task`` (and ``enabled`` if asked) to this row."""
-        self.description = task.description
-        self.job_name = task.job_name
-        self.schedule_type = task.schedule_type.value
-        self.interval_seconds = task.interval_seconds
-        self.run_immediately = task.run_immediately
-        self.cron_expression = task.cron_expression or ""
-        self.run_at = task.run_at
-        self.timezone = task.timezone
-        self.missed_run_policy = task.missed_run_policy.value
-        self.args = task.args
-        self.kwargs = task.kwargs
-        self.priority = None if task.priority is None else task.priority.value
-        self.queue = task.queue or ""
+    def set_definition(self, task: Task, *, enabled: bool = True) -> None:
+        """Copy the user-defined fields of ``task`` (and ``enabled`` if asked) to this row: the
+        one conversion of a task to a row. The run state is the schedulers' (see :meth:`save`)."""
+        for name in DEFINITION_FIELDS:
+            value = getattr(task, name)
+            if isinstance(value, enum.Enum):  # the column holds the value, as a form writes it
+                value = value.value
+            if value is None and not self._meta.get_field(name).null:
+                value = ""  # Django keeps "not set" in a text column as ""
+            setattr(self, name, value)
         if enabled:
             self.enabled = task.enabled
 
@@ -201,7 +188,7 @@ class ScheduledTask(models.Model):
             self.run_at = None
         try:
             task = self.to_task()
-        except schedules.InvalidSchedule as exc:
+        except InvalidSchedule as exc:
             # Not for the fields full_clean() leaves out, as a form does those it already
             # refused (an interval below 1 second, say): one error for each, the precise one.
             errors = {k: v for k, v in exc.errors.items() if k not in self._clean_exclude}
@@ -218,10 +205,10 @@ class ScheduledTask(models.Model):
             self._clean_exclude = set()
 
 
-def _task_or_none(row: ScheduledTask | None) -> schedules.ScheduledTask | None:
+def _task_or_none(row: ScheduledTask | None) -> Task | None:
     try:
         return None if row is None else row.to_task()
-    except schedules.InvalidSchedule:
+    except InvalidSchedule:
         return None
 
 
@@ -232,8 +219,8 @@ def notify_schedulers() -> None:
     ``scheduler.RELOAD_EVERY`` seconds.
     """
     try:
-        get_redis().incr(JobQueue().keys.schedules_version)
-    except (redis.RedisError, RedisUnavailable) as exc:
+        run(calls.bump_schedules(JobQueue().keys))
+    except StoreError as exc:
         logger.warning("Could not tell the schedulers that a task changed: %s", exc)
 
 

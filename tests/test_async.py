@@ -3,16 +3,17 @@
 import asyncio
 
 from django_jobs import JobStatus
+from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 
 
 def test_async_twins_take_a_job_through_its_whole_life(queue, redis_client):
     async def life():
         job = await queue.aenqueue("a.job", [1], priority="high", user_id=3)
-        taken = await queue.adequeue(worker_id="async-worker")
+        taken = await Leases(queue.prefix).adequeue(worker_id="async-worker")
         assert taken.id == job.id
-        assert (await queue.aextend_lease([taken])).lost == []
-        assert await queue.acomplete_job(taken, {"ok": True})
+        assert (await Leases(queue.prefix).aextend_lease([taken])).lost == []
+        assert await Leases(queue.prefix).acomplete_job(taken, {"ok": True})
         return job, await queue.aget_job(job.id), await queue.astats()
 
     job, stored, stats = asyncio.run(life())

@@ -1,6 +1,7 @@
 """Cancellation, and bringing jobs back from the dead-letter queue."""
 
 from django_jobs import JobStatus
+from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 
 
@@ -15,8 +16,8 @@ def test_cancelling_a_pending_job_takes_it_off_its_list(queue, redis_client):
     assert stored.finished_at is not None
     assert 0 < redis_client.ttl(queue.keys.job(job.id)) <= 7 * 24 * 3600
     assert_census(queue, redis_client, {keep.id: "queue:default:normal", job.id: "cancelled"})
-    assert queue.dequeue().id == keep.id
-    assert queue.dequeue() is None
+    assert Leases(queue.prefix).dequeue().id == keep.id
+    assert Leases(queue.prefix).dequeue() is None
 
 
 def test_cancelling_a_scheduled_job_takes_it_off_the_scheduled_set(queue, redis_client):
@@ -28,8 +29,8 @@ def test_cancelling_a_scheduled_job_takes_it_off_the_scheduled_set(queue, redis_
 
 def test_cancelling_a_retrying_job_stops_its_retries(queue, redis_client):
     queue.enqueue("a.job")
-    job = queue.dequeue()
-    queue.fail_job(job, "boom")
+    job = Leases(queue.prefix).dequeue()
+    Leases(queue.prefix).fail_job(job, "boom")
 
     assert queue.cancel_job(job.id) == "cancelled"
     assert_census(queue, redis_client, {job.id: "cancelled"})
@@ -37,12 +38,12 @@ def test_cancelling_a_retrying_job_stops_its_retries(queue, redis_client):
 
 def test_cancelling_a_running_job_asks_its_worker_to_stop_it(queue, redis_client):
     queue.enqueue("a.job")
-    job = queue.dequeue(lease=30)
+    job = Leases(queue.prefix).dequeue(lease=30)
 
     assert queue.cancel_job(job.id) == "requested"
     assert queue.get_job(job.id).cancel_requested is True
     assert queue.get_job(job.id).status is JobStatus.RUNNING
-    assert queue.extend_lease([job]).cancel_requested == [job.id]
+    assert Leases(queue.prefix).extend_lease([job]).cancel_requested == [job.id]
 
     assert queue.cancel_job(job.id, lease_token=job.lease_token) == "cancelled"
     stored = queue.get_job(job.id)
@@ -57,11 +58,11 @@ def test_a_running_job_whose_worker_is_lost_after_cancel_was_requested_is_cancel
     import time
 
     queue.enqueue("a.job")
-    job = queue.dequeue(lease=0.05)
+    job = Leases(queue.prefix).dequeue(lease=0.05)
     queue.cancel_job(job.id)
     time.sleep(0.1)
 
-    queue.recover_expired()
+    Leases(queue.prefix).recover_expired()
 
     assert queue.get_job(job.id).status is JobStatus.CANCELLED
     assert_census(queue, redis_client, {job.id: "cancelled"})
@@ -69,8 +70,8 @@ def test_a_running_job_whose_worker_is_lost_after_cancel_was_requested_is_cancel
 
 def test_finished_and_unknown_jobs_are_not_cancelled(queue, redis_client):
     queue.enqueue("a.job")
-    job = queue.dequeue()
-    queue.complete_job(job, 1)
+    job = Leases(queue.prefix).dequeue()
+    Leases(queue.prefix).complete_job(job, 1)
 
     assert queue.cancel_job(job.id) == "completed"
     assert queue.cancel_job("f" * 32) == "missing"
@@ -80,7 +81,7 @@ def test_finished_and_unknown_jobs_are_not_cancelled(queue, redis_client):
 def bury(queue, *names):
     jobs = [queue.enqueue(name, max_retries=0) for name in names]
     for _ in jobs:
-        queue.fail_job(queue.dequeue(), "boom")
+        Leases(queue.prefix).fail_job(Leases(queue.prefix).dequeue(), "boom")
     return jobs
 
 
@@ -107,7 +108,9 @@ def test_requeueing_all_dead_jobs(queue, redis_client):
     expected = {j.id: "queue:default:normal" for j in jobs}
     expected[pending.id] = "queue:default:normal"
     assert_census(queue, redis_client, expected)
-    assert [j.id for j in iter(queue.dequeue, None)] == [pending.id] + [j.id for j in jobs]
+    assert [j.id for j in iter(Leases(queue.prefix).dequeue, None)] == [pending.id] + [
+        j.id for j in jobs
+    ]
 
 
 def test_requeue_ignores_jobs_that_are_not_dead(queue, redis_client):

@@ -20,6 +20,7 @@ from django_jobs import (
     job,
     registry,
 )
+from django_jobs.worker.leases import Leases
 from tests.testapp import jobs
 
 
@@ -165,11 +166,11 @@ def finish_soon(queue, outcome, delay=0.2):
 
     def work():
         time.sleep(delay)
-        taken = queue.dequeue(worker_id="thread")
+        taken = Leases(queue.prefix).dequeue(worker_id="thread")
         if outcome == "complete":
-            queue.complete_job(taken, {"done": True})
+            Leases(queue.prefix).complete_job(taken, {"done": True})
         else:
-            queue.fail_job(taken, "KeyError: 'x'", "Traceback: ...", retry=False)
+            Leases(queue.prefix).fail_job(taken, "KeyError: 'x'", "Traceback: ...", retry=False)
 
     thread = threading.Thread(target=work)
     thread.start()

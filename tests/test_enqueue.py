@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from django_jobs import JobPriority, JobStatus, NotJSONSerializable
+from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 
 
@@ -184,16 +185,16 @@ def test_meta_is_kept_with_the_job_and_must_be_json(queue, redis_client):
 
 def test_a_job_with_its_own_backoff_is_retried_after_it(queue, redis_client):
     queue.enqueue("a.job", retry_backoff_base=5, retry_backoff_max=15)
-    job = queue.dequeue(worker_id="w1")
+    job = Leases(queue.prefix).dequeue(worker_id="w1")
     assert (job.retry_backoff_base, job.retry_backoff_max) == (5, 15)
 
     dues = []
     for _ in range(2):
         failed_at = time.time()
-        assert queue.fail_job(job, "ValueError: boom") is JobStatus.RETRYING
+        assert Leases(queue.prefix).fail_job(job, "ValueError: boom") is JobStatus.RETRYING
         dues.append(redis_client.zscore(queue.keys.retrying, job.id) - failed_at)
         redis_client.zadd(queue.keys.retrying, {job.id: 0})  # due now
-        job = queue.dequeue(worker_id="w1")
+        job = Leases(queue.prefix).dequeue(worker_id="w1")
 
     # min(5 * 2**n, 15) for the n-th retry, not the settings' min(60 * 2**n, 3600).
     assert dues == [pytest.approx(10, abs=1), pytest.approx(15, abs=1)]

@@ -3,6 +3,7 @@
 import pytest
 
 from django_jobs import JobStatus
+from django_jobs.worker.leases import Leases
 
 
 def test_pending_jobs_are_listed_in_the_order_workers_take_them(queue):
@@ -40,9 +41,9 @@ def test_listing_can_be_limited_to_one_queue(queue):
 def test_finished_jobs_are_listed_newest_first(queue):
     for i in range(3):
         queue.enqueue("a.job", [i], max_retries=0)
-    jobs = [queue.dequeue() for _ in range(3)]
+    jobs = [Leases(queue.prefix).dequeue() for _ in range(3)]
     for job in jobs:
-        queue.fail_job(job, "boom")
+        Leases(queue.prefix).fail_job(job, "boom")
 
     assert [j.id for j in queue.list_jobs("failed")] == [j.id for j in reversed(jobs)]
     assert queue.list_jobs("completed") == []
@@ -51,9 +52,9 @@ def test_finished_jobs_are_listed_newest_first(queue):
 def test_running_and_retrying_jobs_are_listed(queue):
     queue.enqueue("a.job")
     queue.enqueue("a.job")
-    running = queue.dequeue()
-    retrying = queue.dequeue()
-    queue.fail_job(retrying, "boom")
+    running = Leases(queue.prefix).dequeue()
+    retrying = Leases(queue.prefix).dequeue()
+    Leases(queue.prefix).fail_job(retrying, "boom")
 
     assert [j.id for j in queue.list_jobs("running")] == [running.id]
     assert [j.id for j in queue.list_jobs("retrying")] == [retrying.id]
@@ -80,8 +81,8 @@ def test_stats_count_ready_jobs_per_queue_and_priority_and_all_per_state(queue):
     queue.enqueue("a.job", queue="emails", priority="low")
     queue.enqueue("a.job", delay=60)
     queue.enqueue("a.job", max_retries=0)
-    done = queue.dequeue()
-    queue.complete_job(done, None)
+    done = Leases(queue.prefix).dequeue()
+    Leases(queue.prefix).complete_job(done, None)
 
     stats = queue.stats()
 

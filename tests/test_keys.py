@@ -3,6 +3,7 @@
 from redis.crc import key_slot
 
 from django_jobs import JobPriority, JobQueue
+from django_jobs.worker.leases import Leases
 
 
 def test_queue_uses_the_configured_prefix_and_queues(queue, prefix):
@@ -20,9 +21,9 @@ def test_every_key_of_a_namespace_shares_its_hash_tag(queue, redis_client):
     queue.enqueue("a.job", user_id=1)
     queue.enqueue("a.job", delay=60)
     queue.enqueue("a.job", max_retries=0)
-    queue.fail_job(queue.dequeue(), "boom")
+    Leases(queue.prefix).fail_job(Leases(queue.prefix).dequeue(), "boom")
     queue.enqueue("a.job")
-    queue.complete_job(queue.dequeue(), 1)
+    Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(), 1)
 
     keys = list(redis_client.scan_iter(match=f"{queue.prefix}*"))
     slots = {key_slot(key.encode()) for key in keys}

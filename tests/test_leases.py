@@ -4,12 +4,13 @@ can never record an outcome."""
 import time
 
 from django_jobs import JobStatus
+from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 
 
 def take_and_lose(queue, lease=0.05):
     """Take the next job with a short lease and let the lease run out, as a dead worker would."""
-    job = queue.dequeue(worker_id="lost-worker", lease=lease)
+    job = Leases(queue.prefix).dequeue(worker_id="lost-worker", lease=lease)
     time.sleep(lease + 0.05)
     return job
 
@@ -19,7 +20,7 @@ def test_expired_lease_brings_the_job_back_at_the_head_of_its_list(queue, redis_
     second = queue.enqueue("a.job", ["second"])
     take_and_lose(queue)
 
-    recovered = queue.recover_expired()
+    recovered = Leases(queue.prefix).recover_expired()
 
     assert recovered.requeued == [first.id]
     assert recovered.buried == []
@@ -31,15 +32,15 @@ def test_expired_lease_brings_the_job_back_at_the_head_of_its_list(queue, redis_
     assert_census(
         queue, redis_client, {first.id: "queue:default:normal", second.id: "queue:default:normal"}
     )
-    assert queue.dequeue().id == first.id
+    assert Leases(queue.prefix).dequeue().id == first.id
     assert queue.stats()["counters"]["recovered"] == 1
 
 
 def test_a_live_lease_is_not_recovered(queue, redis_client):
     queue.enqueue("a.job")
-    job = queue.dequeue(lease=30)
+    job = Leases(queue.prefix).dequeue(lease=30)
 
-    assert queue.recover_expired().requeued == []
+    assert Leases(queue.prefix).recover_expired().requeued == []
     assert_census(queue, redis_client, {job.id: "processing"})
 
 
@@ -49,10 +50,10 @@ def test_job_whose_worker_was_lost_too_often_is_buried_as_a_poison_pill(
     jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, "MAX_LOST": 2}
     job = queue.enqueue("a.job")
     take_and_lose(queue)
-    assert queue.recover_expired().requeued == [job.id]
+    assert Leases(queue.prefix).recover_expired().requeued == [job.id]
     take_and_lose(queue)
 
-    assert queue.recover_expired().buried == [job.id]
+    assert Leases(queue.prefix).recover_expired().buried == [job.id]
 
     stored = queue.get_job(job.id)
     assert stored.status is JobStatus.FAILED
@@ -64,16 +65,16 @@ def test_job_whose_worker_was_lost_too_often_is_buried_as_a_poison_pill(
 def test_stale_worker_cannot_complete_a_job_another_worker_has(queue, redis_client):
     job = queue.enqueue("a.job")
     stale = take_and_lose(queue)
-    queue.recover_expired()
-    current = queue.dequeue(worker_id="new-worker", lease=30)
+    Leases(queue.prefix).recover_expired()
+    current = Leases(queue.prefix).dequeue(worker_id="new-worker", lease=30)
     assert current.id == stale.id
 
-    assert queue.complete_job(stale, "stale result") is False
-    assert queue.fail_job(stale, "stale failure") is None
+    assert Leases(queue.prefix).complete_job(stale, "stale result") is False
+    assert Leases(queue.prefix).fail_job(stale, "stale failure") is None
     assert queue.get_job(job.id).status is JobStatus.RUNNING
 
-    assert queue.complete_job(current, "fresh result") is True
-    assert queue.complete_job(current, "second completion") is False
+    assert Leases(queue.prefix).complete_job(current, "fresh result") is True
+    assert Leases(queue.prefix).complete_job(current, "second completion") is False
     stored = queue.get_job(job.id)
     assert stored.status is JobStatus.COMPLETED
     assert stored.result == "fresh result"
@@ -86,19 +87,19 @@ def test_stale_worker_cannot_complete_a_job_another_worker_has(queue, redis_clie
 def test_stale_worker_cannot_complete_a_job_that_was_recovered_but_not_taken(queue):
     job = queue.enqueue("a.job")
     stale = take_and_lose(queue)
-    queue.recover_expired()
+    Leases(queue.prefix).recover_expired()
 
-    assert queue.complete_job(stale, "late") is False
+    assert Leases(queue.prefix).complete_job(stale, "late") is False
     assert queue.get_job(job.id).status is JobStatus.PENDING
 
 
 def test_extending_a_lease_moves_its_deadline(queue, redis_client):
     queue.enqueue("a.job")
     queue.enqueue("a.job")
-    jobs = [queue.dequeue(lease=1), queue.dequeue(lease=1)]
+    jobs = [Leases(queue.prefix).dequeue(lease=1), Leases(queue.prefix).dequeue(lease=1)]
     before = time.time()
 
-    state = queue.extend_lease(jobs, lease=60)
+    state = Leases(queue.prefix).extend_lease(jobs, lease=60)
 
     assert state.lost == []
     assert state.cancel_requested == []
@@ -109,9 +110,9 @@ def test_extending_a_lease_moves_its_deadline(queue, redis_client):
 def test_extending_a_lease_that_was_lost_reports_it(queue, redis_client):
     queue.enqueue("a.job")
     stale = take_and_lose(queue)
-    queue.recover_expired()
+    Leases(queue.prefix).recover_expired()
 
-    state = queue.extend_lease([stale], lease=60)
+    state = Leases(queue.prefix).extend_lease([stale], lease=60)
 
     assert state.lost == [stale.id]
     assert_census(queue, redis_client, {stale.id: "queue:default:normal"})
@@ -122,11 +123,11 @@ def test_recovery_is_safe_when_run_by_many_workers_at_once(queue, redis_client):
 
     ids = [queue.enqueue("a.job", [i]).id for i in range(50)]
     for _ in ids:
-        queue.dequeue(lease=0.05)
+        Leases(queue.prefix).dequeue(lease=0.05)
     time.sleep(0.1)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda _: queue.recover_expired(), range(4)))
+        results = list(pool.map(lambda _: Leases(queue.prefix).recover_expired(), range(4)))
 
     requeued = [i for r in results for i in r.requeued]
     assert sorted(requeued) == sorted(ids)

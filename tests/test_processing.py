@@ -7,18 +7,19 @@ from datetime import UTC, datetime
 import pytest
 
 from django_jobs import JobPriority, JobStatus
+from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 
 
 def drain(queue, **kwargs):
     jobs = []
-    while (job := queue.dequeue(**kwargs)) is not None:
+    while (job := Leases(queue.prefix).dequeue(**kwargs)) is not None:
         jobs.append(job)
     return jobs
 
 
 def test_dequeue_from_empty_queues_returns_none(queue):
-    assert queue.dequeue(worker_id="w1") is None
+    assert Leases(queue.prefix).dequeue(worker_id="w1") is None
 
 
 def test_dequeue_takes_critical_then_high_then_normal_then_low(queue):
@@ -61,7 +62,7 @@ def test_dequeued_job_is_leased_to_the_worker(queue, redis_client):
     enqueued = queue.enqueue("a.job", [1])
     before = time.time()
 
-    job = queue.dequeue(worker_id="worker-1", lease=30)
+    job = Leases(queue.prefix).dequeue(worker_id="worker-1", lease=30)
 
     assert job.id == enqueued.id
     assert job.status is JobStatus.RUNNING
@@ -87,12 +88,12 @@ def test_concurrent_workers_never_take_the_same_job(queue):
 def test_scheduled_job_is_never_promoted_early(queue, redis_client):
     job = queue.enqueue("a.job", delay=0.5)
 
-    assert queue.dequeue() is None
-    assert queue.promote_due() == 0
+    assert Leases(queue.prefix).dequeue() is None
+    assert Leases(queue.prefix).promote_due() == 0
     assert_census(queue, redis_client, {job.id: "scheduled"})
 
     time.sleep(0.6)
-    taken = queue.dequeue()
+    taken = Leases(queue.prefix).dequeue()
     assert taken.id == job.id
     assert taken.started_at >= taken.scheduled_at
 
@@ -103,9 +104,9 @@ def test_get_job_returns_none_for_an_unknown_id(queue):
 
 def test_completed_job_keeps_its_result_and_expires_later(queue, redis_client):
     queue.enqueue("a.job")
-    job = queue.dequeue(worker_id="w1")
+    job = Leases(queue.prefix).dequeue(worker_id="w1")
 
-    assert queue.complete_job(job, {"sent": 3}) is True
+    assert Leases(queue.prefix).complete_job(job, {"sent": 3}) is True
 
     stored = queue.get_job(job.id)
     assert stored.status is JobStatus.COMPLETED
@@ -120,8 +121,8 @@ def test_completed_job_keeps_its_result_and_expires_later(queue, redis_client):
 def test_ttls_follow_the_settings(jobs_settings, queue, redis_client):
     jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, "JOB_TTL": 500, "RESULT_TTL": 50}
     queue.enqueue("a.job")
-    job = queue.dequeue()
-    queue.complete_job(job, None)
+    job = Leases(queue.prefix).dequeue()
+    Leases(queue.prefix).complete_job(job, None)
 
     assert 490 < redis_client.ttl(queue.keys.job(job.id)) <= 500
     assert 40 < redis_client.ttl(queue.keys.result(job.id)) <= 50
@@ -130,20 +131,23 @@ def test_ttls_follow_the_settings(jobs_settings, queue, redis_client):
 
 def test_a_result_that_is_not_json_is_refused_before_anything_changes(queue):
     queue.enqueue("a.job")
-    job = queue.dequeue()
+    job = Leases(queue.prefix).dequeue()
 
     with pytest.raises(TypeError, match="the result"):
-        queue.complete_job(job, datetime.now(UTC))
+        Leases(queue.prefix).complete_job(job, datetime.now(UTC))
 
     assert queue.get_job(job.id).status is JobStatus.RUNNING
 
 
 def test_failed_job_is_retried_after_backoff(queue, redis_client):
     queue.enqueue("a.job")
-    job = queue.dequeue(worker_id="w1")
+    job = Leases(queue.prefix).dequeue(worker_id="w1")
     failed_at = time.time()
 
-    assert queue.fail_job(job, "ValueError: boom", "Traceback ...") is JobStatus.RETRYING
+    assert (
+        Leases(queue.prefix).fail_job(job, "ValueError: boom", "Traceback ...")
+        is JobStatus.RETRYING
+    )
 
     stored = queue.get_job(job.id)
     assert stored.status is JobStatus.RETRYING
@@ -166,10 +170,10 @@ def test_backoff_doubles_per_retry_and_is_capped_at_an_hour(
     job = queue.enqueue("a.job", max_retries=20)
     # Fast-forward the job's history to its n-th retry.
     redis_client.hset(queue.keys.job(job.id), "retry_count", retries_so_far)
-    job = queue.dequeue()
+    job = Leases(queue.prefix).dequeue()
     failed_at = time.time()
 
-    queue.fail_job(job, "boom")
+    Leases(queue.prefix).fail_job(job, "boom")
 
     due = redis_client.zscore(queue.keys.retrying, job.id)
     assert due - failed_at == pytest.approx(backoff, abs=1)
@@ -186,8 +190,8 @@ def test_failed_job_goes_to_dead_letter_after_max_retries(jobs_settings, queue, 
     for attempt in range(3):
         job = None
         while job is None:
-            job = queue.dequeue(worker_id=f"w{attempt}")
-        outcomes.append(queue.fail_job(job, f"boom {attempt}", f"tb {attempt}"))
+            job = Leases(queue.prefix).dequeue(worker_id=f"w{attempt}")
+        outcomes.append(Leases(queue.prefix).fail_job(job, f"boom {attempt}", f"tb {attempt}"))
 
     assert outcomes == [JobStatus.RETRYING, JobStatus.RETRYING, JobStatus.FAILED]
     stored = queue.get_job(enqueued.id)
@@ -205,27 +209,27 @@ def test_failed_job_goes_to_dead_letter_after_max_retries(jobs_settings, queue, 
 
 def test_a_failure_that_must_not_be_retried_goes_straight_to_dead_letter(queue, redis_client):
     queue.enqueue("a.job", max_retries=5)
-    job = queue.dequeue()
+    job = Leases(queue.prefix).dequeue()
 
-    assert queue.fail_job(job, "unknown job name", retry=False) is JobStatus.FAILED
+    assert Leases(queue.prefix).fail_job(job, "unknown job name", retry=False) is JobStatus.FAILED
     assert_census(queue, redis_client, {job.id: "dead"})
 
 
 def test_job_with_no_retries_fails_at_once(queue, redis_client):
     queue.enqueue("a.job", max_retries=0)
-    job = queue.dequeue()
+    job = Leases(queue.prefix).dequeue()
 
-    assert queue.fail_job(job, "boom") is JobStatus.FAILED
+    assert Leases(queue.prefix).fail_job(job, "boom") is JobStatus.FAILED
     assert_census(queue, redis_client, {job.id: "dead"})
 
 
 def test_completing_and_claiming_the_next_job_is_one_call(queue, redis_client):
     first = queue.enqueue("a.job", [1])
     second = queue.enqueue("a.job", [2], priority="high")
-    job = queue.dequeue(worker_id="w1")
+    job = Leases(queue.prefix).dequeue(worker_id="w1")
     assert job.id == second.id
 
-    acked, claim = queue.complete_and_claim(job, {"n": 2}, worker_id="w1")
+    acked, claim = Leases(queue.prefix).complete_and_claim(job, {"n": 2}, worker_id="w1")
 
     assert acked is True
     assert claim.job.id == first.id
@@ -233,7 +237,7 @@ def test_completing_and_claiming_the_next_job_is_one_call(queue, redis_client):
     assert queue.get_job(second.id).result == {"n": 2}
     assert_census(queue, redis_client, {second.id: "completed", first.id: "processing"})
 
-    acked, claim = queue.complete_and_claim(claim.job, None, worker_id="w1")
+    acked, claim = Leases(queue.prefix).complete_and_claim(claim.job, None, worker_id="w1")
     assert acked is True
     assert claim.job is None
     assert_census(queue, redis_client, {second.id: "completed", first.id: "completed"})
@@ -241,11 +245,11 @@ def test_completing_and_claiming_the_next_job_is_one_call(queue, redis_client):
 
 def test_a_stale_completion_is_refused_but_the_claim_still_happens(queue):
     queue.enqueue("a.job")
-    stale = queue.dequeue(lease=0.01)
+    stale = Leases(queue.prefix).dequeue(lease=0.01)
     time.sleep(0.05)
-    queue.recover_expired()
+    Leases(queue.prefix).recover_expired()
 
-    acked, claim = queue.complete_and_claim(stale, "late", worker_id="w2")
+    acked, claim = Leases(queue.prefix).complete_and_claim(stale, "late", worker_id="w2")
 
     assert acked is False
     assert claim.job.id == stale.id
@@ -254,10 +258,10 @@ def test_a_stale_completion_is_refused_but_the_claim_still_happens(queue):
 
 def test_recovery_drops_completions_whose_records_expired_from_the_index(queue, redis_client):
     queue.enqueue("a.job")
-    job = queue.dequeue()
-    queue.complete_job(job, 1)
+    job = Leases(queue.prefix).dequeue()
+    Leases(queue.prefix).complete_job(job, 1)
     redis_client.zadd(queue.keys.completed, {"long-gone": time.time() - 8 * 24 * 3600})
 
-    queue.recover_expired()
+    Leases(queue.prefix).recover_expired()
 
     assert redis_client.zrange(queue.keys.completed, 0, -1) == [job.id]

@@ -20,7 +20,7 @@ from django.db import connection
 
 from django_jobs import JobPriority
 from django_jobs.models import ScheduledTask as TaskRow
-from django_jobs.scheduling.scheduler import JobScheduler
+from django_jobs.scheduling.scheduler import JobScheduler, afire_tick, fire_tick
 from django_jobs.scheduling.stores import DatabaseTaskStore, MemoryTaskStore
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
@@ -201,9 +201,9 @@ def test_fire_tick_claims_the_tick_and_enqueues_in_one_step(queue, redis_client)
     first = queue.build_job("tests.record", ["a"], scheduled_at=due)
     second = queue.build_job("tests.record", ["b"], scheduled_at=due)
 
-    assert queue.fire_tick("ping", due, first, 120) == first.id
-    assert queue.fire_tick("ping", due, second, 120) == first.id
-    assert asyncio.run(queue.afire_tick("ping", due, second, 120)) == first.id
+    assert fire_tick(queue, "ping", due, first, 120) == first.id
+    assert fire_tick(queue, "ping", due, second, 120) == first.id
+    assert asyncio.run(afire_tick(queue, "ping", due, second, 120)) == first.id
 
     key = queue.keys.tick("ping", due.timestamp())
     assert key == f"{queue.prefix}:tick:ping:{int(due.timestamp())}"
@@ -211,7 +211,7 @@ def test_fire_tick_claims_the_tick_and_enqueues_in_one_step(queue, redis_client)
     assert 0 < redis_client.ttl(key) <= 120
     assert_census(queue, redis_client, {first.id: "queue:default:normal"})
     other_tick = due + timedelta(minutes=1)
-    assert queue.fire_tick("ping", other_tick, second, 120) == second.id
+    assert fire_tick(queue, "ping", other_tick, second, 120) == second.id
 
 
 # -- missed runs -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from django_jobs import JobCancelled, JobFailed, JobStatus
+from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 from tests.processes import wait_until
 from tests.testapp import jobs
@@ -151,7 +152,7 @@ def test_job_of_a_killed_worker_is_completed_by_another_and_the_late_ack_is_refu
     assert job.worker_id == "second:0"
     assert job.lost_count == 1
     # The first worker's late acknowledgement, as it would have sent it.
-    assert queue.complete_job(seen_by_first, "late") is False
+    assert Leases(queue.prefix).complete_job(seen_by_first, "late") is False
     assert queue.get_job(handle.id).result == 2
     assert queue.stats()["counters"]["stale_acks"] == 1
     assert_census(queue, redis_client, {handle.id: "completed"})
@@ -292,7 +293,7 @@ def test_a_second_signal_exits_at_once_and_the_lease_brings_the_job_back(workers
     assert proc.wait(timeout=5) == 1
     assert handle.refresh().status is JobStatus.RUNNING
     time.sleep(1.2)  # the 1 s lease runs out
-    assert queue.recover_expired().requeued == [handle.id]
+    assert Leases(queue.prefix).recover_expired().requeued == [handle.id]
 
 
 def test_sigint_and_a_forwarded_sigterm_are_one_graceful_stop(workers, ledger):

@@ -8,7 +8,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-import redis
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -20,12 +19,14 @@ from django.utils.formats import get_format
 from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince, timeuntil
 
+from django_jobs import validation
 from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import RedisUnavailable
+from django_jobs.exceptions import StoreError
 from django_jobs.models import ScheduledTask
 from django_jobs.registry import registry
+from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.scheduler import running_schedulers
-from django_jobs.scheduling.task import SCHEDULE_FIELDS, InvalidSchedule
+from django_jobs.scheduling.task import SCHEDULE_FIELDS
 from django_jobs.serialization import utcnow
 
 
@@ -119,12 +120,11 @@ class ScheduledTaskForm(forms.ModelForm):
 
     def clean_queue(self) -> str:
         queue: str = self.cleaned_data.get("queue") or ""
-        if queue and queue not in jobs_settings.QUEUES:
-            raise forms.ValidationError(
-                "Unknown queue %(queue)r; DJANGO_JOBS['QUEUES'] is %(queues)s.",
-                params={"queue": queue, "queues": ", ".join(jobs_settings.QUEUES)},
-                code="unknown_queue",
-            )
+        if queue:  # "": the job's own queue
+            try:
+                validation.queue_name(queue)
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc), code="unknown_queue") from None
         return queue
 
 
@@ -305,7 +305,7 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
                 handle = job_function.using(priority=task.priority, queue=task.queue or None).delay(
                     *task.args, **task.kwargs
                 )
-            except (RedisUnavailable, redis.RedisError, ValueError, TypeError) as exc:
+            except (StoreError, ValueError, TypeError) as exc:
                 self.message_user(request, f"{task.name}: not enqueued: {exc}", messages.ERROR)
                 continue
             self.message_user(request, f"{task.name}: enqueued job {handle.id}.")
@@ -324,6 +324,6 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
                         "'manage.py runscheduler' does.",
                         messages.WARNING,
                     )
-            except (RedisUnavailable, redis.RedisError) as exc:
+            except StoreError as exc:
                 self.message_user(request, f"Redis does not answer: {exc}", messages.WARNING)
         return super().changelist_view(request, extra_context)

@@ -6,7 +6,7 @@ registered from code in one process, :class:`DatabaseTaskStore` for the ``Schedu
 second to see whether the tasks changed, and for each due time of a task:
 
 1. builds the job (the task's job, args, kwargs, priority and queue; ``scheduled_at`` is the
-   due time) and calls ``JobQueue.fire_tick``: one script claims the tick with ``SET NX`` on
+   due time) and calls the store's ``fire`` script: it claims the tick with ``SET NX`` on
    ``{p}:tick:<task>:<due>`` and enqueues the job. Of many schedulers firing the same tick, one
    enqueues; the others learn the id of its job. Exactly-once per (task, due time) comes from
    this script alone: no leader election, no lock.
@@ -30,18 +30,21 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-import redis
 from django.db import DatabaseError, connections
 
-from django_jobs.exceptions import RedisUnavailable
-from django_jobs.job import JobPriority
+from django_jobs.conf import jobs_settings
+from django_jobs.exceptions import StoreError
+from django_jobs.job import Job, JobPriority
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
-from django_jobs.scheduling import task as schedules
+from django_jobs.scheduling.due import DueRuns, due_runs
+from django_jobs.scheduling.settings import tasks_from_settings
 from django_jobs.scheduling.stores import MemoryTaskStore, TaskStore
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
-from django_jobs.store.connection import Backoff, get_redis
+from django_jobs.store import calls
+from django_jobs.store.connection import Backoff
+from django_jobs.store.execute import Plan, arun, run
 
 logger = logging.getLogger("django_jobs.scheduling.scheduler")
 
@@ -74,15 +77,35 @@ class Fired:
 
 def running_schedulers(jobs: JobQueue | None = None) -> dict[str, datetime]:
     """The schedulers seen in the last :data:`HEARTBEAT_TIMEOUT` seconds, with when."""
-    from django_jobs.serialization import from_timestamp
 
     jobs = jobs or JobQueue()
     since = time.time() - HEARTBEAT_TIMEOUT
-    seen = get_redis().zrangebyscore(jobs.keys.schedulers, since, "+inf", withscores=True)
-    return {
-        (name.decode() if isinstance(name, bytes) else name): from_timestamp(score)
-        for name, score in seen
-    }
+    return run(calls.schedulers_seen(jobs.keys, since=since))
+
+
+def _fire(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> Plan[str]:
+    return calls.fire(
+        jobs.keys,
+        task=task,
+        due=due.timestamp(),
+        job=job,
+        ttl=ttl,
+        now=utcnow().timestamp(),
+        job_ttl=int(jobs_settings.JOB_TTL),
+    )
+
+
+def fire_tick(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> str:
+    """Enqueue ``job`` for the run of periodic task ``task`` due at ``due``, unless that run
+    was enqueued before, by this scheduler or another: one script claims the tick (kept
+    ``ttl`` seconds) and enqueues. Returns the id of the tick's job: ``job.id`` if this call
+    enqueued it.
+    """
+    return run(_fire(jobs, task, due, job, ttl))
+
+
+async def afire_tick(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> str:
+    return await arun(_fire(jobs, task, due, job, ttl))
 
 
 class JobScheduler:
@@ -218,7 +241,7 @@ class JobScheduler:
                     self.run_pending()
                     backoff.reset()
                     wait = self._seconds_to_next_due()
-                except (DatabaseError, RedisUnavailable, redis.RedisError) as exc:
+                except (DatabaseError, StoreError) as exc:
                     wait = backoff.next()
                     logger.error("scheduler: %s; trying again in %.1fs", exc, wait)
                     _close_broken_connections()
@@ -240,7 +263,7 @@ class JobScheduler:
             try:
                 step()
                 return
-            except (DatabaseError, RedisUnavailable, redis.RedisError) as exc:
+            except (DatabaseError, StoreError) as exc:
                 pause = backoff.next()
                 logger.error("scheduler: %s; trying again in %.1fs", exc, pause)
                 _close_broken_connections()
@@ -248,7 +271,7 @@ class JobScheduler:
 
     def sync_schedules(self) -> None:
         """Write the tasks of ``DJANGO_JOBS['SCHEDULES']`` into the store (done at start)."""
-        self.store.sync(schedules.tasks_from_settings())
+        self.store.sync(tasks_from_settings())
 
     def _seconds_to_next_due(self) -> float:
         dues = [t.next_run for t in self._tasks.values() if t.enabled and t.next_run]
@@ -265,16 +288,17 @@ class JobScheduler:
             return
         self._heartbeat_at = time.monotonic()
         now = time.time()
-        with get_redis().pipeline(transaction=False) as pipe:
-            pipe.zadd(self.jobs.keys.schedulers, {self.scheduler_id: now})
-            pipe.zremrangebyscore(self.jobs.keys.schedulers, "-inf", now - 86400)
-            pipe.execute()
+        run(
+            calls.scheduler_beat(
+                self.jobs.keys, scheduler_id=self.scheduler_id, now=now, forget_before=now - 86400
+            )
+        )
 
     def _signoff(self) -> None:
         if isinstance(self.store, MemoryTaskStore):
             return
-        with contextlib.suppress(RedisUnavailable, redis.RedisError):
-            get_redis().zrem(self.jobs.keys.schedulers, self.scheduler_id)
+        with contextlib.suppress(StoreError):
+            run(calls.scheduler_gone(self.jobs.keys, scheduler_id=self.scheduler_id))
 
     def _reload_if_changed(self) -> None:
         version = self.store.version()
@@ -318,14 +342,14 @@ class JobScheduler:
                         continue
                     task = self._tasks[name] = stored
                 done += self._process(task, now)
-            except (DatabaseError, RedisUnavailable, redis.RedisError):
+            except (DatabaseError, StoreError):
                 raise  # the whole pass waits for them
             except Exception:  # one task's trouble must not stop the others
                 logger.exception("task %s: unexpected error; it is tried again later", name)
         return done
 
     def _process(self, task: ScheduledTask, now: datetime) -> list[Fired]:
-        runs = schedules.due_runs(task, now, self.grace)
+        runs = due_runs(task, now, self.grace)
         if not runs.due:
             return []
         assert runs.first is not None
@@ -384,7 +408,7 @@ class JobScheduler:
             max_retries=job_function.max_retries if job_function else None,
             timeout=job_function.timeout if job_function else None,
         )
-        job_id = self.jobs.fire_tick(task.name, due, job, task.tick_ttl(due))
+        job_id = fire_tick(self.jobs, task.name, due, job, task.tick_ttl(due))
         enqueued = job_id == job.id
         if enqueued:
             logger.info(
@@ -408,7 +432,7 @@ def _local(task: ScheduledTask, moment: datetime) -> str:
     return moment.astimezone(task.tzinfo).isoformat()
 
 
-def _what_happens(runs: schedules.DueRuns) -> str:
+def _what_happens(runs: DueRuns) -> str:
     if not runs.fire:
         return f"skipping {runs.dropped}"
     return f"enqueueing {len(runs.fire)} (the latest), dropping {runs.dropped}"

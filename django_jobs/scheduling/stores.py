@@ -16,9 +16,11 @@ from typing import Any, Protocol
 from django.db import IntegrityError, transaction
 
 from django_jobs.queue import JobQueue
-from django_jobs.scheduling import task as schedules
+from django_jobs.scheduling.due import rescheduled
+from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.task import ScheduledTask
-from django_jobs.store.connection import get_redis
+from django_jobs.store import calls
+from django_jobs.store.execute import run
 
 logger = logging.getLogger("django_jobs.scheduling.scheduler")
 
@@ -95,7 +97,7 @@ class MemoryTaskStore:
                 )
             # A new task that comes with its next run (state restored from elsewhere) keeps it.
             if before is not None or task.next_run is None or not task.enabled:
-                changed, next_run = schedules.rescheduled(task, before)
+                changed, next_run = rescheduled(task, before)
                 if changed:
                     task = replace(task, next_run=next_run)
             self._tasks[task.name] = task
@@ -114,7 +116,7 @@ class MemoryTaskStore:
             if before is None:
                 return None
             task = replace(before, enabled=enabled)
-            changed, next_run = schedules.rescheduled(task, before)
+            changed, next_run = rescheduled(task, before)
             if changed:
                 task = replace(task, next_run=next_run)
             self._tasks[name] = task
@@ -168,7 +170,7 @@ class DatabaseTaskStore:
     def _task(self, row: Any) -> ScheduledTask | None:
         try:
             return row.to_task()  # type: ignore[no-any-return]
-        except schedules.InvalidSchedule as exc:
+        except InvalidSchedule as exc:
             logger.error("task %s is invalid and does not run: %s", row.name, exc)
             return None
 
@@ -177,7 +179,7 @@ class DatabaseTaskStore:
         return [task for task in tasks if task is not None]
 
     def version(self) -> Any:
-        return get_redis().get(self.jobs.keys.schedules_version)
+        return run(calls.schedules_version(self.jobs.keys))
 
     def get(self, name: str) -> ScheduledTask | None:
         row = self.model.objects.filter(name=name).first()
@@ -297,8 +299,8 @@ class DatabaseTaskStore:
             if merged == have and row.code_definition == wanted:
                 continue
             try:
-                task = _from_definition(current, merged)
-            except schedules.InvalidSchedule as exc:
+                task = ScheduledTask.from_definition(name, merged)
+            except InvalidSchedule as exc:
                 logger.warning(
                     "task %s: the settings' changes do not fit the admin's (%s); the admin's "
                     "fields stay",
@@ -313,23 +315,3 @@ class DatabaseTaskStore:
             if name not in declared and row.code_definition is not None:
                 row.delete()
                 logger.info("task %s deleted: it is no longer in DJANGO_JOBS['SCHEDULES']", name)
-
-
-def _from_definition(task: ScheduledTask, definition: dict[str, Any]) -> ScheduledTask:
-    run_at = definition["run_at"]
-    return replace(
-        task,
-        description=definition["description"],
-        job_name=definition["job_name"],
-        schedule_type=definition["schedule_type"],
-        interval_seconds=definition["interval_seconds"],
-        run_immediately=definition["run_immediately"],
-        cron_expression=definition["cron_expression"] or None,
-        run_at=datetime.fromisoformat(run_at) if run_at else None,
-        timezone=definition["timezone"],
-        missed_run_policy=definition["missed_run_policy"],
-        args=definition["args"],
-        kwargs=definition["kwargs"],
-        priority=definition["priority"],
-        queue=definition["queue"],
-    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+from django_jobs.conf import jobs_settings
 from django_jobs.job import PRIORITIES_HIGH_FIRST, JobPriority
 
 
@@ -55,3 +58,25 @@ class Keys:
         priority the queues keep the order they were given in.
         """
         return [self.queue(q, p) for p in PRIORITIES_HIGH_FIRST for q in queues]
+
+
+@functools.lru_cache(maxsize=64)
+def keys_for(prefix: str) -> Keys:
+    """The (cached) :class:`Keys` of ``prefix``."""
+    return Keys(prefix)
+
+
+class Namespace:
+    """Something that works on the keys of one prefix: ``DJANGO_JOBS['PREFIX']``, read at each
+    use so that ``override_settings`` applies, unless a ``prefix`` is given."""
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self._prefix = prefix
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix or jobs_settings.PREFIX
+
+    @property
+    def keys(self) -> Keys:
+        return keys_for(self.prefix)

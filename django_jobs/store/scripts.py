@@ -1,13 +1,22 @@
-"""The Lua scripts behind every state transition, loaded once per client.
+"""The Lua scripts behind every state transition, and the one place their arguments are ordered.
 
-Each ``scripts/<name>.lua`` is prefixed with ``scripts/_lib.lua`` and registered with
-``register_script``; redis-py then calls it with ``EVALSHA`` and loads it again only if the
-server lost its script cache.
+Each ``lua/<name>.lua`` starts with a header that names its keys and arguments::
+
+    -- KEYS: scheduled, wakeup
+    -- ARGV: prefix, keep_since, user_ttl, *jobs
+
+From that header the loader writes the script's first lines (``local K = {scheduled =
+KEYS[1], ...}``, ``local A = {prefix = ARGV[1], ...}``; a starred name collects the remaining
+arguments into a list), so the body reads ``K.scheduled`` and ``A.prefix``, and
+:meth:`Script.call` orders the values passed by name the same way. The order is written once,
+in the header; a name missing on either side is an error at once, not a wrong value at run time.
 """
 
 from __future__ import annotations
 
-import weakref
+import hashlib
+import re
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -24,26 +33,109 @@ NAMES = (
     "cancel",
     "requeue",
     "fetch",
+    "page",
     "stats",
     "watch",
     "release",
     "fire",
+    "beat",
 )
 
-_registered: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_HEADER = re.compile(r"^-- (KEYS|ARGV):(.*)$", re.MULTILINE)
+_NAME = re.compile(r"\*?[a-z_][a-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call of a script: the keys and arguments in the order its header gives."""
+
+    script: Script
+    keys: list[str]
+    args: list[Any]
+
+
+@dataclass(frozen=True)
+class Script:
+    """One script: its declared key and argument names, its full source and that source's SHA1."""
+
+    name: str
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+    rest_keys: str | None  # the starred key name that takes a list of keys, if any
+    rest: str | None  # the starred argument name that takes a list of values, if any
+    source: str = field(repr=False)
+    sha: str = field(repr=False)
+
+    def call(self, **values: Any) -> Call:
+        """The call with these named keys and arguments (the starred one a list of values).
+
+        Raises ``TypeError`` naming what is missing or unknown.
+        """
+        expected = {*self.keys, *self.args, *(n for n in (self.rest_keys, self.rest) if n)}
+        if values.keys() != expected:
+            missing = sorted(expected - values.keys())
+            unknown = sorted(values.keys() - expected)
+            raise TypeError(f"Script {self.name!r}: missing {missing}, unknown {unknown}.")
+        keys = [values[name] for name in self.keys]
+        if self.rest_keys:
+            keys += values[self.rest_keys]
+        args = [values[name] for name in self.args]
+        if self.rest:
+            args += values[self.rest]
+        return Call(self, keys, args)
+
+
+Names = tuple[tuple[str, ...], str | None]
+
+
+def parse_header(name: str, text: str) -> tuple[Names, Names]:
+    """The key names and argument names a script's header declares, each with its starred name
+    (``None`` if there is none)."""
+    declared: dict[str, list[str]] = {"KEYS": [], "ARGV": []}
+    for kind, names in _HEADER.findall(text):
+        declared[kind] += [n.strip() for n in names.split(",") if n.strip()]
+    parsed: list[Names] = []
+    for kind in ("KEYS", "ARGV"):
+        names = declared[kind]
+        for item in names:
+            if not _NAME.fullmatch(item):
+                raise ValueError(f"{name}.lua: bad {kind} name {item!r}")
+        rest = names.pop()[1:] if names and names[-1].startswith("*") else None
+        if any(n.startswith("*") for n in names):
+            raise ValueError(f"{name}.lua: only the last {kind} name may be starred")
+        parsed.append((tuple(names), rest))
+    return parsed[0], parsed[1]
+
+
+def _named(table: str, source: str, names: Names) -> list[str]:
+    fixed, rest = names
+    pairs = ", ".join(f"{n} = {source}[{i}]" for i, n in enumerate(fixed, 1))
+    lines = [f"local {table} = {{{pairs}}}"]
+    if rest:
+        # A loop, not unpack(): a bulk enqueue passes more values than unpack() can return.
+        count = len(fixed)
+        lines.append(f"{table}.{rest} = {{}}")
+        lines.append(
+            f"for i = {count + 1}, #{source} do {table}.{rest}[i - {count}] = {source}[i] end"
+        )
+    return lines
+
+
+def _read(name: str) -> str:
+    return (resources.files("django_jobs") / "store" / "lua" / f"{name}.lua").read_text()
 
 
 @cache
-def source(name: str) -> str:
-    """The full text of one script, shared helpers included."""
-    folder = resources.files("django_jobs") / "store" / "lua"
-    return (folder / "_lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+def script(name: str) -> Script:
+    """The script ``name``: the shared helpers (``_lib.lua``), its named keys and arguments,
+    then its body."""
+    body = _read(name)
+    keys, args = parse_header(name, body)
+    source = "\n".join(
+        (_read("_lib"), *_named("K", "KEYS", keys), *_named("A", "ARGV", args), body)
+    )
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    return Script(name, keys[0], args[0], keys[1], args[1], source, sha)
 
 
-def scripts_for(client: Any) -> dict[str, Any]:
-    """The registered scripts of ``client`` (a sync or an asyncio redis-py client)."""
-    registered = _registered.get(client)
-    if registered is None:
-        registered = {name: client.register_script(source(name)) for name in NAMES}
-        _registered[client] = registered
-    return registered
+SCRIPTS: dict[str, Script] = {name: script(name) for name in NAMES}

@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-import redis
-
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import Job
-from django_jobs.queue import Claim, JobQueue
 from django_jobs.serialization import dumps
 from django_jobs.store.connection import Backoff
 from django_jobs.worker.execute import failed_outcome, log_completed, log_finished, run_job
+from django_jobs.worker.leases import Claim, Leases
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -50,7 +48,7 @@ class Running:
     started: float
     timeout: float
 
-    # What JobQueue.extend_lease reads of a job.
+    # What Leases.extend_lease reads of a job.
     @property
     def id(self) -> str:
         return self.job_id
@@ -121,7 +119,7 @@ class Child:
         self.stopping = stopping
         self.taken = taken
         self.config = config
-        self.jobs = JobQueue()
+        self.leases = Leases()
 
     def run(self) -> None:
         with asyncio.Runner() as loop:
@@ -162,7 +160,7 @@ class Child:
             return Claim(None, None)
         config = self.config
         claim = _until_redis_answers(
-            lambda: self.jobs.claim(config.queues, config.worker_id, config.lease)
+            lambda: self.leases.claim(config.queues, config.worker_id, config.lease)
         )
         self._taken(claim)
         return claim
@@ -184,18 +182,18 @@ class Child:
         config = self.config
         if not outcome.ok:
             status = _until_redis_answers(
-                lambda: self.jobs.fail_job(
+                lambda: self.leases.fail_job(
                     job, outcome.error, outcome.traceback, retry=outcome.retry
                 )
             )
             log_finished(job, failed_outcome(status), seconds, outcome.error.split("\n", 1)[0])
             return self._claim()
         if not self._reserve():  # stopping, or max_jobs reached: record it and take no more
-            acked = _until_redis_answers(lambda: self.jobs.complete_job(job, outcome.result))
+            acked = _until_redis_answers(lambda: self.leases.complete_job(job, outcome.result))
             log_completed(job, seconds, acked)
             return Claim(None, None)
         acked, claim = _until_redis_answers(
-            lambda: self.jobs.complete_and_claim(
+            lambda: self.leases.complete_and_claim(
                 job, outcome.result, config.queues, config.worker_id, config.lease
             )
         )
@@ -206,7 +204,7 @@ class Child:
 
 # What a worker waits out. An outcome that could not be recorded in time is safe too: the
 # job's lease expires and it runs again.
-REDIS_ERRORS = (RedisUnavailable, redis.ConnectionError, redis.TimeoutError)
+REDIS_ERRORS = (RedisUnavailable,)
 
 
 def redis_pause(backoff: Backoff, exc: Exception) -> float:

@@ -32,9 +32,11 @@ from django.db import connections
 
 from django_jobs import validation
 from django_jobs.conf import jobs_settings
-from django_jobs.queue import RECOVER_LIMIT, JobQueue
+from django_jobs.queue import JobQueue
 from django_jobs.serialization import loads
-from django_jobs.store.connection import Backoff, get_async_redis
+from django_jobs.store import calls
+from django_jobs.store.connection import Backoff
+from django_jobs.store.execute import arun
 from django_jobs.worker.child import (
     GO,
     REDIS_ERRORS,
@@ -46,6 +48,7 @@ from django_jobs.worker.child import (
     redis_pause,
 )
 from django_jobs.worker.execute import failed_outcome, log_finished
+from django_jobs.worker.leases import RECOVER_LIMIT, Leases
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -108,6 +111,7 @@ class Worker:
         jobs: JobQueue | None = None,
     ) -> None:
         self.jobs = jobs or JobQueue()
+        self.leases = Leases(self.jobs.prefix)
         self.queues = validation.served_queues(queues)
         self.concurrency = concurrency or os.cpu_count() or 1
         self.burst = burst
@@ -328,7 +332,7 @@ class Worker:
             )
             log_finished(job, "cancelled", seconds)
         elif reason == "shutdown":
-            await _until_redis_answers(functools.partial(self.jobs.arelease_job, job))
+            await _until_redis_answers(functools.partial(self.leases.arelease_job, job))
             log_finished(
                 job, "stopped", seconds, "the worker is stopping; back to the head of its queue"
             )
@@ -342,7 +346,7 @@ class Worker:
                 else f"WorkerCrashed: the process running the job died (exit code {code})."
             )
             status = await _until_redis_answers(
-                functools.partial(self.jobs.afail_job, job, error, "", retry=True)
+                functools.partial(self.leases.afail_job, job, error, "", retry=True)
             )
             log_finished(job, failed_outcome(status), seconds, error)
 
@@ -376,7 +380,7 @@ class Worker:
             if not running:
                 continue
             state = await _until_redis_answers(
-                functools.partial(self.jobs.aextend_lease, [r for _, r in running], self.lease)
+                functools.partial(self.leases.aextend_lease, [r for _, r in running], self.lease)
             )
             lost, cancel = set(state.lost), set(state.cancel_requested)
             for child, snapshot in running:
@@ -397,7 +401,7 @@ class Worker:
     async def _recover(self) -> None:
         """Bring back the jobs of workers that died (their leases expired)."""
         while not self.stopping:
-            recovered = await _until_redis_answers(self.jobs.arecover_expired)
+            recovered = await _until_redis_answers(self.leases.arecover_expired)
             for job_id in recovered.requeued:
                 logger.warning("job %s: its worker was lost; requeued", job_id)
             for job_id in recovered.buried:
@@ -405,9 +409,11 @@ class Worker:
             if len(recovered.requeued) + len(recovered.buried) < RECOVER_LIMIT:
                 await self._pause(min(self.lease / 2, 30.0), self.stopped)
 
+    async def _wait_wakeup(self, timeout: float) -> bool:
+        return await arun(calls.wait_wakeup(self.leases.keys, timeout=timeout))
+
     async def _wake_idle(self) -> None:
         """Block on the wake-up list while some child is idle; wake one child per token."""
-        client = get_async_redis()
         quiet = 0
         while not self.stopping:
             idle = [c for c in self.children if c.idle]
@@ -419,7 +425,7 @@ class Worker:
             if self.next_due is not None:
                 timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.001))
             token = await _until_redis_answers(
-                functools.partial(client.blpop, [self.jobs.keys.wakeup], timeout=timeout)
+                functools.partial(self._wait_wakeup, timeout)
             )
             quiet = 0 if token else quiet + 1
             due = self.next_due is not None and self.next_due <= time.time()

@@ -1,5 +1,6 @@
--- Helpers shared by every script; scripts.py puts this file in front of each script.
--- Key patterns match django_jobs/keys.py. All keys share the prefix's hash tag.
+-- Helpers shared by every script; scripts.py puts this file in front of each script, then the
+-- K (keys) and A (arguments) tables that the script's header names.
+-- Key patterns match django_jobs/store/keys.py. All keys share the prefix's hash tag.
 
 local WAKE_CAP = 64
 
@@ -73,17 +74,16 @@ local function promote(prefix, zkey, dead_key, now, limit)
   return ready
 end
 
--- Store the jobs described by ARGV[first..] (see JobQueue.enqueue_args) and make them ready,
--- or due later. Returns how many wake-ups it sent: one per ready job, and one when a delayed
--- job is due before all others.
-local function enqueue_jobs(scheduled_key, wakeup_key, first)
-  local prefix, keep_since, user_ttl = ARGV[first], ARGV[first + 1], ARGV[first + 2]
+-- Store the jobs described by ``jobs`` (a flat list, see calls.enqueue_values) and make them
+-- ready, or due later. Returns how many wake-ups it sent: one per ready job, and one when a
+-- delayed job is due before all others.
+local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
   local wakeups = 0
-  local i = first + 3
-  while i <= #ARGV do
-    local id, queue, priority, due, user, created = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-    local n = tonumber(ARGV[i + 6])
-    redis.call('HSET', job_key(prefix, id), unpack(ARGV, i + 7, i + 6 + 2 * n))
+  local i = 1
+  while i <= #jobs do
+    local id, queue, priority, due, user, created = jobs[i], jobs[i + 1], jobs[i + 2], jobs[i + 3], jobs[i + 4], jobs[i + 5]
+    local n = tonumber(jobs[i + 6])
+    redis.call('HSET', job_key(prefix, id), unpack(jobs, i + 7, i + 6 + 2 * n))
     if due ~= '' then
       redis.call('ZADD', scheduled_key, due, id)
       if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
@@ -135,15 +135,15 @@ end
 
 -- Promote due jobs, then lease the first job of the highest non-empty list of the served
 -- queues (every queue's CRITICAL list before any HIGH list, and so on; FIFO within a list).
--- ARGV[first..] are the served queue names. Returns {id, record as a flat field/value list}
--- or {'', next due time or ''}.
-local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, first)
+-- ``queues`` are the served queue names. Returns {id, record as a flat field/value list} or
+-- {'', next due time or ''}.
+local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, queues)
   local ready = promote(prefix, scheduled_key, dead_key, now, limit) + promote(prefix, retrying_key, dead_key, now, limit)
   -- This worker takes one of the promoted jobs; the others may wake idle workers.
   wake(wakeup_key, ready - 1)
   for priority = 3, 0, -1 do
-    for i = first, #ARGV do
-      local list = list_key(prefix, ARGV[i], priority)
+    for _, queue in ipairs(queues) do
+      local list = list_key(prefix, queue, priority)
       local id = redis.call('LPOP', list)
       while id do
         local jkey = job_key(prefix, id)
@@ -171,4 +171,18 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
     if head[2] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then next_due = head[2] end
   end
   return {'', next_due}
+end
+
+-- Each job of ``ids`` that has a record: {id, record as a flat field/value list, result or ''}.
+local function read_jobs(prefix, ids)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local record = redis.call('HGETALL', job_key(prefix, id))
+    if #record > 0 then
+      out[#out + 1] = id
+      out[#out + 1] = record
+      out[#out + 1] = redis.call('GET', result_key(prefix, id)) or ''
+    end
+  end
+  return out
 end

@@ -1,4 +1,4 @@
--- Record a completion (see ack_job).
--- KEYS: job, processing, result, completed, counters (job and result: for Cluster routing)
--- ARGV: prefix, id, lease token, now, result JSON, result ttl, job ttl
-return ack_job(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], KEYS[2], KEYS[4], KEYS[5])
+-- Record a completion (see ack_job). The job and result keys are declared for Cluster routing.
+-- KEYS: job, result_key, processing, completed, counters
+-- ARGV: prefix, id, token, now, result, result_ttl, job_ttl
+return ack_job(A.prefix, A.id, A.token, A.now, A.result, A.result_ttl, A.job_ttl, K.processing, K.completed, K.counters)

@@ -1,5 +1,4 @@
 -- Lease the next job of the served queues (see claim_next).
 -- KEYS: scheduled, retrying, processing, dead, wakeup
--- ARGV: prefix, now, lease deadline, lease token, worker id, promote limit, then the served
---       queue names in order
-return claim_next(ARGV[1], KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], 7)
+-- ARGV: prefix, now, deadline, token, worker, promote_limit, *queues
+return claim_next(A.prefix, K.scheduled, K.retrying, K.processing, K.dead, K.wakeup, A.now, A.deadline, A.token, A.worker, A.promote_limit, A.queues)

@@ -1,6 +1,6 @@
 -- Store jobs and make them ready (or delay them). One call may carry many jobs.
 -- KEYS: scheduled, wakeup
--- ARGV: as built by JobQueue.enqueue_args: prefix, keep_since, user_ttl, then per job: id,
---       queue, priority, due ('' = now), user_id ('' = none), created_at, field count n,
---       n field/value pairs.
-return enqueue_jobs(KEYS[1], KEYS[2], 1)
+-- ARGV: prefix, keep_since, user_ttl, *jobs
+-- ``jobs`` as built by calls.enqueue_values: per job its id, queue, priority, due ('' = now),
+-- user_id ('' = none), created_at, field count n, then n field/value pairs.
+return enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, A.jobs, K.scheduled, K.wakeup)

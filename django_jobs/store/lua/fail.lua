@@ -1,30 +1,30 @@
 -- Record a failed attempt: retry later with exponential backoff, or bury in the dead-letter set.
 -- KEYS: job, processing, retrying, dead, counters, wakeup
--- ARGV: id, lease token, now, error, traceback, error entry JSON, backoff base, backoff max,
---       retry allowed ('1' or '0'), prefix
+-- ARGV: id, token, now, error, traceback, entry, backoff_base, backoff_max, retry, prefix
+-- ``entry``: the attempt's error entry as JSON; ``retry``: '1' if a retry is allowed.
 -- Returns {'retrying', due time} or {'failed', ''}, or {'stale', ''} when the lease is not held.
-local id, now = ARGV[1], tonumber(ARGV[3])
-local f = redis.call('HMGET', KEYS[1], 'status', 'lease_token', 'retry_count', 'max_retries')
-if f[1] ~= 'running' or f[2] ~= ARGV[2] then
-  redis.call('HINCRBY', KEYS[5], 'stale_acks', 1)
+local id, now = A.id, tonumber(A.now)
+local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries')
+if f[1] ~= 'running' or f[2] ~= A.token then
+  redis.call('HINCRBY', K.counters, 'stale_acks', 1)
   return {'stale', ''}
 end
-append_error(KEYS[1], ARGV[6])
-redis.call('HSET', KEYS[1], 'error', ARGV[4], 'traceback', ARGV[5])
-redis.call('HDEL', KEYS[1], 'lease_token')
-redis.call('ZREM', KEYS[2], id)
+append_error(K.job, A.entry)
+redis.call('HSET', K.job, 'error', A.error, 'traceback', A.traceback)
+redis.call('HDEL', K.job, 'lease_token')
+redis.call('ZREM', K.processing, id)
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
-if ARGV[9] == '1' and retries < max_retries then
+if A.retry == '1' and retries < max_retries then
   retries = retries + 1
-  local due = string.format('%.6f', now + math.min(tonumber(ARGV[7]) * 2 ^ retries, tonumber(ARGV[8])))
-  redis.call('HSET', KEYS[1], 'status', 'retrying', 'retry_count', retries, 'scheduled_at', due)
-  redis.call('ZADD', KEYS[3], due, id)
-  if redis.call('ZRANGE', KEYS[3], 0, 0)[1] == id then
-    wake(KEYS[6], 1)  -- due before any other retry: idle workers must learn when to look next
+  local due = string.format('%.6f', now + math.min(tonumber(A.backoff_base) * 2 ^ retries, tonumber(A.backoff_max)))
+  redis.call('HSET', K.job, 'status', 'retrying', 'retry_count', retries, 'scheduled_at', due)
+  redis.call('ZADD', K.retrying, due, id)
+  if redis.call('ZRANGE', K.retrying, 0, 0)[1] == id then
+    wake(K.wakeup, 1)  -- due before any other retry: idle workers must learn when to look next
   end
   return {'retrying', due}
 end
-redis.call('HSET', KEYS[1], 'status', 'failed', 'finished_at', ARGV[3])
-redis.call('ZADD', KEYS[4], ARGV[3], id)
-notify_done(ARGV[10], id)
+redis.call('HSET', K.job, 'status', 'failed', 'finished_at', A.now)
+redis.call('ZADD', K.dead, A.now, id)
+notify_done(A.prefix, id)
 return {'failed', ''}

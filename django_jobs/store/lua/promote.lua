@@ -1,7 +1,7 @@
 -- Move due delayed and retrying jobs to their lists.
 -- KEYS: scheduled, retrying, dead, wakeup
 -- ARGV: prefix, now, limit
-local ready = promote(ARGV[1], KEYS[1], KEYS[3], ARGV[2], ARGV[3])
-  + promote(ARGV[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
-wake(KEYS[4], ready)
+local ready = promote(A.prefix, K.scheduled, K.dead, A.now, A.limit)
+  + promote(A.prefix, K.retrying, K.dead, A.now, A.limit)
+wake(K.wakeup, ready)
 return ready

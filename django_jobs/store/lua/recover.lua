@@ -1,24 +1,24 @@
 -- Bring back jobs whose lease expired (their worker died or froze). Safe to run concurrently:
 -- each expired id is taken out of the processing set once.
 -- KEYS: processing, dead, cancelled, wakeup, counters, completed
--- ARGV: prefix, now, max lost, limit, job ttl, keep_since
+-- ARGV: prefix, now, max_lost, limit, job_ttl, keep_since
 -- Returns {ids requeued, ids buried as poison pills}.
-local prefix, now, max_lost = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local prefix, now, max_lost = A.prefix, A.now, tonumber(A.max_lost)
 local requeued, buried = {}, {}
 -- Completions do not trim their index (the hot path): drop the entries of expired records here.
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. ARGV[6])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, ARGV[4])) do
-  redis.call('ZREM', KEYS[1], id)
+redis.call('ZREMRANGEBYSCORE', K.completed, '-inf', '(' .. A.keep_since)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMIT', 0, A.limit)) do
+  redis.call('ZREM', K.processing, id)
   local jkey = job_key(prefix, id)
   local f = redis.call('HMGET', jkey, 'queue', 'priority', 'lost_count', 'cancel_requested', 'worker_id', 'retry_count')
   if not (f[1] and f[2]) then
-    bury(prefix, KEYS[2], id, now, 'The job record is missing or has no queue and priority.')
+    bury(prefix, K.dead, id, now, 'The job record is missing or has no queue and priority.')
     buried[#buried + 1] = id
   elseif f[4] == '1' then
     redis.call('HSET', jkey, 'status', 'cancelled', 'finished_at', now)
     redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
-    redis.call('EXPIRE', jkey, ARGV[5])
-    index_finished(KEYS[3], id, now, ARGV[6])
+    redis.call('EXPIRE', jkey, A.job_ttl)
+    index_finished(K.cancelled, id, now, A.keep_since)
     notify_done(prefix, id)
   else
     local lost = tonumber(f[3] or '0') + 1
@@ -31,7 +31,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
         attempt = tonumber(f[6] or '0') + lost, error = reason, worker_id = f[5] or '',
         failed_at = tonumber(now),
       }))
-      bury(prefix, KEYS[2], id, now, reason)
+      bury(prefix, K.dead, id, now, reason)
       buried[#buried + 1] = id
     else
       redis.call('HSET', jkey, 'status', 'pending')
@@ -40,6 +40,6 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
     end
   end
 end
-wake(KEYS[4], #requeued)
-redis.call('HINCRBY', KEYS[5], 'recovered', #requeued)
+wake(K.wakeup, #requeued)
+redis.call('HINCRBY', K.counters, 'recovered', #requeued)
 return {requeued, buried}

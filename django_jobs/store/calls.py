@@ -1,0 +1,442 @@
+"""One plan per Lua script (and per plain command), with named parameters.
+
+Each function here yields one :class:`~django_jobs.store.scripts.Call` built by name
+(:meth:`Script.call`; the order lives in the script's header) or one
+:class:`~django_jobs.store.execute.Command`, and turns the reply into Python values. They know
+the key layout but not the settings: callers pass times, limits and time-to-lives.
+Run a plan with :func:`~django_jobs.store.execute.run` or ``arun``, or ``yield from`` it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django_jobs.exceptions import InvalidJobRecord
+from django_jobs.job import Job
+from django_jobs.serialization import from_timestamp, loads
+from django_jobs.store.execute import Command, Plan
+from django_jobs.store.keys import Keys
+from django_jobs.store.scripts import SCRIPTS
+
+
+def text(value: bytes | str) -> str:
+    """A reply value as text; bytes that are not UTF-8 are an unreadable record."""
+    if isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidJobRecord(f"unreadable record: {value[:60]!r} is not UTF-8 ({exc})") from None
+
+
+def record(flat: list[Any]) -> dict[str, str]:
+    """A flat field/value reply (``HGETALL``) as a dict of text."""
+    items = [text(v) for v in flat]
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+def _stamp(seconds: float) -> str:
+    return f"{seconds:.6f}"
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What a claim script answered: a leased job's id and record, or when the next job is due.
+
+    ``job_id`` is ``""`` when nothing was ready; then ``next_due`` (epoch seconds) is set if a
+    delayed or retrying job is waiting.
+    """
+
+    job_id: str
+    record: dict[str, str] | None
+    next_due: float | None
+
+
+def _claimed(job_id: Any, rest: Any) -> Claimed:
+    job_id = text(job_id)
+    if not job_id:
+        due = text(rest)
+        return Claimed("", None, float(due) if due else None)
+    return Claimed(job_id, record(rest), None)
+
+
+# -- enqueue ------------------------------------------------------------------------------------
+
+
+def enqueue_values(jobs: Iterable[Job], now: float) -> list[Any]:
+    """The flat ``jobs`` values of the enqueue scripts (see ``enqueue_jobs`` in ``_lib.lua``)."""
+    values: list[Any] = []
+    for job in jobs:
+        due = job.scheduled_at.timestamp() if job.scheduled_at else None
+        fields = job.to_hash()
+        values += [
+            job.id,
+            job.queue,
+            job.priority.value,
+            _stamp(due) if due is not None and due > now else "",
+            job.user_id or "",
+            fields["created_at"],
+            len(fields),
+        ]
+        for item in fields.items():
+            values += item
+    return values
+
+
+def enqueue(keys: Keys, *, jobs: list[Job], now: float, job_ttl: int) -> Plan[int]:
+    """Store ``jobs`` and make them ready (or due later); returns how many wake-ups it sent."""
+    reply = yield SCRIPTS["enqueue"].call(
+        scheduled=keys.scheduled,
+        wakeup=keys.wakeup,
+        prefix=keys.prefix,
+        keep_since=now - job_ttl,
+        user_ttl=job_ttl,
+        jobs=enqueue_values(jobs, now),
+    )
+    return int(reply)
+
+
+def fire(
+    keys: Keys, *, task: str, due: float, job: Job, ttl: int, now: float, job_ttl: int
+) -> Plan[str]:
+    """Enqueue ``job`` for the tick of ``task`` due at ``due`` unless it was enqueued before
+    (the tick is remembered ``ttl`` seconds); returns the id of the tick's job."""
+    reply = yield SCRIPTS["fire"].call(
+        tick=keys.tick(task, due),
+        scheduled=keys.scheduled,
+        wakeup=keys.wakeup,
+        ttl=int(ttl),
+        prefix=keys.prefix,
+        keep_since=now - job_ttl,
+        user_ttl=job_ttl,
+        jobs=enqueue_values([job], now),
+    )
+    return text(reply)
+
+
+# -- the worker's lease protocol ----------------------------------------------------------------
+
+
+def _claim_values(
+    keys: Keys, now: float, deadline: float, token: str, worker: str, limit: int
+) -> dict[str, Any]:
+    return {
+        "scheduled": keys.scheduled,
+        "retrying": keys.retrying,
+        "processing": keys.processing,
+        "dead": keys.dead,
+        "wakeup": keys.wakeup,
+        "prefix": keys.prefix,
+        "now": _stamp(now),
+        "deadline": _stamp(deadline),
+        "token": token,
+        "worker": worker,
+        "promote_limit": limit,
+    }
+
+
+def claim(
+    keys: Keys,
+    *,
+    queues: list[str],
+    now: float,
+    deadline: float,
+    token: str,
+    worker: str,
+    promote_limit: int,
+) -> Plan[Claimed]:
+    """Promote due jobs, then lease the first job of the served ``queues`` in strict priority."""
+    job_id, rest = yield SCRIPTS["claim"].call(
+        **_claim_values(keys, now, deadline, token, worker, promote_limit), queues=queues
+    )
+    return _claimed(job_id, rest)
+
+
+def ack_claim(
+    keys: Keys,
+    *,
+    done_id: str,
+    done_token: str,
+    result: str,
+    result_ttl: int,
+    job_ttl: int,
+    queues: list[str],
+    now: float,
+    deadline: float,
+    token: str,
+    worker: str,
+    promote_limit: int,
+) -> Plan[tuple[bool, Claimed]]:
+    """Record the completion of ``done_id`` and claim the next job, in one round trip."""
+    acked, job_id, rest = yield SCRIPTS["ack_claim"].call(
+        **_claim_values(keys, now, deadline, token, worker, promote_limit),
+        completed=keys.completed,
+        counters=keys.counters,
+        done_id=done_id,
+        done_token=done_token,
+        result=result,
+        result_ttl=result_ttl,
+        job_ttl=job_ttl,
+        queues=queues,
+    )
+    return bool(acked), _claimed(job_id, rest)
+
+
+def ack(
+    keys: Keys, *, job_id: str, token: str, now: float, result: str, result_ttl: int, job_ttl: int
+) -> Plan[bool]:
+    """Record a completion; ``False`` when the lease was not held (counted as a stale ack)."""
+    reply = yield SCRIPTS["ack"].call(
+        job=keys.job(job_id),
+        result_key=keys.result(job_id),
+        processing=keys.processing,
+        completed=keys.completed,
+        counters=keys.counters,
+        prefix=keys.prefix,
+        id=job_id,
+        token=token,
+        now=_stamp(now),
+        result=result,
+        result_ttl=result_ttl,
+        job_ttl=job_ttl,
+    )
+    return bool(reply)
+
+
+def fail(
+    keys: Keys,
+    *,
+    job_id: str,
+    token: str,
+    now: float,
+    error: str,
+    traceback: str,
+    entry: str,
+    backoff_base: float,
+    backoff_max: float,
+    retry: bool,
+) -> Plan[tuple[str, str]]:
+    """Record a failed attempt: ``("retrying", due)``, ``("failed", "")`` or ``("stale", "")``
+    when the lease was not held."""
+    outcome, due = yield SCRIPTS["fail"].call(
+        job=keys.job(job_id),
+        processing=keys.processing,
+        retrying=keys.retrying,
+        dead=keys.dead,
+        counters=keys.counters,
+        wakeup=keys.wakeup,
+        id=job_id,
+        token=token,
+        now=_stamp(now),
+        error=error,
+        traceback=traceback,
+        entry=entry,
+        backoff_base=backoff_base,
+        backoff_max=backoff_max,
+        retry="1" if retry else "0",
+        prefix=keys.prefix,
+    )
+    return text(outcome), text(due)
+
+
+def release(keys: Keys, *, job_id: str, token: str) -> Plan[bool]:
+    """Give a running job back to the head of its list; ``False`` if the lease was not held."""
+    reply = yield SCRIPTS["release"].call(
+        job=keys.job(job_id),
+        processing=keys.processing,
+        wakeup=keys.wakeup,
+        id=job_id,
+        token=token,
+        prefix=keys.prefix,
+    )
+    return bool(reply)
+
+
+def extend(
+    keys: Keys, *, leases: list[tuple[str, str]], deadline: float
+) -> Plan[tuple[list[str], list[str]]]:
+    """Renew the (id, token) ``leases``; returns the ids whose lease was lost and those whose
+    cancellation was requested."""
+    lost, cancel = yield SCRIPTS["extend"].call(
+        processing=keys.processing,
+        prefix=keys.prefix,
+        deadline=_stamp(deadline),
+        leases=[value for lease in leases for value in lease],
+    )
+    return [text(i) for i in lost], [text(i) for i in cancel]
+
+
+def recover(
+    keys: Keys, *, now: float, max_lost: int, limit: int, job_ttl: int
+) -> Plan[tuple[list[str], list[str]]]:
+    """Bring back running jobs whose lease expired; returns the ids requeued and buried."""
+    requeued, buried = yield SCRIPTS["recover"].call(
+        processing=keys.processing,
+        dead=keys.dead,
+        cancelled=keys.cancelled,
+        wakeup=keys.wakeup,
+        counters=keys.counters,
+        completed=keys.completed,
+        prefix=keys.prefix,
+        now=_stamp(now),
+        max_lost=max_lost,
+        limit=limit,
+        job_ttl=job_ttl,
+        keep_since=now - job_ttl,
+    )
+    return [text(i) for i in requeued], [text(i) for i in buried]
+
+
+def promote(keys: Keys, *, now: float, limit: int) -> Plan[int]:
+    """Move due delayed and retrying jobs to their lists; returns how many."""
+    reply = yield SCRIPTS["promote"].call(
+        scheduled=keys.scheduled,
+        retrying=keys.retrying,
+        dead=keys.dead,
+        wakeup=keys.wakeup,
+        prefix=keys.prefix,
+        now=_stamp(now),
+        limit=limit,
+    )
+    return int(reply)
+
+
+# -- what users do to jobs ----------------------------------------------------------------------
+
+
+def cancel(keys: Keys, *, job_id: str, now: float, job_ttl: int, token: str = "") -> Plan[str]:
+    """Cancel a job: ``"cancelled"``, ``"requested"`` (running), ``"missing"`` or the finished
+    status it had. Its worker confirms a requested cancellation with its lease ``token``."""
+    reply = yield SCRIPTS["cancel"].call(
+        job=keys.job(job_id),
+        scheduled=keys.scheduled,
+        retrying=keys.retrying,
+        processing=keys.processing,
+        cancelled=keys.cancelled,
+        id=job_id,
+        prefix=keys.prefix,
+        now=_stamp(now),
+        job_ttl=job_ttl,
+        keep_since=now - job_ttl,
+        token=token,
+    )
+    return text(reply)
+
+
+def requeue(keys: Keys, *, ids: list[str], limit: int) -> Plan[list[str]]:
+    """Move dead-letter jobs (``ids``, or all up to ``limit`` when empty) back to their lists."""
+    reply = yield SCRIPTS["requeue"].call(
+        dead=keys.dead, wakeup=keys.wakeup, prefix=keys.prefix, limit=limit, ids=ids
+    )
+    return [text(i) for i in reply]
+
+
+def watch(keys: Keys, *, job_id: str) -> Plan[str]:
+    """The job's status (``""`` if unknown); unless final, its outcome will be pushed to
+    ``keys.done(job_id)``."""
+    return text((yield SCRIPTS["watch"].call(job=keys.job(job_id))))
+
+
+def wait_done(keys: Keys, *, job_id: str, timeout: float) -> Plan[Any]:
+    """Wait up to ``timeout`` seconds for the done list of ``job_id``, leaving it as it is (a
+    rotating ``BLMOVE``, so that every waiter sees the same element)."""
+    key = keys.done(job_id)
+    return (yield Command(("BLMOVE", key, key, "RIGHT", "LEFT", timeout)))
+
+
+def _jobs(reply: list[Any]) -> list[Job]:
+    jobs = []
+    for index in range(0, len(reply), 3):
+        job_id, raw_result = text(reply[index]), reply[index + 2]
+        result = loads(raw_result) if raw_result else None
+        # Inspection must not fail on one corrupt record (the worker buries those).
+        jobs.append(Job.from_hash(job_id, record(reply[index + 1]), result, strict=False))
+    return jobs
+
+
+def fetch(keys: Keys, *, ids: list[str]) -> Plan[list[Job]]:
+    """The jobs of these ids that exist, with their results."""
+    return _jobs((yield SCRIPTS["fetch"].call(route=keys.dead, prefix=keys.prefix, ids=ids)))
+
+
+def page(
+    keys: Keys, *, sources: list[tuple[str, str]], queue: str, offset: int, limit: int
+) -> Plan[list[Job]]:
+    """A page of the jobs of the (kind, key) ``sources`` read as one sequence (see page.lua)."""
+    reply = yield SCRIPTS["page"].call(
+        route=keys.dead,
+        prefix=keys.prefix,
+        queue=queue,
+        offset=offset,
+        limit=limit,
+        sources=[value for source in sources for value in source],
+    )
+    return _jobs(reply)
+
+
+def stats(
+    keys: Keys, *, lists: list[str], keep_since: float
+) -> Plan[tuple[list[int], list[int], dict[str, int]]]:
+    """The lengths of ``lists``; the sizes of scheduled, retrying, processing, dead, completed
+    and cancelled; and the counters."""
+    lengths, states, counters = yield SCRIPTS["stats"].call(
+        scheduled=keys.scheduled,
+        retrying=keys.retrying,
+        processing=keys.processing,
+        dead=keys.dead,
+        completed=keys.completed,
+        cancelled=keys.cancelled,
+        counters=keys.counters,
+        lists=lists,
+        keep_since=keep_since,
+    )
+    return (
+        [int(n) for n in lengths],
+        [int(n) for n in states],
+        {k: int(v) for k, v in record(counters).items()},
+    )
+
+
+# -- workers and schedulers ---------------------------------------------------------------------
+
+
+def wait_wakeup(keys: Keys, *, timeout: float) -> Plan[bool]:
+    """Wait up to ``timeout`` seconds for a wake-up token; ``True`` if one came."""
+    return bool((yield Command(("BLPOP", keys.wakeup, timeout))))
+
+
+def scheduler_beat(
+    keys: Keys, *, scheduler_id: str, now: float, forget_before: float
+) -> Plan[None]:
+    """Record that a scheduler is alive at ``now``; forget those not seen since
+    ``forget_before``."""
+    yield SCRIPTS["beat"].call(
+        schedulers=keys.schedulers, id=scheduler_id, now=now, forget_before=forget_before
+    )
+
+
+def scheduler_gone(keys: Keys, *, scheduler_id: str) -> Plan[None]:
+    """A scheduler stopped."""
+    yield Command(("ZREM", keys.schedulers, scheduler_id))
+
+
+def schedulers_seen(keys: Keys, *, since: float) -> Plan[dict[str, Any]]:
+    """The schedulers seen since ``since`` (epoch seconds), with when (aware datetimes)."""
+    seen = yield Command(("ZRANGEBYSCORE", keys.schedulers, since, "+inf", "WITHSCORES"))
+    pairs = [text(v) for v in seen]
+    return {
+        name: from_timestamp(score) for name, score in zip(pairs[::2], pairs[1::2], strict=True)
+    }
+
+
+def schedules_version(keys: Keys) -> Plan[str | None]:
+    """A value that changes whenever a periodic task is saved (see :func:`bump_schedules`)."""
+    value = yield Command(("GET", keys.schedules_version))
+    return None if value is None else text(value)
+
+
+def bump_schedules(keys: Keys) -> Plan[None]:
+    """Tell running schedulers that the periodic tasks changed."""
+    yield Command(("INCR", keys.schedules_version))

@@ -1,0 +1,284 @@
+"""The worker's side of the job protocol: lease a job, record its outcome, renew and recover
+leases. Each call is one Lua script (one round trip) through :mod:`django_jobs.store.calls`.
+
+A claimed job carries a fresh ``lease_token``; only the holder of the current token may record
+a completion or a failure, so a worker that lost its lease (it froze, or another worker
+recovered the job) can never record a second outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django_jobs import validation
+from django_jobs.conf import jobs_settings
+from django_jobs.exceptions import InvalidJobRecord
+from django_jobs.job import Job, JobStatus, new_id
+from django_jobs.serialization import check_json, dumps, utcnow
+from django_jobs.store import calls
+from django_jobs.store.execute import Plan, async_twin, sync_twin
+from django_jobs.store.keys import Namespace
+
+# How many due jobs one claim or promote call moves at most, to keep each script call short.
+PROMOTE_LIMIT = 100
+RECOVER_LIMIT = 100
+
+
+class Leased(Protocol):
+    """What lease renewal needs of a running job (a :class:`Job` has both)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def lease_token(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a claim found: a leased job, or the time (epoch seconds) the next one is due."""
+
+    job: Job | None
+    next_due: float | None
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What :meth:`Leases.recover_expired` did."""
+
+    requeued: list[str]
+    buried: list[str]
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What :meth:`Leases.extend_lease` learned about a worker's running jobs."""
+
+    lost: list[str]
+    cancel_requested: list[str]
+
+
+class Leases(Namespace):
+    """The lease protocol of the workers of one namespace (``DJANGO_JOBS['PREFIX']`` unless
+    ``prefix`` is given)."""
+
+    def __repr__(self) -> str:
+        return f"<Leases {self.prefix}>"
+
+    def _claim_options(self, worker_id: str, lease: float | None) -> dict[str, Any]:
+        now = utcnow().timestamp()
+        lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
+        return {
+            "now": now,
+            "deadline": now + lease,
+            "token": new_id(),
+            "worker": worker_id,
+            "promote_limit": PROMOTE_LIMIT,
+        }
+
+    def _dequeue(
+        self, queues: Iterable[str] | None = None, worker_id: str = "", lease: float | None = None
+    ) -> Plan[Job | None]:
+        """Lease the next job of the served ``queues`` (default: all), or return ``None``.
+
+        Strict priority across the served queues, FIFO within a priority. Due delayed and
+        retrying jobs are promoted first. The job comes back with a fresh ``lease_token``
+        that :meth:`complete_job`, :meth:`fail_job` and :meth:`extend_lease` must present.
+        A record that cannot be read is moved to the dead-letter queue and the next job taken.
+        """
+        claim = yield from self._claim(queues, worker_id, lease)
+        return claim.job
+
+    def _claim(
+        self, queues: Iterable[str] | None = None, worker_id: str = "", lease: float | None = None
+    ) -> Plan[Claim]:
+        """:meth:`dequeue`, also telling when the next delayed or retrying job is due."""
+        served = validation.served_queues(queues)
+        while True:
+            options = self._claim_options(worker_id, lease)
+            claimed = yield from calls.claim(self.keys, queues=served, **options)
+            claim = yield from self._claimed(claimed, options["token"])
+            if claim is not None:
+                return claim
+
+    def _complete_and_claim(
+        self,
+        job: Job,
+        result: Any,
+        queues: Iterable[str] | None = None,
+        worker_id: str = "",
+        lease: float | None = None,
+    ) -> Plan[tuple[bool, Claim]]:
+        """:meth:`complete_job` and :meth:`claim` in one round trip: a worker's steady state.
+
+        Returns whether the completion was recorded (see :meth:`complete_job`) and the claim.
+        """
+        served = validation.served_queues(queues)
+        options = self._claim_options(worker_id, lease)
+        acked, claimed = yield from calls.ack_claim(
+            self.keys,
+            done_id=job.id,
+            done_token=job.lease_token or "",
+            **self._outcome(result),
+            queues=served,
+            **options,
+        )
+        claim = yield from self._claimed(claimed, options["token"])
+        if claim is None:
+            claim = yield from self._claim(served, worker_id, lease)
+        return acked, claim
+
+    def _claimed(self, claimed: calls.Claimed, token: str) -> Plan[Claim | None]:
+        """Read a claim's reply. An unreadable record is buried (``None``: claim again)."""
+        if claimed.record is None:
+            return Claim(None, claimed.next_due)
+        try:
+            return Claim(Job.from_hash(claimed.job_id, claimed.record), None)
+        except InvalidJobRecord as exc:
+            yield from self._fail(claimed.job_id, token, str(exc), "", retry=False)
+            return None
+
+    def _outcome(self, result: Any) -> dict[str, Any]:
+        """The result and retention arguments of the acknowledging scripts."""
+        check_json(result, "the result")
+        return {
+            "result": dumps(result),
+            "result_ttl": int(jobs_settings.RESULT_TTL),
+            "job_ttl": int(jobs_settings.JOB_TTL),
+        }
+
+    def _complete_job(self, job: Job, result: Any = None) -> Plan[bool]:
+        """Record ``job`` as completed with ``result`` (JSON), if its lease is still held.
+
+        Returns ``False`` when the lease was lost (another worker has the job, or it was
+        recovered): the stale completion is refused and counted in ``stats()['counters']``.
+        """
+        return (
+            yield from calls.ack(
+                self.keys,
+                job_id=job.id,
+                token=job.lease_token or "",
+                now=utcnow().timestamp(),
+                **self._outcome(result),
+            )
+        )
+
+    def _fail(
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        tb: str,
+        *,
+        retry: bool,
+        attempt: int = 1,
+        worker_id: str = "",
+        backoff: tuple[float | None, float | None] = (None, None),
+    ) -> Plan[JobStatus | None]:
+        now = utcnow().timestamp()
+        entry = {
+            "attempt": attempt,
+            "error": error,
+            "traceback": tb,
+            "worker_id": worker_id,
+            "failed_at": now,
+        }
+        outcome, _ = yield from calls.fail(
+            self.keys,
+            job_id=job_id,
+            token=token,
+            now=now,
+            error=error,
+            traceback=tb,
+            entry=dumps(entry),
+            backoff_base=jobs_settings.RETRY_BACKOFF_BASE if backoff[0] is None else backoff[0],
+            backoff_max=jobs_settings.RETRY_BACKOFF_MAX if backoff[1] is None else backoff[1],
+            retry=retry,
+        )
+        return None if outcome == "stale" else JobStatus(outcome)
+
+    def _fail_job(
+        self, job: Job, error: str, traceback: str = "", *, retry: bool = True
+    ) -> Plan[JobStatus | None]:
+        """Record a failed attempt of ``job``.
+
+        With retries left (and ``retry`` true) the job becomes RETRYING, due again after
+        ``min(RETRY_BACKOFF_BASE * 2**n, RETRY_BACKOFF_MAX)`` seconds for its n-th retry (the
+        job's own ``retry_backoff_base`` and ``retry_backoff_max`` when set); otherwise it is
+        FAILED and kept in the dead-letter queue. Each attempt's error is kept in ``job.errors``.
+        Returns the new status, or ``None`` if the lease was not held.
+        """
+        return (
+            yield from self._fail(
+                job.id,
+                job.lease_token or "",
+                error,
+                traceback,
+                retry=retry,
+                attempt=job.attempt,
+                worker_id=job.worker_id or "",
+                backoff=(job.retry_backoff_base, job.retry_backoff_max),
+            )
+        )
+
+    def _release_job(self, job: Job) -> Plan[bool]:
+        """Give a running job back unfinished, to the head of its list, without using a retry
+        (its worker is stopping). Returns ``False`` if the lease was not held."""
+        return (yield from calls.release(self.keys, job_id=job.id, token=job.lease_token or ""))
+
+    def _extend_lease(self, jobs: Iterable[Leased], lease: float | None = None) -> Plan[LeaseState]:
+        """Renew the leases of a worker's running ``jobs`` in one call.
+
+        Returns the ids whose lease is no longer held (stop working on them: another worker
+        may have them) and those whose cancellation was requested.
+        """
+        leases = [(job.id, job.lease_token or "") for job in jobs]
+        if not leases:
+            return LeaseState([], [])
+        lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
+        deadline = utcnow().timestamp() + lease
+        lost, cancel = yield from calls.extend(self.keys, leases=leases, deadline=deadline)
+        return LeaseState(lost, cancel)
+
+    def _recover_expired(self) -> Plan[Recovered]:
+        """Bring back running jobs whose lease expired, at the head of their list.
+
+        A job whose worker was lost ``MAX_LOST`` times goes to the dead-letter queue instead
+        (a poison pill); one whose cancellation was requested is cancelled. Safe to run from
+        many workers at once.
+        """
+        requeued, buried = yield from calls.recover(
+            self.keys,
+            now=utcnow().timestamp(),
+            max_lost=jobs_settings.MAX_LOST,
+            limit=RECOVER_LIMIT,
+            job_ttl=int(jobs_settings.JOB_TTL),
+        )
+        return Recovered(requeued, buried)
+
+    def _promote_due(self) -> Plan[int]:
+        """Move delayed and retrying jobs whose time has come to their lists; return how many."""
+        return (yield from calls.promote(self.keys, now=utcnow().timestamp(), limit=PROMOTE_LIMIT))
+
+    # -- each plan run with the sync client, and with the asyncio one -------------------------
+
+    dequeue = sync_twin(_dequeue)
+    adequeue = async_twin(_dequeue)
+    claim = sync_twin(_claim)
+    aclaim = async_twin(_claim)
+    complete_and_claim = sync_twin(_complete_and_claim)
+    acomplete_and_claim = async_twin(_complete_and_claim)
+    complete_job = sync_twin(_complete_job)
+    acomplete_job = async_twin(_complete_job)
+    fail_job = sync_twin(_fail_job)
+    afail_job = async_twin(_fail_job)
+    release_job = sync_twin(_release_job)
+    arelease_job = async_twin(_release_job)
+    extend_lease = sync_twin(_extend_lease)
+    aextend_lease = async_twin(_extend_lease)
+    recover_expired = sync_twin(_recover_expired)
+    arecover_expired = async_twin(_recover_expired)
+    promote_due = sync_twin(_promote_due)
+    apromote_due = async_twin(_promote_due)
