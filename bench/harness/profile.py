@@ -24,7 +24,7 @@ from harness.report import number
 from harness.workers import Workers, worker_env
 from harness.workloads import Context, fill, wait_done
 
-# A collapsed-stack frame: "Child._process (django_jobs/runner.py:354)"
+# A collapsed-stack frame: "ChildLoop._process (django_jobs/worker/child.py:354)"
 FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 PROCESS = re.compile(r"^process \d+:")
 RATE = 200  # samples per second

@@ -58,7 +58,7 @@ class Running:
         return self.token
 
 
-class SlotState(ctypes.Structure):
+class Slot(ctypes.Structure):
     """The job a child is running, in memory shared with its supervisor.
 
     The child writes, the supervisor reads, without a system call either way. ``seq`` is odd
@@ -103,19 +103,19 @@ class ChildConfig:
     verbosity: int
 
 
-class Child:
+class ChildLoop:
     """The loop of one child process: claim, run, record, and wait when there is no work."""
 
     def __init__(
         self,
         conn: Connection,
-        state: SlotState,
+        slot: Slot,
         stopping: Any,
         taken: Any,
         config: ChildConfig,
     ) -> None:
         self.conn = conn
-        self.state = state
+        self.slot = slot
         self.stopping = stopping
         self.taken = taken
         self.config = config
@@ -129,7 +129,7 @@ class Child:
                 if claim.job is not None:
                     claim = self._process(claim.job)
                     continue
-                self.state.publish(None)
+                self.slot.publish(None)
                 if not self._wait_for_work(claim.next_due):
                     return
                 claim = self._claim()
@@ -169,7 +169,7 @@ class Child:
         if claim.job is None:
             self._unreserve()
         else:
-            self.state.publish(claim.job)
+            self.slot.publish(claim.job)
             logger.info(
                 "job %s %s attempt %d started", claim.job.id, claim.job.name, claim.job.attempt
             )
@@ -241,7 +241,7 @@ def _become_child() -> None:
 
 def child_main(
     conn: Connection,
-    state: SlotState,
+    slot: Slot,
     stopping: Any,
     taken: Any,
     config: ChildConfig,
@@ -262,4 +262,4 @@ def child_main(
 
         django.setup()
         configure_command_logging("django_jobs", config.verbosity)
-    Child(conn, state, stopping, taken, config).run()
+    ChildLoop(conn, slot, stopping, taken, config).run()

@@ -43,7 +43,7 @@ from django_jobs.worker.child import (
     STOP,
     ChildConfig,
     Running,
-    SlotState,
+    Slot,
     child_main,
     redis_pause,
 )
@@ -74,11 +74,11 @@ async def _until_redis_answers(call: Callable[[], Awaitable[T]]) -> T:
 
 
 @dataclass(eq=False)
-class ChildProcess:
+class Child:
     """The supervisor's view of one child."""
 
     worker_id: str
-    state: SlotState
+    slot: Slot
     process: BaseProcess | None = None
     conn: Connection | None = None
     idle: bool = False
@@ -135,7 +135,7 @@ class Worker:
         self.shared_stopping = self.context.RawValue(ctypes.c_bool, False)
         self.taken = self.context.Value(ctypes.c_longlong, 0)
         self.children = [
-            ChildProcess(f"{self.worker_id}:{i}", self.context.RawValue(SlotState))
+            Child(f"{self.worker_id}:{i}", self.context.RawValue(Slot))
             for i in range(self.concurrency)
         ]
 
@@ -215,7 +215,7 @@ class Worker:
 
     def _end_grace(self) -> None:
         for child in self.children:
-            running = child.state.read()
+            running = child.slot.read()
             if running is not None and child.process is not None:
                 self._kill(child, "shutdown", running)
 
@@ -232,17 +232,17 @@ class Worker:
 
     # -- children -----------------------------------------------------------------------------
 
-    def _spawn(self, child: ChildProcess) -> None:
+    def _spawn(self, child: Child) -> None:
         # A forked child must not share the supervisor's database sockets.
         connections.close_all()
         parent_end, child_end = self.context.Pipe()
         inherited = [c.conn for c in self.children if c.conn is not None] + [parent_end]
-        child.state.publish(None)
+        child.slot.publish(None)
         process = self.context.Process(
             target=child_main,
             args=(
                 child_end,
-                child.state,
+                child.slot,
                 self.shared_stopping,
                 self.taken,
                 dataclasses.replace(self.config, worker_id=child.worker_id),
@@ -259,14 +259,14 @@ class Worker:
         loop.add_reader(parent_end.fileno(), self._on_message, child)
         loop.add_reader(process.sentinel, self._on_exit, child)
 
-    def _send(self, child: ChildProcess, message: bytes) -> None:
+    def _send(self, child: Child, message: bytes) -> None:
         if child.conn is None:
             return
         child.idle = False
         with contextlib.suppress(OSError):
             child.conn.send_bytes(message)
 
-    def _on_message(self, child: ChildProcess) -> None:
+    def _on_message(self, child: Child) -> None:
         """A child found no work (it says when the next delayed job is due)."""
         assert child.conn is not None
         try:
@@ -290,14 +290,14 @@ class Worker:
         limit = self.config.max_jobs
         return limit is not None and self.taken.value >= limit
 
-    def _kill(self, child: ChildProcess, reason: str, running: Running) -> None:
+    def _kill(self, child: Child, reason: str, running: Running) -> None:
         if child.kill_reason is not None or child.process is None:
             return
         child.kill_reason, child.killed_running = reason, running
         with contextlib.suppress(ProcessLookupError):
             child.process.kill()
 
-    def _on_exit(self, child: ChildProcess) -> None:
+    def _on_exit(self, child: Child) -> None:
         """A child exited: told to, killed by us, or crashed. Record what it could not."""
         assert child.process is not None
         assert child.conn is not None
@@ -308,7 +308,7 @@ class Worker:
         code = child.process.exitcode
         reason, running = child.kill_reason, child.killed_running
         if reason is None:
-            running = child.state.read()
+            running = child.slot.read()
             if running is not None:
                 reason = "crash"
         child.conn.close()
@@ -352,11 +352,11 @@ class Worker:
 
     # -- watching -----------------------------------------------------------------------------
 
-    def _running(self) -> list[tuple[ChildProcess, Running]]:
+    def _running(self) -> list[tuple[Child, Running]]:
         found = []
         for child in self.children:
             if child.process is not None and child.kill_reason is None:
-                running = child.state.read()
+                running = child.slot.read()
                 if running is not None:
                     found.append((child, running))
         return found
@@ -384,7 +384,7 @@ class Worker:
             )
             lost, cancel = set(state.lost), set(state.cancel_requested)
             for child, snapshot in running:
-                now = child.state.read()
+                now = child.slot.read()
                 if now is None or now.seq != snapshot.seq:
                     continue  # the child moved on meanwhile: that job is done
                 if snapshot.job_id in cancel:

@@ -1,0 +1,110 @@
+"""The store's contract: each script's header, its body and its Python caller agree on names."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from django_jobs.store import calls
+from django_jobs.store.scripts import NAMES, SCRIPTS, parse_header
+
+STORE = Path(calls.__file__).parent
+LUA = STORE / "lua"
+
+
+def body(name):
+    return (LUA / f"{name}.lua").read_text()
+
+
+def declared(script):
+    return (
+        {*script.keys, *([script.rest_keys] if script.rest_keys else [])},
+        {*script.args, *([script.rest] if script.rest else [])},
+    )
+
+
+def test_every_lua_file_is_a_known_script():
+    files = {p.stem for p in LUA.glob("*.lua")} - {"_lib"}
+    assert files == set(NAMES) == set(SCRIPTS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_script_body_reads_exactly_the_keys_and_arguments_its_header_declares(name):
+    text = body(name)
+    used_keys = set(re.findall(r"\bK\.([a-z_]+)", text))
+    used_args = set(re.findall(r"\bA\.([a-z_]+)", text))
+    keys, args = declared(SCRIPTS[name])
+    assert used_keys <= keys, f"{name}.lua: KEYS declared {sorted(keys)}, read {sorted(used_keys)}"
+    if used_keys != keys:  # declared only so that Redis Cluster routes the call to its slot
+        assert "routing" in text, f"{name}.lua does not read {sorted(keys - used_keys)}"
+    assert used_args == args, f"{name}.lua: ARGV declared {sorted(args)}, read {sorted(used_args)}"
+    assert not re.search(r"\b(KEYS|ARGV)\[", text), f"{name}.lua indexes KEYS or ARGV by number"
+
+
+def script_calls():
+    """Each ``SCRIPTS["name"].call(...)`` in store/calls.py with the names it passes."""
+    tree = ast.parse((STORE / "calls.py").read_text())
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "call"
+            and isinstance(node.func.value, ast.Subscript)
+        ):
+            name = node.func.value.slice.value
+            passed = {kw.arg for kw in node.keywords if kw.arg is not None}
+            spread = [kw.value for kw in node.keywords if kw.arg is None]
+            found.append((name, passed, spread))
+    return found
+
+
+def test_every_script_has_one_caller_in_the_store():
+    called = [name for name, _, _ in script_calls()]
+    assert sorted(called) == sorted(NAMES)
+
+
+@pytest.mark.parametrize(("name", "passed", "spread"), script_calls(), ids=lambda v: str(v))
+def test_each_caller_passes_the_names_its_script_declares(name, passed, spread):
+    keys, args = declared(SCRIPTS[name])
+    if spread:  # the claim scripts share their leading names through _claim_values()
+        passed |= set(calls._claim_values(calls.Keys("{p}"), 0.0, 1.0, "t", "w", 1))
+    assert passed == keys | args
+
+
+def test_a_call_with_a_missing_or_unknown_name_is_refused_before_anything_is_sent():
+    with pytest.raises(TypeError, match=r"missing \['token'\], unknown \['tokn'\]"):
+        SCRIPTS["release"].call(job="j", processing="p", wakeup="w", id="1", tokn="x", prefix="p")
+
+
+def test_a_call_orders_values_as_the_header_does():
+    call = SCRIPTS["release"].call(
+        prefix="{p}", token="t", id="1", wakeup="w", processing="p", job="j"
+    )
+    assert call.keys == ["j", "p", "w"]
+    assert call.args == ["1", "t", "{p}"]
+
+
+def test_starred_names_take_the_rest_of_the_keys_and_arguments():
+    assert parse_header("x", "-- KEYS: a, *lists\n-- ARGV: b,\n-- ARGV: c, *rest\n") == (
+        (("a",), "lists"),
+        (("b", "c"), "rest"),
+    )
+    with pytest.raises(ValueError, match="only the last ARGV name may be starred"):
+        parse_header("x", "-- ARGV: *a, b\n")
+
+
+def test_unreadable_bytes_in_a_reply_are_an_invalid_record_naming_the_problem():
+    from django_jobs.exceptions import InvalidJobRecord
+
+    with pytest.raises(InvalidJobRecord, match="unreadable record"):
+        calls.text(b"\xff\xfe")
+
+
+def test_a_refused_command_is_a_store_error(queue, redis_client):
+    from django_jobs.exceptions import StoreError
+
+    redis_client.set(queue.keys.scheduled, "not a zset")
+    with pytest.raises(StoreError, match="WRONGTYPE"):
+        queue.enqueue("tests.record", delay=60)
