@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
@@ -12,6 +11,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
 from redis.connection import parse_url
 
+from django_jobs import validation
 from django_jobs.conf import DEFAULTS, jobs_settings
 from django_jobs.store.connection import connection_url, redact_url
 
@@ -45,32 +45,15 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
             )
         )
     conf = jobs_settings.as_dict()
-    for name in (*_POSITIVE_INTS, "MAX_RETRIES"):
-        value = conf[name]
-        smallest = 0 if name == "MAX_RETRIES" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
-            errors.append(
-                _error(
-                    f"DJANGO_JOBS['{name}'] must be an integer >= {smallest}, not {value!r}.",
-                    f"The default is {DEFAULTS[name]!r}.",
-                    3,
-                )
-            )
-    for name in _POSITIVE_NUMBERS:
-        value = conf[name]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            errors.append(
-                _error(
-                    f"DJANGO_JOBS['{name}'] must be a positive number of seconds, not {value!r}.",
-                    f"The default is {DEFAULTS[name]!r}.",
-                    3,
-                )
-            )
+    for name in (*_POSITIVE_INTS, "MAX_RETRIES", *_POSITIVE_NUMBERS):
+        what = f"DJANGO_JOBS['{name}']"
+        try:
+            if name in _POSITIVE_NUMBERS:
+                validation.seconds(conf[name], what, positive=True, timedelta_ok=False)
+            else:
+                validation.integer(conf[name], what, minimum=0 if name == "MAX_RETRIES" else 1)
+        except ValueError as exc:
+            errors.append(_error(str(exc), f"The default is {DEFAULTS[name]!r}.", 3))
     prefix = conf["PREFIX"]
     if not isinstance(prefix, str) or not HASH_TAG.match(prefix):
         errors.append(

@@ -17,6 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils.module_loading import autodiscover_modules
 
+from django_jobs import validation
 from django_jobs.conf import jobs_settings
 from django_jobs.handle import JobHandle
 from django_jobs.job import JobPriority
@@ -104,10 +105,17 @@ class JobFunction(Generic[P, R]):
     ) -> None:
         if not callable(func):
             raise TypeError(f"@job decorates a function, not {func!r}.")
+        # Bad options fail here, at import, rather than at each .delay().
+        if queue is not None:
+            validation.queue_name(queue)
+        if max_retries is not None:
+            validation.integer(max_retries, "max_retries")
+        if timeout is not None:
+            validation.seconds(timeout, "timeout", positive=True)
         self.func = func
         self.name = name or _origin(func)
         self.queue = queue
-        self.priority = JobPriority.parse(priority)
+        self.priority = validation.priority(priority)
         self.max_retries = max_retries
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(func)
@@ -215,7 +223,9 @@ def job(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Register a function as a job, bare (``@job``) or with options (``@job(queue=...)``).
 
     Options: ``name`` (default: module path and function name), ``queue``, ``priority``,
-    ``max_retries`` and ``timeout`` (default: the ``DJANGO_JOBS`` settings).
+    ``max_retries`` and ``timeout`` (default: the ``DJANGO_JOBS`` settings). A bad option
+    raises ``ValueError`` here, with the message an enqueue would give
+    (:mod:`django_jobs.validation`).
     """
     unknown = set(options) - {"name", "queue", "priority", "max_retries", "timeout"}
     if unknown:

@@ -16,33 +16,86 @@ from django_jobs.serialization import check_json, utcnow
 MAX_SECONDS = 100 * 365 * 24 * 3600
 
 
-def seconds(value: float | timedelta, what: str) -> float:
-    number = value.total_seconds() if isinstance(value, timedelta) else value
+def _refused(what: str, rule: str, value: Any) -> ValueError:
+    """The one shape of a "wrong value" message: ``<what> must be <rule>, not <value>.``."""
+    return ValueError(f"{what} must be {rule}, not {value!r}.")
+
+
+def seconds(
+    value: float | timedelta,
+    what: str,
+    *,
+    positive: bool = False,
+    timedelta_ok: bool = True,
+) -> float:
+    """``value`` (a number of seconds or a ``timedelta``) as a float; ``ValueError`` otherwise.
+
+    ``what`` names the value in the message (``"timeout"``, ``"DJANGO_JOBS['LEASE_TIMEOUT']"``).
+    NaN and infinity are refused: Redis scores and datetimes cannot hold them. ``positive``
+    also refuses 0 and less; ``timedelta_ok=False`` refuses a ``timedelta`` (the settings
+    are read as plain numbers, by Lua scripts among others).
+    """
+    number = value.total_seconds() if timedelta_ok and isinstance(value, timedelta) else value
     if (
         isinstance(number, bool)
         or not isinstance(number, (int, float))
         or not math.isfinite(number)
     ):
-        raise ValueError(f"{what} must be a number of seconds or a timedelta, not {value!r}.")
+        kind = "a number of seconds or a timedelta" if timedelta_ok else "a number of seconds"
+        raise _refused(what, kind, value)
     if number > MAX_SECONDS:
         raise ValueError(f"{what} of {value!r} is more than 100 years.")
+    if positive and number <= 0:
+        raise _refused(what, "a positive number of seconds", value)
     return float(number)
+
+
+def integer(value: int, what: str, *, minimum: int = 0) -> int:
+    """``value`` if it is an ``int`` (not a bool) of at least ``minimum``; ``ValueError`` otherwise.
+
+    The rule of retry counts (``max_retries``, ``MAX_RETRIES``, a task's ``run_count``: 0 and
+    up) and of the TTL settings (``minimum=1``). A float, even ``1.0``, is refused: these are
+    counts, and Redis and the scripts store them as integers.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _refused(what, f"an integer >= {minimum}", value)
+    return value
+
+
+def priority(value: JobPriority | int | str) -> JobPriority:
+    """The priority ``value`` names: a member, its value or its name in any case.
+
+    The rule itself is :meth:`JobPriority.parse`, which reading a job record from Redis
+    needs too (and ``job.py`` cannot import this module, which imports it).
+    """
+    return JobPriority.parse(value)
+
+
+def _not_configured(configured: list[str]) -> str:
+    return f"not one of DJANGO_JOBS['QUEUES'] {configured!r}."
 
 
 def queue_name(queue: str | None) -> str:
     """The configured queue ``queue`` (``None``: ``DEFAULT_QUEUE``); ``ValueError`` otherwise."""
-    queues = list(jobs_settings.QUEUES)
+    configured = list(jobs_settings.QUEUES)
     name = jobs_settings.DEFAULT_QUEUE if queue is None else queue
-    if name not in queues:
-        raise ValueError(f"Unknown queue {name!r}; DJANGO_JOBS['QUEUES'] is {queues!r}.")
+    if name not in configured:
+        raise ValueError(f"Unknown queue {name!r}: {_not_configured(configured)}")
     return name
 
 
 def served_queues(queues: Iterable[str] | None) -> list[str]:
-    """The queues a worker serves: all of ``QUEUES`` by default; unknown names are refused."""
+    """The queues a worker serves: all of ``QUEUES`` by default; unknown names are refused.
+
+    Every unknown name is named at once (``runworker --queues`` may list several).
+    """
+    configured = list(jobs_settings.QUEUES)
     if queues is None:
-        return list(jobs_settings.QUEUES)
-    served = [queue_name(q) for q in queues]
+        return configured
+    served = list(queues)
+    unknown = [str(q) for q in served if q not in configured]
+    if unknown:
+        raise ValueError(f"Unknown queue(s) {', '.join(unknown)}: {_not_configured(configured)}")
     if not served:
         raise ValueError("A worker must serve at least one queue.")
     return served
@@ -100,18 +153,20 @@ def build_job(
                 f"scheduled_at {scheduled_at.isoformat()} has no time zone; pass an aware "
                 "datetime, e.g. django.utils.timezone.now() + timedelta(minutes=5)."
             )
-    max_retries = jobs_settings.MAX_RETRIES if max_retries is None else max_retries
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}.")
+    max_retries = integer(
+        jobs_settings.MAX_RETRIES if max_retries is None else max_retries, "max_retries"
+    )
     timeout = jobs_settings.DEFAULT_TIMEOUT if timeout is None else timeout
     if seconds(timeout, "timeout") <= 0:
+        # Not seconds(positive=True): this wording predates the shared one, and callers
+        # (test_enqueue among them) match on "timeout must be positive".
         raise ValueError(f"timeout must be positive, not {timeout!r}.")
     for what, value in (
         ("retry_backoff_base", retry_backoff_base),
         ("retry_backoff_max", retry_backoff_max),
     ):
-        if value is not None and seconds(value, what) <= 0:
-            raise ValueError(f"{what} must be a positive number of seconds, not {value!r}.")
+        if value is not None:
+            seconds(value, what, positive=True)
     meta = {} if meta is None else meta
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, not {type(meta).__name__}.")
@@ -122,7 +177,7 @@ def build_job(
         name=name,
         args=args,
         kwargs=kwargs,
-        priority=JobPriority.parse(priority),
+        priority=JobPriority.parse(priority),  # priority(): its name is taken by the argument
         queue=queue_name(queue),
         created_at=now,
         scheduled_at=scheduled_at,

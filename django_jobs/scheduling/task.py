@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from django.conf import settings
 
+from django_jobs import validation
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import NotJSONSerializable
 from django_jobs.job import JobPriority
@@ -224,7 +225,7 @@ class ScheduledTask:
                 errors[name] = f"Unknown {what} {value!r}; use one of {choices}."
         if self.priority is not None:
             try:
-                self.priority = JobPriority.parse(self.priority)
+                self.priority = validation.priority(self.priority)
             except ValueError as exc:
                 errors["priority"] = str(exc)
         if self.schedule_type == ScheduleType.INTERVAL:
@@ -264,12 +265,15 @@ class ScheduledTask:
                     check_json(getattr(self, name), name)
                 except NotJSONSerializable as exc:
                     errors[name] = str(exc)
-        queues = list(jobs_settings.QUEUES)
-        if self.queue is not None and self.queue not in queues:
-            errors["queue"] = f"Unknown queue {self.queue!r}; DJANGO_JOBS['QUEUES'] is {queues!r}."
-        count = self.run_count
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            errors["run_count"] = f"run_count must be an integer >= 0, not {count!r}."
+        if self.queue is not None:  # None: the job's own queue
+            try:
+                validation.queue_name(self.queue)
+            except ValueError as exc:
+                errors["queue"] = str(exc)
+        try:
+            validation.integer(self.run_count, "run_count")
+        except ValueError as exc:
+            errors["run_count"] = str(exc)
         if errors:
             raise InvalidSchedule(errors)
 

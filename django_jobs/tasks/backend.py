@@ -15,14 +15,13 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from django_jobs.conf import jobs_settings
+from django_jobs import validation
 from django_jobs.job import Job, JobPriority
 from django_jobs.queue import JobQueue
 from django_jobs.registry import DJANGO_TASK_PREFIX, django_task_path
 from django_jobs.serialization import utcnow
 from django_jobs.tasks import compat
 from django_jobs.tasks.runs import resolve_task, task_result
-from django_jobs.validation import seconds
 
 compat.require()
 
@@ -126,24 +125,16 @@ class RedisBackend(compat.BaseTaskBackend):
                 f"the known ones are {sorted(set(JOB_OPTIONS) | also)!r}."
             )
         values = {JOB_OPTIONS[k]: v for k, v in options.items() if k in JOB_OPTIONS}
-        max_retries = values.get("max_retries")
-        if max_retries is not None and (
-            isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-        ):
-            raise ImproperlyConfigured(
-                f"{where}['MAX_RETRIES'] must be an integer >= 0, not {max_retries!r}."
-            )
-        for key in ("RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX", "TIMEOUT"):
-            if key in options:
-                try:
-                    positive = seconds(options[key], key) > 0
-                except ValueError:
-                    positive = False
-                if not positive:
-                    raise ImproperlyConfigured(
-                        f"{where}[{key!r}] must be a positive number of seconds, "
-                        f"not {options[key]!r}."
-                    )
+        for key, value in options.items():
+            what = f"{where}[{key!r}]"
+            try:
+                if key == "MAX_RETRIES":
+                    if value is not None:  # None: the DJANGO_JOBS setting
+                        validation.integer(value, what)
+                elif key in JOB_OPTIONS:
+                    validation.seconds(value, what, positive=True)
+            except ValueError as exc:
+                raise ImproperlyConfigured(str(exc)) from None
         return values
 
     def options_for(self, task: Any) -> dict[str, Any]:
@@ -171,11 +162,10 @@ class RedisBackend(compat.BaseTaskBackend):
                 f"Task function {func.__module__}.{func.__qualname__} must be a top-level "
                 "function of an importable module: a worker finds it by its module path."
             )
-        configured = list(jobs_settings.QUEUES)
-        if task.queue_name not in configured:
-            raise compat.InvalidTask(
-                f"Queue {task.queue_name!r} is not one of DJANGO_JOBS['QUEUES'] {configured!r}."
-            )
+        try:
+            validation.queue_name(task.queue_name)
+        except ValueError as exc:
+            raise compat.InvalidTask(str(exc)) from None
 
     def _check_reachable(self, task: Any) -> None:
         """The worker will import the task's module path: that name must be this task."""

@@ -2,7 +2,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_jobs.conf import jobs_settings
+from django_jobs import validation
 from django_jobs.log import configure_command_logging
 from django_jobs.worker import Worker
 
@@ -41,13 +41,11 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         queues = None
         if options["queues"]:
-            queues = [q.strip() for q in str(options["queues"]).split(",") if q.strip()]
-            unknown = [q for q in queues if q not in jobs_settings.QUEUES]
-            if unknown or not queues:
-                raise CommandError(
-                    f"Unknown queue(s) {', '.join(unknown) or '(none given)'}; "
-                    f"DJANGO_JOBS['QUEUES'] is {list(jobs_settings.QUEUES)!r}."
-                )
+            names = [q.strip() for q in str(options["queues"]).split(",") if q.strip()]
+            try:
+                queues = validation.served_queues(names)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
         for name in ("concurrency", "max_jobs"):
             value = options[name]
             if value is not None and int(value) < 1:  # type: ignore[call-overload]
