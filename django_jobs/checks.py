@@ -124,7 +124,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
 def _check_schedules() -> list[CheckMessage]:
     """E011: a task of ``DJANGO_JOBS['SCHEDULES']`` that is invalid or names no registered job."""
     from django_jobs.registry import registry
-    from django_jobs.scheduling.task import task_from_setting
+    from django_jobs.scheduling.settings import task_from_setting
 
     declared = jobs_settings.SCHEDULES
     hint = (

@@ -11,17 +11,15 @@ import pytest
 from cronsim import CronSim
 
 from django_jobs import JobPriority
+from django_jobs.scheduling.cron import InvalidCron, validate_cron
+from django_jobs.scheduling.due import due_runs, rescheduled
+from django_jobs.scheduling.errors import InvalidSchedule
+from django_jobs.scheduling.settings import task_from_setting
 from django_jobs.scheduling.task import (
     MAX_CATCH_UP,
-    InvalidCron,
-    InvalidSchedule,
     MissedRunPolicy,
     ScheduledTask,
     ScheduleType,
-    due_runs,
-    rescheduled,
-    task_from_setting,
-    validate_cron,
 )
 
 NOW = datetime(2024, 1, 15, 12, 0, 0, tzinfo=UTC)  # a Monday

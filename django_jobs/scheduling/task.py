@@ -1,29 +1,38 @@
-"""Periodic tasks: what a schedule is and when it runs next.
+"""A periodic task: what it runs, on which schedule, and its one shape.
 
 A :class:`ScheduledTask` runs a registered job at an interval, by a cron expression in a time
-zone, or once at a given time. Its *due times* (ticks) are whole seconds in UTC; the scheduler
-(``scheduler.py``) enqueues each due tick once. Cron is evaluated by ``cronsim``, which
-follows Debian cron through DST changes: a job at a fixed local time runs once a day (in the
-skipped hour of spring it runs right after the change; in the repeated hour of autumn, once),
-while a job with a wildcard hour (``0 * * * *``) runs every real hour.
+zone (:mod:`~.cron`), or once at a given time. Its *due times* (ticks) are whole seconds in
+UTC; the scheduler (:mod:`~.scheduler`) enqueues each due tick once.
+
+The dataclass is the one shape of a task: the model row (``django_jobs.models``), the stored
+definition of a task declared in code (:meth:`ScheduledTask.definition`) and the
+``DJANGO_JOBS['SCHEDULES']`` spec (:mod:`~.settings`) convert to and from it by going over
+:data:`DEFINITION_FIELDS`, which is read off the dataclass.
 """
 
 from __future__ import annotations
 
 import enum
-import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args, get_type_hints
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronsim import CronSim, CronSimError
 from django.conf import settings
 
 from django_jobs import validation
-from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import NotJSONSerializable
 from django_jobs.job import JobPriority
+from django_jobs.scheduling.cron import (
+    InvalidCron,
+    cron_after,
+    describe_cron,
+    validate_cron,
+    whole_seconds,
+    zone,
+)
+from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.serialization import check_json, utcnow
 
 
@@ -51,109 +60,6 @@ class MissedRunPolicy(enum.StrEnum):
 #: Under ``MissedRunPolicy.ALL`` at most this many missed runs of a task are enqueued at once;
 #: older ones are dropped, with a warning in the log.
 MAX_CATCH_UP = 100
-
-CRON_FIELDS = ("minute", "hour", "day-of-month", "month", "day-of-week")
-_CRON_ALLOWED = {
-    "minute": "minutes are 0-59",
-    "hour": "hours are 0-23",
-    "day-of-month": "days of the month are 1-31, L (the last day) or LW (the last weekday)",
-    "month": "months are 1-12 or JAN-DEC",
-    "day-of-week": "days of the week are 0-7 or SUN-SAT (0 and 7 are Sunday), with 5L for "
-    "the last Friday of the month and MON#2 for its second Monday",
-}
-CRON_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-
-class InvalidSchedule(ValueError):
-    """A task's definition is invalid. ``errors`` maps each bad field to what is wrong with it."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
-
-
-class InvalidCron(InvalidSchedule):
-    """A cron expression is invalid; ``cron_field`` names the bad field (``"hour"``, ...)."""
-
-    def __init__(self, message: str, cron_field: str | None = None) -> None:
-        self.cron_field = cron_field
-        super().__init__({"cron_expression": message})
-
-    def __str__(self) -> str:
-        return self.errors["cron_expression"]
-
-
-def normalize_cron(expression: str) -> str:
-    """``expression`` with single spaces, and an ``@daily``-style alias spelled out."""
-    text = " ".join(str(expression).split())
-    return CRON_ALIASES.get(text.lower(), text)
-
-
-def _cron_error(expression: str, parts: list[str], error: CronSimError) -> InvalidCron:
-    for index, name in enumerate(CRON_FIELDS):
-        if str(error) != f"Bad {name}":
-            continue
-        value = parts[index]
-        alone = ["*"] * 5
-        alone[index] = value
-        try:
-            CronSim(" ".join(alone), datetime(2000, 1, 1))
-        except CronSimError:
-            reason = _CRON_ALLOWED[name]
-        else:  # Fine by itself: the day never falls in the months given.
-            reason = f"that day never occurs in month {parts[3]!r}"
-        return InvalidCron(
-            f"Bad {name} field {value!r} in the cron expression {expression!r}: {reason}.", name
-        )
-    return InvalidCron(f"Invalid cron expression {expression!r}: {error}.")
-
-
-def validate_cron(expression: str) -> str:
-    """Return the normalized ``expression`` or raise :class:`InvalidCron` naming the bad field.
-
-    Five fields (minute hour day-of-month month day-of-week) with names (``MON``, ``JAN``),
-    ranges, steps, lists, ``L`` and ``#``; or one of ``@hourly @daily @midnight @weekly
-    @monthly @yearly @annually``.
-    """
-    if not isinstance(expression, str) or not expression.strip():
-        raise InvalidCron("Enter a cron expression, e.g. '0 2 * * *' for 02:00 every day.")
-    text = normalize_cron(expression)
-    if text.startswith("@"):
-        raise InvalidCron(
-            f"Unknown cron shortcut {text!r}; use one of {', '.join(CRON_ALIASES)}, or five fields."
-        )
-    parts = text.split()
-    if len(parts) != 5:
-        raise InvalidCron(
-            f"A cron expression has 5 fields (minute hour day-of-month month day-of-week); "
-            f"{expression.strip()!r} has {len(parts)}."
-        )
-    try:
-        cron = CronSim(text, datetime(2000, 1, 1))
-    except CronSimError as exc:
-        raise _cron_error(expression.strip(), parts, exc) from None
-    try:
-        next(cron)
-    except StopIteration:
-        raise InvalidCron(f"The cron expression {text!r} never matches a date.") from None
-    return text
-
-
-def zone(name: str | None) -> ZoneInfo:
-    """The time zone ``name``, or ``settings.TIME_ZONE`` when it is empty."""
-    return ZoneInfo(name or settings.TIME_ZONE or "UTC")
-
-
-def _whole_seconds(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def _aware(value: Any) -> bool:
@@ -284,25 +190,14 @@ class ScheduledTask:
         """The task's time zone (``TIME_ZONE`` when ``timezone`` is empty)."""
         return zone(self.timezone)
 
-    def _cron_after(self, moment: datetime) -> datetime | None:
-        assert self.cron_expression is not None
-        tz = self.tzinfo
-        times = CronSim(self.cron_expression, moment.astimezone(tz))
-        # Strictly later than ``moment``: in the repeated hour of autumn a fixed-time job that
-        # ran in its first pass must not run in the second (cronsim works in wall time there,
-        # so it can offer times of the first pass again).
-        for found in times:
-            if _whole_seconds(found) > moment:
-                return _whole_seconds(found)
-        return None
-
     def next_run_after(self, due: datetime) -> datetime | None:
         """The due time that follows the run due at ``due``: ``None`` when there is none."""
         if self.schedule_type == ScheduleType.INTERVAL:
             assert self.interval_seconds is not None
-            return _whole_seconds(due) + timedelta(seconds=self.interval_seconds)
+            return whole_seconds(due) + timedelta(seconds=self.interval_seconds)
         if self.schedule_type == ScheduleType.CRON:
-            return self._cron_after(due)
+            assert self.cron_expression is not None
+            return cron_after(self.cron_expression, self.tzinfo, due)
         return None
 
     def calculate_next_run(self, now: datetime | None = None) -> datetime | None:
@@ -319,14 +214,15 @@ class ScheduledTask:
             assert self.interval_seconds is not None
             if self.last_run is not None:
                 return self.next_run_after(self.last_run)
-            start = _whole_seconds(now)
+            start = whole_seconds(now)
             if self.run_immediately:
                 return start
             return start + timedelta(seconds=self.interval_seconds)
         if self.schedule_type == ScheduleType.CRON:
-            return self._cron_after(now)
+            assert self.cron_expression is not None
+            return cron_after(self.cron_expression, self.tzinfo, now)
         assert self.run_at is not None
-        due = _whole_seconds(self.run_at)
+        due = whole_seconds(self.run_at)
         if self.last_run is not None and self.last_run >= due:
             return None
         return due
@@ -348,8 +244,7 @@ class ScheduledTask:
         tz = self.timezone or settings.TIME_ZONE or "UTC"
         if self.schedule_type == ScheduleType.CRON:
             assert self.cron_expression is not None
-            words = CronSim(self.cron_expression, datetime(2000, 1, 1)).explain()
-            return f"{words} ({tz})"
+            return f"{describe_cron(self.cron_expression)} ({tz})"
         assert self.run_at is not None
         local = self.run_at.astimezone(self.tzinfo)
         return f"Once, at {local:%Y-%m-%d %H:%M:%S} ({tz})"
@@ -364,23 +259,67 @@ class ScheduledTask:
         period = (following - due).total_seconds() if following else 7 * 86400
         return int(min(max(3600.0, 2 * period), 400 * 86400))
 
+    # -- definition -----------------------------------------------------------------------------
+
     def definition(self) -> dict[str, Any]:
-        """The fields a user defines (not the run state), as JSON values."""
-        return {
-            "description": self.description,
-            "job_name": self.job_name,
-            "schedule_type": self.schedule_type.value,
-            "interval_seconds": self.interval_seconds,
-            "run_immediately": self.run_immediately,
-            "cron_expression": self.cron_expression or "",
-            "run_at": self.run_at.astimezone(UTC).isoformat() if self.run_at else None,
-            "timezone": self.timezone,
-            "missed_run_policy": self.missed_run_policy.value,
-            "args": self.args,
-            "kwargs": self.kwargs,
-            "priority": None if self.priority is None else self.priority.value,
-            "queue": self.queue,
+        """The fields a user defines (:data:`DEFINITION_FIELDS`), as JSON values: enums by value,
+        times in ISO 8601 in UTC. :meth:`from_definition` reads it back.
+
+        It is stored as the ``code_definition`` of a task declared in ``DJANGO_JOBS['SCHEDULES']``
+        (see ``DatabaseTaskStore.sync``): its format must not change, or the stored rows would
+        all look changed.
+        """
+        return {name: _to_json(name, getattr(self, name)) for name in DEFINITION_FIELDS}
+
+    @classmethod
+    def from_definition(
+        cls, name: str, definition: Mapping[str, Any], **state: Any
+    ) -> ScheduledTask:
+        """The task ``name`` with the fields of ``definition`` (as :meth:`definition` writes
+        them) and ``state`` (``enabled``, the run state). A field missing from ``definition``
+        takes its default; :class:`InvalidSchedule` names each bad one."""
+        values = {
+            key: _from_json(key, definition[key]) for key in DEFINITION_FIELDS if key in definition
         }
+        return cls(name=name, **values, **state)
+
+
+#: The run state, kept by the schedulers: when the task last and next runs, how often it ran.
+RUN_STATE_FIELDS = ("last_run", "next_run", "run_count")
+#: The fields a user defines (in the admin or in ``DJANGO_JOBS['SCHEDULES']``): all but the
+#: name, ``enabled`` and the run state. Read off the dataclass, so that a field added to it is
+#: carried by every conversion (the model row, the stored definition, the settings' spec).
+DEFINITION_FIELDS = tuple(
+    f.name for f in fields(ScheduledTask) if f.name not in {"name", "enabled", *RUN_STATE_FIELDS}
+)
+#: The definition fields whose "not set" is ``None``: the model's text columns keep it as "".
+OPTIONAL_FIELDS = frozenset(
+    f.name for f in fields(ScheduledTask) if f.default is None and f.name in DEFINITION_FIELDS
+)
+_TIME_FIELDS = frozenset(
+    name for name, hint in get_type_hints(ScheduledTask).items() if datetime in get_args(hint)
+)
+# Written as "" rather than null when not set: the format of the stored definitions since 0.1.
+_BLANK_IN_DEFINITION = frozenset({"cron_expression"})
+
+
+def _to_json(name: str, value: Any) -> Any:
+    if value is None:
+        return "" if name in _BLANK_IN_DEFINITION else None
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return value
+
+
+def _from_json(name: str, value: Any) -> Any:
+    # Enums are given by value: the task's own check turns them into members.
+    if value == "" and name in OPTIONAL_FIELDS:
+        return None
+    if isinstance(value, str) and name in _TIME_FIELDS:
+        return datetime.fromisoformat(value)
+    return value
 
 
 #: The fields of :meth:`ScheduledTask.definition` that decide when a task runs: a change to
@@ -393,186 +332,3 @@ SCHEDULE_FIELDS = (
     "run_at",
     "timezone",
 )
-
-
-def rescheduled(
-    task: ScheduledTask, before: ScheduledTask | None, now: datetime | None = None
-) -> tuple[bool, datetime | None]:
-    """Whether saving ``task`` (which was ``before``; ``None`` if new) sets ``next_run``, and to
-    what.
-
-    A disabled task has no next run. A new task, a changed schedule or a task that is enabled
-    again get one computed afresh (:meth:`ScheduledTask.calculate_next_run`); otherwise the
-    scheduler's ``next_run`` stands.
-    """
-    if not task.enabled:
-        return True, None
-    changed = (
-        before is None
-        or not before.enabled
-        or before.next_run is None
-        or any(task.definition()[name] != before.definition()[name] for name in SCHEDULE_FIELDS)
-    )
-    if not changed:
-        return False, task.next_run
-    return True, task.calculate_next_run(now)
-
-
-# -- missed runs ---------------------------------------------------------------------------------
-
-# How many due times are looked at when a task is found far behind (a per-minute cron after
-# two years without a scheduler, say); beyond that the missed runs are dropped, and the task
-# goes on from now.
-_MAX_SCAN = 1_000_000
-
-
-@dataclass(frozen=True)
-class DueRuns:
-    """What to do with a task's due times as of ``now``: see :func:`due_runs`."""
-
-    fire: list[datetime]  # due times to enqueue, oldest first
-    due: int  # how many due times had come (fire + dropped)
-    missed: int  # how many of them were found later than the grace time
-    first: datetime | None  # the oldest due time
-    next_run: datetime | None  # the due time after all of them
-
-    @property
-    def dropped(self) -> int:
-        return self.due - len(self.fire)
-
-
-def due_runs(task: ScheduledTask, now: datetime, grace: float) -> DueRuns:
-    """The due times of ``task`` from its ``next_run`` up to ``now``, and which of them to run.
-
-    A due time more than ``grace`` seconds before ``now`` was missed (no scheduler ran then);
-    the others are on time and always run. Missed ones follow the task's policy: CATCH_UP runs
-    the latest of them unless a run is on time anyway, SKIP drops them, ALL runs them (the
-    latest :data:`MAX_CATCH_UP` at most).
-    """
-    if task.next_run is None or task.next_run > now:
-        return DueRuns([], 0, 0, None, task.next_run)
-    late_before = now - timedelta(seconds=grace)
-    first = task.next_run
-    missed: list[datetime] = []  # the latest MAX_CATCH_UP of them
-    on_time: list[datetime] = []
-    count = missed_count = 0
-    following: datetime | None = first
-    if task.schedule_type == ScheduleType.INTERVAL and first < late_before:
-        # Jump over a long run of missed intervals instead of stepping through them.
-        step = timedelta(seconds=task.interval_seconds or 1)
-        skipped = max(0, math.ceil((late_before - first) / step) - MAX_CATCH_UP)
-        count = missed_count = skipped
-        following = first + skipped * step
-    while following is not None and following <= now and count < _MAX_SCAN:
-        count += 1
-        if following < late_before:
-            missed_count += 1
-            missed.append(following)
-            del missed[:-MAX_CATCH_UP]
-        else:
-            on_time.append(following)
-        following = task.next_run_after(following)
-    if count >= _MAX_SCAN and following is not None and following <= now:
-        missed, following = [], task.calculate_next_run(now)
-    policy = task.missed_run_policy
-    if policy == MissedRunPolicy.ALL:
-        fire = missed + on_time
-    elif policy == MissedRunPolicy.CATCH_UP and missed and not on_time:
-        fire = missed[-1:]
-    else:
-        fire = on_time
-    return DueRuns(fire, count, missed_count, first, following)
-
-
-def task_from_setting(name: Any, spec: Any) -> ScheduledTask:
-    """A task declared in ``DJANGO_JOBS['SCHEDULES']`` as ``name: spec``.
-
-    ``spec`` is a dict with ``job`` and exactly one of ``interval`` (seconds or a timedelta),
-    ``cron`` or ``run_at`` (an aware datetime or an ISO 8601 string), and optionally
-    ``args``, ``kwargs``, ``priority``, ``queue``, ``timezone``, ``missed_runs`` (a
-    :class:`MissedRunPolicy` value), ``enabled``, ``run_immediately`` and ``description``.
-    Raises ``ValueError`` naming the problem.
-    """
-    where = f"DJANGO_JOBS['SCHEDULES'][{name!r}]"
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"Schedule names must be non-empty strings, not {name!r}.")
-    if not isinstance(spec, dict):
-        raise ValueError(f"{where} must be a dict, not {type(spec).__name__}.")
-    known = {
-        "job",
-        "interval",
-        "cron",
-        "run_at",
-        "args",
-        "kwargs",
-        "priority",
-        "queue",
-        "timezone",
-        "missed_runs",
-        "enabled",
-        "run_immediately",
-        "description",
-    }
-    unknown = sorted(map(str, set(spec) - known))
-    if unknown:
-        raise ValueError(
-            f"{where} has unknown keys: {', '.join(unknown)}. Known keys: "
-            f"{', '.join(sorted(known))}."
-        )
-    kinds = [key for key in ("interval", "cron", "run_at") if key in spec]
-    if len(kinds) != 1:
-        raise ValueError(f"{where} needs exactly one of 'interval', 'cron' and 'run_at'.")
-    values: dict[str, Any] = {}
-    interval = spec.get("interval")
-    if isinstance(interval, timedelta):
-        interval = interval.total_seconds()
-        interval = int(interval) if interval == int(interval) else interval
-    run_at = spec.get("run_at")
-    if isinstance(run_at, str):
-        try:
-            run_at = datetime.fromisoformat(run_at)
-        except ValueError:
-            raise ValueError(f"{where}['run_at'] {run_at!r} is not an ISO 8601 time.") from None
-    for key in ("enabled", "run_immediately"):
-        if key in spec and not isinstance(spec[key], bool):
-            raise ValueError(f"{where}['{key}'] must be True or False, not {spec[key]!r}.")
-        values[key] = spec.get(key, True)
-    try:
-        return ScheduledTask(
-            name=name,
-            job_name=spec.get("job"),  # type: ignore[arg-type]
-            schedule_type=ScheduleType(kinds[0].replace("run_at", "once")),
-            interval_seconds=interval,
-            cron_expression=spec.get("cron"),
-            run_at=run_at,
-            args=spec.get("args", []),
-            kwargs=spec.get("kwargs", {}),
-            priority=spec.get("priority"),
-            queue=spec.get("queue"),
-            timezone=spec.get("timezone", ""),
-            missed_run_policy=spec.get("missed_runs", MissedRunPolicy.CATCH_UP),
-            description=spec.get("description", ""),
-            **values,
-        )
-    except InvalidSchedule as exc:
-        keys = {
-            "job_name": "job",
-            "interval_seconds": "interval",
-            "cron_expression": "cron",
-            "missed_run_policy": "missed_runs",
-        }
-        problems = "; ".join(
-            f"{where}['{keys.get(key, key)}']: {message}" for key, message in exc.errors.items()
-        )
-        raise ValueError(problems) from None
-
-
-def tasks_from_settings() -> dict[str, ScheduledTask]:
-    """The tasks of ``DJANGO_JOBS['SCHEDULES']`` by name; ``ValueError`` for a bad one."""
-    declared = jobs_settings.SCHEDULES
-    if not isinstance(declared, dict):
-        raise ValueError(
-            f"DJANGO_JOBS['SCHEDULES'] must be a dict of task name to schedule, not "
-            f"{type(declared).__name__}."
-        )
-    return {name: task_from_setting(name, spec) for name, spec in declared.items()}
