@@ -425,10 +425,8 @@ def scheduler_gone(keys: Keys, *, scheduler_id: str) -> Plan[None]:
 def schedulers_seen(keys: Keys, *, since: float) -> Plan[dict[str, Any]]:
     """The schedulers seen since ``since`` (epoch seconds), with when (aware datetimes)."""
     seen = yield Command(("ZRANGEBYSCORE", keys.schedulers, since, "+inf", "WITHSCORES"))
-    pairs = [text(v) for v in seen]
-    return {
-        name: from_timestamp(score) for name, score in zip(pairs[::2], pairs[1::2], strict=True)
-    }
+    # redis-py answers (member, score) pairs for WITHSCORES.
+    return {text(name): from_timestamp(score) for name, score in seen}
 
 
 def schedules_version(keys: Keys) -> Plan[str | None]:
