@@ -29,7 +29,7 @@ DEFAULTS: dict[str, Any] = {
     # .delay() inside transaction.atomic() enqueues when the transaction commits.
     "ENQUEUE_ON_COMMIT": True,
     # Periodic tasks declared in code, by name: written into the ScheduledTask table when a
-    # scheduler starts (see django_jobs.scheduling.task.task_from_setting for the keys of each).
+    # scheduler starts (see django_jobs.scheduling.settings.task_from_setting for the keys of each).
     "SCHEDULES": {},
 }
 

@@ -30,7 +30,7 @@ from django_jobs.scheduling.task import ScheduledTask as Task  # ScheduledTask: 
 from django_jobs.store import calls
 from django_jobs.store.execute import run
 
-logger = logging.getLogger("django_jobs.scheduling.scheduler")
+logger = logging.getLogger("django_jobs.scheduler")
 
 
 class ScheduledTask(models.Model):

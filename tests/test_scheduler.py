@@ -20,8 +20,9 @@ from django.db import connection
 
 from django_jobs import JobPriority
 from django_jobs.models import ScheduledTask as TaskRow
+from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler, afire_tick, fire_tick
-from django_jobs.scheduling.stores import DatabaseTaskStore, MemoryTaskStore
+from django_jobs.scheduling.stores import MemoryTaskStore
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
 from tests.census import assert_census
@@ -228,7 +229,7 @@ def behind(scheduler, policy, minutes=10):
 
 def test_missed_runs_catch_up_once(scheduler, queue, caplog):
     now = behind(scheduler, "catch_up")
-    caplog.set_level(logging.WARNING, "django_jobs.scheduling.scheduler")
+    caplog.set_level(logging.WARNING, "django_jobs.scheduler")
 
     fired = scheduler.run_pending(now + timedelta(seconds=59))
 
@@ -241,7 +242,7 @@ def test_missed_runs_catch_up_once(scheduler, queue, caplog):
 
 def test_missed_runs_can_be_skipped(scheduler, queue, caplog):
     now = behind(scheduler, "skip")
-    caplog.set_level(logging.WARNING, "django_jobs.scheduling.scheduler")
+    caplog.set_level(logging.WARNING, "django_jobs.scheduler")
 
     fired = scheduler.run_pending(now + timedelta(seconds=45))
 
@@ -254,7 +255,7 @@ def test_missed_runs_can_be_skipped(scheduler, queue, caplog):
 
 def test_all_missed_runs_can_be_made_up_for(scheduler, queue, caplog):
     now = behind(scheduler, "all")
-    caplog.set_level(logging.WARNING, "django_jobs.scheduling.scheduler")
+    caplog.set_level(logging.WARNING, "django_jobs.scheduler")
 
     fired = scheduler.run_pending(now + timedelta(seconds=10))
 
@@ -268,7 +269,7 @@ def test_all_missed_runs_can_be_made_up_for(scheduler, queue, caplog):
 
 def test_making_up_for_all_missed_runs_is_bounded_and_says_so(scheduler, queue, caplog):
     now = behind(scheduler, "all", minutes=3 * 24 * 60)
-    caplog.set_level(logging.WARNING, "django_jobs.scheduling.scheduler")
+    caplog.set_level(logging.WARNING, "django_jobs.scheduler")
 
     fired = scheduler.run_pending(now)
 
@@ -280,7 +281,7 @@ def test_making_up_for_all_missed_runs_is_bounded_and_says_so(scheduler, queue, 
 
 def test_a_late_run_within_the_grace_time_is_not_missed(scheduler, queue, caplog):
     now = behind(scheduler, "skip", minutes=0)
-    caplog.set_level(logging.WARNING, "django_jobs.scheduling.scheduler")
+    caplog.set_level(logging.WARNING, "django_jobs.scheduler")
 
     fired = scheduler.run_pending(now + timedelta(seconds=25))
 
@@ -492,7 +493,7 @@ def test_an_invalid_row_is_reported_and_the_others_still_run(db_scheduler, caplo
     db_scheduler.register(every(60))
     db_scheduler.register(every(60, name="broken"))
     TaskRow.objects.filter(name="broken").update(schedule_type="cron", cron_expression="0 25 * * *")
-    caplog.set_level(logging.ERROR, "django_jobs.scheduling.scheduler")
+    caplog.set_level(logging.ERROR, "django_jobs.scheduler")
 
     fired = db_scheduler.run_pending()
 
@@ -571,7 +572,7 @@ def test_a_restart_keeps_what_was_changed_in_the_admin(db, jobs_settings, queue,
     row.enabled = False
     row.args = ["edited"]
     row.save()
-    caplog.set_level(logging.WARNING, "django_jobs.scheduling.scheduler")
+    caplog.set_level(logging.WARNING, "django_jobs.scheduler")
 
     rows = sync(
         jobs_settings,

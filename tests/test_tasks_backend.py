@@ -457,7 +457,7 @@ def test_invalid_enqueues_are_refused_before_anything_is_written(queue, redis_cl
 
 
 def test_bad_options_are_refused_when_the_backend_is_made(settings):
-    base = {"BACKEND": "django_jobs.tasks.backend.RedisBackend"}
+    base = {"BACKEND": "django_jobs.backends.RedisBackend"}
     settings.TASKS = {
         **settings.TASKS,
         "typo": {**base, "OPTIONS": {"MAX_RETRYS": 1}},

@@ -7,7 +7,7 @@ from django_jobs.scheduling.cron import InvalidCron, validate_cron
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.scheduler import JobScheduler, running_schedulers
 from django_jobs.scheduling.settings import task_from_setting, tasks_from_settings
-from django_jobs.scheduling.stores import DatabaseTaskStore, MemoryTaskStore, TaskStore
+from django_jobs.scheduling.stores import MemoryTaskStore, TaskStore
 from django_jobs.scheduling.task import (
     MAX_CATCH_UP,
     MissedRunPolicy,
@@ -17,7 +17,6 @@ from django_jobs.scheduling.task import (
 
 __all__ = [
     "MAX_CATCH_UP",
-    "DatabaseTaskStore",
     "InvalidCron",
     "InvalidSchedule",
     "JobScheduler",

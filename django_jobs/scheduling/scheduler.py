@@ -46,7 +46,7 @@ from django_jobs.store import calls
 from django_jobs.store.connection import Backoff
 from django_jobs.store.execute import Plan, arun, run
 
-logger = logging.getLogger("django_jobs.scheduling.scheduler")
+logger = logging.getLogger("django_jobs.scheduler")
 
 #: A due time found later than this (seconds) was missed: no scheduler was running then. Runs
 #: found within it always run, so a scheduler that was busy or paused for a moment loses none.

@@ -424,9 +424,7 @@ class Worker:
             timeout = IDLE_BLOCK
             if self.next_due is not None:
                 timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.001))
-            token = await _until_redis_answers(
-                functools.partial(self._wait_wakeup, timeout)
-            )
+            token = await _until_redis_answers(functools.partial(self._wait_wakeup, timeout))
             quiet = 0 if token else quiet + 1
             due = self.next_due is not None and self.next_due <= time.time()
             child = next((c for c in self.children if c.idle), None)

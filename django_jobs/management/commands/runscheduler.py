@@ -5,8 +5,8 @@ from types import FrameType
 from django.core.management.base import BaseCommand, CommandParser
 
 from django_jobs.log import configure_command_logging
+from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
-from django_jobs.scheduling.stores import DatabaseTaskStore
 
 
 class Command(BaseCommand):

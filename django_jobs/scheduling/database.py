@@ -1,0 +1,176 @@
+"""The periodic tasks of the ``ScheduledTask`` table: what ``manage.py runscheduler`` and the
+admin use. The tasks declared in ``DJANGO_JOBS["SCHEDULES"]`` are merged into it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
+
+from django_jobs.models import ScheduledTask as Model
+from django_jobs.queue import JobQueue
+from django_jobs.scheduling.errors import InvalidSchedule
+from django_jobs.scheduling.task import ScheduledTask
+from django_jobs.store import calls
+from django_jobs.store.execute import run
+
+logger = logging.getLogger("django_jobs.scheduler")
+
+
+class DatabaseTaskStore:
+    """The tasks of the ``ScheduledTask`` table (``django_jobs.models``).
+
+    Changes made with ``save()`` or ``delete()`` (the admin, code) are reported through a
+    counter in Redis that model signals bump; the scheduler reads it each time it wakes, at
+    least every :data:`WAKE_EVERY` seconds.
+    """
+
+    def __init__(self, jobs: JobQueue | None = None) -> None:
+        self.jobs = jobs or JobQueue()
+
+    def _task(self, row: Any) -> ScheduledTask | None:
+        try:
+            return row.to_task()  # type: ignore[no-any-return]
+        except InvalidSchedule as exc:
+            logger.error("task %s is invalid and does not run: %s", row.name, exc)
+            return None
+
+    def load(self) -> list[ScheduledTask]:
+        tasks = (self._task(row) for row in Model.objects.all())
+        return [task for task in tasks if task is not None]
+
+    def version(self) -> Any:
+        return run(calls.schedules_version(self.jobs.keys))
+
+    def get(self, name: str) -> ScheduledTask | None:
+        row = Model.objects.filter(name=name).first()
+        return None if row is None else self._task(row)
+
+    def add(self, task: ScheduledTask) -> ScheduledTask:
+        row = Model.objects.filter(name=task.name).first() or Model(name=task.name)
+        row.set_definition(task)
+        row.save()
+        return row.to_task()  # type: ignore[no-any-return]
+
+    def remove(self, name: str) -> bool:
+        deleted, _ = Model.objects.filter(name=name).delete()
+        return bool(deleted)
+
+    def set_enabled(self, name: str, enabled: bool) -> ScheduledTask | None:
+        row = Model.objects.filter(name=name).first()
+        if row is None:
+            return None
+        row.enabled = enabled
+        row.save()
+        return self._task(row)
+
+    def set_next_run(self, name: str, next_run: datetime) -> ScheduledTask | None:
+        Model.objects.filter(name=name, enabled=True, next_run__isnull=True).update(
+            next_run=next_run
+        )
+        return self.get(name)
+
+    def record(
+        self, name: str, expected_next: datetime, fired: list[datetime], next_run: datetime | None
+    ) -> None:
+        rows = Model.objects.filter(name=name)
+        if fired:
+            # Count only the runs later than the stored last_run: recording twice counts once.
+            new_runs = Case(
+                *(
+                    When(Q(last_run__isnull=True) | Q(last_run__lt=due), then=Value(len(fired) - i))
+                    for i, due in enumerate(fired)
+                ),
+                default=Value(0),
+            )
+            rows.filter(Q(last_run__isnull=True) | Q(last_run__lt=fired[-1])).update(
+                run_count=F("run_count") + new_runs, last_run=fired[-1]
+            )
+        rows.filter(next_run=expected_next).update(next_run=next_run)
+
+    def sync(self, declared: dict[str, ScheduledTask]) -> None:
+        """Write the declared tasks into the table, keeping what was changed in the admin.
+
+        A new task is created. For an existing one each field takes the declared value unless
+        it was changed in the admin since it was last written from the settings (then the
+        admin's value stays, with a warning if the settings changed it too); ``enabled`` is
+        only set when the task is created. Tasks that were declared and no longer are, are
+        deleted. Several schedulers starting at once are fine.
+        """
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    self._sync(declared)
+                return
+            except IntegrityError:  # Another scheduler created the same task just now.
+                if attempt == 2:
+                    raise
+
+    def _sync(self, declared: dict[str, ScheduledTask]) -> None:
+        rows = {
+            row.name: row
+            for row in Model.objects.select_for_update().filter(
+                Q(name__in=list(declared)) | Q(code_definition__isnull=False)
+            )
+        }
+        for name, task in declared.items():
+            wanted = task.definition()
+            row = rows.get(name)
+            if row is None:
+                row = Model(name=name)
+                row.set_definition(task)
+                row.code_definition = wanted
+                row.save()
+                logger.info("task %s added from DJANGO_JOBS['SCHEDULES']", name)
+                continue
+            current = self._task(row)
+            if current is None:  # Unreadable: the declaration replaces it.
+                row.set_definition(task, enabled=False)
+                row.code_definition = wanted
+                row.save()
+                continue
+            have = current.definition()
+            base = row.code_definition
+            if base is None:  # Made in the admin: its fields count as changed there.
+                logger.info(
+                    "task %s (made in the admin) is now declared in DJANGO_JOBS['SCHEDULES']; "
+                    "its fields stay as they are",
+                    name,
+                )
+                base = wanted
+            merged = dict(have)
+            for key, value in wanted.items():
+                before = base.get(key, have[key])
+                if have[key] == before:  # not changed in the admin: the settings decide
+                    merged[key] = value
+                elif value != before and value != have[key]:
+                    logger.warning(
+                        "task %s: DJANGO_JOBS['SCHEDULES'] sets %s to %r, but it was changed "
+                        "to %r in the admin; the admin's value stays",
+                        name,
+                        key,
+                        value,
+                        have[key],
+                    )
+            if merged == have and row.code_definition == wanted:
+                continue
+            try:
+                task = ScheduledTask.from_definition(name, merged)
+            except InvalidSchedule as exc:
+                logger.warning(
+                    "task %s: the settings' changes do not fit the admin's (%s); the admin's "
+                    "fields stay",
+                    name,
+                    exc,
+                )
+                task = current
+            row.set_definition(task, enabled=False)
+            row.code_definition = wanted
+            row.save()
+        for name, row in rows.items():
+            if name not in declared and row.code_definition is not None:
+                row.delete()
+                logger.info("task %s deleted: it is no longer in DJANGO_JOBS['SCHEDULES']", name)
