@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import connections
@@ -13,7 +12,8 @@ from redis.connection import parse_url
 
 from django_jobs import validation
 from django_jobs.conf import DEFAULTS, jobs_settings
-from django_jobs.store.connection import connection_url, redact_url
+from django_jobs.exceptions import StoreError
+from django_jobs.store.connection import connection_url, redact_url, server_version
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 HASH_TAG = re.compile(r"\{[^{}]+\}")
@@ -177,10 +177,8 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         return []
     url = connection_url()
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        with client:
-            version = str(client.info("server")["redis_version"])
-    except (redis.RedisError, ValueError) as exc:
+        version = server_version(url)
+    except (StoreError, ValueError) as exc:
         return [
             Warning(
                 f"Redis at {redact_url(url)} does not answer: {exc}",

@@ -13,6 +13,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from django_jobs.conf import jobs_settings
+from django_jobs.exceptions import RedisUnavailable
 
 # A web request must not hang on an unreachable host; options in the URL take precedence.
 CLIENT_OPTIONS = {"socket_connect_timeout": 5}
@@ -74,6 +75,16 @@ def get_async_redis() -> redis.asyncio.Redis:
         client = redis.asyncio.Redis.from_url(connection_url(), **CLIENT_OPTIONS)
         _async_clients[loop] = client
     return client
+
+
+def server_version(url: str) -> str:
+    """The version of the Redis server at ``url``, asked on a short-lived connection with short
+    time-outs (system checks must not hang); :class:`RedisUnavailable` if it does not answer."""
+    try:
+        with redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
+            return str(client.info("server")["redis_version"])
+    except redis.RedisError as exc:
+        raise RedisUnavailable(str(exc)) from exc
 
 
 class Backoff:
