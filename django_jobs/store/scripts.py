@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -65,13 +64,19 @@ class Script:
     rest: str | None  # the starred argument name that takes a list of values, if any
     source: str = field(repr=False)
     sha: str = field(repr=False)
+    # Every name a call must pass: computed once, as claims and acks check it on the hot path.
+    names: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        starred = (n for n in (self.rest_keys, self.rest) if n)
+        object.__setattr__(self, "names", frozenset((*self.keys, *self.args, *starred)))
 
     def call(self, **values: Any) -> Call:
         """The call with these named keys and arguments (the starred one a list of values).
 
         Raises ``TypeError`` naming what is missing or unknown.
         """
-        expected = {*self.keys, *self.args, *(n for n in (self.rest_keys, self.rest) if n)}
+        expected = self.names
         if values.keys() != expected:
             missing = sorted(expected - values.keys())
             unknown = sorted(values.keys() - expected)
@@ -125,17 +130,15 @@ def _read(name: str) -> str:
     return (resources.files("django_jobs") / "store" / "lua" / f"{name}.lua").read_text()
 
 
-@cache
-def script(name: str) -> Script:
-    """The script ``name``: the shared helpers (``_lib.lua``), its named keys and arguments,
-    then its body."""
+def script(name: str, lib: str) -> Script:
+    """The script ``name``: the shared helpers ``lib`` (``_lib.lua``), its named keys and
+    arguments, then its body."""
     body = _read(name)
     keys, args = parse_header(name, body)
-    source = "\n".join(
-        (_read("_lib"), *_named("K", "KEYS", keys), *_named("A", "ARGV", args), body)
-    )
+    source = "\n".join((lib, *_named("K", "KEYS", keys), *_named("A", "ARGV", args), body))
     sha = hashlib.sha1(source.encode()).hexdigest()
     return Script(name, keys[0], args[0], keys[1], args[1], source, sha)
 
 
-SCRIPTS: dict[str, Script] = {name: script(name) for name in NAMES}
+_LIB = _read("_lib")
+SCRIPTS: dict[str, Script] = {name: script(name, _LIB) for name in NAMES}
