@@ -26,7 +26,7 @@ from django_jobs.queue import JobQueue
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Jobs enqueued through Django's task API (django_jobs.tasks.backend.RedisBackend) are named with
+# Jobs enqueued through Django's task API (django_jobs.backends.RedisBackend) are named with
 # this marker, then the module path of the task; the runner imports that module and runs the
 # attribute only if it is a django.tasks Task.
 DJANGO_TASK_PREFIX = "django.tasks:"
@@ -115,7 +115,7 @@ class JobFunction(Generic[P, R]):
         self.func = func
         self.name = name or _origin(func)
         self.queue = queue
-        self.priority = validation.priority(priority)
+        self.priority = JobPriority.parse(priority)
         self.max_retries = max_retries
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(func)

@@ -1,5 +1,6 @@
-"""One place for the checks of what users pass in: job options, seconds, retry counts,
-priorities and queue names. Each mistake has one rule and one message."""
+"""One place for the checks of what users pass in: job options, seconds, retry counts and
+queue names. Each mistake has one rule and one message. Priorities are read by
+:meth:`~django_jobs.job.JobPriority.parse`, which reading a job record from Redis needs too."""
 
 from __future__ import annotations
 
@@ -60,15 +61,6 @@ def integer(value: int, what: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _refused(what, f"an integer >= {minimum}", value)
     return value
-
-
-def priority(value: JobPriority | int | str) -> JobPriority:
-    """The priority ``value`` names: a member, its value or its name in any case.
-
-    The rule itself is :meth:`JobPriority.parse`, which reading a job record from Redis
-    needs too (and ``job.py`` cannot import this module, which imports it).
-    """
-    return JobPriority.parse(value)
 
 
 def _not_configured(configured: list[str]) -> str:
@@ -177,7 +169,7 @@ def build_job(
         name=name,
         args=args,
         kwargs=kwargs,
-        priority=JobPriority.parse(priority),  # priority(): its name is taken by the argument
+        priority=JobPriority.parse(priority),
         queue=queue_name(queue),
         created_at=now,
         scheduled_at=scheduled_at,

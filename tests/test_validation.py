@@ -127,7 +127,7 @@ def test_integer_minimum():
     [("high", JobPriority.HIGH), ("LOW", JobPriority.LOW), (3, JobPriority.CRITICAL)],
 )
 def test_priorities_by_name_or_value(value, expected):
-    assert validation.priority(value) is expected
+    assert JobPriority.parse(value) is expected
 
 
 @pytest.mark.parametrize("value", ["urgent", 9, None, True], ids=repr)
@@ -135,7 +135,7 @@ def test_unknown_priorities_are_refused(value):
     with pytest.raises(
         ValueError, match=exactly(f"Unknown priority {value!r}; use one of {CHOICES}.")
     ):
-        validation.priority(value)
+        JobPriority.parse(value)
 
 
 # -- queues -------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ class ScheduledTask:
                 errors[name] = f"Unknown {what} {value!r}; use one of {choices}."
         if self.priority is not None:
             try:
-                self.priority = validation.priority(self.priority)
+                self.priority = JobPriority.parse(self.priority)
             except ValueError as exc:
                 errors["priority"] = str(exc)
         if self.schedule_type == ScheduleType.INTERVAL:
