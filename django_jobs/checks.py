@@ -7,12 +7,15 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
-from django.db import connections
+from django.db import DatabaseError, connections
 from redis.connection import parse_url
 
 from django_jobs import validation
 from django_jobs.conf import DEFAULTS, jobs_settings
 from django_jobs.exceptions import StoreError
+from django_jobs.models import ScheduledTask
+from django_jobs.registry import registry
+from django_jobs.scheduling.settings import task_from_setting
 from django_jobs.store.connection import connection_url, redact_url, server_version
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -123,9 +126,6 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
 
 def _check_schedules() -> list[CheckMessage]:
     """E011: a task of ``DJANGO_JOBS['SCHEDULES']`` that is invalid or names no registered job."""
-    from django_jobs.registry import registry
-    from django_jobs.scheduling.settings import task_from_setting
-
     declared = jobs_settings.SCHEDULES
     hint = (
         "Each entry is 'name': {'job': ..., and one of 'interval': seconds, 'cron': '0 2 * * *' "
@@ -208,11 +208,6 @@ def check_scheduled_tasks(
     A database check, like Django's own: ``migrate`` and ``check --database default`` run it.
     Skipped for a database without the table (before ``migrate``) or that cannot be read.
     """
-    from django.db import DatabaseError
-
-    from django_jobs.models import ScheduledTask
-    from django_jobs.registry import registry
-
     found: list[tuple[str, str]] = []
     for alias in databases or []:
         connection = connections[alias]

@@ -55,7 +55,7 @@ def job_priority(priority: int) -> JobPriority:
 class RedisBackend(compat.BaseTaskBackend):
     """Run Django tasks with django-jobs: ``runworker`` executes them.
 
-    ``TASKS = {"default": {"BACKEND": "django_jobs.tasks.backend.RedisBackend"}}``. Redis, the key
+    ``TASKS = {"default": {"BACKEND": "django_jobs.backends.RedisBackend"}}``. Redis, the key
     prefix and the worker come from ``DJANGO_JOBS``.
 
     - ``QUEUES``: the task queues this backend accepts; each must be one of

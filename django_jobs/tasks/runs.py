@@ -47,10 +47,6 @@ def resolve_task(path: str) -> Any:
     Only that module is imported, and only a ``Task`` instance is accepted: nothing else named
     by queue data is ever called. Raises ``LookupError`` saying why there is no such task.
     """
-    from django.core.exceptions import ImproperlyConfigured
-
-    from django_jobs.tasks import compat
-
     try:
         compat.require()
     except ImproperlyConfigured as exc:

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import Job
 from django_jobs.serialization import dumps
-from django_jobs.store.connection import Backoff
+from django_jobs.store.connection import Backoff, reset_connections
 from django_jobs.worker.execute import failed_outcome, log_completed, log_finished, run_job
 from django_jobs.worker.leases import Claim, Leases
 
@@ -234,8 +234,6 @@ def _become_child() -> None:
         # Die with the supervisor rather than finish a job that is being handed to another worker.
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    from django_jobs.store.connection import reset_connections
-
     reset_connections()
 
 
