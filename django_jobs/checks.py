@@ -25,6 +25,7 @@ MIN_REDIS = (6, 2)
 _POSITIVE_INTS = ("JOB_TTL", "RESULT_TTL", "MAX_LOST")
 # Numbers, not only integers: tests compress time with fractions of a second.
 _POSITIVE_NUMBERS = ("RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX", "DEFAULT_TIMEOUT", "LEASE_TIMEOUT")
+_POSITIVE_NUMBERS += ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT")
 
 
 def _error(msg: str, hint: str, id: int) -> Error:

@@ -12,6 +12,10 @@ DEFAULTS: dict[str, Any] = {
     # Connection: a Redis URL, or the alias of a django-redis cache whose client is reused.
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "CONNECTION": None,
+    # Seconds to wait for a TCP connection and for a reply (blocking waits get their block time
+    # on top), so that nothing hangs on a frozen Redis; options in REDIS_URL take precedence.
+    "REDIS_CONNECT_TIMEOUT": 5,
+    "REDIS_SOCKET_TIMEOUT": 10,
     # Every key starts with this; the braces are a Redis Cluster hash tag.
     "PREFIX": "{django_jobs}",
     "QUEUES": ["default"],

@@ -15,7 +15,7 @@ from typing import Any
 
 from django_jobs import validation
 from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import JobNotFound
+from django_jobs.exceptions import JobNotFound, RedisUnavailable
 from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls
@@ -66,10 +66,20 @@ class JobQueue(Namespace):
         return job
 
     def _enqueue_many(self, jobs: Iterable[Job]) -> Plan[list[Job]]:
-        """Store many jobs built with :meth:`build_job` in one round trip."""
+        """Store many jobs built with :meth:`build_job` in one round trip.
+
+        If Redis cannot be reached the call is sent once more before
+        :class:`~django_jobs.exceptions.RedisUnavailable` is raised: Redis may have stored the
+        jobs and lost only its reply, and storing is idempotent on the job ids (a job whose id
+        exists is left as it is), so a job is stored once either way.
+        """
         jobs = list(jobs)
         now = utcnow().timestamp()
-        yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=int(jobs_settings.JOB_TTL))
+        job_ttl = int(jobs_settings.JOB_TTL)
+        try:
+            yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
+        except RedisUnavailable:
+            yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
         return jobs
 
     def _get_job(self, job_id: str) -> Plan[Job | None]:

@@ -343,7 +343,7 @@ def wait_done(keys: Keys, *, job_id: str, timeout: float) -> Plan[Any]:
     """Wait up to ``timeout`` seconds for the done list of ``job_id``, leaving it as it is (a
     rotating ``BLMOVE``, so that every waiter sees the same element)."""
     key = keys.done(job_id)
-    return (yield Command(("BLMOVE", key, key, "RIGHT", "LEFT", timeout)))
+    return (yield Command(("BLMOVE", key, key, "RIGHT", "LEFT", timeout), block=timeout))
 
 
 def _jobs(reply: list[Any]) -> list[Job]:
@@ -404,7 +404,7 @@ def stats(
 
 def wait_wakeup(keys: Keys, *, timeout: float) -> Plan[bool]:
     """Wait up to ``timeout`` seconds for a wake-up token; ``True`` if one came."""
-    return bool((yield Command(("BLPOP", keys.wakeup, timeout))))
+    return bool((yield Command(("BLPOP", keys.wakeup, timeout), block=timeout)))
 
 
 def scheduler_beat(

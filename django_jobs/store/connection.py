@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import weakref
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -15,8 +15,16 @@ from django.dispatch import receiver
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import RedisUnavailable
 
-# A web request must not hang on an unreachable host; options in the URL take precedence.
-CLIENT_OPTIONS = {"socket_connect_timeout": 5}
+
+def client_options() -> dict[str, float]:
+    """Connect and read timeouts for the clients made from ``REDIS_URL``: a web request must
+    not hang on an unreachable or frozen host (redis-py's default is to wait for ever).
+    ``redis.Redis.from_url`` lets options in the URL take precedence over these."""
+    return {
+        "socket_connect_timeout": float(jobs_settings.REDIS_CONNECT_TIMEOUT),
+        "socket_timeout": float(jobs_settings.REDIS_SOCKET_TIMEOUT),
+    }
+
 
 _sync_client: redis.Redis | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
@@ -24,19 +32,70 @@ _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.async
 )
 
 
+# A query parameter that holds a password; its value runs to the next "&", whatever it holds.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&]*)")
+# A user name in front of a password is shown only if it cannot be part of a mangled password.
+_PLAIN_USER = re.compile(r"[^/?#]*")
+
+
+def _split(url: str) -> tuple[str, str, str, str]:
+    """``url`` as (scheme with ``://``, userinfo, rest from the host on, query password part).
+
+    Not ``urlsplit``: a password that is not URL-encoded may hold ``/``, ``?``, ``#`` or ``@``,
+    which end its netloc early. The userinfo is everything up to the last ``@`` before a
+    ``password=`` query parameter (``unix://`` URLs have no host after the ``@``).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    query = _QUERY_PASSWORD.search(rest)
+    head, tail = (rest[: query.start()], rest[query.start() :]) if query else (rest, "")
+    userinfo, at, host = head.rpartition("@")
+    return scheme + sep, userinfo if at else "", host if at else head, tail
+
+
+def _secrets(url: str) -> list[str]:
+    """The passwords in ``url`` (or what may be one), as written."""
+    _, userinfo, _, tail = _split(url)
+    found = [value for _, value in _QUERY_PASSWORD.findall(tail)]
+    user, colon, password = userinfo.partition(":")
+    if colon and _PLAIN_USER.fullmatch(user):
+        found.append(password)
+    elif userinfo and not (not colon and _PLAIN_USER.fullmatch(user) and "@" not in user):
+        found.append(userinfo)
+    return [secret for secret in found if secret]
+
+
 def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    userinfo, at, host = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
-    query = "&".join(
-        f"{name}=***" if name == "password" else f"{name}{eq}{value}"
-        for name, eq, value in (item.partition("=") for item in parts.query.split("&") if item)
-    )
-    # Built by hand: urlunsplit() would turn unix:///path into unix:/path.
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    """Return ``url`` with its password replaced by ``***``, also one that is not URL-encoded.
+
+    A user name is kept (``redis://ada:***@host``) unless the userinfo cannot be read
+    unambiguously, then all of it goes (``redis://***@host``); ``password=`` query
+    parameters become ``password=***``.
+    """
+    scheme, userinfo, host, tail = _split(url)
+    if userinfo:
+        user, colon, _ = userinfo.partition(":")
+        if colon and _PLAIN_USER.fullmatch(user):
+            userinfo = f"{user}:***"
+        elif colon or not _PLAIN_USER.fullmatch(user) or "@" in user:
+            userinfo = "***"
+        host = f"{userinfo}@{host}"
+    return scheme + host + _QUERY_PASSWORD.sub(r"\1***", tail)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (e.g. an error message of redis-py) without the passwords of ``url``.
+
+    redis-py reads a password that is not URL-encoded as part of the host or path, and names
+    those in its messages: every piece of the password is taken out too.
+    """
+    for secret in _secrets(url):
+        pieces = {secret, *re.split(r"[:@/?#&]", secret)}
+        for piece in sorted(pieces, key=len, reverse=True):
+            if len(piece) >= 2:
+                text = text.replace(piece, "***")
+    return text
 
 
 def connection_url() -> str:
@@ -53,6 +112,16 @@ def connection_url() -> str:
     return str(location[0]).strip()
 
 
+def _from_url(client_class: Any, url: str) -> Any:
+    try:
+        return client_class.from_url(url, **client_options())
+    except ValueError as exc:
+        # redis-py names what it misread, which may be a piece of a password; the original
+        # exception is not chained for the same reason.
+        message = redact_text(str(exc), url)
+        raise ValueError(f"Cannot read the Redis URL {redact_url(url)}: {message}") from None
+
+
 def get_redis() -> redis.Redis:
     """The shared sync client. With ``CONNECTION`` set, django-redis's own client is reused."""
     global _sync_client
@@ -63,7 +132,7 @@ def get_redis() -> redis.Redis:
 
             _sync_client = get_redis_connection(alias)
         else:
-            _sync_client = redis.Redis.from_url(connection_url(), **CLIENT_OPTIONS)
+            _sync_client = _from_url(redis.Redis, connection_url())
     return _sync_client
 
 
@@ -72,7 +141,7 @@ def get_async_redis() -> redis.asyncio.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = redis.asyncio.Redis.from_url(connection_url(), **CLIENT_OPTIONS)
+        client = _from_url(redis.asyncio.Redis, connection_url())
         _async_clients[loop] = client
     return client
 
@@ -83,7 +152,10 @@ def server_version(url: str) -> str:
     try:
         with redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
             return str(client.info("server")["redis_version"])
-    except redis.RedisError as exc:
+    except (redis.RedisError, ValueError) as exc:
+        # redis-py names what it misread (a host, a port), which may be a piece of a password
+        # that is not URL-encoded: neither this message nor the chained one may show it.
+        exc.args = tuple(redact_text(a, url) if isinstance(a, str) else a for a in exc.args)
         raise RedisUnavailable(str(exc)) from exc
 
 

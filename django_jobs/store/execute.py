@@ -10,6 +10,7 @@ operation is written once and runs with either client: :func:`run` and :func:`ar
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -17,8 +18,15 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import redis
 from redis.exceptions import NoScriptError
 
+from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import RedisUnavailable, StoreError
-from django_jobs.store.connection import connection_url, get_async_redis, get_redis, redact_url
+from django_jobs.store.connection import (
+    connection_url,
+    get_async_redis,
+    get_redis,
+    redact_text,
+    redact_url,
+)
 from django_jobs.store.scripts import Call
 
 T = TypeVar("T")
@@ -28,9 +36,23 @@ S = TypeVar("S")
 
 @dataclass(frozen=True)
 class Command:
-    """One plain Redis command, e.g. ``Command(("GET", key))``."""
+    """One plain Redis command, e.g. ``Command(("GET", key))``.
+
+    ``block`` is set for a command the server may hold for up to that many seconds (``BLPOP``,
+    ``BLMOVE``): its reply is then awaited ``block`` plus ``REDIS_SOCKET_TIMEOUT`` seconds,
+    whatever socket timeout the client was made with (a URL's ``?socket_timeout=1``, or
+    django-redis's ``SOCKET_TIMEOUT``), so that a healthy wait is never cut short while a
+    silent server is still noticed.
+    """
 
     args: tuple[Any, ...]
+    block: float | None = None
+
+    @property
+    def read_timeout(self) -> float:
+        """How long to wait for the reply of a blocking command."""
+        assert self.block is not None
+        return self.block + float(jobs_settings.REDIS_SOCKET_TIMEOUT)
 
 
 Plan = Generator[Call | Command, Any, T]
@@ -49,20 +71,92 @@ def _send(client: Any, step: Call | Command) -> Any:
     )
 
 
+def _pooled(pool: Any, name: str) -> Any:
+    """``pool.get_connection()``: redis-py < 5.3 requires the command name, later versions
+    warn when it is given."""
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    needs_name = parameter is not None and parameter.default is inspect.Parameter.empty
+    return pool.get_connection(name) if needs_name else pool.get_connection()
+
+
+def _send_blocking(client: Any, step: Command) -> Any:
+    """A blocking command on a connection of the client's pool, with its own read timeout.
+
+    redis-py has no per-command timeout for the sync client: the connection's ``can_read``
+    waits for the reply with the timeout given (and restores the socket's own afterwards);
+    the small reply is then read at once.
+    """
+    pool = client.connection_pool
+    connection = _pooled(pool, step.args[0])
+    try:
+        for attempt in (1, 2):
+            try:
+                connection.send_command(*step.args)
+                break
+            except redis.ConnectionError:
+                # A pooled connection that Redis closed (e.g. it restarted): one fresh try,
+                # as redis-py's own retry would do for a plain command.
+                connection.disconnect()
+                if attempt == 2:
+                    raise
+        if not connection.can_read(timeout=step.read_timeout):
+            raise redis.TimeoutError(f"No reply to {step.args[0]} in {step.read_timeout:g} s")
+        return connection.read_response()
+    except redis.ResponseError:
+        raise
+    except BaseException:
+        # An unread (or half-read) reply would be taken for the next command's.
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+
+
+async def _asend_blocking(client: Any, step: Command) -> Any:
+    """The asyncio twin of :func:`_send_blocking`: ``read_response`` takes a timeout there."""
+    pool = client.connection_pool
+    connection = await _pooled(pool, step.args[0])
+    try:
+        for attempt in (1, 2):
+            try:
+                await connection.send_command(*step.args)
+                break
+            except redis.ConnectionError:
+                await connection.disconnect()
+                if attempt == 2:
+                    raise
+        return await connection.read_response(timeout=step.read_timeout)
+    except redis.ResponseError:
+        raise
+    except BaseException:
+        await connection.disconnect()
+        raise
+    finally:
+        await pool.release(connection)
+
+
 def _load(client: Any, step: Call | Command) -> Any:
     assert isinstance(step, Call)
     return client.script_load(step.script.source)
 
 
 def _translated(exc: redis.RedisError) -> Exception:
+    url = connection_url()
+    # The original stays chained (tracebacks, error pages): it must not name the password
+    # either, which redis-py does when it read a password that is not URL-encoded as a host.
+    exc.args = tuple(redact_text(a, url) if isinstance(a, str) else a for a in exc.args)
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        return RedisUnavailable(f"Cannot reach Redis at {redact_url(connection_url())}: {exc}")
+        return RedisUnavailable(
+            f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
+        )
     return StoreError(f"Redis refused a command: {exc}")
 
 
 def execute(client: Any, step: Call | Command) -> Any:
     """One step with a sync client."""
     try:
+        if isinstance(step, Command) and step.block is not None:
+            return _send_blocking(client, step)
         try:
             return _send(client, step)
         except NoScriptError:
@@ -75,6 +169,8 @@ def execute(client: Any, step: Call | Command) -> Any:
 async def aexecute(client: Any, step: Call | Command) -> Any:
     """One step with an asyncio client."""
     try:
+        if isinstance(step, Command) and step.block is not None:
+            return await _asend_blocking(client, step)
         try:
             return await _send(client, step)
         except NoScriptError:
@@ -85,21 +181,38 @@ async def aexecute(client: Any, step: Call | Command) -> Any:
 
 
 def run(plan: Plan[T]) -> T:
-    """Run ``plan`` with the shared sync client and return its value."""
-    client, reply = get_redis(), None
+    """Run ``plan`` with the shared sync client and return its value.
+
+    A step that fails raises its :class:`RedisUnavailable` or :class:`StoreError` inside the
+    plan, at its ``yield``, so that a plan may handle it (e.g. send an idempotent call again).
+    """
+    client = get_redis()
     try:
+        step = next(plan)
         while True:
-            reply = execute(client, plan.send(reply))
+            try:
+                reply = execute(client, step)
+            except StoreError as exc:
+                step = plan.throw(exc)
+            else:
+                step = plan.send(reply)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
 
 async def arun(plan: Plan[T]) -> T:
-    """Run ``plan`` with this event loop's asyncio client and return its value."""
-    client, reply = get_async_redis(), None
+    """Run ``plan`` with this event loop's asyncio client and return its value (see
+    :func:`run`)."""
+    client = get_async_redis()
     try:
+        step = next(plan)
         while True:
-            reply = await aexecute(client, plan.send(reply))
+            try:
+                reply = await aexecute(client, step)
+            except StoreError as exc:
+                step = plan.throw(exc)
+            else:
+                step = plan.send(reply)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

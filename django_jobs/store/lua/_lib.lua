@@ -83,23 +83,28 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
   while i <= #jobs do
     local id, queue, priority, due, user, created = jobs[i], jobs[i + 1], jobs[i + 2], jobs[i + 3], jobs[i + 4], jobs[i + 5]
     local n = tonumber(jobs[i + 6])
-    redis.call('HSET', job_key(prefix, id), unpack(jobs, i + 7, i + 6 + 2 * n))
-    if due ~= '' then
-      redis.call('ZADD', scheduled_key, due, id)
-      if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
-        -- Due before any other: idle workers must learn when to look next.
+    local jkey = job_key(prefix, id)
+    -- Ids are made before the call: one that exists was stored by an earlier send of this
+    -- call whose reply was lost. Sending it again must not store (or run) the job twice.
+    if redis.call('EXISTS', jkey) == 0 then
+      redis.call('HSET', jkey, unpack(jobs, i + 7, i + 6 + 2 * n))
+      if due ~= '' then
+        redis.call('ZADD', scheduled_key, due, id)
+        if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
+          -- Due before any other: idle workers must learn when to look next.
+          wakeups = wakeups + 1
+        end
+      else
+        redis.call('RPUSH', list_key(prefix, queue, priority), id)
         wakeups = wakeups + 1
       end
-    else
-      redis.call('RPUSH', list_key(prefix, queue, priority), id)
-      wakeups = wakeups + 1
-    end
-    if user ~= '' then
-      -- The user index covers JOB_TTL, like the records of finished jobs.
-      local ukey = prefix .. ':user:' .. user
-      redis.call('ZADD', ukey, created, id)
-      redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
-      redis.call('EXPIRE', ukey, user_ttl)
+      if user ~= '' then
+        -- The user index covers JOB_TTL, like the records of finished jobs.
+        local ukey = prefix .. ':user:' .. user
+        redis.call('ZADD', ukey, created, id)
+        redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
+        redis.call('EXPIRE', ukey, user_ttl)
+      end
     end
     i = i + 7 + 2 * n
   end
