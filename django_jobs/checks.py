@@ -22,7 +22,7 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 HASH_TAG = re.compile(r"\{[^{}]+\}")
 MIN_REDIS = (6, 2)
 
-_POSITIVE_INTS = ("JOB_TTL", "RESULT_TTL", "MAX_LOST")
+_POSITIVE_INTS = ("JOB_TTL", "RESULT_TTL", "MAX_LOST", "MAX_PAYLOAD_BYTES")
 # Numbers, not only integers: tests compress time with fractions of a second.
 _POSITIVE_NUMBERS = ("RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX", "DEFAULT_TIMEOUT", "LEASE_TIMEOUT")
 _POSITIVE_NUMBERS += ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT")

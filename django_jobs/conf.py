@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_TIMEOUT": 60,
     # A job whose worker died this many times goes to the dead-letter queue (poison pill).
     "MAX_LOST": 3,
+    # Bytes of JSON a job's args, kwargs and meta may take together: more is refused at enqueue,
+    # and a larger record found in Redis is dead-lettered unrun. Pass big data by reference.
+    "MAX_PAYLOAD_BYTES": 1024 * 1024,
     # .delay() inside transaction.atomic() enqueues when the transaction commits.
     "ENQUEUE_ON_COMMIT": True,
     # Periodic tasks declared in code, by name: written into the ScheduledTask table when a

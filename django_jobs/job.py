@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord
-from django_jobs.serialization import dumps, from_timestamp
+from django_jobs.serialization import dumps, from_timestamp, loads_record
 
 
 class JobStatus(enum.StrEnum):
@@ -59,6 +62,12 @@ def new_id() -> str:
 
 # Highest first: the order in which a worker looks at the lists of a queue.
 PRIORITIES_HIGH_FIRST: tuple[JobPriority, ...] = tuple(sorted(JobPriority, reverse=True))
+
+# What a job id may be: printable ASCII without spaces, at most 64 characters (a worker shares
+# the id of its running job with its supervisor in a fixed-size slot).
+JOB_ID = re.compile(r"[!-~]{1,64}")
+# The fields whose JSON is the payload that DJANGO_JOBS['MAX_PAYLOAD_BYTES'] limits.
+PAYLOAD_FIELDS = ("args", "kwargs", "meta")
 
 _DATETIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
 _INT_FIELDS = ("max_retries", "retry_count", "lost_count")
@@ -190,9 +199,13 @@ class Job:
     ) -> Job:
         """Build a job from its Redis hash (str values); raise :class:`InvalidJobRecord`.
 
-        With ``strict=False`` fields that cannot be read keep their defaults instead, so that a
+        Strict (a worker about to run the job) also refuses an id that is not 1 to 64 printable
+        ASCII characters and a payload over ``DJANGO_JOBS['MAX_PAYLOAD_BYTES']``. With
+        ``strict=False`` fields that cannot be read keep their defaults instead, so that a
         corrupt record in the dead-letter queue can still be listed and inspected.
         """
+        if strict:
+            _check_runnable(job_id, data)
         values: dict[str, Any] = {"id": job_id, "result": result}
         for key, raw in data.items():
             read = _HASH_READERS.get(key)
@@ -200,12 +213,12 @@ class Job:
                 continue  # written by a newer version, or by the scripts for their own use
             try:
                 values[key] = read(raw)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 if strict:
                     problem = (
                         "is not JSON"
-                        if key in cls._JSON_FIELDS
-                        else f"has the invalid value {raw!r} ({exc})"
+                        if isinstance(exc, json.JSONDecodeError)
+                        else f"has the invalid value {raw[:80]!r} ({exc})"
                     )
                     raise InvalidJobRecord(f"Job {job_id}: field {key!r} {problem}.") from None
         if not strict:
@@ -247,6 +260,37 @@ def _number(value: Any) -> float:
     return int(number) if number.is_integer() else number
 
 
+# Longer than any timeout or backoff a job may be given (validation.MAX_SECONDS).
+_MAX_RECORD_SECONDS = 100 * 365 * 24 * 3600
+
+
+def _seconds(value: str) -> float:
+    """A timeout or backoff of a record: a positive, finite number of seconds (no ``nan``)."""
+    number = _number(value)
+    if not (math.isfinite(number) and 0 < number <= _MAX_RECORD_SECONDS):
+        raise ValueError("it must be a positive number of seconds, at most 100 years")
+    return number
+
+
+def _check_runnable(job_id: str, data: dict[str, str]) -> None:
+    """Refuse a record that a worker must not run however its fields read: an id that does not
+    fit the worker's slot, or a payload over the limit (what enqueue would have refused)."""
+    if not JOB_ID.fullmatch(job_id):
+        raise InvalidJobRecord(
+            f"Job {job_id[:80]!r}: the id must be 1 to 64 printable ASCII characters."
+        )
+    limit = jobs_settings.MAX_PAYLOAD_BYTES
+    chars = sum(len(data.get(name, "")) for name in PAYLOAD_FIELDS)
+    if chars * 4 <= limit:  # UTF-8 takes at most 4 bytes a character: surely small enough
+        return
+    size = sum(len(data.get(name, "").encode()) for name in PAYLOAD_FIELDS)
+    if size > limit:
+        raise InvalidJobRecord(
+            f"Job {job_id}: its payload (args, kwargs and meta) is {size} bytes of JSON, over "
+            f"DJANGO_JOBS['MAX_PAYLOAD_BYTES'] ({limit}); it is not run."
+        )
+
+
 # How each field of a Redis hash is written (an enqueue writes one per job).
 _HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     **dict.fromkeys(("name", "queue", "user_id", "error", "traceback", "worker_id"), _text),
@@ -266,10 +310,10 @@ _LEFT_OUT_WHEN_EMPTY = frozenset(
 _HASH_READERS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("name", "queue", "user_id", "error", "traceback", "worker_id"), str),
     "lease_token": str,
-    **dict.fromkeys(Job._JSON_FIELDS, json.loads),
+    **dict.fromkeys(Job._JSON_FIELDS, loads_record),
     **dict.fromkeys(_DATETIME_FIELDS, from_timestamp),
     **dict.fromkeys(_INT_FIELDS, int),
-    **dict.fromkeys(_SECONDS_FIELDS, _number),
+    **dict.fromkeys(_SECONDS_FIELDS, _seconds),
     "status": JobStatus,
     "priority": lambda value: JobPriority(int(value)),
     "cancel_requested": lambda value: value == "1",

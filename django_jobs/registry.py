@@ -1,8 +1,10 @@
 """``@job``: registering job functions by name, and enqueueing them with ``.delay()``.
 
 A worker runs only functions registered here, looked up by the name stored in the job, and
-tasks of Django's task API (see :func:`django_task_path`); nothing else is ever imported by a
-name taken from queue data.
+tasks of Django's task API defined on a django-jobs backend, which the backend records here as
+they are defined (see :func:`django_task_path`). Both are found by importing each installed
+app's ``jobs`` (and ``tasks``) module at start-up; nothing is ever imported by a name taken from
+queue data.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.utils.module_loading import autodiscover_modules
+from django.utils.module_loading import autodiscover_modules, import_string
 
 from django_jobs import validation
 from django_jobs.conf import jobs_settings
@@ -27,8 +31,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 # Jobs enqueued through Django's task API (django_jobs.backends.RedisBackend) are named with
-# this marker, then the module path of the task; the runner imports that module and runs the
-# attribute only if it is a django.tasks Task.
+# this marker, then the module path of the task; the runner runs it only if a django-jobs
+# backend recorded a task of that path when it was defined (JobRegistry.register_task).
 DJANGO_TASK_PREFIX = "django.tasks:"
 DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
 
@@ -46,6 +50,8 @@ class JobRegistry:
 
     def __init__(self) -> None:
         self._jobs: dict[str, JobFunction[..., Any]] = {}
+        # Module path -> function of each django.tasks Task defined on a django-jobs backend.
+        self._tasks: dict[str, Callable[..., Any]] = {}
 
     def register(self, job_function: JobFunction[..., Any]) -> None:
         """Add a job function; a second, different function under the same name is an error."""
@@ -78,9 +84,40 @@ class JobRegistry:
     def __iter__(self) -> Any:
         return iter(list(self._jobs.values()))
 
+    def register_task(self, module_path: str, func: Callable[..., Any]) -> None:
+        """Record a task of Django's task API, defined on a django-jobs backend, as runnable.
+
+        The backend calls this when a task is defined; a worker runs a job named
+        ``"django.tasks:" + module_path`` only if it finds the task recorded here.
+        """
+        self._tasks[module_path] = func  # the latest definition, e.g. after a reload
+
+    def task_function(self, module_path: str) -> Callable[..., Any] | None:
+        """The function of the task recorded under ``module_path``, or ``None``."""
+        return self._tasks.get(module_path)
+
     def autodiscover(self) -> None:
-        """Import the ``jobs`` module of every installed app, which registers its jobs."""
+        """Import the ``jobs`` module of every installed app, which registers its jobs, and,
+        when a django-jobs backend is among Django's ``TASKS``, its ``tasks`` module too."""
         autodiscover_modules("jobs")
+        if _uses_task_backend():
+            autodiscover_modules("tasks")
+
+
+def _uses_task_backend() -> bool:
+    """Whether ``settings.TASKS`` names a backend of django-jobs (whose tasks workers run)."""
+    backends = getattr(settings, "TASKS", None)
+    if not isinstance(backends, dict):
+        return False
+    for config in backends.values():
+        path = config.get("BACKEND") if isinstance(config, dict) else None
+        try:
+            backend = import_string(path) if isinstance(path, str) else None
+        except (ImportError, ImproperlyConfigured):
+            continue  # Django's own check of TASKS, or the backend, reports it
+        if getattr(backend, "records_tasks", False):
+            return True
+    return False
 
 
 registry = JobRegistry()

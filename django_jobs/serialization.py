@@ -9,12 +9,18 @@ from typing import Any
 
 from django_jobs.exceptions import NotJSONSerializable
 
+# How deep lists and dicts may nest in what crosses Redis. Far deeper than real arguments, and
+# far below Python's recursion limit, so that neither checking, writing nor reading such a value
+# can end in a RecursionError (nor can a list that contains itself).
+MAX_JSON_DEPTH = 128
 
-def check_json(value: Any, path: str) -> None:
+
+def check_json(value: Any, path: str, depth: int = 0) -> None:
     """Raise :class:`NotJSONSerializable` unless ``value`` survives a JSON round trip unchanged.
 
     ``path`` names the value in the message (``args[0]``, ``kwargs['user']['id']``), so the
-    caller learns which argument to fix before anything is written.
+    caller learns which argument to fix before anything is written. Lists and dicts nested
+    more than :data:`MAX_JSON_DEPTH` levels deep are refused too.
     """
     if value is None or isinstance(value, (str, bool, int)):
         return
@@ -22,9 +28,14 @@ def check_json(value: Any, path: str) -> None:
         if not math.isfinite(value):
             raise NotJSONSerializable(f"{path} is {value!r}, which JSON cannot represent")
         return
+    if isinstance(value, (list, dict)) and depth >= MAX_JSON_DEPTH:
+        raise NotJSONSerializable(
+            f"{_shortened(path)} is nested more than {MAX_JSON_DEPTH} lists and dicts deep, the "
+            "limit of what a job stores (or it contains itself)"
+        )
     if isinstance(value, list):
         for index, item in enumerate(value):
-            check_json(item, f"{path}[{index}]")
+            check_json(item, f"{path}[{index}]", depth + 1)
         return
     if isinstance(value, dict):
         for key, item in value.items():
@@ -32,11 +43,48 @@ def check_json(value: Any, path: str) -> None:
                 raise NotJSONSerializable(
                     f"{path} has the key {key!r}; JSON object keys must be strings"
                 )
-            check_json(item, f"{path}[{key!r}]")
+            check_json(item, f"{path}[{key!r}]", depth + 1)
         return
     raise NotJSONSerializable(
         f"{path} is {_describe(value)}, which does not survive JSON. {_hint(value)}"
     )
+
+
+def _shortened(path: str) -> str:
+    """A path of a deeply nested value, its middle elided so the message stays readable."""
+    return path if len(path) <= 100 else f"{path[:60]}...{path[-30:]}"
+
+
+def json_depth(value: Any) -> int:
+    """How deep lists and dicts nest in ``value`` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def loads_record(text: str) -> Any:
+    """JSON read from Redis, where anyone may have written it: ``ValueError`` unless it is plain
+    JSON (no ``NaN``) nested no deeper than :func:`check_json` lets in (one more level: the
+    list of ``args`` itself)."""
+    limit = MAX_JSON_DEPTH + 1
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError(f"it is nested more than {limit} deep") from None
+    # Only text with that many brackets can be that deep: most records skip the walk.
+    if text.count("[") + text.count("{") > limit and json_depth(value) > limit:
+        raise ValueError(f"it is nested more than {limit} deep")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _describe(value: Any) -> str:
@@ -65,7 +113,13 @@ def loads(data: str | bytes) -> Any:
 
 
 def from_timestamp(value: float | str | bytes) -> datetime:
-    return datetime.fromtimestamp(float(value), UTC)
+    """Epoch seconds as an aware UTC datetime; ``ValueError`` for what no datetime can be
+    (``nan``, ``1e400``, year 10000 and later)."""
+    seconds = float(value)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"{value!r} is not a time a datetime can hold") from None
 
 
 def utcnow() -> datetime:

@@ -11,7 +11,7 @@ from typing import Any
 
 from django_jobs.conf import jobs_settings
 from django_jobs.job import Job, JobPriority, new_id
-from django_jobs.serialization import check_json, utcnow
+from django_jobs.serialization import check_json, dumps, utcnow
 
 # Farther ahead than any real schedule, and well inside what datetime can represent.
 MAX_SECONDS = 100 * 365 * 24 * 3600
@@ -93,6 +93,20 @@ def served_queues(queues: Iterable[str] | None) -> list[str]:
     return served
 
 
+def payload_size(args: list[Any], kwargs: dict[str, Any], meta: dict[str, Any]) -> int:
+    """The bytes of JSON that ``args``, ``kwargs`` and ``meta`` take in the job's record;
+    ``ValueError`` naming the size and the limit if that is over ``MAX_PAYLOAD_BYTES``."""
+    limit = jobs_settings.MAX_PAYLOAD_BYTES
+    size = sum(len(dumps(value).encode()) for value in (args, kwargs, meta) if value)
+    if size > limit:
+        raise ValueError(
+            f"The job's arguments take {size} bytes as JSON (args, kwargs and meta), over the "
+            f"limit of {limit} bytes (DJANGO_JOBS['MAX_PAYLOAD_BYTES']). Store large data "
+            "elsewhere (a file, a database row) and pass its key."
+        )
+    return size
+
+
 def build_job(
     name: str,
     args: list[Any] | tuple[Any, ...] = (),
@@ -113,7 +127,7 @@ def build_job(
 
     ``retry_backoff_base`` and ``retry_backoff_max`` (seconds) override the settings of the
     same names for this job; ``meta`` is JSON kept with the job for the caller's own use.
-    Raises ``ValueError`` for a bad option and
+    Raises ``ValueError`` for a bad option or arguments over ``MAX_PAYLOAD_BYTES``, and
     :class:`~django_jobs.exceptions.NotJSONSerializable` naming the argument that would not
     survive JSON. Nothing is written.
     """
@@ -163,6 +177,7 @@ def build_job(
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, not {type(meta).__name__}.")
     check_json(meta, "meta")
+    payload_size(args, kwargs, meta)
 
     return Job(
         id=new_id(),

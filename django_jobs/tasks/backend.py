@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_jobs import validation
 from django_jobs.job import Job, JobPriority
 from django_jobs.queue import JobQueue
-from django_jobs.registry import DJANGO_TASK_PREFIX, django_task_path
+from django_jobs.registry import DJANGO_TASK_PREFIX, django_task_path, registry
 from django_jobs.serialization import utcnow
 from django_jobs.tasks import compat
 from django_jobs.tasks.runs import resolve_task, task_result
@@ -78,6 +78,9 @@ class RedisBackend(compat.BaseTaskBackend):
     supports_async_task = True
     supports_get_result = True
     supports_priority = True
+    # Workers import the ``tasks`` module of each installed app at start-up (registry.py), so
+    # that the tasks defined on this backend are recorded there before any job is run.
+    records_tasks = True
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
@@ -148,7 +151,8 @@ class RedisBackend(compat.BaseTaskBackend):
 
         On top of Django's checks: the function must be a top-level function of an importable
         module (a worker finds it by its module path), and its queue one of
-        ``DJANGO_JOBS["QUEUES"]`` (and of this backend's ``QUEUES``, if given).
+        ``DJANGO_JOBS["QUEUES"]`` (and of this backend's ``QUEUES``, if given). A valid task is
+        recorded in the registry of what workers may run.
         """
         if self.queues and task.queue_name not in self.queues:
             raise compat.InvalidTask(
@@ -166,9 +170,12 @@ class RedisBackend(compat.BaseTaskBackend):
             validation.queue_name(task.queue_name)
         except ValueError as exc:
             raise compat.InvalidTask(str(exc)) from None
+        # What a worker may run: it never imports a module named by a job, it looks here.
+        registry.register_task(task.module_path, func)
 
     def _check_reachable(self, task: Any) -> None:
-        """The worker will import the task's module path: that name must be this task."""
+        """A worker looks the task up at its module path (never importing it): that name must
+        be this task."""
         module = sys.modules.get(task.func.__module__)
         found = getattr(module, task.func.__qualname__, None)
         if not (isinstance(found, compat.Task) and found.func is task.func):

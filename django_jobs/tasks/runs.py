@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import importlib
 import logging
+import sys
+import types
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from django_jobs import exceptions as jobs_exceptions
 from django_jobs.job import Job, JobStatus
-from django_jobs.registry import DOTTED_PATH
+from django_jobs.registry import DOTTED_PATH, registry
 from django_jobs.tasks import compat
 
 logger = logging.getLogger("django_jobs.tasks")
@@ -42,30 +43,41 @@ def task_status(status: JobStatus) -> Any:
 
 
 def resolve_task(path: str) -> Any:
-    """The task of Django's task API at ``path``: a module path, then an attribute.
+    """The task of Django's task API at ``path`` (a module path, then an attribute), if a
+    django-jobs backend recorded it when it was defined (:meth:`JobRegistry.register_task`).
 
-    Only that module is imported, and only a ``Task`` instance is accepted: nothing else named
-    by queue data is ever called. Raises ``LookupError`` saying why there is no such task.
+    Nothing is imported: the task must be defined in a module this process imported already
+    (a worker imports each installed app's ``tasks`` module at start-up), and still be at its
+    path. Raises ``LookupError`` saying why there is no such task, and nothing else named by
+    queue data is ever called.
     """
     try:
         compat.require()
     except ImproperlyConfigured as exc:
         raise LookupError(f"UnknownTask: {exc}") from None
     module_name, _, attribute = path.rpartition(".")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
+    module = sys.modules.get(module_name)
+    # The module's own dict, not getattr: a module __getattr__ (PEP 562) could import or run
+    # code for a name that queue data chose.
+    found = vars(module).get(attribute) if isinstance(module, types.ModuleType) else None
+    func = registry.task_function(path)
+    if func is not None and isinstance(found, compat.Task) and found.func is func:
+        return found
+    if module is None:
         raise LookupError(
-            f"UnknownTask: the module of task {path!r} cannot be imported "
-            f"({type(exc).__qualname__}: {exc})."
-        ) from None
-    task = getattr(module, attribute, None)
-    if not isinstance(task, compat.Task):
-        raise LookupError(
-            f"UnknownTask: {path!r} is a {type(task).__qualname__}, not a task of Django's "
-            "task API, so it is not run."
+            f"UnknownTask: no task {path!r} is registered in this process: its module "
+            f"{module_name!r} was not imported at start-up, and a module named by a job "
+            "cannot be imported (define tasks in an installed app's tasks module)."
         )
-    return task
+    if isinstance(found, compat.Task):
+        raise LookupError(
+            f"UnknownTask: {path!r} is a task, but not one defined on a django-jobs backend, "
+            "so it is not run."
+        )
+    raise LookupError(
+        f"UnknownTask: {path!r} is a {type(found).__qualname__}, not a task of Django's "
+        "task API, so it is not run."
+    )
 
 
 def task_result(task: Any, job: Job, alias: str) -> Any:

@@ -75,10 +75,15 @@ def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
             # Imported here: Django's task API is optional, and only its jobs need it.
             from django_jobs.tasks.runs import TaskRun, resolve_task
 
+            # Looked up among the tasks defined at start-up: nothing named here is imported.
             task = resolve_task(path)
         except LookupError as exc:
             return failure(str(exc))
-        func = hooks = TaskRun(task, job)
+        try:
+            func = hooks = TaskRun(task, job)
+        except Exception as exc:
+            # Its TaskResult is made from the record's meta, which anyone may have written.
+            return failure(f"unreadable record: {type(exc).__qualname__}: {exc}", retry=False)
     else:
         return unregistered(name)
     # As Django does around a request: no connection outlives its CONN_MAX_AGE or an error.

@@ -55,6 +55,55 @@ local function bury(prefix, dead_key, id, now, reason)
   notify_done(prefix, id)
 end
 
+-- The multi-byte sequences of UTF-8 as Python's strict decoder reads it (no overlong forms, no
+-- surrogates, nothing above U+10FFFF).
+local UTF8_FORMS = {
+  '[\194-\223][\128-\191]',
+  '\224[\160-\191][\128-\191]',
+  '[\225-\236\238\239][\128-\191][\128-\191]',
+  '\237[\128-\159][\128-\191]',
+  '\240[\144-\191][\128-\191][\128-\191]',
+  '[\241-\243][\128-\191][\128-\191][\128-\191]',
+  '\244[\128-\143][\128-\191][\128-\191]',
+}
+
+-- Whether a worker can read ``s`` as text. ASCII, the usual case, costs one search; otherwise
+-- each valid sequence becomes '.' (never part of another) and no byte above 127 may be left.
+local function utf8_text(s)
+  if not string.find(s, '[\128-\255]') then return true end
+  for _, form in ipairs(UTF8_FORMS) do s = string.gsub(s, form, '.') end
+  return not string.find(s, '[\128-\255]')
+end
+
+-- Why a worker could not read a record (pickled or binary data), or nil. ``record`` is its
+-- HGETALL reply.
+local function not_text(id, record)
+  if not utf8_text(id) then return 'unreadable record: the job id is not UTF-8 text' end
+  for j = 1, #record, 2 do
+    local name = record[j]
+    if not utf8_text(name) then return 'unreadable record: a field name is not UTF-8 text' end
+    if not utf8_text(record[j + 1]) then
+      return "unreadable record: field '" .. name .. "' is not UTF-8 text (binary or pickled data)"
+    end
+  end
+  return nil
+end
+
+local function has_field(record, name)
+  for j = 1, #record, 2 do
+    if record[j] == name then return true end
+  end
+  return false
+end
+
+-- A job key of another type than hash can be neither read nor buried as it is: say what it
+-- held and delete it, so that the job is buried with a record of its own.
+local function not_a_hash(jkey)
+  local kind = redis.call('TYPE', jkey)['ok']
+  redis.call('DEL', jkey)
+  return 'unreadable record: the job key held a ' .. kind .. ', not a hash'
+end
+
 -- Move jobs of a zset (delayed or retrying) whose time has come to the tail of their list.
 local function promote(prefix, zkey, dead_key, now, limit)
   local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, limit)
@@ -62,8 +111,10 @@ local function promote(prefix, zkey, dead_key, now, limit)
   for _, id in ipairs(ids) do
     redis.call('ZREM', zkey, id)
     local jkey = job_key(prefix, id)
-    local f = redis.call('HMGET', jkey, 'queue', 'priority')
-    if f[1] and f[2] then
+    local f = redis.pcall('HMGET', jkey, 'queue', 'priority')
+    if f.err then
+      bury(prefix, dead_key, id, now, not_a_hash(jkey))
+    elseif f[1] and f[2] then
       redis.call('HSET', jkey, 'status', 'pending')
       redis.call('RPUSH', list_key(prefix, f[1], f[2]), id)
       ready = ready + 1
@@ -152,20 +203,21 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
       local id = redis.call('LPOP', list)
       while id do
         local jkey = job_key(prefix, id)
-        local record = redis.call('HGETALL', jkey)
-        local named = false
-        for j = 1, #record, 2 do
-          if record[j] == 'name' then named = true break end
-        end
-        if named then
+        local record = redis.pcall('HGETALL', jkey)
+        local why
+        if record.err then why = not_a_hash(jkey) else why = not_text(id, record) end
+        if why then
+          bury(prefix, dead_key, id, now, why)
+        elseif has_field(record, 'name') then
           local running = {'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token}
           redis.call('HSET', jkey, unpack(running))
           redis.call('ZADD', processing_key, deadline, id)
           -- The record as read, then the fields just set: read in order, the later ones win.
           for _, value in ipairs(running) do record[#record + 1] = value end
           return {id, record}
+        else
+          bury(prefix, dead_key, id, now, 'The job record is missing.')
         end
-        bury(prefix, dead_key, id, now, 'The job record is missing.')
         id = redis.call('LPOP', list)
       end
     end
