@@ -271,7 +271,12 @@ def extend(
 def recover(
     keys: Keys, *, now: float, max_lost: int, limit: int, job_ttl: int
 ) -> Plan[tuple[list[str], list[str]]]:
-    """Bring back running jobs whose lease expired; returns the ids requeued and buried."""
+    """Bring back running jobs whose lease expired; returns the ids requeued and buried.
+
+    The script buries a record it cannot read (an id or field that is not UTF-8) with the
+    reason ``unreadable record: ...``; its id comes back with backslash escapes, to be logged:
+    one such id must not make recovery fail for every other job.
+    """
     requeued, buried = yield SCRIPTS["recover"].call(
         processing=keys.processing,
         dead=keys.dead,
@@ -286,7 +291,11 @@ def recover(
         job_ttl=job_ttl,
         keep_since=now - job_ttl,
     )
-    return [text(i) for i in requeued], [text(i) for i in buried]
+
+    def logged(value: bytes | str) -> str:
+        return value if isinstance(value, str) else value.decode(errors="backslashreplace")
+
+    return [logged(i) for i in requeued], [logged(i) for i in buried]
 
 
 def promote(keys: Keys, *, now: float, limit: int) -> Plan[int]:

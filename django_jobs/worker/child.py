@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import sys
 import time
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import Job
 from django_jobs.serialization import dumps
+from django_jobs.store import connection as store_connection
 from django_jobs.store.connection import Backoff, reset_connections
 from django_jobs.worker.execute import failed_outcome, log_completed, log_finished, run_job
 from django_jobs.worker.leases import Claim, Leases
@@ -32,6 +34,9 @@ logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
+
+# The supervisor's asyncio Redis clients, as a forked child inherits them: kept, never used.
+_INHERITED_CLIENTS: list[Any] = []
 
 # What the supervisor tells an idle child.
 GO = b"go"
@@ -230,10 +235,21 @@ def _become_child() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.set_wakeup_fd(-1)
+    # A process group of its own, which the supervisor ends as a whole (worker/children.py):
+    # the subprocesses a job starts die with it on a timeout, a cancellation or a shutdown.
+    # Ctrl-C in a terminal no longer reaches the job's subprocesses either; like the job, they
+    # stop when the supervisor says so.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     if sys.platform == "linux":
         # Die with the supervisor rather than finish a job that is being handed to another worker.
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    # A forked child shares the supervisor's epoll instance, in which the sockets of the
+    # supervisor's asyncio clients are registered. Closing those clients here (which forgetting
+    # them does, once they are collected) would unregister the sockets for the supervisor too:
+    # it would never hear the reply it waits for, and time out. So they are kept, unused.
+    _INHERITED_CLIENTS.extend(store_connection._async_clients.values())
     reset_connections()
 
 

@@ -1,11 +1,11 @@
 """The worker: a supervisor process and N child processes, each running one job at a time.
 
-Children claim, run and record jobs themselves (see ``runner.py``). The supervisor watches:
+Children claim, run and record jobs themselves (see ``child.py``). The supervisor watches:
 it renews the leases of the jobs its children publish, so a job that holds the GIL for
 minutes keeps its lease as long as its process lives; it kills and replaces a child whose job
-overran its timeout or was cancelled; it records what a crashed child could not; it blocks on
-the wake-up list for idle children; it recovers the jobs of dead workers; and it stops the
-children gracefully on SIGTERM or SIGINT.
+overran its timeout or was cancelled, with the job's subprocesses (``children.py``); it records
+what a crashed child could not; it blocks on the wake-up list for idle children; it recovers the
+jobs of dead workers; and it stops the children gracefully on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import connections
 
@@ -39,19 +36,23 @@ from django_jobs.store.connection import Backoff
 from django_jobs.store.execute import arun
 from django_jobs.worker.child import (
     GO,
-    REDIS_ERRORS,
     STOP,
     ChildConfig,
     Running,
     Slot,
     child_main,
-    redis_pause,
 )
-from django_jobs.worker.execute import failed_outcome, log_finished
+from django_jobs.worker.children import (
+    Child,
+    kill_group,
+    lead_own_group,
+    orphaned_jobs,
+    record_exit,
+    until_redis_answers,
+)
 from django_jobs.worker.leases import RECOVER_LIMIT, Leases
 
 logger = logging.getLogger("django_jobs.worker")
-T = TypeVar("T")
 
 # An idle worker blocks on the wake-up list at most this long at a time, so that it sends
 # about one request per second while idle. Enqueues wake it at once; so does a delayed or
@@ -61,33 +62,6 @@ IDLE_BLOCK = 1.0
 IDLE_CLAIM_EVERY = 5
 # How often running jobs are checked against their timeouts.
 WATCH_EVERY = 0.1
-
-
-async def _until_redis_answers(call: Callable[[], Awaitable[T]]) -> T:
-    """``await call()``, called again after a pause while Redis does not answer."""
-    backoff = Backoff()
-    while True:
-        try:
-            return await call()
-        except REDIS_ERRORS as exc:
-            await asyncio.sleep(redis_pause(backoff, exc))
-
-
-@dataclass(eq=False)
-class Child:
-    """The supervisor's view of one child."""
-
-    worker_id: str
-    slot: Slot
-    process: BaseProcess | None = None
-    conn: Connection | None = None
-    idle: bool = False
-    reported: asyncio.Event = field(default_factory=asyncio.Event)
-    # Why the supervisor killed it, and the job it was running then.
-    kill_reason: str | None = None
-    killed_running: Running | None = None
-    # A job whose lease renewal failed at the last check (killed if it fails again).
-    suspect: Running | None = None
 
 
 class Worker:
@@ -122,6 +96,9 @@ class Worker:
         self.signals = 0
         self.last_signal, self.last_signal_at = 0, 0.0
         self.next_due: float | None = None
+        self.quiet = 0  # idle blocks on the wake-up list in a row that brought no token
+        # Jobs of processes that died whose outcome could not be recorded: still RUNNING.
+        self.unrecorded: set[str] = set()
         self.context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         self.config = ChildConfig(
             queues=self.queues,
@@ -177,7 +154,29 @@ class Worker:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
         logger.info("worker %s stopped after %d jobs", self.worker_id, self.taken.value)
-        return 0
+        return await self._exit_status()
+
+    async def _exit_status(self) -> int:
+        """0, or 1 when a --burst run leaves jobs of its own dead processes RUNNING.
+
+        Such a job runs again only after its lease expires and some worker recovers it: a
+        script that runs ``runworker --burst`` until the queues are done must learn that they
+        are not.
+        """
+        orphans = set(self.unrecorded)
+        if self.burst:
+            orphans |= await orphaned_jobs(self.jobs, self.worker_id)
+        if not orphans:
+            return 0
+        logger.error(
+            "worker %s: %d job(s) of its processes that died are still RUNNING (%s): they run "
+            "again only once their lease (LEASE_TIMEOUT, %ss) expires and a worker recovers them",
+            self.worker_id,
+            len(orphans),
+            ", ".join(sorted(orphans)),
+            self.lease,
+        )
+        return 1 if self.burst else 0
 
     def _on_signal(self, signum: int) -> None:
         now = time.monotonic()
@@ -190,9 +189,8 @@ class Worker:
         if self.signals > 1:
             logger.warning("second %s: exiting now", signal.Signals(signum).name)
             for child in self.children:
-                if child.process is not None and child.process.pid is not None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(child.process.pid, signal.SIGKILL)
+                if child.process is not None:
+                    kill_group(child.process)
             os._exit(1)
         logger.info(
             "%s: finishing running jobs (up to %ss), then exiting",
@@ -252,6 +250,10 @@ class Worker:
             daemon=True,
         )
         process.start()
+        # The child does this too as it starts; doing it here as well leaves no moment in
+        # which killing the child's group (a timeout right away) would miss it.
+        assert process.pid is not None
+        lead_own_group(process.pid)
         child_end.close()
         child.process, child.conn, child.idle = process, parent_end, False
         child.kill_reason = child.killed_running = child.suspect = None
@@ -294,8 +296,8 @@ class Worker:
         if child.kill_reason is not None or child.process is None:
             return
         child.kill_reason, child.killed_running = reason, running
-        with contextlib.suppress(ProcessLookupError):
-            child.process.kill()
+        # The whole group: the job's own subprocesses must not outlive it.
+        kill_group(child.process)
 
     def _on_exit(self, child: Child) -> None:
         """A child exited: told to, killed by us, or crashed. Record what it could not."""
@@ -304,13 +306,16 @@ class Worker:
         loop = asyncio.get_running_loop()
         loop.remove_reader(child.process.sentinel)
         loop.remove_reader(child.conn.fileno())
-        child.process.join()
-        code = child.process.exitcode
         reason, running = child.kill_reason, child.killed_running
         if reason is None:
             running = child.slot.read()
             if running is not None:
                 reason = "crash"
+                # What the crashed job started dies with it, as for a timeout. Before join():
+                # until the child is reaped its group id cannot be anyone else's.
+                kill_group(child.process)
+        child.process.join()
+        code = child.process.exitcode
         child.conn.close()
         child.process, child.conn, child.idle = None, None, False
         if running is not None and reason is not None:
@@ -322,35 +327,33 @@ class Worker:
 
     async def _after_exit(self, reason: str, running: Running, code: int | None) -> None:
         """Record the outcome of a job whose process was killed or crashed."""
-        job = await _until_redis_answers(functools.partial(self.jobs.aget_job, running.job_id))
-        if job is None or job.lease_token != running.token:
-            return  # finished or taken over meanwhile: nothing of ours to record
-        seconds = time.time() - running.started
-        if reason == "cancel":
-            await _until_redis_answers(
-                functools.partial(self.jobs.acancel_job, job.id, lease_token=running.token)
-            )
-            log_finished(job, "cancelled", seconds)
-        elif reason == "shutdown":
-            await _until_redis_answers(functools.partial(self.leases.arelease_job, job))
-            log_finished(
-                job, "stopped", seconds, "the worker is stopping; back to the head of its queue"
-            )
-        elif reason == "lost":
-            log_finished(job, "abandoned", seconds, "its lease was lost to another worker")
-        else:
-            error = (
-                f"JobTimeout: the job ran longer than its timeout of {job.timeout}s and was "
-                "stopped."
-                if reason == "timeout"
-                else f"WorkerCrashed: the process running the job died (exit code {code})."
-            )
-            status = await _until_redis_answers(
-                functools.partial(self.leases.afail_job, job, error, "", retry=True)
-            )
-            log_finished(job, failed_outcome(status), seconds, error)
+        if not await record_exit(self.jobs, self.leases, reason, running, code):
+            self.unrecorded.add(running.job_id)
 
     # -- watching -----------------------------------------------------------------------------
+
+    async def _keep_going(
+        self, name: str, step: Callable[[], Awaitable[object]], done: Callable[[], bool]
+    ) -> None:
+        """Await ``step()`` again and again until ``done()``.
+
+        Whatever a step raises is logged with its traceback and followed by a short pause, never
+        the end of the loop: one record or bug nobody foresaw must not switch off lease renewal,
+        recovery, wake-ups or timeouts for the rest of the worker's life. (Redis not answering
+        is waited out inside the steps, as before.)
+        """
+        backoff = Backoff()
+        while not done():
+            try:
+                await step()
+            except Exception:
+                pause = backoff.next()
+                logger.exception(
+                    "worker %s: %s failed; going on in %.1fs", self.worker_id, name, pause
+                )
+                await self._pause(pause, self.finished)
+            else:
+                backoff.reset()
 
     def _running(self) -> list[tuple[Child, Running]]:
         found = []
@@ -362,78 +365,86 @@ class Worker:
         return found
 
     async def _watch_timeouts(self) -> None:
-        while not self.finished.is_set():
-            now = time.time()
-            for child, running in self._running():
-                if now > running.started + running.timeout:
-                    self._kill(child, "timeout", running)
-            await self._pause(WATCH_EVERY, self.finished)
+        """Kill the jobs that overran their timeout, until no child is left."""
+        await self._keep_going("the timeout check", self._check_timeouts, self.finished.is_set)
+
+    async def _check_timeouts(self) -> None:
+        now = time.time()
+        for child, running in self._running():
+            if now > running.started + running.timeout:
+                self._kill(child, "timeout", running)
+        await self._pause(WATCH_EVERY, self.finished)
 
     async def _keep_leases(self) -> None:
         """Renew the leases of all running jobs in one call, a few times per lease period.
 
         This goes on while jobs run during a graceful stop.
         """
-        while not self.finished.is_set():
-            await self._pause(self.lease / 3, self.finished)
-            running = self._running()
-            if not running:
-                continue
-            state = await _until_redis_answers(
-                functools.partial(self.leases.aextend_lease, [r for _, r in running], self.lease)
-            )
-            lost, cancel = set(state.lost), set(state.cancel_requested)
-            for child, snapshot in running:
-                now = child.slot.read()
-                if now is None or now.seq != snapshot.seq:
-                    continue  # the child moved on meanwhile: that job is done
-                if snapshot.job_id in cancel:
-                    self._kill(child, "cancel", snapshot)
-                elif snapshot.job_id in lost:
-                    # Lost twice in a row for the same run: it really belongs to another worker.
-                    if child.suspect == snapshot:
-                        logger.warning("job %s: lease lost, stopping it", snapshot.job_id)
-                        self._kill(child, "lost", snapshot)
-                    child.suspect = snapshot
-                else:
-                    child.suspect = None
+        await self._keep_going("lease renewal", self._renew_leases, self.finished.is_set)
+
+    async def _renew_leases(self) -> None:
+        await self._pause(self.lease / 3, self.finished)
+        running = self._running()
+        if not running:
+            return
+        state = await until_redis_answers(
+            functools.partial(self.leases.aextend_lease, [r for _, r in running], self.lease)
+        )
+        lost, cancel = set(state.lost), set(state.cancel_requested)
+        for child, snapshot in running:
+            now = child.slot.read()
+            if now is None or now.seq != snapshot.seq:
+                continue  # the child moved on meanwhile: that job is done
+            if snapshot.job_id in cancel:
+                self._kill(child, "cancel", snapshot)
+            elif snapshot.job_id in lost:
+                # Lost twice in a row for the same run: it really belongs to another worker.
+                if child.suspect == snapshot:
+                    logger.warning("job %s: lease lost, stopping it", snapshot.job_id)
+                    self._kill(child, "lost", snapshot)
+                child.suspect = snapshot
+            else:
+                child.suspect = None
 
     async def _recover(self) -> None:
         """Bring back the jobs of workers that died (their leases expired)."""
-        while not self.stopping:
-            recovered = await _until_redis_answers(self.leases.arecover_expired)
-            for job_id in recovered.requeued:
-                logger.warning("job %s: its worker was lost; requeued", job_id)
-            for job_id in recovered.buried:
-                logger.error("job %s: its worker was lost too often; moved to dead letters", job_id)
-            if len(recovered.requeued) + len(recovered.buried) < RECOVER_LIMIT:
-                await self._pause(min(self.lease / 2, 30.0), self.stopped)
+        await self._keep_going("recovery", self._recover_expired, lambda: self.stopping)
+
+    async def _recover_expired(self) -> None:
+        recovered = await until_redis_answers(self.leases.arecover_expired)
+        for job_id in recovered.requeued:
+            logger.warning("job %s: its worker was lost; requeued", job_id)
+        for job_id in recovered.buried:
+            logger.error("job %s: moved to dead letters (unreadable, or lost too often)", job_id)
+        if len(recovered.requeued) + len(recovered.buried) < RECOVER_LIMIT:
+            await self._pause(min(self.lease / 2, 30.0), self.stopped)
 
     async def _wait_wakeup(self, timeout: float) -> bool:
         return await arun(calls.wait_wakeup(self.leases.keys, timeout=timeout))
 
     async def _wake_idle(self) -> None:
         """Block on the wake-up list while some child is idle; wake one child per token."""
-        quiet = 0
-        while not self.stopping:
-            idle = [c for c in self.children if c.idle]
-            if not idle:
-                self.someone_idle.clear()
-                await self.someone_idle.wait()
-                continue
-            timeout = IDLE_BLOCK
-            if self.next_due is not None:
-                timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.001))
-            token = await _until_redis_answers(functools.partial(self._wait_wakeup, timeout))
-            quiet = 0 if token else quiet + 1
-            due = self.next_due is not None and self.next_due <= time.time()
-            child = next((c for c in self.children if c.idle), None)
-            if (
-                child is not None
-                and not self.stopping
-                and (token or due or quiet % IDLE_CLAIM_EVERY == 0)
-            ):
-                # Give its claim a moment to report when the next delayed job is due.
-                child.reported.clear()
-                self._send(child, GO)
-                await self._pause(0.01, child.reported)
+        await self._keep_going("the wake-up loop", self._wake_one, lambda: self.stopping)
+
+    async def _wake_one(self) -> None:
+        idle = [c for c in self.children if c.idle]
+        if not idle:
+            self.someone_idle.clear()
+            await self.someone_idle.wait()
+            return
+        timeout = IDLE_BLOCK
+        if self.next_due is not None:
+            timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.001))
+        token = await until_redis_answers(functools.partial(self._wait_wakeup, timeout))
+        self.quiet = 0 if token else self.quiet + 1
+        due = self.next_due is not None and self.next_due <= time.time()
+        child = next((c for c in self.children if c.idle), None)
+        if (
+            child is not None
+            and not self.stopping
+            and (token or due or self.quiet % IDLE_CLAIM_EVERY == 0)
+        ):
+            # Give its claim a moment to report when the next delayed job is due.
+            child.reported.clear()
+            self._send(child, GO)
+            await self._pause(0.01, child.reported)

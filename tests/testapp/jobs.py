@@ -2,10 +2,13 @@
 
 import asyncio
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
-from django_jobs import job
+from django_jobs import JobQueue, job
+from django_jobs.store.connection import get_redis
 
 
 def _ledger(name: str) -> Path:
@@ -75,3 +78,28 @@ def spin(seconds, label):
 def report(label):
     """A job with a queue and options of its own (for the scheduler tests)."""
     return label
+
+
+@job
+def kill_self():
+    """Kill its own process, as the kernel's OOM killer would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job
+def spawn_and_hang(seconds, label):
+    """Start a grandchild (``sleep 300``), write its pid to the ledger, then sleep ``seconds``."""
+    grandchild = subprocess.Popen(["sleep", "300"])
+    _ledger(f"{label}.pid").write_text(str(grandchild.pid))
+    time.sleep(seconds)
+    return label
+
+
+@job
+def kill_self_unrecordable(label):
+    """Make its own record unreadable (a value that is not UTF-8), then kill its own process:
+    its supervisor cannot record the crash, so the job stays RUNNING until its lease expires."""
+    queue = JobQueue()
+    (me,) = [j for j in queue.list_jobs("running") if j.args == [label]]
+    get_redis().hset(queue.keys.job(me.id), "meta", b"\xff")
+    os.kill(os.getpid(), signal.SIGKILL)

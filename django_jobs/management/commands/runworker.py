@@ -25,7 +25,12 @@ class Command(BaseCommand):
             help="Number of worker processes (default: the number of CPUs, %(default)s here).",
         )
         parser.add_argument(
-            "--burst", action="store_true", help="Exit when the served queues are empty."
+            "--burst",
+            action="store_true",
+            help=(
+                "Exit when the served queues are empty: status 0, or 1 (and the log says which) "
+                "when jobs of processes that died are left RUNNING until their leases expire."
+            ),
         )
         parser.add_argument("--max-jobs", type=int, help="Exit after taking this many jobs.")
         parser.add_argument(
