@@ -112,9 +112,25 @@ def connection_url() -> str:
     return str(location[0]).strip()
 
 
+class _UnixSocketConnection(redis.UnixDomainSocketConnection):
+    """redis-py before 5.1 (redis-py#3290) drops ``socket_timeout`` of a unix socket
+    connection: its base ``__init__`` resets it, and a frozen Redis then blocks for ever."""
+
+    def __init__(self, path: str = "", socket_timeout: float | None = None, **kwargs: Any):
+        super().__init__(path=path, socket_timeout=socket_timeout, **kwargs)
+        self.socket_timeout = socket_timeout
+
+
+_UNIX_TIMEOUT_DROPPED = redis.UnixDomainSocketConnection(socket_timeout=1.0).socket_timeout is None
+
+
 def _from_url(client_class: Any, url: str) -> Any:
     try:
-        return client_class.from_url(url, **client_options())
+        client = client_class.from_url(url, **client_options())
+        pool = client.connection_pool
+        if _UNIX_TIMEOUT_DROPPED and pool.connection_class is redis.UnixDomainSocketConnection:
+            pool.connection_class = _UnixSocketConnection
+        return client
     except ValueError as exc:
         # redis-py names what it misread, which may be a piece of a password; the original
         # exception is not chained for the same reason.
