@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from django_jobs.store import calls
+from django_jobs.store import calls, lease_calls
 from django_jobs.store.scripts import NAMES, SCRIPTS, parse_header
 
 STORE = Path(calls.__file__).parent
+# The modules with one plan per script.
+PLAN_MODULES = (calls, lease_calls)
 LUA = STORE / "lua"
 
 
@@ -43,8 +45,14 @@ def test_a_script_body_reads_exactly_the_keys_and_arguments_its_header_declares(
 
 
 def script_calls():
-    """Each ``SCRIPTS["name"].call(...)`` in store/calls.py with the names it passes."""
-    tree = ast.parse((STORE / "calls.py").read_text())
+    """Each ``SCRIPTS["name"].call(...)`` in the store's plan modules with the names it passes."""
+    found = []
+    for module in PLAN_MODULES:
+        found += _script_calls(ast.parse(Path(module.__file__).read_text()))
+    return found
+
+
+def _script_calls(tree):
     found = []
     for node in ast.walk(tree):
         if (
@@ -69,7 +77,7 @@ def test_every_script_has_one_caller_in_the_store():
 def test_each_caller_passes_the_names_its_script_declares(name, passed, spread):
     keys, args = declared(SCRIPTS[name])
     if spread:  # the claim scripts share their leading names through _claim_values()
-        passed |= set(calls._claim_values(calls.Keys("{p}"), 0.0, 1.0, "t", "w", 1))
+        passed |= set(lease_calls._claim_values(calls.Keys("{p}"), 0.0, 1.0, "t", "w", 1))
     assert passed == keys | args
 
 

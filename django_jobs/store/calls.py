@@ -10,7 +10,6 @@ Run a plan with :func:`~django_jobs.store.execute.run` or ``arun``, or ``yield f
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from django_jobs.exceptions import InvalidJobRecord
@@ -37,29 +36,8 @@ def record(flat: list[Any]) -> dict[str, str]:
     return dict(zip(items[::2], items[1::2], strict=True))
 
 
-def _stamp(seconds: float) -> str:
+def stamp(seconds: float) -> str:
     return f"{seconds:.6f}"
-
-
-@dataclass(frozen=True)
-class Claimed:
-    """What a claim script answered: a leased job's id and record, or when the next job is due.
-
-    ``job_id`` is ``""`` when nothing was ready; then ``next_due`` (epoch seconds) is set if a
-    delayed or retrying job is waiting.
-    """
-
-    job_id: str
-    record: dict[str, str] | None
-    next_due: float | None
-
-
-def _claimed(job_id: Any, rest: Any) -> Claimed:
-    job_id = text(job_id)
-    if not job_id:
-        due = text(rest)
-        return Claimed("", None, float(due) if due else None)
-    return Claimed(job_id, record(rest), None)
 
 
 # -- enqueue ------------------------------------------------------------------------------------
@@ -75,7 +53,7 @@ def enqueue_values(jobs: Iterable[Job], now: float) -> list[Any]:
             job.id,
             job.queue,
             job.priority.value,
-            _stamp(due) if due is not None and due > now else "",
+            stamp(due) if due is not None and due > now else "",
             job.user_id or "",
             fields["created_at"],
             len(fields),
@@ -116,202 +94,6 @@ def fire(
     return text(reply)
 
 
-# -- the worker's lease protocol ----------------------------------------------------------------
-
-
-def _claim_values(
-    keys: Keys, now: float, deadline: float, token: str, worker: str, limit: int
-) -> dict[str, Any]:
-    return {
-        "scheduled": keys.scheduled,
-        "retrying": keys.retrying,
-        "processing": keys.processing,
-        "dead": keys.dead,
-        "wakeup": keys.wakeup,
-        "prefix": keys.prefix,
-        "now": _stamp(now),
-        "deadline": _stamp(deadline),
-        "token": token,
-        "worker": worker,
-        "promote_limit": limit,
-    }
-
-
-def claim(
-    keys: Keys,
-    *,
-    queues: list[str],
-    now: float,
-    deadline: float,
-    token: str,
-    worker: str,
-    promote_limit: int,
-) -> Plan[Claimed]:
-    """Promote due jobs, then lease the first job of the served ``queues`` in strict priority."""
-    job_id, rest = yield SCRIPTS["claim"].call(
-        **_claim_values(keys, now, deadline, token, worker, promote_limit), queues=queues
-    )
-    return _claimed(job_id, rest)
-
-
-def ack_claim(
-    keys: Keys,
-    *,
-    done_id: str,
-    done_token: str,
-    result: str,
-    result_ttl: int,
-    job_ttl: int,
-    queues: list[str],
-    now: float,
-    deadline: float,
-    token: str,
-    worker: str,
-    promote_limit: int,
-) -> Plan[tuple[bool, Claimed]]:
-    """Record the completion of ``done_id`` and claim the next job, in one round trip."""
-    acked, job_id, rest = yield SCRIPTS["ack_claim"].call(
-        **_claim_values(keys, now, deadline, token, worker, promote_limit),
-        completed=keys.completed,
-        counters=keys.counters,
-        done_id=done_id,
-        done_token=done_token,
-        result=result,
-        result_ttl=result_ttl,
-        job_ttl=job_ttl,
-        queues=queues,
-    )
-    return bool(acked), _claimed(job_id, rest)
-
-
-def ack(
-    keys: Keys, *, job_id: str, token: str, now: float, result: str, result_ttl: int, job_ttl: int
-) -> Plan[bool]:
-    """Record a completion; ``False`` when the lease was not held (counted as a stale ack)."""
-    reply = yield SCRIPTS["ack"].call(
-        job=keys.job(job_id),
-        result_key=keys.result(job_id),
-        processing=keys.processing,
-        completed=keys.completed,
-        counters=keys.counters,
-        prefix=keys.prefix,
-        id=job_id,
-        token=token,
-        now=_stamp(now),
-        result=result,
-        result_ttl=result_ttl,
-        job_ttl=job_ttl,
-    )
-    return bool(reply)
-
-
-def fail(
-    keys: Keys,
-    *,
-    job_id: str,
-    token: str,
-    now: float,
-    error: str,
-    traceback: str,
-    entry: str,
-    backoff_base: float,
-    backoff_max: float,
-    retry: bool,
-) -> Plan[tuple[str, str]]:
-    """Record a failed attempt: ``("retrying", due)``, ``("failed", "")`` or ``("stale", "")``
-    when the lease was not held."""
-    outcome, due = yield SCRIPTS["fail"].call(
-        job=keys.job(job_id),
-        processing=keys.processing,
-        retrying=keys.retrying,
-        dead=keys.dead,
-        counters=keys.counters,
-        wakeup=keys.wakeup,
-        id=job_id,
-        token=token,
-        now=_stamp(now),
-        error=error,
-        traceback=traceback,
-        entry=entry,
-        backoff_base=backoff_base,
-        backoff_max=backoff_max,
-        retry="1" if retry else "0",
-        prefix=keys.prefix,
-    )
-    return text(outcome), text(due)
-
-
-def release(keys: Keys, *, job_id: str, token: str) -> Plan[bool]:
-    """Give a running job back to the head of its list; ``False`` if the lease was not held."""
-    reply = yield SCRIPTS["release"].call(
-        job=keys.job(job_id),
-        processing=keys.processing,
-        wakeup=keys.wakeup,
-        id=job_id,
-        token=token,
-        prefix=keys.prefix,
-    )
-    return bool(reply)
-
-
-def extend(
-    keys: Keys, *, leases: list[tuple[str, str]], deadline: float
-) -> Plan[tuple[list[str], list[str]]]:
-    """Renew the (id, token) ``leases``; returns the ids whose lease was lost and those whose
-    cancellation was requested."""
-    lost, cancel = yield SCRIPTS["extend"].call(
-        processing=keys.processing,
-        prefix=keys.prefix,
-        deadline=_stamp(deadline),
-        leases=[value for lease in leases for value in lease],
-    )
-    return [text(i) for i in lost], [text(i) for i in cancel]
-
-
-def recover(
-    keys: Keys, *, now: float, max_lost: int, limit: int, job_ttl: int
-) -> Plan[tuple[list[str], list[str]]]:
-    """Bring back running jobs whose lease expired; returns the ids requeued and buried.
-
-    The script buries a record it cannot read (an id or field that is not UTF-8) with the
-    reason ``unreadable record: ...``; its id comes back with backslash escapes, to be logged:
-    one such id must not make recovery fail for every other job.
-    """
-    requeued, buried = yield SCRIPTS["recover"].call(
-        processing=keys.processing,
-        dead=keys.dead,
-        cancelled=keys.cancelled,
-        wakeup=keys.wakeup,
-        counters=keys.counters,
-        completed=keys.completed,
-        prefix=keys.prefix,
-        now=_stamp(now),
-        max_lost=max_lost,
-        limit=limit,
-        job_ttl=job_ttl,
-        keep_since=now - job_ttl,
-    )
-
-    def logged(value: bytes | str) -> str:
-        return value if isinstance(value, str) else value.decode(errors="backslashreplace")
-
-    return [logged(i) for i in requeued], [logged(i) for i in buried]
-
-
-def promote(keys: Keys, *, now: float, limit: int) -> Plan[int]:
-    """Move due delayed and retrying jobs to their lists; returns how many."""
-    reply = yield SCRIPTS["promote"].call(
-        scheduled=keys.scheduled,
-        retrying=keys.retrying,
-        dead=keys.dead,
-        wakeup=keys.wakeup,
-        prefix=keys.prefix,
-        now=_stamp(now),
-        limit=limit,
-    )
-    return int(reply)
-
-
 # -- what users do to jobs ----------------------------------------------------------------------
 
 
@@ -326,7 +108,7 @@ def cancel(keys: Keys, *, job_id: str, now: float, job_ttl: int, token: str = ""
         cancelled=keys.cancelled,
         id=job_id,
         prefix=keys.prefix,
-        now=_stamp(now),
+        now=stamp(now),
         job_ttl=job_ttl,
         keep_since=now - job_ttl,
         token=token,

@@ -17,7 +17,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord
 from django_jobs.job import Job, JobStatus, new_id
 from django_jobs.serialization import check_json, dumps, utcnow
-from django_jobs.store import calls
+from django_jobs.store import lease_calls
 from django_jobs.store.execute import Plan, async_twin, sync_twin
 from django_jobs.store.keys import Namespace
 
@@ -98,7 +98,7 @@ class Leases(Namespace):
         served = validation.served_queues(queues)
         while True:
             options = self._claim_options(worker_id, lease)
-            claimed = yield from calls.claim(self.keys, queues=served, **options)
+            claimed = yield from lease_calls.claim(self.keys, queues=served, **options)
             claim = yield from self._claimed(claimed, options["token"])
             if claim is not None:
                 return claim
@@ -117,7 +117,7 @@ class Leases(Namespace):
         """
         served = validation.served_queues(queues)
         options = self._claim_options(worker_id, lease)
-        acked, claimed = yield from calls.ack_claim(
+        acked, claimed = yield from lease_calls.ack_claim(
             self.keys,
             done_id=job.id,
             done_token=job.lease_token or "",
@@ -130,7 +130,7 @@ class Leases(Namespace):
             claim = yield from self._claim(served, worker_id, lease)
         return acked, claim
 
-    def _claimed(self, claimed: calls.Claimed, token: str) -> Plan[Claim | None]:
+    def _claimed(self, claimed: lease_calls.Claimed, token: str) -> Plan[Claim | None]:
         """Read a claim's reply. An unreadable record is buried (``None``: claim again)."""
         if claimed.record is None:
             return Claim(None, claimed.next_due)
@@ -156,7 +156,7 @@ class Leases(Namespace):
         recovered): the stale completion is refused and counted in ``stats()['counters']``.
         """
         return (
-            yield from calls.ack(
+            yield from lease_calls.ack(
                 self.keys,
                 job_id=job.id,
                 token=job.lease_token or "",
@@ -185,7 +185,7 @@ class Leases(Namespace):
             "worker_id": worker_id,
             "failed_at": now,
         }
-        outcome, _ = yield from calls.fail(
+        outcome, _ = yield from lease_calls.fail(
             self.keys,
             job_id=job_id,
             token=token,
@@ -226,7 +226,9 @@ class Leases(Namespace):
     def _release_job(self, job: Job) -> Plan[bool]:
         """Give a running job back unfinished, to the head of its list, without using a retry
         (its worker is stopping). Returns ``False`` if the lease was not held."""
-        return (yield from calls.release(self.keys, job_id=job.id, token=job.lease_token or ""))
+        return (
+            yield from lease_calls.release(self.keys, job_id=job.id, token=job.lease_token or "")
+        )
 
     def _extend_lease(self, jobs: Iterable[Leased], lease: float | None = None) -> Plan[LeaseState]:
         """Renew the leases of a worker's running ``jobs`` in one call.
@@ -239,7 +241,7 @@ class Leases(Namespace):
             return LeaseState([], [])
         lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
         deadline = utcnow().timestamp() + lease
-        lost, cancel = yield from calls.extend(self.keys, leases=leases, deadline=deadline)
+        lost, cancel = yield from lease_calls.extend(self.keys, leases=leases, deadline=deadline)
         return LeaseState(lost, cancel)
 
     def _recover_expired(self) -> Plan[Recovered]:
@@ -249,7 +251,7 @@ class Leases(Namespace):
         (a poison pill); one whose cancellation was requested is cancelled. Safe to run from
         many workers at once.
         """
-        requeued, buried = yield from calls.recover(
+        requeued, buried = yield from lease_calls.recover(
             self.keys,
             now=utcnow().timestamp(),
             max_lost=jobs_settings.MAX_LOST,
@@ -260,7 +262,9 @@ class Leases(Namespace):
 
     def _promote_due(self) -> Plan[int]:
         """Move delayed and retrying jobs whose time has come to their lists; return how many."""
-        return (yield from calls.promote(self.keys, now=utcnow().timestamp(), limit=PROMOTE_LIMIT))
+        return (
+            yield from lease_calls.promote(self.keys, now=utcnow().timestamp(), limit=PROMOTE_LIMIT)
+        )
 
     # -- each plan run with the sync client, and with the asyncio one -------------------------
 
