@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
+from django.apps import apps
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
 from django_jobs import validation
-from django_jobs.job import Job, JobPriority
+from django_jobs.conf import jobs_settings
+from django_jobs.job import JOB_ID, Job, JobPriority
 from django_jobs.queue import JobQueue
 from django_jobs.registry import DJANGO_TASK_PREFIX, django_task_path, registry
 from django_jobs.serialization import utcnow
@@ -59,7 +64,8 @@ class RedisBackend(compat.BaseTaskBackend):
     prefix and the worker come from ``DJANGO_JOBS``.
 
     - ``QUEUES``: the task queues this backend accepts; each must be one of
-      ``DJANGO_JOBS["QUEUES"]``. Without it, every queue of ``DJANGO_JOBS["QUEUES"]`` is accepted.
+      ``DJANGO_JOBS["QUEUES"]`` (``check()`` reports one that is not). Without it (or empty),
+      ``backend.queues`` is every queue of ``DJANGO_JOBS["QUEUES"]``.
     - ``priority`` (-100..100) maps onto the four levels of django-jobs, symmetric around 0:
       -100..-50 LOW, -49..49 NORMAL, 50..99 HIGH, 100 CRITICAL.
     - ``run_after`` makes a delayed job: no worker starts it earlier.
@@ -71,7 +77,8 @@ class RedisBackend(compat.BaseTaskBackend):
 
     ``get_result`` maps statuses: PENDING and RETRYING are READY, RUNNING is RUNNING, COMPLETED
     is SUCCESSFUL, FAILED and CANCELLED are FAILED. ``errors`` has one entry per failed attempt
-    (and one for a cancellation).
+    (and one for a cancellation). With ``USE_TZ = False`` every datetime of a result is naive
+    local time (``TIME_ZONE``), as Django's own backends give it.
     """
 
     supports_defer = True
@@ -83,15 +90,39 @@ class RedisBackend(compat.BaseTaskBackend):
     records_tasks = True
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        queues = params.get("QUEUES")
+        if queues is not None and (
+            isinstance(queues, (str, bytes)) or not isinstance(queues, Iterable)
+        ):
+            raise ImproperlyConfigured(
+                f"TASKS[{alias!r}]['QUEUES'] must be a list of queue names, not "
+                f"{type(queues).__name__}."
+            )
+        self._queues: set[str] | None = None
         super().__init__(alias, params)
-        # Without QUEUES of its own, the backend accepts the queues of DJANGO_JOBS (read when a
-        # task is checked, so that a change of settings applies).
-        if "QUEUES" not in params:
-            self.queues = set()
+        # Without QUEUES of its own (or with an empty list, which Django reads as "any queue"),
+        # the backend accepts the queues of DJANGO_JOBS.
+        if not queues:
+            self._queues = None
         self.job_options = self._parse_options(self.options)
 
     def __repr__(self) -> str:
         return f"<RedisBackend {self.alias}>"
+
+    @property
+    def queues(self) -> set[str]:
+        """The queues tasks of this backend may use: its ``QUEUES``, or else every queue of
+        ``DJANGO_JOBS["QUEUES"]`` (read each time, so that a change of settings applies)."""
+        if self._queues is not None:
+            return self._queues
+        configured = jobs_settings.QUEUES
+        # A malformed setting is named by validation.queue_name when a task is checked.
+        return set(configured) if isinstance(configured, (list, tuple)) else set()
+
+    @queues.setter
+    def queues(self, value: Iterable[str]) -> None:
+        # Django's BaseTaskBackend.__init__ sets it from QUEUES.
+        self._queues = set(value)
 
     @property
     def jobs(self) -> JobQueue:
@@ -149,17 +180,26 @@ class RedisBackend(compat.BaseTaskBackend):
     def validate_task(self, task: Any) -> None:
         """Refuse, when the task is defined (and again at enqueue), what a worker could not run.
 
-        On top of Django's checks: the function must be a top-level function of an importable
-        module (a worker finds it by its module path), and its queue one of
-        ``DJANGO_JOBS["QUEUES"]`` (and of this backend's ``QUEUES``, if given). A valid task is
-        recorded in the registry of what workers may run.
+        ``run_after`` must be a datetime (Django defines no message for that, and fails on
+        anything else with an ``AttributeError``). Then Django's checks, in Django's order and
+        with Django's messages (a queue that is not valid for the backend also says which queues
+        are). On top of them: the function must be a top-level function of an importable module
+        (a worker finds it by its module path), and its queue one of ``DJANGO_JOBS["QUEUES"]``.
+        A valid task is recorded in the registry of what workers may run.
         """
-        if self.queues and task.queue_name not in self.queues:
+        run_after = task.run_after
+        if run_after is not None and not isinstance(run_after, datetime):
             raise compat.InvalidTask(
-                f"Queue {task.queue_name!r} is not valid for the task backend {self.alias!r}: "
-                f"TASKS[{self.alias!r}]['QUEUES'] is {sorted(self.queues)!r}."
+                f"run_after must be a datetime (such as timezone.now() + timedelta(...)), "
+                f"not {type(run_after).__name__}."
             )
-        super().validate_task(task)
+        try:
+            super().validate_task(task)
+        except compat.InvalidTask as exc:
+            explained = self._explained(task, exc)
+            if explained is None:
+                raise
+            raise explained from None
         func = task.func
         if "." in func.__qualname__ or func.__module__ == "__main__":
             raise compat.InvalidTask(
@@ -172,6 +212,16 @@ class RedisBackend(compat.BaseTaskBackend):
             raise compat.InvalidTask(str(exc)) from None
         # What a worker may run: it never imports a module named by a job, it looks here.
         registry.register_task(task.module_path, func)
+
+    def _explained(self, task: Any, exc: Exception) -> Exception | None:
+        """For Django's refusal of the task's queue: Django's message, then the valid queues."""
+        if str(exc) != f"Queue '{task.queue_name}' is not valid for backend.":
+            return None
+        if self._queues is not None:
+            valid = f"TASKS[{self.alias!r}]['QUEUES'] is {sorted(self._queues, key=str)!r}."
+        else:
+            valid = f"It is not one of DJANGO_JOBS['QUEUES'] {list(jobs_settings.QUEUES)!r}."
+        return compat.InvalidTask(f"{exc} {valid}")
 
     def _check_reachable(self, task: Any) -> None:
         """A worker looks the task up at its module path (never importing it): that name must
@@ -191,19 +241,21 @@ class RedisBackend(compat.BaseTaskBackend):
         self._check_reachable(task)
         run_after = task.run_after
         meta: dict[str, Any] = {"priority": task.priority, "backend": self.alias}
+        due = None
         if run_after is not None:
-            if timezone.is_naive(run_after):  # USE_TZ = False: a local time
-                run_after = timezone.make_aware(run_after)
+            # Kept as given (naive with USE_TZ = False), so that result.task == task.
             meta["run_after"] = run_after.isoformat()
-            if run_after <= utcnow():
-                run_after = None
+            if timezone.is_naive(run_after):  # USE_TZ = False: local time, as timezone.now()
+                run_after = timezone.make_aware(run_after, timezone.get_default_timezone())
+            if run_after > utcnow():
+                due = run_after
         return self.jobs.build_job(
             DJANGO_TASK_PREFIX + task.module_path,
             list(args),
             dict(kwargs),
             priority=job_priority(task.priority),
             queue=task.queue_name,
-            scheduled_at=run_after,
+            scheduled_at=due,
             meta=meta,
             **self.options_for(task),
         )
@@ -230,7 +282,8 @@ class RedisBackend(compat.BaseTaskBackend):
     # -- results ------------------------------------------------------------------------------
 
     def get_result(self, result_id: str) -> Any:
-        """The task's result as stored now; ``TaskResultDoesNotExist`` if unknown or expired."""
+        """The task's result as stored now; ``TaskResultDoesNotExist`` if there is no result of
+        a task of this backend with this id (unknown, expired, or a job that is not one)."""
         job = self.jobs.get_job(result_id) if _valid_id(result_id) else None
         return self._result_of(result_id, job)
 
@@ -244,6 +297,11 @@ class RedisBackend(compat.BaseTaskBackend):
             raise compat.TaskResultDoesNotExist(
                 f"There is no task result {result_id!r} (unknown, or expired)."
             )
+        if job.meta.get("backend") != self.alias:
+            # As with Django's own backends, a backend has only the results of its own tasks.
+            raise compat.TaskResultDoesNotExist(
+                f"There is no task result {result_id!r} of the task backend {self.alias!r}."
+            )
         try:
             task = resolve_task(path)
         except LookupError as exc:
@@ -252,6 +310,40 @@ class RedisBackend(compat.BaseTaskBackend):
             ) from None
         return task_result(task, job, self.alias)
 
+    # -- checks -------------------------------------------------------------------------------
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        """What ``manage.py check`` reports about this backend: ``django_jobs`` must be an
+        installed app (its tasks modules, admin and checks), and every queue of ``QUEUES`` one
+        of ``DJANGO_JOBS["QUEUES"]``."""
+        messages = list(super().check(**kwargs))
+        where = f"TASKS[{self.alias!r}]"
+        if not apps.is_installed("django_jobs"):
+            messages.append(
+                checks.Error(
+                    f"{where} uses {type(self).__name__}, but django_jobs is not in "
+                    "INSTALLED_APPS.",
+                    hint="Add 'django_jobs' to INSTALLED_APPS.",
+                    id="django_jobs.tasks.E001",
+                )
+            )
+        configured = jobs_settings.QUEUES
+        if self._queues is not None and isinstance(configured, (list, tuple)):
+            missing = sorted((q for q in self._queues if q not in configured), key=str)
+            if missing:
+                messages.append(
+                    checks.Error(
+                        f"{where}['QUEUES'] has queues that DJANGO_JOBS['QUEUES'] lacks: "
+                        f"{', '.join(map(repr, missing))}.",
+                        hint=(
+                            "Add them to DJANGO_JOBS['QUEUES'] (workers serve only those), or "
+                            f"remove them from {where}['QUEUES']."
+                        ),
+                        id="django_jobs.tasks.E002",
+                    )
+                )
+        return messages
+
 
 def _valid_id(result_id: Any) -> bool:
-    return isinstance(result_id, str) and 0 < len(result_id) <= 64
+    return isinstance(result_id, str) and JOB_ID.fullmatch(result_id) is not None

@@ -14,6 +14,7 @@ import types
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
@@ -80,16 +81,34 @@ def resolve_task(path: str) -> Any:
     )
 
 
+def local_time(value: datetime | None) -> datetime | None:
+    """A stored time as Django's own backends give it, like ``timezone.now()``: aware with
+    ``USE_TZ``, otherwise naive local time (``TIME_ZONE``)."""
+    if value is None or settings.USE_TZ or timezone.is_naive(value):
+        return value
+    return timezone.make_naive(value, timezone.get_default_timezone())
+
+
+def stored_run_after(value: Any) -> datetime | None:
+    """The task's ``run_after`` as it was given (``meta["run_after"]``, ISO 8601); a naive one
+    is made aware (local time) only if ``USE_TZ`` is on now, where Django requires that."""
+    if not isinstance(value, str):
+        return None
+    run_after = datetime.fromisoformat(value)
+    if settings.USE_TZ and timezone.is_naive(run_after):
+        run_after = timezone.make_aware(run_after, timezone.get_default_timezone())
+    return run_after
+
+
 def task_result(task: Any, job: Job, alias: str) -> Any:
     """The ``TaskResult`` of ``job``, a run of ``task``, as the installed task API defines it."""
     meta = job.meta
-    run_after = meta.get("run_after")
     # If the settings changed since it was enqueued, this is the task as it is defined now.
     with contextlib.suppress(compat.InvalidTask, ImproperlyConfigured, TypeError, ValueError):
         task = task.using(
             priority=meta.get("priority"),
             queue_name=job.queue,
-            run_after=datetime.fromisoformat(run_after) if isinstance(run_after, str) else None,
+            run_after=stored_run_after(meta.get("run_after")),
             backend=meta.get("backend"),
         )
     errors = [
@@ -111,10 +130,10 @@ def task_result(task: Any, job: Job, alias: str) -> Any:
         task=task,
         id=job.id,
         status=task_status(job.status),
-        enqueued_at=job.created_at,
-        started_at=job.started_at,
-        last_attempted_at=job.started_at,
-        finished_at=job.finished_at if job.status.is_finished else None,
+        enqueued_at=local_time(job.created_at),
+        started_at=local_time(job.started_at),
+        last_attempted_at=local_time(job.started_at),
+        finished_at=local_time(job.finished_at) if job.status.is_finished else None,
         args=job.args,
         kwargs=job.kwargs,
         backend=meta.get("backend") or alias,
