@@ -38,7 +38,7 @@ class Processes:
         self, folder: Path, prefix: str, settings: dict | None = None, db: str | None = None
     ) -> None:
         self.folder, self.prefix, self.db = folder, prefix, db
-        self.settings = settings or {}
+        self.settings = dict(settings or {})  # its own: tests change it
         self.procs: list[subprocess.Popen] = []
         folder.mkdir(parents=True, exist_ok=True)
 

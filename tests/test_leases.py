@@ -74,13 +74,14 @@ def test_stale_worker_cannot_complete_a_job_another_worker_has(queue, redis_clie
     assert queue.get_job(job.id).status is JobStatus.RUNNING
 
     assert Leases(queue.prefix).complete_job(current, "fresh result") is True
-    assert Leases(queue.prefix).complete_job(current, "second completion") is False
+    # Sent again by its holder (the first reply was lost), it answers as before, changing nothing.
+    assert Leases(queue.prefix).complete_job(current, "second completion") is True
     stored = queue.get_job(job.id)
     assert stored.status is JobStatus.COMPLETED
     assert stored.result == "fresh result"
     assert stored.worker_id == "new-worker"
     assert stored.errors == []
-    assert queue.stats()["counters"]["stale_acks"] == 3
+    assert queue.stats()["counters"]["stale_acks"] == 2
     assert_census(queue, redis_client, {job.id: "completed"})
 
 
@@ -132,3 +133,82 @@ def test_recovery_is_safe_when_run_by_many_workers_at_once(queue, redis_client):
     requeued = [i for r in results for i in r.requeued]
     assert sorted(requeued) == sorted(ids)
     assert_census(queue, redis_client, dict.fromkeys(ids, "queue:default:normal"))
+
+
+def test_a_late_worker_that_finishes_its_job_is_not_counted_as_lost(queue, redis_client):
+    job = queue.enqueue("a.job")
+    late = take_and_lose(queue)  # its worker froze: the lease ran out while the job ran
+    Leases(queue.prefix).recover_expired()
+    assert queue.get_job(job.id).lost_count == 1
+
+    assert Leases(queue.prefix).complete_job(late, "late result") is False
+
+    stored = queue.get_job(job.id)
+    assert stored.lost_count == 0, "it finished: the job did not kill its worker"
+    assert stored.status is JobStatus.PENDING
+    assert stored.result is None, "a stale worker never records a result"
+    assert_census(queue, redis_client, {job.id: "queue:default:normal"})
+
+
+def test_a_late_failure_is_uncounted_too_but_a_crash_the_supervisor_records_is_not(queue):
+    first, second = queue.enqueue("a.job"), queue.enqueue("a.job")
+    leases = Leases(queue.prefix)
+    late = take_and_lose(queue)
+    crashed = take_and_lose(queue)
+    leases.recover_expired()
+
+    assert leases.fail_job(late, "ValueError: late") is None
+    assert leases.fail_job(crashed, "WorkerCrashed", finished=False) is None
+
+    assert queue.get_job(first.id).lost_count == 0
+    assert queue.get_job(second.id).lost_count == 1
+
+
+def test_a_claim_sent_again_after_its_reply_was_lost_takes_up_the_same_job(queue, redis_client):
+    first, second = queue.enqueue("a.job", ["first"]), queue.enqueue("a.job", ["second"])
+    leases = Leases(queue.prefix)
+    options = leases.claim_options("w", 30)
+    sent = leases.claim(options=options)  # its reply, say, never arrived
+
+    again = leases.claim(options=options, resend=True)
+
+    assert again.job.id == sent.job.id == first.id
+    assert again.job.lease_token == sent.job.lease_token
+    assert_census(queue, redis_client, {first.id: "processing", second.id: "queue:default:normal"})
+    # A resend whose first send never arrived claims as usual.
+    fresh = leases.claim(options=leases.claim_options("w", 30), resend=True)
+    assert fresh.job.id == second.id
+
+
+def test_a_completion_and_claim_sent_again_records_once_and_takes_up_the_same_job(
+    queue, redis_client
+):
+    first, second = queue.enqueue("a.job", ["first"]), queue.enqueue("a.job", ["second"])
+    leases = Leases(queue.prefix)
+    running = leases.dequeue(worker_id="w", lease=30)
+    options = leases.claim_options("w", 30)
+    acked, claim = leases.complete_and_claim(running, "done", options=options)
+
+    acked_again, claim_again = leases.complete_and_claim(
+        running, "done", options=options, resend=True
+    )
+
+    assert acked is acked_again is True
+    assert claim.job.id == claim_again.job.id == second.id
+    assert queue.stats()["counters"].get("stale_acks", 0) == 0
+    assert queue.get_job(first.id).result == "done"
+    assert_census(queue, redis_client, {first.id: "completed", second.id: "processing"})
+
+
+def test_a_failure_sent_again_answers_as_the_first_send_did(queue):
+    queue.enqueue("a.job", max_retries=1)
+    leases = Leases(queue.prefix)
+    running = leases.dequeue(worker_id="w", lease=30)
+
+    assert leases.fail_job(running, "ValueError: once") is JobStatus.RETRYING
+    assert leases.fail_job(running, "ValueError: once") is JobStatus.RETRYING
+
+    stored = queue.get_job(running.id)
+    assert stored.retry_count == 1
+    assert len(stored.errors) == 1
+    assert queue.stats()["counters"].get("stale_acks", 0) == 0

@@ -1,79 +1,13 @@
 """A reply Redis sent but the caller never got: the job it stored exists once, whether the
 caller was told (a second send went through) or not (``RedisUnavailable``)."""
 
-import select
-import socket
-import threading
-
 import pytest
 
 from django_jobs import JobPriority, RedisUnavailable
+from django_jobs.store.scripts import SCRIPTS
 from tests.census import assert_census
+from tests.proxy import LossyProxy
 from tests.testapp import jobs
-
-
-class LossyProxy:
-    """A TCP proxy to a private redis-server's unix socket that, while armed, lets the request
-    of an ``EVALSHA`` through and then drops the connection when Redis's reply comes back:
-    the script ran, its caller never hears so."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream
-        self.losses_left = 0
-        self.lost = 0
-        self.lock = threading.Lock()
-        self.stopped = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(0.2)
-        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self) -> None:
-        while not self.stopped.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            thread = threading.Thread(target=self._pipe, args=(client,), daemon=True)
-            self.threads.append(thread)
-            thread.start()
-
-    def _lose_this_reply(self, request: bytes) -> bool:
-        with self.lock:
-            if b"EVALSHA" in request and self.losses_left > 0:
-                self.losses_left -= 1
-                return True
-            return False
-
-    def _pipe(self, client: socket.socket) -> None:
-        upstream = socket.socket(socket.AF_UNIX)
-        upstream.connect(self.upstream)
-        losing = False
-        with client, upstream:
-            while not self.stopped.is_set():
-                ready, _, _ = select.select([client, upstream], [], [], 0.2)
-                if client in ready:
-                    request = client.recv(65536)
-                    if not request:
-                        return
-                    losing = losing or self._lose_this_reply(request)
-                    upstream.sendall(request)
-                if upstream in ready:
-                    reply = upstream.recv(65536)
-                    if not reply:
-                        return
-                    if losing:
-                        with self.lock:
-                            self.lost += 1
-                        return  # both connections close: the reply is lost
-                    client.sendall(reply)
-
-    def close(self) -> None:
-        self.stopped.set()
-        for thread in self.threads:
-            thread.join(timeout=5)
-        self.listener.close()
 
 
 @pytest.fixture
@@ -127,3 +61,46 @@ def test_lost_replies_to_every_send_raise_but_store_the_job_once(proxy, queue, p
     assert_census(
         queue, client, {warm_up.id: "queue:default:normal", job_id: "queue:default:normal"}
     )
+
+
+@pytest.fixture
+def lossy_workers(proxy, private_redis, workers):
+    """Worker processes that talk to the private Redis through the proxy, with leases long
+    enough that a job stranded until its lease expires would show."""
+    client = private_redis.client()
+    for script in SCRIPTS.values():  # a first EVALSHA's NOSCRIPT must not be what is lost
+        client.script_load(script.source)
+    workers.settings.update(REDIS_URL=proxy.url, LEASE_TIMEOUT=30)
+    return workers
+
+
+def test_a_lost_claim_reply_neither_strands_the_job_nor_counts_it_as_lost(
+    lossy_workers, proxy, queue, private_redis
+):
+    handle = jobs.add.delay(2, 3)
+    proxy.lose(1, "claim")
+
+    lossy_workers.start("--concurrency", "1")
+
+    assert handle.result(timeout=15) == 5, "not left to wait for its 30 s lease"
+    assert proxy.lost == 1
+    job = queue.get_job(handle.id)
+    assert (job.lost_count, job.attempt) == (0, 1)
+    assert_census(queue, private_redis.client(), {handle.id: "completed"})
+
+
+def test_a_lost_reply_to_a_completion_and_claim_records_once_and_runs_the_next_job(
+    lossy_workers, proxy, queue, private_redis, ledger
+):
+    first, second = jobs.record.delay("first"), jobs.record.delay("second")
+    proxy.lose(1, "ack_claim")
+
+    worker = lossy_workers.start("--concurrency", "1")
+
+    assert second.result(timeout=15) == "second", "not left to wait for its 30 s lease"
+    assert first.result(timeout=1) == "first"
+    assert proxy.lost == 1
+    assert (ledger / "record.log").read_text().split() == ["first", "second"]
+    assert queue.stats()["counters"].get("stale_acks", 0) == 0
+    assert "not recorded" not in lossy_workers.output(worker)
+    assert_census(queue, private_redis.client(), {first.id: "completed", second.id: "completed"})

@@ -77,7 +77,7 @@ def test_every_script_has_one_caller_in_the_store():
 def test_each_caller_passes_the_names_its_script_declares(name, passed, spread):
     keys, args = declared(SCRIPTS[name])
     if spread:  # the claim scripts share their leading names through _claim_values()
-        passed |= set(lease_calls._claim_values(calls.Keys("{p}"), 0.0, 1.0, "t", "w", 1))
+        passed |= set(lease_calls._claim_values(calls.Keys("{p}"), 0.0, 1.0, "t", "w", 1, False))
     assert passed == keys | args
 
 

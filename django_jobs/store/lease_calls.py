@@ -36,7 +36,7 @@ def _claimed(job_id: Any, rest: Any) -> Claimed:
 
 
 def _claim_values(
-    keys: Keys, now: float, deadline: float, token: str, worker: str, limit: int
+    keys: Keys, now: float, deadline: float, token: str, worker: str, limit: int, resend: bool
 ) -> dict[str, Any]:
     return {
         "scheduled": keys.scheduled,
@@ -50,6 +50,7 @@ def _claim_values(
         "token": token,
         "worker": worker,
         "promote_limit": limit,
+        "resend": "1" if resend else "0",
     }
 
 
@@ -62,10 +63,15 @@ def claim(
     token: str,
     worker: str,
     promote_limit: int,
+    resend: bool = False,
 ) -> Plan[Claimed]:
-    """Promote due jobs, then lease the first job of the served ``queues`` in strict priority."""
+    """Promote due jobs, then lease the first job of the served ``queues`` in strict priority.
+
+    ``resend`` says that this very claim (same ``token`` and ``deadline``) was sent before and
+    its reply lost: the job it leased then, if it did, comes back again.
+    """
     job_id, rest = yield SCRIPTS["claim"].call(
-        **_claim_values(keys, now, deadline, token, worker, promote_limit), queues=queues
+        **_claim_values(keys, now, deadline, token, worker, promote_limit, resend), queues=queues
     )
     return _claimed(job_id, rest)
 
@@ -84,10 +90,12 @@ def ack_claim(
     token: str,
     worker: str,
     promote_limit: int,
+    resend: bool = False,
 ) -> Plan[tuple[bool, Claimed]]:
-    """Record the completion of ``done_id`` and claim the next job, in one round trip."""
+    """Record the completion of ``done_id`` and claim the next job, in one round trip
+    (``resend``: see :func:`claim`; the completion is recorded once either way)."""
     acked, job_id, rest = yield SCRIPTS["ack_claim"].call(
-        **_claim_values(keys, now, deadline, token, worker, promote_limit),
+        **_claim_values(keys, now, deadline, token, worker, promote_limit, resend),
         completed=keys.completed,
         counters=keys.counters,
         done_id=done_id,
@@ -133,9 +141,11 @@ def fail(
     backoff_base: float,
     backoff_max: float,
     retry: bool,
+    finished: bool,
 ) -> Plan[tuple[str, str]]:
     """Record a failed attempt: ``("retrying", due)``, ``("failed", "")`` or ``("stale", "")``
-    when the lease was not held."""
+    when the lease was not held. ``finished``: the job's own process ran it to its end (not a
+    crash or a timeout the supervisor records)."""
     outcome, due = yield SCRIPTS["fail"].call(
         job=keys.job(job_id),
         processing=keys.processing,
@@ -152,6 +162,7 @@ def fail(
         backoff_base=backoff_base,
         backoff_max=backoff_max,
         retry="1" if retry else "0",
+        finished="1" if finished else "0",
         prefix=keys.prefix,
     )
     return text(outcome), text(due)

@@ -17,21 +17,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any
 
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import Job
 from django_jobs.serialization import dumps
 from django_jobs.store import connection as store_connection
-from django_jobs.store.connection import Backoff, reset_connections
+from django_jobs.store.connection import reset_connections
 from django_jobs.worker.execute import failed_outcome, log_completed, log_finished, run_job
 from django_jobs.worker.leases import Claim, Leases
+from django_jobs.worker.retry import until_redis_answers
 
 logger = logging.getLogger("django_jobs.worker")
-T = TypeVar("T")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -41,6 +40,12 @@ _INHERITED_CLIENTS: list[Any] = []
 # What the supervisor tells an idle child.
 GO = b"go"
 STOP = b"stop"
+
+# A child takes no job while its supervisor has not beaten its heart (``Worker.heartbeat``,
+# about ten times a second) for this long, nor for half a lease: a frozen supervisor (SIGSTOP,
+# a debugger, a paused container) renews no lease, so another worker would recover the job
+# and run it a second time, and again for the next one. It waits until the supervisor is back.
+SUPERVISOR_SILENT = 2.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,19 @@ class Slot(ctypes.Structure):
 
 
 @dataclass(frozen=True)
+class Shared:
+    """Values in memory shared by the supervisor and all its children."""
+
+    stopping: Any  # c_bool: take no more jobs
+    taken: Any  # c_longlong with a lock: how many jobs the worker took
+    heartbeat: Any  # c_double: the supervisor's time.monotonic() at its last beat
+
+    def beat(self) -> None:
+        """The supervisor is alive and answering (its children may take jobs)."""
+        self.heartbeat.value = time.monotonic()
+
+
+@dataclass(frozen=True)
 class ChildConfig:
     queues: list[str]
     worker_id: str
@@ -115,16 +133,17 @@ class ChildLoop:
         self,
         conn: Connection,
         slot: Slot,
-        stopping: Any,
-        taken: Any,
+        shared: Shared,
         config: ChildConfig,
     ) -> None:
         self.conn = conn
         self.slot = slot
-        self.stopping = stopping
-        self.taken = taken
+        self.shared = shared
         self.config = config
         self.leases = Leases()
+        self.silent_after = min(SUPERVISOR_SILENT, config.lease / 2)
+        # Set when it took no job because its supervisor was silent: it asks again at once.
+        self.held = False
 
     def run(self) -> None:
         with asyncio.Runner() as loop:
@@ -140,33 +159,65 @@ class ChildLoop:
                 claim = self._claim()
 
     def _wait_for_work(self, next_due: float | None) -> bool:
+        if self.held:
+            # Due now: the supervisor, once it answers this, sends it back to work at once.
+            next_due, self.held = time.time(), False
         try:
             self.conn.send_bytes(dumps({"next_due": next_due}).encode())
             return self.conn.recv_bytes() == GO
         except (EOFError, OSError):
             return False  # the supervisor is gone
 
-    def _reserve(self) -> bool:
-        """Count one more job taken, unless the worker is stopping or took its ``max_jobs``."""
-        if self.stopping.value:
+    def _supervisor_silent(self) -> bool:
+        silent = time.monotonic() - self.shared.heartbeat.value
+        if silent < self.silent_after:
             return False
-        with self.taken.get_lock():
-            if self.config.max_jobs is not None and self.taken.value >= self.config.max_jobs:
+        logger.warning(
+            "worker %s: its supervisor has been silent for %.1fs; taking no job until it answers",
+            self.config.worker_id,
+            silent,
+        )
+        self.held = True
+        return True
+
+    def _reserve(self) -> bool:
+        """Count one more job taken, unless the worker is stopping, took its ``max_jobs``, or
+        its supervisor is silent."""
+        if self.shared.stopping.value or self._supervisor_silent():
+            return False
+        taken = self.shared.taken
+        with taken.get_lock():
+            if self.config.max_jobs is not None and taken.value >= self.config.max_jobs:
                 return False
-            self.taken.value += 1
+            taken.value += 1
         return True
 
     def _unreserve(self) -> None:
-        with self.taken.get_lock():
-            self.taken.value -= 1
+        with self.shared.taken.get_lock():
+            self.shared.taken.value -= 1
+
+    def _stopping(self) -> bool:
+        return bool(self.shared.stopping.value)
 
     def _claim(self) -> Claim:
         if not self._reserve():
             return Claim(None, None)
         config = self.config
-        claim = _until_redis_answers(
-            lambda: self.leases.claim(config.queues, config.worker_id, config.lease)
-        )
+        options = self.leases.claim_options(config.worker_id, config.lease)
+        try:
+            claim = until_redis_answers(
+                lambda: self.leases.claim(
+                    config.queues, config.worker_id, config.lease, options=options
+                ),
+                again=lambda: self.leases.claim(
+                    config.queues, config.worker_id, config.lease, options=options, resend=True
+                ),
+                give_up=self._stopping,
+            )
+        except RedisUnavailable:
+            # Stopping while Redis does not answer. Had a send leased a job after all, its
+            # lease runs out and recovery takes it up again.
+            claim = Claim(None, None)
         self._taken(claim)
         return claim
 
@@ -180,53 +231,46 @@ class ChildLoop:
             )
 
     def _process(self, job: Job) -> Claim:
-        """Run ``job``, record its outcome and, in the same round trip if it can, claim the next."""
+        """Run ``job``, record its outcome and, in the same round trip if it can, claim the next.
+
+        An outcome is recorded however long Redis takes to answer (sent again, it is recorded
+        once): the supervisor ends the wait if the worker stops meanwhile.
+        """
         started = time.monotonic()
         outcome = run_job(job, self.loop)
         seconds = time.monotonic() - started
         config = self.config
         if not outcome.ok:
-            status = _until_redis_answers(
+            status = until_redis_answers(
                 lambda: self.leases.fail_job(
                     job, outcome.error, outcome.traceback, retry=outcome.retry
                 )
             )
             log_finished(job, failed_outcome(status), seconds, outcome.error.split("\n", 1)[0])
             return self._claim()
-        if not self._reserve():  # stopping, or max_jobs reached: record it and take no more
-            acked = _until_redis_answers(lambda: self.leases.complete_job(job, outcome.result))
+        if not self._reserve():  # stopping, max_jobs reached, or its supervisor is silent
+            acked = until_redis_answers(lambda: self.leases.complete_job(job, outcome.result))
             log_completed(job, seconds, acked)
             return Claim(None, None)
-        acked, claim = _until_redis_answers(
-            lambda: self.leases.complete_and_claim(
-                job, outcome.result, config.queues, config.worker_id, config.lease
+        options = self.leases.claim_options(config.worker_id, config.lease)
+
+        def complete_and_claim(resend: bool) -> tuple[bool, Claim]:
+            return self.leases.complete_and_claim(
+                job,
+                outcome.result,
+                config.queues,
+                config.worker_id,
+                config.lease,
+                options=options,
+                resend=resend,
             )
+
+        acked, claim = until_redis_answers(
+            lambda: complete_and_claim(False), again=lambda: complete_and_claim(True)
         )
         log_completed(job, seconds, acked)
         self._taken(claim)
         return claim
-
-
-# What a worker waits out. An outcome that could not be recorded in time is safe too: the
-# job's lease expires and it runs again.
-REDIS_ERRORS = (RedisUnavailable,)
-
-
-def redis_pause(backoff: Backoff, exc: Exception) -> float:
-    """The next pause while Redis does not answer, logged."""
-    pause = backoff.next()
-    logger.error("Redis does not answer (%s); trying again in %.1fs", exc, pause)
-    return pause
-
-
-def _until_redis_answers(call: Callable[[], T]) -> T:
-    """``call()``, called again after a pause while Redis does not answer."""
-    backoff = Backoff()
-    while True:
-        try:
-            return call()
-        except REDIS_ERRORS as exc:
-            time.sleep(redis_pause(backoff, exc))
 
 
 def _become_child() -> None:
@@ -256,8 +300,7 @@ def _become_child() -> None:
 def child_main(
     conn: Connection,
     slot: Slot,
-    stopping: Any,
-    taken: Any,
+    shared: Shared,
     config: ChildConfig,
     inherited: list[Connection],
 ) -> None:
@@ -276,4 +319,4 @@ def child_main(
 
         django.setup()
         configure_command_logging("django_jobs", config.verbosity)
-    ChildLoop(conn, slot, stopping, taken, config).run()
+    ChildLoop(conn, slot, shared, config).run()

@@ -21,13 +21,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from django_jobs.exceptions import RedisUnavailable
 from django_jobs.queue import JobQueue
 from django_jobs.store.connection import Backoff
-from django_jobs.worker.child import REDIS_ERRORS, Running, Slot, redis_pause
+from django_jobs.worker.child import Running, Slot
 from django_jobs.worker.execute import failed_outcome, log_finished
 from django_jobs.worker.leases import Leases
+from django_jobs.worker.retry import auntil_redis_answers
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -38,6 +40,7 @@ RECORD_ATTEMPTS = 5
 # How many running jobs orphaned_jobs() looks through (those of dead processes come first: their
 # leases are no longer renewed).
 ORPHANS_LIMIT = 1000
+ORPHANS_WAIT = 5.0
 
 
 @dataclass(eq=False)
@@ -84,14 +87,29 @@ def kill_group(process: BaseProcess) -> None:
         process.kill()
 
 
-async def until_redis_answers(call: Callable[[], Awaitable[T]]) -> T:
-    """``await call()``, called again after a pause while Redis does not answer."""
-    backoff = Backoff()
-    while True:
-        try:
-            return await call()
-        except REDIS_ERRORS as exc:
-            await asyncio.sleep(redis_pause(backoff, exc))
+async def exit_status(
+    jobs: JobQueue, worker_id: str, unrecorded: set[str], burst: bool, lease: float
+) -> int:
+    """A worker's exit status: 0, or 1 when a --burst run leaves jobs of its own dead processes
+    RUNNING. ``unrecorded`` are the jobs whose outcome it could not record (they are logged).
+
+    Such a job runs again only after its lease expires and some worker recovers it: a script
+    that runs ``runworker --burst`` until the queues are done must learn that they are not.
+    """
+    orphans = set(unrecorded)
+    if burst:
+        orphans |= await orphaned_jobs(jobs, worker_id)
+    if not orphans:
+        return 0
+    logger.error(
+        "worker %s: %d job(s) whose outcome it could not record are still RUNNING (%s): they "
+        "run again only once their lease (LEASE_TIMEOUT, %ss) expires and a worker recovers them",
+        worker_id,
+        len(orphans),
+        ", ".join(sorted(orphans)),
+        lease,
+    )
+    return 1 if burst else 0
 
 
 async def orphaned_jobs(jobs: JobQueue, worker_id: str) -> set[str]:
@@ -102,7 +120,8 @@ async def orphaned_jobs(jobs: JobQueue, worker_id: str) -> set[str]:
     """
     mine = f"{worker_id}:"
     try:
-        running = await jobs.alist_jobs("running", limit=ORPHANS_LIMIT)
+        async with asyncio.timeout(ORPHANS_WAIT):  # a frozen Redis must not hold up the exit
+            running = await jobs.alist_jobs("running", limit=ORPHANS_LIMIT)
     except Exception:
         logger.exception("worker %s: could not list the running jobs", worker_id)
         return set()
@@ -110,19 +129,33 @@ async def orphaned_jobs(jobs: JobQueue, worker_id: str) -> set[str]:
 
 
 async def record_exit(
-    jobs: JobQueue, leases: Leases, reason: str, running: Running, code: int | None
+    jobs: JobQueue,
+    leases: Leases,
+    reason: str,
+    running: Running,
+    code: int | None,
+    until: asyncio.Event,
 ) -> bool:
     """Record the outcome of a job whose process was killed (``reason``) or crashed.
 
-    Redis not answering is waited out; anything else is logged with its traceback and tried
-    again after a pause, a few times. Returns ``False`` when it gave up: the job stays RUNNING
-    until its lease expires and a worker recovers it.
+    Redis not answering is waited out until ``until`` is set (the worker is about to exit);
+    anything else is logged with its traceback and tried again after a pause, a few times.
+    Returns ``False`` when it gave up: the job stays RUNNING until its lease expires and a
+    worker recovers it.
     """
     backoff = Backoff()
     for attempt in range(1, RECORD_ATTEMPTS + 1):
         try:
-            await _record_exit(jobs, leases, reason, running, code)
+            await _record_exit(jobs, leases, reason, running, code, until)
             return True
+        except RedisUnavailable:
+            logger.error(
+                "job %s: Redis did not answer in time to record that its process ended (%s); it "
+                "stays RUNNING until its lease expires and a worker recovers it",
+                running.job_id,
+                reason,
+            )
+            return False
         except Exception:
             if attempt == RECORD_ATTEMPTS:
                 logger.exception(
@@ -144,19 +177,25 @@ async def record_exit(
 
 
 async def _record_exit(
-    jobs: JobQueue, leases: Leases, reason: str, running: Running, code: int | None
+    jobs: JobQueue,
+    leases: Leases,
+    reason: str,
+    running: Running,
+    code: int | None,
+    until: asyncio.Event,
 ) -> None:
-    job = await until_redis_answers(functools.partial(jobs.aget_job, running.job_id))
+    def send(call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> Awaitable[T]:
+        return auntil_redis_answers(functools.partial(call, *args, **kwargs), until=until)
+
+    job = await send(jobs.aget_job, running.job_id)
     if job is None or job.lease_token != running.token:
         return  # finished or taken over meanwhile: nothing of ours to record
     seconds = time.time() - running.started
     if reason == "cancel":
-        await until_redis_answers(
-            functools.partial(jobs.acancel_job, job.id, lease_token=running.token)
-        )
+        await send(jobs.acancel_job, job.id, lease_token=running.token)
         log_finished(job, "cancelled", seconds)
     elif reason == "shutdown":
-        await until_redis_answers(functools.partial(leases.arelease_job, job))
+        await send(leases.arelease_job, job)
         log_finished(
             job, "stopped", seconds, "the worker is stopping; back to the head of its queue"
         )
@@ -168,7 +207,5 @@ async def _record_exit(
             if reason == "timeout"
             else f"WorkerCrashed: the process running the job died (exit code {code})."
         )
-        status = await until_redis_answers(
-            functools.partial(leases.afail_job, job, error, "", retry=True)
-        )
+        status = await send(leases.afail_job, job, error, "", retry=True, finished=False)
         log_finished(job, failed_outcome(status), seconds, error)

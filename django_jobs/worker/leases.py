@@ -67,7 +67,13 @@ class Leases(Namespace):
     def __repr__(self) -> str:
         return f"<Leases {self.prefix}>"
 
-    def _claim_options(self, worker_id: str, lease: float | None) -> dict[str, Any]:
+    def claim_options(self, worker_id: str = "", lease: float | None = None) -> dict[str, Any]:
+        """The arguments of one claim: the time, the lease's deadline and a fresh token.
+
+        A worker that got no reply to a claim sends it again with the same options (and
+        ``resend=True``), so that the job the first send leased, if it did, is taken up again
+        rather than stranded until its lease expires.
+        """
         now = utcnow().timestamp()
         lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
         return {
@@ -92,16 +98,29 @@ class Leases(Namespace):
         return claim.job
 
     def _claim(
-        self, queues: Iterable[str] | None = None, worker_id: str = "", lease: float | None = None
+        self,
+        queues: Iterable[str] | None = None,
+        worker_id: str = "",
+        lease: float | None = None,
+        *,
+        options: dict[str, Any] | None = None,
+        resend: bool = False,
     ) -> Plan[Claim]:
-        """:meth:`dequeue`, also telling when the next delayed or retrying job is due."""
+        """:meth:`dequeue`, also telling when the next delayed or retrying job is due.
+
+        ``options`` (from :meth:`claim_options`) and ``resend`` send a claim again whose reply
+        was lost.
+        """
         served = validation.served_queues(queues)
         while True:
-            options = self._claim_options(worker_id, lease)
-            claimed = yield from lease_calls.claim(self.keys, queues=served, **options)
+            options = options or self.claim_options(worker_id, lease)
+            claimed = yield from lease_calls.claim(
+                self.keys, queues=served, resend=resend, **options
+            )
             claim = yield from self._claimed(claimed, options["token"])
             if claim is not None:
                 return claim
+            options, resend = None, False  # that record was buried: claim the next one
 
     def _complete_and_claim(
         self,
@@ -110,19 +129,25 @@ class Leases(Namespace):
         queues: Iterable[str] | None = None,
         worker_id: str = "",
         lease: float | None = None,
+        *,
+        options: dict[str, Any] | None = None,
+        resend: bool = False,
     ) -> Plan[tuple[bool, Claim]]:
         """:meth:`complete_job` and :meth:`claim` in one round trip: a worker's steady state.
 
         Returns whether the completion was recorded (see :meth:`complete_job`) and the claim.
+        ``options`` and ``resend`` as for :meth:`claim`: sent again, the completion is recorded
+        once and the job leased the first time comes back.
         """
         served = validation.served_queues(queues)
-        options = self._claim_options(worker_id, lease)
+        options = options or self.claim_options(worker_id, lease)
         acked, claimed = yield from lease_calls.ack_claim(
             self.keys,
             done_id=job.id,
             done_token=job.lease_token or "",
             **self._outcome(result),
             queues=served,
+            resend=resend,
             **options,
         )
         claim = yield from self._claimed(claimed, options["token"])
@@ -176,6 +201,7 @@ class Leases(Namespace):
         attempt: int = 1,
         worker_id: str = "",
         backoff: tuple[float | None, float | None] = (None, None),
+        finished: bool = True,
     ) -> Plan[JobStatus | None]:
         now = utcnow().timestamp()
         entry = {
@@ -196,11 +222,18 @@ class Leases(Namespace):
             backoff_base=jobs_settings.RETRY_BACKOFF_BASE if backoff[0] is None else backoff[0],
             backoff_max=jobs_settings.RETRY_BACKOFF_MAX if backoff[1] is None else backoff[1],
             retry=retry,
+            finished=finished,
         )
         return None if outcome == "stale" else JobStatus(outcome)
 
     def _fail_job(
-        self, job: Job, error: str, traceback: str = "", *, retry: bool = True
+        self,
+        job: Job,
+        error: str,
+        traceback: str = "",
+        *,
+        retry: bool = True,
+        finished: bool = True,
     ) -> Plan[JobStatus | None]:
         """Record a failed attempt of ``job``.
 
@@ -208,7 +241,9 @@ class Leases(Namespace):
         ``min(RETRY_BACKOFF_BASE * 2**n, RETRY_BACKOFF_MAX)`` seconds for its n-th retry (the
         job's own ``retry_backoff_base`` and ``retry_backoff_max`` when set); otherwise it is
         FAILED and kept in the dead-letter queue. Each attempt's error is kept in ``job.errors``.
-        Returns the new status, or ``None`` if the lease was not held.
+        Returns the new status, or ``None`` if the lease was not held. ``finished`` is false
+        when the job did not run to its end (its process crashed or was killed): the supervisor
+        records that.
         """
         return (
             yield from self._fail(
@@ -220,6 +255,7 @@ class Leases(Namespace):
                 attempt=job.attempt,
                 worker_id=job.worker_id or "",
                 backoff=(job.retry_backoff_base, job.retry_backoff_max),
+                finished=finished,
             )
         )
 

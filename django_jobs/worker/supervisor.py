@@ -32,25 +32,17 @@ from django_jobs.conf import jobs_settings
 from django_jobs.queue import JobQueue
 from django_jobs.serialization import loads
 from django_jobs.store import calls
-from django_jobs.store.connection import Backoff
 from django_jobs.store.execute import arun
-from django_jobs.worker.child import (
-    GO,
-    STOP,
-    ChildConfig,
-    Running,
-    Slot,
-    child_main,
-)
+from django_jobs.worker.child import GO, STOP, ChildConfig, Running, Shared, Slot, child_main
 from django_jobs.worker.children import (
     Child,
+    exit_status,
     kill_group,
     lead_own_group,
-    orphaned_jobs,
     record_exit,
-    until_redis_answers,
 )
 from django_jobs.worker.leases import RECOVER_LIMIT, Leases
+from django_jobs.worker.retry import auntil_redis_answers, keep_going, pause
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -60,8 +52,12 @@ logger = logging.getLogger("django_jobs.worker")
 IDLE_BLOCK = 1.0
 # Every this many idle blocks it lets a child claim anyway, in case a wake-up was missed.
 IDLE_CLAIM_EVERY = 5
-# How often running jobs are checked against their timeouts.
+# How often running jobs are checked against their timeouts (and the children are told that the
+# supervisor is alive: see child.SUPERVISOR_SILENT).
 WATCH_EVERY = 0.1
+# How long the outcomes of jobs whose processes ended may still wait for Redis once the worker
+# has no children left: a stop is bounded even while Redis is down.
+RECORD_AFTER_STOP = 3.0
 
 
 class Worker:
@@ -108,9 +104,11 @@ class Worker:
             forked=self.context.get_start_method() == "fork",
             verbosity=verbosity,
         )
-        # Shared with the children: whether to take more jobs, and how many were taken.
-        self.shared_stopping = self.context.RawValue(ctypes.c_bool, False)
-        self.taken = self.context.Value(ctypes.c_longlong, 0)
+        self.shared = Shared(
+            stopping=self.context.RawValue(ctypes.c_bool, False),
+            taken=self.context.Value(ctypes.c_longlong, 0),
+            heartbeat=self.context.RawValue(ctypes.c_double, time.monotonic()),
+        )
         self.children = [
             Child(f"{self.worker_id}:{i}", self.context.RawValue(Slot))
             for i in range(self.concurrency)
@@ -129,6 +127,7 @@ class Worker:
         self.someone_idle = asyncio.Event()
         self.stopped = asyncio.Event()  # no new jobs
         self.finished = asyncio.Event()  # no children left
+        self.abandon = asyncio.Event()  # stop waiting for Redis: the worker exits
         self.pending: set[asyncio.Task[Any]] = set()
         for child in self.children:
             self._spawn(child)
@@ -148,35 +147,12 @@ class Worker:
             await self.finished.wait()
         finally:
             self._begin_stop()
-            # The background loops end by themselves, each within about a second: cancelling
-            # a Redis call in flight could leave its connection in an unknown state.
-            await asyncio.gather(*background, *self.pending, return_exceptions=True)
+            await self._wind_down([*background, *self.pending])
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
-        logger.info("worker %s stopped after %d jobs", self.worker_id, self.taken.value)
-        return await self._exit_status()
-
-    async def _exit_status(self) -> int:
-        """0, or 1 when a --burst run leaves jobs of its own dead processes RUNNING.
-
-        Such a job runs again only after its lease expires and some worker recovers it: a
-        script that runs ``runworker --burst`` until the queues are done must learn that they
-        are not.
-        """
+        logger.info("worker %s stopped after %d jobs", self.worker_id, self.shared.taken.value)
         orphans = set(self.unrecorded)
-        if self.burst:
-            orphans |= await orphaned_jobs(self.jobs, self.worker_id)
-        if not orphans:
-            return 0
-        logger.error(
-            "worker %s: %d job(s) of its processes that died are still RUNNING (%s): they run "
-            "again only once their lease (LEASE_TIMEOUT, %ss) expires and a worker recovers them",
-            self.worker_id,
-            len(orphans),
-            ", ".join(sorted(orphans)),
-            self.lease,
-        )
-        return 1 if self.burst else 0
+        return await exit_status(self.jobs, self.worker_id, orphans, self.burst, self.lease)
 
     def _on_signal(self, signum: int) -> None:
         now = time.monotonic()
@@ -204,7 +180,7 @@ class Worker:
         if self.stopping:
             return
         self.stopping = True
-        self.shared_stopping.value = True
+        self.shared.stopping.value = True
         self.stopped.set()
         self.someone_idle.set()  # lets the wake-up loop see that it should end
         for child in self.children:
@@ -212,16 +188,11 @@ class Worker:
                 self._send(child, STOP)
 
     def _end_grace(self) -> None:
+        """Kill what is left: running jobs go back to their lists (or, while Redis does not
+        answer, to lease recovery), and a child that is still waiting for Redis ends too."""
         for child in self.children:
-            running = child.slot.read()
-            if running is not None and child.process is not None:
-                self._kill(child, "shutdown", running)
-
-    @staticmethod
-    async def _pause(seconds: float, until: asyncio.Event) -> None:
-        """Sleep, but return early when ``until`` is set."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(until.wait(), seconds)
+            if child.process is not None:
+                self._kill(child, "shutdown", child.slot.read())
 
     def _background(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -241,8 +212,7 @@ class Worker:
             args=(
                 child_end,
                 child.slot,
-                self.shared_stopping,
-                self.taken,
+                self.shared,
                 dataclasses.replace(self.config, worker_id=child.worker_id),
                 inherited if self.config.forked else [],
             ),
@@ -273,9 +243,12 @@ class Worker:
         assert child.conn is not None
         try:
             report = loads(child.conn.recv_bytes())
-        except (EOFError, OSError):
+        except Exception as exc:
             asyncio.get_running_loop().remove_reader(child.conn.fileno())
-            return  # it exited; _on_exit deals with that
+            if not isinstance(exc, (EOFError, OSError)):  # it exited; _on_exit deals with that
+                logger.exception("worker %s: unreadable report of a child", self.worker_id)
+                self._kill(child, "crash", child.slot.read())
+            return
         self.next_due = report["next_due"]
         child.idle = True
         child.reported.set()
@@ -290,9 +263,9 @@ class Worker:
 
     def _took_enough(self) -> bool:
         limit = self.config.max_jobs
-        return limit is not None and self.taken.value >= limit
+        return limit is not None and self.shared.taken.value >= limit
 
-    def _kill(self, child: Child, reason: str, running: Running) -> None:
+    def _kill(self, child: Child, reason: str, running: Running | None) -> None:
         if child.kill_reason is not None or child.process is None:
             return
         child.kill_reason, child.killed_running = reason, running
@@ -320,40 +293,46 @@ class Worker:
         child.process, child.conn, child.idle = None, None, False
         if running is not None and reason is not None:
             self._background(self._after_exit(reason, running, code))
+        self._replace(child)
+
+    def _replace(self, child: Child) -> None:
+        """Start a process in the place of one that ended, or finish once none is left.
+
+        A failed start (no memory, too many processes) is logged and tried again a second
+        later: the worker must not lose a process for the rest of its life.
+        """
         if not self.stopping:
-            self._spawn(child)
+            try:
+                self._spawn(child)
+            except Exception:
+                logger.exception(
+                    "worker %s: could not start a process; again in 1s", self.worker_id
+                )
+                asyncio.get_running_loop().call_later(1.0, self._replace, child)
         elif all(c.process is None for c in self.children):
             self.finished.set()
 
     async def _after_exit(self, reason: str, running: Running, code: int | None) -> None:
         """Record the outcome of a job whose process was killed or crashed."""
-        if not await record_exit(self.jobs, self.leases, reason, running, code):
-            self.unrecorded.add(running.job_id)
+        self.unrecorded.add(running.job_id)  # until it is recorded, also if this is cancelled
+        if await record_exit(self.jobs, self.leases, reason, running, code, self.abandon):
+            self.unrecorded.discard(running.job_id)
+
+    async def _wind_down(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Let the background loops and the recording of outcomes end, within bounds.
+
+        While Redis answers they end by themselves within about a second. While it does not,
+        they stop waiting for it after ``RECORD_AFTER_STOP`` seconds; a call still in flight
+        then (a frozen server answers nothing until the socket timeout) is cancelled, as the
+        worker exits anyway. What was not recorded is left to lease recovery, and logged.
+        """
+        asyncio.get_running_loop().call_later(RECORD_AFTER_STOP, self.abandon.set)
+        _, left = await asyncio.wait(tasks, timeout=RECORD_AFTER_STOP + 1.0)
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
 
     # -- watching -----------------------------------------------------------------------------
-
-    async def _keep_going(
-        self, name: str, step: Callable[[], Awaitable[object]], done: Callable[[], bool]
-    ) -> None:
-        """Await ``step()`` again and again until ``done()``.
-
-        Whatever a step raises is logged with its traceback and followed by a short pause, never
-        the end of the loop: one record or bug nobody foresaw must not switch off lease renewal,
-        recovery, wake-ups or timeouts for the rest of the worker's life. (Redis not answering
-        is waited out inside the steps, as before.)
-        """
-        backoff = Backoff()
-        while not done():
-            try:
-                await step()
-            except Exception:
-                pause = backoff.next()
-                logger.exception(
-                    "worker %s: %s failed; going on in %.1fs", self.worker_id, name, pause
-                )
-                await self._pause(pause, self.finished)
-            else:
-                backoff.reset()
 
     def _running(self) -> list[tuple[Child, Running]]:
         found = []
@@ -364,16 +343,22 @@ class Worker:
                     found.append((child, running))
         return found
 
+    async def _keep_going(
+        self, name: str, step: Callable[[], Awaitable[object]], done: Callable[[], bool]
+    ) -> None:
+        await keep_going(f"worker {self.worker_id}: {name}", step, done, self.finished)
+
     async def _watch_timeouts(self) -> None:
         """Kill the jobs that overran their timeout, until no child is left."""
         await self._keep_going("the timeout check", self._check_timeouts, self.finished.is_set)
 
     async def _check_timeouts(self) -> None:
+        self.shared.beat()
         now = time.time()
         for child, running in self._running():
             if now > running.started + running.timeout:
                 self._kill(child, "timeout", running)
-        await self._pause(WATCH_EVERY, self.finished)
+        await pause(WATCH_EVERY, self.finished)
 
     async def _keep_leases(self) -> None:
         """Renew the leases of all running jobs in one call, a few times per lease period.
@@ -383,12 +368,13 @@ class Worker:
         await self._keep_going("lease renewal", self._renew_leases, self.finished.is_set)
 
     async def _renew_leases(self) -> None:
-        await self._pause(self.lease / 3, self.finished)
+        await pause(self.lease / 3, self.finished)
         running = self._running()
         if not running:
             return
-        state = await until_redis_answers(
-            functools.partial(self.leases.aextend_lease, [r for _, r in running], self.lease)
+        state = await auntil_redis_answers(
+            functools.partial(self.leases.aextend_lease, [r for _, r in running], self.lease),
+            until=self.finished,
         )
         lost, cancel = set(state.lost), set(state.cancel_requested)
         for child, snapshot in running:
@@ -411,13 +397,13 @@ class Worker:
         await self._keep_going("recovery", self._recover_expired, lambda: self.stopping)
 
     async def _recover_expired(self) -> None:
-        recovered = await until_redis_answers(self.leases.arecover_expired)
+        recovered = await auntil_redis_answers(self.leases.arecover_expired, until=self.stopped)
         for job_id in recovered.requeued:
             logger.warning("job %s: its worker was lost; requeued", job_id)
         for job_id in recovered.buried:
             logger.error("job %s: moved to dead letters (unreadable, or lost too often)", job_id)
         if len(recovered.requeued) + len(recovered.buried) < RECOVER_LIMIT:
-            await self._pause(min(self.lease / 2, 30.0), self.stopped)
+            await pause(min(self.lease / 2, 30.0), self.stopped)
 
     async def _wait_wakeup(self, timeout: float) -> bool:
         return await arun(calls.wait_wakeup(self.leases.keys, timeout=timeout))
@@ -435,7 +421,9 @@ class Worker:
         timeout = IDLE_BLOCK
         if self.next_due is not None:
             timeout = min(IDLE_BLOCK, max(self.next_due - time.time(), 0.001))
-        token = await until_redis_answers(functools.partial(self._wait_wakeup, timeout))
+        token = await auntil_redis_answers(
+            functools.partial(self._wait_wakeup, timeout), until=self.stopped
+        )
         self.quiet = 0 if token else self.quiet + 1
         due = self.next_due is not None and self.next_due <= time.time()
         child = next((c for c in self.children if c.idle), None)
@@ -447,4 +435,4 @@ class Worker:
             # Give its claim a moment to report when the next delayed job is due.
             child.reported.clear()
             self._send(child, GO)
-            await self._pause(0.01, child.reported)
+            await pause(0.01, child.reported)

@@ -170,16 +170,37 @@ local function index_finished(zkey, id, now, keep_since)
   if keep_since then redis.call('ZREMRANGEBYSCORE', zkey, '-inf', '(' .. keep_since) end
 end
 
+-- A stale acknowledgement or failure (its token is not the job's): counted and ignored. When the
+-- token is one that recovery took back from a worker (``lost_tokens``, see recover.lua), that
+-- worker was not lost but late: it froze, or its supervisor did, and it finished the job after
+-- all. The job did not kill it, so the loss is no longer counted against the job (MAX_LOST).
+local function stale(jkey, token, counters_key, finished)
+  redis.call('HINCRBY', counters_key, 'stale_acks', 1)
+  if not finished or token == '' then return end
+  local f = redis.call('HMGET', jkey, 'lost_tokens', 'lost_count')
+  if not f[1] then return end
+  local kept, found = {}, false
+  for t in string.gmatch(f[1], '[^,]+') do
+    if t == token and not found then found = true else kept[#kept + 1] = t end
+  end
+  if found then
+    local lost = math.max((tonumber(f[2] or '1') or 1) - 1, 0)
+    redis.call('HSET', jkey, 'lost_count', lost, 'lost_tokens', table.concat(kept, ','))
+  end
+end
+
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
--- acknowledgement (counted and ignored).
+-- acknowledgement. The token is kept as ``done_token``: the same acknowledgement sent again (its
+-- first reply was lost) finds it and answers 1 again, changing nothing.
 local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key)
   local jkey = job_key(prefix, id)
-  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched')
+  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token')
+  if f[1] == 'completed' and f[4] == token then return 1 end
   if f[1] ~= 'running' or f[2] ~= token then
-    redis.call('HINCRBY', counters_key, 'stale_acks', 1)
+    stale(jkey, token, counters_key, true)
     return 0
   end
-  redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now)
+  redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now, 'done_token', token)
   redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
   redis.call('ZREM', processing_key, id)
   redis.call('SET', result_key(prefix, id), result, 'EX', result_ttl)
@@ -189,11 +210,30 @@ local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, proc
   return 1
 end
 
+-- The job this worker leased with ``token`` in a claim whose reply it never got (the connection
+-- dropped after the script ran), or nil. It lies in the processing set under this very claim's
+-- ``deadline``: a resent claim takes it up again rather than leave it stranded for a lease.
+local function claimed_before(prefix, processing_key, deadline, token)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', processing_key, deadline, deadline)) do
+    local jkey = job_key(prefix, id)
+    local f = redis.pcall('HMGET', jkey, 'status', 'lease_token')
+    if not f.err and f[1] == 'running' and f[2] == token then
+      return {id, redis.call('HGETALL', jkey)}
+    end
+  end
+  return nil
+end
+
 -- Promote due jobs, then lease the first job of the highest non-empty list of the served
 -- queues (every queue's CRITICAL list before any HIGH list, and so on; FIFO within a list).
 -- ``queues`` are the served queue names. Returns {id, record as a flat field/value list} or
--- {'', next due time or ''}.
-local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, queues)
+-- {'', next due time or ''}. ``resend`` is '1' when the worker sends this claim again because
+-- it got no reply the first time.
+local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, resend, queues)
+  if resend == '1' then
+    local earlier = claimed_before(prefix, processing_key, deadline, token)
+    if earlier then return earlier end
+  end
   local ready = promote(prefix, scheduled_key, dead_key, now, limit) + promote(prefix, retrying_key, dead_key, now, limit)
   -- This worker takes one of the promoted jobs; the others may wake idle workers.
   wake(wakeup_key, ready - 1)

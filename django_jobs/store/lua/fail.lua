@@ -1,16 +1,23 @@
 -- Record a failed attempt: retry later with exponential backoff, or bury in the dead-letter set.
 -- KEYS: job, processing, retrying, dead, counters, wakeup
--- ARGV: id, token, now, error, traceback, entry, backoff_base, backoff_max, retry, prefix
--- ``entry``: the attempt's error entry as JSON; ``retry``: '1' if a retry is allowed.
+-- ARGV: id, token, now, error, traceback, entry, backoff_base, backoff_max, retry, finished,
+-- ARGV: prefix
+-- ``entry``: the attempt's error entry as JSON; ``retry``: '1' if a retry is allowed;
+-- ``finished``: '1' when the job's own process reports it (it ran to its end), '0' when the
+-- supervisor records a crash or a timeout.
 -- Returns {'retrying', due time} or {'failed', ''}, or {'stale', ''} when the lease is not held.
+-- The token is kept as ``done_token``, so that the same call sent again (its reply was lost)
+-- answers what the first one did instead of 'stale'.
 local id, now = A.id, tonumber(A.now)
-local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries')
+local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at')
+if f[5] == A.token and f[1] == 'retrying' then return {'retrying', f[6]} end
+if f[5] == A.token and f[1] == 'failed' then return {'failed', ''} end
 if f[1] ~= 'running' or f[2] ~= A.token then
-  redis.call('HINCRBY', K.counters, 'stale_acks', 1)
+  stale(K.job, A.token, K.counters, A.finished == '1')
   return {'stale', ''}
 end
 append_error(K.job, A.entry)
-redis.call('HSET', K.job, 'error', A.error, 'traceback', A.traceback)
+redis.call('HSET', K.job, 'error', A.error, 'traceback', A.traceback, 'done_token', A.token)
 redis.call('HDEL', K.job, 'lease_token')
 redis.call('ZREM', K.processing, id)
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')

@@ -50,7 +50,14 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
     notify_done(prefix, id)
   else
     local lost = (tonumber(f.lost_count or '0') or 0) + 1
-    redis.call('HSET', jkey, 'lost_count', lost)
+    -- The tokens taken back, the latest max_lost of them: a worker that presents one later was
+    -- only late, and the loss is then uncounted (``stale`` in _lib.lua).
+    local tokens = {}
+    for t in string.gmatch((f.lost_tokens or '') .. ',' .. (f.lease_token or ''), '[^,]+') do
+      tokens[#tokens + 1] = t
+    end
+    tokens = {unpack(tokens, math.max(#tokens - max_lost + 1, 1))}
+    redis.call('HSET', jkey, 'lost_count', lost, 'lost_tokens', table.concat(tokens, ','))
     redis.call('HDEL', jkey, 'lease_token')
     if lost >= max_lost then
       local reason = 'Its worker was lost ' .. lost .. ' times while running it (lease expired); '

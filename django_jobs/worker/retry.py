@@ -1,0 +1,112 @@
+"""How the worker keeps going: Redis not answering is waited out, and a loop that fails for any
+other reason logs it and carries on. The child (sync) and the supervisor (asyncio) both use this.
+
+Waiting has limits: a stopping worker does not wait for Redis for ever. The ``give_up`` and
+``until`` arguments end a wait by re-raising :class:`~django_jobs.exceptions.RedisUnavailable`;
+what was not recorded then is left to lease recovery (the job's lease expires and a worker
+takes it up again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from django_jobs.exceptions import RedisUnavailable
+from django_jobs.store.connection import Backoff
+
+logger = logging.getLogger("django_jobs.worker")
+T = TypeVar("T")
+
+
+def redis_pause(backoff: Backoff, exc: Exception) -> float:
+    """The next pause while Redis does not answer, logged."""
+    pause = backoff.next()
+    logger.error("Redis does not answer (%s); trying again in %.1fs", exc, pause)
+    return pause
+
+
+def until_redis_answers(
+    call: Callable[[], T],
+    *,
+    again: Callable[[], T] | None = None,
+    give_up: Callable[[], bool] = lambda: False,
+) -> T:
+    """``call()``; while Redis does not answer, ``again()`` (default ``call()``) after a pause.
+
+    ``again`` sends the same request marked as a resend: the first send may have run with only
+    its reply lost (see ``Leases.claim``). When ``give_up()`` is true after a failure, the
+    ``RedisUnavailable`` is raised.
+    """
+    backoff = Backoff()
+    try:
+        return call()
+    except RedisUnavailable as exc:
+        error = exc
+    while True:
+        if give_up():
+            raise error
+        time.sleep(redis_pause(backoff, error))
+        try:
+            return (again or call)()
+        except RedisUnavailable as exc:
+            error = exc
+
+
+async def pause(seconds: float, until: asyncio.Event) -> None:
+    """Sleep, but return early when ``until`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(until.wait(), seconds)
+
+
+async def auntil_redis_answers(
+    call: Callable[[], Awaitable[T]], *, until: asyncio.Event | None = None
+) -> T:
+    """``await call()``, called again after a pause while Redis does not answer.
+
+    Once ``until`` is set, the ``RedisUnavailable`` is raised instead of waiting again.
+    """
+    backoff = Backoff()
+    while True:
+        try:
+            return await call()
+        except RedisUnavailable as exc:
+            if until is not None and until.is_set():
+                raise
+            seconds = redis_pause(backoff, exc)
+            if until is None:
+                await asyncio.sleep(seconds)
+            else:
+                await pause(seconds, until)
+
+
+async def keep_going(
+    name: str,
+    step: Callable[[], Awaitable[object]],
+    done: Callable[[], bool],
+    pauses: asyncio.Event,
+) -> None:
+    """Await ``step()`` again and again until ``done()``.
+
+    Whatever a step raises is logged with its traceback and followed by a short pause (cut short
+    by ``pauses``), never the end of the loop: one record or bug nobody foresaw must not switch
+    off lease renewal, recovery, wake-ups or timeouts for the rest of the worker's life. Redis
+    not answering is waited out inside the steps; a step that gave up waiting because the worker
+    is stopping ends the loop quietly.
+    """
+    backoff = Backoff()
+    while not done():
+        try:
+            await step()
+        except Exception as exc:
+            if isinstance(exc, RedisUnavailable) and done():
+                return
+            seconds = backoff.next()
+            logger.exception("%s failed; going on in %.1fs", name, seconds)
+            await pause(seconds, pauses)
+        else:
+            backoff.reset()
