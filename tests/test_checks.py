@@ -19,8 +19,13 @@ LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 
 
 def jobs_messages() -> list:
-    """What ``manage.py check`` reports about django-jobs."""
-    return [m for m in run_checks() if m.id and m.id.startswith("django_jobs.")]
+    """What ``manage.py check`` reports about ``DJANGO_JOBS`` (the task backend's own checks,
+    ``django_jobs.tasks.*``, compare TASKS with it: tests/test_tasks_contract.py has them)."""
+    return [
+        m
+        for m in run_checks()
+        if m.id and m.id.startswith("django_jobs.") and not m.id.startswith("django_jobs.tasks.")
+    ]
 
 
 def jobs_ids() -> list[str]:

@@ -229,6 +229,14 @@ def test_check_reports_backend_queues_that_django_jobs_lacks(settings):
     assert check_tasks in checks.registry.registry.get_checks(), "manage.py check runs it"
 
 
+def test_check_compares_backend_queues_only_with_a_list_of_queues(settings):
+    settings.TASKS = {**settings.TASKS, "extra": {"BACKEND": REDIS_BACKEND, "QUEUES": ["x"]}}
+
+    for broken in ("redis://127.0.0.1:6379/0", {**settings.DJANGO_JOBS, "QUEUES": "default"}):
+        settings.DJANGO_JOBS = broken
+        assert task_backends["extra"].check() == [], "the settings checks name the mistake"
+
+
 def test_check_reports_django_jobs_missing_from_installed_apps(settings):
     settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "django_jobs"]
 

@@ -328,7 +328,12 @@ class RedisBackend(compat.BaseTaskBackend):
                 )
             )
         configured = jobs_settings.QUEUES
-        if self._queues is not None and isinstance(configured, (list, tuple)):
+        # Compared only with a list: a DJANGO_JOBS or QUEUES of another shape is what the
+        # settings checks report (django_jobs.E001, E005), and nothing could be found in it.
+        comparable = isinstance(jobs_settings.user_settings, dict) and isinstance(
+            configured, (list, tuple)
+        )
+        if self._queues is not None and comparable:
             missing = sorted((q for q in self._queues if q not in configured), key=str)
             if missing:
                 messages.append(
