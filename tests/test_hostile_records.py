@@ -8,7 +8,7 @@ import pickle
 import pytest
 import redis
 
-from django_jobs import NotJSONSerializable
+from django_jobs import JobStatus, NotJSONSerializable
 from django_jobs.checks import check_settings
 from django_jobs.job import JobPriority
 from django_jobs.serialization import MAX_JSON_DEPTH
@@ -98,6 +98,25 @@ def test_a_job_key_of_the_wrong_type_is_dead_lettered(workers, queue, raw):
     assert_dead_lettered_and_still_serving(
         workers, queue, raw, "wrongtype", "the job key held a string, not a hash"
     )
+    assert raw.get(queue.keys.unreadable("wrongtype")) == b"not a hash", "its value is kept"
+    assert queue.keys.unreadable("wrongtype") in queue.get_job("wrongtype").error
+
+
+def test_a_job_key_of_the_wrong_type_is_read_and_listed_as_unreadable_not_an_error(queue, raw):
+    key = plant(queue, raw, "wrongtype")
+    raw.delete(key)
+    raw.rpush(key, "a list")
+
+    raw.zadd(queue.keys.dead, {"wrongtype": 1})  # a zset filtered by queue reads each record
+
+    job = queue.get_job("wrongtype")
+
+    assert job.status is JobStatus.FAILED
+    assert "the job key holds a list, not a hash" in job.error
+    assert [j.id for j in queue.list_jobs("pending", queue="default")] == ["wrongtype"]
+    assert [j.id for j in queue.list_jobs("failed")] == ["wrongtype"]
+    assert queue.list_jobs("failed", queue="default") == [], "it names no queue"
+    assert raw.type(key) == b"list", "reading changes nothing"
 
 
 def test_a_delayed_job_key_of_the_wrong_type_is_dead_lettered_when_due(workers, queue, raw):

@@ -40,6 +40,10 @@ class Keys:
         """A list pushed to when a watched job reaches a final state."""
         return f"{self.prefix}:done:{job_id}"
 
+    def unreadable(self, job_id: str) -> str:
+        """Where a job key of the wrong Redis type is moved when its job is buried."""
+        return f"{self.prefix}:unreadable:{job_id}"
+
     def queue(self, queue: str, priority: JobPriority) -> str:
         return f"{self.prefix}:queue:{queue}:{priority.value}"
 

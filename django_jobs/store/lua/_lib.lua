@@ -96,12 +96,14 @@ local function has_field(record, name)
   return false
 end
 
--- A job key of another type than hash can be neither read nor buried as it is: say what it
--- held and delete it, so that the job is buried with a record of its own.
-local function not_a_hash(jkey)
+-- A job key of another type than hash can be neither read nor buried as it is: it is moved aside
+-- to ``<prefix>:unreadable:<id>`` (kept, without expiry, for whoever investigates) and the job is
+-- buried with a record of its own that says so.
+local function not_a_hash(prefix, id)
+  local jkey, aside = job_key(prefix, id), prefix .. ':unreadable:' .. id
   local kind = redis.call('TYPE', jkey)['ok']
-  redis.call('DEL', jkey)
-  return 'unreadable record: the job key held a ' .. kind .. ', not a hash'
+  redis.call('RENAME', jkey, aside)
+  return 'unreadable record: the job key held a ' .. kind .. ', not a hash (moved to ' .. aside .. ')'
 end
 
 -- Move jobs of a zset (delayed or retrying) whose time has come to the tail of their list.
@@ -113,7 +115,7 @@ local function promote(prefix, zkey, dead_key, now, limit)
     local jkey = job_key(prefix, id)
     local f = redis.pcall('HMGET', jkey, 'queue', 'priority')
     if f.err then
-      bury(prefix, dead_key, id, now, not_a_hash(jkey))
+      bury(prefix, dead_key, id, now, not_a_hash(prefix, id))
     elseif f[1] and f[2] then
       redis.call('HSET', jkey, 'status', 'pending')
       redis.call('RPUSH', list_key(prefix, f[1], f[2]), id)
@@ -245,7 +247,7 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
         local jkey = job_key(prefix, id)
         local record = redis.pcall('HGETALL', jkey)
         local why
-        if record.err then why = not_a_hash(jkey) else why = not_text(id, record) end
+        if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
         if why then
           bury(prefix, dead_key, id, now, why)
         elseif has_field(record, 'name') then
@@ -271,10 +273,17 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
 end
 
 -- Each job of ``ids`` that has a record: {id, record as a flat field/value list, result or ''}.
+-- A job key of the wrong type is read as a failed record that says so (reading changes
+-- nothing; a worker that meets it buries it): one such key must not break a listing.
 local function read_jobs(prefix, ids)
   local out = {}
   for _, id in ipairs(ids) do
-    local record = redis.call('HGETALL', job_key(prefix, id))
+    local jkey = job_key(prefix, id)
+    local record = redis.pcall('HGETALL', jkey)
+    if record.err then
+      record = {'name', '(unknown)', 'status', 'failed', 'error',
+        'unreadable record: the job key holds a ' .. redis.call('TYPE', jkey)['ok'] .. ', not a hash'}
+    end
     if #record > 0 then
       out[#out + 1] = id
       out[#out + 1] = record

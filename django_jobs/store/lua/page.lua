@@ -11,7 +11,8 @@ local offset, limit = tonumber(A.offset), tonumber(A.limit)
 local ids = {}
 
 local function matches(id)
-  return queue == '' or redis.call('HGET', job_key(prefix, id), 'queue') == queue
+  -- pcall: a job key of the wrong type matches no queue (read_jobs reads it as unreadable).
+  return queue == '' or redis.pcall('HGET', job_key(prefix, id), 'queue') == queue
 end
 
 for i = 1, #A.sources, 2 do

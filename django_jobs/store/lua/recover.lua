@@ -29,7 +29,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
   local record = redis.pcall('HGETALL', jkey)
   local why
   if record.err then
-    why = not_a_hash(jkey)
+    why = not_a_hash(prefix, id)
     record = {}
   else
     why = unreadable(id, record)
