@@ -126,7 +126,8 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
 
 
 def _check_schedules() -> list[CheckMessage]:
-    """E011: a task of ``DJANGO_JOBS['SCHEDULES']`` that is invalid or names no registered job."""
+    """E011: a task of ``DJANGO_JOBS['SCHEDULES']`` that is invalid, names no registered job, or
+    whose arguments do not fit the job's parameters."""
     declared = jobs_settings.SCHEDULES
     hint = (
         "Each entry is 'name': {'job': ..., and one of 'interval': seconds, 'cron': '0 2 * * *' "
@@ -148,13 +149,26 @@ def _check_schedules() -> list[CheckMessage]:
         except ValueError as exc:
             errors.append(_error(str(exc), hint, 11))
             continue
-        if task.job_name not in registry:
+        job_function = registry.get(task.job_name)
+        if job_function is None:
             errors.append(
                 _error(
                     f"DJANGO_JOBS['SCHEDULES'][{name!r}] names the job {task.job_name!r}, which "
                     "is not registered.",
                     f"Registered jobs: {', '.join(registry.names()) or '(none)'}. Jobs are "
                     "registered with @job in the jobs.py module of an installed app.",
+                    11,
+                )
+            )
+            continue
+        try:
+            validation.arguments(task.job_name, job_function.func, task.args, task.kwargs)
+        except TypeError as exc:
+            errors.append(
+                _error(
+                    f"DJANGO_JOBS['SCHEDULES'][{name!r}]: {exc}",
+                    "Its 'args' and 'kwargs' are the job's arguments: give each parameter "
+                    "the job needs, and no other.",
                     11,
                 )
             )

@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from django_jobs.exceptions import JobCancelled, JobFailed, JobNotFound
 from django_jobs.job import Job, JobStatus
 from django_jobs.queue import JobQueue
+
+
+class Cancellation(enum.StrEnum):
+    """What :meth:`JobHandle.cancel` did; true when the job is, or is about to be, cancelled
+    (so ``if handle.cancel():`` reads as it did when ``cancel()`` returned a bool)."""
+
+    #: It had not started (or was cancelled before): it is CANCELLED now.
+    CANCELLED = "cancelled"
+    #: It is running: cancellation is requested, and its worker stops it within seconds.
+    REQUESTED = "requested"
+    #: It had already completed or failed: it was left alone. False.
+    FINISHED = "finished"
+    #: There is no such job (unknown, or expired). False.
+    MISSING = "missing"
+
+    def __bool__(self) -> bool:
+        return self is Cancellation.CANCELLED or self is Cancellation.REQUESTED
+
+    @classmethod
+    def of(cls, reply: str) -> Cancellation:
+        """The cancellation that :meth:`JobQueue.cancel_job`'s ``reply`` tells of."""
+        try:
+            return cls(reply)
+        except ValueError:
+            return cls.FINISHED  # the reply is the status it finished with
 
 
 class JobHandle:
@@ -66,15 +92,19 @@ class JobHandle:
     async def aresult(self, timeout: float | None = None) -> Any:
         return self._outcome(await self.queue.await_for(self.id, timeout))
 
-    def cancel(self) -> bool:
+    def cancel(self) -> Cancellation:
         """Cancel the job: at once if it has not started, by its worker if it is running.
 
-        Returns ``False`` if it had already finished.
+        Returns :attr:`Cancellation.CANCELLED` (cancelled now) or
+        :attr:`~Cancellation.REQUESTED` (running: its worker stops it), both true, or
+        :attr:`~Cancellation.FINISHED` (it had already finished) or
+        :attr:`~Cancellation.MISSING`, both false. The values are strings:
+        ``handle.cancel() == "requested"``.
         """
-        return self.queue.cancel_job(self.id) in ("cancelled", "requested")
+        return Cancellation.of(self.queue.cancel_job(self.id))
 
-    async def acancel(self) -> bool:
-        return await self.queue.acancel_job(self.id) in ("cancelled", "requested")
+    async def acancel(self) -> Cancellation:
+        return Cancellation.of(await self.queue.acancel_job(self.id))
 
     def _update(self, job: Job | None) -> JobHandle:
         if job is None:

@@ -95,6 +95,7 @@ class Job:
     "worker_id", "failed_at"}``. ``retry_backoff_base`` and ``retry_backoff_max`` override the
     ``DJANGO_JOBS`` settings of the same names for this job. ``meta`` is JSON kept with the job
     for the code that enqueued it (the ``django.tasks`` backend keeps the task's options there).
+    ``user_id`` comes back as it was given: an ``int`` as an ``int``, a ``str`` as a ``str``.
     """
 
     id: str
@@ -111,7 +112,7 @@ class Job:
     max_retries: int = 3
     retry_count: int = 0
     timeout: float = 300
-    user_id: str | None = None
+    user_id: str | int | None = None
     result: Any = None
     error: str | None = None
     traceback: str | None = None
@@ -272,6 +273,19 @@ def _seconds(value: str) -> float:
     return number
 
 
+def _user_id(value: str) -> str | int:
+    """A user id as it was given. It is written as JSON (``42`` or ``"42"``) so that its type
+    comes back; a record of an older version holds the bare text, which is read as a string
+    (or an ``int`` when it is a bare number: its type was not kept)."""
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return value
+    if isinstance(found, str) or (isinstance(found, int) and not isinstance(found, bool)):
+        return found
+    return value
+
+
 def _check_runnable(job_id: str, data: dict[str, str]) -> None:
     """Refuse a record that a worker must not run however its fields read: an id that does not
     fit the worker's slot, or a payload over the limit (what enqueue would have refused)."""
@@ -293,9 +307,9 @@ def _check_runnable(job_id: str, data: dict[str, str]) -> None:
 
 # How each field of a Redis hash is written (an enqueue writes one per job).
 _HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
-    **dict.fromkeys(("name", "queue", "user_id", "error", "traceback", "worker_id"), _text),
+    **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), _text),
     "lease_token": _text,
-    **dict.fromkeys(Job._JSON_FIELDS, lambda name, value: dumps(value)),
+    **dict.fromkeys((*Job._JSON_FIELDS, "user_id"), lambda name, value: dumps(value)),
     **dict.fromkeys(_DATETIME_FIELDS, lambda name, value: f"{_utc(name, value).timestamp():.6f}"),
     **dict.fromkeys((*_INT_FIELDS, *_SECONDS_FIELDS), _text),
     "status": lambda name, value: value.value,
@@ -308,8 +322,9 @@ _LEFT_OUT_WHEN_EMPTY = frozenset(
 
 # How each field of a Redis hash is read (a worker reads one per claim: this is a hot path).
 _HASH_READERS: dict[str, Callable[[str], Any]] = {
-    **dict.fromkeys(("name", "queue", "user_id", "error", "traceback", "worker_id"), str),
+    **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), str),
     "lease_token": str,
+    "user_id": _user_id,
     **dict.fromkeys(Job._JSON_FIELDS, loads_record),
     **dict.fromkeys(_DATETIME_FIELDS, from_timestamp),
     **dict.fromkeys(_INT_FIELDS, int),

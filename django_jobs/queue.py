@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django_jobs import validation
+from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobNotFound, RedisUnavailable
 from django_jobs.job import Job, JobPriority, JobStatus
@@ -44,7 +45,14 @@ class JobQueue(Namespace):
 
     def build_job(self, name: str, args: Any = (), kwargs: Any = None, **options: Any) -> Job:
         """Check every option and argument and return the job :meth:`enqueue` would store
-        (see :func:`django_jobs.validation.build_job`). Nothing is written."""
+        (see :func:`django_jobs.validation.build_job`). Nothing is written.
+
+        The arguments of a job registered in this process must fit its function's
+        parameters (``TypeError`` otherwise); a name registered only elsewhere (in the
+        workers of another code base) is taken as it is.
+        """
+        if "function" not in options and (registered := registry.get(name)) is not None:
+            options["function"] = registered.func
         return validation.build_job(name, args, kwargs, **options)
 
     # -- plans --------------------------------------------------------------------------------
@@ -59,8 +67,9 @@ class JobQueue(Namespace):
         """Store a job and make it ready, or due later with ``delay`` or ``scheduled_at``.
 
         Options: ``priority``, ``queue``, ``delay`` (seconds or timedelta), ``scheduled_at``
-        (an aware datetime), ``max_retries``, ``timeout`` (seconds), ``user_id``. See
-        :meth:`build_job` for what is checked. Returns the stored :class:`Job`.
+        (an aware datetime), ``max_retries``, ``timeout`` (seconds or timedelta), ``user_id``
+        (a string or an int, read back as given). See :meth:`build_job` for what is checked.
+        Returns the stored :class:`Job`.
         """
         (job,) = yield from self._enqueue_many([self.build_job(name, args, kwargs, **options)])
         return job
@@ -73,7 +82,14 @@ class JobQueue(Namespace):
         jobs and lost only its reply, and storing is idempotent on the job ids (a job whose id
         exists is left as it is), so a job is stored once either way.
         """
+        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
+            raise TypeError(f"enqueue_many() takes a list of jobs, not {type(jobs).__name__}.")
         jobs = list(jobs)
+        for job in jobs:
+            if not isinstance(job, Job):
+                raise TypeError(
+                    f"enqueue_many() takes jobs made by build_job(), not {type(job).__name__}."
+                )
         now = utcnow().timestamp()
         job_ttl = int(jobs_settings.JOB_TTL)
         try:
@@ -84,13 +100,13 @@ class JobQueue(Namespace):
 
     def _get_job(self, job_id: str) -> Plan[Job | None]:
         """The job with its result, or ``None`` if it does not exist (or expired)."""
-        jobs = yield from calls.fetch(self.keys, ids=[job_id])
+        jobs = yield from calls.fetch(self.keys, ids=[validation.job_id(job_id, "get_job()")])
         return jobs[0] if jobs else None
 
     def _watch(self, job_id: str) -> Plan[JobStatus | None]:
         """The job's status (``None`` if unknown); unless it is final, its outcome will be
         pushed to ``keys.done(job_id)`` for :meth:`wait_for` to block on."""
-        status = yield from calls.watch(self.keys, job_id=job_id)
+        status = yield from calls.watch(self.keys, job_id=validation.job_id(job_id, "watch()"))
         return JobStatus(status) if status else None
 
     def _wait_for(self, job_id: str, timeout: float | None = None) -> Plan[Job]:
@@ -101,6 +117,7 @@ class JobQueue(Namespace):
         ``timeout`` seconds pass first and :class:`~django_jobs.exceptions.JobNotFound` for an
         unknown or expired id.
         """
+        validation.job_id(job_id, "wait_for()")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = yield from self._watch(job_id)
@@ -130,7 +147,7 @@ class JobQueue(Namespace):
         return (
             yield from calls.cancel(
                 self.keys,
-                job_id=job_id,
+                job_id=validation.job_id(job_id, "cancel_job()"),
                 now=utcnow().timestamp(),
                 job_ttl=int(jobs_settings.JOB_TTL),
                 token=lease_token,
@@ -143,7 +160,7 @@ class JobQueue(Namespace):
         """Move dead-letter jobs (the given ids, or all, oldest first, up to ``limit`` if
         given) back to the tail of their lists with a fresh retry budget. Returns their ids.
         """
-        ids = [] if job_ids is None else list(job_ids)
+        ids = [] if job_ids is None else validation.ids(job_ids, "requeue_dead()")
         if job_ids is not None and not ids:
             return []
         return (yield from calls.requeue(self.keys, ids=ids, limit=limit))

@@ -1,130 +1,46 @@
 """``@job``: registering job functions by name, and enqueueing them with ``.delay()``.
 
-A worker runs only functions registered here, looked up by the name stored in the job, and
-tasks of Django's task API defined on a django-jobs backend, which the backend records here as
-they are defined (see :func:`django_task_path`). Both are found by importing each installed
-app's ``jobs`` (and ``tasks``) module at start-up; nothing is ever imported by a name taken from
-queue data.
+The registry itself, what a worker may run, is :mod:`django_jobs.catalog`; its names are
+re-exported here, where they have always been imported from.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.utils.module_loading import autodiscover_modules, import_string
 
 from django_jobs import validation
+from django_jobs.catalog import (
+    DJANGO_TASK_PREFIX,
+    DOTTED_PATH,
+    JobRegistry,
+    django_task_path,
+    origin,
+    registry,
+)
 from django_jobs.conf import jobs_settings
 from django_jobs.handle import JobHandle
 from django_jobs.job import JobPriority
 from django_jobs.queue import JobQueue
 
+__all__ = [
+    "DJANGO_TASK_PREFIX",
+    "DOTTED_PATH",
+    "JobCall",
+    "JobFunction",
+    "JobRegistry",
+    "django_task_path",
+    "job",
+    "registry",
+]
+
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# Jobs enqueued through Django's task API (django_jobs.backends.RedisBackend) are named with
-# this marker, then the module path of the task; the runner runs it only if a django-jobs
-# backend recorded a task of that path when it was defined (JobRegistry.register_task).
-DJANGO_TASK_PREFIX = "django.tasks:"
-DOTTED_PATH = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+")
-
-
-def django_task_path(name: str) -> str | None:
-    """The module path of the Django task that a job of this name runs, or ``None``."""
-    if not name.startswith(DJANGO_TASK_PREFIX):
-        return None
-    path = name[len(DJANGO_TASK_PREFIX) :]
-    return path if DOTTED_PATH.fullmatch(path) else None
-
-
-class JobRegistry:
-    """Job functions by name."""
-
-    def __init__(self) -> None:
-        self._jobs: dict[str, JobFunction[..., Any]] = {}
-        # Module path -> function of each django.tasks Task defined on a django-jobs backend.
-        self._tasks: dict[str, Callable[..., Any]] = {}
-
-    def register(self, job_function: JobFunction[..., Any]) -> None:
-        """Add a job function; a second, different function under the same name is an error."""
-        if job_function.name.startswith(DJANGO_TASK_PREFIX):
-            raise ValueError(
-                f"The job name {job_function.name!r} starts with {DJANGO_TASK_PREFIX!r}, which "
-                "marks tasks of Django's task API; pass @job(name=...) to choose another."
-            )
-        existing = self._jobs.get(job_function.name)
-        if existing is not None and _origin(existing.func) != _origin(job_function.func):
-            raise ValueError(
-                f"The job name {job_function.name!r} is already registered by "
-                f"{_origin(existing.func)}; {_origin(job_function.func)} cannot use it too. "
-                "Pass @job(name=...) to give one of them another name."
-            )
-        self._jobs[job_function.name] = job_function
-
-    def unregister(self, name: str) -> None:
-        self._jobs.pop(name, None)
-
-    def get(self, name: str) -> JobFunction[..., Any] | None:
-        return self._jobs.get(name)
-
-    def names(self) -> list[str]:
-        return sorted(self._jobs)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._jobs
-
-    def __iter__(self) -> Any:
-        return iter(list(self._jobs.values()))
-
-    def register_task(self, module_path: str, func: Callable[..., Any]) -> None:
-        """Record a task of Django's task API, defined on a django-jobs backend, as runnable.
-
-        The backend calls this when a task is defined; a worker runs a job named
-        ``"django.tasks:" + module_path`` only if it finds the task recorded here.
-        """
-        self._tasks[module_path] = func  # the latest definition, e.g. after a reload
-
-    def task_function(self, module_path: str) -> Callable[..., Any] | None:
-        """The function of the task recorded under ``module_path``, or ``None``."""
-        return self._tasks.get(module_path)
-
-    def autodiscover(self) -> None:
-        """Import the ``jobs`` module of every installed app, which registers its jobs, and,
-        when a django-jobs backend is among Django's ``TASKS``, its ``tasks`` module too."""
-        autodiscover_modules("jobs")
-        if _uses_task_backend():
-            autodiscover_modules("tasks")
-
-
-def _uses_task_backend() -> bool:
-    """Whether ``settings.TASKS`` names a backend of django-jobs (whose tasks workers run)."""
-    backends = getattr(settings, "TASKS", None)
-    if not isinstance(backends, dict):
-        return False
-    for config in backends.values():
-        path = config.get("BACKEND") if isinstance(config, dict) else None
-        try:
-            backend = import_string(path) if isinstance(path, str) else None
-        except (ImportError, ImproperlyConfigured):
-            continue  # Django's own check of TASKS, or the backend, reports it
-        if getattr(backend, "records_tasks", False):
-            return True
-    return False
-
-
-registry = JobRegistry()
-
-
-def _origin(func: Callable[..., Any]) -> str:
-    return f"{func.__module__}.{func.__qualname__}"
 
 
 class JobFunction(Generic[P, R]):
@@ -138,7 +54,7 @@ class JobFunction(Generic[P, R]):
         queue: str | None = None,
         priority: JobPriority | int | str = JobPriority.NORMAL,
         max_retries: int | None = None,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
     ) -> None:
         if not callable(func):
             raise TypeError(f"@job decorates a function, not {func!r}.")
@@ -148,9 +64,9 @@ class JobFunction(Generic[P, R]):
         if max_retries is not None:
             validation.integer(max_retries, "max_retries")
         if timeout is not None:
-            validation.seconds(timeout, "timeout", positive=True)
+            timeout = validation.seconds(timeout, "timeout", positive=True)
         self.func = func
-        self.name = name or _origin(func)
+        self.name = name or origin(func)
         self.queue = queue
         self.priority = JobPriority.parse(priority)
         self.max_retries = max_retries
@@ -172,7 +88,7 @@ class JobFunction(Generic[P, R]):
         delay: float | timedelta | None = None,
         at: datetime | None = None,
         max_retries: int | None = None,
-        timeout: float | None = None,
+        timeout: float | timedelta | None = None,
         user_id: str | int | None = None,
         jobs: JobQueue | None = None,
     ) -> JobCall[P, R]:
@@ -191,8 +107,10 @@ class JobFunction(Generic[P, R]):
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
         """Enqueue a run of this job with these arguments; return its handle at once.
 
-        Inside ``transaction.atomic()`` the job is enqueued when the transaction commits (and
-        never if it rolls back), unless ``DJANGO_JOBS['ENQUEUE_ON_COMMIT']`` is off.
+        Arguments that do not fit the function's parameters raise ``TypeError`` naming the
+        job and the parameter, and nothing is enqueued. Inside ``transaction.atomic()`` the
+        job is enqueued when the transaction commits (and never if it rolls back), unless
+        ``DJANGO_JOBS['ENQUEUE_ON_COMMIT']`` is off.
         """
         return JobCall(self, {}, None).delay(*args, **kwargs)
 
@@ -224,6 +142,7 @@ class JobCall(Generic[P, R]):
             max_retries=options.get("max_retries", fn.max_retries),
             timeout=options.get("timeout", fn.timeout),
             user_id=options.get("user_id"),
+            function=fn.func,
         )
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
@@ -252,7 +171,7 @@ def job(
     queue: str | None = None,
     priority: JobPriority | int | str = JobPriority.NORMAL,
     max_retries: int | None = None,
-    timeout: float | None = None,
+    timeout: float | timedelta | None = None,
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 

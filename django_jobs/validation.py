@@ -1,11 +1,14 @@
-"""One place for the checks of what users pass in: job options, seconds, retry counts and
-queue names. Each mistake has one rule and one message. Priorities are read by
-:meth:`~django_jobs.job.JobPriority.parse`, which reading a job record from Redis needs too."""
+"""One place for the checks of what users pass in: job options, seconds, retry counts, queue
+names, ids and the arguments of a job. Each mistake has one rule and one message. Priorities
+are read by :meth:`~django_jobs.job.JobPriority.parse`, which reading a job record from Redis
+needs too."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,6 +34,8 @@ def seconds(
 ) -> float:
     """``value`` (a number of seconds or a ``timedelta``) as a float; ``ValueError`` otherwise.
 
+    Store what this returns, never ``value`` itself: a ``timedelta`` written to Redis as
+    text (``"0:05:00"``) could not be read back.
     ``what`` names the value in the message (``"timeout"``, ``"DJANGO_JOBS['LEASE_TIMEOUT']"``).
     NaN and infinity are refused: Redis scores and datetimes cannot hold them. ``positive``
     also refuses 0 and less; ``timedelta_ok=False`` refuses a ``timedelta`` (the settings
@@ -93,6 +98,84 @@ def served_queues(queues: Iterable[str] | None) -> list[str]:
     return served
 
 
+def ids(value: Iterable[str], what: str) -> list[str]:
+    """``value``, job ids, as a list; ``TypeError`` for one id given alone or an id that is not
+    a string. ``what`` names the method in the message (``"requeue_dead()"``).
+
+    A string is iterable too: read character by character, ``"3f2a…"`` would name jobs
+    ``"3"``, ``"f"``, … that do not exist, and the call would quietly do nothing.
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"{what} takes a list of job ids, not the single id {value!r}: pass [{value!r}]."
+        )
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{what} takes a list of job ids, not {type(value).__name__}.")
+    listed = list(value)
+    for item in listed:
+        job_id(item, what)
+    return listed
+
+
+def job_id(value: str, what: str) -> str:
+    """``value`` if it is a job id (a string); ``TypeError`` naming ``what`` otherwise."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} takes job ids as strings, not {value!r}.")
+    return value
+
+
+def user(value: str | int | None) -> str | int | None:
+    """A job's ``user_id``: a non-empty string or an integer, kept as it is (a user's
+    primary key comes back from Redis with its type); ``None`` for no user."""
+    if value is None or (isinstance(value, str) and value):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise TypeError(
+        f"user_id must be a non-empty string or an integer, not {value!r}; for another kind "
+        "of key (a UUID, say) pass str(key)."
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parameters(func: Callable[..., Any], skip_first: bool) -> inspect.Signature | None:
+    try:
+        found = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None  # some builtins: Python cannot tell, and the call itself will
+    params = [p.replace(annotation=p.empty) for p in found.parameters.values()]
+    return found.replace(
+        parameters=params[1:] if skip_first else params, return_annotation=found.empty
+    )
+
+
+def arguments(
+    name: str,
+    func: Callable[..., Any],
+    args: list[Any] | tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    skip_first: bool = False,
+) -> None:
+    """``TypeError`` naming the job and the parameter when ``func(*args, **kwargs)`` would not
+    bind to ``func``'s parameters (``inspect.Signature.bind``), e.g.
+    ``Job shop.jobs.charge(order_id, amount): missing a required argument: 'amount'.``
+
+    ``skip_first`` leaves out the first parameter, which the caller fills itself (the context
+    of a Django task that ``takes_context``). Signatures are read once per function.
+    """
+    try:
+        signature = _parameters(func, skip_first)
+    except TypeError:  # an unhashable callable object: read it each time
+        signature = _parameters.__wrapped__(func, skip_first)
+    if signature is None:
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"Job {name}{signature}: {exc}.") from None
+
+
 def payload_size(args: list[Any], kwargs: dict[str, Any], meta: dict[str, Any]) -> int:
     """The bytes of JSON that ``args``, ``kwargs`` and ``meta`` take in the job's record;
     ``ValueError`` naming the size and the limit if that is over ``MAX_PAYLOAD_BYTES``."""
@@ -117,19 +200,23 @@ def build_job(
     delay: float | timedelta | None = None,
     scheduled_at: datetime | None = None,
     max_retries: int | None = None,
-    timeout: float | None = None,
+    timeout: float | timedelta | None = None,
     user_id: str | int | None = None,
-    retry_backoff_base: float | None = None,
-    retry_backoff_max: float | None = None,
+    retry_backoff_base: float | timedelta | None = None,
+    retry_backoff_max: float | timedelta | None = None,
     meta: dict[str, Any] | None = None,
+    function: Callable[..., Any] | None = None,
 ) -> Job:
     """Check every option and argument and return the job ``JobQueue.enqueue`` would store.
 
-    ``retry_backoff_base`` and ``retry_backoff_max`` (seconds) override the settings of the
-    same names for this job; ``meta`` is JSON kept with the job for the caller's own use.
-    Raises ``ValueError`` for a bad option or arguments over ``MAX_PAYLOAD_BYTES``, and
+    ``timeout``, ``retry_backoff_base`` and ``retry_backoff_max`` (seconds or a
+    ``timedelta``, stored as seconds) override the settings of the same names for this job;
+    ``meta`` is JSON kept with the job for the caller's own use; ``function`` is the function
+    the job runs, when known: the arguments must fit its parameters.
+    Raises ``ValueError`` for a bad option or arguments over ``MAX_PAYLOAD_BYTES``,
     :class:`~django_jobs.exceptions.NotJSONSerializable` naming the argument that would not
-    survive JSON. Nothing is written.
+    survive JSON, and ``TypeError`` naming the job and the parameter when the arguments do not
+    fit ``function`` (see :func:`arguments`). Nothing is written.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"A job name must be a non-empty string, not {name!r}.")
@@ -142,6 +229,8 @@ def build_job(
     for index, value in enumerate(args):
         check_json(value, f"args[{index}]")
     check_json(kwargs, "kwargs")
+    if function is not None:
+        arguments(name, function, args, kwargs)
 
     now = utcnow()
     if delay is not None and scheduled_at is not None:
@@ -162,17 +251,16 @@ def build_job(
     max_retries = integer(
         jobs_settings.MAX_RETRIES if max_retries is None else max_retries, "max_retries"
     )
-    timeout = jobs_settings.DEFAULT_TIMEOUT if timeout is None else timeout
-    if seconds(timeout, "timeout") <= 0:
+    given_timeout = jobs_settings.DEFAULT_TIMEOUT if timeout is None else timeout
+    timeout = seconds(given_timeout, "timeout")
+    if timeout <= 0:
         # Not seconds(positive=True): this wording predates the shared one, and callers
         # (test_enqueue among them) match on "timeout must be positive".
-        raise ValueError(f"timeout must be positive, not {timeout!r}.")
-    for what, value in (
-        ("retry_backoff_base", retry_backoff_base),
-        ("retry_backoff_max", retry_backoff_max),
-    ):
-        if value is not None:
-            seconds(value, what, positive=True)
+        raise ValueError(f"timeout must be positive, not {given_timeout!r}.")
+    if retry_backoff_base is not None:
+        retry_backoff_base = seconds(retry_backoff_base, "retry_backoff_base", positive=True)
+    if retry_backoff_max is not None:
+        retry_backoff_max = seconds(retry_backoff_max, "retry_backoff_max", positive=True)
     meta = {} if meta is None else meta
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, not {type(meta).__name__}.")
@@ -190,7 +278,7 @@ def build_job(
         scheduled_at=scheduled_at,
         max_retries=max_retries,
         timeout=timeout,
-        user_id=None if user_id is None else str(user_id),
+        user_id=user(user_id),
         retry_backoff_base=retry_backoff_base,
         retry_backoff_max=retry_backoff_max,
         meta=meta,

@@ -101,7 +101,7 @@ def test_using_overrides_the_options_of_one_call(queue):
     assert stored.priority is JobPriority.CRITICAL
     assert stored.queue == "emails"
     assert stored.scheduled_at == at
-    assert (stored.max_retries, stored.timeout, stored.user_id) == (0, 5, "9")
+    assert (stored.max_retries, stored.timeout, stored.user_id) == (0, 5, 9)
     assert stored.kwargs == {"b": 2}
 
 
@@ -204,7 +204,7 @@ def test_result_of_a_failed_job_raises_with_the_remote_error_and_traceback(queue
 def test_result_of_a_cancelled_job_raises_job_cancelled(queue):
     handle = jobs.add.delay(1, 2)
 
-    assert handle.cancel() is True
+    assert handle.cancel() == "cancelled"
 
     with pytest.raises(JobCancelled):
         handle.result(timeout=5)
@@ -254,4 +254,5 @@ def test_cancel_of_a_finished_job_returns_false(queue):
     handle = jobs.add.delay(1, 2)
     finish_soon(queue, "complete", delay=0).join()
 
-    assert handle.cancel() is False
+    assert not handle.cancel()
+    assert handle.cancel() == "finished"

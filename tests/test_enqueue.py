@@ -74,7 +74,7 @@ def test_custom_options_are_stored(queue):
     assert stored.priority is JobPriority.CRITICAL
     assert stored.max_retries == 7
     assert stored.timeout == 12.5
-    assert stored.user_id == "42"
+    assert stored.user_id == 42
 
 
 def test_enqueue_many_stores_every_job_in_one_call(queue, redis_client):

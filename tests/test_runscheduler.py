@@ -109,7 +109,11 @@ def test_two_and_three_schedulers_enqueue_each_run_of_a_task_exactly_once(
 @pytest.mark.django_db(transaction=True)
 def test_disabling_a_task_in_the_admin_stops_it_within_a_second(processes, admin_client):
     row = TaskRow.objects.create(
-        name="tick", job_name="tests.record", schedule_type="interval", interval_seconds=1
+        name="tick",
+        job_name="tests.record",
+        schedule_type="interval",
+        interval_seconds=1,
+        args=["tick"],
     )
     group = processes()
     start_scheduler(group)
@@ -155,6 +159,7 @@ def test_on_start_missed_runs_follow_the_policy(processes, policy):
         schedule_type="cron",
         cron_expression="0 * * * *",
         missed_run_policy=policy,
+        args=["hourly"],
     )
     # The last scheduler stopped six hours ago, before the run due then.
     last_due = now.replace(minute=0, second=0)

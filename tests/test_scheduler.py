@@ -35,7 +35,7 @@ def every(seconds=60, name="ping", job="tests.record", **fields):
 
 
 def cron(expression, name="nightly", job="tests.record", **fields):
-    return ScheduledTask(name, job, "cron", cron_expression=expression, **fields)
+    return ScheduledTask(name, job, "cron", cron_expression=expression, args=[name], **fields)
 
 
 def pending(queue):
@@ -126,10 +126,10 @@ def test_a_due_run_enqueues_the_tasks_job_with_its_arguments_priority_and_queue(
     scheduler.register(
         ScheduledTask(
             "report",
-            "tests.record",
+            "tests.testapp.jobs.add",
             "interval",
             60,
-            args=["a", 1],
+            args=["a"],
             kwargs={"b": [2]},
             priority="critical",
             queue="emails",
@@ -141,7 +141,7 @@ def test_a_due_run_enqueues_the_tasks_job_with_its_arguments_priority_and_queue(
 
     assert (fired.task, fired.due, fired.enqueued) == ("report", due, True)
     job = queue.get_job(fired.job_id)
-    assert (job.name, job.args, job.kwargs) == ("tests.record", ["a", 1], {"b": [2]})
+    assert (job.name, job.args, job.kwargs) == ("tests.testapp.jobs.add", ["a"], {"b": [2]})
     assert (job.priority, job.queue) == (JobPriority.CRITICAL, "emails")
     assert job.scheduled_at == due, "the job records which run it is"
     assert_census(queue, redis_client, {job.id: "queue:emails:critical"})
@@ -521,7 +521,11 @@ def test_saving_or_deleting_a_task_tells_the_schedulers(
 @pytest.mark.django_db(transaction=True)
 def test_a_change_in_the_database_is_seen_within_a_second(queue):
     row = TaskRow.objects.create(
-        name="ping", job_name="tests.record", schedule_type="interval", interval_seconds=1
+        name="ping",
+        job_name="tests.record",
+        schedule_type="interval",
+        interval_seconds=1,
+        args=["ping"],
     )
     scheduler = JobScheduler(DatabaseTaskStore(queue), jobs=queue, sync=False)
     scheduler.start()
@@ -551,7 +555,7 @@ def sync(settings, queue, **schedules):
 
 
 PING = {"job": "tests.record", "interval": 60, "args": ["ping"]}
-NIGHTLY = {"job": "tests.record", "cron": "0 2 * * *", "timezone": "Europe/Berlin"}
+NIGHTLY = {"job": "tests.record", "cron": "0 2 * * *", "timezone": "Europe/Berlin", "args": ["n"]}
 
 
 def test_scheduled_tasks_in_settings_are_written_into_the_table(db, jobs_settings, queue):

@@ -115,4 +115,4 @@ def test_a_refused_command_is_a_store_error(queue, redis_client):
 
     redis_client.set(queue.keys.scheduled, "not a zset")
     with pytest.raises(StoreError, match="WRONGTYPE"):
-        queue.enqueue("tests.record", delay=60)
+        queue.enqueue("tests.record", ["x"], delay=60)

@@ -175,7 +175,7 @@ def test_cancelling_a_running_job_stops_it(workers, ledger, queue, redis_client)
     handle = jobs.sleep.delay(30, label="cancel")
     wait_until(lambda: (ledger / "cancel.started").exists(), message="the job to start")
 
-    assert handle.cancel() is True
+    assert handle.cancel() == "requested"
 
     with pytest.raises(JobCancelled):
         handle.result(timeout=10)

@@ -118,6 +118,22 @@ class ScheduledTaskForm(forms.ModelForm):
             )
         return value
 
+    def clean(self) -> dict[str, Any] | None:
+        """The arguments must fit the job's parameters, as ``.delay()`` requires."""
+        cleaned = super().clean()
+        job_function = registry.get(self.cleaned_data.get("job_name") or "")
+        if job_function is not None and not {"args", "kwargs"} & set(self.errors):
+            try:
+                validation.arguments(
+                    job_function.name,
+                    job_function.func,
+                    self.cleaned_data.get("args") or [],
+                    self.cleaned_data.get("kwargs") or {},
+                )
+            except TypeError as exc:
+                raise forms.ValidationError(str(exc), code="arguments") from None
+        return cleaned
+
     def clean_queue(self) -> str:
         queue: str = self.cleaned_data.get("queue") or ""
         if queue:  # "": the job's own queue

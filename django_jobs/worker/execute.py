@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import close_old_connections
 
+from django_jobs import validation
 from django_jobs.exceptions import NotJSONSerializable
 from django_jobs.job import Job, JobStatus
 from django_jobs.registry import django_task_path, registry
@@ -37,6 +38,16 @@ def failure(error: str, tb: str = "", *, retry: bool = True) -> Outcome:
 
 def unregistered(name: str) -> Outcome:
     return failure(f"UnregisteredJob: no job named {name!r} is registered in this worker.")
+
+
+def unbound(problem: TypeError) -> Outcome:
+    """The arguments do not fit the function's parameters, e.g. a deploy changed them after the
+    job was enqueued. Each retry would fail the same way: straight to the dead-letter queue."""
+    return failure(
+        f"TypeError: {problem} The job was enqueued with arguments its code does not take "
+        "now; it is not retried.",
+        retry=False,
+    )
 
 
 class _Plain:
@@ -70,6 +81,10 @@ def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
     hooks: Any = _Plain
     if job_function is not None:
         func = job_function.func
+        try:
+            validation.arguments(name, func, args, kwargs)
+        except TypeError as exc:
+            return unbound(exc)
     elif (path := django_task_path(name)) is not None:
         try:
             # Imported here: Django's task API is optional, and only its jobs need it.
@@ -79,6 +94,11 @@ def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
             task = resolve_task(path)
         except LookupError as exc:
             return failure(str(exc))
+        try:
+            # A task that takes_context gets the context as its first argument from TaskRun.
+            validation.arguments(path, task.func, args, kwargs, skip_first=task.takes_context)
+        except TypeError as exc:
+            return unbound(exc)
         try:
             func = hooks = TaskRun(task, job)
         except Exception as exc:
