@@ -12,9 +12,7 @@ from tests.processes import wait_until
 from tests.testapp import jobs
 
 
-def test_children_of_a_frozen_supervisor_take_no_job_until_it_answers_again(
-    workers, ledger, queue
-):
+def test_children_of_a_frozen_supervisor_take_no_job_until_it_answers_again(workers, ledger, queue):
     # Leases of 3 s: a child would take more work after half of that without its supervisor.
     workers.settings = {**workers.settings, "LEASE_TIMEOUT": 3}
     first = jobs.sleep.delay(2.5, label="first")
