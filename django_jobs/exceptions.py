@@ -17,6 +17,16 @@ class RedisUnavailable(StoreError, ConnectionError):
     """Redis could not be reached. The message names the URL with its password redacted."""
 
 
+class RedisAccessDenied(StoreError):
+    """Redis answered but refused this client: a wrong or missing password, an unknown or
+    disabled ACL user, or a user without permission for a command or key django-jobs uses
+    (``NOPERM``). The message names the URL with its password redacted.
+
+    Unlike :class:`RedisUnavailable` it is not a ``ConnectionError``: waiting does not help, so
+    ``runworker`` and ``runscheduler`` exit with it at start-up instead of waiting for Redis.
+    """
+
+
 class InvalidJobRecord(JobsError, ValueError):
     """A job record (dict, JSON or Redis hash) is malformed; the message names the field."""
 

@@ -14,7 +14,10 @@ second to see whether the tasks changed, and for each due time of a task:
    any scheduler that processed the tick may record it (so a winner that died before recording
    is covered), and recording the same tick twice counts it once.
 
-Due times that fell while no scheduler ran follow the task's :class:`MissedRunPolicy`.
+Due times that fell while no scheduler ran follow the task's :class:`MissedRunPolicy`, and so
+do those that fell while this scheduler could not work (Redis or its database did not answer):
+after such an outage only the runs due in the last :data:`AFTER_OUTAGE_GRACE` seconds count as on
+time, not those of the last :data:`MISSED_GRACE` seconds.
 """
 
 from __future__ import annotations
@@ -27,30 +30,54 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections
 
-from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import StoreError
-from django_jobs.job import Job, JobPriority
+from django_jobs.exceptions import RedisAccessDenied, RedisUnavailable, StoreError
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.due import DueRuns, due_runs
 from django_jobs.scheduling.settings import tasks_from_settings
 from django_jobs.scheduling.stores import MemoryTaskStore, TaskStore
 from django_jobs.scheduling.task import ScheduledTask
+from django_jobs.scheduling.ticks import (
+    HEARTBEAT_EVERY,
+    HEARTBEAT_TIMEOUT,
+    Fired,
+    afire_tick,
+    beat,
+    fire_run,
+    fire_tick,
+    local_time,
+    running_schedulers,
+    sign_off,
+)
 from django_jobs.serialization import utcnow
-from django_jobs.store import calls
 from django_jobs.store.connection import Backoff
-from django_jobs.store.execute import Plan, arun, run
+
+# JobScheduler, and the names that lived here before scheduling/ticks.py (their import path).
+__all__ = [
+    "HEARTBEAT_EVERY",
+    "HEARTBEAT_TIMEOUT",
+    "Fired",
+    "JobScheduler",
+    "afire_tick",
+    "fire_tick",
+    "running_schedulers",
+]
 
 logger = logging.getLogger("django_jobs.scheduler")
 
 #: A due time found later than this (seconds) was missed: no scheduler was running then. Runs
 #: found within it always run, so a scheduler that was busy or paused for a moment loses none.
 MISSED_GRACE = 30.0
+#: After an outage (a pass failed: Redis or the database did not answer) the scheduler knows
+#: which runs it missed: those due more than this (seconds) before the pass that works again
+#: follow the task's missed-run policy, instead of all runs of the last MISSED_GRACE seconds
+#: being enqueued at once.
+AFTER_OUTAGE_GRACE = 2.0
 #: The loop wakes at least this often (seconds) to see whether the tasks changed (one Redis
 #: GET), so that an edit in the admin takes effect within a second.
 WAKE_EVERY = 0.5
@@ -58,54 +85,28 @@ WAKE_EVERY = 0.5
 #: safety net for changes made without ``save()`` (``QuerySet.update()``, SQL) or while Redis
 #: was down.
 RELOAD_EVERY = 30.0
-#: A running scheduler records that it is alive this often (seconds), and counts as running in
-#: :func:`running_schedulers` for HEARTBEAT_TIMEOUT seconds after.
-HEARTBEAT_EVERY = 5.0
-HEARTBEAT_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
-class Fired:
-    """One due run a scheduler processed: ``enqueued`` if this scheduler enqueued ``job_id``,
-    else another one had."""
+class Outage:
+    """A time this scheduler could not work: from ``since`` (the start of its last pass that
+    worked, or its own start), because of ``cause``; ``began`` is the monotonic clock then."""
 
-    task: str
-    due: datetime
-    job_id: str
-    enqueued: bool
+    since: datetime
+    cause: str
+    began: float
 
-
-def running_schedulers(jobs: JobQueue | None = None) -> dict[str, datetime]:
-    """The schedulers seen in the last :data:`HEARTBEAT_TIMEOUT` seconds, with when."""
-
-    jobs = jobs or JobQueue()
-    since = time.time() - HEARTBEAT_TIMEOUT
-    return run(calls.schedulers_seen(jobs.keys, since=since))
-
-
-def _fire(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> Plan[str]:
-    return calls.fire(
-        jobs.keys,
-        task=task,
-        due=due.timestamp(),
-        job=job,
-        ttl=ttl,
-        now=utcnow().timestamp(),
-        job_ttl=int(jobs_settings.JOB_TTL),
-    )
-
-
-def fire_tick(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> str:
-    """Enqueue ``job`` for the run of periodic task ``task`` due at ``due``, unless that run
-    was enqueued before, by this scheduler or another: one script claims the tick (kept
-    ``ttl`` seconds) and enqueues. Returns the id of the tick's job: ``job.id`` if this call
-    enqueued it.
-    """
-    return run(_fire(jobs, task, due, job, ttl))
-
-
-async def afire_tick(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> str:
-    return await arun(_fire(jobs, task, due, job, ttl))
+    @staticmethod
+    def cause_of(exc: BaseException) -> str:
+        if isinstance(exc, RedisUnavailable):
+            return "Redis did not answer"
+        if isinstance(exc, RedisAccessDenied):
+            return "Redis refused access"
+        if isinstance(exc, StoreError):
+            return "Redis refused a command"
+        if isinstance(exc, DatabaseError):
+            return "the database did not answer"
+        return "its passes failed"
 
 
 class JobScheduler:
@@ -137,6 +138,8 @@ class JobScheduler:
         self._loaded_at = 0.0
         self._heartbeat_at = 0.0
         self._unknown_jobs: set[str] = set()
+        self._worked_at: datetime | None = None  # the start of the last pass that worked
+        self._outage: Outage | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,6 +234,7 @@ class JobScheduler:
 
     def _loop(self) -> None:
         logger.info("scheduler %s started", self.scheduler_id)
+        self._worked_at, self._outage = utcnow(), None
         backoff = Backoff(limit=10.0)
         try:
             if self._sync_settings:
@@ -243,19 +247,41 @@ class JobScheduler:
                     wait = self._seconds_to_next_due()
                 except (DatabaseError, StoreError) as exc:
                     wait = backoff.next()
+                    # Redis refusing access (a password rotated, say) is waited out like an
+                    # outage, with an error each time: it may be mended without a restart.
                     logger.error("scheduler: %s; trying again in %.1fs", exc, wait)
-                    _close_broken_connections()
-                    self._version = None  # load again once it works
-                except Exception:
+                    self._failed(exc)
+                except Exception as exc:
                     wait = backoff.next()
                     logger.exception("scheduler: unexpected error; trying again in %.1fs", wait)
-                    self._version = None
+                    self._failed(exc)
                 self._wake.wait(wait)
                 self._wake.clear()
         finally:
             self._signoff()
             self._running = False
             logger.info("scheduler %s stopped", self.scheduler_id)
+
+    def _failed(self, exc: BaseException) -> None:
+        """A pass failed: the outage begins (if it had not), the tasks are loaded again once
+        it works, and the database connections that broke are dropped."""
+        if self._outage is None:
+            since = self._worked_at or utcnow()
+            self._outage = Outage(since, Outage.cause_of(exc), time.monotonic())
+        self._version = None
+        _close_broken_connections()
+
+    def _worked(self, began: datetime) -> None:
+        """A pass that began at ``began`` worked to its end: any outage is over."""
+        outage, self._outage, self._worked_at = self._outage, None, began
+        if outage is not None:
+            logger.warning(
+                "scheduler %s: working again after %.1fs (%s); runs missed meanwhile follow "
+                "each task's missed-run policy",
+                self.scheduler_id,
+                time.monotonic() - outage.began,
+                outage.cause,
+            )
 
     def _until_it_works(self, step: Callable[[], None]) -> None:
         backoff = Backoff(limit=10.0)
@@ -266,7 +292,7 @@ class JobScheduler:
             except (DatabaseError, StoreError) as exc:
                 pause = backoff.next()
                 logger.error("scheduler: %s; trying again in %.1fs", exc, pause)
-                _close_broken_connections()
+                self._failed(exc)
                 self._stop.wait(pause)
 
     def sync_schedules(self) -> None:
@@ -287,18 +313,13 @@ class JobScheduler:
         if time.monotonic() - self._heartbeat_at < HEARTBEAT_EVERY:
             return
         self._heartbeat_at = time.monotonic()
-        now = time.time()
-        run(
-            calls.scheduler_beat(
-                self.jobs.keys, scheduler_id=self.scheduler_id, now=now, forget_before=now - 86400
-            )
-        )
+        beat(self.jobs, self.scheduler_id)
 
     def _signoff(self) -> None:
         if isinstance(self.store, MemoryTaskStore):
             return
         with contextlib.suppress(StoreError):
-            run(calls.scheduler_gone(self.jobs.keys, scheduler_id=self.scheduler_id))
+            sign_off(self.jobs, self.scheduler_id)
 
     def _reload_if_changed(self) -> None:
         version = self.store.version()
@@ -346,37 +367,31 @@ class JobScheduler:
                 raise  # the whole pass waits for them
             except Exception:  # one task's trouble must not stop the others
                 logger.exception("task %s: unexpected error; it is tried again later", name)
+        else:  # a whole pass
+            self._worked(now)
         return done
 
     def _process(self, task: ScheduledTask, now: datetime) -> list[Fired]:
-        runs = due_runs(task, now, self.grace)
+        # After an outage the runs due during it were missed, however recent.
+        grace = self.grace if self._outage is None else min(self.grace, AFTER_OUTAGE_GRACE)
+        runs = due_runs(task, now, grace)
         if not runs.due:
             return []
         assert runs.first is not None
-        if runs.dropped:
+        if runs.missed:
             logger.warning(
-                "task %s: %d run(s) due from %s were missed (no scheduler was running); "
-                "policy %s: %s",
+                "task %s: %d run(s) due from %s were missed (%s); policy %s: %s",
                 task.name,
                 runs.missed,
-                _local(task, runs.first),
+                local_time(task, runs.first),
+                self._why_missed(task, runs.first),
                 task.missed_run_policy.value,
                 _what_happens(runs),
-            )
-        elif runs.missed:
-            logger.warning(
-                "task %s: %d run(s) due from %s were missed (no scheduler was running); "
-                "policy %s: enqueueing %s",
-                task.name,
-                runs.missed,
-                _local(task, runs.first),
-                task.missed_run_policy.value,
-                "them" if runs.missed > 1 else "it",
             )
         fired: list[Fired] = []
         try:
             for due in runs.fire:
-                fired.append(self._fire(task, due))
+                fired.append(fire_run(self.jobs, task, due))
         except (ValueError, TypeError) as exc:
             # The task cannot make a valid job (e.g. its queue was removed from QUEUES): its
             # runs are dropped, not retried every second.
@@ -391,50 +406,21 @@ class JobScheduler:
         )
         return fired
 
-    def _fire(self, task: ScheduledTask, due: datetime) -> Fired:
-        # An unknown job is enqueued all the same (a worker with other code may know it; if
-        # not, it fails with a reason): it was reported when the task was loaded.
-        job_function = registry.get(task.job_name)
-        priority = task.priority
-        if priority is None:  # LOW is 0: no "or" here
-            priority = job_function.priority if job_function else JobPriority.NORMAL
-        job = self.jobs.build_job(
-            task.job_name,
-            task.args,
-            task.kwargs,
-            priority=priority,
-            queue=task.queue or (job_function.queue if job_function else None),
-            scheduled_at=due,
-            max_retries=job_function.max_retries if job_function else None,
-            timeout=job_function.timeout if job_function else None,
-        )
-        job_id = fire_tick(self.jobs, task.name, due, job, task.tick_ttl(due))
-        enqueued = job_id == job.id
-        if enqueued:
-            logger.info(
-                "task %s: enqueued job %s (%s) due %s",
-                task.name,
-                job_id,
-                task.job_name,
-                _local(task, due),
-            )
-        else:
-            logger.debug(
-                "task %s: the run due %s was enqueued by another scheduler (job %s)",
-                task.name,
-                _local(task, due),
-                job_id,
-            )
-        return Fired(task.name, due, job_id, enqueued)
-
-
-def _local(task: ScheduledTask, moment: datetime) -> str:
-    return moment.astimezone(task.tzinfo).isoformat()
+    def _why_missed(self, task: ScheduledTask, first: datetime) -> str:
+        outage = self._outage
+        if outage is None:
+            return "no scheduler was running"
+        why = f"this scheduler could not work from {local_time(task, outage.since)}: {outage.cause}"
+        if first < outage.since - timedelta(seconds=self.grace):
+            return f"no scheduler was running, then {why}"
+        return why
 
 
 def _what_happens(runs: DueRuns) -> str:
-    if not runs.fire:
-        return f"skipping {runs.dropped}"
+    if not runs.dropped:
+        return "enqueueing them" if runs.missed > 1 else "enqueueing it"
+    if runs.dropped == runs.missed:  # none of the missed runs is enqueued
+        return f"skipping {runs.dropped}" + (" (a run is due now anyway)" if runs.fire else "")
     return f"enqueueing {len(runs.fire)} (the latest), dropping {runs.dropped}"
 
 

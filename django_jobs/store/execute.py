@@ -1,5 +1,6 @@
 """Sending what the store's plans ask for, with the sync or the asyncio client, and turning
-Redis errors into django-jobs exceptions: the one place where that happens.
+Redis errors into django-jobs exceptions (:class:`RedisUnavailable`, :class:`RedisAccessDenied`,
+:class:`StoreError`): the one place where that happens.
 
 A *plan* is a generator that yields :class:`~django_jobs.store.scripts.Call` (a script) or
 :class:`Command` (a plain command) objects and receives their replies, so that the logic of an
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -19,7 +21,7 @@ import redis
 from redis.exceptions import NoScriptError
 
 from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import RedisUnavailable, StoreError
+from django_jobs.exceptions import RedisAccessDenied, RedisUnavailable, StoreError
 from django_jobs.store.connection import (
     connection_url,
     get_async_redis,
@@ -140,11 +142,42 @@ def _load(client: Any, step: Call | Command) -> Any:
     return client.script_load(step.script.source)
 
 
+# Refusals of this client as such: a wrong or missing password or an unknown user (redis-py
+# reads WRONGPASS and NOAUTH as AuthenticationError, a ConnectionError), or an ACL user without
+# a permission (NOPERM). Inside a script Redis 7.0 reports a missing permission as a plain
+# error naming "the user executing the script".
+_DENIED = (
+    redis.AuthenticationError,
+    redis.exceptions.AuthenticationWrongNumberOfArgsError,
+    redis.exceptions.NoPermissionError,
+)
+_DENIED_IN_SCRIPT = re.compile(r"\bNOPERM\b|user executing the script can't", re.IGNORECASE)
+
+
+def _denied(exc: BaseException | None) -> bool:
+    # redis-py's asyncio client raises a refused login as a plain ConnectionError caused by
+    # the AuthenticationError: the causes count too.
+    while exc is not None:
+        if isinstance(exc, _DENIED) or (
+            isinstance(exc, redis.ResponseError) and _DENIED_IN_SCRIPT.search(str(exc))
+        ):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def _translated(exc: redis.RedisError) -> Exception:
     url = connection_url()
     # The original stays chained (tracebacks, error pages): it must not name the password
     # either, which redis-py does when it read a password that is not URL-encoded as a host.
     exc.args = tuple(redact_text(a, url) if isinstance(a, str) else a for a in exc.args)
+    if _denied(exc):
+        # Before the ConnectionError case: waiting would not help.
+        return RedisAccessDenied(
+            f"Redis at {redact_url(url)} refused access: {redact_text(str(exc), url)} "
+            "(check the user and password of the Redis URL, and the user's ACL: django-jobs "
+            "runs scripts that read and write the keys under its PREFIX)"
+        )
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return RedisUnavailable(
             f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
@@ -183,8 +216,9 @@ async def aexecute(client: Any, step: Call | Command) -> Any:
 def run(plan: Plan[T]) -> T:
     """Run ``plan`` with the shared sync client and return its value.
 
-    A step that fails raises its :class:`RedisUnavailable` or :class:`StoreError` inside the
-    plan, at its ``yield``, so that a plan may handle it (e.g. send an idempotent call again).
+    A step that fails raises its :class:`RedisUnavailable`, :class:`RedisAccessDenied` or
+    :class:`StoreError` inside the plan, at its ``yield``, so that a plan may handle it (e.g.
+    send an idempotent call again).
     """
     client = get_redis()
     try:

@@ -1,19 +1,29 @@
-import os
-import signal
-from types import FrameType
+import logging
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from django_jobs.exceptions import StoreError
 from django_jobs.log import configure_command_logging
+from django_jobs.management.startup import StopSignals, wait_for_redis
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
+from django_jobs.scheduling.ticks import HEARTBEAT_TIMEOUT
+
+logger = logging.getLogger("django_jobs.scheduler")
+
+#: Seconds a stopping scheduler waits for the call it is in (a frozen Redis or database may hold
+#: it up to their time-outs) before it exits without it: what the call did or did not do is safe
+#: either way (a run is enqueued by one script or not at all; the next scheduler records it).
+STOP_WAIT = 5.0
 
 
 class Command(BaseCommand):
     help = (
         "Run the periodic tasks of the ScheduledTask table (the admin's Scheduled tasks): "
         "enqueue each run when it is due. Run as many as you like; each run is enqueued once. "
-        "SIGTERM or SIGINT stops after the task at hand; a second one exits at once."
+        "SIGTERM or SIGINT stops after the task at hand (within a few seconds, even while "
+        "Redis does not answer); a second one exits at once. Exits with an error at start if "
+        "Redis refuses access (a wrong password or user)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,22 +42,30 @@ class Command(BaseCommand):
             DatabaseTaskStore(),
             scheduler_id=options["scheduler_id"],  # type: ignore[arg-type]
         )
+        who = f"scheduler {scheduler.scheduler_id}"
         if options["once"]:
-            scheduler.sync_schedules()
-            scheduler.run_pending()
+            try:
+                scheduler.sync_schedules()
+                scheduler.run_pending()
+            except StoreError as exc:
+                raise CommandError(f"{who}: {exc}") from None
             return
-        signals = 0
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            nonlocal signals
-            signals += 1
-            if signals > 1:
-                os._exit(1)
-            scheduler.stop()
-
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            scheduler.run()
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        with StopSignals() as signals:
+            # A wrong password or user is reported now, and ends the command; Redis not
+            # answering is waited out, as it is once the scheduler runs.
+            if not wait_for_redis(scheduler.jobs.keys, signals.event, who):
+                logger.info("%s: %s before Redis answered; exiting", who, signals.name)
+                return
+            scheduler.start()
+            while scheduler.running and not signals.event.wait(0.5):
+                pass
+            scheduler.stop(timeout=STOP_WAIT)
+            if scheduler.running:
+                logger.warning(
+                    "%s: %s, but a call to Redis or the database has not returned after %gs; "
+                    "exiting without it (it counts as running for %gs more)",
+                    who,
+                    signals.name,
+                    STOP_WAIT,
+                    HEARTBEAT_TIMEOUT,
+                )

@@ -1,10 +1,14 @@
+import logging
 import os
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs import validation
 from django_jobs.log import configure_command_logging
+from django_jobs.management.startup import StopSignals, wait_for_redis
 from django_jobs.worker import Worker
+
+logger = logging.getLogger("django_jobs.worker")
 
 
 class Command(BaseCommand):
@@ -67,6 +71,15 @@ class Command(BaseCommand):
             grace=float(options["grace"]),  # type: ignore[arg-type]
             verbosity=int(options["verbosity"]),  # type: ignore[call-overload]
         )
+        # A wrong password or user is reported now, and ends the command; Redis not answering
+        # is waited out, as it is once the worker runs. (The worker sets its own signal
+        # handlers when it starts.)
+        with StopSignals() as signals:
+            if not wait_for_redis(worker.jobs.keys, signals.event, f"worker {worker.worker_id}"):
+                logger.info(
+                    "worker %s: %s before Redis answered; exiting", worker.worker_id, signals.name
+                )
+                return
         status = worker.run()
         if status:
             raise SystemExit(status)

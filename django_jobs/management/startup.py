@@ -1,0 +1,84 @@
+"""What ``runworker`` and ``runscheduler`` share: a stop on SIGTERM or SIGINT, and waiting until
+Redis lets them in before they start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from django_jobs.exceptions import RedisAccessDenied
+from django_jobs.store.access import wait_for_access
+from django_jobs.store.keys import Keys
+
+
+class StopSignals:
+    """``with StopSignals() as stop:`` the first SIGTERM or SIGINT sets the event ``stop``; a
+    second one exits at once, with status 1. The handlers before are restored after.
+
+    The handler only sets the event: the main thread waits on it (or on a thread) in short
+    steps, so that a signal is answered within a fraction of a second even while another
+    thread waits for a frozen Redis.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.event.is_set():
+            os._exit(1)
+        self.signum = signum
+        self.event.set()
+
+    @property
+    def name(self) -> str:
+        """The name of the signal that came (``SIGTERM``), for the log."""
+        return signal.Signals(self.signum).name if self.signum else "stop"
+
+    def __enter__(self) -> StopSignals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def wait_for_redis(keys: Keys, stop: threading.Event, who: str) -> bool:
+    """Wait until Redis answers the access check (:func:`~django_jobs.store.access.wait_for_access`,
+    which logs each failed attempt): ``True`` then, ``False`` if ``stop`` was set first.
+
+    The check runs in a thread of its own, so that a stop is not held up by a call waiting for
+    a frozen Redis. :class:`CommandError` with the reason (one line, the password redacted) if
+    Redis refuses access: a wrong password or user, or missing permissions.
+    """
+    outcome: dict[str, Any] = {}
+
+    def check() -> None:
+        try:
+            outcome["ok"] = wait_for_access(keys, stop, who)
+        except BaseException as exc:  # handed to the main thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=check, name=f"{who}: Redis access check", daemon=True)
+    thread.start()
+    while thread.is_alive() and not stop.is_set():
+        thread.join(0.2)
+    error = outcome.get("error")
+    if isinstance(error, RedisAccessDenied):
+        raise CommandError(f"{who}: {error}")
+    if error is not None:
+        raise error
+    return bool(outcome.get("ok")) and not stop.is_set()

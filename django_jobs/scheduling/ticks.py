@@ -1,0 +1,136 @@
+"""What schedulers keep in Redis: one key per enqueued run (its *tick*), and their heartbeats.
+
+:func:`fire_run` builds the job of a task's run and fires its tick: of many schedulers firing
+the same tick, one enqueues; the others learn the id of its job (:func:`fire_tick`). A running
+scheduler records that it is alive every few seconds, and :func:`running_schedulers` lists
+those seen lately (the admin shows them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from django_jobs.conf import jobs_settings
+from django_jobs.job import Job, JobPriority
+from django_jobs.queue import JobQueue
+from django_jobs.registry import registry
+from django_jobs.scheduling.task import ScheduledTask
+from django_jobs.serialization import utcnow
+from django_jobs.store import calls
+from django_jobs.store.execute import Plan, arun, run
+
+logger = logging.getLogger("django_jobs.scheduler")
+
+#: A running scheduler records that it is alive this often (seconds), and counts as running in
+#: :func:`running_schedulers` for HEARTBEAT_TIMEOUT seconds after.
+HEARTBEAT_EVERY = 5.0
+HEARTBEAT_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One due run a scheduler processed: ``enqueued`` if this scheduler enqueued ``job_id``,
+    else another one had."""
+
+    task: str
+    due: datetime
+    job_id: str
+    enqueued: bool
+
+
+def running_schedulers(jobs: JobQueue | None = None) -> dict[str, datetime]:
+    """The schedulers seen in the last :data:`HEARTBEAT_TIMEOUT` seconds, with when."""
+
+    jobs = jobs or JobQueue()
+    since = time.time() - HEARTBEAT_TIMEOUT
+    return run(calls.schedulers_seen(jobs.keys, since=since))
+
+
+def beat(jobs: JobQueue, scheduler_id: str) -> None:
+    """Record that scheduler ``scheduler_id`` is alive now; forget those gone for a day."""
+    now = time.time()
+    run(
+        calls.scheduler_beat(
+            jobs.keys, scheduler_id=scheduler_id, now=now, forget_before=now - 86400
+        )
+    )
+
+
+def sign_off(jobs: JobQueue, scheduler_id: str) -> None:
+    """Scheduler ``scheduler_id`` stopped: it no longer counts as running."""
+    run(calls.scheduler_gone(jobs.keys, scheduler_id=scheduler_id))
+
+
+def _fire(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> Plan[str]:
+    return calls.fire(
+        jobs.keys,
+        task=task,
+        due=due.timestamp(),
+        job=job,
+        ttl=ttl,
+        now=utcnow().timestamp(),
+        job_ttl=int(jobs_settings.JOB_TTL),
+    )
+
+
+def fire_tick(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> str:
+    """Enqueue ``job`` for the run of periodic task ``task`` due at ``due``, unless that run
+    was enqueued before, by this scheduler or another: one script claims the tick (kept
+    ``ttl`` seconds) and enqueues. Returns the id of the tick's job: ``job.id`` if this call
+    enqueued it.
+    """
+    return run(_fire(jobs, task, due, job, ttl))
+
+
+async def afire_tick(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> str:
+    return await arun(_fire(jobs, task, due, job, ttl))
+
+
+def fire_run(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Fired:
+    """Enqueue the run of ``task`` due at ``due``, unless some scheduler did (:func:`fire_tick`).
+
+    The job is the task's job with its arguments; ``priority`` and ``queue`` ``None`` mean the
+    job's own. ``ValueError`` or ``TypeError`` if the task cannot make a valid job.
+    """
+    # An unknown job is enqueued all the same (a worker with other code may know it; if
+    # not, it fails with a reason): the scheduler reported it when it loaded the task.
+    job_function = registry.get(task.job_name)
+    priority = task.priority
+    if priority is None:  # LOW is 0: no "or" here
+        priority = job_function.priority if job_function else JobPriority.NORMAL
+    job = jobs.build_job(
+        task.job_name,
+        task.args,
+        task.kwargs,
+        priority=priority,
+        queue=task.queue or (job_function.queue if job_function else None),
+        scheduled_at=due,
+        max_retries=job_function.max_retries if job_function else None,
+        timeout=job_function.timeout if job_function else None,
+    )
+    job_id = fire_tick(jobs, task.name, due, job, task.tick_ttl(due))
+    enqueued = job_id == job.id
+    if enqueued:
+        logger.info(
+            "task %s: enqueued job %s (%s) due %s",
+            task.name,
+            job_id,
+            task.job_name,
+            local_time(task, due),
+        )
+    else:
+        logger.debug(
+            "task %s: the run due %s was enqueued by another scheduler (job %s)",
+            task.name,
+            local_time(task, due),
+            job_id,
+        )
+    return Fired(task.name, due, job_id, enqueued)
+
+
+def local_time(task: ScheduledTask, moment: datetime) -> str:
+    """``moment`` in the task's time zone, for the log."""
+    return moment.astimezone(task.tzinfo).isoformat(timespec="seconds")
