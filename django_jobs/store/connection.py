@@ -124,9 +124,9 @@ class _UnixSocketConnection(redis.UnixDomainSocketConnection):
 _UNIX_TIMEOUT_DROPPED = redis.UnixDomainSocketConnection(socket_timeout=1.0).socket_timeout is None
 
 
-def _from_url(client_class: Any, url: str) -> Any:
+def _from_url(client_class: Any, url: str, **options: float) -> Any:
     try:
-        client = client_class.from_url(url, **client_options())
+        client = client_class.from_url(url, **(options or client_options()))
         pool = client.connection_pool
         if _UNIX_TIMEOUT_DROPPED and pool.connection_class is redis.UnixDomainSocketConnection:
             pool.connection_class = _UnixSocketConnection
@@ -166,7 +166,8 @@ def server_version(url: str) -> str:
     """The version of the Redis server at ``url``, asked on a short-lived connection with short
     time-outs (system checks must not hang); :class:`RedisUnavailable` if it does not answer."""
     try:
-        with redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as client:
+        client = _from_url(redis.Redis, url, socket_connect_timeout=1, socket_timeout=1)
+        with client:
             return str(client.info("server")["redis_version"])
     except (redis.RedisError, ValueError) as exc:
         # redis-py names what it misread (a host, a port), which may be a piece of a password

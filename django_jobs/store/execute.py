@@ -144,14 +144,17 @@ def _load(client: Any, step: Call | Command) -> Any:
 
 # Refusals of this client as such: a wrong or missing password or an unknown user (redis-py
 # reads WRONGPASS and NOAUTH as AuthenticationError, a ConnectionError), or an ACL user without
-# a permission (NOPERM). Inside a script Redis 7.0 reports a missing permission as a plain
-# error naming "the user executing the script".
+# a permission (NOPERM). Some come as plain errors: inside a script Redis 7.0 names "the user
+# executing the script", and a client that did not log in and sends a long command (older
+# redis-py sends no HELLO first) gets "Protocol error: unauthenticated multibulk length".
 _DENIED = (
     redis.AuthenticationError,
     redis.exceptions.AuthenticationWrongNumberOfArgsError,
     redis.exceptions.NoPermissionError,
 )
-_DENIED_IN_SCRIPT = re.compile(r"\bNOPERM\b|user executing the script can't", re.IGNORECASE)
+_DENIED_TEXT = re.compile(
+    r"\bNOPERM\b|user executing the script can't|\bunauthenticated\b", re.IGNORECASE
+)
 
 
 def _denied(exc: BaseException | None) -> bool:
@@ -159,7 +162,7 @@ def _denied(exc: BaseException | None) -> bool:
     # the AuthenticationError: the causes count too.
     while exc is not None:
         if isinstance(exc, _DENIED) or (
-            isinstance(exc, redis.ResponseError) and _DENIED_IN_SCRIPT.search(str(exc))
+            isinstance(exc, redis.ResponseError) and _DENIED_TEXT.search(str(exc))
         ):
             return True
         exc = exc.__cause__
