@@ -9,12 +9,13 @@ from django_jobs.exceptions import (
     NotJSONSerializable,
     RedisUnavailable,
 )
-from django_jobs.handle import JobHandle
+from django_jobs.handle import Cancellation, JobHandle
 from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.queue import JobQueue
 from django_jobs.registry import JobFunction, job, registry
 
 __all__ = [
+    "Cancellation",
     "InvalidJobRecord",
     "Job",
     "JobCancelled",

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from typing import Any
+import time
+from typing import Any, Protocol
+
+from asgiref.sync import sync_to_async
+from django.db.transaction import TransactionManagementError
 
 from django_jobs.exceptions import JobCancelled, JobFailed, JobNotFound
 from django_jobs.job import Job, JobStatus
 from django_jobs.queue import JobQueue
+
+
+class Deferred(Protocol):
+    """A job waiting in the outbox for its transaction's commit (``outbox.Deferred``)."""
+
+    def waiting(self) -> bool: ...
+
+    def in_transaction(self) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+
+# How often a handle looks whether its job left the outbox (Redis did not answer at the commit).
+OUTBOX_RECHECK = 0.5
 
 
 class Cancellation(enum.StrEnum):
@@ -38,13 +57,17 @@ class Cancellation(enum.StrEnum):
 class JobHandle:
     """A job that was enqueued (or will be, when the surrounding transaction commits).
 
-    ``status`` and ``job`` are what was last read; :meth:`refresh` reads them again.
+    ``status`` and ``job`` are what was last read; :meth:`refresh` reads them again. A job
+    made inside ``transaction.atomic()`` is WAITING_FOR_COMMIT until it reaches Redis.
     """
 
-    def __init__(self, job: Job, queue: JobQueue) -> None:
+    def __init__(self, job: Job, queue: JobQueue, *, deferred: Deferred | None = None) -> None:
         self.id = job.id
-        self.job = job
         self.queue = queue
+        self.deferred = deferred
+        if deferred is not None:  # a copy: the job itself is written to Redis as PENDING
+            job = dataclasses.replace(job, status=JobStatus.WAITING_FOR_COMMIT)
+        self.job = job
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.id} {self.job.name} {self.status.value}>"
@@ -74,10 +97,18 @@ class JobHandle:
         return self.job.status
 
     def refresh(self) -> JobHandle:
-        """Read the job again; raise :class:`JobNotFound` if it is not (or no longer) there."""
+        """Read the job again; raise :class:`JobNotFound` if it is not (or no longer) there.
+
+        A job still in the outbox (before the commit, or after it while Redis did not answer)
+        stays WAITING_FOR_COMMIT; after a rollback there is no job.
+        """
+        if self.deferred is not None and self.deferred.waiting():
+            return self
         return self._update(self.queue.get_job(self.id))
 
     async def arefresh(self) -> JobHandle:
+        if self.deferred is not None and await sync_to_async(self.deferred.waiting)():
+            return self
         return self._update(await self.queue.aget_job(self.id))
 
     def result(self, timeout: float | None = None) -> Any:
@@ -86,11 +117,38 @@ class JobHandle:
         Raises :class:`JobFailed` (with the remote error and traceback) when it ended in the
         dead-letter queue, :class:`JobCancelled` when it was cancelled and ``TimeoutError``
         when the wait ran out. It blocks on a notification from Redis, not a polling loop.
+
+        A job made inside ``transaction.atomic()`` runs after the commit: waiting for it inside
+        that transaction raises ``TransactionManagementError`` rather than wait for ever.
         """
+        if self.deferred is not None:
+            timeout = self._until_in_redis(timeout)
         return self._outcome(self.queue.wait_for(self.id, timeout))
 
     async def aresult(self, timeout: float | None = None) -> Any:
+        if self.deferred is not None:
+            timeout = await sync_to_async(self._until_in_redis)(timeout)
         return self._outcome(await self.queue.await_for(self.id, timeout))
+
+    def _until_in_redis(self, timeout: float | None) -> float | None:
+        """Wait while the job is in the outbox; return what is left of ``timeout``."""
+        assert self.deferred is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.deferred.waiting():
+            if self.deferred.in_transaction():
+                raise TransactionManagementError(
+                    f"Job {self.id} runs only after the commit of the transaction that made it: "
+                    "wait for its result outside that transaction."
+                )
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(
+                    f"Job {self.id} is still in the outbox after {timeout} s: Redis did not "
+                    "answer at the commit, and no worker has moved it yet."
+                )
+            time.sleep(OUTBOX_RECHECK if left is None else min(OUTBOX_RECHECK, left))
+        self.deferred = None  # in Redis now (or rolled back: wait_for says JobNotFound)
+        return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
     def cancel(self) -> Cancellation:
         """Cancel the job: at once if it has not started, by its worker if it is running.
@@ -100,16 +158,25 @@ class JobHandle:
         :attr:`~Cancellation.FINISHED` (it had already finished) or
         :attr:`~Cancellation.MISSING`, both false. The values are strings:
         ``handle.cancel() == "requested"``.
+
+        A job still in the outbox (see :meth:`refresh`) is taken out of it: CANCELLED, it never
+        reaches Redis.
         """
+        if self.deferred is not None and self.deferred.waiting():
+            self.deferred.cancel()
+            return Cancellation.CANCELLED
         return Cancellation.of(self.queue.cancel_job(self.id))
 
     async def acancel(self) -> Cancellation:
+        if self.deferred is not None and await sync_to_async(self.deferred.waiting)():
+            await sync_to_async(self.deferred.cancel)()
+            return Cancellation.CANCELLED
         return Cancellation.of(await self.queue.acancel_job(self.id))
 
     def _update(self, job: Job | None) -> JobHandle:
         if job is None:
             raise JobNotFound(f"There is no job {self.id!r} (unknown, or expired).")
-        self.job = job
+        self.job, self.deferred = job, None
         return self
 
     def _outcome(self, job: Job) -> Any:

@@ -24,6 +24,9 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     RETRYING = "retrying"
+    #: Made by ``.delay()`` inside ``transaction.atomic()``: in the outbox table, not yet in
+    #: Redis (a handle's status only; Redis never holds it).
+    WAITING_FOR_COMMIT = "waiting_for_commit"
 
     @property
     def is_finished(self) -> bool:

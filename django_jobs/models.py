@@ -229,3 +229,25 @@ def notify_schedulers() -> None:
 def _task_changed(sender: Any, using: str, **kwargs: Any) -> None:
     # After the commit, or a scheduler could load the tasks before the change is visible.
     transaction.on_commit(notify_schedulers, using=using)
+
+
+class OutboxJob(models.Model):
+    """A job made by ``.delay()`` inside ``transaction.atomic()``: written in the same transaction
+    as the caller's data, moved to Redis right after the commit, and by the workers when Redis
+    did not answer then (see :mod:`django_jobs.outbox`). A rollback leaves no row, so no job."""
+
+    job_id = models.CharField(max_length=64, primary_key=True)
+    # The namespace (DJANGO_JOBS['PREFIX'] or a JobQueue's own) the job goes to.
+    prefix = models.CharField(max_length=200)
+    # The job as Job.to_json() writes it.
+    record = models.TextField()
+    # Epoch seconds (a float, so that USE_TZ and the database's time zone play no part).
+    created = models.FloatField(db_index=True)
+
+    class Meta:
+        verbose_name = "job waiting for its commit"
+        verbose_name_plural = "jobs waiting for their commit"
+        default_permissions = ("view",)
+
+    def __str__(self) -> str:
+        return self.job_id

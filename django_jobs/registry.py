@@ -14,7 +14,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from django_jobs import validation
+from django_jobs import outbox, validation
 from django_jobs.catalog import (
     DJANGO_TASK_PREFIX,
     DOTTED_PATH,
@@ -109,8 +109,9 @@ class JobFunction(Generic[P, R]):
 
         Arguments that do not fit the function's parameters raise ``TypeError`` naming the
         job and the parameter, and nothing is enqueued. Inside ``transaction.atomic()`` the
-        job is enqueued when the transaction commits (and never if it rolls back), unless
-        ``DJANGO_JOBS['ENQUEUE_ON_COMMIT']`` is off.
+        job is written to the outbox table in that transaction and moved to Redis when it
+        commits, by a worker if Redis does not answer then; after a rollback it never exists
+        (:mod:`django_jobs.outbox`; ``DJANGO_JOBS['ENQUEUE_ON_COMMIT']`` turns this off).
         """
         return JobCall(self, {}, None).delay(*args, **kwargs)
 
@@ -149,9 +150,10 @@ class JobCall(Generic[P, R]):
         job = self._build(args, kwargs)
         connection = transaction.get_connection(DEFAULT_DB_ALIAS)
         if jobs_settings.ENQUEUE_ON_COMMIT and connection.in_atomic_block:
-            transaction.on_commit(lambda: self.jobs.enqueue_many([job]))
-        else:
-            self.jobs.enqueue_many([job])
+            # In the caller's transaction: the job exists if and only if it commits.
+            deferred = outbox.enqueue_on_commit(self.jobs, job, DEFAULT_DB_ALIAS)
+            return JobHandle(job, self.jobs, deferred=deferred)
+        self.jobs.enqueue_many([job])
         return JobHandle(job, self.jobs)
 
     async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:

@@ -83,7 +83,7 @@ def _field_named(field: str) -> str:
 # -- JobStatus ------------------------------------------------------------------------------
 
 
-def test_job_statuses_are_the_six_lowercase_states():
+def test_job_statuses_are_the_six_lowercase_states_and_the_outbox_one():
     assert [s.value for s in JobStatus] == [
         "pending",
         "running",
@@ -91,6 +91,7 @@ def test_job_statuses_are_the_six_lowercase_states():
         "failed",
         "cancelled",
         "retrying",
+        "waiting_for_commit",
     ]
     assert JobStatus("running") is JobStatus.RUNNING
     assert JobStatus.RUNNING == "running"

@@ -27,7 +27,7 @@ from typing import Any
 
 from django.db import connections
 
-from django_jobs import validation
+from django_jobs import outbox, validation
 from django_jobs.conf import jobs_settings
 from django_jobs.queue import JobQueue
 from django_jobs.serialization import loads
@@ -58,6 +58,8 @@ WATCH_EVERY = 0.1
 # How long the outcomes of jobs whose processes ended may still wait for Redis once the worker
 # has no children left: a stop is bounded even while Redis is down.
 RECORD_AFTER_STOP = 3.0
+# How often the outbox (jobs committed while Redis did not answer) is looked at.
+OUTBOX_EVERY = 5.0
 
 
 class Worker:
@@ -142,6 +144,7 @@ class Worker:
             asyncio.create_task(self._recover()),
             asyncio.create_task(self._wake_idle()),
             asyncio.create_task(self._watch_timeouts()),
+            asyncio.create_task(self._keep_going("the outbox", self._sweep, self.stopped.is_set)),
         ]
         try:
             await self.finished.wait()
@@ -404,6 +407,12 @@ class Worker:
             logger.error("job %s: moved to dead letters (unreadable, or lost too often)", job_id)
         if len(recovered.requeued) + len(recovered.buried) < RECOVER_LIMIT:
             await pause(min(self.lease / 2, 30.0), self.stopped)
+
+    async def _sweep(self) -> None:
+        """Move jobs committed while Redis did not answer from the outbox to Redis."""
+        await pause(OUTBOX_EVERY, self.stopped)
+        if not self.stopping:
+            await asyncio.to_thread(outbox.sweep)
 
     async def _wait_wakeup(self, timeout: float) -> bool:
         return await arun(calls.wait_wakeup(self.leases.keys, timeout=timeout))

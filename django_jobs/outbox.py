@@ -1,0 +1,148 @@
+"""Transactional enqueue: a job made inside ``transaction.atomic()`` exists if and only if the
+transaction commits, even when Redis does not answer at that moment.
+
+``.delay()`` inside a transaction writes the job to the ``OutboxJob`` table in that transaction,
+next to the caller's data. Right after the commit it is moved to Redis (the fast path); if Redis
+does not answer then, the row stays, and every worker moves waiting rows to Redis every few
+seconds (:func:`move_waiting`). Moving is idempotent: the job id is made before anything is
+written, and enqueueing an id that exists in Redis changes nothing, so a job moved twice (the
+fast path and a worker at once, or a row whose deletion failed) is still one job. A rollback
+leaves no row, so no job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db.models import QuerySet
+
+from django_jobs.exceptions import StoreError
+from django_jobs.job import Job
+from django_jobs.serialization import utcnow
+
+if TYPE_CHECKING:
+    from django_jobs.queue import JobQueue
+
+logger = logging.getLogger("django_jobs.outbox")
+
+# A row younger than this is left to the fast path (its commit may be under way right now).
+SWEEP_AFTER = 5.0
+# How many rows one sweep moves at most.
+SWEEP_LIMIT = 500
+
+
+def _rows(using: str) -> QuerySet[Any]:
+    # Looked up, not imported: the models module imports the scheduler, which imports the
+    # registry, which imports this module.
+    return apps.get_model("django_jobs", "OutboxJob").objects.using(using)
+
+
+@dataclass
+class Deferred:
+    """A job in the outbox, waiting for the commit of the transaction that made it."""
+
+    job: Job
+    jobs: JobQueue
+    using: str
+    # Set by JobHandle.cancel() before the commit: the commit then moves nothing.
+    cancelled: bool = False
+
+    def waiting(self) -> bool:
+        """Whether the job is still in the outbox, as this connection sees it: inside the
+        transaction that made it, before the commit (or after, while Redis did not answer)."""
+        return _rows(self.using).filter(job_id=self.job.id).exists()
+
+    def in_transaction(self) -> bool:
+        """Whether the caller is still inside a transaction (so the job cannot run yet)."""
+        return transaction.get_connection(self.using).in_atomic_block
+
+    def cancel(self) -> None:
+        """Take the job out of the outbox: it never exists, whether the transaction commits
+        or not."""
+        self.cancelled = True
+        _rows(self.using).filter(job_id=self.job.id).delete()
+
+
+def enqueue_on_commit(jobs: JobQueue, job: Job, using: str) -> Deferred:
+    """Write ``job`` to the outbox in the current transaction of database ``using``, and move
+    it to Redis once that transaction commits."""
+    _rows(using).create(
+        job_id=job.id, prefix=jobs.prefix, record=job.to_json(), created=utcnow().timestamp()
+    )
+    deferred = Deferred(job, jobs, using)
+    transaction.on_commit(lambda: _move_committed(deferred), using=using)
+    return deferred
+
+
+def _move_committed(deferred: Deferred) -> None:
+
+    job = deferred.job
+    if deferred.cancelled:
+        return
+    try:
+        deferred.jobs.enqueue_many([job])
+    except StoreError as exc:
+        logger.warning(
+            "job %s %s: committed, but Redis did not answer (%s); it waits in the outbox and a "
+            "worker moves it to Redis when Redis answers",
+            job.id,
+            job.name,
+            exc,
+        )
+        return
+    _forget(deferred.using, [job.id])
+
+
+def _forget(using: str, job_ids: list[str]) -> None:
+    """Delete the rows of jobs that are in Redis now.
+
+    Their deletion need not survive a crash: a row left behind is moved again, which changes
+    nothing. So on PostgreSQL its commit does not wait for the disk (``synchronous_commit``
+    off for this transaction only), which halves what a ``.delay()`` in a transaction costs.
+    """
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        _rows(using).filter(job_id__in=job_ids).delete()
+        return
+    with transaction.atomic(using=using):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        _rows(using).filter(job_id__in=job_ids).delete()
+
+
+def move_waiting(using: str, *, older_than: float = SWEEP_AFTER, limit: int = SWEEP_LIMIT) -> int:
+    """Move the outbox rows of database ``using`` committed more than ``older_than`` seconds
+    ago to Redis, and delete them; return how many were moved. Safe to run from many processes
+    at once. A row that cannot be read is logged and left in place."""
+    from django_jobs.queue import JobQueue
+
+    rows = _rows(using).filter(created__lte=utcnow().timestamp() - older_than)
+    by_prefix: dict[str, list[Job]] = defaultdict(list)
+    for row in rows.order_by("created")[:limit]:
+        try:
+            by_prefix[row.prefix].append(Job.from_json(row.record))
+        except Exception:
+            logger.exception("outbox row %s cannot be read; left in place", row.job_id)
+    moved = 0
+    for prefix, batch in by_prefix.items():
+        JobQueue(prefix=prefix).enqueue_many(batch)
+        _forget(using, [j.id for j in batch])
+        moved += len(batch)
+        for job in batch:
+            logger.info("job %s %s: moved from the outbox to Redis", job.id, job.name)
+    return moved
+
+
+def sweep() -> int:
+    """:func:`move_waiting` for the default database (where ``.delay()`` writes), from a
+    worker's thread. The thread's database connection is closed afterwards: none is held
+    between sweeps, nor inherited by a process the worker forks meanwhile."""
+    try:
+        return move_waiting(DEFAULT_DB_ALIAS)
+    finally:
+        connections[DEFAULT_DB_ALIAS].close()
