@@ -47,12 +47,16 @@ class JobQueue(Namespace):
         """Check every option and argument and return the job :meth:`enqueue` would store
         (see :func:`django_jobs.validation.build_job`). Nothing is written.
 
-        The arguments of a job registered in this process must fit its function's
-        parameters (``TypeError`` otherwise); a name registered only elsewhere (in the
-        workers of another code base) is taken as it is.
+        A job registered in this process takes its ``@job`` options (queue, priority,
+        retries, timeout) where none are given, as ``.delay()`` does, and its arguments must
+        fit its function's parameters (``TypeError`` otherwise); a name registered only
+        elsewhere (in the workers of another code base) is taken as it is.
         """
         if "function" not in options and (registered := registry.get(name)) is not None:
             options["function"] = registered.func
+            for option in ("queue", "priority", "max_retries", "timeout"):
+                if options.get(option) is None:
+                    options[option] = getattr(registered, option)
         return validation.build_job(name, args, kwargs, **options)
 
     # -- plans --------------------------------------------------------------------------------

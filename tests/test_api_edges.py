@@ -9,7 +9,7 @@ import pytest
 
 from django_jobs import JobFailed, JobQueue, JobStatus, job, registry
 from django_jobs.handle import Cancellation
-from django_jobs.job import Job
+from django_jobs.job import Job, JobPriority
 from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 from tests.testapp import jobs
@@ -191,3 +191,26 @@ def test_a_worker_runs_jobs_whose_timeout_and_backoff_were_timedeltas(workers, q
         stopped.result(timeout=20)
     failed = queue.wait_for(retried.id, timeout=20)
     assert (failed.status, failed.retry_count, len(failed.errors)) == (JobStatus.FAILED, 1, 2)
+
+
+def test_jobs_of_user_id_zero_are_indexed_like_any_other(queue):
+    handle = queue.enqueue("a.job", user_id=0)
+
+    assert [job.id for job in queue.jobs_for_user(0)] == [handle.id]
+
+
+def test_enqueue_by_name_of_a_registered_job_takes_its_job_options(queue):
+    job = queue.enqueue("tests.report", ["x"])
+    chosen = queue.enqueue("tests.report", ["x"], queue="default", priority="low", max_retries=0)
+
+    assert (job.queue, job.priority, job.max_retries, job.timeout) == (
+        "reports",
+        JobPriority.HIGH,
+        1,
+        30,
+    )
+    assert (chosen.queue, chosen.priority, chosen.max_retries) == (
+        "default",
+        JobPriority.LOW,
+        0,
+    )

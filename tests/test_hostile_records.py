@@ -183,3 +183,16 @@ def test_a_bad_max_payload_bytes_is_reported_by_the_system_checks(configure, val
     messages = [str(m.msg) for m in check_settings() if m.id == "django_jobs.E003"]
 
     assert any("MAX_PAYLOAD_BYTES" in m and "integer >= 1" in m for m in messages), messages
+
+
+def test_cancel_and_requeue_of_a_job_key_of_the_wrong_type_change_nothing(queue, raw):
+    key = queue.keys.job("wrongtype")
+    raw.set(key, "not a hash")
+    raw.zadd(queue.keys.dead, {"wrongtype": 1})
+
+    assert queue.cancel_job("wrongtype") == "missing"
+    assert queue.requeue_dead(["wrongtype"]) == []
+    assert queue.requeue_dead() == []
+
+    assert raw.get(key) == b"not a hash"
+    assert raw.zscore(queue.keys.dead, "wrongtype") == 1

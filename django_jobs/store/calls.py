@@ -54,7 +54,7 @@ def enqueue_values(jobs: Iterable[Job], now: float) -> list[Any]:
             job.queue,
             job.priority.value,
             stamp(due) if due is not None and due > now else "",
-            job.user_id or "",
+            "" if job.user_id is None else job.user_id,
             fields["created_at"],
             len(fields),
         ]

@@ -5,9 +5,10 @@
 -- ``token``: '' unless the worker confirms.
 -- Returns 'cancelled', 'requested', 'missing' or the finished status it already had.
 local id, now = A.id, A.now
-local f = redis.call('HMGET', K.job, 'status', 'queue', 'priority', 'lease_token')
+-- pcall: a job key of the wrong type holds no job to cancel (a worker buries it when it meets it).
+local f = redis.pcall('HMGET', K.job, 'status', 'queue', 'priority', 'lease_token')
+if f.err or not f[1] then return 'missing' end
 local status = f[1]
-if not status then return 'missing' end
 if status == 'pending' then
   if redis.call('ZREM', K.scheduled, id) == 0 and f[2] and f[3] then
     redis.call('LREM', list_key(A.prefix, f[2], f[3]), 1, id)

@@ -14,8 +14,8 @@ end
 local done = {}
 for _, id in ipairs(ids) do
   local jkey = job_key(A.prefix, id)
-  local f = redis.call('HMGET', jkey, 'queue', 'priority', 'status')
-  if f[1] and f[2] and f[3] == 'failed' and redis.call('ZREM', K.dead, id) == 1 then
+  local f = redis.pcall('HMGET', jkey, 'queue', 'priority', 'status')  -- a wrong type stays dead
+  if not f.err and f[1] and f[2] and f[3] == 'failed' and redis.call('ZREM', K.dead, id) == 1 then
     redis.call('HSET', jkey, 'status', 'pending', 'retry_count', 0, 'lost_count', 0)
     redis.call('HDEL', jkey, 'started_at', 'finished_at', 'scheduled_at', 'worker_id', 'error', 'traceback',
       'lease_token', 'done_token', 'lost_tokens', 'cancel_requested', 'watched')
