@@ -14,6 +14,7 @@ from django_jobs import validation
 from django_jobs.conf import DEFAULTS, jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.models import ScheduledTask
+from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.settings import task_from_setting
 from django_jobs.store.connection import connection_url, redact_url, server_version
@@ -244,4 +245,34 @@ def check_scheduled_tasks(
         )
         for name, job_name in sorted(set(found))
         if job_name not in registry
+    ]
+
+
+@register("django_jobs", deploy=True)
+def check_unserved_queues(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W004: a queue has ready jobs but no live worker serves it; they wait until one does.
+
+    A deployment check (``manage.py check --deploy``, or ``--deploy --tag django_jobs`` for
+    this one alone): it reports what Redis holds at the moment, not the settings. Commands run
+    the other checks each time they start, ``runworker`` too, just before it becomes the
+    worker that was missing; they neither report this nor ask Redis for it. Nothing is reported
+    when the settings are bad or Redis does not answer (W001 says so).
+    """
+    if check_settings() or check_redis():
+        return []
+    try:
+        unserved = JobQueue().stats()["unserved"]
+    except StoreError:
+        return []
+    return [
+        Warning(
+            f"Queue {queue!r} has {count} ready job{'' if count == 1 else 's'} but no live "
+            "worker serves it: they wait until one does.",
+            hint=f"Start a worker that serves it: manage.py runworker (every queue of "
+            f"DJANGO_JOBS['QUEUES']) or runworker --queues {queue}. JobQueue().workers() "
+            "lists the live workers and their queues.",
+            obj=queue,
+            id="django_jobs.W004",
+        )
+        for queue, count in sorted(unserved.items())
     ]

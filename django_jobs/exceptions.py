@@ -65,3 +65,7 @@ class JobCancelled(JobsError):
     def __init__(self, job: Any) -> None:
         self.job = job
         super().__init__(f"Job {job.id} ({job.name}) was cancelled.")
+
+
+class JobIsRunning(JobsError, ValueError):
+    """The job is running, and what was asked (deleting it) needs it stopped: cancel it first."""

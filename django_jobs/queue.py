@@ -1,10 +1,12 @@
-"""``JobQueue``: what users call to enqueue, inspect, cancel, requeue and wait for jobs.
+"""``JobQueue``: what users call to enqueue, inspect, cancel, requeue, delete and wait for
+jobs, and to see the workers.
 
 Every method that changes a job's state is one Redis round trip: one Lua script, called
-through :mod:`django_jobs.store.calls`. Each operation is written once, as a *plan* (a
-generator of store steps); the sync method runs it with the sync client, the ``a``-prefixed
-twin with the asyncio client. The worker's side of the protocol (claim, acknowledge, fail,
-renew leases, recover) is :class:`django_jobs.worker.leases.Leases`.
+through :mod:`django_jobs.store.calls` (or :mod:`~django_jobs.store.worker_calls`). Each
+operation is written once, as a *plan* (a generator of store steps); the sync method runs it
+with the sync client, the ``a``-prefixed twin with the asyncio client. The worker's side of
+the protocol (claim, acknowledge, fail, renew leases, recover) is
+:class:`django_jobs.worker.leases.Leases`.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from typing import Any
 from django_jobs import validation
 from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import JobNotFound, RedisUnavailable
+from django_jobs.exceptions import JobIsRunning, JobNotFound, RedisUnavailable
 from django_jobs.job import Job, JobPriority, JobStatus
-from django_jobs.serialization import utcnow
-from django_jobs.store import calls
+from django_jobs.serialization import from_timestamp, utcnow
+from django_jobs.store import calls, worker_calls
 from django_jobs.store.execute import Plan, async_twin, sync_twin
 from django_jobs.store.keys import Namespace
 
 # A waiter for a job's outcome looks again this often even without a notification.
 WAIT_RECHECK = 5.0
+# A worker that died (its heartbeat expired) is listed as dead this long after its last beat.
+DEAD_WORKERS_KEPT = 3600.0
 
 
 class JobQueue(Namespace):
@@ -218,12 +222,16 @@ class JobQueue(Namespace):
         )
 
     def _stats(self) -> Plan[dict[str, Any]]:
-        """Counts of jobs: ready ones per queue and priority, all per state, and counters.
+        """Counts of jobs: ready ones per queue and priority, all per state, and counters; the
+        workers; and the queues whose ready jobs no live worker serves. Two round trips.
 
         ``{"queues": {"default": {"critical": 0, "high": 2, ...}}, "states": {"pending": 2,
         "scheduled": 0, "retrying": 0, "running": 1, "failed": 0, "completed": 9,
-        "cancelled": 0}, "counters": {"stale_acks": 0, "recovered": 0}}``; ``pending`` counts
-        ready and delayed jobs, ``scheduled`` the delayed ones among them.
+        "cancelled": 0}, "counters": {"stale_acks": 0, "recovered": 0}, "workers": {"live": 1,
+        "dead": 0}, "unserved": {"emails": 3}}``; ``pending`` counts ready and delayed jobs,
+        ``scheduled`` the delayed ones among them. ``workers`` counts as :meth:`workers` lists.
+        ``unserved`` maps each queue that has ready jobs while no live worker serves it to
+        their number: they wait until a worker that serves the queue starts.
         """
         keys = self.keys
         queues = self.queues
@@ -235,6 +243,10 @@ class JobQueue(Namespace):
             queue, priority = key.rsplit(":", 2)[1:]
             per_queue[queue][JobPriority(int(priority)).name.lower()] = length
         scheduled, retrying, running, failed, completed, cancelled = states
+        workers = yield from self._workers()
+        live = [w for w in workers if w.alive]
+        served = {q for w in live for q in w.queues}
+        ready = {q: sum(counts.values()) for q, counts in per_queue.items()}
         return {
             "queues": per_queue,
             "states": {
@@ -247,7 +259,69 @@ class JobQueue(Namespace):
                 "cancelled": cancelled,
             },
             "counters": {"stale_acks": 0, "recovered": 0, **counters},
+            "workers": {"live": len(live), "dead": len(workers) - len(live)},
+            "unserved": {q: n for q, n in ready.items() if n and q not in served},
         }
+
+    def _workers(self) -> Plan[list[worker_calls.WorkerInfo]]:
+        """The ``runworker`` supervisors: live ones, then those that died in the last hour,
+        each group by id (see :class:`~django_jobs.store.worker_calls.WorkerInfo`).
+
+        Each worker writes a heartbeat every few seconds (5 s at most) that expires after three
+        leases (``LEASE_TIMEOUT``) and is removed by a clean stop; a worker whose heartbeat
+        expired (killed, or its machine lost) is listed as dead (``alive`` false) for an hour
+        after its last beat. One round trip: an index of the workers, no scan.
+        """
+        since = utcnow().timestamp() - DEAD_WORKERS_KEPT
+        found = yield from worker_calls.workers(self.keys, since=since)
+        return sorted(found, key=lambda w: (not w.alive, w.id))
+
+    def _delete_jobs(self, job_ids: Iterable[str]) -> Plan[list[Job]]:
+        """Delete jobs for good, in one round trip: each one's record, result and index entries,
+        and its id from the list or set that holds it. Returns the jobs as they were before
+        (with their results); ids of no job (unknown, or expired) are left out.
+
+        A running job is refused: :class:`~django_jobs.exceptions.JobIsRunning` is raised and
+        nothing is deleted. Cancel it first (:meth:`cancel_job`) and delete it once its worker
+        stopped it. Deleting a pending job in a long list costs its position in the list.
+        """
+        ids = list(dict.fromkeys(validation.ids(job_ids, "delete_jobs()")))
+        if not ids:
+            return []
+        running, deleted = yield from worker_calls.delete(self.keys, ids=ids)
+        if running:
+            which = ", ".join(running)
+            raise JobIsRunning(
+                f"Cannot delete running job{'s' if len(running) > 1 else ''} {which}: cancel "
+                "it first (cancel_job()), then delete it once it is cancelled. Nothing was "
+                "deleted."
+            )
+        return deleted
+
+    def _delete_job(self, job_id: str) -> Plan[Job | None]:
+        """Delete one job (see :meth:`delete_jobs`): the job as it was, or ``None`` if there
+        was none. A running job raises :class:`~django_jobs.exceptions.JobIsRunning`."""
+        deleted = yield from self._delete_jobs([validation.job_id(job_id, "delete_job()")])
+        return deleted[0] if deleted else None
+
+    def _throughput(self, minutes: int = 60) -> Plan[list[dict[str, Any]]]:
+        """Attempts completed, failed and dead-lettered per minute, for the last ``minutes``
+        (1 to 60), oldest first and the current minute last: ``[{"minute": <aware datetime of
+        its start>, "completed": 12, "failed": 1, "dead": 0}, ...]``.
+
+        ``failed`` counts every failed attempt (an exception, a crash, a timeout), retried or
+        not; ``dead`` those of them that went to the dead letters. The scripts that record
+        completions and failures keep the counts (one hash per minute, kept a little over an
+        hour): one round trip, no scan.
+        """
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 60:
+            raise ValueError(f"throughput() takes 1 to 60 minutes, not {minutes!r}.")
+        last = int(utcnow().timestamp()) // 60 * 60
+        counts = yield from worker_calls.throughput(self.keys, last=last, count=minutes)
+        return [
+            {"minute": from_timestamp(start), "completed": done, "failed": failed, "dead": dead}
+            for start, done, failed, dead in counts
+        ]
 
     # -- public API: each plan run with the sync client, and with the asyncio one -------------
 
@@ -271,3 +345,11 @@ class JobQueue(Namespace):
     ajobs_for_user = async_twin(_jobs_for_user)
     stats = sync_twin(_stats)
     astats = async_twin(_stats)
+    workers = sync_twin(_workers)
+    aworkers = async_twin(_workers)
+    delete_jobs = sync_twin(_delete_jobs)
+    adelete_jobs = async_twin(_delete_jobs)
+    delete_job = sync_twin(_delete_job)
+    adelete_job = async_twin(_delete_job)
+    throughput = sync_twin(_throughput)
+    athroughput = async_twin(_throughput)

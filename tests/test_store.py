@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from django_jobs.store import calls, lease_calls
+from django_jobs.store import calls, lease_calls, worker_calls
 from django_jobs.store.scripts import NAMES, SCRIPTS, parse_header
 
 STORE = Path(calls.__file__).parent
 # The modules with one plan per script.
-PLAN_MODULES = (calls, lease_calls)
+PLAN_MODULES = (calls, lease_calls, worker_calls)
 LUA = STORE / "lua"
 
 

@@ -29,6 +29,8 @@ class Keys:
         # Bumped when a periodic task changes, so that running schedulers load the tasks again.
         self.schedules_version = f"{prefix}:schedules:version"
         self.schedulers = f"{prefix}:schedulers"  # running schedulers, score = last seen
+        # runworker supervisors seen lately, score = last heartbeat (see worker(): the record).
+        self.workers = f"{prefix}:workers"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -43,6 +45,15 @@ class Keys:
     def unreadable(self, job_id: str) -> str:
         """Where a job key of the wrong Redis type is moved when its job is buried."""
         return f"{self.prefix}:unreadable:{job_id}"
+
+    def worker(self, worker_id: str) -> str:
+        """A runworker supervisor's heartbeat record (a hash); it expires unless refreshed."""
+        return f"{self.prefix}:worker:{worker_id}"
+
+    def minute(self, start: int) -> str:
+        """A hash of the attempts that completed, failed and went dead in the minute that starts
+        at ``start`` (epoch seconds, a multiple of 60); it expires after a little over an hour."""
+        return f"{self.prefix}:minute:{start}"
 
     def queue(self, queue: str, priority: JobPriority) -> str:
         return f"{self.prefix}:queue:{queue}:{priority.value}"

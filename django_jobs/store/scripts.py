@@ -38,6 +38,11 @@ NAMES = (
     "release",
     "fire",
     "beat",
+    "worker_beat",
+    "worker_gone",
+    "workers",
+    "delete",
+    "throughput",
 )
 
 _HEADER = re.compile(r"^-- (KEYS|ARGV):(.*)$", re.MULTILINE)

@@ -41,6 +41,7 @@ from django_jobs.worker.children import (
     lead_own_group,
     record_exit,
 )
+from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.leases import RECOVER_LIMIT, Leases
 from django_jobs.worker.retry import auntil_redis_answers, keep_going, pause
 
@@ -145,6 +146,7 @@ class Worker:
             asyncio.create_task(self._wake_idle()),
             asyncio.create_task(self._watch_timeouts()),
             asyncio.create_task(self._keep_going("the outbox", self._sweep, self.stopped.is_set)),
+            asyncio.create_task(self._keep_going("the heartbeat", *Heartbeat(self).loop())),
         ]
         try:
             await self.finished.wait()

@@ -191,6 +191,16 @@ local function stale(jkey, token, counters_key, finished)
   end
 end
 
+-- Per-minute counts of finished attempts ('completed', 'failed', 'dead'), for "completed and
+-- failed per minute over the last hour" without a scan: one hash per minute, named by the epoch
+-- second it starts at (keys.py: minute), kept a little over an hour.
+local MINUTE_KEEP = 3900
+local function minute_key(prefix, start) return prefix .. ':minute:' .. string.format('%d', start) end
+local function count_minute(prefix, now, field)
+  local key = minute_key(prefix, math.floor(tonumber(now) / 60) * 60)
+  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, MINUTE_KEEP) end
+end
+
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
 -- acknowledgement. The token is kept as ``done_token``: the same acknowledgement sent again (its
 -- first reply was lost) finds it and answers 1 again, changing nothing.
@@ -208,6 +218,7 @@ local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, proc
   redis.call('SET', result_key(prefix, id), result, 'EX', result_ttl)
   redis.call('EXPIRE', jkey, job_ttl)
   index_finished(completed_key, id, now)
+  count_minute(prefix, now, 'completed')
   notify_done(prefix, id, f[3])
   return 1
 end

@@ -20,6 +20,7 @@ append_error(K.job, A.entry)
 redis.call('HSET', K.job, 'error', A.error, 'traceback', A.traceback, 'done_token', A.token)
 redis.call('HDEL', K.job, 'lease_token')
 redis.call('ZREM', K.processing, id)
+count_minute(A.prefix, A.now, 'failed')
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
 if A.retry == '1' and retries < max_retries then
   retries = retries + 1
@@ -33,5 +34,6 @@ if A.retry == '1' and retries < max_retries then
 end
 redis.call('HSET', K.job, 'status', 'failed', 'finished_at', A.now)
 redis.call('ZADD', K.dead, A.now, id)
+count_minute(A.prefix, A.now, 'dead')
 notify_done(A.prefix, id)
 return {'failed', ''}
