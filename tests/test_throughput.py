@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from django_jobs import JobQueue
+from django_jobs import JobPriority, JobQueue
 from django_jobs.serialization import from_timestamp, utcnow
 from django_jobs.worker.leases import Leases
 from tests.processes import wait_until
@@ -33,6 +33,22 @@ def test_completions_failures_and_dead_letters_are_counted_in_their_minute(queue
     leases.fail_job(dead, "boom", retry=False)  # dead-lettered
 
     assert totals(queue) == {"completed": 2, "failed": 2, "dead": 1}
+
+
+def test_jobs_buried_by_lease_recovery_or_unreadable_at_claim_are_counted_dead(
+    queue, redis_client, configure
+):
+    configure(MAX_LOST=1)
+    leases = Leases(queue.prefix)
+    queue.enqueue("a.job")
+    leases.dequeue(lease=0.01)  # its worker is lost once: a poison pill with MAX_LOST 1
+    redis_client.rpush(queue.keys.queue("default", JobPriority.NORMAL), "no-record")
+    asyncio.run(asyncio.sleep(0.05))
+
+    assert len(leases.recover_expired().buried) == 1
+    assert leases.dequeue() is None  # buries the id without a record
+
+    assert totals(queue) == {"completed": 0, "failed": 0, "dead": 2}
 
 
 def test_an_acknowledgement_sent_again_or_stale_is_not_counted_again(queue):

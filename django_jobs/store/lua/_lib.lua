@@ -19,6 +19,16 @@ local function wake(wakeup_key, count)
   end
 end
 
+-- Per-minute counts of finished attempts ('completed', 'failed', 'dead'), for "completed and
+-- failed per minute over the last hour" without a scan: one hash per minute, named by the epoch
+-- second it starts at (keys.py: minute), kept a little over an hour.
+local MINUTE_KEEP = 3900
+local function minute_key(prefix, start) return prefix .. ':minute:' .. string.format('%d', start) end
+local function count_minute(prefix, now, field)
+  local key = minute_key(prefix, math.floor(tonumber(now) / 60) * 60)
+  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, MINUTE_KEEP) end
+end
+
 -- Append one JSON object (already encoded) to the job's JSON array of errors.
 local function append_error(jkey, entry)
   local errors = redis.call('HGET', jkey, 'errors')
@@ -52,6 +62,7 @@ local function bury(prefix, dead_key, id, now, reason)
   redis.call('HDEL', jkey, 'lease_token')
   redis.call('PERSIST', jkey)
   redis.call('ZADD', dead_key, now, id)
+  count_minute(prefix, now, 'dead')
   notify_done(prefix, id)
 end
 
@@ -189,16 +200,6 @@ local function stale(jkey, token, counters_key, finished)
     local lost = math.max((tonumber(f[2] or '1') or 1) - 1, 0)
     redis.call('HSET', jkey, 'lost_count', lost, 'lost_tokens', table.concat(kept, ','))
   end
-end
-
--- Per-minute counts of finished attempts ('completed', 'failed', 'dead'), for "completed and
--- failed per minute over the last hour" without a scan: one hash per minute, named by the epoch
--- second it starts at (keys.py: minute), kept a little over an hour.
-local MINUTE_KEEP = 3900
-local function minute_key(prefix, start) return prefix .. ':minute:' .. string.format('%d', start) end
-local function count_minute(prefix, now, field)
-  local key = minute_key(prefix, math.floor(tonumber(now) / 60) * 60)
-  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, MINUTE_KEEP) end
 end
 
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
