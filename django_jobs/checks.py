@@ -1,4 +1,7 @@
-"""System checks for ``DJANGO_JOBS``: bad values are reported at startup, not in a worker."""
+"""System checks for ``DJANGO_JOBS``: bad values are reported at startup, not in a worker.
+
+The rule and the message of each setting are those of :mod:`django_jobs.conf`, which applies
+them where the setting is read too (web servers run no system checks)."""
 
 from __future__ import annotations
 
@@ -6,12 +9,12 @@ import re
 from typing import Any
 
 from django.conf import settings
+from django.core import mail
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import DatabaseError, connections
-from redis.connection import parse_url
 
 from django_jobs import validation
-from django_jobs.conf import DEFAULTS, jobs_settings
+from django_jobs.conf import DEFAULTS, RULES, Problem, jobs_settings, problem, shape_problems
 from django_jobs.exceptions import StoreError
 from django_jobs.models import ScheduledTask
 from django_jobs.queue import JobQueue
@@ -19,130 +22,70 @@ from django_jobs.registry import registry
 from django_jobs.scheduling.settings import task_from_setting
 from django_jobs.store.connection import connection_url, redact_url, server_version
 
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-HASH_TAG = re.compile(r"\{[^{}]+\}")
 MIN_REDIS = (6, 2)
 
-_POSITIVE_INTS = ("JOB_TTL", "RESULT_TTL", "MAX_LOST", "MAX_PAYLOAD_BYTES")
-# Numbers, not only integers: tests compress time with fractions of a second.
-_POSITIVE_NUMBERS = ("RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX", "DEFAULT_TIMEOUT", "LEASE_TIMEOUT")
-_POSITIVE_NUMBERS += ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT")
+
+def _reported(problem: Problem) -> Error:
+    return Error(problem.message, hint=problem.hint, id=problem.id)
 
 
 def _error(msg: str, hint: str, id: int) -> Error:
-    return Error(msg, hint=hint, id=f"django_jobs.E{id:03d}")
+    return _reported(Problem(id, msg, hint))
 
 
 @register()
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
-    """E001-E009 and E011: the shape and values of ``DJANGO_JOBS``."""
-    user = getattr(settings, "DJANGO_JOBS", {})
-    if not isinstance(user, dict):
-        return [_error("DJANGO_JOBS must be a dict.", f"It is a {type(user).__name__}.", 1)]
-    errors: list[CheckMessage] = []
-    unknown = sorted(map(str, set(user) - set(DEFAULTS)))
-    if unknown:
-        errors.append(
-            _error(
-                f"DJANGO_JOBS has unknown keys: {', '.join(unknown)}.",
-                f"Known keys: {', '.join(sorted(DEFAULTS))}.",
-                2,
-            )
-        )
+    """E001-E009, E011 and E012: the shape and values of ``DJANGO_JOBS``, by the rules that
+    reading each setting applies too (:func:`django_jobs.conf.problem`)."""
+    shape = shape_problems(getattr(settings, "DJANGO_JOBS", {}))
+    if any(found.code == 1 for found in shape):  # not a dict: nothing else can be read
+        return [_reported(found) for found in shape]
+    errors: list[CheckMessage] = [_reported(found) for found in shape]
     conf = jobs_settings.as_dict()
-    for name in (*_POSITIVE_INTS, "MAX_RETRIES", *_POSITIVE_NUMBERS):
-        what = f"DJANGO_JOBS['{name}']"
-        try:
-            if name in _POSITIVE_NUMBERS:
-                validation.seconds(conf[name], what, positive=True, timedelta_ok=False)
-            else:
-                validation.integer(conf[name], what, minimum=0 if name == "MAX_RETRIES" else 1)
-        except ValueError as exc:
-            errors.append(_error(str(exc), f"The default is {DEFAULTS[name]!r}.", 3))
-    prefix = conf["PREFIX"]
-    if not isinstance(prefix, str) or not HASH_TAG.match(prefix):
-        errors.append(
-            _error(
-                f"DJANGO_JOBS['PREFIX'] {prefix!r} must start with a Redis hash tag.",
-                "Write it in braces, e.g. '{myproject_jobs}', so that all keys of the "
-                "namespace share one Redis Cluster slot and the Lua scripts can use them.",
-                4,
-            )
-        )
-    queues = conf["QUEUES"]
-    if (
-        not isinstance(queues, (list, tuple))
-        or not queues
-        or not all(isinstance(q, str) and QUEUE_NAME.match(q) for q in queues)
-        or len(set(queues)) != len(queues)
-    ):
-        errors.append(
-            _error(
-                f"DJANGO_JOBS['QUEUES'] must be a non-empty list of distinct queue names, "
-                f"not {queues!r}.",
-                "Queue names use letters, digits, '_', '.' and '-'.",
-                5,
-            )
-        )
-    elif conf["DEFAULT_QUEUE"] not in queues:
-        errors.append(
-            _error(
-                f"DJANGO_JOBS['DEFAULT_QUEUE'] {conf['DEFAULT_QUEUE']!r} is not one of "
-                f"DJANGO_JOBS['QUEUES'] {list(queues)!r}.",
-                "Add it to QUEUES or pick one of them.",
-                6,
-            )
-        )
-    alias = conf["CONNECTION"]
-    if alias is not None:
-        cache = settings.CACHES.get(alias) if isinstance(alias, str) else None
-        if cache is None:
-            errors.append(
-                _error(
-                    f"DJANGO_JOBS['CONNECTION'] {alias!r} is not an alias in CACHES.",
-                    "Name a django-redis cache, or set REDIS_URL instead.",
-                    7,
-                )
-            )
-        elif not str(cache.get("BACKEND", "")).startswith("django_redis."):
-            errors.append(
-                _error(
-                    f"DJANGO_JOBS['CONNECTION'] {alias!r} is not a django-redis cache.",
-                    "Its BACKEND must be django_redis.cache.RedisCache.",
-                    8,
-                )
-            )
-    elif not _valid_url(conf["REDIS_URL"]):
-        errors.append(
-            _error(
-                f"DJANGO_JOBS['REDIS_URL'] must be a redis://, rediss:// or unix:// URL, not "
-                f"{redact_url(str(conf['REDIS_URL']))!r}.",
-                "For example 'redis://127.0.0.1:6379/0'.",
-                9,
-            )
-        )
+    errors += [_reported(found) for name in RULES if (found := problem(name, conf)) is not None]
     if not errors:
         errors += _check_schedules()
     return errors
 
 
+def _running_tests() -> bool:
+    """Whether Django's test environment is set up (``manage.py test``, pytest-django): its
+    ``setup_test_environment()`` gives ``django.core.mail`` an ``outbox``, before the test
+    runner runs the system checks."""
+    return hasattr(mail, "outbox")
+
+
+@register()
+def check_prefix(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W003: ``PREFIX`` is the default. Two projects on one Redis that both keep it share one
+    namespace: each one's workers take the other's jobs, and fail them as unregistered. Not
+    reported under the test runner, whose settings often keep the default on a local Redis."""
+    if _running_tests() or check_settings():
+        return []
+    prefix, default = jobs_settings.PREFIX, DEFAULTS["PREFIX"]
+    if prefix != default:
+        return []
+    return [
+        Warning(
+            f"DJANGO_JOBS['PREFIX'] is the default, {default!r}: every project on "
+            "this Redis that keeps it shares one namespace, and their workers take each "
+            "other's jobs.",
+            hint="Give this project a prefix of its own, e.g. '{myproject_jobs}' (jobs still "
+            "under the old prefix are not moved: let them finish first). If this Redis serves "
+            "this project alone, SILENCED_SYSTEM_CHECKS = ['django_jobs.W003'].",
+            id="django_jobs.W003",
+        )
+    ]
+
+
 def _check_schedules() -> list[CheckMessage]:
     """E011: a task of ``DJANGO_JOBS['SCHEDULES']`` that is invalid, names no registered job, or
     whose arguments do not fit the job's parameters."""
-    declared = jobs_settings.SCHEDULES
+    declared = jobs_settings.SCHEDULES  # a dict: check_settings found nothing wrong
     hint = (
         "Each entry is 'name': {'job': ..., and one of 'interval': seconds, 'cron': '0 2 * * *' "
         "or 'run_at': datetime}; see the README."
     )
-    if not isinstance(declared, dict):
-        return [
-            _error(
-                f"DJANGO_JOBS['SCHEDULES'] must be a dict of task name to schedule, not "
-                f"{type(declared).__name__}.",
-                hint,
-                11,
-            )
-        ]
     errors: list[CheckMessage] = []
     for name, spec in declared.items():
         try:
@@ -174,16 +117,6 @@ def _check_schedules() -> list[CheckMessage]:
                 )
             )
     return errors
-
-
-def _valid_url(url: Any) -> bool:
-    if not isinstance(url, str) or url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
-        return False
-    try:
-        parse_url(url)
-    except ValueError:
-        return False
-    return True
 
 
 @register()

@@ -1,12 +1,29 @@
-"""The ``DJANGO_JOBS`` settings dict, read lazily so ``override_settings`` works."""
+"""The ``DJANGO_JOBS`` settings dict: its defaults, the rule of each setting, and attribute access
+to it, read lazily so ``override_settings`` works.
+
+Each setting is checked where it is used: the first read of a bad value raises
+:class:`InvalidSetting` (an ``ImproperlyConfigured``) naming the setting, the value and the
+fix. Web servers such as gunicorn and uWSGI run no system checks, so a mistake is named at the
+first ``.delay()`` instead of surfacing later as a puzzling error. The system checks
+(:mod:`django_jobs.checks`) report the same :class:`Problem` of each setting, with the same
+words: one rule and one message each.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from redis.connection import parse_url
+
+from django_jobs import rules
+from django_jobs.store.redaction import redact_url
 
 DEFAULTS: dict[str, Any] = {
     # Connection: a Redis URL, or the alias of a django-redis cache whose client is reused.
@@ -16,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     # on top), so that nothing hangs on a frozen Redis; options in REDIS_URL take precedence.
     "REDIS_CONNECT_TIMEOUT": 5,
     "REDIS_SOCKET_TIMEOUT": 10,
-    # Every key starts with this; the braces are a Redis Cluster hash tag.
+    # Every key starts with this; the braces are a Redis Cluster hash tag. Two projects on one
+    # Redis need two prefixes: with the same one, their workers take each other's jobs.
     "PREFIX": "{django_jobs}",
     "QUEUES": ["default"],
     "DEFAULT_QUEUE": "default",
@@ -40,22 +58,201 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULES": {},
 }
 
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+HASH_TAG = re.compile(r"\{[^{}]+\}")
+
+# Counts, with their least value.
+_COUNTS = {"JOB_TTL": 1, "RESULT_TTL": 1, "MAX_LOST": 1, "MAX_PAYLOAD_BYTES": 1, "MAX_RETRIES": 0}
+# Numbers of seconds, not only integers: tests compress time with fractions of a second.
+_SECONDS = ("RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX", "DEFAULT_TIMEOUT", "LEASE_TIMEOUT")
+_SECONDS += ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT")
+
+
+class InvalidSetting(ImproperlyConfigured, ValueError):
+    """A ``DJANGO_JOBS`` setting with a bad value, raised where it is read. A ``ValueError``
+    too, as the errors of a bad value read later (an unreadable ``REDIS_URL``) always were."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with the settings: the system check ``django_jobs.E<code>`` reports it,
+    and reading the setting raises it (:meth:`error`)."""
+
+    code: int
+    message: str
+    hint: str
+
+    @property
+    def id(self) -> str:
+        return f"django_jobs.E{self.code:03d}"
+
+    def error(self) -> InvalidSetting:
+        return InvalidSetting(f"{self.message} {self.hint}")
+
+
+def shape_problems(user: Any) -> list[Problem]:
+    """E001 (``DJANGO_JOBS`` is not a dict) or E002 (it has keys that are no setting: a typo
+    that would leave the default in force)."""
+    if not isinstance(user, dict):
+        return [Problem(1, "DJANGO_JOBS must be a dict.", f"It is a {type(user).__name__}.")]
+    unknown = sorted(map(str, set(user) - set(DEFAULTS)))
+    if unknown:
+        return [
+            Problem(
+                2,
+                f"DJANGO_JOBS has unknown keys: {', '.join(unknown)}.",
+                f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+            )
+        ]
+    return []
+
+
+def _number(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    what = f"DJANGO_JOBS['{name}']"
+    try:
+        if name in _SECONDS:
+            rules.seconds(value, what, positive=True, timedelta_ok=False)
+        else:
+            rules.integer(value, what, minimum=_COUNTS[name])
+    except ValueError as exc:
+        return Problem(3, str(exc), f"The default is {DEFAULTS[name]!r}.")
+    return None
+
+
+def _prefix(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    if isinstance(value, str) and HASH_TAG.match(value):
+        return None
+    return Problem(
+        4,
+        f"DJANGO_JOBS['PREFIX'] {value!r} must start with a Redis hash tag.",
+        "Write it in braces, e.g. '{myproject_jobs}', so that all keys of the namespace share "
+        "one Redis Cluster slot and the Lua scripts can use them.",
+    )
+
+
+def _queues(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(q, str) and QUEUE_NAME.match(q) for q in value)
+        and len(set(value)) == len(value)
+    ):
+        return None
+    return Problem(
+        5,
+        f"DJANGO_JOBS['QUEUES'] must be a non-empty list of distinct queue names, not {value!r}.",
+        "Queue names use letters, digits, '_', '.' and '-'.",
+    )
+
+
+def _default_queue(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    queues = conf["QUEUES"]
+    if _queues("QUEUES", queues, conf) is not None or value in queues:
+        return None  # a bad QUEUES is a problem of its own
+    return Problem(
+        6,
+        f"DJANGO_JOBS['DEFAULT_QUEUE'] {value!r} is not one of DJANGO_JOBS['QUEUES'] "
+        f"{list(queues)!r}.",
+        "Add it to QUEUES or pick one of them.",
+    )
+
+
+def _connection(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    if value is None:
+        return None
+    cache = settings.CACHES.get(value) if isinstance(value, str) else None
+    if cache is None:
+        return Problem(
+            7,
+            f"DJANGO_JOBS['CONNECTION'] {value!r} is not an alias in CACHES.",
+            "Name a django-redis cache, or set REDIS_URL instead.",
+        )
+    if not str(cache.get("BACKEND", "")).startswith("django_redis."):
+        return Problem(
+            8,
+            f"DJANGO_JOBS['CONNECTION'] {value!r} is not a django-redis cache.",
+            "Its BACKEND must be django_redis.cache.RedisCache.",
+        )
+    return None
+
+
+def _redis_url(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    if conf["CONNECTION"] is not None:
+        return None  # not used
+    if isinstance(value, str) and value.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        try:
+            parse_url(value)
+            return None
+        except ValueError:
+            pass
+    return Problem(
+        9,
+        "DJANGO_JOBS['REDIS_URL'] must be a redis://, rediss:// or unix:// URL, not "
+        f"{redact_url(str(value))!r}.",
+        "For example 'redis://127.0.0.1:6379/0'.",
+    )
+
+
+def _schedules(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    # Each entry is checked where it is read, by scheduling.settings.task_from_setting.
+    if isinstance(value, dict):
+        return None
+    return Problem(
+        11,
+        "DJANGO_JOBS['SCHEDULES'] must be a dict of task name to schedule, not "
+        f"{type(value).__name__}.",
+        "Each entry is 'name': {'job': ..., and one of 'interval': seconds, 'cron': "
+        "'0 2 * * *' or 'run_at': datetime}; see the README.",
+    )
+
+
+def _flag(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    if isinstance(value, bool):
+        return None
+    return Problem(
+        12,
+        f"DJANGO_JOBS['{name}'] must be True or False, not {value!r}.",
+        f"The default is {DEFAULTS[name]!r}.",
+    )
+
+
+_Rule = Callable[[str, Any, Mapping[str, Any]], "Problem | None"]
+RULES: dict[str, _Rule] = {
+    "REDIS_URL": _redis_url,
+    "CONNECTION": _connection,
+    "PREFIX": _prefix,
+    "QUEUES": _queues,
+    "DEFAULT_QUEUE": _default_queue,
+    "ENQUEUE_ON_COMMIT": _flag,
+    "SCHEDULES": _schedules,
+    **dict.fromkeys((*_COUNTS, *_SECONDS), _number),
+}
+
+
+def problem(name: str, conf: Mapping[str, Any]) -> Problem | None:
+    """What is wrong with setting ``name`` in the merged settings ``conf``, or ``None``."""
+    return RULES[name](name, conf[name], conf)
+
 
 class JobsSettings:
     """Attribute access to ``settings.DJANGO_JOBS`` merged over :data:`DEFAULTS`.
 
-    The merge is cached and dropped whenever Django reports a settings change, which is what
+    A setting is checked by its rule (:func:`problem`) the first time it is read, and
+    :class:`InvalidSetting` raised if it is bad. The merge and the checked values are cached
+    and dropped whenever Django reports a settings change, which is what
     ``override_settings`` does in tests.
     """
 
     def __init__(self) -> None:
         self._cache: dict[str, Any] | None = None
+        self._checked: dict[str, Any] = {}
 
     @property
     def user_settings(self) -> Any:
         return getattr(settings, "DJANGO_JOBS", {})
 
     def as_dict(self) -> dict[str, Any]:
+        """The merged settings, unchecked (the system checks look at them as they are)."""
         if self._cache is None:
             user = self.user_settings
             merged = dict(DEFAULTS)
@@ -67,10 +264,22 @@ class JobsSettings:
     def __getattr__(self, name: str) -> Any:
         if name not in DEFAULTS:
             raise AttributeError(f"DJANGO_JOBS has no setting {name!r}")
-        return self.as_dict()[name]
+        checked = self._checked
+        if name in checked:
+            return checked[name]
+        if not checked:  # the first read since the settings changed
+            for found in shape_problems(self.user_settings):
+                raise found.error()
+        conf = self.as_dict()
+        found = problem(name, conf)
+        if found is not None:
+            raise found.error()
+        checked[name] = conf[name]
+        return conf[name]
 
     def reload(self) -> None:
         self._cache = None
+        self._checked = {}
 
 
 jobs_settings = JobsSettings()
@@ -78,5 +287,6 @@ jobs_settings = JobsSettings()
 
 @receiver(setting_changed)
 def _reload_jobs_settings(*, setting: str, **kwargs: Any) -> None:
-    if setting == "DJANGO_JOBS":
+    # CONNECTION is checked against CACHES.
+    if setting in ("DJANGO_JOBS", "CACHES"):
         jobs_settings.reload()

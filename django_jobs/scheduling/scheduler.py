@@ -51,6 +51,7 @@ from django_jobs.scheduling.ticks import (
     fire_run,
     fire_tick,
     local_time,
+    report_failure,
     running_schedulers,
     sign_off,
 )
@@ -249,7 +250,7 @@ class JobScheduler:
                     wait = backoff.next()
                     # Redis refusing access (a password rotated, say) is waited out like an
                     # outage, with an error each time: it may be mended without a restart.
-                    logger.error("scheduler: %s; trying again in %.1fs", exc, wait)
+                    report_failure(exc, wait)
                     self._failed(exc)
                 except Exception as exc:
                     wait = backoff.next()
@@ -291,7 +292,7 @@ class JobScheduler:
                 return
             except (DatabaseError, StoreError) as exc:
                 pause = backoff.next()
-                logger.error("scheduler: %s; trying again in %.1fs", exc, pause)
+                report_failure(exc, pause)
                 self._failed(exc)
                 self._stop.wait(pause)
 

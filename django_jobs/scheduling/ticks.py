@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django_jobs.conf import jobs_settings
+from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import Job, JobPriority
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls
+from django_jobs.store.connection import redis_outage
 from django_jobs.store.execute import Plan, arun, run
 
 logger = logging.getLogger("django_jobs.scheduler")
@@ -129,6 +131,19 @@ def fire_run(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Fired:
             job_id,
         )
     return Fired(task.name, due, job_id, enqueued)
+
+
+def report_failure(exc: Exception, pause: float) -> None:
+    """A scheduler's pass failed for ``exc``; it tries again after ``pause`` seconds.
+
+    Redis not answering is an outage of the process (:data:`redis_outage`): a line at first,
+    then one a minute, and one when Redis answers again. Anything else (Redis refusing access,
+    the database) is logged at each attempt: someone has to mend it.
+    """
+    if isinstance(exc, RedisUnavailable):
+        redis_outage.failed(logger, exc, "scheduler: ")
+    else:
+        logger.error("scheduler: %s; trying again in %.1fs", exc, pause)
 
 
 def local_time(task: ScheduledTask, moment: datetime) -> str:

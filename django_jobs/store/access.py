@@ -12,7 +12,7 @@ import threading
 
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.store import calls
-from django_jobs.store.connection import Backoff
+from django_jobs.store.connection import Backoff, redis_outage
 from django_jobs.store.execute import Plan, run
 from django_jobs.store.keys import Keys
 
@@ -34,8 +34,9 @@ def wait_for_access(keys: Keys, stop: threading.Event, who: str) -> bool:
     """Run :func:`check_access` until Redis answers it: ``True`` then, ``False`` if ``stop``
     was set first.
 
-    While Redis does not answer (:class:`RedisUnavailable`) this logs an error and tries again
-    after a pause, up to 10 s; a refusal (:class:`~django_jobs.exceptions.RedisAccessDenied`)
+    While Redis does not answer (:class:`RedisUnavailable`) this tries again after a pause, up
+    to 10 s, and reports the outage (:data:`~django_jobs.store.connection.redis_outage`: a line
+    at first, then one a minute); a refusal (:class:`~django_jobs.exceptions.RedisAccessDenied`)
     or any other error is raised. ``who`` names the process in the log.
     """
     backoff = Backoff(limit=10.0)
@@ -44,7 +45,6 @@ def wait_for_access(keys: Keys, stop: threading.Event, who: str) -> bool:
             run(check_access(keys))
             return True
         except RedisUnavailable as exc:
-            pause = backoff.next()
-            logger.error("%s: %s; trying again in %.1fs", who, exc, pause)
-            stop.wait(pause)
+            redis_outage.failed(logger, exc, f"{who}: ")
+            stop.wait(backoff.next())
     return False

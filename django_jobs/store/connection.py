@@ -1,10 +1,15 @@
-"""Redis clients for django-jobs: one sync client per process, one async client per event loop."""
+"""Redis clients for django-jobs: one sync client per process, one async client per event loop;
+and how a process waits for Redis (:class:`Backoff`) and reports an outage (:data:`redis_outage`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import re
+import logging
+import threading
+import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -14,6 +19,10 @@ from django.dispatch import receiver
 
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import RedisUnavailable
+
+# Their home is store/redaction.py; imported from here too, as they always were.
+from django_jobs.store.redaction import redact_text as redact_text
+from django_jobs.store.redaction import redact_url as redact_url
 
 
 def client_options() -> dict[str, float]:
@@ -30,72 +39,6 @@ _sync_client: redis.Redis | None = None
 _async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
     weakref.WeakKeyDictionary()
 )
-
-
-# A query parameter that holds a password; its value runs to the next "&", whatever it holds.
-_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&]*)")
-# A user name in front of a password is shown only if it cannot be part of a mangled password.
-_PLAIN_USER = re.compile(r"[^/?#]*")
-
-
-def _split(url: str) -> tuple[str, str, str, str]:
-    """``url`` as (scheme with ``://``, userinfo, rest from the host on, query password part).
-
-    Not ``urlsplit``: a password that is not URL-encoded may hold ``/``, ``?``, ``#`` or ``@``,
-    which end its netloc early. The userinfo is everything up to the last ``@`` before a
-    ``password=`` query parameter (``unix://`` URLs have no host after the ``@``).
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    query = _QUERY_PASSWORD.search(rest)
-    head, tail = (rest[: query.start()], rest[query.start() :]) if query else (rest, "")
-    userinfo, at, host = head.rpartition("@")
-    return scheme + sep, userinfo if at else "", host if at else head, tail
-
-
-def _secrets(url: str) -> list[str]:
-    """The passwords in ``url`` (or what may be one), as written."""
-    _, userinfo, _, tail = _split(url)
-    found = [value for _, value in _QUERY_PASSWORD.findall(tail)]
-    user, colon, password = userinfo.partition(":")
-    if colon and _PLAIN_USER.fullmatch(user):
-        found.append(password)
-    elif userinfo and not (not colon and _PLAIN_USER.fullmatch(user) and "@" not in user):
-        found.append(userinfo)
-    return [secret for secret in found if secret]
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with its password replaced by ``***``, also one that is not URL-encoded.
-
-    A user name is kept (``redis://ada:***@host``) unless the userinfo cannot be read
-    unambiguously, then all of it goes (``redis://***@host``); ``password=`` query
-    parameters become ``password=***``.
-    """
-    scheme, userinfo, host, tail = _split(url)
-    if userinfo:
-        user, colon, _ = userinfo.partition(":")
-        if colon and _PLAIN_USER.fullmatch(user):
-            userinfo = f"{user}:***"
-        elif colon or not _PLAIN_USER.fullmatch(user) or "@" in user:
-            userinfo = "***"
-        host = f"{userinfo}@{host}"
-    return scheme + host + _QUERY_PASSWORD.sub(r"\1***", tail)
-
-
-def redact_text(text: str, url: str) -> str:
-    """``text`` (e.g. an error message of redis-py) without the passwords of ``url``.
-
-    redis-py reads a password that is not URL-encoded as part of the host or path, and names
-    those in its messages: every piece of the password is taken out too.
-    """
-    for secret in _secrets(url):
-        pieces = {secret, *re.split(r"[:@/?#&]", secret)}
-        for piece in sorted(pieces, key=len, reverse=True):
-            if len(piece) >= 2:
-                text = text.replace(piece, "***")
-    return text
 
 
 def connection_url() -> str:
@@ -124,9 +67,61 @@ class _UnixSocketConnection(redis.UnixDomainSocketConnection):
 _UNIX_TIMEOUT_DROPPED = redis.UnixDomainSocketConnection(socket_timeout=1.0).socket_timeout is None
 
 
-def _from_url(client_class: Any, url: str, **options: float) -> Any:
+_PONG = (b"PONG", "PONG")
+
+
+def _not_redis(reply: Any) -> redis.ConnectionError:
+    if isinstance(reply, Exception):
+        what = f"its replies to the connection's set-up make no sense ({type(reply).__name__})"
+    else:
+        what = f"it answered PING with {reply!r:.60}"
+    return redis.ConnectionError(f"the server there is not Redis: {what}")
+
+
+def _hello(connection: Any) -> None:
+    """What a new connection does first: redis-py's own set-up (``AUTH``, ``SELECT``...), then a
+    ``PING``, so that a ``REDIS_URL`` naming a server that is not Redis (an echo, a web server
+    that answers in its own protocol, a proxy) is refused as unreachable rather than read as
+    nonsense replies. An error reply (a refused login, an ACL without ``PING``) is Redis
+    speaking: the command that follows gets its own error."""
     try:
-        client = client_class.from_url(url, **(options or client_options()))
+        connection.on_connect()
+    except redis.RedisError:
+        raise
+    except Exception as exc:  # redis-py could not read the replies to its own set-up
+        raise _not_redis(exc) from exc
+    connection.send_command("PING")
+    try:
+        reply = connection.read_response()
+    except (redis.ResponseError, redis.AuthenticationError):
+        return
+    if reply not in _PONG:
+        raise _not_redis(reply)
+
+
+async def _ahello(connection: Any) -> None:
+    """:func:`_hello` for the asyncio client."""
+    try:
+        await connection.on_connect()
+    except redis.RedisError:
+        raise
+    except Exception as exc:
+        raise _not_redis(exc) from exc
+    await connection.send_command("PING")
+    try:
+        reply = await connection.read_response()
+    except (redis.ResponseError, redis.AuthenticationError):
+        return
+    if reply not in _PONG:
+        raise _not_redis(reply)
+
+
+def _from_url(client_class: Any, url: str, **options: float) -> Any:
+    hello = _ahello if issubclass(client_class, redis.asyncio.Redis) else _hello
+    try:
+        client = client_class.from_url(
+            url, redis_connect_func=hello, **(options or client_options())
+        )
         pool = client.connection_pool
         if _UNIX_TIMEOUT_DROPPED and pool.connection_class is redis.UnixDomainSocketConnection:
             pool.connection_class = _UnixSocketConnection
@@ -194,11 +189,93 @@ class Backoff:
         return pause
 
 
+#: While Redis does not answer, a process logs the first failure at once, then one line this
+#: often (seconds) however often it retries meanwhile, and one line when Redis answers again.
+OUTAGE_LOG_EVERY = 60.0
+
+
+class OutageLog:
+    """How a process reports that Redis does not answer: the first failure at once, then one
+    line every :data:`OUTAGE_LOG_EVERY` seconds while the outage lasts (not one per retry, nor
+    one per loop that retries), and one "Redis answers again after N s" line at the first call
+    that works (:mod:`.execute` says so after every call).
+
+    The wait loops of the process report their failures here (:data:`redis_outage`): the
+    worker's child and supervisor (``worker/retry.py``), the scheduler and the start-up access
+    check. The last line goes to the logger of the first failure. Thread-safe.
+    """
+
+    def __init__(
+        self, every: float = OUTAGE_LOG_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every = every
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """No outage (a forked child starts afresh)."""
+        self.since: float | None = None  # the clock at the first failure of the outage
+        self.logged_at = 0.0
+        self.failures = 0
+        self._logger: logging.Logger | None = None
+        self._who = ""
+
+    def failed(self, logger: logging.Logger, exc: BaseException, who: str = "") -> None:
+        """A call failed because Redis did not answer (``exc``); logged at ERROR if it is the
+        first failure of an outage or the last line is ``every`` seconds old. ``who`` starts
+        the line (``"scheduler: "``)."""
+        with self._lock:
+            now = self.clock()
+            self.failures += 1
+            first = self.since is None
+            if first:
+                self.since, self._logger, self._who = now, logger, who
+            elif now - self.logged_at < self.every:
+                return
+            self.logged_at = now
+            lasted, failures = now - (self.since or now), self.failures
+        if first:
+            logger.error(
+                "%sRedis does not answer (%s); waiting for it, with a line every %.0fs while "
+                "it lasts",
+                who,
+                exc,
+                self.every,
+            )
+        else:
+            logger.error(
+                "%sRedis still does not answer after %.0fs (%d failed attempts): %s",
+                who,
+                lasted,
+                failures,
+                exc,
+            )
+
+    def answered(self) -> None:
+        """A call worked: if an outage was reported, one WARNING line says it is over."""
+        if self.since is None:  # the usual case, without the lock
+            return
+        with self._lock:
+            if self.since is None:
+                return
+            lasted, logger, who = self.clock() - self.since, self._logger, self._who
+            self.reset()
+        if logger is not None:
+            logger.warning("%sRedis answers again after %.1fs", who, lasted)
+
+
+#: The outage log of this process.
+redis_outage = OutageLog()
+
+
 def reset_connections() -> None:
-    """Forget cached clients, e.g. after the settings changed or in a forked child process."""
+    """Forget cached clients, e.g. after the settings changed or in a forked child process
+    (which reports its own outages: :data:`redis_outage` starts afresh)."""
     global _sync_client
     _sync_client = None
     _async_clients.clear()
+    redis_outage.reset()
 
 
 @receiver(setting_changed)

@@ -28,6 +28,7 @@ from django_jobs.store.connection import (
     get_redis,
     redact_text,
     redact_url,
+    redis_outage,
 )
 from django_jobs.store.scripts import Call
 
@@ -185,6 +186,13 @@ def _translated(exc: redis.RedisError) -> Exception:
         return RedisUnavailable(
             f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
         )
+    if isinstance(exc, redis.exceptions.InvalidResponse):
+        # Not Redis's protocol: REDIS_URL names another server (a web server, say), or a
+        # proxy broke the stream. Not a command Redis refused: waiting is all one can do.
+        return RedisUnavailable(
+            f"Cannot reach Redis at {redact_url(url)}: the server there does not speak the "
+            f"Redis protocol ({redact_text(str(exc), url)})"
+        )
     return StoreError(f"Redis refused a command: {exc}")
 
 
@@ -192,28 +200,34 @@ def execute(client: Any, step: Call | Command) -> Any:
     """One step with a sync client."""
     try:
         if isinstance(step, Command) and step.block is not None:
-            return _send_blocking(client, step)
-        try:
-            return _send(client, step)
-        except NoScriptError:
-            _load(client, step)
-            return _send(client, step)
+            reply = _send_blocking(client, step)
+        else:
+            try:
+                reply = _send(client, step)
+            except NoScriptError:
+                _load(client, step)
+                reply = _send(client, step)
     except redis.RedisError as exc:
         raise _translated(exc) from exc
+    redis_outage.answered()  # the end of an outage this process reported, if any
+    return reply
 
 
 async def aexecute(client: Any, step: Call | Command) -> Any:
     """One step with an asyncio client."""
     try:
         if isinstance(step, Command) and step.block is not None:
-            return await _asend_blocking(client, step)
-        try:
-            return await _send(client, step)
-        except NoScriptError:
-            await _load(client, step)
-            return await _send(client, step)
+            reply = await _asend_blocking(client, step)
+        else:
+            try:
+                reply = await _send(client, step)
+            except NoScriptError:
+                await _load(client, step)
+                reply = await _send(client, step)
     except redis.RedisError as exc:
         raise _translated(exc) from exc
+    redis_outage.answered()
+    return reply
 
 
 def run(plan: Plan[T]) -> T:

@@ -327,9 +327,10 @@ class RedisBackend(compat.BaseTaskBackend):
                     id="django_jobs.tasks.E001",
                 )
             )
-        configured = jobs_settings.QUEUES
-        # Compared only with a list: a DJANGO_JOBS or QUEUES of another shape is what the
-        # settings checks report (django_jobs.E001, E005), and nothing could be found in it.
+        # Unchecked (reading the setting would raise), and compared only with a list: a
+        # DJANGO_JOBS or QUEUES of another shape is what the settings checks report
+        # (django_jobs.E001, E005), and nothing could be found in it.
+        configured = jobs_settings.as_dict()["QUEUES"]
         comparable = isinstance(jobs_settings.user_settings, dict) and isinstance(
             configured, (list, tuple)
         )

@@ -22,6 +22,7 @@ from typing import Protocol
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.queue import DEAD_WORKERS_KEPT, JobQueue
 from django_jobs.store import worker_calls
+from django_jobs.store.connection import redis_outage
 from django_jobs.store.execute import arun
 from django_jobs.worker.children import Child
 from django_jobs.worker.retry import pause
@@ -83,8 +84,9 @@ class Heartbeat:
     async def step(self) -> None:
         """Write the record, wait, and remove it once the worker has stopped.
 
-        While Redis does not answer a beat is skipped with a warning (the record may expire
-        meanwhile: the worker is listed as dead until its next beat). The removal is tried
+        While Redis does not answer a beat is skipped and the outage reported (a line at first,
+        then one a minute: ``redis_outage``); the record may expire meanwhile, and the worker
+        is listed as dead until its next beat. The removal is tried
         once: if Redis does not answer then, the record expires by itself.
         """
         worker = self.worker
@@ -111,7 +113,7 @@ class Heartbeat:
                 )
             )
         except RedisUnavailable as exc:
-            logger.warning("worker %s: heartbeat not written: %s", worker.worker_id, exc)
+            redis_outage.failed(logger, exc)
         await pause(self.every, worker.finished)
         if worker.finished.is_set():
             await arun(worker_calls.worker_gone(self.keys, worker_id=worker.worker_id))

@@ -1,6 +1,10 @@
 """How the worker keeps going: Redis not answering is waited out, and a loop that fails for any
 other reason logs it and carries on. The child (sync) and the supervisor (asyncio) both use this.
 
+An outage is logged as the process's :data:`~django_jobs.store.connection.redis_outage` says:
+a line at the first failure, then one a minute, however many loops retry how often; and one
+line when Redis answers again (the store tells it when a call works).
+
 Waiting has limits: a stopping worker does not wait for Redis for ever. The ``give_up`` and
 ``until`` arguments end a wait by re-raising :class:`~django_jobs.exceptions.RedisUnavailable`;
 what was not recorded then is left to lease recovery (the job's lease expires and a worker
@@ -17,17 +21,16 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from django_jobs.exceptions import RedisUnavailable
-from django_jobs.store.connection import Backoff
+from django_jobs.store.connection import Backoff, redis_outage
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
 
 
 def redis_pause(backoff: Backoff, exc: Exception) -> float:
-    """The next pause while Redis does not answer, logged."""
-    pause = backoff.next()
-    logger.error("Redis does not answer (%s); trying again in %.1fs", exc, pause)
-    return pause
+    """The next pause while Redis does not answer (the outage is reported)."""
+    redis_outage.failed(logger, exc)
+    return backoff.next()
 
 
 def until_redis_answers(
@@ -95,8 +98,9 @@ async def keep_going(
     Whatever a step raises is logged with its traceback and followed by a short pause (cut short
     by ``pauses``), never the end of the loop: one record or bug nobody foresaw must not switch
     off lease renewal, recovery, wake-ups or timeouts for the rest of the worker's life. Redis
-    not answering is waited out inside the steps; a step that gave up waiting because the worker
-    is stopping ends the loop quietly.
+    not answering is waited out inside the steps (one that does not wait reports it to the
+    outage log, without a traceback); a step that gave up waiting because the worker is
+    stopping ends the loop quietly.
     """
     backoff = Backoff()
     while not done():
@@ -106,7 +110,10 @@ async def keep_going(
             if isinstance(exc, RedisUnavailable) and done():
                 return
             seconds = backoff.next()
-            logger.exception("%s failed; going on in %.1fs", name, seconds)
+            if isinstance(exc, RedisUnavailable):  # a step that does not wait for Redis
+                redis_outage.failed(logger, exc)
+            else:
+                logger.exception("%s failed; going on in %.1fs", name, seconds)
             await pause(seconds, pauses)
         else:
             backoff.reset()
