@@ -21,12 +21,19 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from django_jobs import signals
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import Job
 from django_jobs.serialization import dumps
 from django_jobs.store import connection as store_connection
 from django_jobs.store.connection import reset_connections
-from django_jobs.worker.execute import failed_outcome, log_completed, log_finished, run_job
+from django_jobs.worker.execute import (
+    log_completed,
+    log_failed,
+    notify,
+    notify_failed,
+    run_job,
+)
 from django_jobs.worker.leases import Claim, Leases
 from django_jobs.worker.retry import until_redis_answers
 
@@ -236,21 +243,28 @@ class ChildLoop:
         An outcome is recorded however long Redis takes to answer (sent again, it is recorded
         once): the supervisor ends the wait if the worker stops meanwhile.
         """
+        notify(signals.job_started, job)
         started = time.monotonic()
         outcome = run_job(job, self.loop)
         seconds = time.monotonic() - started
         config = self.config
         if not outcome.ok:
-            status = until_redis_answers(
-                lambda: self.leases.fail_job(
+            failed = until_redis_answers(
+                lambda: self.leases.record_failure(
                     job, outcome.error, outcome.traceback, retry=outcome.retry
                 )
             )
-            log_finished(job, failed_outcome(status), seconds, outcome.error.split("\n", 1)[0])
+            report = (job, failed, seconds, outcome.error, outcome.traceback, outcome.exception)
+            log_failed(*report)
+            # Recorded: the receivers run outside the job's timeout and lease.
+            self.slot.publish(None)
+            notify_failed(*report)
             return self._claim()
         if not self._reserve():  # stopping, max_jobs reached, or its supervisor is silent
             acked = until_redis_answers(lambda: self.leases.complete_job(job, outcome.result))
             log_completed(job, seconds, acked)
+            self.slot.publish(None)
+            self._succeeded(job, outcome.result, seconds, acked)
             return Claim(None, None)
         options = self.leases.claim_options(config.worker_id, config.lease)
 
@@ -269,8 +283,18 @@ class ChildLoop:
             lambda: complete_and_claim(False), again=lambda: complete_and_claim(True)
         )
         log_completed(job, seconds, acked)
+        # The next job is published first, so that its lease is renewed while the receivers
+        # of this one run (they run before it starts, within its timeout).
         self._taken(claim)
+        if claim.job is None:
+            self.slot.publish(None)
+        self._succeeded(job, outcome.result, seconds, acked)
         return claim
+
+    @staticmethod
+    def _succeeded(job: Job, result: Any, seconds: float, acked: bool) -> None:
+        if acked:  # else another worker has the job: nothing was recorded
+            notify(signals.job_succeeded, job, result=result, seconds=seconds)
 
 
 def _become_child() -> None:

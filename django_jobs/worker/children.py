@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,11 +24,14 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+from django.db import connections
+
+from django_jobs import signals
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.queue import JobQueue
 from django_jobs.store.connection import Backoff
 from django_jobs.worker.child import Running, Slot
-from django_jobs.worker.execute import failed_outcome, log_finished
+from django_jobs.worker.execute import log_failed, log_finished, notify, notify_failed
 from django_jobs.worker.leases import Leases
 from django_jobs.worker.retry import auntil_redis_answers
 
@@ -192,8 +196,10 @@ async def _record_exit(
         return  # finished or taken over meanwhile: nothing of ours to record
     seconds = time.time() - running.started
     if reason == "cancel":
-        await send(jobs.acancel_job, job.id, lease_token=running.token)
+        if await send(jobs.acancel_job, job.id, lease_token=running.token) != "cancelled":
+            return  # it finished meanwhile (with a status and signals of its own)
         log_finished(job, "cancelled", seconds)
+        await in_thread(notify, signals.job_cancelled, job, seconds=seconds)
     elif reason == "shutdown":
         await send(leases.arelease_job, job)
         log_finished(
@@ -207,5 +213,33 @@ async def _record_exit(
             if reason == "timeout"
             else f"WorkerCrashed: the process running the job died (exit code {code})."
         )
-        status = await send(leases.afail_job, job, error, "", retry=True, finished=False)
-        log_finished(job, failed_outcome(status), seconds, error)
+        failed = await send(leases.arecord_failure, job, error, "", retry=True, finished=False)
+        log_failed(job, failed, seconds, error)
+        await in_thread(notify_failed, job, failed, seconds, error)
+
+
+async def in_thread(call: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    """``call(*args, **kwargs)`` (signal receivers) in a daemon thread of its own, awaited.
+
+    Receivers are blocking code (a call to an error tracker, the ORM): on the supervisor's
+    event loop they would hold up lease renewal and timeouts, and one that hangs must not hold
+    up the worker's exit either. The thread's database connections are closed after it.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finished() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def target() -> None:
+        try:
+            call(*args, **kwargs)
+        finally:
+            with contextlib.suppress(Exception):
+                connections.close_all()
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the worker exited
+                loop.call_soon_threadsafe(finished)
+
+    threading.Thread(target=target, name="django-jobs signals", daemon=True).start()
+    await done

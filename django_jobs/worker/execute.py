@@ -1,5 +1,9 @@
 """Running one job in a worker child: look it up among the registered jobs (or Django's tasks),
-call it, and describe what came of it. Nothing named by queue data is run otherwise."""
+call it, and describe what came of it. Nothing named by queue data is run otherwise.
+
+Also the one place where the outcome of an attempt becomes a log line and a signal
+(:mod:`django_jobs.signals`), wherever it was recorded: in the child that ran the job, or in the
+supervisor for a job whose process was killed or died."""
 
 from __future__ import annotations
 
@@ -11,12 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import close_old_connections
+from django.dispatch import Signal
 
-from django_jobs import validation
+from django_jobs import signals, validation
 from django_jobs.exceptions import NotJSONSerializable
 from django_jobs.job import Job, JobStatus
 from django_jobs.registry import django_task_path, registry
-from django_jobs.serialization import check_json
+from django_jobs.serialization import check_json, utcnow
+from django_jobs.store.connection import connection_url, redact_url
+from django_jobs.worker.leases import Failure
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -30,10 +37,14 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     retry: bool = True
+    # What the job raised (for the log's traceback and the job_failed receivers).
+    exception: BaseException | None = None
 
 
-def failure(error: str, tb: str = "", *, retry: bool = True) -> Outcome:
-    return Outcome(False, error=error, traceback=tb, retry=retry)
+def failure(
+    error: str, tb: str = "", *, retry: bool = True, exception: BaseException | None = None
+) -> Outcome:
+    return Outcome(False, error=error, traceback=tb, retry=retry, exception=exception)
 
 
 def unregistered(name: str) -> Outcome:
@@ -114,7 +125,7 @@ def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
         if inspect.isawaitable(result):
             result = loop.run(_awaited(result))
     except BaseException as exc:  # a job calling sys.exit() must not end the process
-        outcome = failure(f"{hooks.describe(exc)}: {exc}", traceback.format_exc())
+        outcome = failure(f"{hooks.describe(exc)}: {exc}", traceback.format_exc(), exception=exc)
         hooks.finished(outcome)  # while the exception is handled: receivers see it
         return outcome
     finally:
@@ -124,7 +135,7 @@ def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
         check_json(result, "the return value")
     except NotJSONSerializable as exc:
         # Running it again would return the same value: straight to the dead-letter queue.
-        outcome = failure(f"NotJSONSerializable: {exc}", retry=False)
+        outcome = failure(f"NotJSONSerializable: {exc}", retry=False, exception=exc)
         hooks.finished(outcome)
         return outcome
     outcome = Outcome(True, result)
@@ -149,14 +160,138 @@ def log_finished(job: Job, outcome: str, seconds: float, detail: str = "") -> No
     )
 
 
-def failed_outcome(status: JobStatus | None) -> str:
-    if status is None:
-        return "failed (its lease was lost, so the outcome was not recorded)"
-    if status is JobStatus.RETRYING:
-        return "failed (to be retried)"
-    return "failed (moved to the dead-letter queue)"
+def log_failed(
+    job: Job,
+    failed: Failure,
+    seconds: float,
+    error: str,
+    tb: str = "",
+    exception: BaseException | None = None,
+) -> None:
+    """The one log line of a failed attempt, by what came of it.
+
+    To the dead-letter queue: ERROR, with the traceback (error trackers that read the log, such
+    as Sentry's logging integration, report it). To be retried: WARNING, with the attempt
+    (``attempt 2 of 4``) and when the retry is due. Not recorded because the lease was lost
+    (another worker has the job): INFO.
+    """
+    detail = error.split("\n", 1)[0]
+    if failed.status is None:
+        lost = "failed (its lease was lost, so the outcome was not recorded)"
+        log_finished(job, lost, seconds, detail)
+        return
+    # Attempts lost with a dead worker do not use up retries: they count on both sides.
+    attempt = f"attempt {job.attempt} of {job.max_retries + 1 + job.lost_count}"
+    if failed.status is JobStatus.RETRYING:
+        due = failed.due or utcnow()
+        logger.warning(
+            "job %s %s %s failed after %.3fs; retry due at %s (in %.0fs): %s",
+            job.id,
+            job.name,
+            attempt,
+            seconds,
+            due.isoformat(timespec="seconds"),
+            max((due - utcnow()).total_seconds(), 0.0),
+            detail,
+        )
+        return
+    if exception is None and tb:
+        detail = f"{detail}\n{tb.rstrip()}"
+    logger.error(
+        "job %s %s %s failed after %.3fs; moved to the dead-letter queue: %s",
+        job.id,
+        job.name,
+        attempt,
+        seconds,
+        detail,
+        exc_info=exception,
+    )
 
 
 def log_completed(job: Job, seconds: float, acked: bool) -> None:
     detail = "" if acked else "but its lease was lost, so the outcome was not recorded"
     log_finished(job, "completed", seconds, detail)
+
+
+def log_serving(worker_id: str, queues: list[str], concurrency: int, prefix: str) -> None:
+    """The worker's start-up line: what it serves, on which Redis (without its password),
+    under which prefix, and which jobs it can run."""
+    names = registry.names()
+    logger.info(
+        "worker %s serving %s with %d processes; Redis %s, prefix %s; %d registered jobs: %s",
+        worker_id,
+        ", ".join(queues),
+        concurrency,
+        redact_url(connection_url()),
+        prefix,
+        len(names),
+        ", ".join(names) or "(none)",
+    )
+
+
+_NAMES = {
+    signals.job_started: "job_started",
+    signals.job_succeeded: "job_succeeded",
+    signals.job_failed: "job_failed",
+    signals.job_dead: "job_dead",
+    signals.job_cancelled: "job_cancelled",
+}
+
+
+def notify(signal: Signal, job: Job, **arguments: Any) -> None:
+    """Send ``signal`` about ``job`` (sender: its registered job, or ``None``).
+
+    A receiver that raises is logged with its traceback, and the worker goes on: an error
+    tracker that is down, or a bug in a receiver, must not stop jobs from being run and
+    recorded. Django's own log of it goes to ``django.dispatch``, which a worker may not show.
+    """
+    name = _NAMES.get(signal, "a signal")
+    try:
+        responses = signal.send_robust(registry.get(job.name), job=job, **arguments)
+    except Exception:  # e.g. an async receiver that cannot be run here
+        logger.exception("job %s %s: sending %s failed; the worker goes on", job.id, job.name, name)
+        return
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "job %s %s: the %s receiver %s raised %s: %s; the worker goes on",
+                job.id,
+                job.name,
+                name,
+                _qualified(receiver),
+                type(response).__name__,
+                response,
+                exc_info=response,
+            )
+
+
+def _qualified(receiver: Any) -> str:
+    name = getattr(receiver, "__qualname__", None)
+    return f"{receiver.__module__}.{name}" if name else repr(receiver)
+
+
+def notify_failed(
+    job: Job,
+    failed: Failure,
+    seconds: float,
+    error: str,
+    tb: str = "",
+    exception: BaseException | None = None,
+) -> None:
+    """``job_failed``, and ``job_dead`` when the job went to the dead-letter queue; nothing
+    when the failure was not recorded (the lease was lost)."""
+    if failed.status is None:
+        return
+    dead = failed.status is JobStatus.FAILED
+    notify(
+        signals.job_failed,
+        job,
+        error=error,
+        traceback=tb,
+        exception=exception,
+        will_retry=not dead,
+        due=failed.due,
+        seconds=seconds,
+    )
+    if dead:
+        notify(signals.job_dead, job, error=error, traceback=tb, exception=exception)

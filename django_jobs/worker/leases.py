@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from django_jobs import validation
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord
 from django_jobs.job import Job, JobStatus, new_id
-from django_jobs.serialization import check_json, dumps, utcnow
+from django_jobs.serialization import check_json, dumps, from_timestamp, utcnow
 from django_jobs.store import lease_calls
 from django_jobs.store.execute import Plan, async_twin, sync_twin
 from django_jobs.store.keys import Namespace
@@ -50,6 +51,16 @@ class Recovered:
 
     requeued: list[str]
     buried: list[str]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What recording a failed attempt came to (:meth:`Leases.record_failure`): the job's new
+    status (``None``: the lease was not held, nothing was recorded) and, for a retry, when it
+    is due."""
+
+    status: JobStatus | None
+    due: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +213,7 @@ class Leases(Namespace):
         worker_id: str = "",
         backoff: tuple[float | None, float | None] = (None, None),
         finished: bool = True,
-    ) -> Plan[JobStatus | None]:
+    ) -> Plan[Failure]:
         now = utcnow().timestamp()
         entry = {
             "attempt": attempt,
@@ -211,7 +222,7 @@ class Leases(Namespace):
             "worker_id": worker_id,
             "failed_at": now,
         }
-        outcome, _ = yield from lease_calls.fail(
+        outcome, due = yield from lease_calls.fail(
             self.keys,
             job_id=job_id,
             token=token,
@@ -224,7 +235,9 @@ class Leases(Namespace):
             retry=retry,
             finished=finished,
         )
-        return None if outcome == "stale" else JobStatus(outcome)
+        if outcome == "stale":
+            return Failure(None)
+        return Failure(JobStatus(outcome), from_timestamp(due) if due else None)
 
     def _fail_job(
         self,
@@ -235,13 +248,29 @@ class Leases(Namespace):
         retry: bool = True,
         finished: bool = True,
     ) -> Plan[JobStatus | None]:
+        """:meth:`record_failure`, returning only the new status (``None``: not recorded)."""
+        failure = yield from self._record_failure(
+            job, error, traceback, retry=retry, finished=finished
+        )
+        return failure.status
+
+    def _record_failure(
+        self,
+        job: Job,
+        error: str,
+        traceback: str = "",
+        *,
+        retry: bool = True,
+        finished: bool = True,
+    ) -> Plan[Failure]:
         """Record a failed attempt of ``job``.
 
         With retries left (and ``retry`` true) the job becomes RETRYING, due again after
         ``min(RETRY_BACKOFF_BASE * 2**n, RETRY_BACKOFF_MAX)`` seconds for its n-th retry (the
         job's own ``retry_backoff_base`` and ``retry_backoff_max`` when set); otherwise it is
         FAILED and kept in the dead-letter queue. Each attempt's error is kept in ``job.errors``.
-        Returns the new status, or ``None`` if the lease was not held. ``finished`` is false
+        Returns the new status (``None`` if the lease was not held) and when a retry is due
+        (the worker logs it and tells ``job_failed`` receivers). ``finished`` is false
         when the job did not run to its end (its process crashed or was killed): the supervisor
         records that.
         """
@@ -314,6 +343,8 @@ class Leases(Namespace):
     acomplete_job = async_twin(_complete_job)
     fail_job = sync_twin(_fail_job)
     afail_job = async_twin(_fail_job)
+    record_failure = sync_twin(_record_failure)
+    arecord_failure = async_twin(_record_failure)
     release_job = sync_twin(_release_job)
     arelease_job = async_twin(_release_job)
     extend_lease = sync_twin(_extend_lease)

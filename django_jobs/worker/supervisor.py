@@ -41,6 +41,7 @@ from django_jobs.worker.children import (
     lead_own_group,
     record_exit,
 )
+from django_jobs.worker.execute import log_serving
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.leases import RECOVER_LIMIT, Leases
 from django_jobs.worker.retry import auntil_redis_answers, keep_going, pause
@@ -134,12 +135,7 @@ class Worker:
         self.pending: set[asyncio.Task[Any]] = set()
         for child in self.children:
             self._spawn(child)
-        logger.info(
-            "worker %s serving %s with %d processes",
-            self.worker_id,
-            ", ".join(self.queues),
-            self.concurrency,
-        )
+        log_serving(self.worker_id, self.queues, self.concurrency, self.jobs.prefix)
         background = [
             asyncio.create_task(self._keep_leases()),
             asyncio.create_task(self._recover()),
