@@ -13,12 +13,13 @@ leaves no row, so no job.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.models import QuerySet
 
 from django_jobs.exceptions import StoreError
@@ -34,6 +35,8 @@ logger = logging.getLogger("django_jobs.outbox")
 SWEEP_AFTER = 5.0
 # How many rows one sweep moves at most.
 SWEEP_LIMIT = 500
+# When sweep() last said that the database could not be read (time.monotonic()).
+_database_warned = -60.0
 
 
 def _rows(using: str) -> QuerySet[Any]:
@@ -142,7 +145,18 @@ def sweep() -> int:
     """:func:`move_waiting` for the default database (where ``.delay()`` writes), from a
     worker's thread. The thread's database connection is closed afterwards: none is held
     between sweeps, nor inherited by a process the worker forks meanwhile."""
+    global _database_warned
     try:
         return move_waiting(DEFAULT_DB_ALIAS)
+    except DatabaseError as exc:
+        # An outage, or migrations not run: one line a minute, not a traceback every 5 s.
+        if time.monotonic() - _database_warned >= 60:
+            _database_warned = time.monotonic()
+            logger.warning(
+                "the outbox cannot be read (%s): jobs committed while Redis did not answer "
+                "wait there until it can (has `manage.py migrate` run?)",
+                exc,
+            )
+        return 0
     finally:
         connections[DEFAULT_DB_ALIAS].close()

@@ -167,3 +167,29 @@ def test_a_running_scheduler_whose_password_stops_working_backs_off_and_recovers
     ]
     assert during == [], "policy skip: what fell due while refused is skipped"
     assert PASSWORD not in log
+
+
+def test_a_running_worker_whose_password_stops_working_waits_and_goes_on(
+    tmp_path, prefix, monkeypatch, private_redis, secured, jobs_settings
+):
+    url = url_of(private_redis, user="app")
+    jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, "REDIS_URL": url}
+    group, proc = start(tmp_path, prefix, monkeypatch, url, "runworker")
+    first = JobQueue().enqueue("tests.testapp.jobs.add", [1, 2])
+    assert JobQueue().wait_for(first.id, 30).result == 3
+
+    # The password is rotated, and the worker's connections are dropped: they must log in again.
+    secured.execute_command("ACL", "SETUSER", "app", "resetpass", ">rotated")
+    secured.client_kill_filter(_type="normal", skipme=True)
+    time.sleep(6)
+    log = group.output(proc)
+    assert proc.poll() is None, "it keeps going"
+    assert log.count("refused access") < 60, f"an error each attempt, not a crash loop\n{log}"
+    assert "Traceback" not in log, log
+    assert "ended" not in log, "no process of it crashed"
+
+    secured.execute_command("ACL", "SETUSER", "app", "resetpass", f">{PASSWORD}")
+    second = JobQueue().enqueue("tests.testapp.jobs.add", [2, 3])
+    assert JobQueue().wait_for(second.id, 30).result == 5
+    assert group.stop(proc) == 0, group.logs()
+    assert PASSWORD not in group.output(proc)

@@ -22,7 +22,6 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from django_jobs import signals
-from django_jobs.exceptions import RedisUnavailable
 from django_jobs.job import Job
 from django_jobs.serialization import dumps
 from django_jobs.store import connection as store_connection
@@ -35,7 +34,7 @@ from django_jobs.worker.execute import (
     run_job,
 )
 from django_jobs.worker.leases import Claim, Leases
-from django_jobs.worker.retry import until_redis_answers
+from django_jobs.worker.retry import WAITED_OUT, until_redis_answers
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -221,7 +220,7 @@ class ChildLoop:
                 ),
                 give_up=self._stopping,
             )
-        except RedisUnavailable:
+        except WAITED_OUT:
             # Stopping while Redis does not answer. Had a send leased a job after all, its
             # lease runs out and recovery takes it up again.
             claim = Claim(None, None)

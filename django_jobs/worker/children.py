@@ -27,13 +27,12 @@ from typing import Any, TypeVar
 from django.db import connections
 
 from django_jobs import signals
-from django_jobs.exceptions import RedisUnavailable
 from django_jobs.queue import JobQueue
 from django_jobs.store.connection import Backoff
 from django_jobs.worker.child import Running, Slot
 from django_jobs.worker.execute import log_failed, log_finished, notify, notify_failed
 from django_jobs.worker.leases import Leases
-from django_jobs.worker.retry import auntil_redis_answers
+from django_jobs.worker.retry import WAITED_OUT, auntil_redis_answers
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -45,6 +44,8 @@ RECORD_ATTEMPTS = 5
 # leases are no longer renewed).
 ORPHANS_LIMIT = 1000
 ORPHANS_WAIT = 5.0
+# A process that ends by itself sooner than this after it started failed at start.
+QUICK_EXIT = 1.0
 
 
 @dataclass(eq=False)
@@ -62,6 +63,30 @@ class Child:
     killed_running: Running | None = None
     # A job whose lease renewal failed at the last check (killed if it fails again).
     suspect: Running | None = None
+    # When its process started, and the pauses before starting another after quick crashes.
+    started: float = 0.0
+    restarts: Backoff = field(default_factory=lambda: Backoff(limit=30.0))
+
+    def restart_pause(self, code: int | None) -> float:
+        """Seconds to wait before replacing a process that ended by itself with ``code``.
+
+        One that failed within a second of starting (a broken import, a setting it cannot
+        use) would fail again at once: its replacements are started after growing pauses, and
+        logged, rather than in a loop that floods the log. 0 for any other end.
+        """
+        if code == 0 or time.monotonic() - self.started >= QUICK_EXIT:
+            self.restarts.reset()
+            return 0.0
+        pause = self.restarts.next()
+        logger.error(
+            "worker %s: its process ended %.1fs after it started (exit code %s); starting "
+            "another in %.1fs",
+            self.worker_id,
+            time.monotonic() - self.started,
+            code,
+            pause,
+        )
+        return pause
 
 
 def lead_own_group(pid: int) -> None:
@@ -152,7 +177,7 @@ async def record_exit(
         try:
             await _record_exit(jobs, leases, reason, running, code, until)
             return True
-        except RedisUnavailable:
+        except WAITED_OUT:
             logger.error(
                 "job %s: Redis did not answer in time to record that its process ended (%s); it "
                 "stays RUNNING until its lease expires and a worker recovers it",

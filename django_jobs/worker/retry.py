@@ -5,8 +5,12 @@ An outage is logged as the process's :data:`~django_jobs.store.connection.redis_
 a line at the first failure, then one a minute, however many loops retry how often; and one
 line when Redis answers again (the store tells it when a call works).
 
+Redis refusing access (a password rotated, an ACL changed while the worker runs) is waited out
+the same way, with an error logged at each attempt: it was let in at start-up, and crashing
+its processes would only restart them into the same refusal.
+
 Waiting has limits: a stopping worker does not wait for Redis for ever. The ``give_up`` and
-``until`` arguments end a wait by re-raising :class:`~django_jobs.exceptions.RedisUnavailable`;
+``until`` arguments end a wait by re-raising the last error (one of :data:`WAITED_OUT`);
 what was not recorded then is left to lease recovery (the job's lease expires and a worker
 takes it up again).
 """
@@ -20,17 +24,25 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from django_jobs.exceptions import RedisUnavailable
+from django_jobs.exceptions import RedisAccessDenied, RedisUnavailable
 from django_jobs.store.connection import Backoff, redis_outage
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
 
+# What the worker waits out rather than fail on.
+WAITED_OUT = (RedisUnavailable, RedisAccessDenied)
+
 
 def redis_pause(backoff: Backoff, exc: Exception) -> float:
-    """The next pause while Redis does not answer (the outage is reported)."""
-    redis_outage.failed(logger, exc)
-    return backoff.next()
+    """The next pause while Redis does not answer (the outage is reported) or refuses access
+    (logged each time)."""
+    seconds = backoff.next()
+    if isinstance(exc, RedisAccessDenied):
+        logger.error("%s; trying again in %.1fs", exc, seconds)
+    else:
+        redis_outage.failed(logger, exc)
+    return seconds
 
 
 def until_redis_answers(
@@ -42,13 +54,13 @@ def until_redis_answers(
     """``call()``; while Redis does not answer, ``again()`` (default ``call()``) after a pause.
 
     ``again`` sends the same request marked as a resend: the first send may have run with only
-    its reply lost (see ``Leases.claim``). When ``give_up()`` is true after a failure, the
-    ``RedisUnavailable`` is raised.
+    its reply lost (see ``Leases.claim``). When ``give_up()`` is true after a failure, that
+    error is raised.
     """
     backoff = Backoff()
     try:
         return call()
-    except RedisUnavailable as exc:
+    except WAITED_OUT as exc:
         error = exc
     while True:
         if give_up():
@@ -56,7 +68,7 @@ def until_redis_answers(
         time.sleep(redis_pause(backoff, error))
         try:
             return (again or call)()
-        except RedisUnavailable as exc:
+        except WAITED_OUT as exc:
             error = exc
 
 
@@ -71,13 +83,13 @@ async def auntil_redis_answers(
 ) -> T:
     """``await call()``, called again after a pause while Redis does not answer.
 
-    Once ``until`` is set, the ``RedisUnavailable`` is raised instead of waiting again.
+    Once ``until`` is set, the error is raised instead of waiting again.
     """
     backoff = Backoff()
     while True:
         try:
             return await call()
-        except RedisUnavailable as exc:
+        except WAITED_OUT as exc:
             if until is not None and until.is_set():
                 raise
             seconds = redis_pause(backoff, exc)
@@ -107,12 +119,12 @@ async def keep_going(
         try:
             await step()
         except Exception as exc:
-            if isinstance(exc, RedisUnavailable) and done():
+            if isinstance(exc, WAITED_OUT) and done():
                 return
-            seconds = backoff.next()
-            if isinstance(exc, RedisUnavailable):  # a step that does not wait for Redis
-                redis_outage.failed(logger, exc)
+            if isinstance(exc, WAITED_OUT):  # a step that does not wait for Redis
+                seconds = redis_pause(backoff, exc)
             else:
+                seconds = backoff.next()
                 logger.exception("%s failed; going on in %.1fs", name, seconds)
             await pause(seconds, pauses)
         else:

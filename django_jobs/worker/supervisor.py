@@ -228,6 +228,7 @@ class Worker:
         child_end.close()
         child.process, child.conn, child.idle = process, parent_end, False
         child.kill_reason = child.killed_running = child.suspect = None
+        child.started = time.monotonic()
         loop = asyncio.get_running_loop()
         loop.add_reader(parent_end.fileno(), self._on_message, child)
         loop.add_reader(process.sentinel, self._on_exit, child)
@@ -294,7 +295,10 @@ class Worker:
         child.process, child.conn, child.idle = None, None, False
         if running is not None and reason is not None:
             self._background(self._after_exit(reason, running, code))
-        self._replace(child)
+        if child.kill_reason is None and (wait := child.restart_pause(code)):
+            loop.call_later(wait, self._replace, child)
+        else:
+            self._replace(child)
 
     def _replace(self, child: Child) -> None:
         """Start a process in the place of one that ended, or finish once none is left.
