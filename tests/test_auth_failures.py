@@ -44,9 +44,21 @@ def secured(private_redis):
     return redis.Redis.from_url(url_of(private_redis), decode_responses=True)
 
 
+# The process groups a test started: killed after it, whatever its outcome.
+STARTED: list[Processes] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_started():
+    yield
+    while STARTED:
+        STARTED.pop().close()
+
+
 def start(tmp_path, prefix, monkeypatch, url, command, settings=None, db=None):
     monkeypatch.setenv("REDIS_URL", url)
     group = Processes(tmp_path, prefix, settings or {}, db)
+    STARTED.append(group)
     return group, group.start("--concurrency", "1") if command == "runworker" else group.start(
         command="runscheduler"
     )

@@ -184,3 +184,20 @@ def test_a_worker_logs_its_start_up_line(workers, prefix):
     assert f"prefix {prefix};" in line
     assert "registered jobs: " in line
     assert "tests.testapp.jobs.add" in line
+
+
+def test_a_job_whose_worker_was_lost_too_often_sends_job_dead_from_the_recovering_worker(
+    workers, signals_ledger, queue
+):
+    from django_jobs.worker.leases import Leases
+
+    workers.settings = {**workers.settings, "MAX_LOST": 1}
+    lost = jobs.add.delay(1, 2)
+    Leases(queue.prefix).dequeue(worker_id="gone", lease=0.01)  # a worker that died with it
+    proc = workers.start("--concurrency", "1")
+
+    wait_until(lambda: "job_dead" in names(signals_ledger(lost.id)), timeout=30, message="dead")
+    (dead,) = signals_ledger(lost.id)
+    assert dead["pid"] == proc.pid
+    assert "lost 1 times" in dead["error"]
+    assert lost.refresh().status is JobStatus.FAILED

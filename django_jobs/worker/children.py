@@ -243,6 +243,25 @@ async def _record_exit(
         await in_thread(notify_failed, job, failed, seconds, error)
 
 
+async def report_buried(jobs: JobQueue, ids: list[str]) -> None:
+    """Log the jobs that lease recovery moved to the dead-letter queue (unreadable, or their
+    worker was lost ``MAX_LOST`` times) and send ``job_dead`` for each, from this process.
+
+    A record whose id cannot even be read as a job id is only logged."""
+    for job_id in ids:
+        logger.error("job %s: moved to dead letters (unreadable, or lost too often)", job_id)
+        try:
+            job = await jobs.aget_job(job_id)
+        except Exception:
+            logger.exception("job %s: could not read it to send job_dead", job_id)
+            continue
+        if job is not None:
+            error = job.error or ""
+            await in_thread(
+                notify, signals.job_dead, job, error=error, traceback="", exception=None
+            )
+
+
 async def in_thread(call: Callable[..., object], *args: Any, **kwargs: Any) -> None:
     """``call(*args, **kwargs)`` (signal receivers) in a daemon thread of its own, awaited.
 

@@ -40,6 +40,7 @@ from django_jobs.worker.children import (
     kill_group,
     lead_own_group,
     record_exit,
+    report_buried,
 )
 from django_jobs.worker.execute import log_serving
 from django_jobs.worker.heartbeat import Heartbeat
@@ -405,8 +406,7 @@ class Worker:
         recovered = await auntil_redis_answers(self.leases.arecover_expired, until=self.stopped)
         for job_id in recovered.requeued:
             logger.warning("job %s: its worker was lost; requeued", job_id)
-        for job_id in recovered.buried:
-            logger.error("job %s: moved to dead letters (unreadable, or lost too often)", job_id)
+        await report_buried(self.jobs, recovered.buried)
         if len(recovered.requeued) + len(recovered.buried) < RECOVER_LIMIT:
             await pause(min(self.lease / 2, 30.0), self.stopped)
 
