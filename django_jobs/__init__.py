@@ -4,10 +4,13 @@ from django_jobs.exceptions import (
     InvalidJobRecord,
     JobCancelled,
     JobFailed,
+    JobIsRunning,
     JobNotFound,
     JobsError,
     NotJSONSerializable,
+    RedisAccessDenied,
     RedisUnavailable,
+    StoreError,
 )
 from django_jobs.handle import Cancellation, JobHandle
 from django_jobs.job import Job, JobPriority, JobStatus
@@ -22,13 +25,16 @@ __all__ = [
     "JobFailed",
     "JobFunction",
     "JobHandle",
+    "JobIsRunning",
     "JobNotFound",
     "JobPriority",
     "JobQueue",
     "JobStatus",
     "JobsError",
     "NotJSONSerializable",
+    "RedisAccessDenied",
     "RedisUnavailable",
+    "StoreError",
     "job",
     "registry",
 ]
