@@ -55,6 +55,9 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / "db.sqlite3",
+        # Each view runs in a transaction: its .delay() calls go through the outbox, so a job
+        # exists if and only if the view's data is committed (README, "Transactional enqueue").
+        "ATOMIC_REQUESTS": True,
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
