@@ -76,34 +76,18 @@ class JobHandle:
     def from_id(cls, job_id: str, queue: JobQueue | None = None) -> JobHandle:
         """The handle of a stored job, e.g. in a status view that got the id from a URL.
 
-        A job made inside a transaction that has not reached Redis yet (its transaction is
-        under way, or Redis did not answer at the commit) is found in the outbox, WAITING_FOR_
-        COMMIT. Raises :class:`JobNotFound` if there is no such job (or it expired).
+        Raises :class:`JobNotFound` if there is no such job (or it expired).
         """
-        from django_jobs import outbox
-
         queue = queue or JobQueue()
-        job = queue.get_job(job_id)
-        deferred = outbox.waiting_job(job_id, queue) if job is None else None
-        return cls._found(job_id, job, queue, deferred)
+        return cls._found(job_id, queue.get_job(job_id), queue)
 
     @classmethod
     async def afrom_id(cls, job_id: str, queue: JobQueue | None = None) -> JobHandle:
-        from django_jobs import outbox
-
         queue = queue or JobQueue()
-        job = await queue.aget_job(job_id)
-        deferred = None
-        if job is None:
-            deferred = await sync_to_async(outbox.waiting_job)(job_id, queue)
-        return cls._found(job_id, job, queue, deferred)
+        return cls._found(job_id, await queue.aget_job(job_id), queue)
 
     @classmethod
-    def _found(
-        cls, job_id: str, job: Job | None, queue: JobQueue, deferred: Any = None
-    ) -> JobHandle:
-        if deferred is not None:
-            return cls(deferred.job, queue, deferred=deferred)
+    def _found(cls, job_id: str, job: Job | None, queue: JobQueue) -> JobHandle:
         if job is None:
             raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
         return cls(job, queue)

@@ -71,15 +71,6 @@ class Deferred:
         _rows(self.using).filter(job_id=self.job.id).delete()
 
 
-def waiting_job(job_id: str, jobs: JobQueue) -> Deferred | None:
-    """The job ``job_id`` of namespace ``jobs`` if it waits in the outbox of the default
-    database (as this connection sees it), else ``None``."""
-    row = _rows(DEFAULT_DB_ALIAS).filter(job_id=job_id, prefix=jobs.prefix).first()
-    if row is None:
-        return None
-    return Deferred(Job.from_json(row.record), jobs, DEFAULT_DB_ALIAS)
-
-
 def enqueue_on_commit(jobs: JobQueue, job: Job, using: str) -> Deferred:
     """Write ``job`` to the outbox in the current transaction of database ``using``, and move
     it to Redis once that transaction commits."""

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
-from django_jobs import Cancellation, JobHandle, JobNotFound, JobStatus
+from django_jobs import Cancellation, JobNotFound, JobStatus
 from django_jobs.models import OutboxJob
 from django_jobs.outbox import move_waiting
 from tests.census import assert_census
@@ -133,19 +133,3 @@ def test_outside_a_transaction_delay_writes_nothing_to_the_database(queue):
 
     assert handle.status is JobStatus.PENDING
     assert not OutboxJob.objects.exists()
-
-
-def test_a_status_view_finds_a_job_that_waits_in_the_outbox(private_redis, queue):
-    private_redis.stop()
-    with transaction.atomic():
-        made = jobs.add.delay(1, 2)
-    private_redis.start()  # back, but no worker has moved the job yet
-
-    found = JobHandle.from_id(made.id)
-
-    assert found.status is JobStatus.WAITING_FOR_COMMIT
-    assert found.job.args == [1, 2]
-    assert found.cancel() is Cancellation.CANCELLED
-    assert not OutboxJob.objects.exists()
-    with pytest.raises(JobNotFound):
-        JobHandle.from_id(made.id)
