@@ -15,9 +15,8 @@ from datetime import datetime
 
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import RedisUnavailable
-from django_jobs.job import Job, JobPriority
+from django_jobs.job import Job
 from django_jobs.queue import JobQueue
-from django_jobs.registry import registry
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls
@@ -99,20 +98,13 @@ def fire_run(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Fired:
     """
     # An unknown job is enqueued all the same (a worker with other code may know it; if
     # not, it fails with a reason): the scheduler reported it when it loaded the task.
-    job_function = registry.get(task.job_name)
-    priority = task.priority
-    if priority is None:  # LOW is 0: no "or" here
-        priority = job_function.priority if job_function else JobPriority.NORMAL
-    job = jobs.build_job(
-        task.job_name,
-        task.args,
-        task.kwargs,
-        priority=priority,
-        queue=task.queue or (job_function.queue if job_function else None),
-        scheduled_at=due,
-        max_retries=job_function.max_retries if job_function else None,
-        timeout=job_function.timeout if job_function else None,
-    )
+    # JobQueue.build_job gives a registered job its own options where the task sets none.
+    options: dict[str, object] = {}
+    if task.priority is not None:  # LOW is 0: no truth test here
+        options["priority"] = task.priority
+    if task.queue:
+        options["queue"] = task.queue
+    job = jobs.build_job(task.job_name, task.args, task.kwargs, scheduled_at=due, **options)
     job_id = fire_tick(jobs, task.name, due, job, task.tick_ttl(due))
     enqueued = job_id == job.id
     if enqueued:
