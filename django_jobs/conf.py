@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     # Periodic tasks declared in code, by name: written into the ScheduledTask table when a
     # scheduler starts (see django_jobs.scheduling.settings.task_from_setting for the keys of each).
     "SCHEDULES": {},
+    # The bearer token that lets a scraper read the metrics view (django_jobs.metrics.views);
+    # None: only logged-in users with the django_jobs.view_job permission may.
+    "METRICS_TOKEN": None,
 }
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -216,6 +219,26 @@ def _flag(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
     )
 
 
+def _metrics_token(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    if value is None or (
+        isinstance(value, str) and len(value) >= 16 and not any(c.isspace() for c in value)
+    ):
+        return None
+    # A secret is not echoed into logs and error pages: only what is wrong with it.
+    if not isinstance(value, str):
+        wrong = f"it is a {type(value).__name__}"
+    elif len(value) < 16:
+        wrong = f"it has {len(value)}"
+    else:
+        wrong = "it contains whitespace"
+    return Problem(
+        13,
+        "DJANGO_JOBS['METRICS_TOKEN'] must be None or a string of at least 16 characters "
+        f"without whitespace; {wrong}.",
+        "Make one with python -c 'import secrets; print(secrets.token_urlsafe(32))'.",
+    )
+
+
 _Rule = Callable[[str, Any, Mapping[str, Any]], "Problem | None"]
 RULES: dict[str, _Rule] = {
     "REDIS_URL": _redis_url,
@@ -225,6 +248,7 @@ RULES: dict[str, _Rule] = {
     "DEFAULT_QUEUE": _default_queue,
     "ENQUEUE_ON_COMMIT": _flag,
     "SCHEDULES": _schedules,
+    "METRICS_TOKEN": _metrics_token,
     **dict.fromkeys((*_COUNTS, *_SECONDS), _number),
 }
 

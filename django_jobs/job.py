@@ -71,6 +71,10 @@ PRIORITIES_HIGH_FIRST: tuple[JobPriority, ...] = tuple(sorted(JobPriority, rever
 JOB_ID = re.compile(r"[!-~]{1,64}")
 # The fields whose JSON is the payload that DJANGO_JOBS['MAX_PAYLOAD_BYTES'] limits.
 PAYLOAD_FIELDS = ("args", "kwargs", "meta")
+# The keys of a job's meta that carry its enqueue's trace context (W3C Trace Context; see
+# django_jobs.tracing). They are added after the payload's size was checked, so the worker does
+# not count them against the limit.
+TRACE_CONTEXT_KEYS = ("traceparent", "tracestate")
 
 _DATETIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
 _INT_FIELDS = ("max_retries", "retry_count", "lost_count")
@@ -302,10 +306,27 @@ def _check_runnable(job_id: str, data: dict[str, str]) -> None:
         return
     size = sum(len(data.get(name, "").encode()) for name in PAYLOAD_FIELDS)
     if size > limit:
+        size -= _trace_context_size(data.get("meta", ""))
+    if size > limit:
         raise InvalidJobRecord(
             f"Job {job_id}: its payload (args, kwargs and meta) is {size} bytes of JSON, over "
             f"DJANGO_JOBS['MAX_PAYLOAD_BYTES'] ({limit}); it is not run."
         )
+
+
+def _trace_context_size(meta: str) -> int:
+    """The bytes the trace context takes in ``meta`` (JSON text); 0 when it has none."""
+    if '"traceparent"' not in meta:
+        return 0
+    try:
+        value = json.loads(meta)
+    except ValueError:
+        return 0
+    if not isinstance(value, dict):
+        return 0
+    context = {key: value[key] for key in TRACE_CONTEXT_KEYS if key in value}
+    # Each entry costs its key and value and the comma and colon around them.
+    return len(dumps(context).encode()) + 1 if context else 0
 
 
 # How each field of a Redis hash is written (an enqueue writes one per job).

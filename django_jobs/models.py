@@ -251,3 +251,22 @@ class OutboxJob(models.Model):
 
     def __str__(self) -> str:
         return self.job_id
+
+
+class Job(models.Model):
+    """The jobs in Redis, as the admin sees them (:mod:`django_jobs.admin.console`).
+
+    There is no table: the jobs live in Redis (see :class:`django_jobs.Job` for the record).
+    This model gives the console its place in the admin and its two permissions, assignable on
+    the admin's user and group pages: ``django_jobs.view_job`` to see the dashboard, the job
+    lists, the jobs and the workers, and ``django_jobs.change_job`` to act on them (cancel,
+    requeue, delete, empty a queue).
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ("view", "change")
+        verbose_name = "job"
+
+    def __str__(self) -> str:
+        return f"job {self.pk}"

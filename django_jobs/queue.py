@@ -1,48 +1,52 @@
-"""``JobQueue``: what users call to enqueue, inspect, cancel, requeue, delete and wait for
-jobs, and to see the workers.
+"""``JobQueue``: what users call to enqueue, inspect, cancel, requeue, delete, purge and wait
+for jobs, and to see the workers (the read side lives in its base class,
+:class:`django_jobs.browse.JobBrowser`).
 
 Every method that changes a job's state is one Redis round trip: one Lua script, called
-through :mod:`django_jobs.store.calls` (or :mod:`~django_jobs.store.worker_calls`). Each
-operation is written once, as a *plan* (a generator of store steps); the sync method runs it
-with the sync client, the ``a``-prefixed twin with the asyncio client. The worker's side of
-the protocol (claim, acknowledge, fail, renew leases, recover) is
-:class:`django_jobs.worker.leases.Leases`.
+through :mod:`django_jobs.store.calls` (or :mod:`~django_jobs.store.worker_calls`); the bulk
+``requeue_dead()`` and ``purge()`` make one per bounded batch. Each operation is written once,
+as a *plan* (a generator of store steps); the sync method runs it with the sync client, the
+``a``-prefixed twin with the asyncio client. The worker's side of the protocol (claim,
+acknowledge, fail, renew leases, recover) is :class:`django_jobs.worker.leases.Leases`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
-from django_jobs import validation
+from django_jobs import rules, tracing, validation
+from django_jobs.browse import (
+    DEAD_WORKERS_KEPT,
+    JobBrowser,
+    Page,
+    job_name,
+    job_status,
+    state_sources,
+)
 from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobIsRunning, JobNotFound, RedisUnavailable
-from django_jobs.job import Job, JobPriority, JobStatus
-from django_jobs.serialization import from_timestamp, utcnow
-from django_jobs.store import calls, worker_calls
+from django_jobs.job import Job, JobStatus
+from django_jobs.serialization import utcnow
+from django_jobs.store import calls, console_calls, worker_calls
 from django_jobs.store.execute import Plan, async_twin, sync_twin
-from django_jobs.store.keys import Namespace
+
+__all__ = ["DEAD_WORKERS_KEPT", "JobQueue", "Page"]
 
 # A waiter for a job's outcome looks again this often even without a notification.
 WAIT_RECHECK = 5.0
-# A worker that died (its heartbeat expired) is listed as dead this long after its last beat.
-DEAD_WORKERS_KEPT = 3600.0
 
 
-class JobQueue(Namespace):
+class JobQueue(JobBrowser):
     """The jobs of one namespace (key prefix) in Redis.
 
     ``JobQueue()`` uses ``DJANGO_JOBS``: its ``PREFIX``, ``QUEUES`` and connection, read at
     each call so that ``override_settings`` applies. Pass ``prefix`` to work in another
     namespace, e.g. one per test.
     """
-
-    @property
-    def queues(self) -> list[str]:
-        """The configured queue names (``DJANGO_JOBS['QUEUES']``)."""
-        return list(jobs_settings.QUEUES)
 
     def __repr__(self) -> str:
         return f"<JobQueue {self.prefix}>"
@@ -100,10 +104,11 @@ class JobQueue(Namespace):
                 )
         now = utcnow().timestamp()
         job_ttl = int(jobs_settings.JOB_TTL)
-        try:
-            yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
-        except RedisUnavailable:
-            yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
+        with tracing.enqueue_span(jobs):  # writes each job's trace context into its meta
+            try:
+                yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
+            except RedisUnavailable:
+                yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
         return jobs
 
     def _get_job(self, job_id: str) -> Plan[Job | None]:
@@ -163,118 +168,95 @@ class JobQueue(Namespace):
         )
 
     def _requeue_dead(
-        self, job_ids: Iterable[str] | None = None, *, limit: int = 0
+        self,
+        job_ids: Iterable[str] | None = None,
+        *,
+        name: str | None = None,
+        limit: int = 0,
+        batch: int = 1000,
     ) -> Plan[list[str]]:
-        """Move dead-letter jobs (the given ids, or all, oldest first, up to ``limit`` if
-        given) back to the tail of their lists with a fresh retry budget. Returns their ids.
-        """
-        ids = [] if job_ids is None else validation.ids(job_ids, "requeue_dead()")
-        if job_ids is not None and not ids:
-            return []
-        return (yield from calls.requeue(self.keys, ids=ids, limit=limit))
+        """Move dead-letter jobs back to the tail of their lists with a fresh retry budget.
+        Returns their ids.
 
-    def _list_jobs(
+        With ``job_ids``, those (one round trip). Without, all of them (only those named
+        ``name`` if given), oldest first, up to ``limit`` if given: in batches of one round
+        trip each, each looking at ``batch`` dead letters at most, until none is left.
+        """
+        if job_ids is not None:
+            ids = validation.ids(job_ids, "requeue_dead()")
+            if not ids:
+                return []
+            done, _ = yield from calls.requeue(self.keys, ids=ids)
+            return done
+        name = job_name(name)
+        limit = rules.integer(limit, "limit", minimum=0)
+        batch = rules.integer(batch, "batch", minimum=1)
+        requeued: list[str] = []
+        start: int | None = 0
+        while start is not None and (not limit or len(requeued) < limit):
+            want = batch if not limit else min(batch, limit - len(requeued))
+            done, start = yield from calls.requeue(
+                self.keys, ids=[], start=start, scan=batch, limit=want, name=name
+            )
+            requeued += done
+        return requeued
+
+    def _purge(
         self,
         status: JobStatus | str,
         *,
         queue: str | None = None,
-        offset: int = 0,
-        limit: int = 100,
-    ) -> Plan[list[Job]]:
-        """A page of the jobs in one state, optionally of one queue.
+        name: str | None = None,
+        older_than: float | timedelta | None = None,
+        batch: int = 1000,
+    ) -> Plan[int]:
+        """Delete the jobs in one state for good, as :meth:`delete_jobs` does (record, result,
+        index entries), optionally only those of ``queue`` and named ``name``. Returns how
+        many were deleted.
 
-        PENDING lists ready jobs in the order workers will take them, then delayed ones by
-        due time; RETRYING by due time; RUNNING by lease deadline; FAILED (the dead-letter
-        queue), COMPLETED and CANCELLED newest first.
+        PENDING takes ready and delayed jobs (with ``queue``: empties that queue); RETRYING,
+        FAILED (the dead letters), COMPLETED and CANCELLED the jobs in that state; for the
+        last three, ``older_than`` (seconds or a timedelta) keeps those that finished since
+        then. RUNNING is refused (``ValueError``): cancel running jobs first. Works in batches
+        of one round trip each, each looking at ``batch`` entries at most, so a purge of many
+        jobs does not hold Redis up; jobs that reach the state meanwhile may be purged too.
         """
-        keys = self.keys
-        status = JobStatus(status)
-        queues = [validation.queue_name(queue)] if queue is not None else self.queues
-        sources: list[tuple[str, str]]
-        if status is JobStatus.PENDING:
-            sources = [("L", key) for key in keys.queues_high_first(queues)]
-            sources.append(("Z", keys.scheduled))
-        else:
-            sources = [
-                {
-                    JobStatus.RETRYING: ("Z", keys.retrying),
-                    JobStatus.RUNNING: ("Z", keys.processing),
-                    JobStatus.FAILED: ("R", keys.dead),
-                    JobStatus.COMPLETED: ("R", keys.completed),
-                    JobStatus.CANCELLED: ("R", keys.cancelled),
-                }[status]
-            ]
-        if offset < 0 or limit < 0:
-            raise ValueError("offset and limit must not be negative.")
-        return (
-            yield from calls.page(
-                keys, sources=sources, queue=queue or "", offset=offset, limit=limit
+        state = job_status(status)
+        if state is JobStatus.RUNNING:
+            raise ValueError(
+                "Running jobs cannot be purged: cancel running jobs first (cancel_job()), then "
+                "purge them as cancelled."
             )
-        )
-
-    def _jobs_for_user(
-        self, user_id: str | int, *, offset: int = 0, limit: int = 100
-    ) -> Plan[list[Job]]:
-        """A page of the jobs enqueued with ``user_id``, newest first (kept ``JOB_TTL``)."""
-        source = ("R", self.keys.user(str(user_id)))
-        return (
-            yield from calls.page(self.keys, sources=[source], queue="", offset=offset, limit=limit)
-        )
-
-    def _stats(self) -> Plan[dict[str, Any]]:
-        """Counts of jobs: ready ones per queue and priority, all per state, and counters; the
-        workers; and the queues whose ready jobs no live worker serves. Two round trips.
-
-        ``{"queues": {"default": {"critical": 0, "high": 2, ...}}, "states": {"pending": 2,
-        "scheduled": 0, "retrying": 0, "running": 1, "failed": 0, "completed": 9,
-        "cancelled": 0}, "counters": {"stale_acks": 0, "recovered": 0}, "workers": {"live": 1,
-        "dead": 0}, "unserved": {"emails": 3}}``; ``pending`` counts ready and delayed jobs,
-        ``scheduled`` the delayed ones among them. ``workers`` counts as :meth:`workers` lists.
-        ``unserved`` maps each queue that has ready jobs while no live worker serves it to
-        their number: they wait until a worker that serves the queue starts.
-        """
-        keys = self.keys
-        queues = self.queues
-        lists = keys.queues_high_first(queues)
-        keep_since = utcnow().timestamp() - int(jobs_settings.JOB_TTL)
-        lengths, states, counters = yield from calls.stats(keys, lists=lists, keep_since=keep_since)
-        per_queue: dict[str, dict[str, int]] = {q: {} for q in queues}
-        for key, length in zip(lists, lengths, strict=True):
-            queue, priority = key.rsplit(":", 2)[1:]
-            per_queue[queue][JobPriority(int(priority)).name.lower()] = length
-        scheduled, retrying, running, failed, completed, cancelled = states
-        workers = yield from self._workers()
-        live = [w for w in workers if w.alive]
-        served = {q for w in live for q in w.queues}
-        ready = {q: sum(counts.values()) for q, counts in per_queue.items()}
-        return {
-            "queues": per_queue,
-            "states": {
-                "pending": sum(lengths) + scheduled,
-                "scheduled": scheduled,
-                "retrying": retrying,
-                "running": running,
-                "failed": failed,
-                "completed": completed,
-                "cancelled": cancelled,
-            },
-            "counters": {"stale_acks": 0, "recovered": 0, **counters},
-            "workers": {"live": len(live), "dead": len(workers) - len(live)},
-            "unserved": {q: n for q, n in ready.items() if n and q not in served},
-        }
-
-    def _workers(self) -> Plan[list[worker_calls.WorkerInfo]]:
-        """The ``runworker`` supervisors: live ones, then those that died in the last hour,
-        each group by id (see :class:`~django_jobs.store.worker_calls.WorkerInfo`).
-
-        Each worker writes a heartbeat every few seconds (5 s at most) that expires after three
-        leases (``LEASE_TIMEOUT``) and is removed by a clean stop; a worker whose heartbeat
-        expired (killed, or its machine lost) is listed as dead (``alive`` false) for an hour
-        after its last beat. One round trip: an index of the workers, no scan.
-        """
-        since = utcnow().timestamp() - DEAD_WORKERS_KEPT
-        found = yield from worker_calls.workers(self.keys, since=since)
-        return sorted(found, key=lambda w: (not w.alive, w.id))
+        name = job_name(name)
+        queue = "" if queue is None else validation.queue_name(queue)
+        batch = rules.integer(batch, "batch", minimum=1)
+        max_score = None
+        if older_than is not None:
+            if not state.is_finished:
+                raise ValueError(
+                    f"older_than applies to finished jobs (completed, failed, cancelled), not to "
+                    f"{state.value} ones."
+                )
+            seconds = rules.seconds(older_than, "older_than")
+            if seconds < 0:
+                raise rules.refused("older_than", "0 seconds or more", older_than)
+            max_score = utcnow().timestamp() - seconds
+        deleted = 0
+        for kind, key in state_sources(self.keys, state, [queue] if queue else self.queues):
+            start: int | None = 0
+            while start is not None:
+                count, start = yield from console_calls.purge(
+                    self.keys,
+                    kind=kind,
+                    source=key,
+                    start=start,
+                    batch=batch,
+                    max_score=max_score,
+                    queue=queue,
+                    name=name,
+                )
+                deleted += count
+        return deleted
 
     def _delete_jobs(self, job_ids: Iterable[str]) -> Plan[list[Job]]:
         """Delete jobs for good, in one round trip: each one's record, result and index entries,
@@ -304,25 +286,6 @@ class JobQueue(Namespace):
         deleted = yield from self._delete_jobs([validation.job_id(job_id, "delete_job()")])
         return deleted[0] if deleted else None
 
-    def _throughput(self, minutes: int = 60) -> Plan[list[dict[str, Any]]]:
-        """Attempts completed, failed and dead-lettered per minute, for the last ``minutes``
-        (1 to 60), oldest first and the current minute last: ``[{"minute": <aware datetime of
-        its start>, "completed": 12, "failed": 1, "dead": 0}, ...]``.
-
-        ``failed`` counts every failed attempt (an exception, a crash, a timeout), retried or
-        not; ``dead`` those of them that went to the dead letters. The scripts that record
-        completions and failures keep the counts (one hash per minute, kept a little over an
-        hour): one round trip, no scan.
-        """
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 60:
-            raise ValueError(f"throughput() takes 1 to 60 minutes, not {minutes!r}.")
-        last = int(utcnow().timestamp()) // 60 * 60
-        counts = yield from worker_calls.throughput(self.keys, last=last, count=minutes)
-        return [
-            {"minute": from_timestamp(start), "completed": done, "failed": failed, "dead": dead}
-            for start, done, failed, dead in counts
-        ]
-
     # -- public API: each plan run with the sync client, and with the asyncio one -------------
 
     enqueue = sync_twin(_enqueue)
@@ -339,17 +302,9 @@ class JobQueue(Namespace):
     acancel_job = async_twin(_cancel_job)
     requeue_dead = sync_twin(_requeue_dead)
     arequeue_dead = async_twin(_requeue_dead)
-    list_jobs = sync_twin(_list_jobs)
-    alist_jobs = async_twin(_list_jobs)
-    jobs_for_user = sync_twin(_jobs_for_user)
-    ajobs_for_user = async_twin(_jobs_for_user)
-    stats = sync_twin(_stats)
-    astats = async_twin(_stats)
-    workers = sync_twin(_workers)
-    aworkers = async_twin(_workers)
+    purge = sync_twin(_purge)
+    apurge = async_twin(_purge)
     delete_jobs = sync_twin(_delete_jobs)
     adelete_jobs = async_twin(_delete_jobs)
     delete_job = sync_twin(_delete_job)
     adelete_job = async_twin(_delete_job)
-    throughput = sync_twin(_throughput)
-    athroughput = async_twin(_throughput)

@@ -51,8 +51,9 @@ def seconds(
     return float(number)
 
 
-def integer(value: int, what: str, *, minimum: int = 0) -> int:
-    """``value`` if it is an ``int`` (not a bool) of at least ``minimum``; ``ValueError`` otherwise.
+def integer(value: int, what: str, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` if it is an ``int`` (not a bool) of at least ``minimum`` (and at most
+    ``maximum``); ``ValueError`` otherwise.
 
     The rule of retry counts (``max_retries``, ``MAX_RETRIES``, a task's ``run_count``: 0 and
     up) and of the TTL settings (``minimum=1``). A float, even ``1.0``, is refused: these are
@@ -60,4 +61,6 @@ def integer(value: int, what: str, *, minimum: int = 0) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise refused(what, f"an integer >= {minimum}", value)
+    if maximum is not None and value > maximum:
+        raise refused(what, f"an integer from {minimum} to {maximum}", value)
     return value

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from django_jobs.store import calls, lease_calls, worker_calls
+from django_jobs.store import calls, console_calls, lease_calls, worker_calls
 from django_jobs.store.scripts import NAMES, SCRIPTS, parse_header
 
 STORE = Path(calls.__file__).parent
 # The modules with one plan per script.
-PLAN_MODULES = (calls, lease_calls, worker_calls)
+PLAN_MODULES = (calls, lease_calls, worker_calls, console_calls)
 LUA = STORE / "lua"
 
 
@@ -76,8 +76,12 @@ def test_every_script_has_one_caller_in_the_store():
 @pytest.mark.parametrize(("name", "passed", "spread"), script_calls(), ids=lambda v: str(v))
 def test_each_caller_passes_the_names_its_script_declares(name, passed, spread):
     keys, args = declared(SCRIPTS[name])
-    if spread:  # the claim scripts share their leading names through _claim_values()
-        passed |= set(lease_calls._claim_values(calls.Keys("{p}"), 0.0, 1.0, "t", "w", 1, False))
+    for value in spread:
+        if isinstance(value, ast.Attribute) and value.attr == "state_sets":
+            passed |= set(calls.Keys("{p}").state_sets)
+        else:  # the claim scripts share their leading names through _claim_values()
+            values = lease_calls._claim_values(calls.Keys("{p}"), 0.0, 1.0, "t", "w", 1, False)
+            passed |= set(values)
     assert passed == keys | args
 
 

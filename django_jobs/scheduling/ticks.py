@@ -93,8 +93,10 @@ async def afire_tick(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: in
 def fire_run(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Fired:
     """Enqueue the run of ``task`` due at ``due``, unless some scheduler did (:func:`fire_tick`).
 
-    The job is the task's job with its arguments; ``priority`` and ``queue`` ``None`` mean the
-    job's own. ``ValueError`` or ``TypeError`` if the task cannot make a valid job.
+    The job is the task's job with its arguments and ``meta["scheduled_task"]``, the task's
+    name; ``priority`` and ``queue`` ``None`` mean the job's own. The task's runs are indexed
+    (:meth:`JobQueue.task_runs <django_jobs.queue.JobQueue.task_runs>`). ``ValueError`` or
+    ``TypeError`` if the task cannot make a valid job.
     """
     # An unknown job is enqueued all the same (a worker with other code may know it; if
     # not, it fails with a reason): the scheduler reported it when it loaded the task.
@@ -104,7 +106,11 @@ def fire_run(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Fired:
         options["priority"] = task.priority
     if task.queue:
         options["queue"] = task.queue
-    job = jobs.build_job(task.job_name, task.args, task.kwargs, scheduled_at=due, **options)
+    # The job names its task (the admin links a run to its task; task_runs() the other way).
+    meta = {"scheduled_task": task.name}
+    job = jobs.build_job(
+        task.job_name, task.args, task.kwargs, scheduled_at=due, meta=meta, **options
+    )
     job_id = fire_tick(jobs, task.name, due, job, task.tick_ttl(due))
     enqueued = job_id == job.id
     if enqueued:

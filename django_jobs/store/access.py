@@ -11,7 +11,7 @@ import logging
 import threading
 
 from django_jobs.exceptions import RedisUnavailable
-from django_jobs.store import calls
+from django_jobs.store import console_calls
 from django_jobs.store.connection import Backoff, redis_outage
 from django_jobs.store.execute import Plan, run
 from django_jobs.store.keys import Keys
@@ -27,7 +27,7 @@ def check_access(keys: Keys) -> Plan[None]:
     trims finished jobs older than ``keep_since``: with 0, none). A refusal raises
     :class:`~django_jobs.exceptions.RedisAccessDenied`.
     """
-    yield from calls.stats(keys, lists=[], keep_since=0.0)
+    yield from console_calls.stats(keys, lists=[], keep_since=0.0, workers_since=0.0)
 
 
 def wait_for_access(keys: Keys, stop: threading.Event, who: str) -> bool:

@@ -76,16 +76,24 @@ def enqueue(keys: Keys, *, jobs: list[Job], now: float, job_ttl: int) -> Plan[in
     return int(reply)
 
 
+# The runs of a periodic task that its index (``Keys.task_runs``) keeps.
+TASK_RUNS_KEPT = 50
+
+
 def fire(
     keys: Keys, *, task: str, due: float, job: Job, ttl: int, now: float, job_ttl: int
 ) -> Plan[str]:
     """Enqueue ``job`` for the tick of ``task`` due at ``due`` unless it was enqueued before
-    (the tick is remembered ``ttl`` seconds); returns the id of the tick's job."""
+    (the tick is remembered ``ttl`` seconds) and index it among the task's runs; returns the id
+    of the tick's job."""
     reply = yield SCRIPTS["fire"].call(
         tick=keys.tick(task, due),
+        task_runs=keys.task_runs(task),
         scheduled=keys.scheduled,
         wakeup=keys.wakeup,
         ttl=int(ttl),
+        due=stamp(due),
+        runs_kept=TASK_RUNS_KEPT,
         prefix=keys.prefix,
         keep_since=now - job_ttl,
         user_ttl=job_ttl,
@@ -116,12 +124,24 @@ def cancel(keys: Keys, *, job_id: str, now: float, job_ttl: int, token: str = ""
     return text(reply)
 
 
-def requeue(keys: Keys, *, ids: list[str], limit: int) -> Plan[list[str]]:
-    """Move dead-letter jobs (``ids``, or all up to ``limit`` when empty) back to their lists."""
-    reply = yield SCRIPTS["requeue"].call(
-        dead=keys.dead, wakeup=keys.wakeup, prefix=keys.prefix, limit=limit, ids=ids
+def requeue(
+    keys: Keys, *, ids: list[str], start: int = 0, scan: int = 0, limit: int = 0, name: str = ""
+) -> Plan[tuple[list[str], int | None]]:
+    """Move dead-letter jobs back to their lists: ``ids``, or when empty those named ``name``
+    ("" = any), up to ``limit``, among ``scan`` dead letters from rank ``start`` on (oldest
+    first). Returns (the ids requeued, the rank to go on from, or ``None`` when all were looked
+    at)."""
+    done, next_start = yield SCRIPTS["requeue"].call(
+        dead=keys.dead,
+        wakeup=keys.wakeup,
+        prefix=keys.prefix,
+        start=start,
+        scan=scan,
+        limit=limit,
+        name=name,
+        ids=ids,
     )
-    return [text(i) for i in reply]
+    return [text(i) for i in done], (None if int(next_start) < 0 else int(next_start))
 
 
 def watch(keys: Keys, *, job_id: str) -> Plan[str]:
@@ -150,44 +170,6 @@ def _jobs(reply: list[Any]) -> list[Job]:
 def fetch(keys: Keys, *, ids: list[str]) -> Plan[list[Job]]:
     """The jobs of these ids that exist, with their results."""
     return _jobs((yield SCRIPTS["fetch"].call(route=keys.dead, prefix=keys.prefix, ids=ids)))
-
-
-def page(
-    keys: Keys, *, sources: list[tuple[str, str]], queue: str, offset: int, limit: int
-) -> Plan[list[Job]]:
-    """A page of the jobs of the (kind, key) ``sources`` read as one sequence (see page.lua)."""
-    reply = yield SCRIPTS["page"].call(
-        route=keys.dead,
-        prefix=keys.prefix,
-        queue=queue,
-        offset=offset,
-        limit=limit,
-        sources=[value for source in sources for value in source],
-    )
-    return _jobs(reply)
-
-
-def stats(
-    keys: Keys, *, lists: list[str], keep_since: float
-) -> Plan[tuple[list[int], list[int], dict[str, int]]]:
-    """The lengths of ``lists``; the sizes of scheduled, retrying, processing, dead, completed
-    and cancelled; and the counters."""
-    lengths, states, counters = yield SCRIPTS["stats"].call(
-        scheduled=keys.scheduled,
-        retrying=keys.retrying,
-        processing=keys.processing,
-        dead=keys.dead,
-        completed=keys.completed,
-        cancelled=keys.cancelled,
-        counters=keys.counters,
-        lists=lists,
-        keep_since=keep_since,
-    )
-    return (
-        [int(n) for n in lengths],
-        [int(n) for n in states],
-        {k: int(v) for k, v in record(counters).items()},
-    )
 
 
 # -- workers and schedulers ---------------------------------------------------------------------

@@ -26,11 +26,27 @@ class Keys:
         self.cancelled = f"{prefix}:cancelled"  # CANCELLED jobs, score = finished at
         self.wakeup = f"{prefix}:wakeup"  # idle workers block on this list
         self.counters = f"{prefix}:counters"  # hash of event counters (stale acks, ...)
+        # Hash of job events by queue and name, field "<event>|<queue>|<name>" (see count_event
+        # in lua/_lib.lua, which builds this name from the prefix itself).
+        self.events = f"{prefix}:events"
         # Bumped when a periodic task changes, so that running schedulers load the tasks again.
         self.schedules_version = f"{prefix}:schedules:version"
         self.schedulers = f"{prefix}:schedulers"  # running schedulers, score = last seen
         # runworker supervisors seen lately, score = last heartbeat (see worker(): the record).
         self.workers = f"{prefix}:workers"
+
+    @property
+    def state_sets(self) -> dict[str, str]:
+        """The six sorted sets that hold jobs by state, by the names scripts give them in their
+        ``-- KEYS:`` headers (stats, purge and delete read or clean them all)."""
+        return {
+            "scheduled": self.scheduled,
+            "retrying": self.retrying,
+            "processing": self.processing,
+            "dead": self.dead,
+            "completed": self.completed,
+            "cancelled": self.cancelled,
+        }
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -65,6 +81,11 @@ class Keys:
         """Set (with a TTL) once the run of periodic task ``task`` due at ``due`` (epoch
         seconds) was enqueued; holds that job's id."""
         return f"{self.prefix}:tick:{task}:{int(due)}"
+
+    def task_runs(self, task: str) -> str:
+        """A zset of the jobs enqueued for the runs of periodic task ``task`` (id -> due time),
+        the newest ones only; it expires with the job records (``JOB_TTL``)."""
+        return f"{self.prefix}:task_runs:{task}"
 
     def queues_high_first(self, queues: list[str]) -> list[str]:
         """The lists a worker serving ``queues`` pops from, in strict priority order.

@@ -43,6 +43,7 @@ NAMES = (
     "workers",
     "delete",
     "throughput",
+    "purge",
 )
 
 _HEADER = re.compile(r"^-- (KEYS|ARGV):(.*)$", re.MULTILINE)

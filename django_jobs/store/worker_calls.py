@@ -132,6 +132,11 @@ def workers(keys: Keys, *, since: float) -> Plan[list[WorkerInfo]]:
     reply = yield SCRIPTS["workers"].call(
         workers=keys.workers, prefix=keys.prefix, since=stamp(since)
     )
+    return read_workers(reply)
+
+
+def read_workers(reply: list[Any]) -> list[WorkerInfo]:
+    """The workers of a reply of ``read_workers`` (``_lib.lua``)."""
     return [_worker(*reply[i : i + 3]) for i in range(0, len(reply), 3)]
 
 
@@ -143,12 +148,7 @@ def delete(keys: Keys, *, ids: list[str]) -> Plan[tuple[list[str], list[Job]]]:
     which none was deleted, and nothing else was either) or ([], the deleted jobs as they were,
     with their results; ids without a record are left out)."""
     running, deleted = yield SCRIPTS["delete"].call(
-        scheduled=keys.scheduled,
-        retrying=keys.retrying,
-        processing=keys.processing,
-        dead=keys.dead,
-        completed=keys.completed,
-        cancelled=keys.cancelled,
+        **keys.state_sets,
         prefix=keys.prefix,
         ids=ids,
     )

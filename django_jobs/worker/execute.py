@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 from django.db import close_old_connections
 from django.dispatch import Signal
 
-from django_jobs import signals, validation
+from django_jobs import signals, tracing, validation
 from django_jobs.exceptions import NotJSONSerializable
 from django_jobs.job import Job, JobStatus
 from django_jobs.registry import django_task_path, registry
 from django_jobs.serialization import check_json, utcnow
 from django_jobs.store.connection import connection_url, redact_url
+from django_jobs.worker import metrics
 from django_jobs.worker.leases import Failure
 
 logger = logging.getLogger("django_jobs.worker")
@@ -85,8 +87,18 @@ class _Plain:
 def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
     """Run one registered job, or task of Django's task API, and describe its outcome.
 
-    A Django task's ``TaskResult`` (for its context and signals) is made from ``job``.
+    A Django task's ``TaskResult`` (for its context and signals) is made from ``job``. The run
+    is traced (:mod:`django_jobs.tracing`) and timed (:mod:`django_jobs.worker.metrics`).
     """
+    started = time.monotonic()
+    with tracing.run_span(job) as span:
+        outcome = _run(job, loop)
+        tracing.finish(span, outcome.ok, outcome.error, outcome.exception)
+    metrics.observe(job, time.monotonic() - started)
+    return outcome
+
+
+def _run(job: Job, loop: asyncio.Runner) -> Outcome:
     name, args, kwargs = job.name, job.args, job.kwargs
     job_function = registry.get(name)
     hooks: Any = _Plain

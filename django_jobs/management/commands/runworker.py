@@ -1,12 +1,14 @@
+import contextlib
 import logging
 import os
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs import validation
 from django_jobs.log import configure_command_logging
 from django_jobs.management.startup import StopSignals, wait_for_redis
-from django_jobs.worker import Worker
+from django_jobs.worker import Worker, metrics
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -46,6 +48,14 @@ class Command(BaseCommand):
             default=30.0,
             help="Seconds running jobs get to finish after SIGTERM (default: %(default)s).",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help=(
+                "Serve this worker's Prometheus metrics (run and wait time histograms, all its "
+                "processes added up) at http://0.0.0.0:PORT/metrics. Needs django-jobs[prometheus]."
+            ),
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         queues = None
@@ -61,6 +71,9 @@ class Command(BaseCommand):
                 raise CommandError(f"--{name.replace('_', '-')} must be at least 1.")
         if float(options["grace"]) < 0:  # type: ignore[arg-type]
             raise CommandError("--grace must not be negative.")
+        port = options["metrics_port"]
+        if port is not None and not 1 <= int(port) <= 65535:  # type: ignore[call-overload]
+            raise CommandError("--metrics-port must be a port number, 1 to 65535.")
         configure_command_logging("django_jobs", int(options["verbosity"]))  # type: ignore[call-overload]
         worker = Worker(
             queues,
@@ -71,6 +84,18 @@ class Command(BaseCommand):
             grace=float(options["grace"]),  # type: ignore[arg-type]
             verbosity=int(options["verbosity"]),  # type: ignore[call-overload]
         )
+        with contextlib.ExitStack() as stack:
+            if port is not None:
+                # Before the worker starts its processes: they inherit where to write values.
+                try:
+                    stack.enter_context(metrics.serving(int(port)))  # type: ignore[call-overload]
+                except (ImproperlyConfigured, OSError) as exc:
+                    raise CommandError(f"--metrics-port {port}: {exc}") from None
+            status = self._run(worker)
+        if status:
+            raise SystemExit(status)
+
+    def _run(self, worker: Worker) -> int:
         # A wrong password or user is reported now, and ends the command; Redis not answering
         # is waited out, as it is once the worker runs. (The worker sets its own signal
         # handlers when it starts.)
@@ -79,7 +104,5 @@ class Command(BaseCommand):
                 logger.info(
                     "worker %s: %s before Redis answered; exiting", worker.worker_id, signals.name
                 )
-                return
-        status = worker.run()
-        if status:
-            raise SystemExit(status)
+                return 0
+        return worker.run()

@@ -29,6 +29,17 @@ local function count_minute(prefix, now, field)
   if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, MINUTE_KEEP) end
 end
 
+-- Counts of job events by queue and job name, for the Prometheus counters (django_jobs/metrics):
+-- one hash, ``<prefix>:events`` (keys.py: events), field '<event>|<queue>|<name>', kept in the
+-- script that makes the transition so that every process's events count, once. Events:
+-- enqueued, started, succeeded, failed (each failed attempt), retried, dead (moved to the
+-- dead letters), cancelled, recovered (requeued after its worker was lost), stale (an
+-- acknowledgement or failure refused: its lease token was not the job's).
+local function count_event(prefix, event, queue, name, by)
+  local field = event .. '|' .. (queue or '(unknown)') .. '|' .. (name or '(unknown)')
+  redis.call('HINCRBY', prefix .. ':events', field, by or 1)
+end
+
 -- Append one JSON object (already encoded) to the job's JSON array of errors.
 local function append_error(jkey, entry)
   local errors = redis.call('HGET', jkey, 'errors')
@@ -63,6 +74,8 @@ local function bury(prefix, dead_key, id, now, reason)
   redis.call('PERSIST', jkey)
   redis.call('ZADD', dead_key, now, id)
   count_minute(prefix, now, 'dead')
+  local f = redis.call('HMGET', jkey, 'queue', 'name')
+  count_event(prefix, 'dead', f[1], f[2])
   notify_done(prefix, id)
 end
 
@@ -100,11 +113,12 @@ local function not_text(id, record)
   return nil
 end
 
-local function has_field(record, name)
+-- The value of field ``name`` in a flat field/value list (an HGETALL reply), or nil.
+local function field_value(record, name)
   for j = 1, #record, 2 do
-    if record[j] == name then return true end
+    if record[j] == name then return record[j + 1] end
   end
-  return false
+  return nil
 end
 
 -- A job key of another type than hash can be neither read nor buried as it is: it is moved aside
@@ -144,6 +158,7 @@ end
 local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
   local wakeups = 0
   local i = 1
+  local enqueued = {}  -- queue -> name -> count: one HINCRBY per kind of job, not per job
   while i <= #jobs do
     local id, queue, priority, due, user, created = jobs[i], jobs[i + 1], jobs[i + 2], jobs[i + 3], jobs[i + 4], jobs[i + 5]
     local n = tonumber(jobs[i + 6])
@@ -152,6 +167,12 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
     -- call whose reply was lost. Sending it again must not store (or run) the job twice.
     if redis.call('EXISTS', jkey) == 0 then
       redis.call('HSET', jkey, unpack(jobs, i + 7, i + 6 + 2 * n))
+      local name = '(unknown)'
+      for j = i + 7, i + 6 + 2 * n, 2 do
+        if jobs[j] == 'name' then name = jobs[j + 1] break end
+      end
+      enqueued[queue] = enqueued[queue] or {}
+      enqueued[queue][name] = (enqueued[queue][name] or 0) + 1
       if due ~= '' then
         redis.call('ZADD', scheduled_key, due, id)
         if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
@@ -172,6 +193,9 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
     end
     i = i + 7 + 2 * n
   end
+  for queue, names in pairs(enqueued) do
+    for name, count in pairs(names) do count_event(prefix, 'enqueued', queue, name, count) end
+  end
   wake(wakeup_key, wakeups)
   return wakeups
 end
@@ -187,8 +211,10 @@ end
 -- token is one that recovery took back from a worker (``lost_tokens``, see recover.lua), that
 -- worker was not lost but late: it froze, or its supervisor did, and it finished the job after
 -- all. The job did not kill it, so the loss is no longer counted against the job (MAX_LOST).
-local function stale(jkey, token, counters_key, finished)
+local function stale(prefix, jkey, token, counters_key, finished)
   redis.call('HINCRBY', counters_key, 'stale_acks', 1)
+  local job = redis.call('HMGET', jkey, 'queue', 'name')
+  count_event(prefix, 'stale', job[1], job[2])
   if not finished or token == '' then return end
   local f = redis.call('HMGET', jkey, 'lost_tokens', 'lost_count')
   if not f[1] then return end
@@ -207,10 +233,10 @@ end
 -- first reply was lost) finds it and answers 1 again, changing nothing.
 local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key)
   local jkey = job_key(prefix, id)
-  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token')
+  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token', 'queue', 'name')
   if f[1] == 'completed' and f[4] == token then return 1 end
   if f[1] ~= 'running' or f[2] ~= token then
-    stale(jkey, token, counters_key, true)
+    stale(prefix, jkey, token, counters_key, true)
     return 0
   end
   redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now, 'done_token', token)
@@ -220,6 +246,7 @@ local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, proc
   redis.call('EXPIRE', jkey, job_ttl)
   index_finished(completed_key, id, now)
   count_minute(prefix, now, 'completed')
+  count_event(prefix, 'succeeded', f[5], f[6])
   notify_done(prefix, id, f[3])
   return 1
 end
@@ -262,10 +289,11 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
         if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
         if why then
           bury(prefix, dead_key, id, now, why)
-        elseif has_field(record, 'name') then
+        elseif field_value(record, 'name') then
           local running = {'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token}
           redis.call('HSET', jkey, unpack(running))
           redis.call('ZADD', processing_key, deadline, id)
+          count_event(prefix, 'started', field_value(record, 'queue'), field_value(record, 'name'))
           -- The record as read, then the fields just set: read in order, the later ones win.
           for _, value in ipairs(running) do record[#record + 1] = value end
           return {id, record}
@@ -301,6 +329,43 @@ local function read_jobs(prefix, ids)
       out[#out + 1] = record
       out[#out + 1] = redis.call('GET', result_key(prefix, id)) or ''
     end
+  end
+  return out
+end
+
+-- Delete a job for good: its record, result, notification list, user index entry and key kept
+-- aside as unreadable, and its id from the set that holds it (``sets``: the state zsets; an id
+-- is in one at most, and looking in each also drops the entry of a record that expired). A
+-- pending job's id is taken off its ready list too, found from its queue and priority (no scan),
+-- unless ``off_list`` says that the caller took it off already.
+local function delete_job(prefix, id, sets, off_list)
+  local jkey = job_key(prefix, id)
+  local f = redis.pcall('HMGET', jkey, 'status', 'queue', 'priority', 'user_id')
+  if f.err then f = {} end
+  local removed = 0
+  for _, zkey in ipairs(sets) do removed = removed + redis.call('ZREM', zkey, id) end
+  if removed == 0 and not off_list and f[1] == 'pending' and f[2] and f[3] then
+    redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)
+  end
+  if f[4] then
+    -- user_id is JSON: 42 or "name" (see job.py); the index key holds it as text.
+    local user = f[4]
+    if string.sub(user, 1, 1) == '"' then user = cjson.decode(user) end
+    redis.call('ZREM', prefix .. ':user:' .. user, id)
+  end
+  redis.call('DEL', jkey, result_key(prefix, id), done_key(prefix, id), prefix .. ':unreadable:' .. id)
+end
+
+-- The workers whose last heartbeat is at ``since`` or later, without a scan: the index names
+-- them. Returns {id, last beat, record as a flat field/value list, ...}; the record is empty
+-- once it expired (the worker died without a clean stop).
+local function read_workers(workers_key, prefix, since)
+  local out = {}
+  local seen = redis.call('ZRANGEBYSCORE', workers_key, since, '+inf', 'WITHSCORES')
+  for i = 1, #seen, 2 do
+    out[#out + 1] = seen[i]
+    out[#out + 1] = seen[i + 1]
+    out[#out + 1] = redis.call('HGETALL', prefix .. ':worker:' .. seen[i])
   end
   return out
 end

@@ -6,7 +6,7 @@
 -- Returns 'cancelled', 'requested', 'missing' or the finished status it already had.
 local id, now = A.id, A.now
 -- pcall: a job key of the wrong type holds no job to cancel (a worker buries it when it meets it).
-local f = redis.pcall('HMGET', K.job, 'status', 'queue', 'priority', 'lease_token')
+local f = redis.pcall('HMGET', K.job, 'status', 'queue', 'priority', 'lease_token', 'name')
 if f.err or not f[1] then return 'missing' end
 local status = f[1]
 if status == 'pending' then
@@ -28,5 +28,6 @@ redis.call('HSET', K.job, 'status', 'cancelled', 'finished_at', now)
 redis.call('HDEL', K.job, 'lease_token', 'cancel_requested')
 redis.call('EXPIRE', K.job, A.job_ttl)
 index_finished(K.cancelled, id, now, A.keep_since)
+count_event(A.prefix, 'cancelled', f[2], f[5])
 notify_done(A.prefix, id)
 return 'cancelled'

@@ -13,23 +13,5 @@ end
 if #running > 0 then return {running, {}} end
 local deleted = read_jobs(prefix, A.ids)
 local sets = {K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled}
-for _, id in ipairs(A.ids) do
-  local jkey = job_key(prefix, id)
-  local f = redis.pcall('HMGET', jkey, 'status', 'queue', 'priority', 'user_id')
-  if f.err then f = {} end
-  -- An id is in one set at most; looking in each costs little and also drops the entry of a
-  -- record that expired already.
-  local removed = 0
-  for _, zkey in ipairs(sets) do removed = removed + redis.call('ZREM', zkey, id) end
-  if removed == 0 and f[1] == 'pending' and f[2] and f[3] then
-    redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)
-  end
-  if f[4] then
-    -- user_id is JSON: 42 or "name" (see job.py); the index key holds it as text.
-    local user = f[4]
-    if string.sub(user, 1, 1) == '"' then user = cjson.decode(user) end
-    redis.call('ZREM', prefix .. ':user:' .. user, id)
-  end
-  redis.call('DEL', jkey, result_key(prefix, id), done_key(prefix, id), prefix .. ':unreadable:' .. id)
-end
+for _, id in ipairs(A.ids) do delete_job(prefix, id, sets, false) end
 return {{}, deleted}

@@ -9,11 +9,11 @@
 -- The token is kept as ``done_token``, so that the same call sent again (its reply was lost)
 -- answers what the first one did instead of 'stale'.
 local id, now = A.id, tonumber(A.now)
-local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at')
+local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at', 'queue', 'name')
 if f[5] == A.token and f[1] == 'retrying' then return {'retrying', f[6]} end
 if f[5] == A.token and f[1] == 'failed' then return {'failed', ''} end
 if f[1] ~= 'running' or f[2] ~= A.token then
-  stale(K.job, A.token, K.counters, A.finished == '1')
+  stale(A.prefix, K.job, A.token, K.counters, A.finished == '1')
   return {'stale', ''}
 end
 append_error(K.job, A.entry)
@@ -21,12 +21,14 @@ redis.call('HSET', K.job, 'error', A.error, 'traceback', A.traceback, 'done_toke
 redis.call('HDEL', K.job, 'lease_token')
 redis.call('ZREM', K.processing, id)
 count_minute(A.prefix, A.now, 'failed')
+count_event(A.prefix, 'failed', f[7], f[8])
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
 if A.retry == '1' and retries < max_retries then
   retries = retries + 1
   local due = string.format('%.6f', now + math.min(tonumber(A.backoff_base) * 2 ^ retries, tonumber(A.backoff_max)))
   redis.call('HSET', K.job, 'status', 'retrying', 'retry_count', retries, 'scheduled_at', due)
   redis.call('ZADD', K.retrying, due, id)
+  count_event(A.prefix, 'retried', f[7], f[8])
   if redis.call('ZRANGE', K.retrying, 0, 0)[1] == id then
     wake(K.wakeup, 1)  -- due before any other retry: idle workers must learn when to look next
   end
@@ -35,5 +37,6 @@ end
 redis.call('HSET', K.job, 'status', 'failed', 'finished_at', A.now)
 redis.call('ZADD', K.dead, A.now, id)
 count_minute(A.prefix, A.now, 'dead')
+count_event(A.prefix, 'dead', f[7], f[8])
 notify_done(A.prefix, id)
 return {'failed', ''}

@@ -1,55 +1,74 @@
--- Read a page of jobs, with their results, from one or more state structures.
+-- Read a page of jobs, with their results, from one or more state structures read as one
+-- sequence, from position ``cursor`` on.
 -- KEYS: route
--- ARGV: prefix, queue, offset, limit, *sources
--- ``route``: any key of the namespace, for Cluster routing. ``queue``: only jobs of this queue
--- ('' = all). ``sources``: (kind, key) pairs where kind is 'L' (a list, head first), 'Z' (a
--- zset, lowest score first) or 'R' (a zset, highest score first), paged as if they were one
--- sequence. Returns {id, record, result, ...}. Ids without a record are left out; a finished
--- job's record expires before its index entry, so such entries are dropped from 'R' sources.
-local prefix, queue = A.prefix, A.queue
-local offset, limit = tonumber(A.offset), tonumber(A.limit)
-local ids = {}
+-- ARGV: prefix, cursor, limit, scan_limit, queue, name, status, *sources
+-- ``route``: any key of the namespace, for Cluster routing. ``sources``: (kind, key) pairs where
+-- kind is 'L' (a list, head first), 'Z' (a zset, lowest score first) or 'R' (a zset, highest
+-- score first). Filters ('' = none): ``queue`` applies to zsets (lists are per queue already),
+-- ``name`` and ``status`` to every entry. Where no filter applies a source is read by rank
+-- (O(log N + limit)); where one does, the entries are looked at one by one, at most
+-- ``scan_limit`` of them in this call, so that every call is bounded.
+-- Returns {jobs as read_jobs reads them, the position after the last entry looked at (-1 when
+-- that was the sequence's last), the entries in the sources, the entries looked at}. Ids
+-- without a record are left out; a finished job's record expires before its index entry.
+local prefix, queue, name, status = A.prefix, A.queue, A.name, A.status
+local cursor, limit, scan_limit = tonumber(A.cursor), tonumber(A.limit), tonumber(A.scan_limit)
+local CHUNK = 500
 
-local function matches(id)
-  -- pcall: a job key of the wrong type matches no queue (read_jobs reads it as unreadable).
-  return queue == '' or redis.pcall('HGET', job_key(prefix, id), 'queue') == queue
+local function length(kind, key)
+  if kind == 'L' then return redis.call('LLEN', key) end
+  return redis.call('ZCARD', key)
 end
 
+local function range(kind, key, first, last)
+  if kind == 'L' then return redis.call('LRANGE', key, first, last) end
+  if kind == 'Z' then return redis.call('ZRANGE', key, first, last) end
+  return redis.call('ZREVRANGE', key, first, last)
+end
+
+local function matches(id, check_queue)
+  -- pcall: a job key of the wrong type matches no filter (read_jobs reads it as unreadable).
+  local f = redis.pcall('HMGET', job_key(prefix, id), 'queue', 'name', 'status')
+  if f.err then return false end
+  return (not check_queue or f[1] == queue) and (name == '' or f[2] == name)
+    and (status == '' or f[3] == status)
+end
+
+local lengths, total = {}, 0
 for i = 1, #A.sources, 2 do
-  local kind, key = A.sources[i], A.sources[i + 1]
-  local need = limit - #ids
-  if need <= 0 then break end
-  if kind == 'L' or queue == '' then
-    -- Lists are per queue already; an unfiltered zset pages by rank.
-    local len = kind == 'L' and redis.call('LLEN', key) or redis.call('ZCARD', key)
-    if offset >= len then
-      offset = offset - len
-    else
-      local page
-      if kind == 'L' then
-        page = redis.call('LRANGE', key, offset, offset + need - 1)
-      elseif kind == 'Z' then
-        page = redis.call('ZRANGE', key, offset, offset + need - 1)
-      else
-        page = redis.call('ZREVRANGE', key, offset, offset + need - 1)
-      end
+  lengths[i] = length(A.sources[i], A.sources[i + 1])
+  total = total + lengths[i]
+end
+
+local ids, scanned, base, pos = {}, 0, 0, cursor
+for i = 1, #A.sources, 2 do
+  if #ids >= limit or scanned >= scan_limit then break end
+  local kind, key, len = A.sources[i], A.sources[i + 1], lengths[i]
+  if pos < base + len then
+    local at = pos - base  -- where in this source the walk goes on
+    local check_queue = kind ~= 'L' and queue ~= ''
+    if not check_queue and name == '' and status == '' then
+      local page = range(kind, key, at, at + limit - #ids - 1)
       for _, id in ipairs(page) do ids[#ids + 1] = id end
-      offset = 0
-    end
-  else
-    -- A zset of all queues filtered to one queue: walk it in chunks.
-    local start, chunk = 0, 200
-    while #ids < limit do
-      local page = kind == 'Z' and redis.call('ZRANGE', key, start, start + chunk - 1)
-        or redis.call('ZREVRANGE', key, start, start + chunk - 1)
-      if #page == 0 then break end
-      for _, id in ipairs(page) do
-        if #ids < limit and matches(id) then
-          if offset > 0 then offset = offset - 1 else ids[#ids + 1] = id end
+      scanned = scanned + #page
+      at = at + #page
+    else
+      while at < len and #ids < limit and scanned < scan_limit do
+        local page = range(kind, key, at, at + math.min(CHUNK, scan_limit - scanned) - 1)
+        if #page == 0 then break end
+        for _, id in ipairs(page) do
+          scanned = scanned + 1
+          at = at + 1
+          if matches(id, check_queue) then
+            ids[#ids + 1] = id
+            if #ids >= limit then break end
+          end
         end
       end
-      start = start + chunk
     end
+    pos = base + at
   end
+  base = base + len
 end
-return read_jobs(prefix, ids)
+if pos >= total then pos = -1 end
+return {read_jobs(prefix, ids), pos, total, scanned}

@@ -47,6 +47,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
     redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
     redis.call('EXPIRE', jkey, A.job_ttl)
     index_finished(K.cancelled, id, now, A.keep_since)
+    count_event(prefix, 'cancelled', f.queue, f.name)
     notify_done(prefix, id)
   else
     local lost = (tonumber(f.lost_count or '0') or 0) + 1
@@ -71,6 +72,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
     else
       redis.call('HSET', jkey, 'status', 'pending')
       redis.call('LPUSH', list_key(prefix, f.queue, f.priority), id)
+      count_event(prefix, 'recovered', f.queue, f.name)
       requeued[#requeued + 1] = id
     end
   end

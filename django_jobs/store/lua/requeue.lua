@@ -1,21 +1,26 @@
 -- Put dead-letter jobs back at the tail of their lists with a fresh retry budget.
 -- KEYS: dead, wakeup
--- ARGV: prefix, limit, *ids
--- ``ids``: the jobs to requeue; none means all (oldest first, ``limit`` at most, 0 = no limit).
--- Returns the ids requeued; records without a queue stay in the dead-letter set.
+-- ARGV: prefix, start, scan, limit, name, *ids
+-- ``ids``: the jobs to requeue. None: the dead letters from rank ``start`` on (oldest first) are
+-- looked at, ``scan`` of them at most, and those named ``name`` ('' = any) are requeued, up to
+-- ``limit``; the others stay, so the next call goes on from the rank this one returns.
+-- Returns {the ids requeued, the rank to go on from (-1 when the dead letters were all looked
+-- at)}; records without a queue stay in the dead-letter set.
 -- What belonged to the last run goes: its start, worker, lease and error, the tokens of its
 -- acknowledgements and lost leases (which count against the old budget only), and the outcome
 -- pushed to its waiters (left there, it would end every new wait at once). The history of
 -- failed attempts in ``errors`` stays.
-local ids = A.ids
-if #ids == 0 then
-  ids = redis.call('ZRANGE', K.dead, 0, tonumber(A.limit) - 1)
-end
-local done = {}
+local ids, start, limit = A.ids, tonumber(A.start), tonumber(A.limit)
+local by_id = #ids > 0
+if not by_id then ids = redis.call('ZRANGE', K.dead, start, start + tonumber(A.scan) - 1) end
+local done, looked = {}, 0
 for _, id in ipairs(ids) do
+  if not by_id and #done >= limit then break end
+  looked = looked + 1
   local jkey = job_key(A.prefix, id)
-  local f = redis.pcall('HMGET', jkey, 'queue', 'priority', 'status')  -- a wrong type stays dead
-  if not f.err and f[1] and f[2] and f[3] == 'failed' and redis.call('ZREM', K.dead, id) == 1 then
+  local f = redis.pcall('HMGET', jkey, 'queue', 'priority', 'status', 'name')  -- a wrong type stays dead
+  if not f.err and f[1] and f[2] and f[3] == 'failed' and (A.name == '' or f[4] == A.name)
+    and redis.call('ZREM', K.dead, id) == 1 then
     redis.call('HSET', jkey, 'status', 'pending', 'retry_count', 0, 'lost_count', 0)
     redis.call('HDEL', jkey, 'started_at', 'finished_at', 'scheduled_at', 'worker_id', 'error', 'traceback',
       'lease_token', 'done_token', 'lost_tokens', 'cancel_requested', 'watched')
@@ -26,4 +31,8 @@ for _, id in ipairs(ids) do
   end
 end
 wake(K.wakeup, #done)
-return done
+local next_start = -1
+if not by_id and start + looked < redis.call('ZCARD', K.dead) + #done then
+  next_start = start + looked - #done
+end
+return {done, next_start}

@@ -1,14 +1,27 @@
--- Count jobs per queue and priority (ready lists) and per state.
--- KEYS: scheduled, retrying, processing, dead, completed, cancelled, counters, *lists
--- ARGV: keep_since
+-- Everything the counts of a console need, in one call: jobs per queue and priority (ready
+-- lists) and per state, the counters, the age of each ready list's head, and the workers.
+-- KEYS: scheduled, retrying, processing, dead, completed, cancelled, counters, workers, *lists
+-- ARGV: prefix, keep_since, workers_since
 -- ``keep_since``: finished jobs older than this have expired and are dropped from the counts.
--- Returns {list lengths in order, state counts in KEYS order, counters as a flat list}.
+-- ``workers_since``: the workers that beat since then are read (see read_workers).
+-- Returns {list lengths in order, state counts in KEYS order, counters as a flat list,
+-- per list {created_at, scheduled_at} of its head job ('' when unset; {} for an empty list),
+-- the workers as read_workers reads them}.
 redis.call('ZREMRANGEBYSCORE', K.completed, '-inf', '(' .. A.keep_since)
 redis.call('ZREMRANGEBYSCORE', K.cancelled, '-inf', '(' .. A.keep_since)
-local lengths = {}
-for i, list in ipairs(K.lists) do lengths[i] = redis.call('LLEN', list) end
+local lengths, heads = {}, {}
+for i, list in ipairs(K.lists) do
+  lengths[i] = redis.call('LLEN', list)
+  heads[i] = {}
+  local id = redis.call('LINDEX', list, 0)
+  if id then
+    -- pcall: a job key of the wrong type has no times (a worker buries it when it meets it).
+    local f = redis.pcall('HMGET', job_key(A.prefix, id), 'created_at', 'scheduled_at')
+    if not f.err then heads[i] = {f[1] or '', f[2] or ''} end
+  end
+end
 local states = {}
 for i, key in ipairs({K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled}) do
   states[i] = redis.call('ZCARD', key)
 end
-return {lengths, states, redis.call('HGETALL', K.counters)}
+return {lengths, states, redis.call('HGETALL', K.counters), heads, read_workers(K.workers, A.prefix, A.workers_since)}

@@ -1,0 +1,287 @@
+"""The read side of :class:`~django_jobs.queue.JobQueue`: counts, pages of jobs by state or
+user, the runs of a periodic task, the workers and the throughput.
+
+:class:`JobBrowser` is ``JobQueue``'s base class; nothing here changes a job. Every method is
+one Redis round trip, written once as a plan and exposed with the sync and asyncio clients
+(``stats()`` and ``astats()``, ...), like the rest of ``JobQueue``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django_jobs import rules, validation
+from django_jobs.conf import jobs_settings
+from django_jobs.job import Job, JobPriority, JobStatus
+from django_jobs.serialization import from_timestamp, utcnow
+from django_jobs.store import console_calls, worker_calls
+from django_jobs.store.calls import TASK_RUNS_KEPT
+from django_jobs.store.execute import Plan, async_twin, sync_twin
+from django_jobs.store.keys import Keys, Namespace
+
+# A worker that died (its heartbeat expired) is listed as dead this long after its last beat.
+DEAD_WORKERS_KEPT = 3600.0
+#: A filtered page looks at this many entries at most per call (and says where it stopped), so
+#: that every call is bounded however many jobs there are.
+SCAN_LIMIT = 10_000
+#: The most jobs one page may hold.
+MAX_PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of jobs (see :meth:`JobBrowser.page`)."""
+
+    jobs: list[Job]
+    #: Pass back as ``cursor=`` for the next page; ``None`` when there is no more.
+    cursor: int | None
+    #: Entries in the state's structures being paged (before filters).
+    total: int
+    #: Entries looked at to make this page.
+    scanned: int
+
+
+def job_status(status: JobStatus | str) -> JobStatus:
+    """``status`` as a state Redis holds jobs in; ``ValueError`` naming the states otherwise."""
+    states = [s for s in JobStatus if s is not JobStatus.WAITING_FOR_COMMIT]
+    try:
+        found = JobStatus(status)
+    except ValueError:
+        found = None
+    if found not in states:
+        choices = ", ".join(s.value for s in states)
+        raise ValueError(f"{status!r} is not a valid JobStatus of a stored job: use {choices}.")
+    assert found is not None
+    return found
+
+
+def state_sources(keys: Keys, status: JobStatus, queues: list[str]) -> list[tuple[str, str]]:
+    """The (kind, key) structures that hold the jobs of ``status`` (of ``queues`` for PENDING,
+    whose ready lists are per queue), in listing order; kinds as page.lua reads them."""
+    if status is JobStatus.PENDING:
+        return [*(("L", key) for key in keys.queues_high_first(queues)), ("Z", keys.scheduled)]
+    return [
+        {
+            JobStatus.RETRYING: ("Z", keys.retrying),
+            JobStatus.RUNNING: ("Z", keys.processing),
+            JobStatus.FAILED: ("R", keys.dead),
+            JobStatus.COMPLETED: ("R", keys.completed),
+            JobStatus.CANCELLED: ("R", keys.cancelled),
+        }[status]
+    ]
+
+
+def job_name(name: str | None) -> str:
+    """A name filter: ``""`` for none; ``ValueError`` for what cannot be a job's name."""
+    if name is None:
+        return ""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a job's name (a non-empty string), not {name!r}.")
+    return name
+
+
+class JobBrowser(Namespace):
+    """Looking at the jobs of one namespace (key prefix) in Redis; see
+    :class:`~django_jobs.queue.JobQueue`, which adds everything that changes them."""
+
+    @property
+    def queues(self) -> list[str]:
+        """The configured queue names (``DJANGO_JOBS['QUEUES']``)."""
+        return list(jobs_settings.QUEUES)
+
+    # -- plans --------------------------------------------------------------------------------
+
+    def _page(
+        self,
+        status: JobStatus | str | None = None,
+        *,
+        queue: str | None = None,
+        name: str | None = None,
+        user_id: str | int | None = None,
+        cursor: int = 0,
+        limit: int = 50,
+    ) -> Plan[Page]:
+        """A page of the jobs in one state, or of one user, from position ``cursor`` on.
+
+        By state: PENDING in the order workers take them (ready jobs, the highest priority
+        first, FIFO within one; then delayed jobs by due time); RETRYING by due time; RUNNING
+        by lease deadline; FAILED (the dead letters), COMPLETED and CANCELLED newest first.
+        With ``user_id`` the jobs enqueued with it, newest first, of every state or of
+        ``status`` if given. ``queue`` and ``name`` keep the jobs of that queue and name.
+
+        Unfiltered, a page is read by rank and ``cursor`` is a position: the page ``n`` of
+        ``limit`` jobs starts at ``cursor=n * limit``. Filtered (by ``name``, a ``status`` of a
+        user's jobs, or ``queue`` where the jobs of all queues share a set), a call looks at
+        :data:`SCAN_LIMIT` entries at most: a page may come back short, or empty, with a
+        ``cursor`` to go on from. ``Page.cursor`` is ``None`` after the last entry.
+        """
+        cursor = rules.integer(cursor, "cursor", minimum=0)
+        limit = rules.integer(limit, "limit", minimum=1, maximum=MAX_PAGE)
+        name = job_name(name)
+        state = None if status is None else job_status(status)
+        queue = "" if queue is None else validation.queue_name(queue)
+        keys = self.keys
+        if user_id is not None:
+            user = validation.user(user_id)
+            sources = [("R", keys.user(str(user)))]
+            status_filter = state.value if state else ""
+        elif state is None:
+            raise ValueError("page() needs a status (or a user_id, whose jobs it pages).")
+        else:
+            sources = state_sources(keys, state, [queue] if queue else self.queues)
+            status_filter = ""
+        jobs, next_cursor, total, scanned = yield from console_calls.page(
+            keys,
+            sources=sources,
+            cursor=cursor,
+            limit=limit,
+            scan_limit=SCAN_LIMIT,
+            queue=queue,
+            name=name,
+            status=status_filter,
+        )
+        return Page(jobs, next_cursor, total, scanned)
+
+    def _list_jobs(
+        self,
+        status: JobStatus | str,
+        *,
+        queue: str | None = None,
+        offset: int = 0,
+        limit: int = 100,
+        name: str | None = None,
+    ) -> Plan[list[Job]]:
+        """The jobs of :meth:`page` ``(status, queue=queue, name=name, cursor=offset,
+        limit=limit)``. Filtered by ``name`` (or by ``queue`` for a state other than PENDING)
+        the list may come back short, or empty, before the end: :meth:`page` says where to go
+        on from."""
+        found = yield from self._page(status, queue=queue, name=name, cursor=offset, limit=limit)
+        return found.jobs
+
+    def _jobs_for_user(
+        self, user_id: str | int, *, offset: int = 0, limit: int = 100
+    ) -> Plan[list[Job]]:
+        """A page of the jobs enqueued with ``user_id``, newest first (kept ``JOB_TTL``)."""
+        found = yield from self._page(user_id=user_id, cursor=offset, limit=limit)
+        return found.jobs
+
+    def _task_runs(self, task_name: str, limit: int = 20) -> Plan[list[Job]]:
+        """The jobs the schedulers enqueued for the latest runs of periodic task
+        ``task_name``, newest first (the latest 50 are indexed); jobs whose records expired
+        are left out. Each carries ``meta["scheduled_task"]``, the task's name."""
+        if not isinstance(task_name, str) or not task_name:
+            raise ValueError(f"task_runs() takes a task's name, not {task_name!r}.")
+        limit = rules.integer(limit, "limit", minimum=1, maximum=TASK_RUNS_KEPT)
+        jobs, _, _, _ = yield from console_calls.page(
+            self.keys,
+            sources=[("R", self.keys.task_runs(task_name))],
+            cursor=0,
+            limit=limit,
+            scan_limit=limit,
+        )
+        return jobs
+
+    def _stats(self) -> Plan[dict[str, Any]]:
+        """Counts of jobs: ready ones per queue and priority, all per state, and counters; the
+        age of the oldest ready job of each list; the workers; and the queues whose ready jobs
+        no live worker serves. One round trip.
+
+        ``{"queues": {"default": {"critical": 0, "high": 2, ...}}, "states": {"pending": 2,
+        "scheduled": 0, "retrying": 0, "running": 1, "failed": 0, "completed": 9,
+        "cancelled": 0}, "counters": {"stale_acks": 0, "recovered": 0}, "workers": {"live": 1,
+        "dead": 0}, "unserved": {"emails": 3}, "oldest": {"default": {"critical": None,
+        "high": 12.5, ...}}}``; ``pending`` counts ready and delayed jobs, ``scheduled`` the
+        delayed ones among them. ``workers`` counts as :meth:`workers` lists. ``unserved``
+        maps each queue that has ready jobs while no live worker serves it to their number:
+        they wait until a worker that serves the queue starts. ``oldest`` gives, per queue and
+        priority, the seconds the job at the head of the list has waited since it became ready
+        (since it was enqueued, or was due if it was delayed); ``None`` for an empty list.
+        """
+        keys = self.keys
+        queues = self.queues
+        lists = keys.queues_high_first(queues)
+        now = utcnow().timestamp()
+        counts = yield from console_calls.stats(
+            keys,
+            lists=lists,
+            keep_since=now - int(jobs_settings.JOB_TTL),
+            workers_since=now - DEAD_WORKERS_KEPT,
+        )
+        per_queue: dict[str, dict[str, int]] = {q: {} for q in queues}
+        oldest: dict[str, dict[str, float | None]] = {q: {} for q in queues}
+        for key, length, head in zip(lists, counts.lengths, counts.heads, strict=True):
+            queue, priority = key.rsplit(":", 2)[1:]
+            level = JobPriority(int(priority)).name.lower()
+            per_queue[queue][level] = length
+            ready_since = max((t for t in head or () if t is not None), default=None)
+            oldest[queue][level] = None if ready_since is None else max(now - ready_since, 0.0)
+        scheduled, retrying, running, failed, completed, cancelled = counts.states
+        live = [w for w in counts.workers if w.alive]
+        served = {q for w in live for q in w.queues}
+        ready = {q: sum(levels.values()) for q, levels in per_queue.items()}
+        return {
+            "queues": per_queue,
+            "states": {
+                "pending": sum(counts.lengths) + scheduled,
+                "scheduled": scheduled,
+                "retrying": retrying,
+                "running": running,
+                "failed": failed,
+                "completed": completed,
+                "cancelled": cancelled,
+            },
+            "counters": {"stale_acks": 0, "recovered": 0, **counts.counters},
+            "workers": {"live": len(live), "dead": len(counts.workers) - len(live)},
+            "unserved": {q: n for q, n in ready.items() if n and q not in served},
+            "oldest": oldest,
+        }
+
+    def _workers(self) -> Plan[list[worker_calls.WorkerInfo]]:
+        """The ``runworker`` supervisors: live ones, then those that died in the last hour,
+        each group by id (see :class:`~django_jobs.store.worker_calls.WorkerInfo`).
+
+        Each worker writes a heartbeat every few seconds (5 s at most) that expires after three
+        leases (``LEASE_TIMEOUT``) and is removed by a clean stop; a worker whose heartbeat
+        expired (killed, or its machine lost) is listed as dead (``alive`` false) for an hour
+        after its last beat. One round trip: an index of the workers, no scan.
+        """
+        since = utcnow().timestamp() - DEAD_WORKERS_KEPT
+        found = yield from worker_calls.workers(self.keys, since=since)
+        return sorted(found, key=lambda w: (not w.alive, w.id))
+
+    def _throughput(self, minutes: int = 60) -> Plan[list[dict[str, Any]]]:
+        """Attempts completed, failed and dead-lettered per minute, for the last ``minutes``
+        (1 to 60), oldest first and the current minute last: ``[{"minute": <aware datetime of
+        its start>, "completed": 12, "failed": 1, "dead": 0}, ...]``.
+
+        ``failed`` counts every failed attempt (an exception, a crash, a timeout), retried or
+        not; ``dead`` those of them that went to the dead letters. The scripts that record
+        completions and failures keep the counts (one hash per minute, kept a little over an
+        hour): one round trip, no scan.
+        """
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 60:
+            raise ValueError(f"throughput() takes 1 to 60 minutes, not {minutes!r}.")
+        last = int(utcnow().timestamp()) // 60 * 60
+        counts = yield from worker_calls.throughput(self.keys, last=last, count=minutes)
+        return [
+            {"minute": from_timestamp(start), "completed": done, "failed": failed, "dead": dead}
+            for start, done, failed, dead in counts
+        ]
+
+    # -- public API: each plan run with the sync client, and with the asyncio one -------------
+
+    page = sync_twin(_page)
+    apage = async_twin(_page)
+    list_jobs = sync_twin(_list_jobs)
+    alist_jobs = async_twin(_list_jobs)
+    jobs_for_user = sync_twin(_jobs_for_user)
+    ajobs_for_user = async_twin(_jobs_for_user)
+    task_runs = sync_twin(_task_runs)
+    atask_runs = async_twin(_task_runs)
+    stats = sync_twin(_stats)
+    astats = async_twin(_stats)
+    workers = sync_twin(_workers)
+    aworkers = async_twin(_workers)
+    throughput = sync_twin(_throughput)
+    athroughput = async_twin(_throughput)

@@ -1,0 +1,108 @@
+"""OpenTelemetry traces (the ``opentelemetry`` extra: ``pip install "django-jobs[opentelemetry]"``).
+
+A span around each enqueue (``enqueue <name>``, kind PRODUCER) and one around each run
+(``run <name>``, kind CONSUMER), with the job's id, name, queue and attempt. The enqueue's W3C
+trace context travels in the job record (``meta["traceparent"]`` and ``meta["tracestate"]``),
+so the run's span is a child of the enqueue's, and so of the request that enqueued the job.
+Spans go wherever the project's tracer provider sends them; without the OpenTelemetry API
+installed this module does nothing, and imports nothing of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+try:
+    from opentelemetry import propagate, trace
+except ImportError:  # not installed: every function here does nothing
+    trace = propagate = None  # type: ignore[assignment]
+
+from django_jobs.job import TRACE_CONTEXT_KEYS
+
+if TYPE_CHECKING:
+    from django_jobs.job import Job
+
+TRACER = "django_jobs"
+
+
+def _attributes(job: Job, operation: str) -> dict[str, Any]:
+    return {
+        "messaging.system": "django_jobs",
+        "messaging.operation.type": "send" if operation == "enqueue" else "process",
+        "messaging.operation.name": operation,
+        "messaging.destination.name": job.queue,
+        "messaging.message.id": job.id,
+        "django_jobs.job.name": job.name,
+        "django_jobs.job.priority": job.priority.name.lower(),
+        "django_jobs.job.attempt": job.attempt,
+    }
+
+
+@contextlib.contextmanager
+def enqueue_span(jobs: list[Job]) -> Iterator[None]:
+    """A span for the enqueue of ``jobs`` (one per job; the block sends them all), whose context
+    is written into each job's meta first. A job whose meta carries a trace context already
+    (enqueued again, e.g. from the outbox) keeps it.
+
+    The spans are not made current: the block may be a plan that an asyncio task suspends.
+    """
+    if trace is None:
+        yield
+        return
+    tracer = trace.get_tracer(TRACER)
+    spans = []
+    for job in jobs:
+        if any(key in job.meta for key in TRACE_CONTEXT_KEYS):
+            continue
+        span = tracer.start_span(
+            f"enqueue {job.name}",
+            kind=trace.SpanKind.PRODUCER,
+            attributes=_attributes(job, "enqueue"),
+        )
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        context = {key: carrier[key] for key in TRACE_CONTEXT_KEYS if key in carrier}
+        if context:
+            job.meta = {**job.meta, **context}
+        spans.append(span)
+    try:
+        yield
+    except BaseException as exc:
+        for span in spans:
+            span.record_exception(exc)
+            span.set_status(trace.Status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+@contextlib.contextmanager
+def run_span(job: Job) -> Iterator[Any]:
+    """The current span while ``job`` runs, a child of its enqueue's span when its meta carries
+    that context. Yields the span (``None`` without OpenTelemetry) for :func:`finish`."""
+    if trace is None:
+        yield None
+        return
+    carrier = {key: str(job.meta[key]) for key in TRACE_CONTEXT_KEYS if key in job.meta}
+    parent = propagate.extract(carrier) if carrier else None
+    with trace.get_tracer(TRACER).start_as_current_span(
+        f"run {job.name}",
+        context=parent,
+        kind=trace.SpanKind.CONSUMER,
+        attributes=_attributes(job, "run"),
+        record_exception=False,  # run_job catches everything; finish() records it
+        set_status_on_exception=False,
+    ) as span:
+        yield span
+
+
+def finish(span: Any, ok: bool, error: str, exception: BaseException | None) -> None:
+    """Mark the run's ``span`` failed when the attempt failed."""
+    if span is None or ok:
+        return
+    if exception is not None:
+        span.record_exception(exception)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, error.split("\n", 1)[0]))
