@@ -118,10 +118,10 @@ def test_switching_a_task_off_in_the_list_clears_its_next_run(jobs_admin):
     assert (row.enabled, row.next_run) == (False, None)
 
 
-def run_action(client, action, *rows):
+def run_action(client, action, *rows, **extra):
     return client.post(
         reverse(CHANGELIST),
-        {"action": action, "_selected_action": [str(r.pk) for r in rows]},
+        {"action": action, "_selected_action": [str(r.pk) for r in rows], **extra},
         follow=True,
     )
 
@@ -141,16 +141,23 @@ def test_disable_and_enable_actions(jobs_admin):
     assert ping.next_run is not None
 
 
-def test_run_now_enqueues_the_job_at_once(jobs_admin, queue, django_capture_on_commit_callbacks):
+def test_run_now_asks_first_then_enqueues_the_job_at_once_as_a_run_of_the_task(jobs_admin, queue):
     row = task(args=["now"], kwargs={}, priority=JobPriority.HIGH.value, queue="emails")
-    task("ghost", job_name="gone.job")
+    ghost = task("ghost", job_name="gone.job")
 
-    with django_capture_on_commit_callbacks(execute=True):  # the test runs in a transaction
-        response = run_action(jobs_admin, "run_now", row, TaskRow.objects.get(name="ghost"))
+    asked = run_action(jobs_admin, "run_now", row, ghost)
+    assert "Yes, run them now" in asked.content.decode()
+    assert queue.list_jobs("pending") == []
+    response = run_action(jobs_admin, "run_now", row, ghost, post="yes")
 
     shown = [str(m) for m in response.context["messages"]]
     (job,) = queue.list_jobs("pending")
-    assert f"ping: enqueued job {job.id}." in shown
+    link = reverse("admin:django_jobs_job_change", args=[job.id])
+    assert f"ping: enqueued job <a href='{link}'>{job.id}</a>." in shown
+    assert job.meta == {"scheduled_task": "ping"}
+    assert [run.id for run in queue.task_runs("ping")] == [job.id]
+    page = jobs_admin.get(reverse("admin:django_jobs_scheduledtask_change", args=[row.pk]))
+    assert f"href='{link}'" in page.content.decode(), "the task's page links its recent runs"
     assert (job.name, job.args, job.priority, job.queue) == (
         "tests.record",
         ["now"],

@@ -13,6 +13,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateformat import format as date_format
 from django.utils.formats import get_format
@@ -20,13 +22,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince, timeuntil
 
 from django_jobs import validation
+from django_jobs.admin.display import breadcrumbs_context, first_line
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.models import ScheduledTask
+from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.scheduler import running_schedulers
 from django_jobs.scheduling.task import SCHEDULE_FIELDS
+from django_jobs.scheduling.ticks import fire_run
 from django_jobs.serialization import utcnow
 
 
@@ -175,11 +180,15 @@ def _relative(task: ScheduledTask, moment: datetime | None) -> str:
     return format_html('<span title="{}">{}</span>', _when(task, moment), text)
 
 
+# How many of a task's last runs its page shows.
+RECENT_RUNS = 10
+
 # Read only, shown on the change page (not when adding a task).
 RUN_FIELDS = (
     "last_run_display",
     "next_run_display",
     "run_count",
+    "recent_runs",
     "origin",
     "created_at",
     "updated_at",
@@ -286,6 +295,30 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
             items,
         )
 
+    @admin.display(description="recent runs")
+    def recent_runs(self, obj: ScheduledTask) -> str:
+        """The jobs of the task's last runs (kept for ``JOB_TTL``), each linked to its page in
+        the jobs console, with its outcome."""
+        try:
+            runs = JobQueue().task_runs(obj.name, RECENT_RUNS)
+        except StoreError as exc:
+            return f"Redis does not answer: {exc}"
+        if not runs:
+            return "None kept (runs are kept for a week, DJANGO_JOBS['JOB_TTL'])."
+        rows = [
+            (
+                reverse("admin:django_jobs_job_change", args=[job.id]),
+                _when(obj, job.scheduled_at or job.created_at),
+                job.status.value,
+                first_line(job.error),
+            )
+            for job in runs
+        ]
+        items = format_html_join(
+            "", "<li><a href='{}'>{}</a>: {} <span class='quiet'>{}</span></li>", rows
+        )
+        return format_html("<ol style='margin: 0; padding-left: 1.5em'>{}</ol>", items)
+
     # -- actions ------------------------------------------------------------------------------
 
     def _set_enabled(self, request: HttpRequest, queryset: QuerySet[Any], enabled: bool) -> None:
@@ -306,11 +339,27 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
         self._set_enabled(request, queryset, False)
 
     @admin.action(description="Run selected tasks now", permissions=["change"])
-    def run_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        """Enqueue each task's job at once (its schedule and run count are unchanged)."""
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        """Enqueue each task's job at once, after a confirmation page. The run is one of the
+        task's (its job names the task and shows in its recent runs) but its schedule, last
+        run and run count are unchanged."""
+        if request.POST.get("post") != "yes":
+            crumbs = [
+                ("Scheduled tasks", reverse("admin:django_jobs_scheduledtask_changelist")),
+                ("Run now", ""),
+            ]
+            context = {
+                **breadcrumbs_context(self.admin_site.each_context(request), self.opts, crumbs),
+                "title": "Run these tasks now?",
+                "tasks": queryset,
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            }
+            return TemplateResponse(
+                request, "admin/django_jobs/scheduledtask/run_now_confirmation.html", context
+            )
+        jobs = JobQueue()
         for task in queryset:
-            job_function = registry.get(task.job_name)
-            if job_function is None:
+            if task.job_name not in registry:
                 self.message_user(
                     request,
                     f"{task.name}: no job named {task.job_name!r} is registered.",
@@ -318,13 +367,16 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
                 )
                 continue
             try:
-                handle = job_function.using(priority=task.priority, queue=task.queue or None).delay(
-                    *task.args, **task.kwargs
-                )
-            except (StoreError, ValueError, TypeError) as exc:
+                fired = fire_run(jobs, task.to_task(), utcnow())
+            except (StoreError, InvalidSchedule, ValueError, TypeError) as exc:
                 self.message_user(request, f"{task.name}: not enqueued: {exc}", messages.ERROR)
                 continue
-            self.message_user(request, f"{task.name}: enqueued job {handle.id}.")
+            link = reverse("admin:django_jobs_job_change", args=[fired.job_id])
+            self.message_user(
+                request,
+                format_html("{}: enqueued job <a href='{}'>{}</a>.", task.name, link, fired.job_id),
+            )
+        return None
 
     # -- status -------------------------------------------------------------------------------
 

@@ -103,3 +103,11 @@ def kill_self_unrecordable(label):
     (me,) = [j for j in queue.list_jobs("running") if j.args == [label]]
     get_redis().hset(queue.keys.job(me.id), "meta", b"\xff")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job(max_retries=0)
+def fail_until_fixed(label):
+    """Fails with a traceback until the test writes ``<label>.fixed`` in the ledger folder."""
+    if not _ledger(f"{label}.fixed").exists():
+        raise RuntimeError(f"{label} is not fixed yet")
+    return append_to_ledger(label)
