@@ -58,6 +58,14 @@ DATABASES = {
         # Each view runs in a transaction: its .delay() calls go through the outbox, so a job
         # exists if and only if the view's data is committed (README, "Transactional enqueue").
         "ATOMIC_REQUESTS": True,
+        # The web server, the worker (which sweeps the outbox) and the scheduler share this file:
+        # readers do not block the writer (WAL), and writers wait for each other instead of
+        # failing with "database is locked".
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import path
 
+from django_jobs.metrics.views import metrics
 from example import views
 
 urlpatterns = [
@@ -10,4 +11,6 @@ urlpatterns = [
     path("jobs/<str:job_id>/", views.job_detail, name="job_detail"),
     path("jobs/<str:job_id>/cancel/", views.cancel_job, name="cancel_job"),
     path("admin/", admin.site.urls),
+    # Prometheus metrics, for logged-in users with django_jobs.view_job (or METRICS_TOKEN).
+    path("metrics/", metrics, name="metrics"),
 ]
