@@ -50,17 +50,24 @@ def _cancel(request: HttpRequest, jobs: JobQueue, ids: list[str], _: str) -> Non
     outcomes = Counter(jobs.cancel_job(job_id) for job_id in ids)
     if outcomes["cancelled"]:
         messages.success(request, f"Cancelled {plural(outcomes['cancelled'], 'job')}.")
-    if outcomes["requested"]:
+    if outcomes["requested"] == 1:
         messages.success(
             request,
-            f"Asked the workers of {plural(outcomes['requested'], 'running job')} to stop "
-            "them; they become cancelled once stopped.",
+            "Asked the worker of 1 running job to stop it; it becomes cancelled once stopped.",
+        )
+    elif outcomes["requested"]:
+        messages.success(
+            request,
+            f"Asked the workers of {outcomes['requested']} running jobs to stop them; they "
+            "become cancelled once stopped.",
         )
     left = {k: n for k, n in outcomes.items() if k not in ("cancelled", "requested", "missing")}
     for status, count in left.items():
         messages.warning(request, f"Left {plural(count, 'job')} alone: already {status}.")
     if outcomes["missing"]:
-        messages.warning(request, f"{plural(outcomes['missing'], 'job')} no longer exist.")
+        missing = outcomes["missing"]
+        verb = "exists" if missing == 1 else "exist"
+        messages.warning(request, f"{plural(missing, 'job')} no longer {verb}.")
 
 
 def _requeue(request: HttpRequest, jobs: JobQueue, ids: list[str], _: str) -> None:
@@ -69,8 +76,8 @@ def _requeue(request: HttpRequest, jobs: JobQueue, ids: list[str], _: str) -> No
     if len(done) < len(ids):
         messages.warning(
             request,
-            f"{plural(len(ids) - len(done), 'job')} were not in the dead letters (requeued "
-            "already, or deleted) and were left alone.",
+            f"Left {plural(len(ids) - len(done), 'job')} alone: not in the dead letters "
+            "(requeued already, or deleted).",
         )
 
 
