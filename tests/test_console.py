@@ -301,3 +301,26 @@ def test_each_page_costs_a_fixed_number_of_round_trips_whatever_the_number_of_jo
         [queue.build_job("tests.testapp.jobs.add", [i, i], queue="emails") for i in range(500)]
     )
     assert [cost(url) for url in pages] == before == [3, 2, 2]
+
+
+def test_redis_going_away_mid_use_gives_a_message_not_an_error_page(
+    client, jobs_settings, private_redis
+):
+    client.force_login(staff("operator", "view_job", "change_job"))
+    from django_jobs import JobQueue
+
+    jobs = JobQueue()
+    job = jobs.enqueue("tests.testapp.jobs.add", [1, 2])
+    assert client.get(job_url(job.id)).status_code == 200
+    private_redis.kill()
+    for url in (DASHBOARD, state_url("pending")):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert "Redis does not answer" in content(response)
+    response = client.post(
+        ACT, {"action": "cancel", "ids": [job.id], "confirmed": "yes"}, follow=True
+    )
+    assert "Redis does not answer" in content(response)
+    assert "may have been done in part" in content(response)
+    response = client.get(job_url(job.id), follow=True)
+    assert "Redis does not answer" in content(response)

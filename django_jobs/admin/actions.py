@@ -153,7 +153,13 @@ def act(admin: Console, request: HttpRequest) -> HttpResponse:
             return _confirmation(admin, request, action, jobs, ids, argument, back)
         action.perform(request, jobs, ids, argument)
     except StoreError as exc:
-        messages.error(request, f"Redis does not answer; nothing was done: {exc}")
+        # Cancelling a selection is a call per job, and the bulk actions a call per batch:
+        # what was sent before Redis stopped answering stays done.
+        messages.error(
+            request,
+            f"Redis does not answer: {exc}. The action may have been done in part; the lists "
+            "show where things stand.",
+        )
     return HttpResponseRedirect(back)
 
 
