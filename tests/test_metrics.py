@@ -145,6 +145,14 @@ def test_the_view_needs_the_bearer_token_or_the_view_job_permission(queue, token
     assert response["Cache-Control"].startswith("max-age=0")
 
 
+def test_with_redis_gone_the_view_answers_503_so_the_scrape_fails(token, private_redis):
+    assert get({"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    private_redis.kill()
+    response = get({"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 503
+    assert response.content.decode().startswith("Redis does not answer")
+
+
 @pytest.mark.django_db
 def test_without_a_token_only_users_with_the_permission_may_read(queue, jobs_settings):
     assert jobs_settings.DJANGO_JOBS.get("METRICS_TOKEN") is None

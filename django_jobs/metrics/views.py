@@ -14,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from django_jobs.conf import jobs_settings
+from django_jobs.exceptions import StoreError
 from django_jobs.metrics import prometheus_client
 from django_jobs.metrics.collector import JobsCollector
 
@@ -44,4 +45,9 @@ def metrics(request: HttpRequest) -> HttpResponse:
     registry.register(JobsCollector())
     accept = request.headers.get("Accept", "")
     encoder, content_type = exposition.choose_encoder(accept)
-    return HttpResponse(encoder(registry), content_type=content_type)
+    try:
+        body = encoder(registry)
+    except StoreError as exc:
+        # 503, not a half-filled page: the scrape fails (up == 0) and the alert on it fires.
+        return HttpResponse(f"Redis does not answer: {exc}", status=503, content_type="text/plain")
+    return HttpResponse(body, content_type=content_type)
