@@ -16,7 +16,7 @@ from django.dispatch import receiver
 from django_jobs.exceptions import StoreError
 from django_jobs.job import JobPriority
 from django_jobs.queue import JobQueue
-from django_jobs.scheduling.due import rescheduled
+from django_jobs.scheduling.due import broken_reason, rescheduled
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.task import (
     DEFINITION_FIELDS,
@@ -27,6 +27,7 @@ from django_jobs.scheduling.task import (
     ScheduleType,
 )
 from django_jobs.scheduling.task import ScheduledTask as Task  # ScheduledTask: the model
+from django_jobs.serialization import utcnow
 from django_jobs.store import calls
 from django_jobs.store.execute import run
 
@@ -107,6 +108,12 @@ class ScheduledTask(models.Model):
     # The definition last written from DJANGO_JOBS['SCHEDULES'] (None: made in the admin), to
     # tell the fields changed in the admin, which a restart keeps, from those changed in code.
     code_definition = models.JSONField(null=True, blank=True, editable=False)
+    # Why its next run cannot be computed, and since when (None: it can). The schedulers skip
+    # a broken task, and try again when it changes or they load the tasks again.
+    broken_reason = models.TextField(  # noqa: DJ001 (None: not broken)
+        "broken", null=True, blank=True, editable=False
+    )
+    broken_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField("created", auto_now_add=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
 
@@ -122,7 +129,8 @@ class ScheduledTask(models.Model):
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Save, computing ``next_run`` afresh when the schedule changed or the task was enabled
-        (a disabled task has none).
+        (a disabled task has none). A task whose next run cannot be computed is saved broken
+        (``broken_reason``), without a next run; one that computes is not broken.
 
         Saving an existing task never writes ``last_run`` and ``run_count``, nor ``next_run``
         unless it was computed here: those belong to the schedulers, which may have moved them
@@ -135,13 +143,14 @@ class ScheduledTask(models.Model):
         if before is not None:  # the stored run state is the schedulers' latest
             self.last_run, self.next_run = before.last_run, before.next_run
             self.run_count = before.run_count
-        task = _task_or_none(self)
-        if task is None:  # saved without clean(): the schedulers skip it and report why
-            changed, self.next_run = True, None
-        else:
-            changed, next_run = rescheduled(task, before)
-            if changed:
-                self.next_run = next_run
+        changed, self.next_run, reason = _rescheduled(self, before)
+        if reason is None:
+            self.broken_reason = self.broken_at = None
+        elif reason != self.broken_reason:
+            # Saved without clean(), or by code: a broken task, not a crash of the caller or
+            # of the schedulers, which skip it.
+            logger.error("task %s is broken and does not run: %s", self.name, reason)
+            self.broken_reason, self.broken_at = reason, utcnow()
         if not adding and kwargs.get("update_fields") is None and not kwargs.get("force_insert"):
             skip = set(RUN_STATE_FIELDS) - ({"next_run"} if changed else set())
             kwargs["update_fields"] = [
@@ -158,7 +167,9 @@ class ScheduledTask(models.Model):
         for name in OPTIONAL_FIELDS:
             if values[name] == "":  # a blank text column: not set
                 values[name] = None
-        return Task(name=self.name, enabled=self.enabled, **values)
+        return Task(
+            name=self.name, enabled=self.enabled, broken_reason=self.broken_reason, **values
+        )
 
     def set_definition(self, task: Task, *, enabled: bool = True) -> None:
         """Copy the user-defined fields of ``task`` (and ``enabled`` if asked) to this row: the
@@ -196,6 +207,11 @@ class ScheduledTask(models.Model):
                 raise ValidationError(errors) from None
             return
         self.cron_expression = task.cron_expression or ""
+        try:  # the next two runs, as the scheduler computes them
+            task.upcoming(2)
+        except Exception as exc:  # whatever the computation raises: refused, not saved broken
+            field = _SCHEDULE_FIELD[task.schedule_type]
+            raise ValidationError({field: f"The next runs cannot be computed: {exc}"}) from None
 
     def full_clean(self, exclude: Any = None, *args: Any, **kwargs: Any) -> None:
         self._clean_exclude = set(exclude or ())
@@ -203,6 +219,30 @@ class ScheduledTask(models.Model):
             super().full_clean(exclude, *args, **kwargs)
         finally:
             self._clean_exclude = set()
+
+
+# The field whose value decides the runs of each schedule type: where a form shows why they
+# cannot be computed.
+_SCHEDULE_FIELD = {
+    ScheduleType.INTERVAL: "interval_seconds",
+    ScheduleType.CRON: "cron_expression",
+    ScheduleType.ONCE: "run_at",
+}
+
+
+def _rescheduled(row: ScheduledTask, before: Task | None) -> tuple[bool, Any, str | None]:
+    """For :meth:`ScheduledTask.save`: whether ``next_run`` is set, its value, and why the task
+    is broken (``None``: it is not)."""
+    try:
+        task = row.to_task()
+    except InvalidSchedule as exc:
+        return True, None, broken_reason(exc)
+    try:
+        changed, next_run = rescheduled(task, before)
+    except Exception as exc:  # whatever the schedule's computation raises
+        return True, None, broken_reason(exc)
+    # A broken task has no next run, so saving it computes one again: the user's retry.
+    return changed, next_run if changed else row.next_run, None
 
 
 def _task_or_none(row: ScheduledTask | None) -> Task | None:

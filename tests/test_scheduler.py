@@ -496,9 +496,16 @@ def test_an_invalid_row_is_reported_and_the_others_still_run(db_scheduler, caplo
     caplog.set_level(logging.ERROR, "django_jobs.scheduler")
 
     fired = db_scheduler.run_pending()
+    db_scheduler._version = None  # loaded again: said once only
+    db_scheduler.run_pending()
 
     assert [f.task for f in fired] == ["ping"]
-    assert "task broken is invalid and does not run: cron_expression: Bad hour field" in caplog.text
+    message = "task broken is broken and does not run: cron_expression: Bad hour field '25'"
+    assert caplog.text.count(message) == 1
+    row = TaskRow.objects.get(name="broken")
+    assert row.broken_reason.startswith("cron_expression: Bad hour field '25'")
+    assert row.broken_at is not None
+    assert row.next_run is None
 
 
 def test_saving_or_deleting_a_task_tells_the_schedulers(

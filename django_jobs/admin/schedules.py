@@ -195,6 +195,21 @@ RUN_FIELDS = (
 )
 
 
+class BrokenFilter(admin.SimpleListFilter):
+    """Tasks whose next run cannot be computed (``broken_reason``), or the others."""
+
+    title = "broken"
+    parameter_name = "broken"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(broken_reason__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(ScheduledTask)
 class ScheduledTaskAdmin(admin.ModelAdmin):
     form = ScheduledTaskForm
@@ -206,10 +221,11 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
         "last_run_ago",
         "next_run_in",
         "run_count",
+        "broken",
     )
     list_display_links = ("name",)
     list_editable = ("enabled",)
-    list_filter = ("enabled", "schedule_type", "missed_run_policy")
+    list_filter = ("enabled", BrokenFilter, "schedule_type", "missed_run_policy")
     search_fields = ("name", "job_name", "description")
     actions = ("enable_tasks", "disable_tasks", "run_now")
     readonly_fields = ("upcoming_runs", *RUN_FIELDS)
@@ -246,6 +262,8 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
     def next_run_display(self, obj: ScheduledTask) -> str:
         if not obj.enabled:
             return "- (disabled)"
+        if obj.broken_reason is not None:
+            return "- (broken)"
         return _when(obj, obj.next_run)
 
     @admin.display(description="last run", ordering="last_run")
@@ -254,7 +272,16 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="next run", ordering="next_run")
     def next_run_in(self, obj: ScheduledTask) -> str:
-        return _relative(obj, obj.next_run) if obj.enabled else "- (disabled)"
+        if not obj.enabled:
+            return "- (disabled)"
+        return "- (broken)" if obj.broken_reason is not None else _relative(obj, obj.next_run)
+
+    @admin.display(description="broken", ordering="broken_at")
+    def broken(self, obj: ScheduledTask) -> str:
+        """Why the task does not run, as a tooltip of "Broken"."""
+        if obj.broken_reason is None:
+            return "-"
+        return format_html('<span title="{}">Broken</span>', obj.broken_reason)
 
     @admin.display(description="declared in")
     def origin(self, obj: ScheduledTask) -> str:
@@ -269,12 +296,12 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
     def upcoming_runs(self, obj: ScheduledTask | None) -> str:
         if obj is None or obj.pk is None:
             return "Shown once the task is saved."
+        now = utcnow()
         try:
             task = obj.to_task()
-        except InvalidSchedule as exc:
+            times = task.upcoming(5, now)
+        except Exception as exc:  # whatever the schedule's computation raises
             return f"None: {exc}"
-        now = utcnow()
-        times = task.upcoming(5, now)
         if not times:
             return "None: a one-time task runs only once." if obj.last_run else "None."
         tz = task.tzinfo
@@ -379,6 +406,24 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
         return None
 
     # -- status -------------------------------------------------------------------------------
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        task = self.get_object(request, object_id) if request.method == "GET" else None
+        if task is not None and task.broken_reason is not None:
+            since = _when(task, task.broken_at)
+            self.message_user(
+                request,
+                f"This task is broken and does not run (since {since}): {task.broken_reason}. "
+                "Correct its schedule and save it.",
+                messages.ERROR,
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

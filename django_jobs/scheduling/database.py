@@ -12,8 +12,10 @@ from django.db.models import Case, F, Q, Value, When
 
 from django_jobs.models import ScheduledTask as Model
 from django_jobs.queue import JobQueue
+from django_jobs.scheduling.changes import database_version, mark_broken
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.task import ScheduledTask
+from django_jobs.serialization import utcnow
 from django_jobs.store import calls
 from django_jobs.store.execute import run
 
@@ -23,9 +25,10 @@ logger = logging.getLogger("django_jobs.scheduler")
 class DatabaseTaskStore:
     """The tasks of the ``ScheduledTask`` table (``django_jobs.models``).
 
-    Changes made with ``save()`` or ``delete()`` (the admin, code) are reported through a
-    counter in Redis that model signals bump; the scheduler reads it each time it wakes, at
-    least every :data:`WAKE_EVERY` seconds.
+    Its :meth:`version` changes with every write to the table, whoever makes it: a counter
+    that triggers keep in the database (SQLite, PostgreSQL; see
+    :mod:`~django_jobs.scheduling.changes`), and one in Redis that ``save()`` and ``delete()``
+    bump. The scheduler reads it each time it wakes, at least every :data:`WAKE_EVERY` seconds.
     """
 
     def __init__(self, jobs: JobQueue | None = None) -> None:
@@ -34,8 +37,8 @@ class DatabaseTaskStore:
     def _task(self, row: Any) -> ScheduledTask | None:
         try:
             return row.to_task()  # type: ignore[no-any-return]
-        except InvalidSchedule as exc:
-            logger.error("task %s is invalid and does not run: %s", row.name, exc)
+        except InvalidSchedule as exc:  # saved without clean(): broken, said once
+            mark_broken(self, row.name, exc)
             return None
 
     def load(self) -> list[ScheduledTask]:
@@ -43,7 +46,7 @@ class DatabaseTaskStore:
         return [task for task in tasks if task is not None]
 
     def version(self) -> Any:
-        return run(calls.schedules_version(self.jobs.keys))
+        return database_version(Model), run(calls.schedules_version(self.jobs.keys))
 
     def get(self, name: str) -> ScheduledTask | None:
         row = Model.objects.filter(name=name).first()
@@ -90,6 +93,24 @@ class DatabaseTaskStore:
                 run_count=F("run_count") + new_runs, last_run=fired[-1]
             )
         rows.filter(next_run=expected_next).update(next_run=next_run)
+
+    def forget_next_run(self, name: str, expected_next: datetime | None) -> None:
+        Model.objects.filter(name=name, next_run=expected_next).update(next_run=None)
+
+    def mark_broken(self, name: str, reason: str) -> bool:
+        rows = Model.objects.filter(name=name)
+        # Only the first scheduler to find it broken for this reason marks it (and says so).
+        marked = rows.exclude(broken_reason=reason).update(
+            broken_reason=reason, broken_at=utcnow(), next_run=None
+        )
+        if not marked:
+            rows.filter(next_run__isnull=False).update(next_run=None)
+        return bool(marked)
+
+    def mark_sound(self, name: str) -> None:
+        Model.objects.filter(name=name, broken_reason__isnull=False).update(
+            broken_reason=None, broken_at=None
+        )
 
     def sync(self, declared: dict[str, ScheduledTask]) -> None:
         """Write the declared tasks into the table, keeping what was changed in the admin.

@@ -1,7 +1,8 @@
-"""When a task's runs fall due: whether a save sets ``next_run`` afresh (:func:`rescheduled`), and
-which of the due times found as of now to enqueue (:func:`due_runs`), following the task's
+"""When a task's runs fall due: its next run computed afresh, from now (:func:`next_run_from_now`),
+whether a save sets ``next_run`` afresh (:func:`rescheduled`), and which of the due times found
+as of now to enqueue (:func:`due_runs`), following the task's
 :class:`~django_jobs.scheduling.task.MissedRunPolicy` for the runs that fell due while no
-scheduler was running."""
+scheduler was running. :func:`broken_reason` words why a task's next run cannot be computed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django_jobs.scheduling.cron import whole_seconds
+from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.task import (
     MAX_CATCH_UP,
     SCHEDULE_FIELDS,
@@ -16,6 +19,32 @@ from django_jobs.scheduling.task import (
     ScheduledTask,
     ScheduleType,
 )
+from django_jobs.serialization import utcnow
+
+
+def next_run_from_now(task: ScheduledTask, now: datetime | None = None) -> datetime | None:
+    """The next run of ``task`` computed afresh as of ``now`` (a new task, a changed schedule, a
+    task enabled again): :meth:`ScheduledTask.calculate_next_run`, except that an interval
+    task's runs that fell due before ``now`` are not made up for. They fell due while the task
+    was off or had another schedule: that is no outage, so the missed-run policy does not apply.
+    The task keeps its rhythm: the first due time ``last_run + k * interval_seconds`` from now.
+
+    May raise whatever the schedule's computation raises (``InvalidSchedule``, say).
+    """
+    now = utcnow() if now is None else now
+    due = task.calculate_next_run(now)
+    start = whole_seconds(now)
+    if task.schedule_type == ScheduleType.INTERVAL and due is not None and due < start:
+        step = timedelta(seconds=task.interval_seconds or 1)
+        due += math.ceil((start - due) / step) * step
+    return due
+
+
+def broken_reason(exc: BaseException) -> str:
+    """Why a task whose schedule raised ``exc`` is broken, for the admin and the log."""
+    if isinstance(exc, InvalidSchedule):
+        return str(exc)
+    return f"its next run cannot be computed: {type(exc).__name__}: {exc}"
 
 
 def rescheduled(
@@ -25,8 +54,8 @@ def rescheduled(
     what.
 
     A disabled task has no next run. A new task, a changed schedule or a task that is enabled
-    again get one computed afresh (:meth:`ScheduledTask.calculate_next_run`); otherwise the
-    scheduler's ``next_run`` stands.
+    again get one computed afresh (:func:`next_run_from_now`); otherwise the scheduler's
+    ``next_run`` stands. May raise whatever the schedule's computation raises.
     """
     if not task.enabled:
         return True, None
@@ -38,7 +67,7 @@ def rescheduled(
     )
     if not changed:
         return False, task.next_run
-    return True, task.calculate_next_run(now)
+    return True, next_run_from_now(task, now)
 
 
 # -- missed runs ---------------------------------------------------------------------------------

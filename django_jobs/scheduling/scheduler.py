@@ -38,7 +38,8 @@ from django.db import DatabaseError, connections
 from django_jobs.exceptions import RedisAccessDenied, RedisUnavailable, StoreError
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
-from django_jobs.scheduling.due import DueRuns, due_runs
+from django_jobs.scheduling.changes import load_tasks, mark_broken
+from django_jobs.scheduling.due import DueRuns, due_runs, next_run_from_now
 from django_jobs.scheduling.settings import tasks_from_settings
 from django_jobs.scheduling.stores import MemoryTaskStore, TaskStore
 from django_jobs.scheduling.task import ScheduledTask
@@ -83,8 +84,9 @@ AFTER_OUTAGE_GRACE = 2.0
 #: GET), so that an edit in the admin takes effect within a second.
 WAKE_EVERY = 0.5
 #: The tasks are loaded again at least this often (seconds), even with no change reported: a
-#: safety net for changes made without ``save()`` (``QuerySet.update()``, SQL) or while Redis
-#: was down.
+#: safety net for databases without the schedules' version (see :mod:`~.changes`), where
+#: changes made without ``save()`` (``QuerySet.update()``, SQL) or while Redis was down are
+#: seen only then; broken tasks are tried again then too.
 RELOAD_EVERY = 30.0
 
 
@@ -140,6 +142,7 @@ class JobScheduler:
         self._heartbeat_at = 0.0
         self._unknown_jobs: set[str] = set()
         self._worked_at: datetime | None = None  # the start of the last pass that worked
+        self._started_at: datetime | None = None  # when the loop started
         self._outage: Outage | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -236,6 +239,7 @@ class JobScheduler:
     def _loop(self) -> None:
         logger.info("scheduler %s started", self.scheduler_id)
         self._worked_at, self._outage = utcnow(), None
+        self._started_at = self._worked_at
         backoff = Backoff(limit=10.0)
         try:
             if self._sync_settings:
@@ -326,7 +330,7 @@ class JobScheduler:
         version = self.store.version()
         stale = time.monotonic() - self._loaded_at > RELOAD_EVERY
         if self._version is None or version != self._version or stale:
-            self._tasks = {task.name: task for task in self.store.load()}
+            self._tasks = load_tasks(self.store, self._tasks)
             self._version = version
             self._loaded_at = time.monotonic()
             unknown = {t.name for t in self._tasks.values() if t.job_name not in registry}
@@ -355,7 +359,7 @@ class JobScheduler:
                 continue
             try:
                 if task.next_run is None:
-                    next_run = task.calculate_next_run(now)
+                    next_run = next_run_from_now(task, now)
                     if next_run is None:
                         continue  # a one-time task that ran
                     stored = self.store.set_next_run(name, next_run)
@@ -366,8 +370,15 @@ class JobScheduler:
                 done += self._process(task, now)
             except (DatabaseError, StoreError):
                 raise  # the whole pass waits for them
-            except Exception:  # one task's trouble must not stop the others
-                logger.exception("task %s: unexpected error; it is tried again later", name)
+            except Exception as exc:  # one task's trouble must not stop the others
+                # Skipped until the tasks are loaded again (it changed, or RELOAD_EVERY).
+                self._tasks.pop(name, None)
+                mark_broken(self.store, name, exc)
+                continue
+            if task.broken_reason is not None:
+                self.store.mark_sound(name)
+                logger.warning("task %s is no longer broken: its runs are computed again", name)
+                self._tasks[name] = replace(self._tasks[name], broken_reason=None)
         else:  # a whole pass
             self._worked(now)
         return done
@@ -410,6 +421,8 @@ class JobScheduler:
     def _why_missed(self, task: ScheduledTask, first: datetime) -> str:
         outage = self._outage
         if outage is None:
+            if self._started_at is not None and first >= self._started_at:
+                return "the task was off, or not yet saved, when they fell due"
             return "no scheduler was running"
         why = f"this scheduler could not work from {local_time(task, outage.since)}: {outage.cause}"
         if first < outage.since - timedelta(seconds=self.grace):

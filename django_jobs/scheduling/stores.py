@@ -25,7 +25,8 @@ class TaskStore(Protocol):
         """All tasks, enabled or not. A task that cannot be read is left out (and logged)."""
 
     def version(self) -> Any:
-        """A value that changes whenever a task is added, changed or removed (cheap to read)."""
+        """A value that changes whenever a task is added, changed or removed (cheap to read:
+        the scheduler reads it every time it wakes)."""
 
     def get(self, name: str) -> ScheduledTask | None: ...
 
@@ -49,6 +50,17 @@ class TaskStore(Protocol):
         ``next_run``. ``next_run`` is written only if the stored one is still
         ``expected_next``; runs not later than the stored ``last_run`` are not counted again.
         """
+
+    def forget_next_run(self, name: str, expected_next: datetime | None) -> None:
+        """Clear the task's ``next_run`` if it is still ``expected_next``: it is computed afresh,
+        from now (a write that bypassed ``save()`` disabled, enabled or rescheduled the task)."""
+
+    def mark_broken(self, name: str, reason: str) -> bool:
+        """The task's next run cannot be computed, for ``reason``: mark it broken, without a
+        next run. ``True`` if it was not broken for that reason already (then say so, once)."""
+
+    def mark_sound(self, name: str) -> None:
+        """The task's next run can be computed again: it is no longer broken."""
 
 
 class MemoryTaskStore:
@@ -141,3 +153,23 @@ class MemoryTaskStore:
             if task.next_run == expected_next:
                 task = replace(task, next_run=next_run)
             self._tasks[name] = task
+
+    def forget_next_run(self, name: str, expected_next: datetime | None) -> None:
+        with self._lock:
+            task = self._tasks.get(name)
+            if task is not None and task.next_run == expected_next:
+                self._tasks[name] = replace(task, next_run=None)
+
+    def mark_broken(self, name: str, reason: str) -> bool:
+        with self._lock:
+            task = self._tasks.get(name)
+            if task is None:
+                return False
+            self._tasks[name] = replace(task, next_run=None, broken_reason=reason)
+            return task.broken_reason != reason
+
+    def mark_sound(self, name: str) -> None:
+        with self._lock:
+            task = self._tasks.get(name)
+            if task is not None:
+                self._tasks[name] = replace(task, broken_reason=None)

@@ -88,7 +88,8 @@ class ScheduledTask:
     ``priority`` and ``queue`` ``None`` mean the job's own (``@job(priority=..., queue=...)``).
     ``last_run`` is the due time of the last run that was enqueued, ``next_run`` the next due
     time (``None``: none is computed yet, or there is none), ``run_count`` how many runs were
-    enqueued.
+    enqueued. ``broken_reason`` says why its next run could not be computed (``None``: it
+    could); the schedulers skip such a task until it computes again.
 
     The definition is checked when the task is made: :class:`InvalidSchedule` names each bad
     field.
@@ -112,6 +113,7 @@ class ScheduledTask:
     missed_run_policy: MissedRunPolicy = MissedRunPolicy.CATCH_UP
     run_immediately: bool = True
     description: str = ""
+    broken_reason: str | None = None
 
     def __post_init__(self) -> None:
         errors: dict[str, str] = {}
@@ -287,10 +289,13 @@ class ScheduledTask:
 #: The run state, kept by the schedulers: when the task last and next runs, how often it ran.
 RUN_STATE_FIELDS = ("last_run", "next_run", "run_count")
 #: The fields a user defines (in the admin or in ``DJANGO_JOBS['SCHEDULES']``): all but the
-#: name, ``enabled`` and the run state. Read off the dataclass, so that a field added to it is
-#: carried by every conversion (the model row, the stored definition, the settings' spec).
+#: name, ``enabled``, the run state and ``broken_reason``. Read off the dataclass, so that a
+#: field added to it is carried by every conversion (the model row, the stored definition, the
+#: settings' spec).
 DEFINITION_FIELDS = tuple(
-    f.name for f in fields(ScheduledTask) if f.name not in {"name", "enabled", *RUN_STATE_FIELDS}
+    f.name
+    for f in fields(ScheduledTask)
+    if f.name not in {"name", "enabled", "broken_reason", *RUN_STATE_FIELDS}
 )
 #: The definition fields whose "not set" is ``None``: the model's text columns keep it as "".
 OPTIONAL_FIELDS = frozenset(

@@ -1,0 +1,107 @@
+"""How a running scheduler learns that the tasks changed, how it obeys writes that bypassed
+``ScheduledTask.save()``, and how it marks a task whose runs cannot be computed broken.
+
+Every write to the ``ScheduledTask`` table is seen within a second: on SQLite and PostgreSQL
+triggers (migration 0004) bump a one-row counter, ``django_jobs_schedulesversion``, on every
+insert, delete and update of a column users edit, whoever writes (``save()``,
+``QuerySet.update()``, ``bulk_create``, raw SQL). :func:`database_version` reads it: one
+primary-key lookup, every time the scheduler wakes. On other databases there is no counter and
+it returns ``None``: edits made with ``save()`` and ``delete()`` are still seen within a second
+(their signal bumps a counter in Redis), others by the scheduler's reload every 30 s.
+
+``save()`` computes ``next_run`` afresh when a task is enabled or its schedule changes; a write
+that bypasses it leaves the stored ``next_run`` as it was. :func:`stale_next_runs` finds those
+tasks when the scheduler loads the tasks again, so that their next run is computed from now
+too: re-enabling a task never makes up for the time it was off.
+
+A task whose runs cannot be computed (its computation raised :class:`InvalidSchedule`, or
+anything else) is marked broken with the reason (:func:`mark_broken`), said once in the log,
+and skipped until the tasks are loaded again; the other tasks go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime
+
+from django.db import connections, router
+
+from django_jobs.scheduling.due import broken_reason
+from django_jobs.scheduling.errors import InvalidSchedule
+from django_jobs.scheduling.stores import TaskStore
+from django_jobs.scheduling.task import SCHEDULE_FIELDS, ScheduledTask
+
+logger = logging.getLogger("django_jobs.scheduler")
+
+#: The table of the counter, and the databases that have it (see migration 0004).
+VERSION_TABLE = "django_jobs_schedulesversion"
+VERSION_VENDORS = frozenset({"sqlite", "postgresql"})
+
+
+def database_version(model: type) -> int | None:
+    """The version of ``model``'s table (the ``ScheduledTask`` model) that its triggers keep;
+    ``None`` on a database without them."""
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor not in VERSION_VENDORS:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT version FROM {VERSION_TABLE} WHERE id = 1")
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def load_tasks(store: TaskStore, before: Mapping[str, ScheduledTask]) -> dict[str, ScheduledTask]:
+    """The tasks of ``store`` by name (``before``: as the scheduler had them), with the stale
+    ``next_run`` of each task of :func:`stale_next_runs` cleared, so that it is computed from
+    now."""
+    tasks = {task.name: task for task in store.load()}
+    for name, expected in stale_next_runs(before, tasks.values()).items():
+        store.forget_next_run(name, expected)
+        tasks[name] = replace(tasks[name], next_run=None)
+    return tasks
+
+
+def mark_broken(store: TaskStore, name: str, exc: Exception) -> None:
+    """The runs of task ``name`` cannot be computed (``exc``): mark it broken in ``store``, and
+    log it at ERROR if no scheduler did for that reason (with the traceback of an unexpected
+    error)."""
+    reason = broken_reason(exc)
+    if store.mark_broken(name, reason):
+        unexpected = not isinstance(exc, InvalidSchedule)
+        logger.error("task %s is broken and does not run: %s", name, reason, exc_info=unexpected)
+
+
+def stale_next_runs(
+    before: Mapping[str, ScheduledTask], loaded: Iterable[ScheduledTask]
+) -> dict[str, datetime | None]:
+    """The tasks of ``loaded`` whose stored ``next_run`` must be computed afresh, each with that
+    stored value (to clear it only if no one changed it since); ``before`` is the tasks as the
+    scheduler had them.
+
+    - A disabled task has no next run (``save()`` clears it; ``QuerySet.update()`` does not).
+      Clearing it while the task is off means that enabling it, however it is done, computes
+      its next run from then.
+    - An enabled task whose schedule, or ``enabled``, changed since the scheduler last loaded it
+      while its ``next_run`` did not: the write bypassed ``save()``.
+    """
+    stale: dict[str, datetime | None] = {}
+    for task in loaded:
+        old = before.get(task.name)
+        if not task.enabled:
+            if task.next_run is not None:
+                stale[task.name] = task.next_run
+        elif (
+            old is not None
+            and task.next_run is not None
+            and task.next_run == old.next_run
+            and (not old.enabled or _schedule(task) != _schedule(old))
+        ):
+            stale[task.name] = task.next_run
+    return stale
+
+
+def _schedule(task: ScheduledTask) -> list[object]:
+    definition = task.definition()
+    return [definition[name] for name in SCHEDULE_FIELDS]
