@@ -139,7 +139,9 @@ def test_an_operator_cancels_a_running_job(console, workers, ledger):
     page.locator("#result_list a", has_text=job.id[:10]).click()
     page.click("button:has-text('Cancel job')")
     page.click("input[value='Yes, I\N{RIGHT SINGLE QUOTATION MARK}m sure']")
-    expect(page.locator(".messagelist")).to_contain_text("Asked the worker of 1 running job to stop it")
+    expect(page.locator(".messagelist")).to_contain_text(
+        "Asked the worker of 1 running job to stop it"
+    )
     wait_until(lambda: jobs.get_job(job.id).status is JobStatus.CANCELLED, message="cancelled")
     page.reload()
     expect(page.locator(".jobs-fields")).to_contain_text("cancelled")
