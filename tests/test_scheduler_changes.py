@@ -141,6 +141,7 @@ def test_the_admin_lists_a_broken_task_and_says_why_on_its_page(admin_client):
 
     assert "huge" in listing
     assert ">fine<" not in listing
+    assert ">Broken: does not run</strong>" in listing  # under its schedule, with the reason
     assert "This task is broken and does not run" in page
     assert "OverflowError" in page
 

@@ -221,7 +221,6 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
         "last_run_ago",
         "next_run_in",
         "run_count",
-        "broken",
     )
     list_display_links = ("name",)
     list_editable = ("enabled",)
@@ -250,9 +249,17 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
     @admin.display(description="schedule", ordering="schedule_type")
     def schedule(self, obj: ScheduledTask) -> str:
         try:
-            return obj.to_task().describe()
+            described = obj.to_task().describe()
         except InvalidSchedule as exc:
-            return f"Invalid: {exc}"
+            described = f"Invalid: {exc}"
+        if obj.broken_reason is None:
+            return described
+        # Here, in the list's first columns, a broken task stands out; the reason as a tooltip.
+        return format_html(
+            '{}<br><strong style="color: var(--error-fg)" title="{}">Broken: does not run</strong>',
+            described,
+            obj.broken_reason,
+        )
 
     @admin.display(description="last run", ordering="last_run")
     def last_run_display(self, obj: ScheduledTask) -> str:
@@ -275,13 +282,6 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
         if not obj.enabled:
             return "- (disabled)"
         return "- (broken)" if obj.broken_reason is not None else _relative(obj, obj.next_run)
-
-    @admin.display(description="broken", ordering="broken_at")
-    def broken(self, obj: ScheduledTask) -> str:
-        """Why the task does not run, as a tooltip of "Broken"."""
-        if obj.broken_reason is None:
-            return "-"
-        return format_html('<span title="{}">Broken</span>', obj.broken_reason)
 
     @admin.display(description="declared in")
     def origin(self, obj: ScheduledTask) -> str:
