@@ -263,7 +263,10 @@ def test_edits_that_bypass_save_are_obeyed_within_a_second(group):
 
     def obeyed(check, what):
         began = time.monotonic()
-        wait_until(check, timeout=10, message=what)
+        try:
+            wait_until(check, timeout=10, message=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{group.logs()}") from None
         return time.monotonic() - began
 
     TaskRow.objects.filter(name="later").update(interval_seconds=2)
