@@ -5,6 +5,7 @@ Processes running ``manage.py runscheduler`` are tested in test_runscheduler.py.
 """
 
 import asyncio
+import importlib
 import logging
 import threading
 import time
@@ -661,6 +662,12 @@ def test_the_task_check_is_skipped_without_the_table():
     finally:
         with connection.schema_editor() as editor:
             editor.create_model(TaskRow)
+            # Dropping the table dropped its triggers (the schedules' version): put them back
+            # for the tests that follow.
+            migration = importlib.import_module(
+                "django_jobs.migrations.0004_broken_tasks_and_schedules_version"
+            )
+            migration.install_triggers(editor, TaskRow)
 
 
 @pytest.mark.parametrize(

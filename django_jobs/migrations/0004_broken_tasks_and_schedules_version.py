@@ -32,17 +32,23 @@ def edited_columns(model, quote):
 
 
 def create_triggers(apps, schema_editor):
-    vendor, run, quote = (
-        schema_editor.connection.vendor,
-        schema_editor.execute,
-        schema_editor.quote_name,
+    if schema_editor.connection.vendor not in ("sqlite", "postgresql"):
+        return
+    schema_editor.execute(
+        f"CREATE TABLE {TABLE} (id integer PRIMARY KEY CHECK (id = 1), version bigint NOT NULL)"
     )
+    schema_editor.execute(f"INSERT INTO {TABLE} (id, version) VALUES (1, 0)")
+    install_triggers(schema_editor, apps.get_model("django_jobs", "ScheduledTask"))
+
+
+def install_triggers(schema_editor, model):
+    """The triggers on ``model``'s table (the tasks'). Dropping that table drops them: whoever
+    creates it again outside the migrations (a test, say) calls this too."""
+    vendor, run = schema_editor.connection.vendor, schema_editor.execute
     if vendor not in ("sqlite", "postgresql"):
         return
-    columns = edited_columns(apps.get_model("django_jobs", "ScheduledTask"), quote)
+    columns = edited_columns(model, schema_editor.quote_name)
     inserted, updated, deleted = TRIGGERS
-    run(f"CREATE TABLE {TABLE} (id integer PRIMARY KEY CHECK (id = 1), version bigint NOT NULL)")
-    run(f"INSERT INTO {TABLE} (id, version) VALUES (1, 0)")
     if vendor == "sqlite":
         for name, event in (
             (inserted, "INSERT"),
@@ -52,7 +58,7 @@ def create_triggers(apps, schema_editor):
             run(f"CREATE TRIGGER {name} AFTER {event} ON {TASKS} BEGIN {BUMP}; END")
         return
     run(
-        f"CREATE FUNCTION {TABLE}_bump() RETURNS trigger LANGUAGE plpgsql AS "
+        f"CREATE OR REPLACE FUNCTION {TABLE}_bump() RETURNS trigger LANGUAGE plpgsql AS "
         f"$$ BEGIN {BUMP}; RETURN NULL; END $$"
     )
     for name, event in (
