@@ -40,27 +40,51 @@ VERSION_TABLE = "django_jobs_schedulesversion"
 VERSION_VENDORS = frozenset({"sqlite", "postgresql"})
 
 
+def has_database_version(model: type) -> bool:
+    """Whether the database of ``model`` (the ``ScheduledTask`` model) has the triggers."""
+    return connections[router.db_for_write(model)].vendor in VERSION_VENDORS
+
+
 def database_version(model: type) -> int | None:
     """The version of ``model``'s table (the ``ScheduledTask`` model) that its triggers keep;
     ``None`` on a database without them."""
-    connection = connections[router.db_for_write(model)]
-    if connection.vendor not in VERSION_VENDORS:
+    if not has_database_version(model):
         return None
+    connection = connections[router.db_for_write(model)]
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT version FROM {VERSION_TABLE} WHERE id = 1")
         row = cursor.fetchone()
     return None if row is None else int(row[0])
 
 
-def load_tasks(store: TaskStore, before: Mapping[str, ScheduledTask]) -> dict[str, ScheduledTask]:
-    """The tasks of ``store`` by name (``before``: as the scheduler had them), with the stale
-    ``next_run`` of each task of :func:`stale_next_runs` cleared, so that it is computed from
-    now."""
-    tasks = {task.name: task for task in store.load()}
-    for name, expected in stale_next_runs(before, tasks.values()).items():
+def load_tasks(
+    store: TaskStore,
+    before: Mapping[str, ScheduledTask],
+    loaded_before: Mapping[str, ScheduledTask],
+) -> tuple[dict[str, ScheduledTask], dict[str, ScheduledTask]]:
+    """The tasks of ``store`` by name as the scheduler is to work with them, and as the store
+    gave them.
+
+    ``before`` is the tasks as the scheduler had them, ``loaded_before`` as the store gave them
+    last time. A store gives an unchanged task as the same object (see
+    :meth:`TaskStore.load`): the scheduler keeps its own version of it (its run state may be
+    ahead), and only the new and changed ones are looked at; the stale ``next_run`` of each
+    of them (:func:`stale_next_runs`) is cleared, so that it is computed from now.
+    """
+    loaded = {task.name: task for task in store.load()}
+    tasks: dict[str, ScheduledTask] = {}
+    fresh: list[ScheduledTask] = []
+    for name, task in loaded.items():
+        kept = before.get(name)
+        if kept is not None and loaded_before.get(name) is task:
+            tasks[name] = kept
+        else:
+            tasks[name] = task
+            fresh.append(task)
+    for name, expected in stale_next_runs(before, fresh).items():
         store.forget_next_run(name, expected)
         tasks[name] = replace(tasks[name], next_run=None)
-    return tasks
+    return tasks, loaded
 
 
 def mark_broken(store: TaskStore, name: str, exc: Exception) -> None:

@@ -7,12 +7,12 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import Case, DateTimeField, F, Q, Value, When
 
 from django_jobs.models import ScheduledTask as Model
 from django_jobs.queue import JobQueue
-from django_jobs.scheduling.changes import database_version, mark_broken
+from django_jobs.scheduling.changes import database_version, has_database_version, mark_broken
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
@@ -20,6 +20,9 @@ from django_jobs.store import calls
 from django_jobs.store.execute import run
 
 logger = logging.getLogger("django_jobs.scheduler")
+
+#: Rows fetched per query when only some changed (below SQLite's limit on query parameters).
+_BATCH = 500
 
 
 class DatabaseTaskStore:
@@ -33,6 +36,8 @@ class DatabaseTaskStore:
 
     def __init__(self, jobs: JobQueue | None = None) -> None:
         self.jobs = jobs or JobQueue()
+        # Each row's fingerprint and task (None: unreadable) as of the last load().
+        self._loaded: dict[int, tuple[int, ScheduledTask | None]] = {}
 
     def _task(self, row: Any) -> ScheduledTask | None:
         try:
@@ -42,11 +47,48 @@ class DatabaseTaskStore:
             return None
 
     def load(self) -> list[ScheduledTask]:
-        tasks = (self._task(row) for row in Model.objects.all())
-        return [task for task in tasks if task is not None]
+        """All tasks. Every row is read raw (cheap), but only those that are new or changed
+        since the last call are made into tasks: the others are given as the same objects."""
+        marks = self._fingerprints()
+        before = self._loaded
+        changed = {pk for pk, mark in marks.items() if pk not in before or before[pk][0] != mark}
+        fresh: dict[int, ScheduledTask | None] = {}
+        if len(changed) > len(marks) // 2:
+            rows: Any = Model.objects.all()
+        else:
+            ids = sorted(changed)
+            rows = (
+                row
+                for start in range(0, len(ids), _BATCH)
+                for row in Model.objects.filter(pk__in=ids[start : start + _BATCH])
+            )
+        for row in rows:
+            if row.pk in changed:
+                fresh[row.pk] = self._task(row)
+        # A changed row deleted meanwhile is left out (and read again if it comes back).
+        self._loaded = {
+            pk: (mark, fresh[pk]) if pk in fresh else before[pk]
+            for pk, mark in marks.items()
+            if pk in fresh or pk not in changed
+        }
+        return [task for _, task in self._loaded.values() if task is not None]
+
+    def _fingerprints(self) -> dict[int, int]:
+        """Each row's primary key and a hash of all its columns, as the database gives them."""
+        connection = connections[router.db_for_read(Model)]
+        quote = connection.ops.quote_name
+        pk = Model._meta.pk.column
+        columns = ", ".join(quote(f.column) for f in Model._meta.concrete_fields)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {quote(pk)}, {columns} FROM {quote(Model._meta.db_table)}")
+            # A changed row whose hash stays the same (odds 2**-64) is seen at its next change.
+            return {row[0]: hash(row) for row in cursor.fetchall()}
 
     def version(self) -> Any:
         return database_version(Model), run(calls.schedules_version(self.jobs.keys))
+
+    def sees_every_write(self) -> bool:
+        return has_database_version(Model)
 
     def get(self, name: str) -> ScheduledTask | None:
         row = Model.objects.filter(name=name).first()
@@ -80,19 +122,25 @@ class DatabaseTaskStore:
         self, name: str, expected_next: datetime, fired: list[datetime], next_run: datetime | None
     ) -> None:
         rows = Model.objects.filter(name=name)
-        if fired:
-            # Count only the runs later than the stored last_run: recording twice counts once.
-            new_runs = Case(
-                *(
-                    When(Q(last_run__isnull=True) | Q(last_run__lt=due), then=Value(len(fired) - i))
-                    for i, due in enumerate(fired)
-                ),
-                default=Value(0),
-            )
-            rows.filter(Q(last_run__isnull=True) | Q(last_run__lt=fired[-1])).update(
-                run_count=F("run_count") + new_runs, last_run=fired[-1]
-            )
-        rows.filter(next_run=expected_next).update(next_run=next_run)
+        next_value = Value(next_run, output_field=DateTimeField())
+        if not fired:
+            rows.filter(next_run=expected_next).update(next_run=next_value)
+            return
+        # One statement. Count only the runs later than the stored last_run: recording twice
+        # counts once.
+        later = Q(last_run__isnull=True) | Q(last_run__lt=fired[-1])
+        new_runs = Case(
+            *(
+                When(Q(last_run__isnull=True) | Q(last_run__lt=due), then=Value(len(fired) - i))
+                for i, due in enumerate(fired)
+            ),
+            default=Value(0),
+        )
+        rows.update(
+            run_count=F("run_count") + new_runs,
+            last_run=Case(When(later, then=Value(fired[-1])), default=F("last_run")),
+            next_run=Case(When(next_run=expected_next, then=next_value), default=F("next_run")),
+        )
 
     def forget_next_run(self, name: str, expected_next: datetime | None) -> None:
         Model.objects.filter(name=name, next_run=expected_next).update(next_run=None)

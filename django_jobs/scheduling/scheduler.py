@@ -28,18 +28,20 @@ import os
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, connections
 
-from django_jobs.exceptions import RedisAccessDenied, RedisUnavailable, StoreError
+from django_jobs.exceptions import StoreError
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.changes import load_tasks, mark_broken
-from django_jobs.scheduling.due import DueRuns, due_runs, next_run_from_now
+from django_jobs.scheduling.due import due_runs, next_run_from_now
+from django_jobs.scheduling.missed import Outage, what_happens, why_missed
 from django_jobs.scheduling.settings import tasks_from_settings
 from django_jobs.scheduling.stores import MemoryTaskStore, TaskStore
 from django_jobs.scheduling.task import ScheduledTask
@@ -56,6 +58,7 @@ from django_jobs.scheduling.ticks import (
     running_schedulers,
     sign_off,
 )
+from django_jobs.scheduling.timetable import Timetable
 from django_jobs.serialization import utcnow
 from django_jobs.store.connection import Backoff
 
@@ -86,30 +89,9 @@ WAKE_EVERY = 0.5
 #: The tasks are loaded again at least this often (seconds), even with no change reported: a
 #: safety net for databases without the schedules' version (see :mod:`~.changes`), where
 #: changes made without ``save()`` (``QuerySet.update()``, SQL) or while Redis was down are
-#: seen only then; broken tasks are tried again then too.
+#: seen only then. Broken tasks are tried again then too (the only thing done then for a store
+#: that sees every write: a reload costs O(tasks)).
 RELOAD_EVERY = 30.0
-
-
-@dataclass(frozen=True)
-class Outage:
-    """A time this scheduler could not work: from ``since`` (the start of its last pass that
-    worked, or its own start), because of ``cause``; ``began`` is the monotonic clock then."""
-
-    since: datetime
-    cause: str
-    began: float
-
-    @staticmethod
-    def cause_of(exc: BaseException) -> str:
-        if isinstance(exc, RedisUnavailable):
-            return "Redis did not answer"
-        if isinstance(exc, RedisAccessDenied):
-            return "Redis refused access"
-        if isinstance(exc, StoreError):
-            return "Redis refused a command"
-        if isinstance(exc, DatabaseError):
-            return "the database did not answer"
-        return "its passes failed"
 
 
 class JobScheduler:
@@ -136,7 +118,10 @@ class JobScheduler:
         self.grace = grace
         self.scheduler_id = scheduler_id or f"{socket.gethostname()}.{os.getpid()}"
         self._sync_settings = sync
-        self._tasks: dict[str, ScheduledTask] = {}
+        self._tasks: dict[str, ScheduledTask] = {}  # as this scheduler works with them
+        self._loaded: dict[str, ScheduledTask] = {}  # as the store gave them (see load_tasks)
+        self._skipped: set[str] = set()  # broken: skipped until the tasks are loaded again
+        self._timetable = Timetable()
         self._version: Any = None
         self._loaded_at = 0.0
         self._heartbeat_at = 0.0
@@ -305,11 +290,11 @@ class JobScheduler:
         self.store.sync(tasks_from_settings())
 
     def _seconds_to_next_due(self) -> float:
-        dues = [t.next_run for t in self._tasks.values() if t.enabled and t.next_run]
-        if not dues:
+        first = self._timetable.next_due(self._tasks)
+        if first is None:
             return WAKE_EVERY
         # A millisecond more, so as not to wake just before the due time and loop idle.
-        wait = (min(dues) - utcnow()).total_seconds() + 0.001
+        wait = (first - utcnow()).total_seconds() + 0.001
         return min(max(wait, 0.0), WAKE_EVERY)
 
     def _heartbeat(self) -> None:
@@ -328,60 +313,91 @@ class JobScheduler:
 
     def _reload_if_changed(self) -> None:
         version = self.store.version()
-        stale = time.monotonic() - self._loaded_at > RELOAD_EVERY
-        if self._version is None or version != self._version or stale:
-            self._tasks = load_tasks(self.store, self._tasks)
-            self._version = version
-            self._loaded_at = time.monotonic()
-            unknown = {t.name for t in self._tasks.values() if t.job_name not in registry}
-            for name in sorted(unknown - self._unknown_jobs):
-                logger.warning(
-                    "task %s: no job named %s is registered in this process; its runs will fail",
-                    name,
-                    self._tasks[name].job_name,
-                )
-            self._unknown_jobs = unknown
+        if self._version is None or version != self._version:
+            self._load(version)
+        elif time.monotonic() - self._loaded_at > RELOAD_EVERY:
+            if self.store.sees_every_write():
+                self._retry_skipped()
+            else:
+                self._load(version)
+
+    def _load(self, version: Any) -> None:
+        self._tasks, self._loaded = load_tasks(self.store, self._tasks, self._loaded)
+        self._timetable.rebuild(self._tasks.values())
+        self._skipped.clear()
+        self._version = version
+        self._loaded_at = time.monotonic()
+        unknown = {t.name for t in self._tasks.values() if t.job_name not in registry}
+        for name in sorted(unknown - self._unknown_jobs):
+            logger.warning(
+                "task %s: no job named %s is registered in this process; its runs will fail",
+                name,
+                self._tasks[name].job_name,
+            )
+        self._unknown_jobs = unknown
+
+    def _retry_skipped(self) -> None:
+        """Broken tasks are tried again, from now (marking them broken cleared their next run)."""
+        for name in self._skipped & self._loaded.keys():
+            task = self._tasks[name] = replace(self._loaded[name], next_run=None)
+            self._timetable.put(task)
+        self._skipped.clear()
+        self._loaded_at = time.monotonic()
 
     def run_pending(self, now: datetime | None = None) -> list[Fired]:
         """Enqueue what is due as of ``now`` (default: the current time), once; return it.
 
         The loop calls this after each wake-up; tests and ``runscheduler --once`` call it
-        directly.
+        directly. Only the tasks due by then (or without a next run yet) are looked at.
         """
         self._reload_if_changed()
         now = utcnow() if now is None else now
         done: list[Fired] = []
-        for name in sorted(self._tasks):
-            if self._stop.is_set():
-                break
-            task = self._tasks[name]
-            if not task.enabled:
-                continue
-            try:
-                if task.next_run is None:
-                    next_run = next_run_from_now(task, now)
-                    if next_run is None:
-                        continue  # a one-time task that ran
-                    stored = self.store.set_next_run(name, next_run)
-                    if stored is None:
-                        self._tasks.pop(name)
-                        continue
-                    task = self._tasks[name] = stored
-                done += self._process(task, now)
-            except (DatabaseError, StoreError):
-                raise  # the whole pass waits for them
-            except Exception as exc:  # one task's trouble must not stop the others
-                # Skipped until the tasks are loaded again (it changed, or RELOAD_EVERY).
-                self._tasks.pop(name, None)
-                mark_broken(self.store, name, exc)
-                continue
-            if task.broken_reason is not None:
-                self.store.mark_sound(name)
-                logger.warning("task %s is no longer broken: its runs are computed again", name)
-                self._tasks[name] = replace(self._tasks[name], broken_reason=None)
-        else:  # a whole pass
-            self._worked(now)
+        left = deque(self._timetable.take_due(self._tasks, now))
+        try:
+            while left and not self._stop.is_set():
+                done += self._turn(left[0], now)
+                left.popleft()
+            if not left:  # a whole pass
+                self._worked(now)
+        finally:
+            for name in left:  # not taken their turn: still due
+                if name in self._tasks:
+                    self._timetable.put(self._tasks[name])
         return done
+
+    def _turn(self, name: str, now: datetime) -> list[Fired]:
+        """Process the task ``name`` (due, or without a next run) as of ``now``, and put it
+        back in the timetable as it is then."""
+        task = self._tasks.get(name)
+        if task is None or not task.enabled:
+            return []
+        fired: list[Fired] = []
+        try:
+            if task.next_run is None:
+                next_run = next_run_from_now(task, now)
+                if next_run is None:
+                    return []  # a one-time task that ran: out of the timetable
+                stored = self.store.set_next_run(name, next_run)
+                if stored is None:
+                    self._tasks.pop(name)
+                    return []
+                task = self._tasks[name] = stored
+            fired = self._process(task, now)
+        except (DatabaseError, StoreError):
+            raise  # the whole pass waits for them
+        except Exception as exc:  # one task's trouble must not stop the others
+            # Skipped until the tasks are loaded again (it changed, or RELOAD_EVERY).
+            self._tasks.pop(name, None)
+            self._skipped.add(name)
+            mark_broken(self.store, name, exc)
+            return []
+        if task.broken_reason is not None:
+            self.store.mark_sound(name)
+            logger.warning("task %s is no longer broken: its runs are computed again", name)
+            self._tasks[name] = replace(self._tasks[name], broken_reason=None)
+        self._timetable.put(self._tasks[name])
+        return fired
 
     def _process(self, task: ScheduledTask, now: datetime) -> list[Fired]:
         # After an outage the runs due during it were missed, however recent.
@@ -396,9 +412,9 @@ class JobScheduler:
                 task.name,
                 runs.missed,
                 local_time(task, runs.first),
-                self._why_missed(task, runs.first),
+                why_missed(task, runs.first, self._outage, self._started_at, self.grace),
                 task.missed_run_policy.value,
-                _what_happens(runs),
+                what_happens(runs),
             )
         fired: list[Fired] = []
         try:
@@ -417,25 +433,6 @@ class JobScheduler:
             run_count=task.run_count + len(new),
         )
         return fired
-
-    def _why_missed(self, task: ScheduledTask, first: datetime) -> str:
-        outage = self._outage
-        if outage is None:
-            if self._started_at is not None and first >= self._started_at:
-                return "the task was off, or not yet saved, when they fell due"
-            return "no scheduler was running"
-        why = f"this scheduler could not work from {local_time(task, outage.since)}: {outage.cause}"
-        if first < outage.since - timedelta(seconds=self.grace):
-            return f"no scheduler was running, then {why}"
-        return why
-
-
-def _what_happens(runs: DueRuns) -> str:
-    if not runs.dropped:
-        return "enqueueing them" if runs.missed > 1 else "enqueueing it"
-    if runs.dropped == runs.missed:  # none of the missed runs is enqueued
-        return f"skipping {runs.dropped}" + (" (a run is due now anyway)" if runs.fire else "")
-    return f"enqueueing {len(runs.fire)} (the latest), dropping {runs.dropped}"
 
 
 def _close_broken_connections() -> None:

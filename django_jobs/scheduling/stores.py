@@ -22,11 +22,18 @@ class TaskStore(Protocol):
     """Where a scheduler's tasks live. Every method may be called from the scheduler's thread."""
 
     def load(self) -> list[ScheduledTask]:
-        """All tasks, enabled or not. A task that cannot be read is left out (and logged)."""
+        """All tasks, enabled or not. A task that cannot be read is left out (and logged).
+
+        A task that did not change since the last call is given as the same object (the
+        scheduler then looks only at those that did)."""
 
     def version(self) -> Any:
         """A value that changes whenever a task is added, changed or removed (cheap to read:
         the scheduler reads it every time it wakes)."""
+
+    def sees_every_write(self) -> bool:
+        """Whether :meth:`version` changes with every write, whoever makes it (else the
+        scheduler loads the tasks again every ``RELOAD_EVERY`` seconds too)."""
 
     def get(self, name: str) -> ScheduledTask | None: ...
 
@@ -85,6 +92,9 @@ class MemoryTaskStore:
 
     def version(self) -> int:
         return self._version
+
+    def sees_every_write(self) -> bool:
+        return True
 
     def get(self, name: str) -> ScheduledTask | None:
         with self._lock:

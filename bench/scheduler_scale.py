@@ -1,0 +1,257 @@
+"""The scheduler at scale: ``manage.py runscheduler`` with many enabled periodic tasks.
+
+Run on demand (not a test), from the repository root::
+
+    .venvs/dev/bin/python bench/scheduler_scale.py [--tasks 100000] [--db sqlite|postgresql]
+                                                   [--seconds 60]
+
+It makes a throw-away database (a SQLite file in a temporary folder, or a temporary database on
+the local PostgreSQL server: trust auth, user ``postgres``), migrates it, bulk-inserts the tasks
+in their steady state (each with its next run, as a scheduler that had been running left them)
+and starts one real ``runscheduler`` under a Redis key prefix of its own (Redis at
+``127.0.0.1:6379``; only that prefix's keys are deleted at the end). The tasks: most are interval
+tasks of 60-3600 s, some cron tasks (``*/5 * * * *``, ``0 * * * *``, ...) in UTC,
+Europe/Berlin, America/New_York, Asia/Kolkata and Pacific/Chatham, and ``--every-second`` tasks
+of 1 s, so that ticks fall due every second.
+
+It reports the start-up time (process start to the "started" log line, and to the first tick
+enqueued), the scheduler's CPU seconds per wall second and its RSS over the ``--seconds``
+after start-up, and the lateness of the ticks enqueued then (the job's ``created_at`` minus its
+``scheduled_at``: p50, p99, max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+REDIS_URL = "redis://127.0.0.1:6379/0"
+ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Pacific/Chatham")
+CRONS = ("*/5 * * * *", "0 * * * *", "30 2 * * *", "15 */3 * * *", "0 9 * * MON-FRI")
+JOB = "benchapp.jobs.noop"
+START_BUDGET = 10  # seconds (issue 19, item 5)
+
+SETTINGS = """\
+import json, os
+SECRET_KEY = "bench"
+USE_TZ = True
+TIME_ZONE = "UTC"
+INSTALLED_APPS = ["django_jobs", "benchapp"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+DATABASES = {{"default": json.loads(os.environ["SCALE_DB"])}}
+PREFIX = os.environ["SCALE_PREFIX"]
+DJANGO_JOBS = {{"REDIS_URL": {redis!r}, "PREFIX": PREFIX, "QUEUES": ["default"]}}
+"""
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--every-second", type=int, default=20, help="tasks of a 1 s interval")
+    parser.add_argument("--cron-share", type=float, default=0.02, help="share of cron tasks")
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args()
+
+
+def database(kind: str, folder: Path) -> tuple[dict, str | None]:
+    """The Django DATABASES entry, and the PostgreSQL database made for it (or ``None``)."""
+    if kind == "sqlite":
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": str(folder / "db.sqlite3")}, None
+    import psycopg
+
+    name = f"django_jobs_scale_{os.getpid()}"
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    entry = {"ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": "postgres"}
+    return {**entry, "HOST": "127.0.0.1"}, name
+
+
+def drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def insert_tasks(args: argparse.Namespace) -> dict[str, int]:
+    """Bulk-insert the tasks, each with its next run (steady state); their counts by kind."""
+    from django.db.models import F
+
+    from django_jobs.models import ScheduledTask
+    from django_jobs.scheduling.task import ScheduledTask as Task
+
+    rng = random.Random(args.seed)
+    now = datetime.now(UTC).replace(microsecond=0)
+    crons = round(args.tasks * args.cron_share)
+    intervals = args.tasks - crons - args.every_second
+    rows, next_runs = [], {}
+    for i in range(args.tasks):
+        if i < args.every_second:
+            task = Task(f"second-{i}", JOB, "interval", interval_seconds=1, args=[i])
+            task.next_run = now + timedelta(seconds=2)
+        elif i < args.every_second + crons:
+            expr, tz = rng.choice(CRONS), rng.choice(ZONES)
+            task = Task(f"cron-{i}", JOB, "cron", cron_expression=expr, timezone=tz, args=[i])
+            key = (expr, tz)
+            if key not in next_runs:
+                next_runs[key] = task.calculate_next_run(now)
+            task.next_run = next_runs[key]
+        else:
+            every = rng.randint(60, 3600)
+            task = Task(f"interval-{i}", JOB, "interval", interval_seconds=every, args=[i])
+            task.next_run = now + timedelta(seconds=rng.randint(1, every))
+        task.last_run = task.next_run - timedelta(seconds=task.interval_seconds or 60)
+        row = ScheduledTask(name=task.name)
+        row.set_definition(task)
+        row.next_run, row.last_run = task.next_run, task.last_run
+        rows.append(row)
+    ScheduledTask.objects.bulk_create(rows, batch_size=2000)
+    # The inserts took a while: the runs are moved on by that, and by the start-up budget, so
+    # that the window measures the steady state rather than a backlog the bench itself made
+    # (the 1 s tasks are due at once: the first tick enqueued says when the scheduler is up).
+    # next_run is the schedulers' column: the triggers do not count this as an edit.
+    lead = datetime.now(UTC) - now + timedelta(seconds=START_BUDGET)
+    ScheduledTask.objects.filter(interval_seconds=1).update(next_run=datetime.now(UTC))
+    ScheduledTask.objects.exclude(interval_seconds=1).update(next_run=F("next_run") + lead)
+    return {"every second": args.every_second, "interval": intervals, "cron": crons}
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) // 1024
+    return values
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def ticks(redis, prefix: str) -> list[tuple[float, float]]:
+    """(scheduled_at, created_at) of every job enqueued under ``prefix``."""
+    ids: list[bytes] = []
+    for key in redis.scan_iter(match=f"{prefix}:queue:*", count=1000):
+        ids += redis.lrange(key, 0, -1)
+    pipe = redis.pipeline(transaction=False)
+    for job_id in ids:
+        pipe.hmget(f"{prefix}:job:{job_id.decode()}", "scheduled_at", "created_at")
+    return [(float(s), float(c)) for s, c in pipe.execute() if s and c]
+
+
+def wait_for(predicate, timeout: float, proc: subprocess.Popen) -> float | None:
+    """Seconds (monotonic) when ``predicate()`` held, or ``None`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if predicate():
+            return time.monotonic()
+        time.sleep(0.01)
+    return None
+
+
+def main() -> None:
+    args = parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="scheduler-scale-"))
+    (folder / "scale_settings.py").write_text(SETTINGS.format(redis=REDIS_URL))
+    prefix = f"{{scale-{uuid.uuid4().hex[:8]}}}"
+    entry, pg_name = database(args.db, folder)
+    import json
+
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="scale_settings",
+        SCALE_DB=json.dumps(entry),
+        SCALE_PREFIX=prefix,
+        PYTHONPATH=os.pathsep.join([str(folder), str(REPO / "bench"), str(REPO)]),
+    )
+    sys.path[:0] = [str(folder), str(REPO / "bench"), str(REPO)]
+    import django
+    import redis as redis_py
+    from django.core.management import call_command
+
+    django.setup()
+    redis = redis_py.Redis.from_url(REDIS_URL)
+    proc = None
+    try:
+        call_command("migrate", verbosity=0)
+        began = time.monotonic()
+        kinds = insert_tasks(args)
+        print(f"{args.tasks} tasks inserted in {time.monotonic() - began:.1f}s: {kinds}")
+        from django.db import connections
+
+        connections.close_all()
+        log = (folder / "runscheduler.log").open("w")
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "django", "runscheduler"],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log_path = Path(log.name)
+        up = wait_for(lambda: b" started" in log_path.read_bytes(), 60, proc)
+        first = wait_for(lambda: any(redis.scan_iter(f"{prefix}:queue:*")), 120, proc)
+        if first is None:
+            sys.exit(f"no tick enqueued; log:\n{log_path.read_text()[-3000:]}")
+        window_start, cpu_start = time.time(), cpu_seconds(proc.pid)
+        wall_start = time.monotonic()
+        peak_rss = 0
+        while time.monotonic() - wall_start < args.seconds and proc.poll() is None:
+            time.sleep(0.5)
+            peak_rss = max(peak_rss, memory(proc.pid)["VmRSS"])
+        cpu = (cpu_seconds(proc.pid) - cpu_start) / (time.monotonic() - wall_start)
+        window_end = time.time()
+        mem = memory(proc.pid)
+        late = [
+            created - due
+            for due, created in ticks(redis, prefix)
+            if window_start <= due <= window_end - 2
+        ]
+        print(f"database {args.db}, {args.tasks} enabled tasks, {args.seconds:g}s measured")
+        print(f"start-up: 'started' after {(up or float('nan')) - started:.2f}s, ")
+        print(f"          first tick enqueued after {first - started:.2f}s")
+        print(f"CPU: {cpu:.3f} s per wall second; RSS {mem['VmRSS']} MiB (peak {mem['VmHWM']})")
+        print(
+            f"ticks due in the window: {len(late)}; lateness p50 {percentile(late, 0.5):.3f}s, "
+            f"p99 {percentile(late, 0.99):.3f}s, max {max(late, default=float('nan')):.3f}s"
+        )
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        keys = list(redis.scan_iter(match=f"{prefix}*", count=5000))
+        for start in range(0, len(keys), 5000):
+            redis.delete(*keys[start : start + 5000])
+        from django.db import connections
+
+        connections.close_all()
+        if pg_name is not None:
+            drop_database(pg_name)
+        print(f"logs: {folder}")
+
+
+if __name__ == "__main__":
+    main()

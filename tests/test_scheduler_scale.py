@@ -1,0 +1,189 @@
+"""The scheduler's work does not grow with the tasks that are not due: a pass looks only at the
+due ones, an edit makes the database store read only the changed rows into tasks, and a
+database that reports every write is not reloaded on a timer. Counted calls, never timings
+(bench/scheduler_scale.py measures 100,000 tasks)."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from django_jobs.models import ScheduledTask as TaskRow
+from django_jobs.scheduling import scheduler as scheduler_module
+from django_jobs.scheduling.database import DatabaseTaskStore
+from django_jobs.scheduling.scheduler import JobScheduler
+from django_jobs.scheduling.stores import MemoryTaskStore
+from django_jobs.scheduling.task import ScheduledTask
+from django_jobs.serialization import utcnow
+
+TASKS = 2_000
+
+
+def every(seconds, name, **fields):
+    return ScheduledTask(name, "tests.record", "interval", seconds, args=[name], **fields)
+
+
+def waiting(count, now):
+    """``count`` hourly tasks, none due in the next half hour."""
+    return [
+        every(3600, f"idle-{i:05}", next_run=now + timedelta(seconds=1800 + i))
+        for i in range(count)
+    ]
+
+
+class Counted:
+    """Wraps a function and counts its calls (and the names of the tasks it was given)."""
+
+    def __init__(self, function):
+        self.function, self.names = function, []
+
+    def __call__(self, task, *args, **kwargs):
+        self.names.append(task.name)
+        return self.function(task, *args, **kwargs)
+
+
+@pytest.fixture
+def due_runs(monkeypatch):
+    counted = Counted(scheduler_module.due_runs)
+    monkeypatch.setattr(scheduler_module, "due_runs", counted)
+    return counted
+
+
+def test_a_pass_looks_only_at_the_due_tasks_among_thousands(queue, due_runs):
+    now = utcnow().replace(microsecond=0)
+    store = MemoryTaskStore()
+    for task in [*waiting(TASKS, now), every(1, "busy", next_run=now)]:
+        store.add(task)
+    scheduler = JobScheduler(store, jobs=queue, sync=False)
+
+    seconds = [now + timedelta(seconds=s) for s in range(5)]
+    fired = [scheduler.run_pending(second) for second in seconds]
+
+    assert [[(f.task, f.due) for f in runs] for runs in fired] == [
+        [("busy", second)] for second in seconds
+    ]
+    assert due_runs.names == ["busy"] * 5  # not once per waiting task
+
+
+def test_a_task_due_later_is_looked_at_when_it_is_due_and_not_before(queue, due_runs):
+    now = utcnow().replace(microsecond=0)
+    store = MemoryTaskStore()
+    for task in waiting(TASKS, now):
+        store.add(task)
+    scheduler = JobScheduler(store, jobs=queue, sync=False)
+
+    assert scheduler.run_pending(now) == []
+    first = now + timedelta(seconds=1800)
+    fired = scheduler.run_pending(first + timedelta(seconds=1))
+
+    assert [(f.task, f.due) for f in fired] == [
+        ("idle-00000", first),
+        ("idle-00001", first + timedelta(seconds=1)),
+    ]
+    assert due_runs.names == ["idle-00000", "idle-00001"]
+    assert store.get("idle-00000").next_run == first + timedelta(seconds=3600)
+
+
+@pytest.fixture
+def rows(db):
+    now = utcnow().replace(microsecond=0)
+    made = []
+    for task in waiting(TASKS, now):
+        row = TaskRow(name=task.name)
+        row.set_definition(task)
+        row.next_run = task.next_run
+        made.append(row)
+    TaskRow.objects.bulk_create(made, batch_size=500)
+    return now
+
+
+@pytest.fixture
+def to_task(monkeypatch):
+    original = TaskRow.to_task
+
+    def counted(row):  # a method of the model: a function, not a Counted
+        counted.names.append(row.name)
+        return original(row)
+
+    counted.names = []
+    monkeypatch.setattr(TaskRow, "to_task", counted)
+    return counted
+
+
+def test_the_database_store_reads_only_new_and_changed_rows_into_tasks(rows, to_task):
+    store = DatabaseTaskStore()
+    first = {task.name: task for task in store.load()}
+    assert len(to_task.names) == TASKS
+
+    TaskRow.objects.filter(name="idle-00007").update(interval_seconds=60)  # bypasses save()
+    TaskRow.objects.filter(name="idle-00008").delete()
+    TaskRow.objects.create(
+        name="new", job_name="tests.record", schedule_type="interval", interval_seconds=5
+    )
+    to_task.names.clear()
+    second = {task.name: task for task in store.load()}
+
+    assert sorted(to_task.names) == ["idle-00007", "new"]
+    assert second["idle-00007"].interval_seconds == 60
+    assert "idle-00008" not in second
+    assert "new" in second
+    assert second["idle-00001"] is first["idle-00001"]  # unchanged: the same object
+    assert len(second) == TASKS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edit_reaches_the_scheduler_without_reading_every_row(queue, rows, to_task):
+    scheduler = JobScheduler(DatabaseTaskStore(queue), jobs=queue, sync=False)
+    scheduler.run_pending(rows)
+    to_task.names.clear()
+
+    TaskRow.objects.filter(name="idle-00003").update(interval_seconds=1)
+    fired = scheduler.run_pending(rows + timedelta(seconds=1))
+
+    assert set(to_task.names) == {"idle-00003"}  # loaded, then read back with its next run
+    # The schedule changed without save(): its next run is computed from then, and it runs.
+    assert [f.task for f in fired] == ["idle-00003"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_without_a_next_run_are_computed_once_not_every_pass(queue, rows, due_runs):
+    # As bulk_create and SQL leave new tasks: the scheduler computes their next runs.
+    TaskRow.objects.update(next_run=None, run_immediately=False)
+    scheduler = JobScheduler(DatabaseTaskStore(queue), jobs=queue, sync=False)
+
+    assert scheduler.run_pending(rows) == []
+    looked_at = len(due_runs.names)
+    scheduler.run_pending(rows + timedelta(seconds=1))
+
+    assert looked_at == TASKS
+    assert len(due_runs.names) == TASKS  # the second pass looked at none
+    assert not TaskRow.objects.filter(next_run__isnull=True).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_that_reports_every_write_is_not_reloaded_on_a_timer(
+    queue, rows, to_task, monkeypatch
+):
+    monkeypatch.setattr(scheduler_module, "RELOAD_EVERY", 0.0)  # every pass is "30 s later"
+    scheduler = JobScheduler(DatabaseTaskStore(queue), jobs=queue, sync=False)
+    for second in range(3):
+        scheduler.run_pending(rows + timedelta(seconds=second))
+
+    assert connection.vendor == "sqlite"  # it has the schedules' version (migration 0004)
+    assert len(to_task.names) == TASKS  # the first load only
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pass_writes_one_statement_per_due_task_and_reads_no_task_rows(queue, rows):
+    TaskRow.objects.filter(name__in=["idle-00001", "idle-00002"]).update(next_run=rows)
+    scheduler = JobScheduler(DatabaseTaskStore(queue), jobs=queue, sync=False)
+    scheduler.run_pending(rows - timedelta(seconds=1))  # loads the tasks
+
+    with CaptureQueriesContext(connection) as queries:
+        fired = scheduler.run_pending(rows)
+
+    assert sorted(f.task for f in fired) == ["idle-00001", "idle-00002"]
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len([s for s in statements if s.startswith("UPDATE")]) == 2, statements
+    assert not [s for s in statements if s.startswith("SELECT") and "scheduledtask" in s]
