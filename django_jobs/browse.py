@@ -42,20 +42,6 @@ class Page:
     scanned: int
 
 
-def job_status(status: JobStatus | str) -> JobStatus:
-    """``status`` as a state Redis holds jobs in; ``ValueError`` naming the states otherwise."""
-    states = [s for s in JobStatus if s is not JobStatus.WAITING_FOR_COMMIT]
-    try:
-        found = JobStatus(status)
-    except ValueError:
-        found = None
-    if found not in states:
-        choices = ", ".join(s.value for s in states)
-        raise ValueError(f"{status!r} is not a valid JobStatus of a stored job: use {choices}.")
-    assert found is not None
-    return found
-
-
 def state_sources(keys: Keys, status: JobStatus, queues: list[str]) -> list[tuple[str, str]]:
     """The (kind, key) structures that hold the jobs of ``status`` (of ``queues`` for PENDING,
     whose ready lists are per queue), in listing order; kinds as page.lua reads them."""
@@ -70,15 +56,6 @@ def state_sources(keys: Keys, status: JobStatus, queues: list[str]) -> list[tupl
             JobStatus.CANCELLED: ("R", keys.cancelled),
         }[status]
     ]
-
-
-def job_name(name: str | None) -> str:
-    """A name filter: ``""`` for none; ``ValueError`` for what cannot be a job's name."""
-    if name is None:
-        return ""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name must be a job's name (a non-empty string), not {name!r}.")
-    return name
 
 
 class JobBrowser(Namespace):
@@ -118,8 +95,8 @@ class JobBrowser(Namespace):
         """
         cursor = rules.integer(cursor, "cursor", minimum=0)
         limit = rules.integer(limit, "limit", minimum=1, maximum=MAX_PAGE)
-        name = job_name(name)
-        state = None if status is None else job_status(status)
+        name = validation.name_filter(name)
+        state = None if status is None else validation.stored_status(status)
         queue = "" if queue is None else validation.queue_name(queue)
         keys = self.keys
         if user_id is not None:

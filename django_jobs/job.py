@@ -33,6 +33,12 @@ class JobStatus(enum.StrEnum):
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+#: The statuses a job in Redis can have (WAITING_FOR_COMMIT is only a handle's).
+STORED_STATUSES: tuple[JobStatus, ...] = tuple(
+    s for s in JobStatus if s is not JobStatus.WAITING_FOR_COMMIT
+)
+
+
 class JobPriority(enum.IntEnum):
     """Strict priorities: a worker always takes CRITICAL before HIGH before NORMAL before LOW."""
 

@@ -22,8 +22,6 @@ from django_jobs.browse import (
     DEAD_WORKERS_KEPT,
     JobBrowser,
     Page,
-    job_name,
-    job_status,
     state_sources,
 )
 from django_jobs.catalog import registry
@@ -188,7 +186,7 @@ class JobQueue(JobBrowser):
                 return []
             done, _ = yield from calls.requeue(self.keys, ids=ids)
             return done
-        name = job_name(name)
+        name = validation.name_filter(name)
         limit = rules.integer(limit, "limit", minimum=0)
         batch = rules.integer(batch, "batch", minimum=1)
         requeued: list[str] = []
@@ -221,13 +219,13 @@ class JobQueue(JobBrowser):
         of one round trip each, each looking at ``batch`` entries at most, so a purge of many
         jobs does not hold Redis up; jobs that reach the state meanwhile may be purged too.
         """
-        state = job_status(status)
+        state = validation.stored_status(status)
         if state is JobStatus.RUNNING:
             raise ValueError(
                 "Running jobs cannot be purged: cancel running jobs first (cancel_job()), then "
                 "purge them as cancelled."
             )
-        name = job_name(name)
+        name = validation.name_filter(name)
         queue = "" if queue is None else validation.queue_name(queue)
         batch = rules.integer(batch, "batch", minimum=1)
         max_score = None

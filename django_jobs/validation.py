@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django_jobs.conf import jobs_settings
-from django_jobs.job import Job, JobPriority, new_id
+from django_jobs.job import STORED_STATUSES, Job, JobPriority, JobStatus, new_id
 from django_jobs.rules import MAX_SECONDS as MAX_SECONDS
 from django_jobs.rules import integer, seconds
 from django_jobs.serialization import check_json, dumps, utcnow
@@ -73,6 +73,24 @@ def job_id(value: str, what: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} takes job ids as strings, not {value!r}.")
     return value
+
+
+def stored_status(status: JobStatus | str) -> JobStatus:
+    """``status`` as a state Redis holds jobs in; ``ValueError`` naming the states otherwise."""
+    found = next((s for s in STORED_STATUSES if s == status), None)
+    if found is None:
+        choices = ", ".join(s.value for s in STORED_STATUSES)
+        raise ValueError(f"{status!r} is not a valid JobStatus of a stored job: use {choices}.")
+    return found
+
+
+def name_filter(name: str | None) -> str:
+    """A job-name filter: ``""`` for none; ``ValueError`` for what cannot be a job's name."""
+    if name is None:
+        return ""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a job's name (a non-empty string), not {name!r}.")
+    return name
 
 
 def user(value: str | int | None) -> str | int | None:

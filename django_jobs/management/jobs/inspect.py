@@ -13,7 +13,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from django_jobs import describe
 from django_jobs.exceptions import StoreError
-from django_jobs.job import PRIORITIES_HIGH_FIRST, Job, JobStatus
+from django_jobs.job import PRIORITIES_HIGH_FIRST, STORED_STATUSES, Job, JobStatus
 from django_jobs.management.jobs import output
 from django_jobs.management.jobs.base import Context, Subcommand, job_dict, one_line
 from django_jobs.serialization import utcnow
@@ -21,7 +21,7 @@ from django_jobs.serialization import utcnow
 # The states ``list --state`` takes: the job statuses Redis holds, and ``dead`` for ``failed``
 # (the dead-letter queue).
 STATES = {
-    **{s.value: s for s in JobStatus if s is not JobStatus.WAITING_FOR_COMMIT},
+    **{s.value: s for s in STORED_STATUSES},
     "dead": JobStatus.FAILED,
 }
 LIST_LIMIT = 50
