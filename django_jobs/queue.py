@@ -114,6 +114,13 @@ class JobQueue(JobBrowser):
         jobs = yield from calls.fetch(self.keys, ids=[validation.job_id(job_id, "get_job()")])
         return jobs[0] if jobs else None
 
+    def _get_jobs(self, job_ids: Iterable[str]) -> Plan[dict[str, Job]]:
+        """The jobs of ``job_ids`` that exist, with their results, by id: one round trip."""
+        ids = list(dict.fromkeys(validation.ids(job_ids, "get_jobs()")))
+        if not ids:
+            return {}
+        return {job.id: job for job in (yield from calls.fetch(self.keys, ids=ids))}
+
     def _watch(self, job_id: str) -> Plan[JobStatus | None]:
         """The job's status (``None`` if unknown); unless it is final, its outcome will be
         pushed to ``keys.done(job_id)`` for :meth:`wait_for` to block on."""
@@ -292,6 +299,8 @@ class JobQueue(JobBrowser):
     aenqueue_many = async_twin(_enqueue_many)
     get_job = sync_twin(_get_job)
     aget_job = async_twin(_get_job)
+    get_jobs = sync_twin(_get_jobs)
+    aget_jobs = async_twin(_get_jobs)
     watch = sync_twin(_watch)
     awatch = async_twin(_watch)
     wait_for = sync_twin(_wait_for)

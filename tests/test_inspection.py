@@ -97,3 +97,22 @@ def test_stats_count_ready_jobs_per_queue_and_priority_and_all_per_state(queue):
         "completed": 1,
         "cancelled": 0,
     }
+
+
+def test_get_jobs_reads_many_jobs_in_one_round_trip_and_leaves_out_unknown_ids(queue, monkeypatch):
+    from django_jobs.store import execute
+
+    first = queue.enqueue("tests.testapp.jobs.add", [1, 2])
+    second = queue.enqueue("tests.testapp.jobs.add", [3, 4])
+    sent = []
+    real = execute.execute
+    monkeypatch.setattr(execute, "execute", lambda c, step: sent.append(step) or real(c, step))
+
+    found = queue.get_jobs([second.id, "no-such-job", first.id, second.id])
+
+    assert list(found) == [second.id, first.id]
+    assert found[first.id].args == [1, 2]
+    assert len(sent) == 1
+    assert queue.get_jobs([]) == {}
+    with pytest.raises(TypeError, match="not the single id"):
+        queue.get_jobs(first.id)

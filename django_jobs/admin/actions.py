@@ -172,7 +172,7 @@ def _confirmation(
     argument: str,
     back: str,
 ) -> HttpResponse:
-    found = [job for job in (jobs.get_job(job_id) for job_id in ids) if job is not None]
+    found = list(jobs.get_jobs(ids).values())
     context = admin.context(
         request,
         "Are you sure?",

@@ -82,11 +82,12 @@ def run_requeue(ctx: Context) -> None:
     ids = list(dict.fromkeys(ids))
     ctx.confirm(f"Requeue {describe.plural(len(ids), 'dead job')}?")
     requeued = set(ctx.queue.requeue_dead(ids))
+    left = ctx.queue.get_jobs([job_id for job_id in ids if job_id not in requeued])
     results: list[Result] = []
     for job_id in ids:
         if job_id in requeued:
             results.append((job_id, "requeued", "requeued", True))
-        elif (job := ctx.queue.get_job(job_id)) is None:
+        elif (job := left.get(job_id)) is None:
             results.append((job_id, "missing", MISSING, False))
         else:
             state = job.status.value

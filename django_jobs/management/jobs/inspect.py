@@ -306,8 +306,8 @@ def _workers_arguments(parser: CommandParser) -> None:
 
 def run_workers(ctx: Context) -> None:
     workers = ctx.queue.workers()
-    # One read per running job, for its name: a handful per worker.
-    running = {job_id: ctx.queue.get_job(job_id) for worker in workers for job_id in worker.jobs}
+    # The running jobs, for their names: one round trip.
+    running = ctx.queue.get_jobs([job_id for worker in workers for job_id in worker.jobs])
     documents = [
         {
             "id": w.id,
@@ -320,7 +320,7 @@ def run_workers(ctx: Context) -> None:
             "started_at": output.iso(w.started_at),
             "last_beat": output.iso(w.last_beat),
             "version": w.version or None,
-            "jobs": [_current(job_id, running[job_id]) for job_id in w.jobs],
+            "jobs": [_current(job_id, running.get(job_id)) for job_id in w.jobs],
         }
         for w in workers
     ]
@@ -350,7 +350,7 @@ def run_workers(ctx: Context) -> None:
     for line, w in zip(lines[1:], workers, strict=True):
         ctx.write(line, None if w.alive else ctx.style.WARNING)
         for job_id in w.jobs:
-            job = running[job_id]
+            job = running.get(job_id)
             what = f"{job.name}, started {output.since(job.started_at, now)}" if job else "(gone)"
             ctx.write(f"    running {job_id} {what}")
 
