@@ -47,11 +47,10 @@ def priority_columns() -> list[str]:
 
 def queue_rows(stats: dict[str, Any], links: dict[str, str]) -> list[dict[str, Any]]:
     """One row per queue: each priority's pending count and oldest age, highest first."""
-    oldest: dict[str, dict[str, float | None]] = stats.get("oldest", {})
     rows = []
     for queue, counts in stats["queues"].items():
-        ages = oldest.get(queue, {})
-        cells = [(counts.get(p, 0), _age(ages.get(p))) for p in priority_columns()]
+        ages = stats["oldest"][queue]
+        cells = [(counts[p], _age(ages[p])) for p in priority_columns()]
         known = [a for a in ages.values() if a is not None]
         rows.append(
             {
@@ -60,7 +59,7 @@ def queue_rows(stats: dict[str, Any], links: dict[str, str]) -> list[dict[str, A
                 "cells": cells,
                 "total": sum(counts.values()),
                 "oldest": _age(max(known)) if known else "",
-                "unserved": queue in stats.get("unserved", {}),
+                "unserved": queue in stats["unserved"],
             }
         )
     return rows

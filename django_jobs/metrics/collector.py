@@ -91,7 +91,7 @@ def _gauges(core: Any, stats: dict[str, Any]) -> Iterator[Any]:
         "Seconds the oldest ready job of a queue and priority has waited (absent when none).",
         labels=["queue", "priority"],
     )
-    for queue, ages in stats.get("oldest", {}).items():
+    for queue, ages in stats["oldest"].items():
         for priority, age in ages.items():
             if age is not None:
                 oldest.add_metric([queue, priority], age)
