@@ -198,7 +198,9 @@ def scheduler_gone(keys: Keys, *, scheduler_id: str) -> Plan[None]:
 def schedulers_seen(keys: Keys, *, since: float) -> Plan[dict[str, Any]]:
     """The schedulers seen since ``since`` (epoch seconds), with when (aware datetimes)."""
     seen = yield Command(("ZRANGEBYSCORE", keys.schedulers, since, "+inf", "WITHSCORES"))
-    # redis-py answers (member, score) pairs for WITHSCORES.
+    # Older redis-py answers a flat member, score, ... list here; newer ones, pairs.
+    if seen and not isinstance(seen[0], list | tuple):
+        seen = zip(seen[::2], seen[1::2], strict=True)
     return {text(name): from_timestamp(score) for name, score in seen}
 
 

@@ -82,8 +82,10 @@ def _hello(connection: Any) -> None:
     """What a new connection does first: redis-py's own set-up (``AUTH``, ``SELECT``...), then a
     ``PING``, so that a ``REDIS_URL`` naming a server that is not Redis (an echo, a web server
     that answers in its own protocol, a proxy) is refused as unreachable rather than read as
-    nonsense replies. An error reply (a refused login, an ACL without ``PING``) is Redis
-    speaking: the command that follows gets its own error."""
+    nonsense replies. An error reply is Redis speaking: a refused login is raised here, as the
+    command would have got it (older redis-py drops the connection on reading it, so the
+    command would get only "Connection closed"); for another (an ACL without ``PING``) the
+    command that follows gets its own error."""
     try:
         connection.on_connect()
     except redis.RedisError:
@@ -93,7 +95,7 @@ def _hello(connection: Any) -> None:
     connection.send_command("PING")
     try:
         reply = connection.read_response()
-    except (redis.ResponseError, redis.AuthenticationError):
+    except redis.ResponseError:
         return
     if reply not in _PONG:
         raise _not_redis(reply)
@@ -110,7 +112,7 @@ async def _ahello(connection: Any) -> None:
     await connection.send_command("PING")
     try:
         reply = await connection.read_response()
-    except (redis.ResponseError, redis.AuthenticationError):
+    except redis.ResponseError:
         return
     if reply not in _PONG:
         raise _not_redis(reply)

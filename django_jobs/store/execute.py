@@ -158,10 +158,25 @@ _DENIED_TEXT = re.compile(
 )
 
 
+# What older redis-py raises (an AuthenticationError) when AUTH is answered with neither OK
+# nor an error: not a refusal, a server that does not speak Redis (newer ones say so).
+_NOT_OK_TO_AUTH = "Invalid Username or Password"
+
+
+def _not_redis(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, redis.exceptions.InvalidResponse) or str(exc) == _NOT_OK_TO_AUTH:
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def _denied(exc: BaseException | None) -> bool:
     # redis-py's asyncio client raises a refused login as a plain ConnectionError caused by
     # the AuthenticationError: the causes count too.
     while exc is not None:
+        if str(exc) == _NOT_OK_TO_AUTH:
+            return False
         if isinstance(exc, _DENIED) or (
             isinstance(exc, redis.ResponseError) and _DENIED_TEXT.search(str(exc))
         ):
@@ -182,16 +197,16 @@ def _translated(exc: redis.RedisError) -> Exception:
             "(check the user and password of the Redis URL, and the user's ACL: django-jobs "
             "runs scripts that read and write the keys under its PREFIX)"
         )
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        return RedisUnavailable(
-            f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
-        )
-    if isinstance(exc, redis.exceptions.InvalidResponse):
+    if _not_redis(exc):
         # Not Redis's protocol: REDIS_URL names another server (a web server, say), or a
         # proxy broke the stream. Not a command Redis refused: waiting is all one can do.
         return RedisUnavailable(
             f"Cannot reach Redis at {redact_url(url)}: the server there does not speak the "
             f"Redis protocol ({redact_text(str(exc), url)})"
+        )
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return RedisUnavailable(
+            f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
         )
     return StoreError(f"Redis refused a command: {exc}")
 
