@@ -31,6 +31,22 @@ DATABASES = {
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
     }
 }
+# JOBS_TEST_POSTGRES=1 runs the suite on PostgreSQL instead (CI does it on one matrix entry;
+# psycopg must be installed). The server is PGHOST/PGPORT/PGUSER (default 127.0.0.1:5432, postgres);
+# each test run creates a database of its own (its pid in the name), so that runs side by side
+# do not share one; processes started by a test get its name in JOBS_TEST_DB. A test that gives
+# its processes a SQLite file of their own (a path in JOBS_TEST_DB) keeps SQLite for them.
+if os.environ.get("JOBS_TEST_POSTGRES") and "/" not in os.environ.get("JOBS_TEST_DB", ""):
+    _pg_name = f"django_jobs_{os.getpid()}"
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("JOBS_TEST_DB", "postgres"),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "PASSWORD": os.environ.get("PGPASSWORD", ""),
+        "TEST": {"NAME": os.environ.get("JOBS_TEST_DB", f"test_{_pg_name}")},
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 ROOT_URLCONF = "tests.urls"
 # The live server of the browser tests serves the admin's and the console's static files.
