@@ -35,7 +35,7 @@ def _error(msg: str, hint: str, id: int) -> Error:
 
 @register()
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
-    """E001-E009 and E011-E013: the shape and values of ``DJANGO_JOBS``, by the rules that
+    """E001-E009 and E011-E014: the shape and values of ``DJANGO_JOBS``, by the rules that
     reading each setting applies too (:func:`django_jobs.conf.problem`)."""
     shape = shape_problems(getattr(settings, "DJANGO_JOBS", {}))
     if any(found.code == 1 for found in shape):  # not a dict: nothing else can be read
@@ -120,9 +120,28 @@ def _check_schedules() -> list[CheckMessage]:
 
 
 @register()
+def check_mode(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W005: ``MODE`` is a testing mode outside tests, so jobs run in (or wait in the memory
+    of) the process that enqueues them, and no worker sees them."""
+    if _running_tests() or check_settings() or jobs_settings.MODE == "redis":
+        return []
+    return [
+        Warning(
+            f"DJANGO_JOBS['MODE'] is {jobs_settings.MODE!r}: jobs do not go to Redis, no worker "
+            "runs them, and their records live in this process's memory.",
+            hint="It is meant for tests (django_jobs.testing). Remove it from these settings, "
+            "or, on a development machine that runs without Redis on purpose, "
+            "SILENCED_SYSTEM_CHECKS = ['django_jobs.W005'].",
+            id="django_jobs.W005",
+        )
+    ]
+
+
+@register()
 def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """W001: Redis unreachable; E010: Redis older than 6.2. Skipped if the settings are bad."""
-    if check_settings():
+    """W001: Redis unreachable; E010: Redis older than 6.2. Skipped if the settings are bad,
+    and in a testing ``MODE``, where jobs do not go to Redis."""
+    if check_settings() or jobs_settings.MODE != "redis":
         return []
     url = connection_url()
     try:
@@ -191,7 +210,7 @@ def check_unserved_queues(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     worker that was missing; they neither report this nor ask Redis for it. Nothing is reported
     when the settings are bad or Redis does not answer (W001 says so).
     """
-    if check_settings() or check_redis():
+    if check_settings() or jobs_settings.MODE != "redis" or check_redis():
         return []
     try:
         unserved = JobQueue().stats()["unserved"]

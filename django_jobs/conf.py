@@ -59,7 +59,14 @@ DEFAULTS: dict[str, Any] = {
     # The bearer token that lets a scraper read the metrics view (django_jobs.metrics.views);
     # None: only logged-in users with the django_jobs.view_job permission may.
     "METRICS_TOKEN": None,
+    # Where enqueued jobs go: "redis" (to Redis, for workers), or, in tests, "immediate" (run at
+    # once in the calling process) or "capture" (recorded, run by drain()): see
+    # django_jobs.testing.
+    "MODE": "redis",
 }
+
+#: The values of ``DJANGO_JOBS['MODE']``.
+MODES = ("redis", "immediate", "capture")
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 HASH_TAG = re.compile(r"\{[^{}]+\}")
@@ -239,6 +246,17 @@ def _metrics_token(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | 
     )
 
 
+def _mode(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    if value in MODES:
+        return None
+    return Problem(
+        14,
+        f"DJANGO_JOBS['MODE'] must be one of {', '.join(map(repr, MODES))}, not {value!r}.",
+        "'redis' (the default) sends jobs to Redis for workers; 'immediate' and 'capture' are "
+        "for tests (see django_jobs.testing).",
+    )
+
+
 _Rule = Callable[[str, Any, Mapping[str, Any]], "Problem | None"]
 RULES: dict[str, _Rule] = {
     "REDIS_URL": _redis_url,
@@ -249,6 +267,7 @@ RULES: dict[str, _Rule] = {
     "ENQUEUE_ON_COMMIT": _flag,
     "SCHEDULES": _schedules,
     "METRICS_TOKEN": _metrics_token,
+    "MODE": _mode,
     **dict.fromkeys((*_COUNTS, *_SECONDS), _number),
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import time
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 from django.db.transaction import TransactionManagementError
@@ -27,6 +27,10 @@ class Deferred(Protocol):
 
 # How often a handle looks whether its job left the outbox (Redis did not answer at the commit).
 OUTBOX_RECHECK = 0.5
+
+#: What the job returns (for an ``async def`` job, what its coroutine returns): the type of
+#: :meth:`JobHandle.result`. Covariant: a ``JobHandle[bool]`` is a ``JobHandle[int]``.
+R = TypeVar("R", covariant=True)
 
 
 class Cancellation(enum.StrEnum):
@@ -54,11 +58,15 @@ class Cancellation(enum.StrEnum):
             return cls.FINISHED  # the reply is the status it finished with
 
 
-class JobHandle:
+class JobHandle(Generic[R]):
     """A job that was enqueued (or will be, when the surrounding transaction commits).
 
     ``status`` and ``job`` are what was last read; :meth:`refresh` reads them again. A job
     made inside ``transaction.atomic()`` is WAITING_FOR_COMMIT until it reaches Redis.
+
+    Generic in what the job returns: ``send_welcome.delay(pk)`` of a job declared
+    ``-> str`` is a ``JobHandle[str]``, whose :meth:`result` type checkers know to be a
+    ``str``; a handle found by id (:meth:`from_id`) is a ``JobHandle[Any]``.
     """
 
     def __init__(self, job: Job, queue: JobQueue, *, deferred: Deferred | None = None) -> None:
@@ -73,7 +81,7 @@ class JobHandle:
         return f"<JobHandle {self.id} {self.job.name} {self.status.value}>"
 
     @classmethod
-    def from_id(cls, job_id: str, queue: JobQueue | None = None) -> JobHandle:
+    def from_id(cls, job_id: str, queue: JobQueue | None = None) -> JobHandle[Any]:
         """The handle of a stored job, e.g. in a status view that got the id from a URL.
 
         Raises :class:`JobNotFound` if there is no such job (or it expired).
@@ -82,12 +90,12 @@ class JobHandle:
         return cls._found(job_id, queue.get_job(job_id), queue)
 
     @classmethod
-    async def afrom_id(cls, job_id: str, queue: JobQueue | None = None) -> JobHandle:
+    async def afrom_id(cls, job_id: str, queue: JobQueue | None = None) -> JobHandle[Any]:
         queue = queue or JobQueue()
         return cls._found(job_id, await queue.aget_job(job_id), queue)
 
     @classmethod
-    def _found(cls, job_id: str, job: Job | None, queue: JobQueue) -> JobHandle:
+    def _found(cls, job_id: str, job: Job | None, queue: JobQueue) -> JobHandle[Any]:
         if job is None:
             raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
         return cls(job, queue)
@@ -96,7 +104,7 @@ class JobHandle:
     def status(self) -> JobStatus:
         return self.job.status
 
-    def refresh(self) -> JobHandle:
+    def refresh(self) -> JobHandle[R]:
         """Read the job again; raise :class:`JobNotFound` if it is not (or no longer) there.
 
         A job still in the outbox (before the commit, or after it while Redis did not answer)
@@ -106,12 +114,12 @@ class JobHandle:
             return self
         return self._update(self.queue.get_job(self.id))
 
-    async def arefresh(self) -> JobHandle:
+    async def arefresh(self) -> JobHandle[R]:
         if self.deferred is not None and await sync_to_async(self.deferred.waiting)():
             return self
         return self._update(await self.queue.aget_job(self.id))
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R:
         """Wait until the job finished (``timeout`` seconds at most) and return its result.
 
         Raises :class:`JobFailed` (with the remote error and traceback) when it ended in the
@@ -125,7 +133,7 @@ class JobHandle:
             timeout = self._until_in_redis(timeout)
         return self._outcome(self.queue.wait_for(self.id, timeout))
 
-    async def aresult(self, timeout: float | None = None) -> Any:
+    async def aresult(self, timeout: float | None = None) -> R:
         if self.deferred is not None:
             timeout = await sync_to_async(self._until_in_redis)(timeout)
         return self._outcome(await self.queue.await_for(self.id, timeout))
@@ -138,7 +146,9 @@ class JobHandle:
             if self.deferred.in_transaction():
                 raise TransactionManagementError(
                     f"Job {self.id} runs only after the commit of the transaction that made it: "
-                    "wait for its result outside that transaction."
+                    "wait for its result outside that transaction (in a TestCase, whose "
+                    "transaction never commits, make the job under "
+                    "captureOnCommitCallbacks(execute=True))."
                 )
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
@@ -173,16 +183,17 @@ class JobHandle:
             return Cancellation.CANCELLED
         return Cancellation.of(await self.queue.acancel_job(self.id))
 
-    def _update(self, job: Job | None) -> JobHandle:
+    def _update(self, job: Job | None) -> JobHandle[R]:
         if job is None:
             raise JobNotFound(f"There is no job {self.id!r} (unknown, or expired).")
         self.job, self.deferred = job, None
         return self
 
-    def _outcome(self, job: Job) -> Any:
+    def _outcome(self, job: Job) -> R:
         self.job = job
         if job.status is JobStatus.FAILED:
             raise JobFailed(job)
         if job.status is JobStatus.CANCELLED:
             raise JobCancelled(job)
-        return job.result
+        # What the job returned, read back from JSON (a worker refuses a value JSON changes).
+        return cast(R, job.result)

@@ -8,14 +8,23 @@ through :mod:`django_jobs.store.calls` (or :mod:`~django_jobs.store.worker_calls
 as a *plan* (a generator of store steps); the sync method runs it with the sync client, the
 ``a``-prefixed twin with the asyncio client. The worker's side of the protocol (claim,
 acknowledge, fail, renew leases, recover) is :class:`django_jobs.worker.leases.Leases`.
+
+The methods that enqueue, and those a handle calls (get, watch, wait for, cancel), are made by
+:func:`_routed`: in a testing ``MODE`` (:mod:`django_jobs.testing`) the in-process store
+answers them instead of Redis. Every enqueue of django-jobs (``.delay()``, ``.adelay()``, the
+outbox after a commit, Django's task API) goes through them.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import timedelta
-from typing import Any
+from importlib import import_module
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from asgiref.sync import sync_to_async
 
 from django_jobs import rules, tracing, validation
 from django_jobs.browse import (
@@ -30,12 +39,76 @@ from django_jobs.exceptions import JobIsRunning, JobNotFound, RedisUnavailable
 from django_jobs.job import Job, JobStatus
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls, console_calls, worker_calls
-from django_jobs.store.execute import Plan, async_twin, sync_twin
+from django_jobs.store.execute import Plan, arun, async_twin, run, sync_twin
 
 __all__ = ["DEAD_WORKERS_KEPT", "JobQueue", "Page"]
 
 # A waiter for a job's outcome looks again this often even without a notification.
 WAIT_RECHECK = 5.0
+
+P = ParamSpec("P")
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+def checked_jobs(jobs: Iterable[Job]) -> list[Job]:
+    """``jobs`` as a list, if it is an iterable of jobs made by :meth:`JobQueue.build_job`."""
+    if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
+        raise TypeError(f"enqueue_many() takes a list of jobs, not {type(jobs).__name__}.")
+    jobs = list(jobs)
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise TypeError(
+                f"enqueue_many() takes jobs made by build_job(), not {type(job).__name__}."
+            )
+    return jobs
+
+
+class LocalJobs(Protocol):
+    """What answers instead of Redis while ``DJANGO_JOBS['MODE']`` is ``"immediate"`` or
+    ``"capture"``: the in-process store of :mod:`django_jobs.testing`. It has a method of the
+    same name and arguments (after the queue) for each routed method of :class:`JobQueue`."""
+
+    def enqueue_many(self, queue: JobQueue, jobs: Iterable[Job]) -> list[Job]: ...
+
+
+def local_jobs() -> LocalJobs | None:
+    """The in-process store that stands in for Redis in a testing ``MODE``; ``None`` in
+    ``"redis"`` mode. Imported only when a testing mode is on."""
+    if jobs_settings.MODE == "redis":
+        return None
+    store: LocalJobs = import_module("django_jobs.testing.store").current()
+    return store
+
+
+def _routed(
+    plan: Callable[Concatenate[S, P], Plan[T]],
+) -> tuple[Callable[Concatenate[S, P], T], Callable[Concatenate[S, P], Coroutine[Any, Any, T]]]:
+    """The sync and ``a``-prefixed methods of ``plan``, like :func:`sync_twin` and
+    :func:`async_twin`, with the one switch of the testing modes: while one is on, the
+    in-process store's method of the same name answers instead of Redis (from async code in a
+    thread, as Django runs sync code there, since it may run jobs)."""
+    name = plan.__name__.lstrip("_")
+
+    def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        local = local_jobs()
+        if local is None:
+            return run(plan(self, *args, **kwargs))
+        answer: T = getattr(local, name)(self, *args, **kwargs)
+        return answer
+
+    async def amethod(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        local = local_jobs()
+        if local is None:
+            return await arun(plan(self, *args, **kwargs))
+        answer: T = await sync_to_async(getattr(local, name))(self, *args, **kwargs)
+        return answer
+
+    for twin in (method, amethod):
+        functools.update_wrapper(twin, plan)
+    method.__name__ = method.__qualname__ = name
+    amethod.__name__ = amethod.__qualname__ = f"a{name}"
+    return method, amethod
 
 
 class JobQueue(JobBrowser):
@@ -92,14 +165,7 @@ class JobQueue(JobBrowser):
         jobs and lost only its reply, and storing is idempotent on the job ids (a job whose id
         exists is left as it is), so a job is stored once either way.
         """
-        if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
-            raise TypeError(f"enqueue_many() takes a list of jobs, not {type(jobs).__name__}.")
-        jobs = list(jobs)
-        for job in jobs:
-            if not isinstance(job, Job):
-                raise TypeError(
-                    f"enqueue_many() takes jobs made by build_job(), not {type(job).__name__}."
-                )
+        jobs = checked_jobs(jobs)
         now = utcnow().timestamp()
         job_ttl = int(jobs_settings.JOB_TTL)
         with tracing.enqueue_span(jobs):  # writes each job's trace context into its meta
@@ -293,20 +359,14 @@ class JobQueue(JobBrowser):
 
     # -- public API: each plan run with the sync client, and with the asyncio one -------------
 
-    enqueue = sync_twin(_enqueue)
-    aenqueue = async_twin(_enqueue)
-    enqueue_many = sync_twin(_enqueue_many)
-    aenqueue_many = async_twin(_enqueue_many)
-    get_job = sync_twin(_get_job)
-    aget_job = async_twin(_get_job)
-    get_jobs = sync_twin(_get_jobs)
-    aget_jobs = async_twin(_get_jobs)
-    watch = sync_twin(_watch)
-    awatch = async_twin(_watch)
-    wait_for = sync_twin(_wait_for)
-    await_for = async_twin(_wait_for)
-    cancel_job = sync_twin(_cancel_job)
-    acancel_job = async_twin(_cancel_job)
+    # What enqueues and what a handle calls; in a testing MODE the in-process store answers.
+    enqueue, aenqueue = _routed(_enqueue)
+    enqueue_many, aenqueue_many = _routed(_enqueue_many)
+    get_job, aget_job = _routed(_get_job)
+    get_jobs, aget_jobs = _routed(_get_jobs)
+    watch, awatch = _routed(_watch)
+    wait_for, await_for = _routed(_wait_for)
+    cancel_job, acancel_job = _routed(_cancel_job)
     requeue_dead = sync_twin(_requeue_dead)
     arequeue_dead = async_twin(_requeue_dead)
     purge = sync_twin(_purge)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
@@ -25,7 +25,7 @@ from django_jobs.catalog import (
 )
 from django_jobs.conf import jobs_settings
 from django_jobs.handle import JobHandle
-from django_jobs.job import JobPriority
+from django_jobs.job import Job, JobPriority
 from django_jobs.queue import JobQueue
 
 __all__ = [
@@ -40,11 +40,21 @@ __all__ = [
 ]
 
 P = ParamSpec("P")
-R = TypeVar("R")
+#: What the function returns (a coroutine for an ``async def`` job). Covariant, as is
+#: JobHandle's: a ``JobFunction[P, bool]`` may stand where a ``JobFunction[P, int]`` is asked.
+R = TypeVar("R", covariant=True)
+#: What an ``async def`` job's coroutine returns: the result of its handle.
+T = TypeVar("T")
 
 
 class JobFunction(Generic[P, R]):
-    """A registered job. Call it to run it inline; ``.delay()`` to run it on a worker."""
+    """A registered job. Call it to run it inline; ``.delay()`` to run it on a worker.
+
+    Typed by the function it wraps: type checkers check the arguments of ``.delay()``,
+    ``.adelay()`` and ``.using(...).delay()`` against the function's parameters, and know the
+    type of ``handle.result()``: what the function returns, or for an ``async def`` job what
+    it returns when awaited.
+    """
 
     def __init__(
         self,
@@ -104,7 +114,17 @@ class JobFunction(Generic[P, R]):
         }
         return JobCall(self, {k: v for k, v in options.items() if v is not None}, jobs)
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+    # Two signatures each, for type checkers: an ``async def`` job's handle gives what its
+    # coroutine returns (the first), any other job's what the function returns.
+    @overload
+    def delay(
+        self: JobFunction[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> JobHandle[T]: ...
+
+    @overload
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]: ...
+
+    def delay(self, *args: Any, **kwargs: Any) -> JobHandle[Any]:
         """Enqueue a run of this job with these arguments; return its handle at once.
 
         Arguments that do not fit the function's parameters raise ``TypeError`` naming the
@@ -115,7 +135,15 @@ class JobFunction(Generic[P, R]):
         """
         return JobCall(self, {}, None).delay(*args, **kwargs)
 
-    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+    @overload
+    async def adelay(
+        self: JobFunction[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> JobHandle[T]: ...
+
+    @overload
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]: ...
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> JobHandle[Any]:
         """:meth:`delay` for async code: enqueues at once with the asyncio client."""
         return await JobCall(self, {}, None).adelay(*args, **kwargs)
 
@@ -130,7 +158,7 @@ class JobCall(Generic[P, R]):
         self.options = options
         self.jobs = jobs or JobQueue()
 
-    def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
         fn, options = self.job_function, self.options
         return self.jobs.build_job(
             fn.name,
@@ -146,20 +174,39 @@ class JobCall(Generic[P, R]):
             function=fn.func,
         )
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+    @overload
+    def delay(
+        self: JobCall[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> JobHandle[T]: ...
+
+    @overload
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]: ...
+
+    def delay(self, *args: Any, **kwargs: Any) -> JobHandle[Any]:
+        """:meth:`JobFunction.delay` with this call's options."""
         job = self._build(args, kwargs)
         connection = transaction.get_connection(DEFAULT_DB_ALIAS)
         if jobs_settings.ENQUEUE_ON_COMMIT and connection.in_atomic_block:
             # In the caller's transaction: the job exists if and only if it commits.
             deferred = outbox.enqueue_on_commit(self.jobs, job, DEFAULT_DB_ALIAS)
             return JobHandle(job, self.jobs, deferred=deferred)
-        self.jobs.enqueue_many([job])
-        return JobHandle(job, self.jobs)
+        # The job as stored: in the "immediate" testing mode, as its run left it.
+        (stored,) = self.jobs.enqueue_many([job])
+        return JobHandle(stored, self.jobs)
 
-    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle:
+    @overload
+    async def adelay(
+        self: JobCall[P, Coroutine[Any, Any, T]], *args: P.args, **kwargs: P.kwargs
+    ) -> JobHandle[T]: ...
+
+    @overload
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> JobHandle[R]: ...
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> JobHandle[Any]:
+        """:meth:`JobFunction.adelay` with this call's options."""
         job = self._build(args, kwargs)
-        await self.jobs.aenqueue_many([job])
-        return JobHandle(job, self.jobs)
+        (stored,) = await self.jobs.aenqueue_many([job])
+        return JobHandle(stored, self.jobs)
 
 
 @overload

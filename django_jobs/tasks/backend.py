@@ -266,15 +266,14 @@ class RedisBackend(compat.BaseTaskBackend):
         As with every Django task backend, this happens at once, also inside
         ``transaction.atomic()``; use ``transaction.on_commit`` to enqueue after a commit.
         """
-        job = self.build_job(task, args, kwargs)
-        self.jobs.enqueue_many([job])
+        # The job as stored: in the "immediate" testing mode, as its run left it.
+        (job,) = self.jobs.enqueue_many([self.build_job(task, args, kwargs)])
         result = task_result(task, job, self.alias)
         compat.task_enqueued.send(type(self), task_result=result)
         return result
 
     async def aenqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
-        job = self.build_job(task, args, kwargs)
-        await self.jobs.aenqueue_many([job])
+        (job,) = await self.jobs.aenqueue_many([self.build_job(task, args, kwargs)])
         result = task_result(task, job, self.alias)
         await compat.task_enqueued.asend(type(self), task_result=result)
         return result
