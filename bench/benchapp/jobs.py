@@ -1,5 +1,7 @@
-"""The benchmark's jobs for django-jobs (each peer's adapter defines the same two)."""
+"""The benchmark's jobs for django-jobs (each peer's adapter defines the same two, and
+``adapters/async_peers.py`` the async one)."""
 
+import asyncio
 import time
 
 from django_jobs import job
@@ -14,3 +16,10 @@ def noop(i: int) -> int:
 def stamp() -> float:
     """Returns when it started: the latency workload's enqueue -> start."""
     return time.time()
+
+
+@job
+async def nap(seconds: float) -> float:
+    """An async job that waits ``seconds`` on the event loop (bench/async_jobs.py)."""
+    await asyncio.sleep(seconds)
+    return seconds

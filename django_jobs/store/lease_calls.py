@@ -18,25 +18,34 @@ from django_jobs.store.scripts import SCRIPTS
 class Claimed:
     """What a claim script answered: a leased job's id and record, or when the next job is due.
 
-    ``job_id`` is ``""`` when nothing was ready; then ``next_due`` (epoch seconds) is set if a
-    delayed or retrying job is waiting.
+    ``job_id`` is ``""`` when nothing was taken; then ``next_due`` (epoch seconds) is set if a
+    delayed or retrying job is waiting, and ``held`` when a claim of ``only`` some names left
+    the next job (by strict priority) because its name is not one of them.
     """
 
     job_id: str
     record: dict[str, str] | None
     next_due: float | None
+    held: bool = False
 
 
-def _claimed(job_id: Any, rest: Any) -> Claimed:
+def _claimed(job_id: Any, rest: Any, held: Any = None) -> Claimed:
     job_id = text(job_id)
     if not job_id:
         due = text(rest)
-        return Claimed("", None, float(due) if due else None)
+        return Claimed("", None, float(due) if due else None, text(held or "") == "1")
     return Claimed(job_id, record(rest), None)
 
 
 def _claim_values(
-    keys: Keys, now: float, deadline: float, token: str, worker: str, limit: int, resend: bool
+    keys: Keys,
+    now: float,
+    deadline: float,
+    token: str,
+    worker: str,
+    limit: int,
+    resend: bool,
+    only: str = "",
 ) -> dict[str, Any]:
     return {
         "scheduled": keys.scheduled,
@@ -51,6 +60,7 @@ def _claim_values(
         "worker": worker,
         "promote_limit": limit,
         "resend": "1" if resend else "0",
+        "only": only,
     }
 
 
@@ -64,16 +74,19 @@ def claim(
     worker: str,
     promote_limit: int,
     resend: bool = False,
+    only: str = "",
 ) -> Plan[Claimed]:
     """Promote due jobs, then lease the first job of the served ``queues`` in strict priority.
 
     ``resend`` says that this very claim (same ``token`` and ``deadline``) was sent before and
-    its reply lost: the job it leased then, if it did, comes back again.
+    its reply lost: the job it leased then, if it did, comes back again. ``only`` (a JSON list
+    of job names, ``""`` for any) takes that first job only if it has one of those names.
     """
-    job_id, rest = yield SCRIPTS["claim"].call(
-        **_claim_values(keys, now, deadline, token, worker, promote_limit, resend), queues=queues
+    reply = yield SCRIPTS["claim"].call(
+        **_claim_values(keys, now, deadline, token, worker, promote_limit, resend, only),
+        queues=queues,
     )
-    return _claimed(job_id, rest)
+    return _claimed(*reply)
 
 
 def ack_claim(
@@ -91,11 +104,12 @@ def ack_claim(
     worker: str,
     promote_limit: int,
     resend: bool = False,
+    only: str = "",
 ) -> Plan[tuple[bool, Claimed]]:
     """Record the completion of ``done_id`` and claim the next job, in one round trip
-    (``resend``: see :func:`claim`; the completion is recorded once either way)."""
-    acked, job_id, rest = yield SCRIPTS["ack_claim"].call(
-        **_claim_values(keys, now, deadline, token, worker, promote_limit, resend),
+    (``resend`` and ``only``: see :func:`claim`; the completion is recorded once either way)."""
+    acked, *claimed = yield SCRIPTS["ack_claim"].call(
+        **_claim_values(keys, now, deadline, token, worker, promote_limit, resend, only),
         completed=keys.completed,
         counters=keys.counters,
         done_id=done_id,
@@ -105,7 +119,7 @@ def ack_claim(
         job_ttl=job_ttl,
         queues=queues,
     )
-    return bool(acked), _claimed(job_id, rest)
+    return bool(acked), _claimed(*claimed)
 
 
 def ack(

@@ -1,10 +1,11 @@
-"""The child side of the worker: a process that claims, runs and records jobs, one at a time.
+"""The child side of the worker: a process that claims, runs and records jobs: sync jobs one at
+a time, ``async def`` jobs side by side on its event loop (``async_child.py``).
 
 A child talks to Redis itself, so that its steady state is one round trip per job: the
 completion of one job and the claim of the next are one script call. Its supervisor watches
-from outside. The child publishes the job it is running in memory shared with the supervisor,
-which renews the leases, enforces timeouts and stops the child when it must. When the child
-finds no work it says so over its pipe and waits until the supervisor wakes it.
+from outside. The child publishes the jobs it is running in memory shared with the supervisor
+(``slots.py``), which renews the leases, enforces timeouts and stops the child when it must.
+When the child finds no work it says so over its pipe and waits until the supervisor wakes it.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from typing import Any
 
 from django_jobs import signals
 from django_jobs.job import Job
+from django_jobs.queue import JobQueue
 from django_jobs.serialization import dumps
 from django_jobs.store import connection as store_connection
 from django_jobs.store.connection import reset_connections
+from django_jobs.worker.async_child import AsyncJobs
 from django_jobs.worker.execute import (
+    async_names,
     log_completed,
     log_failed,
     notify,
@@ -35,6 +39,7 @@ from django_jobs.worker.execute import (
 )
 from django_jobs.worker.leases import Claim, Leases
 from django_jobs.worker.retry import WAITED_OUT, until_redis_answers
+from django_jobs.worker.slots import ASYNC, GO, STOP, Board
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -43,70 +48,11 @@ _PR_SET_PDEATHSIG = 1
 # The supervisor's asyncio Redis clients, as a forked child inherits them: kept, never used.
 _INHERITED_CLIENTS: list[Any] = []
 
-# What the supervisor tells an idle child.
-GO = b"go"
-STOP = b"stop"
-
 # A child takes no job while its supervisor has not beaten its heart (``Worker.heartbeat``,
 # about ten times a second) for this long, nor for half a lease: a frozen supervisor (SIGSTOP,
 # a debugger, a paused container) renews no lease, so another worker would recover the job
 # and run it a second time, and again for the next one. It waits until the supervisor is back.
 SUPERVISOR_SILENT = 2.0
-
-
-@dataclass(frozen=True)
-class Running:
-    """A snapshot of the job a child is running. ``seq`` tells one snapshot from the next."""
-
-    seq: int
-    job_id: str
-    token: str
-    started: float
-    timeout: float
-
-    # What Leases.extend_lease reads of a job.
-    @property
-    def id(self) -> str:
-        return self.job_id
-
-    @property
-    def lease_token(self) -> str:
-        return self.token
-
-
-class Slot(ctypes.Structure):
-    """The job a child is running, in memory shared with its supervisor.
-
-    The child writes, the supervisor reads, without a system call either way. ``seq`` is odd
-    while the child writes, so that the supervisor can tell a torn read and read again.
-    """
-
-    _fields_ = (
-        ("seq", ctypes.c_uint64),
-        ("job_id", ctypes.c_char * 64),
-        ("token", ctypes.c_char * 32),
-        ("started", ctypes.c_double),
-        ("timeout", ctypes.c_double),
-    )
-
-    def publish(self, job: Job | None) -> None:
-        self.seq += 1
-        self.job_id = job.id.encode() if job else b""
-        self.token = (job.lease_token or "").encode() if job else b""
-        self.started = time.time()
-        self.timeout = float(job.timeout) if job else 0.0
-        self.seq += 1
-
-    def read(self) -> Running | None:
-        for _ in range(1000):
-            seq = self.seq
-            snapshot = (self.job_id, self.token, self.started, self.timeout)
-            if seq % 2 == 0 and self.seq == seq:
-                break
-        job_id, token, started, timeout = snapshot
-        if not job_id:
-            return None
-        return Running(seq, job_id.decode(), token.decode(), started, timeout)
 
 
 @dataclass(frozen=True)
@@ -138,39 +84,58 @@ class ChildLoop:
     def __init__(
         self,
         conn: Connection,
-        slot: Slot,
+        board: Board,
         shared: Shared,
         config: ChildConfig,
     ) -> None:
         self.conn = conn
-        self.slot = slot
+        self.board = board
         self.shared = shared
         self.config = config
+        self.jobs = JobQueue()
         self.leases = Leases()
         self.silent_after = min(SUPERVISOR_SILENT, config.lease / 2)
         # Set when it took no job because its supervisor was silent: it asks again at once.
         self.held = False
+        # It told the supervisor that it has room for work, and has had no answer yet.
+        self.reported = False
+        self.async_jobs = AsyncJobs(self, async_names())
 
     def run(self) -> None:
         with asyncio.Runner() as loop:
             self.loop = loop
-            claim = self._claim()
-            while True:
-                if claim.job is not None:
+            claim: Claim | None = self._claim()
+            while claim is not None:
+                if claim.job is not None and self.async_jobs.is_async(claim.job):
+                    # Until no async job is left: then a sync job to run, or none.
+                    claim = loop.run(self.async_jobs.serve(claim.job))
+                elif claim.job is not None:
                     claim = self._process(claim.job)
-                    continue
-                self.slot.publish(None)
-                if not self._wait_for_work(claim.next_due):
-                    return
-                claim = self._claim()
+                else:
+                    self.board.publish(None)
+                    claim = self._claim() if self._wait_for_work(claim.next_due) else None
 
-    def _wait_for_work(self, next_due: float | None) -> bool:
+    def report(self, next_due: float | None) -> None:
+        """Tell the supervisor that this process has room for work (it answers GO or STOP)."""
+        if self.reported:
+            return
         if self.held:
             # Due now: the supervisor, once it answers this, sends it back to work at once.
             next_due, self.held = time.time(), False
-        try:
+        with contextlib.suppress(OSError):  # the supervisor is gone: the next read says so
             self.conn.send_bytes(dumps({"next_due": next_due}).encode())
-            return self.conn.recv_bytes() == GO
+        self.reported = True
+
+    def _wait_for_work(self, next_due: float | None) -> bool:
+        """Report, if not done yet, and wait for GO (``True``) or STOP."""
+        self.report(next_due)
+        try:
+            while True:
+                message = self.conn.recv_bytes()
+                if message in (GO, STOP):
+                    self.reported = False
+                    return message == GO
+                # Anything else is about an async job that is over (see async_child).
         except (EOFError, OSError):
             return False  # the supervisor is gone
 
@@ -186,7 +151,7 @@ class ChildLoop:
         self.held = True
         return True
 
-    def _reserve(self) -> bool:
+    def reserve(self) -> bool:
         """Count one more job taken, unless the worker is stopping, took its ``max_jobs``, or
         its supervisor is silent."""
         if self.shared.stopping.value or self._supervisor_silent():
@@ -198,15 +163,17 @@ class ChildLoop:
             taken.value += 1
         return True
 
-    def _unreserve(self) -> None:
+    def unreserve(self) -> None:
+        """Give back what :meth:`reserve` counted: the claim took no job."""
         with self.shared.taken.get_lock():
             self.shared.taken.value -= 1
 
-    def _stopping(self) -> bool:
+    def stopping(self) -> bool:
+        """Whether the worker takes no more jobs."""
         return bool(self.shared.stopping.value)
 
     def _claim(self) -> Claim:
-        if not self._reserve():
+        if not self.reserve():
             return Claim(None, None)
         config = self.config
         options = self.leases.claim_options(config.worker_id, config.lease)
@@ -218,23 +185,26 @@ class ChildLoop:
                 again=lambda: self.leases.claim(
                     config.queues, config.worker_id, config.lease, options=options, resend=True
                 ),
-                give_up=self._stopping,
+                give_up=self.stopping,
             )
         except WAITED_OUT:
             # Stopping while Redis does not answer. Had a send leased a job after all, its
             # lease runs out and recovery takes it up again.
             claim = Claim(None, None)
-        self._taken(claim)
+        self.taken(claim)
         return claim
 
-    def _taken(self, claim: Claim) -> None:
-        if claim.job is None:
-            self._unreserve()
+    def taken(self, claim: Claim) -> None:
+        """Publish the job a claim took (its lease is renewed from now on), or unreserve."""
+        job = claim.job
+        if job is None:
+            self.unreserve()
+        elif self.async_jobs.is_async(job):
+            # Published at once (its lease is renewed); it starts on the event loop.
+            self.board.publish(job, ASYNC)
         else:
-            self.slot.publish(claim.job)
-            logger.info(
-                "job %s %s attempt %d started", claim.job.id, claim.job.name, claim.job.attempt
-            )
+            self.board.publish(job)
+            logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
 
     def _process(self, job: Job) -> Claim:
         """Run ``job``, record its outcome and, in the same round trip if it can, claim the next.
@@ -256,13 +226,13 @@ class ChildLoop:
             report = (job, failed, seconds, outcome.error, outcome.traceback, outcome.exception)
             log_failed(*report)
             # Recorded: the receivers run outside the job's timeout and lease.
-            self.slot.publish(None)
+            self.board.publish(None)
             notify_failed(*report)
             return self._claim()
-        if not self._reserve():  # stopping, max_jobs reached, or its supervisor is silent
+        if not self.reserve():  # stopping, max_jobs reached, or its supervisor is silent
             acked = until_redis_answers(lambda: self.leases.complete_job(job, outcome.result))
             log_completed(job, seconds, acked)
-            self.slot.publish(None)
+            self.board.publish(None)
             self._succeeded(job, outcome.result, seconds, acked)
             return Claim(None, None)
         options = self.leases.claim_options(config.worker_id, config.lease)
@@ -284,9 +254,9 @@ class ChildLoop:
         log_completed(job, seconds, acked)
         # The next job is published first, so that its lease is renewed while the receivers
         # of this one run (they run before it starts, within its timeout).
-        self._taken(claim)
+        self.taken(claim)
         if claim.job is None:
-            self.slot.publish(None)
+            self.board.publish(None)
         self._succeeded(job, outcome.result, seconds, acked)
         return claim
 
@@ -322,7 +292,7 @@ def _become_child() -> None:
 
 def child_main(
     conn: Connection,
-    slot: Slot,
+    board: Board,
     shared: Shared,
     config: ChildConfig,
     inherited: list[Connection],
@@ -342,4 +312,4 @@ def child_main(
 
         django.setup()
         configure_command_logging("django_jobs", config.verbosity)
-    ChildLoop(conn, slot, shared, config).run()
+    ChildLoop(conn, board, shared, config).run()

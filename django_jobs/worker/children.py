@@ -27,12 +27,13 @@ from typing import Any, TypeVar
 from django.db import connections
 
 from django_jobs import signals
+from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.store.connection import Backoff
-from django_jobs.worker.child import Running, Slot
 from django_jobs.worker.execute import log_failed, log_finished, notify, notify_failed
 from django_jobs.worker.leases import Leases
 from django_jobs.worker.retry import WAITED_OUT, auntil_redis_answers
+from django_jobs.worker.slots import Board, Running
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -53,16 +54,18 @@ class Child:
     """The supervisor's view of one child."""
 
     worker_id: str
-    slot: Slot
+    board: Board
     process: BaseProcess | None = None
     conn: Connection | None = None
     idle: bool = False
     reported: asyncio.Event = field(default_factory=asyncio.Event)
-    # Why the supervisor killed it, and the job it was running then.
+    # Why the supervisor killed it, and the job that it killed it for (None: all its jobs).
     kill_reason: str | None = None
     killed_running: Running | None = None
-    # A job whose lease renewal failed at the last check (killed if it fails again).
-    suspect: Running | None = None
+    # Jobs whose lease renewal failed at the last check (stopped if it fails again), by id.
+    suspects: dict[str, Running] = field(default_factory=dict)
+    # Async jobs it was asked to stop: (slot, seq) -> (why, when, by time.time()).
+    asked: dict[tuple[int, int], tuple[str, float]] = field(default_factory=dict)
     # When its process started, and the pauses before starting another after quick crashes.
     started: float = 0.0
     restarts: Backoff = field(default_factory=lambda: Backoff(limit=30.0))
@@ -114,6 +117,30 @@ def kill_group(process: BaseProcess) -> None:
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
         process.kill()
+
+
+def exit_records(
+    reason: str | None, culprit: Running | None, published: list[Running]
+) -> list[tuple[str, Running]]:
+    """What to record for the jobs of a process that ended: (why, job) for each.
+
+    ``reason`` is why the supervisor killed it (``None``: it ended by itself; "crash" when it
+    still published jobs) and ``culprit`` the job it was killed for, if one; ``published`` are
+    the jobs the process published when it ended. The culprit's attempt ends for ``reason``;
+    the others of a process killed for one job's sake go back to their lists ("evicted"), and
+    those of a crash or a shutdown share its reason.
+    """
+    if reason is None:
+        return []
+    records = [(reason, culprit)] if culprit is not None else []
+    for running in published:
+        if culprit is not None and (running.job_id, running.token) == (
+            culprit.job_id,
+            culprit.token,
+        ):
+            continue
+        records.append((reason if culprit is None else "evicted", running))
+    return records
 
 
 async def exit_status(
@@ -213,28 +240,56 @@ async def _record_exit(
     code: int | None,
     until: asyncio.Event,
 ) -> None:
+    job = await auntil_redis_answers(functools.partial(jobs.aget_job, running.job_id), until=until)
+    if job is None or job.lease_token != running.token:
+        return  # finished or taken over meanwhile: nothing of ours to record
+    await record_stop(jobs, leases, reason, job, time.time() - running.started, code, until)
+
+
+def timeout_error(job: Job) -> str:
+    """The error of an attempt stopped at its timeout."""
+    return f"JobTimeout: the job ran longer than its timeout of {job.timeout}s and was stopped."
+
+
+async def record_stop(
+    jobs: JobQueue,
+    leases: Leases,
+    reason: str,
+    job: Job,
+    seconds: float,
+    code: int | None = None,
+    until: asyncio.Event | None = None,
+) -> None:
+    """Record the attempt of ``job`` (as it was leased) that was stopped for ``reason``:
+
+    ``timeout`` and ``crash`` (``code``: the process's exit code) are failures, retried as any;
+    ``cancel`` cancels it; ``shutdown`` (the worker stops) and ``evicted`` (its process was
+    killed for another job's sake) give it back to the head of its list; ``lost`` (another
+    worker has it) records nothing. Redis not answering is waited out until ``until`` is set.
+    """
+
     def send(call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> Awaitable[T]:
         return auntil_redis_answers(functools.partial(call, *args, **kwargs), until=until)
 
-    job = await send(jobs.aget_job, running.job_id)
-    if job is None or job.lease_token != running.token:
-        return  # finished or taken over meanwhile: nothing of ours to record
-    seconds = time.time() - running.started
     if reason == "cancel":
-        if await send(jobs.acancel_job, job.id, lease_token=running.token) != "cancelled":
+        if await send(jobs.acancel_job, job.id, lease_token=job.lease_token) != "cancelled":
             return  # it finished meanwhile (with a status and signals of its own)
         log_finished(job, "cancelled", seconds)
         await in_thread(notify, signals.job_cancelled, job, seconds=seconds)
-    elif reason == "shutdown":
+    elif reason in ("shutdown", "evicted"):
         await send(leases.arelease_job, job)
-        log_finished(
-            job, "stopped", seconds, "the worker is stopping; back to the head of its queue"
+        why = (
+            "the worker is stopping"
+            if reason == "shutdown"
+            else "its process was stopped for another job that overran its timeout or would "
+            "not stop"
         )
+        log_finished(job, "stopped", seconds, f"{why}; back to the head of its queue")
     elif reason == "lost":
         log_finished(job, "abandoned", seconds, "its lease was lost to another worker")
     else:
         error = (
-            f"JobTimeout: the job ran longer than its timeout of {job.timeout}s and was stopped."
+            timeout_error(job)
             if reason == "timeout"
             else f"WorkerCrashed: the process running the job died (exit code {code})."
         )

@@ -84,75 +84,151 @@ class _Plain:
         pass
 
 
-def run_job(job: Job, loop: asyncio.Runner) -> Outcome:
+def run_job(job: Job, loop: asyncio.Runner, *, own_connections: bool = True) -> Outcome:
     """Run one registered job, or task of Django's task API, and describe its outcome.
 
     A Django task's ``TaskResult`` (for its context and signals) is made from ``job``. The run
-    is traced (:mod:`django_jobs.tracing`) and timed (:mod:`django_jobs.worker.metrics`).
+    is traced (:mod:`django_jobs.tracing`) and timed (:mod:`django_jobs.worker.metrics`). An
+    ``async def`` job runs to its end on ``loop``, which must not be running.
+    ``own_connections=False`` leaves the database connections alone: a job run in the
+    caller's process (:mod:`django_jobs.testing`) shares them, perhaps inside its transaction.
     """
     started = time.monotonic()
     with tracing.run_span(job) as span:
-        outcome = _run(job, loop)
+        outcome = _run(job, loop, own_connections)
         tracing.finish(span, outcome.ok, outcome.error, outcome.exception)
     metrics.observe(job, time.monotonic() - started)
     return outcome
 
 
-def _run(job: Job, loop: asyncio.Runner) -> Outcome:
+async def arun_job(job: Job) -> Outcome:
+    """:func:`run_job` for an ``async def`` job, on the running event loop, side by side with
+    others (see :func:`async_names`).
+
+    When the task running it is cancelled (a timeout, a cancellation, a lost lease) the
+    ``CancelledError`` is raised, not described: whoever cancelled it records why.
+    """
+    started = time.monotonic()
+    try:
+        with tracing.run_span(job) as span:
+            call = _prepare(job)
+            if isinstance(call, Outcome):
+                outcome = call
+            else:
+                try:
+                    call.hooks.started()
+                    result = call.func(*job.args, **job.kwargs)
+                    if inspect.isawaitable(result):
+                        result = await result
+                except asyncio.CancelledError as exc:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise
+                    outcome = _raised(call, exc)  # the job's own, not a request to stop it
+                except BaseException as exc:  # a job calling sys.exit() must not end the process
+                    outcome = _raised(call, exc)
+                else:
+                    outcome = _returned(call, result)
+            tracing.finish(span, outcome.ok, outcome.error, outcome.exception)
+    finally:
+        metrics.observe(job, time.monotonic() - started)
+    return outcome
+
+
+def async_names() -> frozenset[str]:
+    """The names of the registered ``async def`` jobs: a worker process runs these side by side
+    on its event loop, and every other job (sync jobs, Django's tasks) on its own."""
+    found = set()
+    for name in registry.names():
+        job_function = registry.get(name)
+        if job_function is not None and job_function.is_async:
+            found.add(name)
+    return frozenset(found)
+
+
+@dataclass
+class _Call:
+    """A job made ready to call: its function and what runs around it."""
+
+    func: Any
+    hooks: Any
+
+
+def _prepare(job: Job) -> _Call | Outcome:
+    """Find what ``job`` names among the registered jobs and Django's tasks, and check its
+    arguments; the outcome instead when it cannot be run."""
     name, args, kwargs = job.name, job.args, job.kwargs
     job_function = registry.get(name)
-    hooks: Any = _Plain
     if job_function is not None:
-        func = job_function.func
         try:
-            validation.arguments(name, func, args, kwargs)
+            validation.arguments(name, job_function.func, args, kwargs)
         except TypeError as exc:
             return unbound(exc)
-    elif (path := django_task_path(name)) is not None:
-        try:
-            # Imported here: Django's task API is optional, and only its jobs need it.
-            from django_jobs.tasks.runs import TaskRun, resolve_task
-
-            # Looked up among the tasks defined at start-up: nothing named here is imported.
-            task = resolve_task(path)
-        except LookupError as exc:
-            return failure(str(exc))
-        try:
-            # A task that takes_context gets the context as its first argument from TaskRun.
-            validation.arguments(path, task.func, args, kwargs, skip_first=task.takes_context)
-        except TypeError as exc:
-            return unbound(exc)
-        try:
-            func = hooks = TaskRun(task, job)
-        except Exception as exc:
-            # Its TaskResult is made from the record's meta, which anyone may have written.
-            return failure(f"unreadable record: {type(exc).__qualname__}: {exc}", retry=False)
-    else:
+        return _Call(job_function.func, _Plain)
+    path = django_task_path(name)
+    if path is None:
         return unregistered(name)
-    # As Django does around a request: no connection outlives its CONN_MAX_AGE or an error.
-    close_old_connections()
     try:
-        hooks.started()
-        result = func(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = loop.run(_awaited(result))
-    except BaseException as exc:  # a job calling sys.exit() must not end the process
-        outcome = failure(f"{hooks.describe(exc)}: {exc}", traceback.format_exc(), exception=exc)
-        hooks.finished(outcome)  # while the exception is handled: receivers see it
-        return outcome
-    finally:
-        close_old_connections()
+        # Imported here: Django's task API is optional, and only its jobs need it.
+        from django_jobs.tasks.runs import TaskRun, resolve_task
+
+        # Looked up among the tasks defined at start-up: nothing named here is imported.
+        task = resolve_task(path)
+    except LookupError as exc:
+        return failure(str(exc))
     try:
-        result = hooks.normalize(result)
+        # A task that takes_context gets the context as its first argument from TaskRun.
+        validation.arguments(path, task.func, args, kwargs, skip_first=task.takes_context)
+    except TypeError as exc:
+        return unbound(exc)
+    try:
+        run = TaskRun(task, job)
+    except Exception as exc:
+        # Its TaskResult is made from the record's meta, which anyone may have written.
+        return failure(f"unreadable record: {type(exc).__qualname__}: {exc}", retry=False)
+    return _Call(run, run)
+
+
+def _raised(call: _Call, exc: BaseException) -> Outcome:
+    """The outcome of a job that raised ``exc`` (call it while ``exc`` is being handled)."""
+    outcome = failure(f"{call.hooks.describe(exc)}: {exc}", traceback.format_exc(), exception=exc)
+    call.hooks.finished(outcome)  # while the exception is handled: receivers see it
+    return outcome
+
+
+def _returned(call: _Call, result: Any) -> Outcome:
+    """The outcome of a job that returned ``result``: it must be JSON."""
+    try:
+        result = call.hooks.normalize(result)
         check_json(result, "the return value")
     except NotJSONSerializable as exc:
         # Running it again would return the same value: straight to the dead-letter queue.
         outcome = failure(f"NotJSONSerializable: {exc}", retry=False, exception=exc)
-        hooks.finished(outcome)
+        call.hooks.finished(outcome)
         return outcome
     outcome = Outcome(True, result)
-    hooks.finished(outcome)
+    call.hooks.finished(outcome)
     return outcome
+
+
+def _run(job: Job, loop: asyncio.Runner, own_connections: bool = True) -> Outcome:
+    call = _prepare(job)
+    if isinstance(call, Outcome):
+        return call
+    # As Django does around a request: no connection outlives its CONN_MAX_AGE or an error.
+    if own_connections:
+        close_old_connections()
+    try:
+        call.hooks.started()
+        result = call.func(*job.args, **job.kwargs)
+        if inspect.isawaitable(result):
+            result = loop.run(_awaited(result))
+    except BaseException as exc:  # a job calling sys.exit() must not end the process
+        return _raised(call, exc)
+    finally:
+        if own_connections:
+            close_old_connections()
+    return _returned(call, result)
 
 
 async def _awaited(awaitable: Any) -> Any:

@@ -76,9 +76,8 @@ class Heartbeat:
         """The ids of the jobs the worker's processes run, from their shared-memory slots."""
         found = []
         for child in self.worker.children:
-            running = child.slot.read() if child.process is not None else None
-            if running is not None:
-                found.append(running.job_id)
+            if child.process is not None:
+                found.extend(running.job_id for running in child.board.running())
         return found
 
     async def step(self) -> None:

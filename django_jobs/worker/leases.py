@@ -8,7 +8,7 @@ recovered the job) can never record a second outcome.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -39,10 +39,15 @@ class Leased(Protocol):
 
 @dataclass(frozen=True)
 class Claim:
-    """What a claim found: a leased job, or the time (epoch seconds) the next one is due."""
+    """What a claim found: a leased job, or the time (epoch seconds) the next one is due.
+
+    ``held``: a claim of ``only`` some job names took nothing because the next job, by strict
+    priority, has another name (it waits for a process that may take any job).
+    """
 
     job: Job | None
     next_due: float | None
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,15 @@ class LeaseState:
 
     lost: list[str]
     cancel_requested: list[str]
+
+
+def _names(only: Collection[str] | None) -> str:
+    """The ``only`` argument of the claim scripts: a JSON list of names, ``""`` for any job."""
+    if only is None:
+        return ""
+    if isinstance(only, str):
+        raise TypeError("only takes a collection of job names, not a string.")
+    return dumps(sorted(only))
 
 
 class Leases(Namespace):
@@ -116,17 +130,20 @@ class Leases(Namespace):
         *,
         options: dict[str, Any] | None = None,
         resend: bool = False,
+        only: Collection[str] | None = None,
     ) -> Plan[Claim]:
         """:meth:`dequeue`, also telling when the next delayed or retrying job is due.
 
         ``options`` (from :meth:`claim_options`) and ``resend`` send a claim again whose reply
-        was lost.
+        was lost. ``only`` (job names) takes the next job only if it has one of these names;
+        otherwise the claim is ``held`` (see :class:`Claim`).
         """
         served = validation.served_queues(queues)
+        names = _names(only)
         while True:
             options = options or self.claim_options(worker_id, lease)
             claimed = yield from lease_calls.claim(
-                self.keys, queues=served, resend=resend, **options
+                self.keys, queues=served, resend=resend, only=names, **options
             )
             claim = yield from self._claimed(claimed, options["token"])
             if claim is not None:
@@ -143,12 +160,13 @@ class Leases(Namespace):
         *,
         options: dict[str, Any] | None = None,
         resend: bool = False,
+        only: Collection[str] | None = None,
     ) -> Plan[tuple[bool, Claim]]:
         """:meth:`complete_job` and :meth:`claim` in one round trip: a worker's steady state.
 
         Returns whether the completion was recorded (see :meth:`complete_job`) and the claim.
-        ``options`` and ``resend`` as for :meth:`claim`: sent again, the completion is recorded
-        once and the job leased the first time comes back.
+        ``options``, ``resend`` and ``only`` as for :meth:`claim`: sent again, the completion is
+        recorded once and the job leased the first time comes back.
         """
         served = validation.served_queues(queues)
         options = options or self.claim_options(worker_id, lease)
@@ -159,17 +177,18 @@ class Leases(Namespace):
             **self._outcome(result),
             queues=served,
             resend=resend,
+            only=_names(only),
             **options,
         )
         claim = yield from self._claimed(claimed, options["token"])
         if claim is None:
-            claim = yield from self._claim(served, worker_id, lease)
+            claim = yield from self._claim(served, worker_id, lease, only=only)
         return acked, claim
 
     def _claimed(self, claimed: lease_calls.Claimed, token: str) -> Plan[Claim | None]:
         """Read a claim's reply. An unreadable record is buried (``None``: claim again)."""
         if claimed.record is None:
-            return Claim(None, claimed.next_due)
+            return Claim(None, claimed.next_due, claimed.held)
         try:
             return Claim(Job.from_hash(claimed.job_id, claimed.record), None)
         except InvalidJobRecord as exc:

@@ -79,24 +79,32 @@ async def pause(seconds: float, until: asyncio.Event) -> None:
 
 
 async def auntil_redis_answers(
-    call: Callable[[], Awaitable[T]], *, until: asyncio.Event | None = None
+    call: Callable[[], Awaitable[T]],
+    *,
+    until: asyncio.Event | None = None,
+    again: Callable[[], Awaitable[T]] | None = None,
+    give_up: Callable[[], bool] = lambda: False,
 ) -> T:
-    """``await call()``, called again after a pause while Redis does not answer.
+    """``await call()``, called again (``again()`` if given, as for :func:`until_redis_answers`)
+    after a pause while Redis does not answer.
 
-    Once ``until`` is set, the error is raised instead of waiting again.
+    Once ``until`` is set, or ``give_up()`` is true after a failure, the error is raised
+    instead of waiting again.
     """
     backoff = Backoff()
+    attempt = call
     while True:
         try:
-            return await call()
+            return await attempt()
         except WAITED_OUT as exc:
-            if until is not None and until.is_set():
+            if (until is not None and until.is_set()) or give_up():
                 raise
             seconds = redis_pause(backoff, exc)
             if until is None:
                 await asyncio.sleep(seconds)
             else:
                 await pause(seconds, until)
+        attempt = again or call
 
 
 async def keep_going(

@@ -1,11 +1,13 @@
-"""The worker: a supervisor process and N child processes, each running one job at a time.
+"""The worker: a supervisor process and N child processes, each running one sync job at a time
+or up to ``async_concurrency`` async jobs side by side.
 
-Children claim, run and record jobs themselves (see ``child.py``). The supervisor watches:
-it renews the leases of the jobs its children publish, so a job that holds the GIL for
-minutes keeps its lease as long as its process lives; it kills and replaces a child whose job
-overran its timeout or was cancelled, with the job's subprocesses (``children.py``); it records
-what a crashed child could not; it blocks on the wake-up list for idle children; it recovers the
-jobs of dead workers; and it stops the children gracefully on SIGTERM or SIGINT.
+Children claim, run and record jobs themselves (see ``child.py``). The supervisor watches
+(``watch.py``): it renews the leases of the jobs its children publish, so a job that holds the
+GIL for minutes keeps its lease as long as its process lives; it stops a job that overran its
+timeout or was cancelled (a sync job by killing and replacing its child, with the job's
+subprocesses: ``children.py``); it records what a crashed child could not; it blocks on the
+wake-up list for idle children; it recovers the jobs of dead workers; and it stops the children
+gracefully on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from django_jobs.queue import JobQueue
 from django_jobs.serialization import loads
 from django_jobs.store import calls
 from django_jobs.store.execute import arun
-from django_jobs.worker.child import GO, STOP, ChildConfig, Running, Shared, Slot, child_main
+from django_jobs.worker.child import ChildConfig, Shared, child_main
 from django_jobs.worker.children import (
     Child,
+    exit_records,
     exit_status,
     kill_group,
     lead_own_group,
@@ -46,6 +49,8 @@ from django_jobs.worker.execute import log_serving
 from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.leases import RECOVER_LIMIT, Leases
 from django_jobs.worker.retry import auntil_redis_answers, keep_going, pause
+from django_jobs.worker.slots import GO, STOP, Board, Running
+from django_jobs.worker.watch import Watch
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -55,20 +60,21 @@ logger = logging.getLogger("django_jobs.worker")
 IDLE_BLOCK = 1.0
 # Every this many idle blocks it lets a child claim anyway, in case a wake-up was missed.
 IDLE_CLAIM_EVERY = 5
-# How often running jobs are checked against their timeouts (and the children are told that the
-# supervisor is alive: see child.SUPERVISOR_SILENT).
-WATCH_EVERY = 0.1
 # How long the outcomes of jobs whose processes ended may still wait for Redis once the worker
 # has no children left: a stop is bounded even while Redis is down.
 RECORD_AFTER_STOP = 3.0
 # How often the outbox (jobs committed while Redis did not answer) is looked at.
 OUTBOX_EVERY = 5.0
+# How many async jobs a child process runs side by side at most (runworker --async-concurrency).
+DEFAULT_ASYNC_CONCURRENCY = 100
 
 
-class Worker:
+class Worker(Watch):
     """Serve ``queues`` with ``concurrency`` child processes until stopped.
 
-    ``burst`` stops when the served queues are empty; ``max_jobs`` after that many jobs.
+    Each runs one sync job at a time, or up to ``async_concurrency`` ``async def`` jobs side by
+    side on its event loop. ``burst`` stops when the served queues are empty; ``max_jobs``
+    after that many jobs.
     SIGTERM or SIGINT stops taking jobs and lets running ones finish within ``grace`` seconds;
     the rest go back to the head of their lists. A second signal exits at once.
     """
@@ -84,7 +90,17 @@ class Worker:
         grace: float = 30.0,
         verbosity: int = 1,
         jobs: JobQueue | None = None,
+        async_concurrency: int = DEFAULT_ASYNC_CONCURRENCY,
     ) -> None:
+        if (
+            isinstance(async_concurrency, bool)
+            or not isinstance(async_concurrency, int)
+            or async_concurrency < 1
+        ):
+            raise ValueError(
+                f"async_concurrency must be a positive integer, not {async_concurrency!r}."
+            )
+        self.async_concurrency = async_concurrency
         self.jobs = jobs or JobQueue()
         self.leases = Leases(self.jobs.prefix)
         self.queues = validation.served_queues(queues)
@@ -115,7 +131,7 @@ class Worker:
             heartbeat=self.context.RawValue(ctypes.c_double, time.monotonic()),
         )
         self.children = [
-            Child(f"{self.worker_id}:{i}", self.context.RawValue(Slot))
+            Child(f"{self.worker_id}:{i}", Board(self.context, async_concurrency))
             for i in range(self.concurrency)
         ]
 
@@ -194,7 +210,7 @@ class Worker:
         answer, to lease recovery), and a child that is still waiting for Redis ends too."""
         for child in self.children:
             if child.process is not None:
-                self._kill(child, "shutdown", child.slot.read())
+                self._kill(child, "shutdown", None)
 
     def _background(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -208,12 +224,12 @@ class Worker:
         connections.close_all()
         parent_end, child_end = self.context.Pipe()
         inherited = [c.conn for c in self.children if c.conn is not None] + [parent_end]
-        child.slot.publish(None)
+        child.board.clear()
         process = self.context.Process(
             target=child_main,
             args=(
                 child_end,
-                child.slot,
+                child.board,
                 self.shared,
                 dataclasses.replace(self.config, worker_id=child.worker_id),
                 inherited if self.config.forked else [],
@@ -228,7 +244,8 @@ class Worker:
         lead_own_group(process.pid)
         child_end.close()
         child.process, child.conn, child.idle = process, parent_end, False
-        child.kill_reason = child.killed_running = child.suspect = None
+        child.kill_reason = child.killed_running = None
+        child.suspects, child.asked = {}, {}
         child.started = time.monotonic()
         loop = asyncio.get_running_loop()
         loop.add_reader(parent_end.fileno(), self._on_message, child)
@@ -250,7 +267,7 @@ class Worker:
             asyncio.get_running_loop().remove_reader(child.conn.fileno())
             if not isinstance(exc, (EOFError, OSError)):  # it exited; _on_exit deals with that
                 logger.exception("worker %s: unreadable report of a child", self.worker_id)
-                self._kill(child, "crash", child.slot.read())
+                self._kill(child, "crash", None)
             return
         self.next_due = report["next_due"]
         child.idle = True
@@ -282,20 +299,19 @@ class Worker:
         loop = asyncio.get_running_loop()
         loop.remove_reader(child.process.sentinel)
         loop.remove_reader(child.conn.fileno())
-        reason, running = child.kill_reason, child.killed_running
-        if reason is None:
-            running = child.slot.read()
-            if running is not None:
-                reason = "crash"
-                # What the crashed job started dies with it, as for a timeout. Before join():
-                # until the child is reaped its group id cannot be anyone else's.
-                kill_group(child.process)
+        reason, culprit = child.kill_reason, child.killed_running
+        published = child.board.running()
+        if reason is None and published:
+            reason = "crash"
+            # What the crashed jobs started dies with them, as for a timeout. Before join():
+            # until the child is reaped its group id cannot be anyone else's.
+            kill_group(child.process)
         child.process.join()
         code = child.process.exitcode
         child.conn.close()
         child.process, child.conn, child.idle = None, None, False
-        if running is not None and reason is not None:
-            self._background(self._after_exit(reason, running, code))
+        for why, running in exit_records(reason, culprit, published):
+            self._background(self._after_exit(why, running, code))
         if child.kill_reason is None and (wait := child.restart_pause(code)):
             loop.call_later(wait, self._replace, child)
         else:
@@ -340,63 +356,10 @@ class Worker:
 
     # -- watching -----------------------------------------------------------------------------
 
-    def _running(self) -> list[tuple[Child, Running]]:
-        found = []
-        for child in self.children:
-            if child.process is not None and child.kill_reason is None:
-                running = child.slot.read()
-                if running is not None:
-                    found.append((child, running))
-        return found
-
     async def _keep_going(
         self, name: str, step: Callable[[], Awaitable[object]], done: Callable[[], bool]
     ) -> None:
         await keep_going(f"worker {self.worker_id}: {name}", step, done, self.finished)
-
-    async def _watch_timeouts(self) -> None:
-        """Kill the jobs that overran their timeout, until no child is left."""
-        await self._keep_going("the timeout check", self._check_timeouts, self.finished.is_set)
-
-    async def _check_timeouts(self) -> None:
-        self.shared.beat()
-        now = time.time()
-        for child, running in self._running():
-            if now > running.started + running.timeout:
-                self._kill(child, "timeout", running)
-        await pause(WATCH_EVERY, self.finished)
-
-    async def _keep_leases(self) -> None:
-        """Renew the leases of all running jobs in one call, a few times per lease period.
-
-        This goes on while jobs run during a graceful stop.
-        """
-        await self._keep_going("lease renewal", self._renew_leases, self.finished.is_set)
-
-    async def _renew_leases(self) -> None:
-        await pause(self.lease / 3, self.finished)
-        running = self._running()
-        if not running:
-            return
-        state = await auntil_redis_answers(
-            functools.partial(self.leases.aextend_lease, [r for _, r in running], self.lease),
-            until=self.finished,
-        )
-        lost, cancel = set(state.lost), set(state.cancel_requested)
-        for child, snapshot in running:
-            now = child.slot.read()
-            if now is None or now.seq != snapshot.seq:
-                continue  # the child moved on meanwhile: that job is done
-            if snapshot.job_id in cancel:
-                self._kill(child, "cancel", snapshot)
-            elif snapshot.job_id in lost:
-                # Lost twice in a row for the same run: it really belongs to another worker.
-                if child.suspect == snapshot:
-                    logger.warning("job %s: lease lost, stopping it", snapshot.job_id)
-                    self._kill(child, "lost", snapshot)
-                child.suspect = snapshot
-            else:
-                child.suspect = None
 
     async def _recover(self) -> None:
         """Bring back the jobs of workers that died (their leases expired)."""
@@ -437,7 +400,9 @@ class Worker:
         )
         self.quiet = 0 if token else self.quiet + 1
         due = self.next_due is not None and self.next_due <= time.time()
-        child = next((c for c in self.children if c.idle), None)
+        # One that runs nothing first: it takes a job of any kind at once.
+        idle = [c for c in self.children if c.idle]
+        child = min(idle, key=lambda c: c.board.busy(), default=None)
         if (
             child is not None
             and not self.stopping

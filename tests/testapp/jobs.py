@@ -111,3 +111,6 @@ def fail_until_fixed(label):
     if not _ledger(f"{label}.fixed").exists():
         raise RuntimeError(f"{label} is not fixed yet")
     return append_to_ledger(label)
+
+
+from tests.testapp import async_jobs  # noqa: E402, F401  (registered with the jobs of this module)

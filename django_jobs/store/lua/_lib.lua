@@ -265,12 +265,25 @@ local function claimed_before(prefix, processing_key, deadline, token)
   return nil
 end
 
+-- The set of job names ``only`` (a JSON list) names, or nil for '' (any job).
+local function name_set(only)
+  if only == '' then return nil end
+  local set = {}
+  for _, name in ipairs(cjson.decode(only)) do set[name] = true end
+  return set
+end
+
 -- Promote due jobs, then lease the first job of the highest non-empty list of the served
 -- queues (every queue's CRITICAL list before any HIGH list, and so on; FIFO within a list).
 -- ``queues`` are the served queue names. Returns {id, record as a flat field/value list} or
--- {'', next due time or ''}. ``resend`` is '1' when the worker sends this claim again because
--- it got no reply the first time.
-local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, resend, queues)
+-- {'', next due time or '', held}. ``resend`` is '1' when the worker sends this claim again
+-- because it got no reply the first time.
+-- ``only`` (a set of job names, or nil for any job) takes the next job only if its name is one
+-- of them: a worker process that runs async jobs side by side takes more of them, but never
+-- skips the job that strict priority puts next. When that job is another kind, nothing is
+-- taken and ``held`` is '1' (the process takes it once its async jobs are done, unless another
+-- takes it first).
+local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, resend, queues, only)
   if resend == '1' then
     local earlier = claimed_before(prefix, processing_key, deadline, token)
     if earlier then return earlier end
@@ -281,26 +294,34 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
   for priority = 3, 0, -1 do
     for _, queue in ipairs(queues) do
       local list = list_key(prefix, queue, priority)
-      local id = redis.call('LPOP', list)
+      -- With ``only``, the head is looked at first and popped once it is taken or buried.
+      local id
+      if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
       while id do
         local jkey = job_key(prefix, id)
         local record = redis.pcall('HGETALL', jkey)
         local why
         if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
+        local name = (not why) and field_value(record, 'name')
+        if only and name and not only[name] then
+          if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
+          return {'', '', '1'}
+        end
+        if only then redis.call('LPOP', list) end
         if why then
           bury(prefix, dead_key, id, now, why)
-        elseif field_value(record, 'name') then
+        elseif name then
           local running = {'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token}
           redis.call('HSET', jkey, unpack(running))
           redis.call('ZADD', processing_key, deadline, id)
-          count_event(prefix, 'started', field_value(record, 'queue'), field_value(record, 'name'))
+          count_event(prefix, 'started', field_value(record, 'queue'), name)
           -- The record as read, then the fields just set: read in order, the later ones win.
           for _, value in ipairs(running) do record[#record + 1] = value end
           return {id, record}
         else
           bury(prefix, dead_key, id, now, 'The job record is missing.')
         end
-        id = redis.call('LPOP', list)
+        if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
       end
     end
   end
@@ -309,7 +330,7 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
     local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
     if head[2] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then next_due = head[2] end
   end
-  return {'', next_due}
+  return {'', next_due, '0'}
 end
 
 -- Each job of ``ids`` that has a record: {id, record as a flat field/value list, result or ''}.
