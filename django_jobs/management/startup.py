@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -15,10 +16,36 @@ from django_jobs.exceptions import RedisAccessDenied
 from django_jobs.store.access import wait_for_access
 from django_jobs.store.keys import Keys
 
+#: A signal of another kind this soon (seconds) after the first is part of the same request.
+SAME_REQUEST = 1.0
+
+
+class StopRequests:
+    """Counts the requests to stop that signals make.
+
+    Ctrl-C reaches the whole process group, and a process manager (or the ``--reload`` parent)
+    may forward a SIGTERM right after: a signal of another kind within :data:`SAME_REQUEST`
+    seconds of the last one counted is the same request, not a second one.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._last, self._last_at = 0, 0.0
+
+    def add(self, signum: int) -> bool:
+        """Count ``signum``; ``False`` if it belongs to the request counted before it."""
+        now = time.monotonic()
+        if self.count and signum != self._last and now - self._last_at < SAME_REQUEST:
+            return False
+        self.count += 1
+        self._last, self._last_at = signum, now
+        return True
+
 
 class StopSignals:
     """``with StopSignals() as stop:`` the first SIGTERM or SIGINT sets the event ``stop``; a
-    second one exits at once, with status 1. The handlers before are restored after.
+    second one exits at once, with status 1 (a SIGTERM right after a SIGINT, or the reverse,
+    is one request: see :class:`StopRequests`). The handlers before are restored after.
 
     The handler only sets the event: the main thread waits on it (or on a thread) in short
     steps, so that a signal is answered within a fraction of a second even while another
@@ -27,11 +54,14 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.requests = StopRequests()
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.event.is_set():
+        if not self.requests.add(signum):
+            return
+        if self.requests.count > 1:
             os._exit(1)
         self.signum = signum
         self.event.set()

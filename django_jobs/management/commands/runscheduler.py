@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs.exceptions import StoreError
 from django_jobs.log import configure_command_logging
+from django_jobs.management import reload
 from django_jobs.management.startup import StopSignals, wait_for_redis
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
@@ -35,9 +36,27 @@ class Command(BaseCommand):
         parser.add_argument(
             "--scheduler-id", help="Name of this scheduler in logs and Redis (default: host.pid)."
         )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help=(
+                "For development: start again when code changes, as runserver does. A change "
+                "to a module the scheduler imported, a template or a translation stops it as "
+                "SIGTERM does, then starts it anew; after an error at start (a syntax error, "
+                "say) it waits for the next change. Not with --once."
+            ),
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         configure_command_logging("django_jobs", int(options["verbosity"]))  # type: ignore[call-overload]
+        if options["reload"]:
+            if options["once"]:
+                raise CommandError(
+                    "--reload runs a scheduler until it is stopped: not with --once."
+                )
+            status = reload.run_with_reloader("runscheduler")
+            if status is not None:  # the reloader, stopped; its child runs on from here
+                raise SystemExit(status)
         scheduler = JobScheduler(
             DatabaseTaskStore(),
             scheduler_id=options["scheduler_id"],  # type: ignore[arg-type]

@@ -1,3 +1,4 @@
+import argparse
 import contextlib
 import logging
 import os
@@ -7,16 +8,30 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_jobs import validation
 from django_jobs.log import configure_command_logging
+from django_jobs.management import reload
 from django_jobs.management.startup import StopSignals, wait_for_redis
 from django_jobs.worker import Worker, metrics
+from django_jobs.worker.supervisor import DEFAULT_ASYNC_CONCURRENCY
 
 logger = logging.getLogger("django_jobs.worker")
 
 
+def _positive_int(value: str) -> int:
+    """--async-concurrency: a whole number of 1 or more (argparse reports the message)."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1 or str(number) != value.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value!r}")
+    return number
+
+
 class Command(BaseCommand):
     help = (
-        "Run background jobs: N worker processes under one supervisor, each running one job "
-        "at a time. SIGTERM or SIGINT stops gracefully; a second one exits at once."
+        "Run background jobs: N worker processes under one supervisor, each running one sync "
+        "job at a time, or up to --async-concurrency async def jobs side by side on its event "
+        "loop. SIGTERM or SIGINT stops gracefully; a second one exits at once."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -29,6 +44,17 @@ class Command(BaseCommand):
             type=int,
             default=os.cpu_count() or 1,
             help="Number of worker processes (default: the number of CPUs, %(default)s here).",
+        )
+        parser.add_argument(
+            "--async-concurrency",
+            type=_positive_int,
+            default=DEFAULT_ASYNC_CONCURRENCY,
+            metavar="N",
+            help=(
+                "Async def jobs each worker process runs side by side, each with its own lease, "
+                "timeout and cancellation (default: %(default)s). Sync jobs run one at a time, "
+                "in a process running no async job."
+            ),
         )
         parser.add_argument(
             "--burst",
@@ -56,6 +82,17 @@ class Command(BaseCommand):
                 "processes added up) at http://0.0.0.0:PORT/metrics. Needs django-jobs[prometheus]."
             ),
         )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help=(
+                "For development: start again when code changes, as runserver does. A change "
+                "to a module the worker imported, a template or a translation stops it as "
+                "SIGTERM does (running jobs finish within --grace), then starts it anew; after "
+                "an error at start (a syntax error, say) it waits for the next change. Not with "
+                "--burst or --max-jobs."
+            ),
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         queues = None
@@ -75,6 +112,14 @@ class Command(BaseCommand):
         if port is not None and not 1 <= int(port) <= 65535:  # type: ignore[call-overload]
             raise CommandError("--metrics-port must be a port number, 1 to 65535.")
         configure_command_logging("django_jobs", int(options["verbosity"]))  # type: ignore[call-overload]
+        if options["reload"]:
+            if options["burst"] or options["max_jobs"] is not None:
+                raise CommandError(
+                    "--reload runs a worker until it is stopped: not with --burst or --max-jobs."
+                )
+            status = reload.run_with_reloader("runworker")
+            if status is not None:  # the reloader, stopped; its child runs on from here
+                raise SystemExit(status)
         worker = Worker(
             queues,
             concurrency=options["concurrency"],  # type: ignore[arg-type]
@@ -83,6 +128,7 @@ class Command(BaseCommand):
             worker_id=options["worker_id"],  # type: ignore[arg-type]
             grace=float(options["grace"]),  # type: ignore[arg-type]
             verbosity=int(options["verbosity"]),  # type: ignore[call-overload]
+            async_concurrency=int(options["async_concurrency"]),  # type: ignore[call-overload]
         )
         with contextlib.ExitStack() as stack:
             if port is not None:
