@@ -79,3 +79,34 @@ def private_redis(configure, monkeypatch):
     configure(REDIS_URL=server.url)
     yield server
     server.remove()
+
+
+# The fixtures through which a test reaches the database.
+DATABASE_FIXTURES = frozenset(
+    {
+        "db",
+        "transactional_db",
+        "django_db_setup",
+        "admin_client",
+        "admin_user",
+        "client",
+        "live_server",
+        "django_user_model",
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """JOBS_TEST_DATABASE_ONLY=1 keeps the tests that use the database (a ``django_db`` mark or
+    a database fixture): .ci/run runs those on PostgreSQL, the whole suite on SQLite."""
+    if not os.environ.get("JOBS_TEST_DATABASE_ONLY"):
+        return
+    kept, dropped = [], []
+    for item in items:
+        uses_db = item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        )
+        (kept if uses_db else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
