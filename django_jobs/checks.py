@@ -35,7 +35,7 @@ def _error(msg: str, hint: str, id: int) -> Error:
 
 @register()
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
-    """E001-E009 and E011-E014: the shape and values of ``DJANGO_JOBS``, by the rules that
+    """E001-E009 and E011-E015: the shape and values of ``DJANGO_JOBS``, by the rules that
     reading each setting applies too (:func:`django_jobs.conf.problem`)."""
     shape = shape_problems(getattr(settings, "DJANGO_JOBS", {}))
     if any(found.code == 1 for found in shape):  # not a dict: nothing else can be read

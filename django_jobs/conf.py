@@ -63,6 +63,10 @@ DEFAULTS: dict[str, Any] = {
     # once in the calling process) or "capture" (recorded, run by drain()): see
     # django_jobs.testing.
     "MODE": "redis",
+    # Flow control per queue, shared by every worker: {"emails": {"rate": "50/s",
+    # "concurrency": 4}} lets the jobs of queue "emails" start at most 50 times a second and
+    # run at most 4 at once (see django_jobs.flow).
+    "QUEUE_LIMITS": {},
 }
 
 #: The values of ``DJANGO_JOBS['MODE']``.
@@ -257,6 +261,29 @@ def _mode(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
     )
 
 
+def _queue_limits(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    hint = "For example {'emails': {'rate': '50/s', 'concurrency': 4}}."
+    if not isinstance(value, dict):
+        return Problem(15, f"DJANGO_JOBS['QUEUE_LIMITS'] must be a dict, not {value!r}.", hint)
+    queues = conf["QUEUES"] if isinstance(conf["QUEUES"], list) else []
+    for queue, limits in value.items():
+        what = f"DJANGO_JOBS['QUEUE_LIMITS'][{queue!r}]"
+        if queue not in queues:
+            return Problem(15, f"{what}: {queue!r} is not one of DJANGO_JOBS['QUEUES'].", hint)
+        if not isinstance(limits, dict) or not limits or set(limits) - {"rate", "concurrency"}:
+            return Problem(
+                15, f"{what} must be a dict with 'rate' and/or 'concurrency', not {limits!r}.", hint
+            )
+        try:
+            if "rate" in limits:
+                rules.rate(limits["rate"], f"{what}['rate']")
+            if "concurrency" in limits:
+                rules.integer(limits["concurrency"], f"{what}['concurrency']", minimum=1)
+        except ValueError as exc:
+            return Problem(15, str(exc), hint)
+    return None
+
+
 _Rule = Callable[[str, Any, Mapping[str, Any]], "Problem | None"]
 RULES: dict[str, _Rule] = {
     "REDIS_URL": _redis_url,
@@ -268,6 +295,7 @@ RULES: dict[str, _Rule] = {
     "SCHEDULES": _schedules,
     "METRICS_TOKEN": _metrics_token,
     "MODE": _mode,
+    "QUEUE_LIMITS": _queue_limits,
     **dict.fromkeys((*_COUNTS, *_SECONDS), _number),
 }
 

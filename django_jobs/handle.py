@@ -67,12 +67,25 @@ class JobHandle(Generic[R]):
     Generic in what the job returns: ``send_welcome.delay(pk)`` of a job declared
     ``-> str`` is a ``JobHandle[str]``, whose :meth:`result` type checkers know to be a
     ``str``; a handle found by id (:meth:`from_id`) is a ``JobHandle[Any]``.
+
+    ``created`` says whether the call that made this handle created the job: ``False`` when a
+    unique job's key was held by another job, which this handle then follows; ``None`` when
+    it is not known yet (inside a transaction: the job is enqueued at commit, as a duplicate
+    dropped then) or not asked (a handle found by id).
     """
 
-    def __init__(self, job: Job, queue: JobQueue, *, deferred: Deferred | None = None) -> None:
+    def __init__(
+        self,
+        job: Job,
+        queue: JobQueue,
+        *,
+        deferred: Deferred | None = None,
+        created: bool | None = None,
+    ) -> None:
         self.id = job.id
         self.queue = queue
         self.deferred = deferred
+        self.created = created
         if deferred is not None:  # a copy: the job itself is written to Redis as PENDING
             job = dataclasses.replace(job, status=JobStatus.WAITING_FOR_COMMIT)
         self.job = job

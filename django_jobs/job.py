@@ -84,7 +84,7 @@ TRACE_CONTEXT_KEYS = ("traceparent", "tracestate")
 
 _DATETIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
 _INT_FIELDS = ("max_retries", "retry_count", "lost_count")
-_SECONDS_FIELDS = ("timeout", "retry_backoff_base", "retry_backoff_max")
+_SECONDS_FIELDS = ("timeout", "retry_backoff_base", "retry_backoff_max", "unique_for")
 _NULLABLE_FIELDS = (
     *_DATETIME_FIELDS,
     "retry_backoff_base",
@@ -95,6 +95,9 @@ _NULLABLE_FIELDS = (
     "traceback",
     "worker_id",
     "lease_token",
+    "unique_key",
+    "unique_until",
+    "unique_for",
 )
 
 
@@ -137,9 +140,16 @@ class Job:
     retry_backoff_base: float | None = None
     retry_backoff_max: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Flow control (django_jobs.flow): the unique key the job holds, until when ("started",
+    # "finished" or "window") and for how many seconds at most; its rate and concurrency
+    # limits, as the scripts read them: [["rate", key, count, per], ["concurrency", key, max]].
+    unique_key: str | None = None
+    unique_until: str | None = None
+    unique_for: float | None = None
+    limits: list[list[Any]] = field(default_factory=list)
 
     # Fields whose Redis hash value is JSON text; ``result`` lives in a key of its own.
-    _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors", "meta")
+    _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors", "meta", "limits")
 
     @property
     def is_finished(self) -> bool:
@@ -241,6 +251,7 @@ class Job:
                 ("args", []),
                 ("kwargs", {}),
                 ("meta", {}),
+                ("limits", []),
             ):
                 if not isinstance(values.get(key), type(default)) or values.get(key) == "":
                     values[key] = default
@@ -262,6 +273,8 @@ class Job:
             raise InvalidJobRecord(f"{where}field 'errors' must be a list.")
         if not isinstance(values.get("meta", {}), dict):
             raise InvalidJobRecord(f"{where}field 'meta' must be a dict.")
+        if not isinstance(values.get("limits", []), list):
+            raise InvalidJobRecord(f"{where}field 'limits' must be a list.")
         return cls(**values)
 
 
@@ -338,7 +351,7 @@ def _trace_context_size(meta: str) -> int:
 # How each field of a Redis hash is written (an enqueue writes one per job).
 _HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), _text),
-    "lease_token": _text,
+    **dict.fromkeys(("lease_token", "unique_key", "unique_until"), _text),
     **dict.fromkeys((*Job._JSON_FIELDS, "user_id"), lambda name, value: dumps(value)),
     **dict.fromkeys(_DATETIME_FIELDS, lambda name, value: f"{_utc(name, value).timestamp():.6f}"),
     **dict.fromkeys((*_INT_FIELDS, *_SECONDS_FIELDS), _text),
@@ -353,7 +366,7 @@ _LEFT_OUT_WHEN_EMPTY = frozenset(
 # How each field of a Redis hash is read (a worker reads one per claim: this is a hot path).
 _HASH_READERS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), str),
-    "lease_token": str,
+    **dict.fromkeys(("lease_token", "unique_key", "unique_until"), str),
     "user_id": _user_id,
     **dict.fromkeys(Job._JSON_FIELDS, loads_record),
     **dict.fromkeys(_DATETIME_FIELDS, from_timestamp),

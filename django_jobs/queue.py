@@ -17,6 +17,7 @@ outbox after a commit, Django's task API) goes through them.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -127,13 +128,13 @@ class JobQueue(JobBrowser):
         (see :func:`django_jobs.validation.build_job`). Nothing is written.
 
         A job registered in this process takes its ``@job`` options (queue, priority,
-        retries, timeout) where none are given, as ``.delay()`` does, and its arguments must
-        fit its function's parameters (``TypeError`` otherwise); a name registered only
-        elsewhere (in the workers of another code base) is taken as it is.
+        retries, timeout, flow control) where none are given, as ``.delay()`` does, and its
+        arguments must fit its function's parameters (``TypeError`` otherwise); a name
+        registered only elsewhere (in the workers of another code base) is taken as it is.
         """
         if "function" not in options and (registered := registry.get(name)) is not None:
             options["function"] = registered.func
-            for option in ("queue", "priority", "max_retries", "timeout"):
+            for option in ("queue", "priority", "max_retries", "timeout", "flow"):
                 if options.get(option) is None:
                     options[option] = getattr(registered, option)
         return validation.build_job(name, args, kwargs, **options)
@@ -160,6 +161,10 @@ class JobQueue(JobBrowser):
     def _enqueue_many(self, jobs: Iterable[Job]) -> Plan[list[Job]]:
         """Store many jobs built with :meth:`build_job` in one round trip.
 
+        Returns the jobs as stored, in order. A unique job (:mod:`django_jobs.flow`) whose key
+        another job holds is not stored: the job that holds the key stands in its place (its
+        id differs from the one built; ``.delay()`` says so with ``handle.created``).
+
         If Redis cannot be reached the call is sent once more before
         :class:`~django_jobs.exceptions.RedisUnavailable` is raised: Redis may have stored the
         jobs and lost only its reply, and storing is idempotent on the job ids (a job whose id
@@ -170,10 +175,19 @@ class JobQueue(JobBrowser):
         job_ttl = int(jobs_settings.JOB_TTL)
         with tracing.enqueue_span(jobs):  # writes each job's trace context into its meta
             try:
-                yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
+                taken = yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
             except RedisUnavailable:
-                yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
-        return jobs
+                taken = yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
+        if not taken:
+            return jobs
+        holders = yield from self._get_jobs(set(taken.values()))
+        # A holder that ended (and expired) since is still the job this call resolved to.
+        return [
+            holders.get(taken[job.id]) or dataclasses.replace(job, id=taken[job.id])
+            if job.id in taken
+            else job
+            for job in jobs
+        ]
 
     def _get_job(self, job_id: str) -> Plan[Job | None]:
         """The job with its result, or ``None`` if it does not exist (or expired)."""

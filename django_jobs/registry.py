@@ -24,6 +24,7 @@ from django_jobs.catalog import (
     registry,
 )
 from django_jobs.conf import jobs_settings
+from django_jobs.flow import Flow, Key
 from django_jobs.handle import JobHandle
 from django_jobs.job import Job, JobPriority
 from django_jobs.queue import JobQueue
@@ -65,6 +66,13 @@ class JobFunction(Generic[P, R]):
         priority: JobPriority | int | str = JobPriority.NORMAL,
         max_retries: int | None = None,
         timeout: float | timedelta | None = None,
+        unique: bool | str | None = None,
+        unique_key: Key | None = None,
+        unique_for: float | timedelta | None = None,
+        rate_limit: str | None = None,
+        rate_limit_key: Key | None = None,
+        concurrency: int | None = None,
+        concurrency_key: Key | None = None,
     ) -> None:
         if not callable(func):
             raise TypeError(f"@job decorates a function, not {func!r}.")
@@ -75,6 +83,15 @@ class JobFunction(Generic[P, R]):
             validation.integer(max_retries, "max_retries")
         if timeout is not None:
             timeout = validation.seconds(timeout, "timeout", positive=True)
+        self.flow = Flow.of(
+            unique=unique,
+            unique_key=unique_key,
+            unique_for=unique_for,
+            rate_limit=rate_limit,
+            rate_limit_key=rate_limit_key,
+            concurrency=concurrency,
+            concurrency_key=concurrency_key,
+        )
         self.func = func
         self.name = name or origin(func)
         self.queue = queue
@@ -100,10 +117,17 @@ class JobFunction(Generic[P, R]):
         max_retries: int | None = None,
         timeout: float | timedelta | None = None,
         user_id: str | int | None = None,
+        unique: bool | str | None = None,
+        unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
         jobs: JobQueue | None = None,
     ) -> JobCall[P, R]:
-        """This job with options for one call: ``send.using(priority="high").delay(pk)``."""
-        options = {
+        """This job with options for one call: ``send.using(priority="high").delay(pk)``.
+
+        ``unique``, ``unique_key`` and ``unique_for`` make this call unique (or, with
+        ``unique=False``, not), over what ``@job`` says: see :mod:`django_jobs.flow`.
+        """
+        options: dict[str, Any] = {
             "priority": priority,
             "queue": queue,
             "delay": delay,
@@ -112,7 +136,10 @@ class JobFunction(Generic[P, R]):
             "timeout": timeout,
             "user_id": user_id,
         }
-        return JobCall(self, {k: v for k, v in options.items() if v is not None}, jobs)
+        options = {k: v for k, v in options.items() if v is not None}
+        if unique is not None or unique_key is not None or unique_for is not None:
+            options["flow"] = self.flow.with_unique(unique, unique_key, unique_for)
+        return JobCall(self, options, jobs)
 
     # Two signatures each, for type checkers: an ``async def`` job's handle gives what its
     # coroutine returns (the first), any other job's what the function returns.
@@ -172,6 +199,7 @@ class JobCall(Generic[P, R]):
             timeout=options.get("timeout", fn.timeout),
             user_id=options.get("user_id"),
             function=fn.func,
+            flow=options.get("flow", fn.flow),
         )
 
     @overload
@@ -190,9 +218,10 @@ class JobCall(Generic[P, R]):
             # In the caller's transaction: the job exists if and only if it commits.
             deferred = outbox.enqueue_on_commit(self.jobs, job, DEFAULT_DB_ALIAS)
             return JobHandle(job, self.jobs, deferred=deferred)
-        # The job as stored: in the "immediate" testing mode, as its run left it.
+        # The job as stored: in the "immediate" testing mode, as its run left it; for a unique
+        # job whose key another holds, that other job.
         (stored,) = self.jobs.enqueue_many([job])
-        return JobHandle(stored, self.jobs)
+        return JobHandle(stored, self.jobs, created=stored.id == job.id)
 
     @overload
     async def adelay(
@@ -206,7 +235,7 @@ class JobCall(Generic[P, R]):
         """:meth:`JobFunction.adelay` with this call's options."""
         job = self._build(args, kwargs)
         (stored,) = await self.jobs.aenqueue_many([job])
-        return JobHandle(stored, self.jobs)
+        return JobHandle(stored, self.jobs, created=stored.id == job.id)
 
 
 @overload
@@ -221,6 +250,13 @@ def job(
     priority: JobPriority | int | str = JobPriority.NORMAL,
     max_retries: int | None = None,
     timeout: float | timedelta | None = None,
+    unique: bool | str | None = None,
+    unique_key: Key | None = None,
+    unique_for: float | timedelta | None = None,
+    rate_limit: str | None = None,
+    rate_limit_key: Key | None = None,
+    concurrency: int | None = None,
+    concurrency_key: Key | None = None,
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -228,11 +264,15 @@ def job(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Register a function as a job, bare (``@job``) or with options (``@job(queue=...)``).
 
     Options: ``name`` (default: module path and function name), ``queue``, ``priority``,
-    ``max_retries`` and ``timeout`` (default: the ``DJANGO_JOBS`` settings). A bad option
-    raises ``ValueError`` here, with the message an enqueue would give
-    (:mod:`django_jobs.validation`).
+    ``max_retries`` and ``timeout`` (default: the ``DJANGO_JOBS`` settings); flow control,
+    shared by every worker (:mod:`django_jobs.flow`): ``unique`` (``True`` or
+    ``"until_finished"``, ``"until_started"``), ``unique_key``, ``unique_for`` (seconds),
+    ``rate_limit`` (``"10/s"``) and ``rate_limit_key``, ``concurrency`` and
+    ``concurrency_key`` (a key is a text filled from the arguments by name,
+    ``"customer:{customer_id}"``, or a function of the arguments). A bad option raises
+    ``ValueError`` here, with the message an enqueue would give (:mod:`django_jobs.validation`).
     """
-    unknown = set(options) - {"name", "queue", "priority", "max_retries", "timeout"}
+    unknown = set(options) - set(inspect.signature(JobFunction).parameters) - {"func"}
     if unknown:
         raise TypeError(f"@job got unknown options: {', '.join(sorted(unknown))}.")
 

@@ -8,6 +8,7 @@ can use it too.
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -64,3 +65,20 @@ def integer(value: int, what: str, *, minimum: int = 0, maximum: int | None = No
     if maximum is not None and value > maximum:
         raise refused(what, f"an integer from {minimum} to {maximum}", value)
     return value
+
+
+# A rate: a count per a number of seconds, minutes, hours or days ("10/s", "100/m", "5/10s").
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*(s|m|h|d)\s*")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def rate(value: str, what: str) -> tuple[int, float]:
+    """A rate limit such as ``"10/s"``, ``"100/m"`` or ``"5/10s"`` (5 per 10 seconds) as
+    (count, period in seconds); ``ValueError`` otherwise."""
+    found = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        raise refused(what, "a rate such as '10/s', '100/m', '1000/h' or '5/10s'", value)
+    count, span, unit = int(found[1]), int(found[2] or 1), found[3]
+    if count < 1 or span < 1:
+        raise refused(what, "a rate of at least 1 per a period of at least 1", value)
+    return count, float(span * _UNITS[unit])

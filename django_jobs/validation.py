@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django_jobs.conf import jobs_settings
+from django_jobs.flow import NO_FLOW, Flow
 from django_jobs.job import STORED_STATUSES, Job, JobPriority, JobStatus, new_id
 from django_jobs.rules import MAX_SECONDS as MAX_SECONDS
 from django_jobs.rules import integer, seconds
@@ -175,6 +176,7 @@ def build_job(
     retry_backoff_max: float | timedelta | None = None,
     meta: dict[str, Any] | None = None,
     function: Callable[..., Any] | None = None,
+    flow: Flow | None = None,
 ) -> Job:
     """Check every option and argument and return the job ``JobQueue.enqueue`` would store.
 
@@ -185,7 +187,9 @@ def build_job(
     Raises ``ValueError`` for a bad option or arguments over ``MAX_PAYLOAD_BYTES``,
     :class:`~django_jobs.exceptions.NotJSONSerializable` naming the argument that would not
     survive JSON, and ``TypeError`` naming the job and the parameter when the arguments do not
-    fit ``function`` (see :func:`arguments`). Nothing is written.
+    fit ``function`` (see :func:`arguments`). ``flow`` is the job's flow control (unique key,
+    limits; :mod:`django_jobs.flow`), to which the limits of its queue are added. Nothing is
+    written.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"A job name must be a non-empty string, not {name!r}.")
@@ -236,7 +240,7 @@ def build_job(
     check_json(meta, "meta")
     payload_size(args, kwargs, meta)
 
-    return Job(
+    job = Job(
         id=new_id(),
         name=name,
         args=args,
@@ -252,3 +256,5 @@ def build_job(
         retry_backoff_max=retry_backoff_max,
         meta=meta,
     )
+    (flow or NO_FLOW).apply(job, function)
+    return job

@@ -14,6 +14,10 @@ def census(queue: JobQueue, client) -> dict[str, list[str]]:
             key = keys.queue(name, priority)
             for job_id in client.lrange(key, 0, -1):
                 places.setdefault(job_id, []).append(f"queue:{name}:{priority.name.lower()}")
+    # Jobs held back by a rate or concurrency limit wait on lists of their own (_flow.lua).
+    for key in client.scan_iter(match=f"{keys.prefix}:waiting:*"):
+        for job_id in client.lrange(key, 0, -1):
+            places.setdefault(job_id, []).append(key.removeprefix(f"{keys.prefix}:"))
     for place in ("scheduled", "retrying", "processing", "dead", "completed", "cancelled"):
         for job_id in client.zrange(getattr(keys, place), 0, -1):
             places.setdefault(job_id, []).append(place)

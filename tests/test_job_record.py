@@ -64,6 +64,10 @@ def full_job() -> Job:
         retry_backoff_base=0.5,
         retry_backoff_max=30,
         meta={"priority": -7, "backend": "default", "run_after": None},
+        unique_key="reports.build:customer-7",
+        unique_until="finished",
+        unique_for=3600,
+        limits=[["concurrency", "customer:7", 2], ["rate", "queue:reports", 50, 1.0]],
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from django_jobs.store import calls, console_calls, lease_calls, worker_calls
-from django_jobs.store.scripts import NAMES, SCRIPTS, parse_header
+from django_jobs.store.scripts import LIBRARY, NAMES, SCRIPTS, parse_header
 
 STORE = Path(calls.__file__).parent
 # The modules with one plan per script.
@@ -27,7 +27,7 @@ def declared(script):
 
 
 def test_every_lua_file_is_a_known_script():
-    files = {p.stem for p in LUA.glob("*.lua")} - {"_lib"}
+    files = {p.stem for p in LUA.glob("*.lua")} - set(LIBRARY)
     assert files == set(NAMES) == set(SCRIPTS)
 
 
@@ -87,15 +87,17 @@ def test_each_caller_passes_the_names_its_script_declares(name, passed, spread):
 
 def test_a_call_with_a_missing_or_unknown_name_is_refused_before_anything_is_sent():
     with pytest.raises(TypeError, match=r"missing \['token'\], unknown \['tokn'\]"):
-        SCRIPTS["release"].call(job="j", processing="p", wakeup="w", id="1", tokn="x", prefix="p")
+        SCRIPTS["release"].call(
+            job="j", processing="p", wakeup="w", id="1", tokn="x", prefix="p", now="0"
+        )
 
 
 def test_a_call_orders_values_as_the_header_does():
     call = SCRIPTS["release"].call(
-        prefix="{p}", token="t", id="1", wakeup="w", processing="p", job="j"
+        prefix="{p}", token="t", now="0", id="1", wakeup="w", processing="p", job="j"
     )
     assert call.keys == ["j", "p", "w"]
-    assert call.args == ["1", "t", "{p}"]
+    assert call.args == ["1", "t", "{p}", "0"]
 
 
 def test_starred_names_take_the_rest_of_the_keys_and_arguments():

@@ -44,7 +44,7 @@ def stamp(seconds: float) -> str:
 
 
 def enqueue_values(jobs: Iterable[Job], now: float) -> list[Any]:
-    """The flat ``jobs`` values of the enqueue scripts (see ``enqueue_jobs`` in ``_lib.lua``)."""
+    """The flat ``jobs`` values of the enqueue scripts (see ``enqueue_jobs`` in ``_jobs.lua``)."""
     values: list[Any] = []
     for job in jobs:
         due = job.scheduled_at.timestamp() if job.scheduled_at else None
@@ -63,8 +63,9 @@ def enqueue_values(jobs: Iterable[Job], now: float) -> list[Any]:
     return values
 
 
-def enqueue(keys: Keys, *, jobs: list[Job], now: float, job_ttl: int) -> Plan[int]:
-    """Store ``jobs`` and make them ready (or due later); returns how many wake-ups it sent."""
+def enqueue(keys: Keys, *, jobs: list[Job], now: float, job_ttl: int) -> Plan[dict[str, str]]:
+    """Store ``jobs`` and make them ready (or due later). Returns, for each job not stored
+    because another job holds its unique key, that job's id: ``{id: holder's id}``."""
     reply = yield SCRIPTS["enqueue"].call(
         scheduled=keys.scheduled,
         wakeup=keys.wakeup,
@@ -73,7 +74,8 @@ def enqueue(keys: Keys, *, jobs: list[Job], now: float, job_ttl: int) -> Plan[in
         user_ttl=job_ttl,
         jobs=enqueue_values(jobs, now),
     )
-    return int(reply)
+    items = [text(value) for value in reply]
+    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 # The runs of a periodic task that its index (``Keys.task_runs``) keeps.

@@ -132,6 +132,7 @@ def ack(
         processing=keys.processing,
         completed=keys.completed,
         counters=keys.counters,
+        wakeup=keys.wakeup,
         prefix=keys.prefix,
         id=job_id,
         token=token,
@@ -182,7 +183,7 @@ def fail(
     return text(outcome), text(due)
 
 
-def release(keys: Keys, *, job_id: str, token: str) -> Plan[bool]:
+def release(keys: Keys, *, job_id: str, token: str, now: float) -> Plan[bool]:
     """Give a running job back to the head of its list; ``False`` if the lease was not held."""
     reply = yield SCRIPTS["release"].call(
         job=keys.job(job_id),
@@ -191,6 +192,7 @@ def release(keys: Keys, *, job_id: str, token: str) -> Plan[bool]:
         id=job_id,
         token=token,
         prefix=keys.prefix,
+        now=stamp(now),
     )
     return bool(reply)
 

@@ -137,7 +137,7 @@ def _read(name: str) -> str:
 
 
 def script(name: str, lib: str) -> Script:
-    """The script ``name``: the shared helpers ``lib`` (``_lib.lua``), its named keys and
+    """The script ``name``: the shared helpers ``lib`` (:data:`LIBRARY`), its named keys and
     arguments, then its body."""
     body = _read(name)
     keys, args = parse_header(name, body)
@@ -146,5 +146,9 @@ def script(name: str, lib: str) -> Script:
     return Script(name, keys[0], args[0], keys[1], args[1], source, sha)
 
 
-_LIB = _read("_lib")
+# The helpers every script starts with, in this order: each file uses the ones before it. The
+# basics (keys, wake-ups, counts, burying), flow control (unique keys, rate and concurrency
+# limits), then the job transitions that several scripts share (enqueue, claim, ack, delete).
+LIBRARY = ("_lib", "_flow", "_jobs")
+_LIB = "\n".join(_read(name) for name in LIBRARY)
 SCRIPTS: dict[str, Script] = {name: script(name, _LIB) for name in NAMES}

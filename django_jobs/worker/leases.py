@@ -311,7 +311,9 @@ class Leases(Namespace):
         """Give a running job back unfinished, to the head of its list, without using a retry
         (its worker is stopping). Returns ``False`` if the lease was not held."""
         return (
-            yield from lease_calls.release(self.keys, job_id=job.id, token=job.lease_token or "")
+            yield from lease_calls.release(
+                self.keys, job_id=job.id, token=job.lease_token or "", now=utcnow().timestamp()
+            )
         )
 
     def _extend_lease(self, jobs: Iterable[Leased], lease: float | None = None) -> Plan[LeaseState]:

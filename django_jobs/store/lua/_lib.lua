@@ -152,54 +152,6 @@ local function promote(prefix, zkey, dead_key, now, limit)
   return ready
 end
 
--- Store the jobs described by ``jobs`` (a flat list, see calls.enqueue_values) and make them
--- ready, or due later. Returns how many wake-ups it sent: one per ready job, and one when a
--- delayed job is due before all others.
-local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
-  local wakeups = 0
-  local i = 1
-  local enqueued = {}  -- queue -> name -> count: one HINCRBY per kind of job, not per job
-  while i <= #jobs do
-    local id, queue, priority, due, user, created = jobs[i], jobs[i + 1], jobs[i + 2], jobs[i + 3], jobs[i + 4], jobs[i + 5]
-    local n = tonumber(jobs[i + 6])
-    local jkey = job_key(prefix, id)
-    -- Ids are made before the call: one that exists was stored by an earlier send of this
-    -- call whose reply was lost. Sending it again must not store (or run) the job twice.
-    if redis.call('EXISTS', jkey) == 0 then
-      redis.call('HSET', jkey, unpack(jobs, i + 7, i + 6 + 2 * n))
-      local name = '(unknown)'
-      for j = i + 7, i + 6 + 2 * n, 2 do
-        if jobs[j] == 'name' then name = jobs[j + 1] break end
-      end
-      enqueued[queue] = enqueued[queue] or {}
-      enqueued[queue][name] = (enqueued[queue][name] or 0) + 1
-      if due ~= '' then
-        redis.call('ZADD', scheduled_key, due, id)
-        if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
-          -- Due before any other: idle workers must learn when to look next.
-          wakeups = wakeups + 1
-        end
-      else
-        redis.call('RPUSH', list_key(prefix, queue, priority), id)
-        wakeups = wakeups + 1
-      end
-      if user ~= '' then
-        -- The user index covers JOB_TTL, like the records of finished jobs.
-        local ukey = prefix .. ':user:' .. user
-        redis.call('ZADD', ukey, created, id)
-        redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
-        redis.call('EXPIRE', ukey, user_ttl)
-      end
-    end
-    i = i + 7 + 2 * n
-  end
-  for queue, names in pairs(enqueued) do
-    for name, count in pairs(names) do count_event(prefix, 'enqueued', queue, name, count) end
-  end
-  wake(wakeup_key, wakeups)
-  return wakeups
-end
-
 -- Keep an index of finished jobs for as long as their records live. Entries whose records
 -- expired are dropped here, and for completions (the hot path) by recover.lua.
 local function index_finished(zkey, id, now, keep_since)
@@ -228,29 +180,6 @@ local function stale(prefix, jkey, token, counters_key, finished)
   end
 end
 
--- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
--- acknowledgement. The token is kept as ``done_token``: the same acknowledgement sent again (its
--- first reply was lost) finds it and answers 1 again, changing nothing.
-local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key)
-  local jkey = job_key(prefix, id)
-  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token', 'queue', 'name')
-  if f[1] == 'completed' and f[4] == token then return 1 end
-  if f[1] ~= 'running' or f[2] ~= token then
-    stale(prefix, jkey, token, counters_key, true)
-    return 0
-  end
-  redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now, 'done_token', token)
-  redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
-  redis.call('ZREM', processing_key, id)
-  redis.call('SET', result_key(prefix, id), result, 'EX', result_ttl)
-  redis.call('EXPIRE', jkey, job_ttl)
-  index_finished(completed_key, id, now)
-  count_minute(prefix, now, 'completed')
-  count_event(prefix, 'succeeded', f[5], f[6])
-  notify_done(prefix, id, f[3])
-  return 1
-end
-
 -- The job this worker leased with ``token`` in a claim whose reply it never got (the connection
 -- dropped after the script ran), or nil. It lies in the processing set under this very claim's
 -- ``deadline``: a resent claim takes it up again rather than leave it stranded for a lease.
@@ -273,66 +202,6 @@ local function name_set(only)
   return set
 end
 
--- Promote due jobs, then lease the first job of the highest non-empty list of the served
--- queues (every queue's CRITICAL list before any HIGH list, and so on; FIFO within a list).
--- ``queues`` are the served queue names. Returns {id, record as a flat field/value list} or
--- {'', next due time or '', held}. ``resend`` is '1' when the worker sends this claim again
--- because it got no reply the first time.
--- ``only`` (a set of job names, or nil for any job) takes the next job only if its name is one
--- of them: a worker process that runs async jobs side by side takes more of them, but never
--- skips the job that strict priority puts next. When that job is another kind, nothing is
--- taken and ``held`` is '1' (the process takes it once its async jobs are done, unless another
--- takes it first).
-local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, resend, queues, only)
-  if resend == '1' then
-    local earlier = claimed_before(prefix, processing_key, deadline, token)
-    if earlier then return earlier end
-  end
-  local ready = promote(prefix, scheduled_key, dead_key, now, limit) + promote(prefix, retrying_key, dead_key, now, limit)
-  -- This worker takes one of the promoted jobs; the others may wake idle workers.
-  wake(wakeup_key, ready - 1)
-  for priority = 3, 0, -1 do
-    for _, queue in ipairs(queues) do
-      local list = list_key(prefix, queue, priority)
-      -- With ``only``, the head is looked at first and popped once it is taken or buried.
-      local id
-      if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
-      while id do
-        local jkey = job_key(prefix, id)
-        local record = redis.pcall('HGETALL', jkey)
-        local why
-        if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
-        local name = (not why) and field_value(record, 'name')
-        if only and name and not only[name] then
-          if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
-          return {'', '', '1'}
-        end
-        if only then redis.call('LPOP', list) end
-        if why then
-          bury(prefix, dead_key, id, now, why)
-        elseif name then
-          local running = {'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token}
-          redis.call('HSET', jkey, unpack(running))
-          redis.call('ZADD', processing_key, deadline, id)
-          count_event(prefix, 'started', field_value(record, 'queue'), name)
-          -- The record as read, then the fields just set: read in order, the later ones win.
-          for _, value in ipairs(running) do record[#record + 1] = value end
-          return {id, record}
-        else
-          bury(prefix, dead_key, id, now, 'The job record is missing.')
-        end
-        if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
-      end
-    end
-  end
-  local next_due = ''
-  for _, zkey in ipairs({scheduled_key, retrying_key}) do
-    local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
-    if head[2] and (next_due == '' or tonumber(head[2]) < tonumber(next_due)) then next_due = head[2] end
-  end
-  return {'', next_due, '0'}
-end
-
 -- Each job of ``ids`` that has a record: {id, record as a flat field/value list, result or ''}.
 -- A job key of the wrong type is read as a failed record that says so (reading changes
 -- nothing; a worker that meets it buries it): one such key must not break a listing.
@@ -352,29 +221,6 @@ local function read_jobs(prefix, ids)
     end
   end
   return out
-end
-
--- Delete a job for good: its record, result, notification list, user index entry and key kept
--- aside as unreadable, and its id from the set that holds it (``sets``: the state zsets; an id
--- is in one at most, and looking in each also drops the entry of a record that expired). A
--- pending job's id is taken off its ready list too, found from its queue and priority (no scan),
--- unless ``off_list`` says that the caller took it off already.
-local function delete_job(prefix, id, sets, off_list)
-  local jkey = job_key(prefix, id)
-  local f = redis.pcall('HMGET', jkey, 'status', 'queue', 'priority', 'user_id')
-  if f.err then f = {} end
-  local removed = 0
-  for _, zkey in ipairs(sets) do removed = removed + redis.call('ZREM', zkey, id) end
-  if removed == 0 and not off_list and f[1] == 'pending' and f[2] and f[3] then
-    redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)
-  end
-  if f[4] then
-    -- user_id is JSON: 42 or "name" (see job.py); the index key holds it as text.
-    local user = f[4]
-    if string.sub(user, 1, 1) == '"' then user = cjson.decode(user) end
-    redis.call('ZREM', prefix .. ':user:' .. user, id)
-  end
-  redis.call('DEL', jkey, result_key(prefix, id), done_key(prefix, id), prefix .. ':unreadable:' .. id)
 end
 
 -- The workers whose last heartbeat is at ``since`` or later, without a scan: the index names

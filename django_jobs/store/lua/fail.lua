@@ -9,7 +9,7 @@
 -- The token is kept as ``done_token``, so that the same call sent again (its reply was lost)
 -- answers what the first one did instead of 'stale'.
 local id, now = A.id, tonumber(A.now)
-local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at', 'queue', 'name')
+local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at', 'queue', 'name', 'unique_key', 'unique_until', 'limits')
 if f[5] == A.token and f[1] == 'retrying' then return {'retrying', f[6]} end
 if f[5] == A.token and f[1] == 'failed' then return {'failed', ''} end
 if f[1] ~= 'running' or f[2] ~= A.token then
@@ -22,6 +22,8 @@ redis.call('HDEL', K.job, 'lease_token')
 redis.call('ZREM', K.processing, id)
 count_minute(A.prefix, A.now, 'failed')
 count_event(A.prefix, 'failed', f[7], f[8])
+-- It stops running either way: its concurrency slots go back (its unique key only at its end).
+wake(K.wakeup, free_slots(A.prefix, id, f[11], now))
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
 if A.retry == '1' and retries < max_retries then
   retries = retries + 1
@@ -38,5 +40,6 @@ redis.call('HSET', K.job, 'status', 'failed', 'finished_at', A.now)
 redis.call('ZADD', K.dead, A.now, id)
 count_minute(A.prefix, A.now, 'dead')
 count_event(A.prefix, 'dead', f[7], f[8])
+unique_release(A.prefix, id, f[9], f[10], 'finished')
 notify_done(A.prefix, id)
 return {'failed', ''}

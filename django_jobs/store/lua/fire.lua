@@ -6,10 +6,15 @@
 -- ``ttl``: seconds the claim is kept. ``task_runs``: the index of the task's runs (job id ->
 -- ``due``), trimmed to the newest ``runs_kept`` and kept as long as job records (``user_ttl``).
 -- The others as for enqueue.lua, with one job.
--- Returns the id of the tick's job: this job's, or the one an earlier claim enqueued.
+-- Returns the id of the tick's job: this job's, the one an earlier claim enqueued, or the job
+-- that holds the unique key of the task's job (an earlier run still pending or running).
 local id = A.jobs[1]
 if redis.call('SET', K.tick, id, 'NX', 'EX', A.ttl) then
-  enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, A.jobs, K.scheduled, K.wakeup)
+  local taken = enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, A.jobs, K.scheduled, K.wakeup)
+  if #taken > 0 then
+    redis.call('SET', K.tick, taken[2], 'XX', 'KEEPTTL')
+    return taken[2]
+  end
   redis.call('ZADD', K.task_runs, A.due, id)
   redis.call('ZREMRANGEBYRANK', K.task_runs, 0, -tonumber(A.runs_kept) - 1)
   redis.call('EXPIRE', K.task_runs, A.user_ttl)

@@ -4,7 +4,7 @@
 -- ARGV: prefix, now, max_lost, limit, job_ttl, keep_since
 -- Returns {ids requeued, ids buried as poison pills or unreadable}.
 local prefix, now, max_lost = A.prefix, A.now, tonumber(A.max_lost)
-local requeued, buried = {}, {}
+local requeued, buried, woken = {}, {}, 0
 
 -- Why a worker could not read this record (``not_text`` in _lib.lua), or nil. Such a record is
 -- buried here with its reason, rather than requeued (a worker would claim it again and again)
@@ -46,10 +46,13 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
     redis.call('HSET', jkey, 'status', 'cancelled', 'finished_at', now)
     redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
     redis.call('EXPIRE', jkey, A.job_ttl)
+    woken = woken + job_ended(prefix, id, f.unique_key, f.unique_until, f.limits, tonumber(now))
     index_finished(K.cancelled, id, now, A.keep_since)
     count_event(prefix, 'cancelled', f.queue, f.name)
     notify_done(prefix, id)
   else
+    -- Its concurrency slots come back with its lease (its unique key stays, unless it is buried).
+    woken = woken + free_slots(prefix, id, f.limits, tonumber(now))
     local lost = (tonumber(f.lost_count or '0') or 0) + 1
     -- The tokens taken back, the latest max_lost of them: a worker that presents one later was
     -- only late, and the loss is then uncounted (``stale`` in _lib.lua).
@@ -68,6 +71,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
         failed_at = tonumber(now),
       }))
       bury(prefix, K.dead, id, now, reason)
+      unique_release(prefix, id, f.unique_key, f.unique_until, 'finished')
       buried[#buried + 1] = id
     else
       redis.call('HSET', jkey, 'status', 'pending')
@@ -77,6 +81,6 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
     end
   end
 end
-wake(K.wakeup, #requeued)
+wake(K.wakeup, #requeued + woken)
 redis.call('HINCRBY', K.counters, 'recovered', #requeued)
 return {requeued, buried}

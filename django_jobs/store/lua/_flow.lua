@@ -1,0 +1,216 @@
+-- Flow control, kept inside the scripts that make the transitions so that it holds across every
+-- worker and host: unique jobs (taken with the enqueue), rate and concurrency limits (checked
+-- and taken with the claim, given back by ack, fail, cancel, release and recover). A job
+-- without them pays one field lookup. Key patterns match keys.py (Keys.unique, Keys.bucket, ...).
+--
+-- A job's limits are its record's ``limits`` field, JSON written at enqueue (flow.py):
+-- [["rate", key, count, per seconds], ["concurrency", key, max], ...]. A limit's id is
+-- '<kind>:<key>'. A job that a limit holds back is *parked*: taken off its ready list onto the
+-- waiting list of (priority, queue, limit), whose entry in the ``parked`` zset says when to look
+-- at it again (when a token is due; at once when a concurrency slot is given back). Claims look
+-- at due waiting lists before the ready list of the same queue and priority, so strict priority
+-- holds among the jobs that may run.
+
+-- How many jobs one claim parks at most, to keep each script call short: a claim that parked
+-- this many returns nothing, due now, and the worker claims again.
+local PARK_CAP = 100
+-- How many due waiting lists one claim looks at.
+local DUE_CAP = 64
+
+local function parked_key(prefix) return prefix .. ':parked' end
+local function waiting_key(prefix, member) return prefix .. ':waiting:' .. member end
+local function waiters_key(prefix, lid) return prefix .. ':waiters:' .. lid end
+local function running_key(prefix, key) return prefix .. ':running:' .. key end
+local function bucket_key(prefix, key) return prefix .. ':bucket:' .. key end
+
+-- A job's limits from its ``limits`` field, or nil (none, or unreadable: a record whose limits
+-- cannot be read runs without them rather than never).
+local function job_limits(text)
+  if not text or text == '' then return nil end
+  local ok, specs = pcall(cjson.decode, text)
+  if not ok or type(specs) ~= 'table' or #specs == 0 then return nil end
+  return specs
+end
+
+-- The tokens in a rate limit's bucket at ``now``: refilled at count/per a second, up to count.
+local function bucket_tokens(prefix, spec, now)
+  local count, per = tonumber(spec[3]), tonumber(spec[4])
+  local b = redis.call('HMGET', bucket_key(prefix, spec[2]), 'tokens', 'at')
+  if not b[1] then return count end
+  local elapsed = math.max(now - tonumber(b[2]), 0)  -- a worker whose clock is behind refills nothing
+  return math.min(tonumber(b[1]) + elapsed * count / per, count)
+end
+
+-- nil when the limit lets a job start now, else the time to look again: when the next token is
+-- due, or for a concurrency limit when the oldest running job's lease runs out (sooner when a
+-- slot is given back: see free_slot). Slots of leases that ran out (lost workers) come back.
+local function limit_wait(prefix, spec, now)
+  if spec[1] == 'rate' then
+    local tokens = bucket_tokens(prefix, spec, now)
+    if tokens >= 1 then return nil end
+    return now + (1 - tokens) * tonumber(spec[4]) / tonumber(spec[3])
+  end
+  local rkey = running_key(prefix, spec[2])
+  redis.call('ZREMRANGEBYSCORE', rkey, '-inf', '(' .. now)
+  if redis.call('ZCARD', rkey) < tonumber(spec[3]) then return nil end
+  return tonumber(redis.call('ZRANGE', rkey, 0, 0, 'WITHSCORES')[2])
+end
+
+-- Whether job ``id`` may start now under ``specs``; if so, take a token of each rate limit and
+-- a slot of each concurrency limit (held until ``deadline``, the lease's) and return nil.
+-- Otherwise take nothing and return the id of the first limit that holds it back, and when to
+-- look again.
+local function admit(prefix, id, specs, now, deadline)
+  for _, spec in ipairs(specs) do
+    local again = limit_wait(prefix, spec, now)
+    if again then return spec[1] .. ':' .. spec[2], again end
+  end
+  for _, spec in ipairs(specs) do
+    if spec[1] == 'rate' then
+      local per = tonumber(spec[4])
+      local bkey = bucket_key(prefix, spec[2])
+      redis.call('HSET', bkey, 'tokens', bucket_tokens(prefix, spec, now) - 1, 'at', now)
+      redis.call('EXPIRE', bkey, math.ceil(per) + 1)  -- by then full again: as good as absent
+    else
+      local rkey = running_key(prefix, spec[2])
+      redis.call('ZADD', rkey, deadline, id)
+      redis.call('EXPIRE', rkey, math.ceil(deadline - now) + 60)
+    end
+    redis.call('ZADD', prefix .. ':limits', now, spec[1] .. ':' .. spec[2])
+  end
+  return nil
+end
+
+-- Park job ``id`` (of ``queue`` and ``priority``) on the waiting list of limit ``lid`` until
+-- ``again``. An earlier time already set for that list stays (ZADD LT).
+local function park(prefix, id, queue, priority, name, lid, again, now)
+  local member = priority .. '|' .. queue .. '|' .. lid
+  redis.call('RPUSH', waiting_key(prefix, member), id)
+  redis.call('ZADD', parked_key(prefix), 'LT', again, member)
+  redis.call('SADD', waiters_key(prefix, lid), priority .. '|' .. queue)
+  redis.call('HSET', job_key(prefix, id), 'parked', member)
+  redis.call('ZADD', prefix .. ':limits', now, lid)
+  count_event(prefix, 'limited', queue, name)
+end
+
+-- Take job ``id`` off the waiting list ``member`` (``head``: it is the first one), and forget
+-- the list once it is empty.
+local function unpark(prefix, id, member, head)
+  local wkey = waiting_key(prefix, member)
+  if head then redis.call('LPOP', wkey) else redis.call('LREM', wkey, 1, id) end
+  redis.call('HDEL', job_key(prefix, id), 'parked')
+  if redis.call('LLEN', wkey) == 0 then
+    redis.call('ZREM', parked_key(prefix), member)
+    local priority, queue, lid = string.match(member, '^(%d)|([^|]+)|(.*)$')
+    redis.call('SREM', waiters_key(prefix, lid), priority .. '|' .. queue)
+  end
+end
+
+-- Give back job ``id``'s concurrency slots (it stopped running): the jobs parked on those
+-- limits may start at once. Returns how many waiting lists became due (to wake as many workers).
+local function free_slots(prefix, id, limits_text, now)
+  local specs = job_limits(limits_text)
+  if not specs then return 0 end
+  local due = 0
+  for _, spec in ipairs(specs) do
+    if spec[1] == 'concurrency' and redis.call('ZREM', running_key(prefix, spec[2]), id) == 1 then
+      local lid = 'concurrency:' .. spec[2]
+      for _, where in ipairs(redis.call('SMEMBERS', waiters_key(prefix, lid))) do
+        due = due + redis.call('ZADD', parked_key(prefix), 'XX', 'CH', now, where .. '|' .. lid)
+      end
+    end
+  end
+  return due
+end
+
+-- Renew job ``id``'s concurrency slots with its lease.
+local function renew_slots(prefix, id, limits_text, deadline)
+  local specs = job_limits(limits_text)
+  if not specs then return end
+  for _, spec in ipairs(specs) do
+    if spec[1] == 'concurrency' then redis.call('ZADD', running_key(prefix, spec[2]), 'XX', deadline, id) end
+  end
+end
+
+-- The due waiting lists of the served ``queues``: due[priority][queue] = {member, ...}, or nil
+-- when none is due (the usual case costs one ZRANGEBYSCORE on an empty key).
+local function due_waiting(prefix, now, queues)
+  local members = redis.call('ZRANGEBYSCORE', parked_key(prefix), '-inf', now, 'LIMIT', 0, DUE_CAP)
+  if #members == 0 then return nil end
+  local served = {}
+  for _, queue in ipairs(queues) do served[queue] = true end
+  local due = nil
+  for _, member in ipairs(members) do
+    local priority, queue = string.match(member, '^(%d)|([^|]+)|')
+    if priority and served[queue] then
+      due = due or {}
+      due[priority] = due[priority] or {}
+      due[priority][queue] = due[priority][queue] or {}
+      table.insert(due[priority][queue], member)
+    end
+  end
+  return due
+end
+
+-- When a claim of ``queues`` that found nothing should look again for parked jobs, or nil.
+local function next_parked(prefix, queues)
+  local served = {}
+  for _, queue in ipairs(queues) do served[queue] = true end
+  local head = redis.call('ZRANGE', parked_key(prefix), 0, DUE_CAP - 1, 'WITHSCORES')
+  for i = 1, #head, 2 do
+    local queue = string.match(head[i], '^%d|([^|]+)|')
+    if served[queue] then return tonumber(head[i + 1]) end
+  end
+  return nil
+end
+
+-- Unique jobs. A job enqueued with a unique key holds ``<prefix>:unique:<key>`` (its id) until
+-- it starts ('started'), until it ends ('finished'), or for its ``unique_for`` only ('window');
+-- ``unique_for`` also bounds the other two. A key whose holder's record is gone or past the
+-- point of release is free: a lock is never stranded, whatever happened to its holder.
+local function unique_lock(prefix, key) return prefix .. ':unique:' .. key end
+
+local function unique_holder(prefix, key)
+  local holder = redis.call('GET', unique_lock(prefix, key))
+  if not holder then return nil end
+  local f = redis.pcall('HMGET', job_key(prefix, holder), 'status', 'unique_until')
+  if f.err or not f[1] then
+    -- Its record is gone: a window still runs its time, any other lock is free.
+    if redis.call('PTTL', unique_lock(prefix, key)) > 0 then return holder end
+    return nil
+  end
+  local status, mode = f[1], f[2]
+  if mode == 'window' then return holder end
+  if mode == 'started' and status ~= 'pending' then return nil end
+  if status == 'completed' or status == 'failed' or status == 'cancelled' then return nil end
+  return holder
+end
+
+-- Take the unique key ``key`` for job ``id`` (``ttl``: milliseconds, '' for none); returns the
+-- id of the job that holds it instead, or nil.
+local function unique_take(prefix, key, ttl, id)
+  local holder = unique_holder(prefix, key)
+  if holder and holder ~= id then return holder end
+  if ttl ~= '' then
+    redis.call('SET', unique_lock(prefix, key), id, 'PX', ttl)
+  else
+    redis.call('SET', unique_lock(prefix, key), id)
+  end
+  return nil
+end
+
+-- Release job ``id``'s unique key as it starts (``at`` 'started') or ends ('finished'), if its
+-- mode says so and it still holds it. A 'started' lock goes at the end too (a job cancelled
+-- before it ran); a 'window' lock only with its time.
+local function unique_release(prefix, id, key, mode, at)
+  if not key or mode == 'window' or (at == 'started' and mode ~= 'started') then return end
+  local lock = unique_lock(prefix, key)
+  if redis.call('GET', lock) == id then redis.call('DEL', lock) end
+end
+
+-- What a job's end gives back: its unique key and its concurrency slots. ``f`` holds its
+-- fields unique_key, unique_until and limits. Returns how many waiting lists became due.
+local function job_ended(prefix, id, unique_key, unique_until, limits_text, now)
+  unique_release(prefix, id, unique_key, unique_until, 'finished')
+  return free_slots(prefix, id, limits_text, now)
+end

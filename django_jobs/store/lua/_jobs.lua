@@ -1,0 +1,218 @@
+-- What enqueues, leases, acknowledges and deletes jobs, on top of _lib.lua and _flow.lua
+-- (scripts.py puts the three in that order in front of each script).
+
+-- Store the jobs described by ``jobs`` (a flat list, see calls.enqueue_values) and make them
+-- ready, or due later. A job with a unique key that another job holds is not stored.
+-- Returns {id, holder id, ...} for those, and sends a wake-up per ready job, and one when a
+-- delayed job is due before all others.
+local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
+  local wakeups, taken = 0, {}
+  local i = 1
+  local enqueued = {}  -- queue -> name -> count: one HINCRBY per kind of job, not per job
+  while i <= #jobs do
+    local id, queue, priority, due, user, created = jobs[i], jobs[i + 1], jobs[i + 2], jobs[i + 3], jobs[i + 4], jobs[i + 5]
+    local n = tonumber(jobs[i + 6])
+    local jkey = job_key(prefix, id)
+    -- Ids are made before the call: one that exists was stored by an earlier send of this
+    -- call whose reply was lost. Sending it again must not store (or run) the job twice.
+    if redis.call('EXISTS', jkey) == 0 then
+      local name, unique, ttl = '(unknown)', nil, ''
+      for j = i + 7, i + 6 + 2 * n, 2 do
+        local field = jobs[j]
+        if field == 'name' then name = jobs[j + 1]
+        elseif field == 'unique_key' then unique = jobs[j + 1]
+        elseif field == 'unique_for' then ttl = string.format('%d', math.ceil(tonumber(jobs[j + 1]) * 1000))
+        end
+      end
+      local holder = unique and unique_take(prefix, unique, ttl, id)
+      if holder then
+        taken[#taken + 1] = id
+        taken[#taken + 1] = holder
+      else
+        redis.call('HSET', jkey, unpack(jobs, i + 7, i + 6 + 2 * n))
+        enqueued[queue] = enqueued[queue] or {}
+        enqueued[queue][name] = (enqueued[queue][name] or 0) + 1
+        if due ~= '' then
+          redis.call('ZADD', scheduled_key, due, id)
+          if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
+            -- Due before any other: idle workers must learn when to look next.
+            wakeups = wakeups + 1
+          end
+        else
+          redis.call('RPUSH', list_key(prefix, queue, priority), id)
+          wakeups = wakeups + 1
+        end
+        if user ~= '' then
+          -- The user index covers JOB_TTL, like the records of finished jobs.
+          local ukey = prefix .. ':user:' .. user
+          redis.call('ZADD', ukey, created, id)
+          redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
+          redis.call('EXPIRE', ukey, user_ttl)
+        end
+      end
+    end
+    i = i + 7 + 2 * n
+  end
+  for queue, names in pairs(enqueued) do
+    for name, count in pairs(names) do count_event(prefix, 'enqueued', queue, name, count) end
+  end
+  wake(wakeup_key, wakeups)
+  return taken
+end
+
+-- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
+-- acknowledgement. The token is kept as ``done_token``: the same acknowledgement sent again (its
+-- first reply was lost) finds it and answers 1 again, changing nothing.
+local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key, wakeup_key)
+  local jkey = job_key(prefix, id)
+  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token', 'queue', 'name', 'unique_key', 'unique_until', 'limits')
+  if f[1] == 'completed' and f[4] == token then return 1 end
+  if f[1] ~= 'running' or f[2] ~= token then
+    stale(prefix, jkey, token, counters_key, true)
+    return 0
+  end
+  redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now, 'done_token', token)
+  redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
+  redis.call('ZREM', processing_key, id)
+  redis.call('SET', result_key(prefix, id), result, 'EX', result_ttl)
+  redis.call('EXPIRE', jkey, job_ttl)
+  index_finished(completed_key, id, now)
+  count_minute(prefix, now, 'completed')
+  count_event(prefix, 'succeeded', f[5], f[6])
+  notify_done(prefix, id, f[3])
+  if f[7] or f[9] then wake(wakeup_key, job_ended(prefix, id, f[7], f[8], f[9], now)) end
+  return 1
+end
+
+-- Lease job ``id`` (its record as read) to ``worker`` under ``token`` until ``deadline``, and
+-- release its unique key if it holds it until it starts. Returns what claim_next returns.
+local function lease(prefix, processing_key, id, record, name, now, deadline, token, worker)
+  local running = {'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token}
+  redis.call('HSET', job_key(prefix, id), unpack(running))
+  redis.call('ZADD', processing_key, deadline, id)
+  count_event(prefix, 'started', field_value(record, 'queue'), name)
+  local unique = field_value(record, 'unique_key')
+  if unique then unique_release(prefix, id, unique, field_value(record, 'unique_until'), 'started') end
+  -- The record as read, then the fields just set: read in order, the later ones win.
+  for _, value in ipairs(running) do record[#record + 1] = value end
+  return {id, record}
+end
+
+-- Look at the head job ``id`` of a ready or waiting list for claim_next. Returns 'take' (it may
+-- start: its limits' tokens and slots are taken), 'held' (``only`` excludes it), 'gone' (buried
+-- as unreadable), or 'limited' with the limit that holds it back and when to look again; and
+-- the record and name it read.
+local function examine(prefix, dead_key, id, now, deadline, only)
+  local record = redis.pcall('HGETALL', job_key(prefix, id))
+  local why
+  if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
+  local name = (not why) and field_value(record, 'name')
+  if only and name and not only[name] then return 'held' end
+  if why or not name then
+    bury(prefix, dead_key, id, now, why or 'The job record is missing.')
+    return 'gone'
+  end
+  local specs = job_limits(field_value(record, 'limits'))
+  if specs then
+    local lid, again = admit(prefix, id, specs, now, deadline)
+    if lid then return 'limited', record, name, lid, again end
+  end
+  return 'take', record, name
+end
+
+-- Promote due jobs, then lease the first job of the highest non-empty list of the served
+-- queues (every queue's CRITICAL list before any HIGH list, and so on; FIFO within a list)
+-- that its limits let start (_flow.lua): at each queue and priority, the due waiting lists of
+-- parked jobs first, then the ready list, whose limited jobs are parked on the way.
+-- ``queues`` are the served queue names. Returns {id, record as a flat field/value list} or
+-- {'', next due time or '', held}. ``resend`` is '1' when the worker sends this claim again
+-- because it got no reply the first time.
+-- ``only`` (a set of job names, or nil for any job) takes the next job only if its name is one
+-- of them: a worker process that runs async jobs side by side takes more of them, but never
+-- skips the job that strict priority puts next. When that job is another kind, nothing is
+-- taken and ``held`` is '1' (the process takes it once its async jobs are done, unless another
+-- takes it first).
+local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, resend, queues, only)
+  if resend == '1' then
+    local earlier = claimed_before(prefix, processing_key, deadline, token)
+    if earlier then return earlier end
+  end
+  local ready = promote(prefix, scheduled_key, dead_key, now, limit) + promote(prefix, retrying_key, dead_key, now, limit)
+  -- This worker takes one of the promoted jobs; the others may wake idle workers.
+  wake(wakeup_key, ready - 1)
+  local t = tonumber(now)
+  local due = due_waiting(prefix, t, queues)
+  local parked = 0
+  local function held()
+    if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
+    return {'', '', '1'}
+  end
+  for priority = 3, 0, -1 do
+    for _, queue in ipairs(queues) do
+      for _, member in ipairs(due and due[tostring(priority)] and due[tostring(priority)][queue] or {}) do
+        local wkey = waiting_key(prefix, member)
+        local id = redis.call('LINDEX', wkey, 0)
+        while id do
+          local verdict, record, name, lid, again = examine(prefix, dead_key, id, t, deadline, only)
+          if verdict == 'held' then return held() end
+          if verdict == 'limited' and member == priority .. '|' .. queue .. '|' .. lid then
+            redis.call('ZADD', parked_key(prefix), again, member)
+            break
+          end
+          unpark(prefix, id, member, true)
+          if verdict == 'take' then return lease(prefix, processing_key, id, record, name, now, deadline, token, worker) end
+          if verdict == 'limited' then park(prefix, id, queue, priority, name, lid, again, t) end
+          id = redis.call('LINDEX', wkey, 0)
+        end
+      end
+      local list = list_key(prefix, queue, priority)
+      -- With ``only``, the head is looked at first and popped once it is taken or buried.
+      local id
+      if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
+      while id do
+        local verdict, record, name, lid, again = examine(prefix, dead_key, id, t, deadline, only)
+        if verdict == 'held' then return held() end
+        if only then redis.call('LPOP', list) end
+        if verdict == 'take' then return lease(prefix, processing_key, id, record, name, now, deadline, token, worker) end
+        if verdict == 'limited' then
+          park(prefix, id, queue, priority, name, lid, again, t)
+          parked = parked + 1
+          if parked >= PARK_CAP then return {'', now, '0'} end
+        end
+        if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
+      end
+    end
+  end
+  local next_due = next_parked(prefix, queues)
+  for _, zkey in ipairs({scheduled_key, retrying_key}) do
+    local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+    if head[2] and (next_due == nil or tonumber(head[2]) < next_due) then next_due = tonumber(head[2]) end
+  end
+  return {'', next_due and string.format('%.6f', next_due) or '', '0'}
+end
+
+-- Delete a job for good: its record, result, notification list, user index entry and key kept
+-- aside as unreadable, and its id from the set that holds it (``sets``: the state zsets; an id
+-- is in one at most, and looking in each also drops the entry of a record that expired). A
+-- pending job's id is taken off its ready list too, found from its queue and priority (no scan),
+-- unless ``off_list`` says that the caller took it off already.
+local function delete_job(prefix, id, sets, off_list)
+  local jkey = job_key(prefix, id)
+  local f = redis.pcall('HMGET', jkey, 'status', 'queue', 'priority', 'user_id', 'parked', 'unique_key', 'unique_until', 'limits')
+  if f.err then f = {} end
+  local removed = 0
+  for _, zkey in ipairs(sets) do removed = removed + redis.call('ZREM', zkey, id) end
+  if f[5] then
+    unpark(prefix, id, f[5], false)
+  elseif removed == 0 and not off_list and f[1] == 'pending' and f[2] and f[3] then
+    redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)
+  end
+  job_ended(prefix, id, f[6], f[7], f[8], 0)
+  if f[4] then
+    -- user_id is JSON: 42 or "name" (see job.py); the index key holds it as text.
+    local user = f[4]
+    if string.sub(user, 1, 1) == '"' then user = cjson.decode(user) end
+    redis.call('ZREM', prefix .. ':user:' .. user, id)
+  end
+  redis.call('DEL', jkey, result_key(prefix, id), done_key(prefix, id), prefix .. ':unreadable:' .. id)
+end
