@@ -16,6 +16,9 @@ from django_jobs.conf import DEFAULTS
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 UNREACHABLE = "redis://:s3cret@127.0.0.1:1/0"
 LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+# Django's model checks ask the database what it supports (JSONField on SQLite), once per
+# process: a test that runs the checks first must be allowed to connect.
+pytestmark = pytest.mark.django_db
 
 
 def jobs_messages() -> list:
