@@ -12,7 +12,14 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 
-from django_jobs import InvalidJobRecord, Job, JobPriority, JobStatus, NotJSONSerializable
+from django_jobs import (
+    InvalidJobRecord,
+    Job,
+    JobPriority,
+    JobStatus,
+    NotJSONSerializable,
+    Progress,
+)
 from django_jobs.serialization import check_json, from_timestamp, utcnow
 
 T0 = datetime(2024, 5, 17, 9, 30, 15, 123456, tzinfo=UTC)
@@ -64,6 +71,8 @@ def full_job() -> Job:
         retry_backoff_base=0.5,
         retry_backoff_max=30,
         meta={"priority": -7, "backend": "default", "run_after": None},
+        # Attempt 4: after 2 retried failures and 1 lost worker (older attempts' are not read).
+        progress=Progress(3, 10.5, "step ✓", T0 + timedelta(seconds=2, microseconds=7), 4),
     )
 
 
