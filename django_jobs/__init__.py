@@ -1,5 +1,6 @@
 """django-jobs: reliable background jobs and periodic tasks for Django, on Redis."""
 
+from django_jobs.context import JobContext, current_job
 from django_jobs.exceptions import (
     InvalidJobRecord,
     JobCancelled,
@@ -14,6 +15,7 @@ from django_jobs.exceptions import (
 )
 from django_jobs.handle import Cancellation, JobHandle
 from django_jobs.job import Job, JobPriority, JobStatus
+from django_jobs.progress import Progress
 from django_jobs.queue import JobQueue
 from django_jobs.registry import JobFunction, job, registry
 
@@ -22,6 +24,7 @@ __all__ = [
     "InvalidJobRecord",
     "Job",
     "JobCancelled",
+    "JobContext",
     "JobFailed",
     "JobFunction",
     "JobHandle",
@@ -32,9 +35,11 @@ __all__ = [
     "JobStatus",
     "JobsError",
     "NotJSONSerializable",
+    "Progress",
     "RedisAccessDenied",
     "RedisUnavailable",
     "StoreError",
+    "current_job",
     "job",
     "registry",
 ]

@@ -1,6 +1,6 @@
 """Jobs and durations in words, the same in the admin console and in ``manage.py jobs``:
-ages, the first line of an error, a job's failed attempts and its timeline. No Redis, no
-Django; the callers escape what they print."""
+ages, the first line of an error, a job's progress, its failed attempts and its timeline. No
+Redis, no Django; the callers escape what they print."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from django_jobs.job import Job, JobStatus
+from django_jobs.progress import Progress
 from django_jobs.serialization import from_timestamp
 
 
@@ -28,6 +29,16 @@ def age(seconds: float | None) -> str:
             parts.append(f"{left // size}{unit}")
             left %= size
     return " ".join(parts[:2])
+
+
+def progress(value: Progress) -> str:
+    """``40 of 100 (40%): copying``, ``7 (no total)``, ``12.5 of 20 (62%)``."""
+    counted = (
+        f"{value.current} (no total)"
+        if value.total is None
+        else f"{value.current} of {value.total} ({value.percent}%)"
+    )
+    return f"{counted}: {value.message}" if value.message else counted
 
 
 def first_line(text: str | None, limit: int = 80) -> str:

@@ -115,20 +115,21 @@ class Flow:
             unique_for=seconds if seconds is not None else self.unique_for,
         )
 
-    def apply(self, job: Job, function: Callable[..., Any] | None) -> None:
+    def apply(self, job: Job, signature: inspect.Signature | None) -> None:
         """Write this flow control and that of the job's queue into ``job``'s fields, with
-        each key made from its arguments; ``ValueError`` when a key cannot be made."""
+        each key made from its arguments (bound to ``signature``, the parameters the caller
+        passes, when known); ``ValueError`` when a key cannot be made."""
         limits: list[list[Any]] = []
         if self.unique:
             key = self.unique_key or f"{job.name}:{_digest(job.args, job.kwargs)}"
-            job.unique_key = _made_key(key, job, function, "unique_key")
+            job.unique_key = _made_key(key, job, signature, "unique_key")
             job.unique_until = self.unique
             job.unique_for = self.unique_for
         if self.concurrency:
-            key = _made_key(self.concurrency_key or job.name, job, function, "concurrency_key")
+            key = _made_key(self.concurrency_key or job.name, job, signature, "concurrency_key")
             limits.append(["concurrency", key, self.concurrency])
         if self.rate:
-            key = _made_key(self.rate_key or job.name, job, function, "rate_limit_key")
+            key = _made_key(self.rate_key or job.name, job, signature, "rate_limit_key")
             limits.append(["rate", key, *self.rate])
         queue_limits = jobs_settings.QUEUE_LIMITS.get(job.queue)
         if queue_limits:
@@ -164,7 +165,7 @@ def _text_key(key: Any, what: str) -> str:
     return key
 
 
-def _made_key(key: Key, job: Job, function: Callable[..., Any] | None, what: str) -> str:
+def _made_key(key: Key, job: Job, signature: inspect.Signature | None, what: str) -> str:
     """``key`` for this job: called with its arguments, or filled with them by name
     (``"customer:{customer_id}"``; without braces a key is taken as it is)."""
     if callable(key):
@@ -172,9 +173,9 @@ def _made_key(key: Key, job: Job, function: Callable[..., Any] | None, what: str
     if "{" not in key:
         return key
     arguments = dict(job.kwargs)
-    if function is not None:
+    if signature is not None:
         try:
-            bound = inspect.signature(function).bind(*job.args, **job.kwargs)
+            bound = signature.bind(*job.args, **job.kwargs)
         except (TypeError, ValueError):
             pass  # validation.arguments() names the mismatch
         else:

@@ -12,6 +12,7 @@ from django.db.transaction import TransactionManagementError
 
 from django_jobs.exceptions import JobCancelled, JobFailed, JobNotFound
 from django_jobs.job import Job, JobStatus
+from django_jobs.progress import Progress
 from django_jobs.queue import JobQueue
 
 
@@ -116,6 +117,13 @@ class JobHandle(Generic[R]):
     @property
     def status(self) -> JobStatus:
         return self.job.status
+
+    @property
+    def progress(self) -> Progress | None:
+        """How far the job is, as its current (or last) attempt last reported it
+        (``current``, ``total``, ``message``, ``fraction``, ``percent``, ``at``); ``None``
+        until it reports. As last read, as :attr:`status`: :meth:`refresh` reads it again."""
+        return self.job.progress
 
     def refresh(self) -> JobHandle[R]:
         """Read the job again; raise :class:`JobNotFound` if it is not (or no longer) there.

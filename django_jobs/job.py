@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord
+from django_jobs.progress import Progress
+from django_jobs.progress import read as read_progress
 from django_jobs.serialization import dumps, from_timestamp, loads_record
 
 
@@ -98,6 +100,7 @@ _NULLABLE_FIELDS = (
     "unique_key",
     "unique_until",
     "unique_for",
+    "progress",
 )
 
 
@@ -111,6 +114,8 @@ class Job:
     "worker_id", "failed_at"}``. ``retry_backoff_base`` and ``retry_backoff_max`` override the
     ``DJANGO_JOBS`` settings of the same names for this job. ``meta`` is JSON kept with the job
     for the code that enqueued it (the ``django.tasks`` backend keeps the task's options there).
+    ``progress`` is what the current (or last) attempt last reported of how far it is
+    (:meth:`django_jobs.context.JobContext.progress`), ``None`` until it reports.
     ``user_id`` comes back as it was given: an ``int`` as an ``int``, a ``str`` as a ``str``.
     """
 
@@ -147,6 +152,7 @@ class Job:
     unique_until: str | None = None
     unique_for: float | None = None
     limits: list[list[Any]] = field(default_factory=list)
+    progress: Progress | None = None
 
     # Fields whose Redis hash value is JSON text; ``result`` lives in a key of its own.
     _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors", "meta", "limits")
@@ -173,6 +179,8 @@ class Job:
                 value = value.value
             elif f.name == "priority":
                 value = value.name.lower()
+            elif isinstance(value, Progress):
+                value = value.to_dict()
             data[f.name] = value
         return data
 
@@ -245,6 +253,9 @@ class Job:
                         else f"has the invalid value {raw[:80]!r} ({exc})"
                     )
                     raise InvalidJobRecord(f"Job {job_id}: field {key!r} {problem}.") from None
+        found = values.get("progress")
+        if found is not None and found.attempt != _attempt(values):
+            del values["progress"]  # an earlier attempt's: this one has reported nothing yet
         if not strict:
             for key, default in (
                 ("name", "(unreadable)"),
@@ -312,6 +323,12 @@ def _user_id(value: str) -> str | int:
     return value
 
 
+def _attempt(values: dict[str, Any]) -> int:
+    """The attempt of a record's values, read as :attr:`Job.attempt` would read it."""
+    counts = (values.get("retry_count", 0), values.get("lost_count", 0))
+    return sum(c for c in counts if isinstance(c, int)) + 1
+
+
 def _check_runnable(job_id: str, data: dict[str, str]) -> None:
     """Refuse a record that a worker must not run however its fields read: an id that does not
     fit the worker's slot, or a payload over the limit (what enqueue would have refused)."""
@@ -358,6 +375,7 @@ _HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     "status": lambda name, value: value.value,
     "priority": lambda name, value: str(value.value),
     "cancel_requested": lambda name, value: "1",
+    "progress": lambda name, value: value.to_json(),
 }
 _LEFT_OUT_WHEN_EMPTY = frozenset(
     (*Job._JSON_FIELDS, "retry_count", "lost_count", "cancel_requested")
@@ -375,6 +393,8 @@ _HASH_READERS: dict[str, Callable[[str], Any]] = {
     "status": JobStatus,
     "priority": lambda value: JobPriority(int(value)),
     "cancel_requested": lambda value: value == "1",
+    # A corrupt value reads as None, even for a worker: it is not needed to run the job.
+    "progress": read_progress,
 }
 
 
@@ -415,6 +435,8 @@ def _from_dict_value(name: str, value: Any) -> Any:
             return _number(value)
         if name == "cancel_requested":
             return value in (True, "1")
+        if name == "progress":
+            return Progress.from_dict(value)
         if value is None:
             raise ValueError("it must not be null")
     except (TypeError, ValueError) as exc:

@@ -134,6 +134,7 @@ class JobQueue(JobBrowser):
         """
         if "function" not in options and (registered := registry.get(name)) is not None:
             options["function"] = registered.func
+            options["takes_context"] = registered.takes_context
             for option in ("queue", "priority", "max_retries", "timeout", "flow"):
                 if options.get(option) is None:
                     options[option] = getattr(registered, option)

@@ -10,7 +10,7 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
@@ -24,6 +24,7 @@ from django_jobs.catalog import (
     registry,
 )
 from django_jobs.conf import jobs_settings
+from django_jobs.context import JobContext
 from django_jobs.flow import Flow, Key
 from django_jobs.handle import JobHandle
 from django_jobs.job import Job, JobPriority
@@ -32,6 +33,7 @@ from django_jobs.queue import JobQueue
 __all__ = [
     "DJANGO_TASK_PREFIX",
     "DOTTED_PATH",
+    "ContextJobFunction",
     "JobCall",
     "JobFunction",
     "JobRegistry",
@@ -55,6 +57,11 @@ class JobFunction(Generic[P, R]):
     ``.adelay()`` and ``.using(...).delay()`` against the function's parameters, and know the
     type of ``handle.result()``: what the function returns, or for an ``async def`` job what
     it returns when awaited.
+
+    With ``takes_context`` the function's first parameter is the job's
+    :class:`~django_jobs.context.JobContext`, which a worker passes; ``.delay()`` takes the
+    other arguments (``P``), and a direct call passes what it is given, as the function is
+    written (see :class:`ContextJobFunction`).
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class JobFunction(Generic[P, R]):
         rate_limit_key: Key | None = None,
         concurrency: int | None = None,
         concurrency_key: Key | None = None,
+        takes_context: bool = False,
     ) -> None:
         if not callable(func):
             raise TypeError(f"@job decorates a function, not {func!r}.")
@@ -98,6 +106,7 @@ class JobFunction(Generic[P, R]):
         self.priority = JobPriority.parse(priority)
         self.max_retries = max_retries
         self.timeout = timeout
+        self.takes_context = bool(takes_context)
         self.is_async = inspect.iscoroutinefunction(func)
         functools.update_wrapper(self, func)
 
@@ -200,6 +209,7 @@ class JobCall(Generic[P, R]):
             user_id=options.get("user_id"),
             function=fn.func,
             flow=options.get("flow", fn.flow),
+            takes_context=fn.takes_context,
         )
 
     @overload
@@ -238,8 +248,39 @@ class JobCall(Generic[P, R]):
         return JobHandle(stored, self.jobs, created=stored.id == job.id)
 
 
+class ContextJobFunction(JobFunction[P, R]):
+    """A registered job whose function takes the job's context first
+    (``@job(takes_context=True)``): ``.delay()`` takes the other arguments; a direct call is
+    the function as written, context first (as ``Task.call()`` of Django's task API is)."""
+
+    def __call__(  # type: ignore[override]
+        self, context: JobContext, /, *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        func: Callable[..., R] = self.func  # its parameters are the context, then P
+        return func(context, *args, **kwargs)
+
+
 @overload
 def job(func: Callable[P, R], /) -> JobFunction[P, R]: ...
+
+
+@overload
+def job(
+    *,
+    takes_context: Literal[True],
+    name: str | None = None,
+    queue: str | None = None,
+    priority: JobPriority | int | str = JobPriority.NORMAL,
+    max_retries: int | None = None,
+    timeout: float | timedelta | None = None,
+    unique: bool | str | None = None,
+    unique_key: Key | None = None,
+    unique_for: float | timedelta | None = None,
+    rate_limit: str | None = None,
+    rate_limit_key: Key | None = None,
+    concurrency: int | None = None,
+    concurrency_key: Key | None = None,
+) -> Callable[[Callable[Concatenate[JobContext, P], R]], ContextJobFunction[P, R]]: ...
 
 
 @overload
@@ -257,6 +298,7 @@ def job(
     rate_limit_key: Key | None = None,
     concurrency: int | None = None,
     concurrency_key: Key | None = None,
+    takes_context: Literal[False] = False,
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -269,15 +311,18 @@ def job(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     ``"until_finished"``, ``"until_started"``), ``unique_key``, ``unique_for`` (seconds),
     ``rate_limit`` (``"10/s"``) and ``rate_limit_key``, ``concurrency`` and
     ``concurrency_key`` (a key is a text filled from the arguments by name,
-    ``"customer:{customer_id}"``, or a function of the arguments). A bad option raises
+    ``"customer:{customer_id}"``, or a function of the arguments); and ``takes_context``: the
+    function's first parameter is then the job's :class:`~django_jobs.context.JobContext`
+    (its id, attempt and ``progress()``), which the worker passes. A bad option raises
     ``ValueError`` here, with the message an enqueue would give (:mod:`django_jobs.validation`).
     """
     unknown = set(options) - set(inspect.signature(JobFunction).parameters) - {"func"}
     if unknown:
         raise TypeError(f"@job got unknown options: {', '.join(sorted(unknown))}.")
 
-    def register(func: Callable[P, R]) -> JobFunction[P, R]:
-        job_function = JobFunction(func, **options)
+    def register(func: Callable[..., Any]) -> JobFunction[Any, Any]:
+        kind = ContextJobFunction if options.get("takes_context") else JobFunction
+        job_function: JobFunction[Any, Any] = kind(func, **options)
         registry.register(job_function)
         return job_function
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import numbers
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,8 +17,9 @@ from typing import Any
 from django_jobs.conf import jobs_settings
 from django_jobs.flow import NO_FLOW, Flow
 from django_jobs.job import STORED_STATUSES, Job, JobPriority, JobStatus, new_id
+from django_jobs.progress import MESSAGE_LIMIT
 from django_jobs.rules import MAX_SECONDS as MAX_SECONDS
-from django_jobs.rules import integer, seconds
+from django_jobs.rules import integer, refused, seconds
 from django_jobs.serialization import check_json, dumps, utcnow
 
 
@@ -146,6 +149,28 @@ def arguments(
         raise TypeError(f"Job {name}{signature}: {exc}.") from None
 
 
+def progress(current: Any, total: Any, message: Any) -> tuple[float, float | None, str]:
+    """The arguments of ``progress()`` in a job (:class:`~django_jobs.context.JobContext`):
+    ``current`` and ``total`` (``None``: not known) finite numbers of 0 or more;
+    ``message`` a ``str``, cut to ``MESSAGE_LIMIT`` characters. ``TypeError`` for the wrong
+    kind of value, ``ValueError`` for a wrong number."""
+    if not isinstance(message, str):
+        raise TypeError(f"progress() takes message as a str, not {type(message).__name__}.")
+    if len(message) > MESSAGE_LIMIT:
+        message = message[: MESSAGE_LIMIT - 1] + "…"
+    return _count(current, "current"), None if total is None else _count(total, "total"), message
+
+
+def _count(value: Any, what: str) -> float:
+    """A count of :func:`progress` as a plain ``int`` or ``float`` (JSON writes those)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"progress() takes {what} as a number, not {value!r}.")
+    number = int(value) if isinstance(value, numbers.Integral) else float(value)
+    if not math.isfinite(number) or number < 0:
+        raise refused(f"progress() {what}", "a finite number of 0 or more", value)
+    return number
+
+
 def payload_size(args: list[Any], kwargs: dict[str, Any], meta: dict[str, Any]) -> int:
     """The bytes of JSON that ``args``, ``kwargs`` and ``meta`` take in the job's record;
     ``ValueError`` naming the size and the limit if that is over ``MAX_PAYLOAD_BYTES``."""
@@ -177,13 +202,15 @@ def build_job(
     meta: dict[str, Any] | None = None,
     function: Callable[..., Any] | None = None,
     flow: Flow | None = None,
+    takes_context: bool = False,
 ) -> Job:
     """Check every option and argument and return the job ``JobQueue.enqueue`` would store.
 
     ``timeout``, ``retry_backoff_base`` and ``retry_backoff_max`` (seconds or a
     ``timedelta``, stored as seconds) override the settings of the same names for this job;
     ``meta`` is JSON kept with the job for the caller's own use; ``function`` is the function
-    the job runs, when known: the arguments must fit its parameters.
+    the job runs, when known: the arguments must fit its parameters (after the first with
+    ``takes_context``, where the worker passes the job's context).
     Raises ``ValueError`` for a bad option or arguments over ``MAX_PAYLOAD_BYTES``,
     :class:`~django_jobs.exceptions.NotJSONSerializable` naming the argument that would not
     survive JSON, and ``TypeError`` naming the job and the parameter when the arguments do not
@@ -203,7 +230,7 @@ def build_job(
         check_json(value, f"args[{index}]")
     check_json(kwargs, "kwargs")
     if function is not None:
-        arguments(name, function, args, kwargs)
+        arguments(name, function, args, kwargs, skip_first=takes_context)
 
     now = utcnow()
     if delay is not None and scheduled_at is not None:
@@ -256,5 +283,5 @@ def build_job(
         retry_backoff_max=retry_backoff_max,
         meta=meta,
     )
-    (flow or NO_FLOW).apply(job, function)
+    (flow or NO_FLOW).apply(job, None if function is None else _parameters(function, takes_context))
     return job

@@ -12,7 +12,14 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 
-from django_jobs import InvalidJobRecord, Job, JobPriority, JobStatus, NotJSONSerializable
+from django_jobs import (
+    InvalidJobRecord,
+    Job,
+    JobPriority,
+    JobStatus,
+    NotJSONSerializable,
+    Progress,
+)
 from django_jobs.serialization import check_json, from_timestamp, utcnow
 
 T0 = datetime(2024, 5, 17, 9, 30, 15, 123456, tzinfo=UTC)
@@ -68,6 +75,8 @@ def full_job() -> Job:
         unique_until="finished",
         unique_for=3600,
         limits=[["concurrency", "customer:7", 2], ["rate", "queue:reports", 50, 1.0]],
+        # Attempt 4: after 2 retried failures and 1 lost worker (older attempts' are not read).
+        progress=Progress(3, 10.5, "step ✓", T0 + timedelta(seconds=2, microseconds=7), 4),
     )
 
 

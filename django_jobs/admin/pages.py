@@ -29,7 +29,7 @@ from django_jobs.admin.display import (
     queue_rows,
 )
 from django_jobs.catalog import registry
-from django_jobs.describe import age, attempts, timeline
+from django_jobs.describe import age, attempts, progress, timeline
 from django_jobs.exceptions import StoreError
 from django_jobs.job import JOB_ID, JobStatus
 from django_jobs.models import ScheduledTask
@@ -92,7 +92,7 @@ def dashboard(admin: Console, request: HttpRequest) -> HttpResponse:
 
 
 def _refresh(request: HttpRequest) -> int | None:
-    """``?refresh=N``: reload the dashboard every N seconds (2 to 3600)."""
+    """``?refresh=N``: reload the page every N seconds (2 to 3600)."""
     try:
         seconds = int(request.GET.get("refresh", ""))
     except ValueError:
@@ -203,8 +203,9 @@ def _list_actions(state: str) -> list[tuple[str, str]]:
 
 
 def job_page(admin: Console, request: HttpRequest, job_id: str) -> HttpResponse:
-    """One job: its record, arguments, result, every failed attempt, its timeline, its worker
-    and the scheduled task it came from."""
+    """One job: its record and progress, arguments, result, every failed attempt, its timeline,
+    its worker and the scheduled task it came from. ``?refresh=N`` reloads it until the job
+    is finished."""
     jobs = JobQueue()
     try:
         job = jobs.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
@@ -248,6 +249,9 @@ def job_page(admin: Console, request: HttpRequest, job_id: str) -> HttpResponse:
         can_delete=job.status is not JobStatus.RUNNING,
         here=request.get_full_path(),
         state_here=url("list", job.status.value),
+        refresh=None if job.is_finished else _refresh(request),
+        progress=progress(job.progress) if job.progress else None,
+        progress_age=age(since(job.progress.at, utcnow())) if job.progress else None,
     )
     return TemplateResponse(request, "admin/django_jobs/job/job.html", context)
 

@@ -197,6 +197,12 @@ def release(keys: Keys, *, job_id: str, token: str, now: float) -> Plan[bool]:
     return bool(reply)
 
 
+def progress(keys: Keys, *, job_id: str, token: str, progress: str) -> Plan[bool]:
+    """Write a running job's ``progress`` (JSON text); ``False`` if the lease was not held."""
+    reply = yield SCRIPTS["progress"].call(job=keys.job(job_id), token=token, progress=progress)
+    return bool(reply)
+
+
 def extend(
     keys: Keys, *, leases: list[tuple[str, str]], deadline: float
 ) -> Plan[tuple[list[str], list[str]]]:

@@ -28,6 +28,7 @@ NAMES = (
     "ack",
     "fail",
     "extend",
+    "progress",
     "recover",
     "cancel",
     "requeue",

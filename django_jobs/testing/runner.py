@@ -41,7 +41,12 @@ T = TypeVar("T")
 
 
 class Recorder(Protocol):
-    """What records an attempt's outcome: ``Leases``, or the in-memory store."""
+    """What records an attempt's outcome, and its progress: ``Leases``, or the in-memory
+    store."""
+
+    progress_interval: float
+
+    def record_progress(self, job: Job, progress: str) -> bool: ...
 
     def complete_job(self, job: Job, result: Any = None) -> bool: ...
 
@@ -76,7 +81,9 @@ def attempt(job: Job, recorder: Recorder) -> None:
     notify(signals.job_started, job)
     started = time.monotonic()
     # The connections are the test's (maybe inside its transaction): the run leaves them be.
-    outcome = run_job(job, cast(asyncio.Runner, CallerThread()), own_connections=False)
+    outcome = run_job(
+        job, cast(asyncio.Runner, CallerThread()), own_connections=False, recorder=recorder
+    )
     seconds = time.monotonic() - started
     if not outcome.ok:
         failed = recorder.record_failure(job, outcome.error, outcome.traceback, retry=outcome.retry)

@@ -85,6 +85,9 @@ class MemoryStore:
     :class:`~django_jobs.queue.JobQueue`'s answer for it; the others are for tests.
     """
 
+    #: Progress is written at each report (a worker writes it a few times a second at most).
+    progress_interval = 0.0
+
     def __init__(self) -> None:
         self.clock = Clock()
         self._records: dict[str, _Record] = {}
@@ -209,6 +212,15 @@ class MemoryStore:
             stored.lease_token, stored.cancel_requested = None, False
             self._write(stored)
             self._records[job.id].result = dumps(result)
+            return True
+
+    def record_progress(self, job: Job, progress: str) -> bool:
+        """Write a running job's progress (JSON text) as ``progress.lua`` does, if ``job``'s
+        lease is still held."""
+        with self._lock:
+            if self._leased(job) is None:
+                return False
+            self._records[job.id].fields["progress"] = progress
             return True
 
     def record_failure(

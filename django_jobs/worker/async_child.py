@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from django.dispatch import Signal
 
 from django_jobs import signals
+from django_jobs.context import JobContext
 from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.worker.children import in_thread, record_stop
@@ -64,6 +65,7 @@ class Entry:
     job: Job
     index: int  # its slot
     deadline: float  # loop.time() at which its timeout ends it
+    context: JobContext  # what current_job() gives the job: its progress
     started: float = field(default_factory=time.monotonic)
     task: asyncio.Task[None] | None = None
     outcome: Outcome | None = None
@@ -197,7 +199,7 @@ class AsyncJobs:
     def _start(self, job: Job) -> None:
         index = self.board.take(job, ASYNC)
         loop = asyncio.get_running_loop()
-        entry = Entry(job, index, loop.time() + float(job.timeout))
+        entry = Entry(job, index, loop.time() + float(job.timeout), JobContext(job, self.leases))
         self.running[index] = entry
         logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
         entry.task = asyncio.create_task(self._run(entry), name=f"django-jobs job {job.id}")
@@ -208,7 +210,7 @@ class AsyncJobs:
         try:
             async with limit:
                 await self._notify(notify, signals.job_started, entry.job, wait=True)
-                entry.outcome = await arun_job(entry.job)
+                entry.outcome = await arun_job(entry.job, entry.context)
         except (TimeoutError, asyncio.CancelledError):
             pass  # why it stopped is in stop_reason, or it is the timeout
         except Exception as exc:  # not the job's (arun_job describes those): a failed attempt
@@ -261,11 +263,14 @@ class AsyncJobs:
         job, seconds = entry.job, time.monotonic() - entry.started
         jobs, leases = self.child.jobs, self.leases
         if entry.stop_reason is not None:
+            entry.context.abandon()  # what is recorded of a stopped job does not wait for it
             await record_stop(jobs, leases, entry.stop_reason, job, seconds)
             self._release(entry)
             return await self._fill()
         outcome = entry.outcome
         assert outcome is not None
+        # Its last progress, before its outcome (then no longer "running") is recorded.
+        await entry.context.afinish()
         if not outcome.ok:
             failed = await auntil_redis_answers(
                 lambda: leases.arecord_failure(

@@ -214,7 +214,7 @@ class ChildLoop:
         """
         notify(signals.job_started, job)
         started = time.monotonic()
-        outcome = run_job(job, self.loop)
+        outcome = run_job(job, self.loop, recorder=self.leases)
         seconds = time.monotonic() - started
         config = self.config
         if not outcome.ok:

@@ -8,6 +8,7 @@ supervisor for a job whose process was killed or died."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -18,14 +19,16 @@ from typing import Any
 from django.db import close_old_connections
 from django.dispatch import Signal
 
+from django_jobs import context as job_context
 from django_jobs import signals, tracing, validation
+from django_jobs.context import JobContext, Recorder
 from django_jobs.exceptions import NotJSONSerializable
 from django_jobs.job import Job, JobStatus
 from django_jobs.registry import django_task_path, registry
 from django_jobs.serialization import check_json, utcnow
 from django_jobs.store.connection import connection_url, redact_url
 from django_jobs.worker import metrics
-from django_jobs.worker.leases import Failure
+from django_jobs.worker.leases import Failure, Leases
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -84,7 +87,13 @@ class _Plain:
         pass
 
 
-def run_job(job: Job, loop: asyncio.Runner, *, own_connections: bool = True) -> Outcome:
+def run_job(
+    job: Job,
+    loop: asyncio.Runner,
+    *,
+    own_connections: bool = True,
+    recorder: Recorder | None = None,
+) -> Outcome:
     """Run one registered job, or task of Django's task API, and describe its outcome.
 
     A Django task's ``TaskResult`` (for its context and signals) is made from ``job``. The run
@@ -92,26 +101,38 @@ def run_job(job: Job, loop: asyncio.Runner, *, own_connections: bool = True) -> 
     ``async def`` job runs to its end on ``loop``, which must not be running.
     ``own_connections=False`` leaves the database connections alone: a job run in the
     caller's process (:mod:`django_jobs.testing`) shares them, perhaps inside its transaction.
+    The job's context (:func:`django_jobs.current_job`) writes its progress through
+    ``recorder`` (default: ``Leases()``); its last report is written before this returns.
     """
     started = time.monotonic()
-    with tracing.run_span(job) as span:
-        outcome = _run(job, loop, own_connections)
-        tracing.finish(span, outcome.ok, outcome.error, outcome.exception)
+    context = JobContext(job, Leases() if recorder is None else recorder)
+    token = job_context.enter(context)
+    try:
+        with tracing.run_span(job) as span:
+            outcome = _run(job, loop, context, own_connections)
+            tracing.finish(span, outcome.ok, outcome.error, outcome.exception)
+    finally:
+        job_context.leave(token)
+        context.finish()
     metrics.observe(job, time.monotonic() - started)
     return outcome
 
 
-async def arun_job(job: Job) -> Outcome:
+async def arun_job(job: Job, context: JobContext) -> Outcome:
     """:func:`run_job` for an ``async def`` job, on the running event loop, side by side with
     others (see :func:`async_names`).
 
     When the task running it is cancelled (a timeout, a cancellation, a lost lease) the
     ``CancelledError`` is raised, not described: whoever cancelled it records why.
+    ``context`` is the job's (:func:`django_jobs.current_job`) in its task only, so that jobs
+    side by side each see theirs; the caller writes its last progress
+    (:meth:`~django_jobs.context.JobContext.afinish`) outside the job's timeout.
     """
     started = time.monotonic()
+    token = job_context.enter(context)
     try:
         with tracing.run_span(job) as span:
-            call = _prepare(job)
+            call = _prepare(job, context)
             if isinstance(call, Outcome):
                 outcome = call
             else:
@@ -131,6 +152,7 @@ async def arun_job(job: Job) -> Outcome:
                     outcome = _returned(call, result)
             tracing.finish(span, outcome.ok, outcome.error, outcome.exception)
     finally:
+        job_context.leave(token)
         metrics.observe(job, time.monotonic() - started)
     return outcome
 
@@ -154,17 +176,20 @@ class _Call:
     hooks: Any
 
 
-def _prepare(job: Job) -> _Call | Outcome:
+def _prepare(job: Job, context: JobContext) -> _Call | Outcome:
     """Find what ``job`` names among the registered jobs and Django's tasks, and check its
-    arguments; the outcome instead when it cannot be run."""
+    arguments; the outcome instead when it cannot be run. A job that ``takes_context`` gets
+    ``context`` as its first argument."""
     name, args, kwargs = job.name, job.args, job.kwargs
     job_function = registry.get(name)
     if job_function is not None:
+        takes_context = job_function.takes_context
         try:
-            validation.arguments(name, job_function.func, args, kwargs)
+            validation.arguments(name, job_function.func, args, kwargs, skip_first=takes_context)
         except TypeError as exc:
             return unbound(exc)
-        return _Call(job_function.func, _Plain)
+        func = job_function.func
+        return _Call(functools.partial(func, context) if takes_context else func, _Plain)
     path = django_task_path(name)
     if path is None:
         return unregistered(name)
@@ -211,8 +236,8 @@ def _returned(call: _Call, result: Any) -> Outcome:
     return outcome
 
 
-def _run(job: Job, loop: asyncio.Runner, own_connections: bool = True) -> Outcome:
-    call = _prepare(job)
+def _run(job: Job, loop: asyncio.Runner, context: JobContext, own_connections: bool) -> Outcome:
+    call = _prepare(job, context)
     if isinstance(call, Outcome):
         return call
     # As Django does around a request: no connection outlives its CONN_MAX_AGE or an error.
@@ -222,7 +247,7 @@ def _run(job: Job, loop: asyncio.Runner, own_connections: bool = True) -> Outcom
         call.hooks.started()
         result = call.func(*job.args, **job.kwargs)
         if inspect.isawaitable(result):
-            result = loop.run(_awaited(result))
+            result = loop.run(_awaited(result, context))
     except BaseException as exc:  # a job calling sys.exit() must not end the process
         return _raised(call, exc)
     finally:
@@ -231,8 +256,13 @@ def _run(job: Job, loop: asyncio.Runner, own_connections: bool = True) -> Outcom
     return _returned(call, result)
 
 
-async def _awaited(awaitable: Any) -> Any:
-    return await awaitable
+async def _awaited(awaitable: Any, context: JobContext) -> Any:
+    # The loop's task runs in the loop's context, not this thread's: the job's is set there.
+    token = job_context.enter(context)
+    try:
+        return await awaitable
+    finally:
+        job_context.leave(token)
 
 
 def log_finished(job: Job, outcome: str, seconds: float, detail: str = "") -> None:

@@ -89,6 +89,9 @@ class Leases(Namespace):
     """The lease protocol of the workers of one namespace (``DJANGO_JOBS['PREFIX']`` unless
     ``prefix`` is given)."""
 
+    #: Seconds between two writes of one job's progress (see :mod:`django_jobs.context`).
+    progress_interval = 0.25
+
     def __repr__(self) -> str:
         return f"<Leases {self.prefix}>"
 
@@ -316,6 +319,16 @@ class Leases(Namespace):
             )
         )
 
+    def _record_progress(self, job: Job, progress: str) -> Plan[bool]:
+        """Write ``progress`` (JSON text, see :class:`~django_jobs.progress.Progress`) on the
+        record of ``job`` if it is still running under ``job``'s lease; ``False`` otherwise (a
+        stale worker never overwrites the progress of the attempt that took its job over)."""
+        return (
+            yield from lease_calls.progress(
+                self.keys, job_id=job.id, token=job.lease_token or "", progress=progress
+            )
+        )
+
     def _extend_lease(self, jobs: Iterable[Leased], lease: float | None = None) -> Plan[LeaseState]:
         """Renew the leases of a worker's running ``jobs`` in one call.
 
@@ -368,6 +381,7 @@ class Leases(Namespace):
     arecord_failure = async_twin(_record_failure)
     release_job = sync_twin(_release_job)
     arelease_job = async_twin(_release_job)
+    record_progress = sync_twin(_record_progress)
     extend_lease = sync_twin(_extend_lease)
     aextend_lease = async_twin(_extend_lease)
     recover_expired = sync_twin(_recover_expired)

@@ -41,6 +41,17 @@ def send_digest(recipient: str) -> dict:
     return {"sent_to": recipient}
 
 
+# Reports how far it is as it goes: takes_context=True passes the job's context first, whose
+# progress() the job calls as often as it likes (the record gets at most four writes a second).
+# The job's page shows a progress bar.
+@job(takes_context=True)
+def crunch(context, items: int) -> dict:
+    for done in range(1, items + 1):
+        time.sleep(0.1)  # one item's work
+        context.progress(done, items, f"item {done} of {items}")
+    return {"crunched": items}
+
+
 # Runs long enough to watch it in the RUNNING state and to cancel it: its worker stops it.
 @job
 def slow(seconds: int) -> dict:

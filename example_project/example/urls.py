@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("enqueue/always-fails/", views.enqueue_always_fails, name="enqueue_always_fails"),
     path("enqueue/slow/", views.enqueue_slow, name="enqueue_slow"),
+    path("enqueue/crunch/", views.enqueue_crunch, name="enqueue_crunch"),
     path("jobs/<str:job_id>/", views.job_detail, name="job_detail"),
     path("jobs/<str:job_id>/cancel/", views.cancel_job, name="cancel_job"),
     path("admin/", admin.site.urls),

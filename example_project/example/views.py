@@ -11,10 +11,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_jobs import JobQueue, JobStatus, NotJSONSerializable, RedisUnavailable
 from django_jobs.conf import jobs_settings
 from example.forms import EnqueueForm
-from example.jobs import always_fails, send_welcome, slow
+from example.jobs import always_fails, crunch, send_welcome, slow
 
 LIST_LIMIT = 20
 SLOW_SECONDS = 60
+CRUNCH_ITEMS = 200
 
 # The state tabs of the dashboard, and for each: the job time shown in the list and the order
 # in which JobQueue.list_jobs() returns that state's jobs.
@@ -127,6 +128,7 @@ def home(request):
         "order": order,
         "limit": LIST_LIMIT,
         "slow_seconds": SLOW_SECONDS,
+        "crunch_items": CRUNCH_ITEMS,
     }
     return render(request, "example/home.html", context)
 
@@ -148,6 +150,12 @@ def enqueue_slow(request):
     return enqueued(request, slow.delay(SLOW_SECONDS))
 
 
+@require_POST
+@redis_required
+def enqueue_crunch(request):
+    return enqueued(request, crunch.delay(CRUNCH_ITEMS))
+
+
 @redis_required
 def job_detail(request, job_id):
     job = JobQueue().get_job(job_id)
@@ -167,6 +175,7 @@ def job_detail(request, job_id):
         "args": as_json(job.args),
         "kwargs": as_json(job.kwargs),
         "result": as_json(job.result),
+        "progress_at": when(job.progress.at) if job.progress else None,
         "can_cancel": job.status in CANCELLABLE and not job.cancel_requested,
         "check_every": check_every(),
     }

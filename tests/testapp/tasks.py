@@ -11,6 +11,7 @@ import sys
 
 from django.dispatch import receiver
 
+from django_jobs import current_job
 from django_jobs.tasks.compat import task_finished, task_started
 from tests.testapp.jobs import append_to_ledger
 
@@ -38,6 +39,14 @@ def record(label):
 async def async_add(a, b):
     await asyncio.sleep(0.01)
     return a + b
+
+
+@task
+def count_with_progress(total):
+    """Reports its progress through django-jobs: Django's TaskContext has no place for it."""
+    for step in range(1, total + 1):
+        current_job().progress(step, total, "task step")
+    return total
 
 
 @task(takes_context=True)

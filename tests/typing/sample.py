@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, assert_type
 
-from django_jobs import JobHandle, job
+from django_jobs import JobContext, JobHandle, Progress, current_job, job
 
 
 @job
@@ -37,6 +37,18 @@ async def notify_all(user_ids: list[int]) -> None:
     return None
 
 
+@job(takes_context=True, queue="default")
+def resize(context: JobContext, image_id: int, width: int = 100) -> str:
+    context.progress(1, 2, "resizing")
+    return f"{context.id}:{image_id}:{width}"
+
+
+@job(takes_context=True)
+async def crawl(context: JobContext, url: str) -> int:
+    context.progress(1)
+    return context.attempt
+
+
 def doubled(handle: JobHandle[int]) -> int:
     return handle.result() * 2
 
@@ -59,6 +71,18 @@ def correct_calls() -> None:
     assert_type(JobHandle.from_id("3f2a").result(), Any)
     # A handle of a job returning bool may stand where one of int is expected (covariance).
     assert_type(doubled(is_even.delay(4)), int)
+    # A job that takes its context is enqueued with the other arguments; called directly, it
+    # is its function, context first.
+    assert_type(resize.delay(7, width=50), JobHandle[str])
+    assert_type(resize.using(priority="high").delay(7).result(), str)
+    assert_type(crawl.delay("https://example.com").result(), int)
+    assert_type(resize.delay(7).progress, Progress | None)
+    assert_type(current_job(), JobContext | None)
+
+
+def called_directly(context: JobContext) -> None:
+    assert_type(resize(context, 7), str)
+    resize(7)  # type: ignore[arg-type, call-arg]
 
 
 async def correct_async_calls() -> None:
@@ -80,6 +104,9 @@ def wrong_calls() -> None:
     order_total.using(queue="emails").delay()  # type: ignore[call-overload]
     add.using(delay=5).delay(b=2)  # type: ignore[call-arg]
     add.using(colour="red")  # type: ignore[call-arg]
+    resize.delay("7")  # type: ignore[arg-type]
+    resize.delay(7, height=5)  # type: ignore[call-arg]
+    crawl.delay()  # type: ignore[call-overload]
 
 
 def wrong_results() -> None:

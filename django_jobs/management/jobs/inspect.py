@@ -261,6 +261,7 @@ def run_show(ctx: Context) -> None:
         ("timeout", describe.age(job.timeout)),
         ("user", job.user_id),
         ("worker", job.worker_id),
+        ("progress", job.progress and describe.progress(job.progress)),
         ("due", output.since(job.scheduled_at, now) if job.scheduled_at else None),
         ("error", job.error and describe.first_line(job.error, 200)),
     ]
