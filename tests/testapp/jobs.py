@@ -113,4 +113,5 @@ def fail_until_fixed(label):
     return append_to_ledger(label)
 
 
-from tests.testapp import async_jobs  # noqa: E402, F401  (registered with the jobs of this module)
+# Registered with the jobs of this module, in every process that loads it.
+from tests.testapp import async_jobs, flow_jobs  # noqa: E402, F401
