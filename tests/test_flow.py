@@ -199,6 +199,21 @@ def test_strict_priority_holds_among_jobs_a_limit_lets_run(queue):
     assert take(queue).id == parked.id
 
 
+def test_a_claim_with_a_clock_behind_gives_no_tokens_back_to_the_others(queue):
+    limited = [call_api.delay(n) for n in range(4)]
+    leases = Leases(queue.prefix)
+    ahead = leases.claim_options("w")
+    behind = {**ahead, "now": ahead["now"] - 0.5}  # another host's clock, or a late claim
+
+    taken = []
+    for options in (ahead, behind, ahead, behind):
+        claim = leases.claim(["default"], options={**options, "token": f"t{len(taken)}"})
+        taken.append(claim.job and claim.job.id)
+    # The bucket of 2 allows two claims at one instant; the one whose clock is behind takes
+    # the second token and must not set the bucket's time back for the next to refill again.
+    assert taken == [limited[0].id, limited[1].id, None, None]
+
+
 # -- concurrency limits -------------------------------------------------------------------------
 
 

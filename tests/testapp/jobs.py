@@ -113,5 +113,5 @@ def fail_until_fixed(label):
     return append_to_ledger(label)
 
 
-# Registered with the jobs of this module.
-from tests.testapp import async_jobs, progress_jobs  # noqa: E402, F401
+# Registered with the jobs of this module, in every process that loads it.
+from tests.testapp import async_jobs, flow_jobs, progress_jobs  # noqa: E402, F401

@@ -32,13 +32,16 @@ local function job_limits(text)
   return specs
 end
 
--- The tokens in a rate limit's bucket at ``now``: refilled at count/per a second, up to count.
+-- The tokens in a rate limit's bucket at ``now``: refilled at count/per a second, up to count;
+-- and the time they stand at, which never goes back: a worker whose clock is behind (or whose
+-- claim arrived late) refills nothing, and leaves the next claims nothing to refill twice.
 local function bucket_tokens(prefix, spec, now)
   local count, per = tonumber(spec[3]), tonumber(spec[4])
   local b = redis.call('HMGET', bucket_key(prefix, spec[2]), 'tokens', 'at')
-  if not b[1] then return count end
-  local elapsed = math.max(now - tonumber(b[2]), 0)  -- a worker whose clock is behind refills nothing
-  return math.min(tonumber(b[1]) + elapsed * count / per, count)
+  if not b[1] then return count, now end
+  local at = tonumber(b[2])
+  local elapsed = math.max(now - at, 0)
+  return math.min(tonumber(b[1]) + elapsed * count / per, count), math.max(now, at)
 end
 
 -- nil when the limit lets a job start now, else the time to look again: when the next token is
@@ -69,7 +72,8 @@ local function admit(prefix, id, specs, now, deadline)
     if spec[1] == 'rate' then
       local per = tonumber(spec[4])
       local bkey = bucket_key(prefix, spec[2])
-      redis.call('HSET', bkey, 'tokens', bucket_tokens(prefix, spec, now) - 1, 'at', now)
+      local tokens, at = bucket_tokens(prefix, spec, now)
+      redis.call('HSET', bkey, 'tokens', tokens - 1, 'at', at)
       redis.call('EXPIRE', bkey, math.ceil(per) + 1)  -- by then full again: as good as absent
     else
       local rkey = running_key(prefix, spec[2])
