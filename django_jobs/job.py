@@ -98,6 +98,7 @@ _NULLABLE_FIELDS = (
     "unique_key",
     "unique_until",
     "unique_for",
+    "parked",
 )
 
 
@@ -147,6 +148,9 @@ class Job:
     unique_until: str | None = None
     unique_for: float | None = None
     limits: list[list[Any]] = field(default_factory=list)
+    # While a limit holds the job back, its waiting list: "<priority>|<queue>|<limit id>"
+    # (written by the scripts; see waiting_on).
+    parked: str | None = None
 
     # Fields whose Redis hash value is JSON text; ``result`` lives in a key of its own.
     _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors", "meta", "limits")
@@ -154,6 +158,12 @@ class Job:
     @property
     def is_finished(self) -> bool:
         return self.status.is_finished
+
+    @property
+    def waiting_on(self) -> str | None:
+        """The id of the limit that holds this pending job back (``"rate:<key>"`` or
+        ``"concurrency:<key>"``), or ``None`` when none does."""
+        return self.parked.split("|", 2)[-1] if self.parked else None
 
     @property
     def attempt(self) -> int:
@@ -351,7 +361,7 @@ def _trace_context_size(meta: str) -> int:
 # How each field of a Redis hash is written (an enqueue writes one per job).
 _HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), _text),
-    **dict.fromkeys(("lease_token", "unique_key", "unique_until"), _text),
+    **dict.fromkeys(("lease_token", "unique_key", "unique_until", "parked"), _text),
     **dict.fromkeys((*Job._JSON_FIELDS, "user_id"), lambda name, value: dumps(value)),
     **dict.fromkeys(_DATETIME_FIELDS, lambda name, value: f"{_utc(name, value).timestamp():.6f}"),
     **dict.fromkeys((*_INT_FIELDS, *_SECONDS_FIELDS), _text),
@@ -366,7 +376,7 @@ _LEFT_OUT_WHEN_EMPTY = frozenset(
 # How each field of a Redis hash is read (a worker reads one per claim: this is a hot path).
 _HASH_READERS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), str),
-    **dict.fromkeys(("lease_token", "unique_key", "unique_until"), str),
+    **dict.fromkeys(("lease_token", "unique_key", "unique_until", "parked"), str),
     "user_id": _user_id,
     **dict.fromkeys(Job._JSON_FIELDS, loads_record),
     **dict.fromkeys(_DATETIME_FIELDS, from_timestamp),

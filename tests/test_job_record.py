@@ -68,6 +68,7 @@ def full_job() -> Job:
         unique_until="finished",
         unique_for=3600,
         limits=[["concurrency", "customer:7", 2], ["rate", "queue:reports", 50, 1.0]],
+        parked="2|reports|concurrency:customer:7",
     )
 
 

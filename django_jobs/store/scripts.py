@@ -44,6 +44,7 @@ NAMES = (
     "delete",
     "throughput",
     "purge",
+    "limits",
 )
 
 _HEADER = re.compile(r"^-- (KEYS|ARGV):(.*)$", re.MULTILINE)
