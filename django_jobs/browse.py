@@ -176,10 +176,9 @@ class JobBrowser(Namespace):
         "running": None, "size": 10, "per": 1.0, "waiting": 0, "last_used": "2026-..."}]}``;
         ``pending`` counts ready, delayed and limited jobs, ``scheduled`` the delayed ones
         among them and ``limited`` those a rate or concurrency limit holds back (counted over
-        the limits listed).
-        ``workers`` counts as :meth:`workers` lists. ``unserved``
-        maps each queue that has ready jobs while no live worker serves it to their number:
-        they wait until a worker that serves the queue starts. ``oldest`` gives, per queue and
+        the limits listed). ``workers`` counts as :meth:`workers` lists. ``unserved`` maps each
+        queue that has ready jobs while no live worker serves it to their number: they wait
+        until a worker that serves the queue starts. ``oldest`` gives, per queue and
         priority, the seconds the job at the head of the list has waited since it became ready
         (since it was enqueued, or was due if it was delayed); ``None`` for an empty list.
         ``limits`` lists :meth:`limits` as dicts (:meth:`LimitInfo.to_dict`).

@@ -263,3 +263,28 @@ def test_the_console_empties_a_queue_with_its_parked_jobs(operator, queue, limit
     )
     assert "Emptied queue default: deleted 3 pending jobs." in content(response)
     assert queue.stats()["states"]["limited"] == 0
+
+
+# -- claims of one queue are not blinded by the parked jobs of others ----------------------------
+
+
+@job(queue="emails", concurrency=1, concurrency_key="customer:{customer_id}")
+def mail_customer(customer_id: int) -> None:
+    pass
+
+
+def test_many_due_waiting_lists_of_another_queue_do_not_hide_a_queues_own(queue, redis_client):
+    leases = Leases(queue.prefix)
+    for customer in range(70):  # 70 limits whose jobs wait in "emails", served by nobody now
+        mail_customer.delay(customer)
+        mail_customer.delay(customer)
+    running = [take(queue, ["emails"]) for _ in range(70)]
+    for job_ in running:
+        leases.complete_job(job_, None)  # each frees a slot: its waiting list is due at once
+    first, second = sync_customer.delay(9), sync_customer.delay(9, step=1)
+    assert take(queue).id == first.id
+    assert take(queue) is None  # parks the second
+    leases.complete_job(queue.get_job(first.id), None)  # frees its slot: due now, last of all
+    assert redis_client.zcard(queue.keys.parked) == 70
+
+    assert take(queue).id == second.id, "the due list of 'default' is found among the others"

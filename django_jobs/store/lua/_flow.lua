@@ -15,8 +15,10 @@
 -- How many jobs one claim parks at most, to keep each script call short: a claim that parked
 -- this many returns nothing, due now, and the worker claims again.
 local PARK_CAP = 100
--- How many due waiting lists one claim looks at.
+-- How many due waiting lists one claim looks at, and how many entries of their index at most
+-- to find them.
 local DUE_CAP = 64
+local SCAN_CAP = 1024
 
 local function parked_key(prefix) return prefix .. ':parked' end
 local function waiting_key(prefix, member) return prefix .. ':waiting:' .. member end
@@ -140,34 +142,50 @@ local function renew_slots(prefix, id, limits_text, deadline)
   end
 end
 
--- The due waiting lists of the served ``queues``: due[priority][queue] = {member, ...}, or nil
--- when none is due (the usual case costs one ZRANGEBYSCORE on an empty key).
-local function due_waiting(prefix, now, queues)
-  local members = redis.call('ZRANGEBYSCORE', parked_key(prefix), '-inf', now, 'LIMIT', 0, DUE_CAP)
-  if #members == 0 then return nil end
+-- The set of the served ``queues``.
+local function served_set(queues)
   local served = {}
   for _, queue in ipairs(queues) do served[queue] = true end
-  local due = nil
-  for _, member in ipairs(members) do
-    local priority, queue = string.match(member, '^(%d)|([^|]+)|')
-    if priority and served[queue] then
-      due = due or {}
-      due[priority] = due[priority] or {}
-      due[priority][queue] = due[priority][queue] or {}
-      table.insert(due[priority][queue], member)
+  return served
+end
+
+-- The due waiting lists of the served ``queues``: due[priority][queue] = {member, ...}, or nil
+-- when none is due (the usual case costs one ZRANGEBYSCORE on an empty key). The index is
+-- read DUE_CAP entries at a time until DUE_CAP served ones are found, SCAN_CAP entries at most:
+-- the due lists of queues this worker does not serve (whose workers are down, or busy) come
+-- first in it and must not hide those of its own.
+local function due_waiting(prefix, now, queues)
+  local served, due, found = nil, nil, 0
+  for offset = 0, SCAN_CAP - 1, DUE_CAP do
+    local members = redis.call('ZRANGEBYSCORE', parked_key(prefix), '-inf', now, 'LIMIT', offset, DUE_CAP)
+    if #members == 0 then break end
+    served = served or served_set(queues)
+    for _, member in ipairs(members) do
+      local priority, queue = string.match(member, '^(%d)|([^|]+)|')
+      if priority and served[queue] then
+        due = due or {}
+        due[priority] = due[priority] or {}
+        due[priority][queue] = due[priority][queue] or {}
+        table.insert(due[priority][queue], member)
+        found = found + 1
+      end
     end
+    if #members < DUE_CAP or found >= DUE_CAP then break end
   end
   return due
 end
 
--- When a claim of ``queues`` that found nothing should look again for parked jobs, or nil.
+-- When a claim of ``queues`` that found nothing should look again for parked jobs, or nil
+-- (the index read as due_waiting reads it).
 local function next_parked(prefix, queues)
-  local served = {}
-  for _, queue in ipairs(queues) do served[queue] = true end
-  local head = redis.call('ZRANGE', parked_key(prefix), 0, DUE_CAP - 1, 'WITHSCORES')
-  for i = 1, #head, 2 do
-    local queue = string.match(head[i], '^%d|([^|]+)|')
-    if served[queue] then return tonumber(head[i + 1]) end
+  local served = served_set(queues)
+  for offset = 0, SCAN_CAP - 1, DUE_CAP do
+    local head = redis.call('ZRANGE', parked_key(prefix), offset, offset + DUE_CAP - 1, 'WITHSCORES')
+    for i = 1, #head, 2 do
+      local queue = string.match(head[i], '^%d|([^|]+)|')
+      if served[queue] then return tonumber(head[i + 1]) end
+    end
+    if #head < 2 * DUE_CAP then break end
   end
   return nil
 end
