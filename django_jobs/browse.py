@@ -1,5 +1,5 @@
 """The read side of :class:`~django_jobs.queue.JobQueue`: counts, pages of jobs by state or
-user, the runs of a periodic task, the workers and the throughput.
+user, the runs of a periodic task, the workers, the throughput and the flow control limits.
 
 :class:`JobBrowser` is ``JobQueue``'s base class; nothing here changes a job. Every method is
 one Redis round trip, written once as a plan and exposed with the sync and asyncio clients
@@ -17,6 +17,7 @@ from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.serialization import from_timestamp, utcnow
 from django_jobs.store import console_calls, worker_calls
 from django_jobs.store.calls import TASK_RUNS_KEPT
+from django_jobs.store.console_calls import LimitInfo
 from django_jobs.store.execute import Plan, async_twin, sync_twin
 from django_jobs.store.keys import Keys, Namespace
 
@@ -27,6 +28,9 @@ DEAD_WORKERS_KEPT = 3600.0
 SCAN_LIMIT = 10_000
 #: The most jobs one page may hold.
 MAX_PAGE = 10_000
+#: How many rate and concurrency limits ``limits()`` and ``stats()`` read at most, the latest
+#: used first, so that a limit per customer does not make them slow.
+LIMITS_SHOWN = 200
 
 
 @dataclass(frozen=True)
@@ -161,19 +165,23 @@ class JobBrowser(Namespace):
 
     def _stats(self) -> Plan[dict[str, Any]]:
         """Counts of jobs: ready ones per queue and priority, all per state, and counters; the
-        age of the oldest ready job of each list; the workers; and the queues whose ready jobs
-        no live worker serves. One round trip.
+        age of the oldest ready job of each list; the workers; the queues whose ready jobs
+        no live worker serves; and the rate and concurrency limits. One round trip.
 
         ``{"queues": {"default": {"critical": 0, "high": 2, ...}}, "states": {"pending": 2,
-        "scheduled": 0, "retrying": 0, "running": 1, "failed": 0, "completed": 9,
+        "scheduled": 0, "limited": 0, "retrying": 0, "running": 1, "failed": 0, "completed": 9,
         "cancelled": 0}, "counters": {"stale_acks": 0, "recovered": 0}, "workers": {"live": 1,
         "dead": 0}, "unserved": {"emails": 3}, "oldest": {"default": {"critical": None,
-        "high": 12.5, ...}}}``; ``pending`` counts ready and delayed jobs, ``scheduled`` the
-        delayed ones among them. ``workers`` counts as :meth:`workers` lists. ``unserved``
-        maps each queue that has ready jobs while no live worker serves it to their number:
-        they wait until a worker that serves the queue starts. ``oldest`` gives, per queue and
+        "high": 12.5, ...}}, "limits": [{"kind": "rate", "key": "api", "tokens": 3.5,
+        "running": None, "size": 10, "per": 1.0, "waiting": 0, "last_used": "2026-..."}]}``;
+        ``pending`` counts ready, delayed and limited jobs, ``scheduled`` the delayed ones
+        among them and ``limited`` those a rate or concurrency limit holds back (counted over
+        the limits listed). ``workers`` counts as :meth:`workers` lists. ``unserved`` maps each
+        queue that has ready jobs while no live worker serves it to their number: they wait
+        until a worker that serves the queue starts. ``oldest`` gives, per queue and
         priority, the seconds the job at the head of the list has waited since it became ready
         (since it was enqueued, or was due if it was delayed); ``None`` for an empty list.
+        ``limits`` lists :meth:`limits` as dicts (:meth:`LimitInfo.to_dict`).
         """
         keys = self.keys
         queues = self.queues
@@ -184,6 +192,8 @@ class JobBrowser(Namespace):
             lists=lists,
             keep_since=now - int(jobs_settings.JOB_TTL),
             workers_since=now - DEAD_WORKERS_KEPT,
+            now=now,
+            limits_count=LIMITS_SHOWN,
         )
         per_queue: dict[str, dict[str, int]] = {q: {} for q in queues}
         oldest: dict[str, dict[str, float | None]] = {q: {} for q in queues}
@@ -194,14 +204,16 @@ class JobBrowser(Namespace):
             ready_since = max((t for t in head or () if t is not None), default=None)
             oldest[queue][level] = None if ready_since is None else max(now - ready_since, 0.0)
         scheduled, retrying, running, failed, completed, cancelled = counts.states
+        limited = sum(limit.waiting for limit in counts.limits)
         live = [w for w in counts.workers if w.alive]
         served = {q for w in live for q in w.queues}
         ready = {q: sum(levels.values()) for q, levels in per_queue.items()}
         return {
             "queues": per_queue,
             "states": {
-                "pending": sum(counts.lengths) + scheduled,
+                "pending": sum(counts.lengths) + scheduled + limited,
                 "scheduled": scheduled,
+                "limited": limited,
                 "retrying": retrying,
                 "running": running,
                 "failed": failed,
@@ -212,7 +224,16 @@ class JobBrowser(Namespace):
             "workers": {"live": len(live), "dead": len(counts.workers) - len(live)},
             "unserved": {q: n for q, n in ready.items() if n and q not in served},
             "oldest": oldest,
+            "limits": [limit.to_dict() for limit in counts.limits],
         }
+
+    def _limits(self) -> Plan[list[LimitInfo]]:
+        """The rate and concurrency limits (:mod:`django_jobs.flow`) used in the last day, the
+        latest used first, :data:`LIMITS_SHOWN` at most: each one's tokens or running jobs, its
+        size, and how many jobs wait on it (see :class:`LimitInfo`). A limit on which jobs wait
+        stays listed however long ago it was used. One round trip, no scan."""
+        now = utcnow().timestamp()
+        return (yield from console_calls.limits(self.keys, now=now, count=LIMITS_SHOWN))
 
     def _workers(self) -> Plan[list[worker_calls.WorkerInfo]]:
         """The ``runworker`` supervisors: live ones, then those that died in the last hour,
@@ -262,3 +283,5 @@ class JobBrowser(Namespace):
     aworkers = async_twin(_workers)
     throughput = sync_twin(_throughput)
     athroughput = async_twin(_throughput)
+    limits = sync_twin(_limits)
+    alimits = async_twin(_limits)

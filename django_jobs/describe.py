@@ -4,6 +4,7 @@ Redis, no Django; the callers escape what they print."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -95,3 +96,46 @@ def timeline(job: Job) -> list[tuple[datetime, str, str]]:
     if job.finished_at:
         events.append((job.finished_at, job.status.value, first_line(job.error, 120)))
     return sorted(events, key=lambda event: event[0])
+
+
+# How long a unique job holds its key, by its record's ``unique_until`` (see django_jobs.flow).
+_UNIQUE_UNTIL = {"started": "until it starts", "finished": "until it finishes"}
+
+
+def unique(job: Job) -> str:
+    """A unique job's key and how long it holds it, ``report:7 (until it finishes, 1h at
+    most)``; ``""`` for a job that is not unique."""
+    if not job.unique_key:
+        return ""
+    if job.unique_until == "window":
+        how = f"for {age(job.unique_for)} from its enqueue"
+    else:
+        how = _UNIQUE_UNTIL.get(job.unique_until or "", str(job.unique_until))
+        if job.unique_for:
+            how += f", {age(job.unique_for)} at most"
+    return f"{job.unique_key} ({how})"
+
+
+def limit_size(kind: str, size: Any, per: Any = None) -> str:
+    """A limit's size in words: ``10 per 1s`` (a rate), ``2 at once`` (a concurrency); ``""``
+    when it is not known."""
+    if size is None:
+        return ""
+    return f"{size} per {age(per)}" if kind == "rate" else f"{size} at once"
+
+
+def limits(job: Job) -> list[str]:
+    """A job's rate and concurrency limits in words: ``rate customer:7, 10 per 1s``."""
+    return [
+        f"{spec[0]} {spec[1]}, {limit_size(spec[0], spec[2], spec[3] if len(spec) > 3 else None)}"
+        for spec in job.limits
+        if isinstance(spec, list) and len(spec) >= 3
+    ]
+
+
+def limit_now(limit: Mapping[str, Any]) -> str:
+    """What a limit of ``stats()["limits"]`` has now: ``3.5 tokens`` (``full`` when its bucket
+    has been full a while), ``1 running``."""
+    if limit["kind"] == "rate":
+        return "full" if limit["tokens"] is None else f"{limit['tokens']:.1f} tokens"
+    return f"{limit['running']} running"

@@ -84,6 +84,8 @@ PAYLOAD_FIELDS = ("args", "kwargs", "meta")
 # not count them against the limit.
 TRACE_CONTEXT_KEYS = ("traceparent", "tracestate")
 
+# The JSON fields and the type each must have.
+_JSON_KINDS = {"args": list, "kwargs": dict, "errors": list, "meta": dict, "limits": list}
 _DATETIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
 _INT_FIELDS = ("max_retries", "retry_count", "lost_count")
 _SECONDS_FIELDS = ("timeout", "retry_backoff_base", "retry_backoff_max", "unique_for")
@@ -101,6 +103,7 @@ _NULLABLE_FIELDS = (
     "unique_until",
     "unique_for",
     "progress",
+    "parked",
 )
 
 
@@ -145,14 +148,15 @@ class Job:
     retry_backoff_base: float | None = None
     retry_backoff_max: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    # Flow control (django_jobs.flow): the unique key the job holds, until when ("started",
-    # "finished" or "window") and for how many seconds at most; its rate and concurrency
-    # limits, as the scripts read them: [["rate", key, count, per], ["concurrency", key, max]].
+    # Flow control (django_jobs.flow): the unique key held, until when ("started", "finished",
+    # "window") and at most how long; limits: [["rate", key, n, per], ["concurrency", key, n]].
     unique_key: str | None = None
     unique_until: str | None = None
     unique_for: float | None = None
     limits: list[list[Any]] = field(default_factory=list)
     progress: Progress | None = None
+    # While a limit holds it back, its waiting list "<priority>|<queue>|<limit id>" (scripts').
+    parked: str | None = None
 
     # Fields whose Redis hash value is JSON text; ``result`` lives in a key of its own.
     _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors", "meta", "limits")
@@ -160,6 +164,12 @@ class Job:
     @property
     def is_finished(self) -> bool:
         return self.status.is_finished
+
+    @property
+    def waiting_on(self) -> str | None:
+        """The id of the limit that holds this pending job back (``"rate:<key>"`` or
+        ``"concurrency:<key>"``), or ``None`` when none does."""
+        return self.parked.split("|", 2)[-1] if self.parked else None
 
     @property
     def attempt(self) -> int:
@@ -276,16 +286,9 @@ class Job:
         for required in ("id", "name"):
             if not isinstance(values.get(required), str) or not values[required]:
                 raise InvalidJobRecord(f"{where}field {required!r} is missing or not a string.")
-        if not isinstance(values.get("args", []), list):
-            raise InvalidJobRecord(f"{where}field 'args' must be a list.")
-        if not isinstance(values.get("kwargs", {}), dict):
-            raise InvalidJobRecord(f"{where}field 'kwargs' must be a dict.")
-        if not isinstance(values.get("errors", []), list):
-            raise InvalidJobRecord(f"{where}field 'errors' must be a list.")
-        if not isinstance(values.get("meta", {}), dict):
-            raise InvalidJobRecord(f"{where}field 'meta' must be a dict.")
-        if not isinstance(values.get("limits", []), list):
-            raise InvalidJobRecord(f"{where}field 'limits' must be a list.")
+        for name, kind in _JSON_KINDS.items():
+            if not isinstance(values.get(name, kind()), kind):
+                raise InvalidJobRecord(f"{where}field {name!r} must be a {kind.__name__}.")
         return cls(**values)
 
 
@@ -368,7 +371,7 @@ def _trace_context_size(meta: str) -> int:
 # How each field of a Redis hash is written (an enqueue writes one per job).
 _HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), _text),
-    **dict.fromkeys(("lease_token", "unique_key", "unique_until"), _text),
+    **dict.fromkeys(("lease_token", "unique_key", "unique_until", "parked"), _text),
     **dict.fromkeys((*Job._JSON_FIELDS, "user_id"), lambda name, value: dumps(value)),
     **dict.fromkeys(_DATETIME_FIELDS, lambda name, value: f"{_utc(name, value).timestamp():.6f}"),
     **dict.fromkeys((*_INT_FIELDS, *_SECONDS_FIELDS), _text),
@@ -384,7 +387,7 @@ _LEFT_OUT_WHEN_EMPTY = frozenset(
 # How each field of a Redis hash is read (a worker reads one per claim: this is a hot path).
 _HASH_READERS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), str),
-    **dict.fromkeys(("lease_token", "unique_key", "unique_until"), str),
+    **dict.fromkeys(("lease_token", "unique_key", "unique_until", "parked"), str),
     "user_id": _user_id,
     **dict.fromkeys(Job._JSON_FIELDS, loads_record),
     **dict.fromkeys(_DATETIME_FIELDS, from_timestamp),

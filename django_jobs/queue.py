@@ -300,7 +300,8 @@ class JobQueue(JobBrowser):
         index entries), optionally only those of ``queue`` and named ``name``. Returns how
         many were deleted.
 
-        PENDING takes ready and delayed jobs (with ``queue``: empties that queue); RETRYING,
+        PENDING takes ready, delayed and parked jobs (those a rate or concurrency limit holds
+        back; with ``queue``: empties that queue); RETRYING,
         FAILED (the dead letters), COMPLETED and CANCELLED the jobs in that state; for the
         last three, ``older_than`` (seconds or a timedelta) keeps those that finished since
         then. RUNNING is refused (``ValueError``): cancel running jobs first. Works in batches
@@ -327,22 +328,51 @@ class JobQueue(JobBrowser):
             if seconds < 0:
                 raise rules.refused("older_than", "0 seconds or more", older_than)
             max_score = utcnow().timestamp() - seconds
+        queues = [queue] if queue else self.queues
+        sources = state_sources(self.keys, state, queues)
         deleted = 0
-        for kind, key in state_sources(self.keys, state, [queue] if queue else self.queues):
-            start: int | None = 0
-            while start is not None:
-                count, start = yield from console_calls.purge(
-                    self.keys,
-                    kind=kind,
-                    source=key,
-                    start=start,
-                    batch=batch,
-                    max_score=max_score,
-                    queue=queue,
-                    name=name,
-                )
-                deleted += count
+        for kind, key in sources:
+            deleted += yield from self._purge_source(kind, key, batch, max_score, queue, name)
+        if state is JobStatus.PENDING:
+            # Read after the ready lists were purged: a claim meanwhile may have parked some.
+            for key in (yield from self._waiting_lists(queues, batch)):
+                deleted += yield from self._purge_source("W", key, batch, None, queue, name)
         return deleted
+
+    def _purge_source(
+        self, kind: str, key: str, batch: int, max_score: float | None, queue: str, name: str
+    ) -> Plan[int]:
+        """Purge one state structure (see purge.lua), a batch a round trip."""
+        deleted = 0
+        start: int | None = 0
+        while start is not None:
+            count, start = yield from console_calls.purge(
+                self.keys,
+                kind=kind,
+                source=key,
+                start=start,
+                batch=batch,
+                max_score=max_score,
+                queue=queue,
+                name=name,
+            )
+            deleted += count
+        return deleted
+
+    def _waiting_lists(self, queues: list[str], batch: int) -> Plan[list[str]]:
+        """The keys of the waiting lists of the jobs of ``queues`` that a limit holds back
+        (``_flow.lua``), their index read ``batch`` entries a round trip."""
+        found: list[str] = []
+        start = 0
+        while True:
+            members = yield from console_calls.waiting_lists(self.keys, start=start, count=batch)
+            for member in members:
+                _, queue, _ = member.split("|", 2)
+                if queue in queues:
+                    found.append(self.keys.waiting(member))
+            if len(members) < batch:
+                return found
+            start += batch
 
     def _delete_jobs(self, job_ids: Iterable[str]) -> Plan[list[Job]]:
         """Delete jobs for good, in one round trip: each one's record, result and index entries,

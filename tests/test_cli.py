@@ -86,7 +86,7 @@ def test_stats_as_json_are_the_queue_api_stats_with_a_time(queue):
     for found in (data, expected):
         found["oldest"]["emails"]["critical"] = "some"
     assert data == expected
-    assert set(data) == {"queues", "states", "counters", "workers", "unserved", "oldest"}
+    assert set(data) == {"queues", "states", "counters", "workers", "unserved", "oldest", "limits"}
 
 
 def test_stats_watch_refreshes_the_screen_until_ctrl_c_which_exits_0(cli, queue):

@@ -91,6 +91,7 @@ def test_stats_count_ready_jobs_per_queue_and_priority_and_all_per_state(queue):
     assert stats["states"] == {
         "pending": 4,
         "scheduled": 1,
+        "limited": 0,
         "retrying": 0,
         "running": 0,
         "failed": 0,

@@ -77,6 +77,7 @@ def full_job() -> Job:
         limits=[["concurrency", "customer:7", 2], ["rate", "queue:reports", 50, 1.0]],
         # Attempt 4: after 2 retried failures and 1 lost worker (older attempts' are not read).
         progress=Progress(3, 10.5, "step ✓", T0 + timedelta(seconds=2, microseconds=7), 4),
+        parked="2|reports|concurrency:customer:7",
     )
 
 

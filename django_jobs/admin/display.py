@@ -3,12 +3,13 @@ throughput chart, a job's timeline. No Redis here; the templates escape everythi
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol
 
 import django
 from django.http import HttpRequest
 
-from django_jobs.describe import age, first_line
+from django_jobs.describe import age, first_line, limit_now, limit_size
 from django_jobs.job import PRIORITIES_HIGH_FIRST, Job, JobStatus
 
 
@@ -63,6 +64,21 @@ def queue_rows(stats: dict[str, Any], links: dict[str, str]) -> list[dict[str, A
             }
         )
     return rows
+
+
+def limit_rows(limits: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """One row per rate or concurrency limit of ``stats()["limits"]``."""
+    return [
+        {
+            "kind": limit["kind"],
+            "key": limit["key"],
+            "size": limit_size(limit["kind"], limit["size"], limit["per"]),
+            "now": limit_now(limit),
+            "waiting": limit["waiting"],
+            "last_used": age((now - datetime.fromisoformat(limit["last_used"])).total_seconds()),
+        }
+        for limit in limits
+    ]
 
 
 def chart(minutes: list[dict[str, Any]]) -> dict[str, Any]:

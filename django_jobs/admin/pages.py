@@ -25,11 +25,12 @@ from django_jobs.admin.display import (
     Console,
     chart,
     job_row,
+    limit_rows,
     priority_columns,
     queue_rows,
 )
 from django_jobs.catalog import registry
-from django_jobs.describe import age, attempts, progress, timeline
+from django_jobs.describe import age, attempts, limits, progress, timeline, unique
 from django_jobs.exceptions import StoreError
 from django_jobs.job import JOB_ID, JobStatus
 from django_jobs.models import ScheduledTask
@@ -52,7 +53,8 @@ def _redis_down(request: HttpRequest, exc: StoreError) -> None:
 
 def dashboard(admin: Console, request: HttpRequest) -> HttpResponse:
     """Pending jobs per queue and priority with the oldest one's age, the counts per state,
-    the attempts per minute over the last hour, and the workers."""
+    the rate and concurrency limits, the attempts per minute over the last hour, and the
+    workers."""
     found = _search(request)
     if found is not None:
         return found
@@ -87,6 +89,7 @@ def dashboard(admin: Console, request: HttpRequest) -> HttpResponse:
             ],
             scheduled_url=url("list", "pending", cursor=ready),
             chart=chart(minutes),
+            limits=limit_rows(stats["limits"], now),
         )
     return TemplateResponse(request, "admin/django_jobs/job/dashboard.html", context)
 
@@ -203,9 +206,9 @@ def _list_actions(state: str) -> list[tuple[str, str]]:
 
 
 def job_page(admin: Console, request: HttpRequest, job_id: str) -> HttpResponse:
-    """One job: its record and progress, arguments, result, every failed attempt, its timeline,
-    its worker and the scheduled task it came from. ``?refresh=N`` reloads it until the job
-    is finished."""
+    """One job: its record (with its progress, unique key and limits, and the limit it waits
+    on), arguments, result, every failed attempt, its timeline, its worker and the scheduled
+    task it came from. ``?refresh=N`` reloads it until the job is finished."""
     jobs = JobQueue()
     try:
         job = jobs.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
@@ -237,6 +240,8 @@ def job_page(admin: Console, request: HttpRequest, job_id: str) -> HttpResponse:
         meta=_pretty(job.meta) if job.meta else None,
         errors=attempts(job),
         timeline=timeline(job),
+        unique=unique(job),
+        limits=limits(job),
         worker=workers.get(supervisor) if supervisor else None,
         task=task,
         task_name=task_name,

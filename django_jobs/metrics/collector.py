@@ -35,12 +35,17 @@ COUNTERS = {
         "django_jobs_stale_acks",
         "Completions and failures refused: the worker no longer held the job's lease.",
     ),
+    "limited": (
+        "django_jobs_limited",
+        "Jobs a rate or concurrency limit held back (parked until it lets them start).",
+    ),
 }
 assert set(COUNTERS) == set(metrics_calls.EVENTS)
 
 # The totals of stats()["states"] exported as gauges (``failed`` is the dead-letter queue).
 STATE_GAUGES = {
     "scheduled": ("django_jobs_scheduled_jobs", "Delayed jobs waiting for their time."),
+    "limited": ("django_jobs_limited_jobs", "Jobs a rate or concurrency limit holds back."),
     "retrying": ("django_jobs_retrying_jobs", "Failed jobs waiting for their retry."),
     "running": ("django_jobs_running_jobs", "Jobs leased by a worker."),
     "failed": ("django_jobs_dead_jobs", "Jobs in the dead-letter queue."),
@@ -111,3 +116,11 @@ def _gauges(core: Any, stats: dict[str, Any]) -> Iterator[Any]:
     for queue in stats["queues"]:
         unserved.add_metric([queue], stats["unserved"].get(queue, 0))
     yield unserved
+    waiting = core.GaugeMetricFamily(
+        "django_jobs_limit_waiting_jobs",
+        "Jobs held back by a rate or concurrency limit, per limit (those used in the last day).",
+        labels=["kind", "key"],
+    )
+    for limit in stats["limits"]:
+        waiting.add_metric([limit["kind"], limit["key"]], limit["waiting"])
+    yield waiting

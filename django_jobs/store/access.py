@@ -24,10 +24,12 @@ def check_access(keys: Keys) -> Plan[None]:
 
     The first command of a connection authenticates it; the ``stats`` script runs as a script
     (``EVALSHA``, ``SCRIPT LOAD``) that reads the keys under the prefix and writes them (it
-    trims finished jobs older than ``keep_since``: with 0, none). A refusal raises
-    :class:`~django_jobs.exceptions.RedisAccessDenied`.
+    trims finished jobs older than ``keep_since`` and limits unused since a day before ``now``:
+    with 0, none). A refusal raises :class:`~django_jobs.exceptions.RedisAccessDenied`.
     """
-    yield from console_calls.stats(keys, lists=[], keep_since=0.0, workers_since=0.0)
+    yield from console_calls.stats(
+        keys, lists=[], keep_since=0.0, workers_since=0.0, now=0.0, limits_count=1
+    )
 
 
 def wait_for_access(keys: Keys, stop: threading.Event, who: str) -> bool:

@@ -34,6 +34,11 @@ class Keys:
         self.schedulers = f"{prefix}:schedulers"  # running schedulers, score = last seen
         # runworker supervisors seen lately, score = last heartbeat (see worker(): the record).
         self.workers = f"{prefix}:workers"
+        # Flow control (lua/_flow.lua, which builds these names from the prefix itself): the
+        # waiting lists of parked jobs, member "<priority>|<queue>|<limit id>" -> when to look
+        # again (see waiting()); the limits used lately, limit id -> last used.
+        self.parked = f"{prefix}:parked"
+        self.limits = f"{prefix}:limits"
 
     @property
     def state_sets(self) -> dict[str, str]:
@@ -70,6 +75,11 @@ class Keys:
         """A hash of the attempts that completed, failed and went dead in the minute that starts
         at ``start`` (epoch seconds, a multiple of 60); it expires after a little over an hour."""
         return f"{self.prefix}:minute:{start}"
+
+    def waiting(self, member: str) -> str:
+        """The list of the jobs parked on one limit, of one queue and priority (``member`` of
+        :attr:`parked`)."""
+        return f"{self.prefix}:waiting:{member}"
 
     def queue(self, queue: str, priority: JobPriority) -> str:
         return f"{self.prefix}:queue:{queue}:{priority.value}"

@@ -22,6 +22,7 @@ EVENTS = (
     "cancelled",
     "recovered",
     "stale",
+    "limited",
 )
 
 

@@ -45,6 +45,7 @@ NAMES = (
     "delete",
     "throughput",
     "purge",
+    "limits",
 )
 
 _HEADER = re.compile(r"^-- (KEYS|ARGV):(.*)$", re.MULTILINE)

@@ -96,11 +96,28 @@ def _write_stats(ctx: Context, stats: dict[str, Any]) -> None:
             rows.append([queue, "-", 0, "-"])
     for line in output.table(["QUEUE", "PRIORITY", "PENDING", "OLDEST"], rows):
         ctx.write(line)
+    if stats["limits"]:
+        ctx.write("")
+        now = utcnow()
+        limits = [
+            [
+                limit["kind"],
+                limit["key"],
+                describe.limit_size(limit["kind"], limit["size"], limit["per"]),
+                describe.limit_now(limit),
+                limit["waiting"],
+                output.since(datetime.fromisoformat(limit["last_used"]), now),
+            ]
+            for limit in stats["limits"]
+        ]
+        for line in output.table(["LIMIT", "KEY", "SIZE", "NOW", "WAITING", "USED"], limits):
+            ctx.write(line)
     states = stats["states"]
+    limited = f", {states['limited']} waiting on a limit" if states["limited"] else ""
     ctx.write(
         f"\nJobs: {states['pending']} pending ({states['scheduled']} of them scheduled for "
-        f"later), {states['retrying']} retrying, {states['running']} running, "
-        f"{states['failed']} dead, {states['completed']} completed, "
+        f"later{limited}), {states['retrying']} retrying, "
+        f"{states['running']} running, {states['failed']} dead, {states['completed']} completed, "
         f"{states['cancelled']} cancelled"
     )
     workers = stats["workers"]
@@ -259,6 +276,9 @@ def run_show(ctx: Context) -> None:
             f"{job.lost_count} lost to dead workers)",
         ),
         ("timeout", describe.age(job.timeout)),
+        ("unique", describe.unique(job)),
+        ("limits", "; ".join(describe.limits(job))),
+        ("waiting", job.waiting_on and f"on limit {job.waiting_on}"),
         ("user", job.user_id),
         ("worker", job.worker_id),
         ("progress", job.progress and describe.progress(job.progress)),

@@ -1,7 +1,8 @@
 -- Flow control, kept inside the scripts that make the transitions so that it holds across every
 -- worker and host: unique jobs (taken with the enqueue), rate and concurrency limits (checked
 -- and taken with the claim, given back by ack, fail, cancel, release and recover). A job
--- without them pays one field lookup. Key patterns match keys.py (Keys.unique, Keys.bucket, ...).
+-- without them pays one field lookup. Key patterns match keys.py (Keys.parked, Keys.waiting,
+-- Keys.limits; the others are built here only).
 --
 -- A job's limits are its record's ``limits`` field, JSON written at enqueue (flow.py):
 -- [["rate", key, count, per seconds], ["concurrency", key, max], ...]. A limit's id is
@@ -14,14 +15,18 @@
 -- How many jobs one claim parks at most, to keep each script call short: a claim that parked
 -- this many returns nothing, due now, and the worker claims again.
 local PARK_CAP = 100
--- How many due waiting lists one claim looks at.
+-- How many due waiting lists one claim looks at, and how many entries of their index at most
+-- to find them.
 local DUE_CAP = 64
+local SCAN_CAP = 1024
 
 local function parked_key(prefix) return prefix .. ':parked' end
 local function waiting_key(prefix, member) return prefix .. ':waiting:' .. member end
 local function waiters_key(prefix, lid) return prefix .. ':waiters:' .. lid end
 local function running_key(prefix, key) return prefix .. ':running:' .. key end
 local function bucket_key(prefix, key) return prefix .. ':bucket:' .. key end
+-- The limits used lately: limit id -> when a job last took it or was parked on it.
+local function limits_key(prefix) return prefix .. ':limits' end
 
 -- A job's limits from its ``limits`` field, or nil (none, or unreadable: a record whose limits
 -- cannot be read runs without them rather than never).
@@ -73,14 +78,15 @@ local function admit(prefix, id, specs, now, deadline)
       local per = tonumber(spec[4])
       local bkey = bucket_key(prefix, spec[2])
       local tokens, at = bucket_tokens(prefix, spec, now)
-      redis.call('HSET', bkey, 'tokens', tokens - 1, 'at', at)
+      -- count and per: the size the console shows (read_limits), as this claim saw it.
+      redis.call('HSET', bkey, 'tokens', tokens - 1, 'at', at, 'count', spec[3], 'per', per)
       redis.call('EXPIRE', bkey, math.ceil(per) + 1)  -- by then full again: as good as absent
     else
       local rkey = running_key(prefix, spec[2])
       redis.call('ZADD', rkey, deadline, id)
       redis.call('EXPIRE', rkey, math.ceil(deadline - now) + 60)
     end
-    redis.call('ZADD', prefix .. ':limits', now, spec[1] .. ':' .. spec[2])
+    redis.call('ZADD', limits_key(prefix), now, spec[1] .. ':' .. spec[2])
   end
   return nil
 end
@@ -93,8 +99,16 @@ local function park(prefix, id, queue, priority, name, lid, again, now)
   redis.call('ZADD', parked_key(prefix), 'LT', again, member)
   redis.call('SADD', waiters_key(prefix, lid), priority .. '|' .. queue)
   redis.call('HSET', job_key(prefix, id), 'parked', member)
-  redis.call('ZADD', prefix .. ':limits', now, lid)
+  redis.call('ZADD', limits_key(prefix), now, lid)
   count_event(prefix, 'limited', queue, name)
+end
+
+-- Forget the waiting list ``member`` if it is empty: claims no longer look at it.
+local function forget_waiting(prefix, member)
+  if redis.call('LLEN', waiting_key(prefix, member)) > 0 then return end
+  redis.call('ZREM', parked_key(prefix), member)
+  local priority, queue, lid = string.match(member, '^(%d)|([^|]+)|(.*)$')
+  redis.call('SREM', waiters_key(prefix, lid), priority .. '|' .. queue)
 end
 
 -- Take job ``id`` off the waiting list ``member`` (``head``: it is the first one), and forget
@@ -103,11 +117,7 @@ local function unpark(prefix, id, member, head)
   local wkey = waiting_key(prefix, member)
   if head then redis.call('LPOP', wkey) else redis.call('LREM', wkey, 1, id) end
   redis.call('HDEL', job_key(prefix, id), 'parked')
-  if redis.call('LLEN', wkey) == 0 then
-    redis.call('ZREM', parked_key(prefix), member)
-    local priority, queue, lid = string.match(member, '^(%d)|([^|]+)|(.*)$')
-    redis.call('SREM', waiters_key(prefix, lid), priority .. '|' .. queue)
-  end
+  forget_waiting(prefix, member)
 end
 
 -- Give back job ``id``'s concurrency slots (it stopped running): the jobs parked on those
@@ -136,36 +146,120 @@ local function renew_slots(prefix, id, limits_text, deadline)
   end
 end
 
--- The due waiting lists of the served ``queues``: due[priority][queue] = {member, ...}, or nil
--- when none is due (the usual case costs one ZRANGEBYSCORE on an empty key).
-local function due_waiting(prefix, now, queues)
-  local members = redis.call('ZRANGEBYSCORE', parked_key(prefix), '-inf', now, 'LIMIT', 0, DUE_CAP)
-  if #members == 0 then return nil end
+-- The set of the served ``queues``.
+local function served_set(queues)
   local served = {}
   for _, queue in ipairs(queues) do served[queue] = true end
-  local due = nil
-  for _, member in ipairs(members) do
-    local priority, queue = string.match(member, '^(%d)|([^|]+)|')
-    if priority and served[queue] then
-      due = due or {}
-      due[priority] = due[priority] or {}
-      due[priority][queue] = due[priority][queue] or {}
-      table.insert(due[priority][queue], member)
+  return served
+end
+
+-- The due waiting lists of the served ``queues``: due[priority][queue] = {member, ...}, or nil
+-- when none is due (the usual case costs one ZRANGEBYSCORE on an empty key). The index is
+-- read DUE_CAP entries at a time until DUE_CAP served ones are found, SCAN_CAP entries at most:
+-- the due lists of queues this worker does not serve (whose workers are down, or busy) come
+-- first in it and must not hide those of its own.
+local function due_waiting(prefix, now, queues)
+  local served, due, found = nil, nil, 0
+  for offset = 0, SCAN_CAP - 1, DUE_CAP do
+    local members = redis.call('ZRANGEBYSCORE', parked_key(prefix), '-inf', now, 'LIMIT', offset, DUE_CAP)
+    if #members == 0 then break end
+    served = served or served_set(queues)
+    for _, member in ipairs(members) do
+      local priority, queue = string.match(member, '^(%d)|([^|]+)|')
+      if priority and served[queue] then
+        due = due or {}
+        due[priority] = due[priority] or {}
+        due[priority][queue] = due[priority][queue] or {}
+        table.insert(due[priority][queue], member)
+        found = found + 1
+      end
     end
+    if #members < DUE_CAP or found >= DUE_CAP then break end
   end
   return due
 end
 
--- When a claim of ``queues`` that found nothing should look again for parked jobs, or nil.
+-- When a claim of ``queues`` that found nothing should look again for parked jobs, or nil
+-- (the index read as due_waiting reads it).
 local function next_parked(prefix, queues)
-  local served = {}
-  for _, queue in ipairs(queues) do served[queue] = true end
-  local head = redis.call('ZRANGE', parked_key(prefix), 0, DUE_CAP - 1, 'WITHSCORES')
-  for i = 1, #head, 2 do
-    local queue = string.match(head[i], '^%d|([^|]+)|')
-    if served[queue] then return tonumber(head[i + 1]) end
+  local served = served_set(queues)
+  for offset = 0, SCAN_CAP - 1, DUE_CAP do
+    local head = redis.call('ZRANGE', parked_key(prefix), offset, offset + DUE_CAP - 1, 'WITHSCORES')
+    for i = 1, #head, 2 do
+      local queue = string.match(head[i], '^%d|([^|]+)|')
+      if served[queue] then return tonumber(head[i + 1]) end
+    end
+    if #head < 2 * DUE_CAP then break end
   end
   return nil
+end
+
+-- What the console shows of the limits (limits.lua, stats.lua). A limit unused for a day leaves
+-- the index of limits, unless jobs still wait on it; at most FORGET_CAP a call, oldest first.
+local LIMITS_KEPT = 86400
+local FORGET_CAP = 200
+
+local function forget_limits(prefix, now)
+  local index, before = limits_key(prefix), now - LIMITS_KEPT
+  for _, lid in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. before, 'LIMIT', 0, FORGET_CAP)) do
+    if redis.call('EXISTS', waiters_key(prefix, lid)) == 1 then
+      redis.call('ZADD', index, before, lid)  -- kept while jobs wait on it
+    else
+      redis.call('ZREM', index, lid)
+    end
+  end
+end
+
+-- The spec of limit ``kind``:``key`` that job ``id``'s record carries, or nil.
+local function spec_of(prefix, id, kind, key)
+  local text = redis.pcall('HGET', job_key(prefix, id), 'limits')
+  if type(text) ~= 'string' then return nil end  -- no record, no limits, or not a hash
+  for _, spec in ipairs(job_limits(text) or {}) do
+    if spec[1] == kind and spec[2] == key then return spec end
+  end
+  return nil
+end
+
+-- Limit ``lid``'s jobs waiting, summed over its waiting lists, and the head of one of them.
+local function limit_waiters(prefix, lid)
+  local waiting, head = 0, nil
+  for _, where in ipairs(redis.call('SMEMBERS', waiters_key(prefix, lid))) do
+    local wkey = waiting_key(prefix, where .. '|' .. lid)
+    waiting = waiting + redis.call('LLEN', wkey)
+    head = head or redis.call('LINDEX', wkey, 0)
+  end
+  return waiting, head
+end
+
+-- The ``count`` limits used latest (after forget_limits), each {id, last used, level, size, per,
+-- jobs waiting}: a rate limit's tokens now (as bucket_tokens counts them) and its count and
+-- per seconds; a concurrency limit's slots held by live leases and its max. A size is the one
+-- the latest claim that took the limit saw, else that of a job that holds or waits on it; ''
+-- when none is known (for a rate limit, level is then '' too: a bucket untouched for its whole
+-- period is full). Numbers are returned as text (Lua would truncate them to integers).
+local function read_limits(prefix, now, count)
+  forget_limits(prefix, now)
+  local out = {}
+  local latest = redis.call('ZREVRANGE', limits_key(prefix), 0, count - 1, 'WITHSCORES')
+  for i = 1, #latest, 2 do
+    local lid = latest[i]
+    local kind, key = string.match(lid, '^(%a+):(.*)$')
+    local waiting, head = limit_waiters(prefix, lid)
+    local level, spec = '', nil
+    if kind == 'rate' then
+      local b = redis.call('HMGET', bucket_key(prefix, key), 'count', 'per')
+      if b[1] then spec = {kind, key, b[1], b[2]} end
+    elseif kind == 'concurrency' then
+      local rkey = running_key(prefix, key)
+      level = tostring(redis.call('ZCOUNT', rkey, '(' .. now, '+inf'))
+      local holder = redis.call('ZRANGEBYSCORE', rkey, '(' .. now, '+inf', 'LIMIT', 0, 1)[1]
+      if holder then spec = spec_of(prefix, holder, kind, key) end
+    end
+    if not spec and head then spec = spec_of(prefix, head, kind, key) end
+    if kind == 'rate' and spec then level = string.format('%.3f', bucket_tokens(prefix, spec, now)) end
+    out[#out + 1] = {lid, latest[i + 1], level, spec and tostring(spec[3]) or '', spec and tostring(spec[4] or '') or '', waiting}
+  end
+  return out
 end
 
 -- Unique jobs. A job enqueued with a unique key holds ``<prefix>:unique:<key>`` (its id) until

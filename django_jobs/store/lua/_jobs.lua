@@ -194,15 +194,16 @@ end
 -- Delete a job for good: its record, result, notification list, user index entry and key kept
 -- aside as unreadable, and its id from the set that holds it (``sets``: the state zsets; an id
 -- is in one at most, and looking in each also drops the entry of a record that expired). A
--- pending job's id is taken off its ready list too, found from its queue and priority (no scan),
--- unless ``off_list`` says that the caller took it off already.
+-- pending job's id is taken off its ready list (or, parked, its waiting list) too, found from
+-- its queue and priority (no scan), unless ``off_list`` says that the caller took it off
+-- already (a caller that takes it off a waiting list then forgets that list if it is empty).
 local function delete_job(prefix, id, sets, off_list)
   local jkey = job_key(prefix, id)
   local f = redis.pcall('HMGET', jkey, 'status', 'queue', 'priority', 'user_id', 'parked', 'unique_key', 'unique_until', 'limits')
   if f.err then f = {} end
   local removed = 0
   for _, zkey in ipairs(sets) do removed = removed + redis.call('ZREM', zkey, id) end
-  if f[5] then
+  if f[5] and not off_list then
     unpark(prefix, id, f[5], false)
   elseif removed == 0 and not off_list and f[1] == 'pending' and f[2] and f[3] then
     redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)

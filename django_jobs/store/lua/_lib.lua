@@ -34,7 +34,8 @@ end
 -- script that makes the transition so that every process's events count, once. Events:
 -- enqueued, started, succeeded, failed (each failed attempt), retried, dead (moved to the
 -- dead letters), cancelled, recovered (requeued after its worker was lost), stale (an
--- acknowledgement or failure refused: its lease token was not the job's).
+-- acknowledgement or failure refused: its lease token was not the job's), limited (parked by a
+-- rate or concurrency limit, see _flow.lua).
 local function count_event(prefix, event, queue, name, by)
   local field = event .. '|' .. (queue or '(unknown)') .. '|' .. (name or '(unknown)')
   redis.call('HINCRBY', prefix .. ':events', field, by or 1)

@@ -21,8 +21,10 @@ local function unreadable(id, record)
   return nil
 end
 
--- Completions do not trim their index (the hot path): drop the entries of expired records here.
+-- Completions do not trim their index (the hot path): drop the entries of expired records here,
+-- and the limits unused for a day from theirs (claims only add to it).
 redis.call('ZREMRANGEBYSCORE', K.completed, '-inf', '(' .. A.keep_since)
+forget_limits(prefix, tonumber(now))
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMIT', 0, A.limit)) do
   redis.call('ZREM', K.processing, id)
   local jkey = job_key(prefix, id)

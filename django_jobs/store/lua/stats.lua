@@ -1,12 +1,14 @@
 -- Everything the counts of a console need, in one call: jobs per queue and priority (ready
--- lists) and per state, the counters, the age of each ready list's head, and the workers.
+-- lists) and per state, the counters, the age of each ready list's head, the workers, and the
+-- rate and concurrency limits used lately.
 -- KEYS: scheduled, retrying, processing, dead, completed, cancelled, counters, workers, *lists
--- ARGV: prefix, keep_since, workers_since
+-- ARGV: prefix, keep_since, workers_since, now, limits_count
 -- ``keep_since``: finished jobs older than this have expired and are dropped from the counts.
 -- ``workers_since``: the workers that beat since then are read (see read_workers).
+-- ``limits_count``: the most limits to read (see read_limits in _flow.lua).
 -- Returns {list lengths in order, state counts in KEYS order, counters as a flat list,
 -- per list {created_at, scheduled_at} of its head job ('' when unset; {} for an empty list),
--- the workers as read_workers reads them}.
+-- the workers as read_workers reads them, the limits as read_limits reads them}.
 redis.call('ZREMRANGEBYSCORE', K.completed, '-inf', '(' .. A.keep_since)
 redis.call('ZREMRANGEBYSCORE', K.cancelled, '-inf', '(' .. A.keep_since)
 local lengths, heads = {}, {}
@@ -24,4 +26,5 @@ local states = {}
 for i, key in ipairs({K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled}) do
   states[i] = redis.call('ZCARD', key)
 end
-return {lengths, states, redis.call('HGETALL', K.counters), heads, read_workers(K.workers, A.prefix, A.workers_since)}
+return {lengths, states, redis.call('HGETALL', K.counters), heads, read_workers(K.workers, A.prefix, A.workers_since),
+  read_limits(A.prefix, tonumber(A.now), tonumber(A.limits_count))}
