@@ -16,9 +16,12 @@ from django_jobs.handle import Cancellation, JobHandle
 from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.queue import JobQueue
 from django_jobs.registry import JobFunction, job, registry
+from django_jobs.workflow import ChainHandle, GroupHandle, chain, group
 
 __all__ = [
     "Cancellation",
+    "ChainHandle",
+    "GroupHandle",
     "InvalidJobRecord",
     "Job",
     "JobCancelled",
@@ -35,6 +38,8 @@ __all__ = [
     "RedisAccessDenied",
     "RedisUnavailable",
     "StoreError",
+    "chain",
+    "group",
     "job",
     "registry",
 ]

@@ -24,6 +24,8 @@ class JobStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     RETRYING = "retrying"
+    #: A step of a chain or group waiting for the steps before it (django_jobs.workflow).
+    WAITING = "waiting"
     #: Made by ``.delay()`` inside ``transaction.atomic()``: in the outbox table, not yet in
     #: Redis (a handle's status only; Redis never holds it).
     WAITING_FOR_COMMIT = "waiting_for_commit"
@@ -98,6 +100,10 @@ _NULLABLE_FIELDS = (
     "unique_key",
     "unique_until",
     "unique_for",
+    "after",
+    "then",
+    "group",
+    "group_index",
 )
 
 
@@ -147,6 +153,14 @@ class Job:
     unique_until: str | None = None
     unique_for: float | None = None
     limits: list[list[Any]] = field(default_factory=list)
+    # Chains and groups (django_jobs.workflow): what the step waits for and what starts when
+    # it completes (a step's id, or "group:<id>"), the group it is member ``group_index`` of,
+    # and whether it does not receive the result it waited for.
+    after: str | None = None
+    then: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    immutable: bool = False
 
     # Fields whose Redis hash value is JSON text; ``result`` lives in a key of its own.
     _JSON_FIELDS: ClassVar[tuple[str, ...]] = ("args", "kwargs", "errors", "meta", "limits")
@@ -358,9 +372,11 @@ _HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     "status": lambda name, value: value.value,
     "priority": lambda name, value: str(value.value),
     "cancel_requested": lambda name, value: "1",
+    **dict.fromkeys(("after", "then", "group", "group_index"), _text),
+    "immutable": lambda name, value: "1",
 }
 _LEFT_OUT_WHEN_EMPTY = frozenset(
-    (*Job._JSON_FIELDS, "retry_count", "lost_count", "cancel_requested")
+    (*Job._JSON_FIELDS, "retry_count", "lost_count", "cancel_requested", "immutable")
 )
 
 # How each field of a Redis hash is read (a worker reads one per claim: this is a hot path).
@@ -375,6 +391,9 @@ _HASH_READERS: dict[str, Callable[[str], Any]] = {
     "status": JobStatus,
     "priority": lambda value: JobPriority(int(value)),
     "cancel_requested": lambda value: value == "1",
+    **dict.fromkeys(("after", "then", "group"), str),
+    "group_index": int,
+    "immutable": lambda value: value == "1",
 }
 
 
@@ -413,8 +432,10 @@ def _from_dict_value(name: str, value: Any) -> Any:
             return int(value)
         if name in _SECONDS_FIELDS:
             return _number(value)
-        if name == "cancel_requested":
+        if name in ("cancel_requested", "immutable"):
             return value in (True, "1")
+        if name == "group_index":
+            return int(value)
         if value is None:
             raise ValueError("it must not be null")
     except (TypeError, ValueError) as exc:

@@ -189,6 +189,38 @@ class JobQueue(JobBrowser):
             for job in jobs
         ]
 
+    def _enqueue_flow(self, jobs: list[Job], groups: list[dict[str, Any]]) -> Plan[None]:
+        """Store a whole chain or group in one round trip (:mod:`django_jobs.workflow` builds
+        the ``jobs`` and ``groups``). Sent once more when Redis cannot be reached, like
+        :meth:`enqueue_many`: storing is idempotent on the job and group ids."""
+        now = utcnow().timestamp()
+        job_ttl = int(jobs_settings.JOB_TTL)
+        with tracing.enqueue_span(jobs):
+            try:
+                yield from calls.enqueue_flow(
+                    self.keys, jobs=jobs, groups=groups, now=now, job_ttl=job_ttl
+                )
+            except RedisUnavailable:
+                yield from calls.enqueue_flow(
+                    self.keys, jobs=jobs, groups=groups, now=now, job_ttl=job_ttl
+                )
+
+    def _cancel_flow(self, job_ids: list[str]) -> Plan[list[str]]:
+        """Cancel the steps of a chain or group in one round trip, in order, as
+        :meth:`cancel_job` cancels one (a step's cancellation also cancels the steps that wait
+        for it); returns each one's reply."""
+        ids = validation.ids(job_ids, "cancel_flow()")
+        now = utcnow().timestamp()
+        return (
+            yield from calls.cancel_flow(
+                self.keys, ids=ids, now=now, job_ttl=int(jobs_settings.JOB_TTL)
+            )
+        )
+
+    def _group(self, group_id: str) -> Plan[dict[str, str]]:
+        """The record of a group of a workflow (``{}`` if unknown or expired)."""
+        return (yield from calls.group(self.keys, group_id=validation.job_id(group_id, "group()")))
+
     def _get_job(self, job_id: str) -> Plan[Job | None]:
         """The job with its result, or ``None`` if it does not exist (or expired)."""
         jobs = yield from calls.fetch(self.keys, ids=[validation.job_id(job_id, "get_job()")])
@@ -381,6 +413,12 @@ class JobQueue(JobBrowser):
     watch, awatch = _routed(_watch)
     wait_for, await_for = _routed(_wait_for)
     cancel_job, acancel_job = _routed(_cancel_job)
+    enqueue_flow = sync_twin(_enqueue_flow)
+    aenqueue_flow = async_twin(_enqueue_flow)
+    cancel_flow = sync_twin(_cancel_flow)
+    acancel_flow = async_twin(_cancel_flow)
+    group = sync_twin(_group)
+    agroup = async_twin(_group)
     requeue_dead = sync_twin(_requeue_dead)
     arequeue_dead = async_twin(_requeue_dead)
     purge = sync_twin(_purge)

@@ -68,6 +68,11 @@ def full_job() -> Job:
         unique_until="finished",
         unique_for=3600,
         limits=[["concurrency", "customer:7", 2], ["rate", "queue:reports", 50, 1.0]],
+        after="group:9f8e",
+        then="5d6c",
+        group="7a7b",
+        group_index=3,
+        immutable=True,
     )
 
 
@@ -87,7 +92,7 @@ def _field_named(field: str) -> str:
 # -- JobStatus ------------------------------------------------------------------------------
 
 
-def test_job_statuses_are_the_six_lowercase_states_and_the_outbox_one():
+def test_job_statuses_are_the_seven_lowercase_states_and_the_outbox_one():
     assert [s.value for s in JobStatus] == [
         "pending",
         "running",
@@ -95,6 +100,7 @@ def test_job_statuses_are_the_six_lowercase_states_and_the_outbox_one():
         "failed",
         "cancelled",
         "retrying",
+        "waiting",
         "waiting_for_commit",
     ]
     assert JobStatus("running") is JobStatus.RUNNING
