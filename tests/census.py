@@ -49,6 +49,7 @@ LASTING = (
     "wakeup",
     "limits",
     "parked",
+    "workers",
 )
 
 
