@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Protocol, Union
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
@@ -29,8 +29,24 @@ from django_jobs.handle import Cancellation, JobHandle
 from django_jobs.job import Job, JobStatus, new_id
 from django_jobs.queue import JobQueue
 
-if TYPE_CHECKING:
-    from django_jobs.registry import JobCall
+
+class StepCall(Protocol):
+    """What a step needs of the job it runs: a :class:`~django_jobs.registry.JobCall` (a job
+    function with the options of ``.using(...)``), named here without importing the registry,
+    which makes signatures."""
+
+    options: dict[str, Any]
+    jobs: JobQueue
+
+    @property
+    def job_function(self) -> Any: ...
+
+    def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job: ...
+
+    def delay(self, *args: Any, **kwargs: Any) -> JobHandle[Any]: ...
+
+    async def adelay(self, *args: Any, **kwargs: Any) -> JobHandle[Any]: ...
+
 
 __all__ = ["Chain", "ChainHandle", "Group", "GroupHandle", "Signature", "chain", "group"]
 
@@ -45,7 +61,7 @@ class Signature:
 
     def __init__(
         self,
-        call: JobCall[Any, Any],
+        call: StepCall,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         *,
@@ -141,7 +157,7 @@ class Chain:
                 )
         if not flat:
             raise ValueError("A chain needs at least one step.")
-        self.steps = flat
+        self.steps: list[Step] = flat
 
     def __repr__(self) -> str:
         return f"chain({', '.join(repr(step) for step in self.steps)})"
@@ -169,6 +185,7 @@ class Chain:
         ref = ""
         for position, step in enumerate(self.steps):
             waits = position > 0
+            current: Job | dict[str, Any]
             if isinstance(step, Signature):
                 job = step._job(waits)
                 members, current, here = [job], job, job.id
@@ -177,13 +194,14 @@ class Chain:
                 members = [member._job(waits) for member in step.members]
                 gid = new_id()
                 here = f"group:{gid}"
-                current = {"id": gid, "total": len(members)}
-                current["members"] = ",".join(m.id for m in members)
+                stored: dict[str, Any] = {"id": gid, "total": len(members)}
+                stored["members"] = ",".join(m.id for m in members)
                 for index, member in enumerate(members):
                     member.group, member.group_index = gid, index
                 if waits:
-                    current["after"] = ref
-                groups.append(current)
+                    stored["after"] = ref
+                groups.append(stored)
+                current = stored
                 handles.append(GroupHandle(gid, [JobHandle(m, queue) for m in members], queue))
             for member in members:
                 if waits:
