@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -94,8 +95,16 @@ def timed_drain(python: str, env: dict[str, str], done: callable, total: int) ->
         worker.wait(timeout=30)
 
 
-def drain(kind: str, jobs: int, chain_steps: int, python: str) -> float:
-    """One measurement in this process (run by the parent with the side's Python)."""
+def script_usec(client: Any) -> tuple[float, int]:
+    """Redis's CPU microseconds in script calls so far, and the number of calls."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return float(stats.get("usec", 0)), int(stats.get("calls", 0))
+
+
+def drain(kind: str, jobs: int, chain_steps: int, python: str) -> tuple[float, float]:
+    """One measurement in this process (run by the parent with the side's Python): seconds,
+    and Redis CPU microseconds per script call during the drain (less noisy on a busy machine:
+    the cost of the scripts themselves)."""
     setup()
     from benchapp.jobs import count, noop
 
@@ -109,6 +118,7 @@ def drain(kind: str, jobs: int, chain_steps: int, python: str) -> float:
 
     client = get_redis()
     completed = lambda: client.zcard(queue.keys.completed)  # noqa: E731  (one ZCARD a look)
+    before = script_usec(client)
     if kind == "plain":
         for first in range(0, jobs, 1000):
             queue.enqueue_many(
@@ -127,8 +137,9 @@ def drain(kind: str, jobs: int, chain_steps: int, python: str) -> float:
         handle = chain(noop.s(0), *(noop.si(i) for i in range(1, chain_steps))).delay()
         seconds = timed_drain(python, env, completed, chain_steps)
         assert handle.result(timeout=10) == chain_steps - 1
+    after = script_usec(client)
     clear(prefix)
-    return seconds
+    return seconds, (after[0] - before[0]) / max(after[1] - before[1], 1)
 
 
 def main() -> None:
@@ -168,8 +179,14 @@ def main() -> None:
             str(args.chain),
         ]
         out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-        return float(out.strip().splitlines()[-1])
+        seconds, usec = json.loads(out.strip().splitlines()[-1])
+        cost[side, kind].append(usec)
+        return float(seconds)
 
+    cost: dict[tuple[str, str], list[float]] = {}
+    for side in sides:
+        for kind in ("plain", "group", "chain"):
+            cost[side, kind] = []
     try:
         runs: dict[str, list[float]] = {side: [] for side in sides}
         for _ in range(args.reps):
@@ -192,6 +209,10 @@ def main() -> None:
     print("| drain | jobs/s | min-max |\n| --- | ---: | ---: |")
     for side, rates in runs.items():
         print(line(f"plain jobs, {side}", rates))
+    print("Redis CPU per script call during the plain drains (us, median, min-max):")
+    for side in sides:
+        usec = cost[side, "plain"]
+        print(f"  {side}: {statistics.median(usec):.1f} ({min(usec):.1f}-{max(usec):.1f})")
     print(line(f"a group of {args.jobs:,} and its callback", group_rate))
     print(line(f"a chain of {args.chain:,} steps", chain_rate))
 
