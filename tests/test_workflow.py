@@ -12,7 +12,7 @@ from tests.census import assert_census, untimed_keys
 
 
 @job
-def add(a: int, b: int = 0) -> int:
+def plus(a: int, b: int = 0) -> int:
     return a + b
 
 
@@ -42,7 +42,7 @@ def run_next(queue, compute=None):
     result = (
         compute(taken)
         if compute
-        else {"add": add, "total": total, "echo": echo}[taken.name.rsplit(".", 1)[1]](
+        else {"plus": plus, "total": total, "echo": echo}[taken.name.rsplit(".", 1)[1]](
             *taken.args, **taken.kwargs
         )
     )
@@ -51,7 +51,7 @@ def run_next(queue, compute=None):
 
 
 def test_a_chain_waits_step_by_step_and_passes_each_result_on(queue, redis_client):
-    handle = chain(add.s(1, 2), add.s(10), add.si(100, 1)).delay()
+    handle = chain(plus.s(1, 2), plus.s(10), plus.si(100, 1)).delay()
     first, second, third = handle.steps
     assert_census(
         queue,
@@ -74,7 +74,7 @@ def test_a_chain_waits_step_by_step_and_passes_each_result_on(queue, redis_clien
 
 
 def test_results_pass_as_json_text_so_numbers_keep_their_precision(queue):
-    handle = add.s(0).then(echo.s("x")).delay()
+    handle = plus.s(0).then(echo.s("x")).delay()
     big = {"n": 2**70 + 1, "f": 0.1 + 0.2, "s": "é\u2028"}
     run_next(queue, lambda job: big)
     taken, _ = run_next(queue)
@@ -83,7 +83,7 @@ def test_results_pass_as_json_text_so_numbers_keep_their_precision(queue):
 
 
 def test_a_group_runs_its_callback_once_with_every_result_in_member_order(queue, redis_client):
-    handle = group(add.s(i, 1000) for i in range(5)).then(echo.s("done")).delay()
+    handle = group(plus.s(i, 1000) for i in range(5)).then(echo.s("done")).delay()
     grp, callback = handle.steps
     taken = [take(queue) for _ in range(5)]
     assert take(queue) is None, "the callback waits"
@@ -102,7 +102,7 @@ def test_a_group_runs_its_callback_once_with_every_result_in_member_order(queue,
 
 
 def test_a_member_whose_lease_was_taken_back_counts_once(queue, redis_client):
-    handle = group(add.s(1), add.s(2)).then(total.s()).delay()
+    handle = group(plus.s(1), plus.s(2)).then(total.s()).delay()
     leases = Leases(queue.prefix)
     lost = take(queue, lease=0.05)
     time.sleep(0.1)
@@ -119,14 +119,14 @@ def test_a_member_whose_lease_was_taken_back_counts_once(queue, redis_client):
 
 
 def test_a_group_in_the_middle_of_a_chain_gives_each_member_the_result_before_it(queue):
-    chain(add.s(1, 1), group(add.s(10), add.s(20)), total.s()).delay()
+    chain(plus.s(1, 1), group(plus.s(10), plus.s(20)), total.s()).delay()
     run_next(queue)
     members = sorted(take(queue).args for _ in range(2))
     assert members == [[2, 10], [2, 20]]
 
 
 def test_a_dead_chain_step_cancels_the_rest_naming_it(queue, redis_client):
-    handle = chain(add.using(max_retries=0).s(1), add.s(2), add.s(3)).delay()
+    handle = chain(plus.using(max_retries=0).s(1), plus.s(2), plus.s(3)).delay()
     first, second, third = handle.steps
     assert Leases(queue.prefix).fail_job(take(queue), "boom") is JobStatus.FAILED
     for step in (second, third):
@@ -141,7 +141,7 @@ def test_a_dead_chain_step_cancels_the_rest_naming_it(queue, redis_client):
 
 
 def test_a_dead_member_fails_its_group_and_requeueing_it_lets_the_group_finish(queue):
-    handle = group(add.using(max_retries=0).s(i) for i in range(3)).then(total.s()).delay()
+    handle = group(plus.using(max_retries=0).s(i) for i in range(3)).then(total.s()).delay()
     grp, callback = handle.steps
     leases = Leases(queue.prefix)
     first = take(queue)
@@ -161,7 +161,7 @@ def test_a_dead_member_fails_its_group_and_requeueing_it_lets_the_group_finish(q
 
 
 def test_cancelling_a_chain_cancels_what_did_not_start_and_stops_what_runs(queue, redis_client):
-    handle = chain(add.s(1), add.s(2), add.s(3)).delay()
+    handle = chain(plus.s(1), plus.s(2), plus.s(3)).delay()
     running = take(queue)
     assert handle.cancel() == "requested"
     assert [s.refresh().status for s in handle.steps[1:]] == [JobStatus.CANCELLED] * 2
@@ -171,7 +171,7 @@ def test_cancelling_a_chain_cancels_what_did_not_start_and_stops_what_runs(queue
 
 
 def test_cancelling_a_group_cancels_its_members_and_its_callback(queue, redis_client):
-    handle = group(add.s(i) for i in range(3)).then(total.s()).delay()
+    handle = group(plus.s(i) for i in range(3)).then(total.s()).delay()
     assert handle.steps[0].cancel() == "cancelled"
     assert handle.refresh().steps[1].status is JobStatus.CANCELLED
     assert "cancelled" in handle.steps[1].job.error
@@ -180,7 +180,7 @@ def test_cancelling_a_group_cancels_its_members_and_its_callback(queue, redis_cl
 
 
 def test_cancelling_one_waiting_step_cancels_the_steps_after_it(queue):
-    handle = chain(add.s(1), add.s(2), add.s(3)).delay()
+    handle = chain(plus.s(1), plus.s(2), plus.s(3)).delay()
     assert queue.cancel_job(handle.steps[1].id) == "cancelled"
     assert handle.steps[2].refresh().status is JobStatus.CANCELLED
     run_next(queue)
@@ -188,7 +188,7 @@ def test_cancelling_one_waiting_step_cancels_the_steps_after_it(queue):
 
 
 def test_waiting_steps_are_counted_listed_purged_and_deleted_like_other_states(queue, redis_client):
-    handle = chain(add.s(1), add.s(2), add.s(3)).delay()
+    handle = chain(plus.s(1), plus.s(2), plus.s(3)).delay()
     assert queue.stats()["states"]["waiting"] == 2
     assert [j.id for j in queue.page("waiting").jobs] == [s.id for s in handle.steps[1:]]
     assert [j.id for j in queue.delete_jobs([handle.steps[2].id])] == [handle.steps[2].id]
@@ -198,11 +198,11 @@ def test_waiting_steps_are_counted_listed_purged_and_deleted_like_other_states(q
 
 def test_unique_steps_and_delays_after_the_first_step_are_refused(queue):
     with pytest.raises(ValueError, match="unique"):
-        chain(add.s(1), only_once.s()).delay()
+        chain(plus.s(1), only_once.s()).delay()
     with pytest.raises(ValueError, match="first step"):
-        chain(add.s(1), add.using(delay=5).s()).delay()
+        chain(plus.s(1), plus.using(delay=5).s()).delay()
     with pytest.raises(TypeError, match="argument"):
-        chain(add.s(1), add.s(1, 2)).delay()  # with the result in front: three arguments
+        chain(plus.s(1), plus.s(1, 2)).delay()  # with the result in front: three arguments
     with pytest.raises(ValueError, match="at least one"):
         group([])
     assert queue.stats()["states"]["waiting"] == 0
