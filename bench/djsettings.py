@@ -14,6 +14,6 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memor
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DJANGO_JOBS = {
     "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:1/0"),
-    "PREFIX": "{bench}",
+    "PREFIX": os.environ.get("BENCH_PREFIX", "{bench}"),
     "QUEUES": ["default"],
 }

@@ -18,9 +18,12 @@ from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.progress import Progress
 from django_jobs.queue import JobQueue
 from django_jobs.registry import JobFunction, job, registry
+from django_jobs.workflow import ChainHandle, GroupHandle, chain, group
 
 __all__ = [
     "Cancellation",
+    "ChainHandle",
+    "GroupHandle",
     "InvalidJobRecord",
     "Job",
     "JobCancelled",
@@ -39,7 +42,9 @@ __all__ = [
     "RedisAccessDenied",
     "RedisUnavailable",
     "StoreError",
+    "chain",
     "current_job",
+    "group",
     "job",
     "registry",
 ]

@@ -58,6 +58,7 @@ def state_sources(keys: Keys, status: JobStatus, queues: list[str]) -> list[tupl
             JobStatus.FAILED: ("R", keys.dead),
             JobStatus.COMPLETED: ("R", keys.completed),
             JobStatus.CANCELLED: ("R", keys.cancelled),
+            JobStatus.WAITING: ("Z", keys.waiting_jobs),
         }[status]
     ]
 
@@ -170,13 +171,14 @@ class JobBrowser(Namespace):
 
         ``{"queues": {"default": {"critical": 0, "high": 2, ...}}, "states": {"pending": 2,
         "scheduled": 0, "limited": 0, "retrying": 0, "running": 1, "failed": 0, "completed": 9,
-        "cancelled": 0}, "counters": {"stale_acks": 0, "recovered": 0}, "workers": {"live": 1,
-        "dead": 0}, "unserved": {"emails": 3}, "oldest": {"default": {"critical": None,
-        "high": 12.5, ...}}, "limits": [{"kind": "rate", "key": "api", "tokens": 3.5,
+        "cancelled": 0, "waiting": 0}, "counters": {"stale_acks": 0, "recovered": 0}, "workers":
+        {"live": 1, "dead": 0}, "unserved": {"emails": 3}, "oldest": {"default": {"critical":
+        None, "high": 12.5, ...}}, "limits": [{"kind": "rate", "key": "api", "tokens": 3.5,
         "running": None, "size": 10, "per": 1.0, "waiting": 0, "last_used": "2026-..."}]}``;
         ``pending`` counts ready, delayed and limited jobs, ``scheduled`` the delayed ones
         among them and ``limited`` those a rate or concurrency limit holds back (counted over
-        the limits listed). ``workers`` counts as :meth:`workers` lists. ``unserved`` maps each
+        the limits listed); ``waiting`` the steps of chains and groups waiting for the steps
+        before them. ``workers`` counts as :meth:`workers` lists. ``unserved`` maps each
         queue that has ready jobs while no live worker serves it to their number: they wait
         until a worker that serves the queue starts. ``oldest`` gives, per queue and
         priority, the seconds the job at the head of the list has waited since it became ready
@@ -203,7 +205,7 @@ class JobBrowser(Namespace):
             per_queue[queue][level] = length
             ready_since = max((t for t in head or () if t is not None), default=None)
             oldest[queue][level] = None if ready_since is None else max(now - ready_since, 0.0)
-        scheduled, retrying, running, failed, completed, cancelled = counts.states
+        scheduled, retrying, running, failed, completed, cancelled, waiting = counts.states
         limited = sum(limit.waiting for limit in counts.limits)
         live = [w for w in counts.workers if w.alive]
         served = {q for w in live for q in w.queues}
@@ -219,6 +221,7 @@ class JobBrowser(Namespace):
                 "failed": failed,
                 "completed": completed,
                 "cancelled": cancelled,
+                "waiting": waiting,
             },
             "counters": {"stale_acks": 0, "recovered": 0, **counts.counters},
             "workers": {"live": len(live), "dead": len(counts.workers) - len(live)},

@@ -172,13 +172,7 @@ class JobQueue(JobBrowser):
         exists is left as it is), so a job is stored once either way.
         """
         jobs = checked_jobs(jobs)
-        now = utcnow().timestamp()
-        job_ttl = int(jobs_settings.JOB_TTL)
-        with tracing.enqueue_span(jobs):  # writes each job's trace context into its meta
-            try:
-                taken = yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
-            except RedisUnavailable:
-                taken = yield from calls.enqueue(self.keys, jobs=jobs, now=now, job_ttl=job_ttl)
+        taken = yield from self._store(calls.enqueue, jobs=jobs)
         if not taken:
             return jobs
         holders = yield from self._get_jobs(set(taken.values()))
@@ -189,6 +183,36 @@ class JobQueue(JobBrowser):
             else job
             for job in jobs
         ]
+
+    def _enqueue_flow(self, jobs: list[Job], groups: list[dict[str, Any]]) -> Plan[None]:
+        """Store a whole chain or group in one round trip (:mod:`django_jobs.workflow` builds
+        the ``jobs`` and ``groups``), sent once more like :meth:`enqueue_many`: storing is
+        idempotent on the job and group ids."""
+        yield from self._store(calls.enqueue_flow, jobs=jobs, groups=groups)
+
+    def _store(self, plan: Callable[..., Plan[T]], *, jobs: list[Job], **values: Any) -> Plan[T]:
+        """Run the storing ``plan`` of ``jobs`` inside their enqueue span (which writes each
+        job's trace context into its meta), sent once more before
+        :class:`~django_jobs.exceptions.RedisUnavailable` is raised: Redis may have stored the
+        jobs and lost only its reply."""
+        now, job_ttl = utcnow().timestamp(), int(jobs_settings.JOB_TTL)
+        with tracing.enqueue_span(jobs):
+            try:
+                return (yield from plan(self.keys, jobs=jobs, now=now, job_ttl=job_ttl, **values))
+            except RedisUnavailable:
+                return (yield from plan(self.keys, jobs=jobs, now=now, job_ttl=job_ttl, **values))
+
+    def _cancel_flow(self, job_ids: list[str]) -> Plan[list[str]]:
+        """Cancel the steps of a chain or group in one round trip, in order, as
+        :meth:`cancel_job` cancels one (a step's cancellation also cancels the steps that wait
+        for it); returns each one's reply."""
+        ids = validation.ids(job_ids, "cancel_flow()")
+        now, job_ttl = utcnow().timestamp(), int(jobs_settings.JOB_TTL)
+        return (yield from calls.cancel_flow(self.keys, ids=ids, now=now, job_ttl=job_ttl))
+
+    def _group(self, group_id: str) -> Plan[dict[str, str]]:
+        """The record of a group of a workflow (``{}`` if unknown or expired)."""
+        return (yield from calls.group(self.keys, group_id=validation.job_id(group_id, "group()")))
 
     def _get_job(self, job_id: str) -> Plan[Job | None]:
         """The job with its result, or ``None`` if it does not exist (or expired)."""
@@ -366,10 +390,7 @@ class JobQueue(JobBrowser):
         start = 0
         while True:
             members = yield from console_calls.waiting_lists(self.keys, start=start, count=batch)
-            for member in members:
-                _, queue, _ = member.split("|", 2)
-                if queue in queues:
-                    found.append(self.keys.waiting(member))
+            found += [self.keys.waiting(m) for m in members if m.split("|", 2)[1] in queues]
             if len(members) < batch:
                 return found
             start += batch
@@ -412,6 +433,12 @@ class JobQueue(JobBrowser):
     watch, awatch = _routed(_watch)
     wait_for, await_for = _routed(_wait_for)
     cancel_job, acancel_job = _routed(_cancel_job)
+    enqueue_flow = sync_twin(_enqueue_flow)
+    aenqueue_flow = async_twin(_enqueue_flow)
+    cancel_flow = sync_twin(_cancel_flow)
+    acancel_flow = async_twin(_cancel_flow)
+    group = sync_twin(_group)
+    agroup = async_twin(_group)
     requeue_dead = sync_twin(_requeue_dead)
     arequeue_dead = async_twin(_requeue_dead)
     purge = sync_twin(_purge)

@@ -29,6 +29,7 @@ from django_jobs.flow import Flow, Key
 from django_jobs.handle import JobHandle
 from django_jobs.job import Job, JobPriority
 from django_jobs.queue import JobQueue
+from django_jobs.workflow import Signature
 
 __all__ = [
     "DJANGO_TASK_PREFIX",
@@ -150,6 +151,15 @@ class JobFunction(Generic[P, R]):
             options["flow"] = self.flow.with_unique(unique, unique_key, unique_for)
         return JobCall(self, options, jobs)
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """This job with these arguments, as a step of a chain or group (``django_jobs.workflow``):
+        after another step it receives that step's result as its first argument."""
+        return Signature(JobCall(self, {}, None), args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """:meth:`s`, immutable: it does not receive the result of the step before it."""
+        return Signature(JobCall(self, {}, None), args, kwargs, immutable=True)
+
     # Two signatures each, for type checkers: an ``async def`` job's handle gives what its
     # coroutine returns (the first), any other job's what the function returns.
     @overload
@@ -211,6 +221,14 @@ class JobCall(Generic[P, R]):
             flow=options.get("flow", fn.flow),
             takes_context=fn.takes_context,
         )
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """:meth:`JobFunction.s` with this call's options."""
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """:meth:`JobFunction.si` with this call's options."""
+        return Signature(self, args, kwargs, immutable=True)
 
     @overload
     def delay(

@@ -18,8 +18,8 @@ def census(queue: JobQueue, client) -> dict[str, list[str]]:
     for key in client.scan_iter(match=f"{keys.prefix}:waiting:*"):
         for job_id in client.lrange(key, 0, -1):
             places.setdefault(job_id, []).append(key.removeprefix(f"{keys.prefix}:"))
-    for place in ("scheduled", "retrying", "processing", "dead", "completed", "cancelled"):
-        for job_id in client.zrange(getattr(keys, place), 0, -1):
+    for place, key in keys.state_sets.items():
+        for job_id in client.zrange(key, 0, -1):
             places.setdefault(job_id, []).append(place)
     return places
 
@@ -32,3 +32,34 @@ def assert_census(queue: JobQueue, client, expected: dict[str, str]) -> None:
     assert {job_id: where[0] for job_id, where in found.items()} == expected
     records = {k.rsplit(":", 1)[1] for k in client.scan_iter(match=f"{queue.prefix}:job:*")}
     assert records == set(expected), "every job record is in a structure, and vice versa"
+
+
+# The keys of a namespace that live as long as it does (indexes, counters, wake-ups): every
+# other key must carry a TTL once its job, group or window is over.
+LASTING = (
+    "scheduled",
+    "retrying",
+    "processing",
+    "dead",
+    "completed",
+    "cancelled",
+    "waiting_jobs",
+    "counters",
+    "events",
+    "wakeup",
+    "limits",
+    "parked",
+    "workers",
+)
+
+
+def untimed_keys(prefix: str, client) -> list[str]:
+    """The keys under ``prefix`` without a TTL, other than the lasting ones (and ready lists)."""
+    found = []
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        name = key.removeprefix(f"{prefix}:")
+        if name in LASTING or name.startswith("queue:"):
+            continue
+        if client.ttl(key) == -1:
+            found.append(name)
+    return sorted(found)

@@ -332,3 +332,32 @@ def test_redis_going_away_mid_use_gives_a_message_not_an_error_page(
     assert "may have been done in part" in content(response)
     response = client.get(job_url(job.id), follow=True)
     assert "Redis does not answer" in content(response)
+
+
+def test_a_workflow_step_shows_its_neighbours_and_its_groups_progress_in_fixed_round_trips(
+    viewer, queue, round_trips, configure
+):
+    from django_jobs import chain, group
+    from tests.testapp import jobs
+
+    configure(ENQUEUE_ON_COMMIT=False)  # the test's transaction never commits
+    handle = chain(
+        jobs.add.s(1, 2), group(jobs.add.s(i) for i in range(300)), jobs.gather.s()
+    ).delay()
+    first, members, callback = handle.steps
+    Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(), 3)
+    Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(), 3)
+
+    round_trips.clear()
+    page = content(viewer.get(job_url(members.members[5].id)))
+    assert len(round_trips) == 4, "the job, the workers, the step before it and its group"
+    assert "member 6 of 300" in page
+    assert "1 of 300 done" in page
+    assert first.id in page
+    assert callback.id in page
+    page = content(viewer.get(job_url(callback.id)))
+    assert "Waits for" in page
+    assert "a group of 300: 1 of 300 done" in page
+    assert "waiting" in content(viewer.get(state_url("waiting")))
+    page = content(viewer.get(job_url(first.id)))
+    assert "Then" in page

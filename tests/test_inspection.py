@@ -97,6 +97,7 @@ def test_stats_count_ready_jobs_per_queue_and_priority_and_all_per_state(queue):
         "failed": 0,
         "completed": 1,
         "cancelled": 0,
+        "waiting": 0,
     }
 
 

@@ -78,6 +78,11 @@ def full_job() -> Job:
         # Attempt 4: after 2 retried failures and 1 lost worker (older attempts' are not read).
         progress=Progress(3, 10.5, "step ✓", T0 + timedelta(seconds=2, microseconds=7), 4),
         parked="2|reports|concurrency:customer:7",
+        after="group:9f8e",
+        then="5d6c",
+        group="7a7b",
+        group_index=3,
+        immutable=True,
     )
 
 
@@ -97,7 +102,7 @@ def _field_named(field: str) -> str:
 # -- JobStatus ------------------------------------------------------------------------------
 
 
-def test_job_statuses_are_the_six_lowercase_states_and_the_outbox_one():
+def test_job_statuses_are_the_seven_lowercase_states_and_the_outbox_one():
     assert [s.value for s in JobStatus] == [
         "pending",
         "running",
@@ -105,6 +110,7 @@ def test_job_statuses_are_the_six_lowercase_states_and_the_outbox_one():
         "failed",
         "cancelled",
         "retrying",
+        "waiting",
         "waiting_for_commit",
     ]
     assert JobStatus("running") is JobStatus.RUNNING

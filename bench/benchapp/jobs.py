@@ -23,3 +23,9 @@ async def nap(seconds: float) -> float:
     """An async job that waits ``seconds`` on the event loop (bench/async_jobs.py)."""
     await asyncio.sleep(seconds)
     return seconds
+
+
+@job
+def count(results: list) -> int:
+    """A group's callback (bench/workflows.py): how many results it received."""
+    return len(results)

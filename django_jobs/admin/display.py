@@ -23,6 +23,7 @@ class Console(Protocol):
 
 # (key in stats()["states"], state in the list's URL, label), in the order of a job's life.
 STATES: tuple[tuple[str, str, str], ...] = (
+    ("waiting", "waiting", "Waiting"),
     ("pending", "pending", "Pending"),
     ("retrying", "retrying", "Retrying"),
     ("running", "running", "Running"),
@@ -32,7 +33,13 @@ STATES: tuple[tuple[str, str, str], ...] = (
 )
 
 # The heading of a list's "when" column (see job_row), by the list's state.
-WHEN = {"pending": "Due", "retrying": "Due", "running": "Started", "all": "Due, started or ended"}
+WHEN = {
+    "waiting": "Created",
+    "pending": "Due",
+    "retrying": "Due",
+    "running": "Started",
+    "all": "Due, started or ended",
+}
 
 # The throughput chart's size in SVG units: one bar per minute.
 BAR_WIDTH, CHART_HEIGHT = 10, 60

@@ -32,7 +32,7 @@ from django_jobs.admin.display import (
 from django_jobs.catalog import registry
 from django_jobs.describe import age, attempts, limits, progress, timeline, unique
 from django_jobs.exceptions import StoreError
-from django_jobs.job import JOB_ID, JobStatus
+from django_jobs.job import JOB_ID, Job, JobStatus
 from django_jobs.models import ScheduledTask
 from django_jobs.queue import JobQueue
 from django_jobs.serialization import utcnow
@@ -196,7 +196,7 @@ def job_list(admin: Console, request: HttpRequest, state: str) -> HttpResponse:
 def _list_actions(state: str) -> list[tuple[str, str]]:
     """The actions the list of ``state`` offers for its selected jobs."""
     choices = []
-    if state in ("pending", "retrying", "running", "all"):
+    if state in ("waiting", "pending", "retrying", "running", "all"):
         choices.append(("cancel", "Cancel selected jobs"))
     if state in ("failed", "all"):
         choices.append(("requeue", "Requeue selected jobs"))
@@ -213,6 +213,7 @@ def job_page(admin: Console, request: HttpRequest, job_id: str) -> HttpResponse:
     try:
         job = jobs.get_job(job_id) if JOB_ID.fullmatch(job_id) else None
         workers = {w.id: w for w in jobs.workers()} if job is not None else {}
+        workflow = _workflow(jobs, job) if job is not None else None
     except StoreError as exc:
         _redis_down(request, exc)
         return HttpResponseRedirect(url("changelist"))
@@ -248,7 +249,12 @@ def job_page(admin: Console, request: HttpRequest, job_id: str) -> HttpResponse:
         task_url=(
             reverse("admin:django_jobs_scheduledtask_change", args=[task.pk]) if task else None
         ),
-        can_cancel=job.status in (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING)
+        workflow=workflow,
+        workflow_places=[("Waits for", workflow["after"]), ("Then", workflow["then"])]
+        if workflow
+        else [],
+        can_cancel=job.status
+        in (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING, JobStatus.WAITING)
         and not job.cancel_requested,
         can_requeue=job.status is JobStatus.FAILED,
         can_delete=job.status is not JobStatus.RUNNING,
@@ -259,6 +265,57 @@ def job_page(admin: Console, request: HttpRequest, job_id: str) -> HttpResponse:
         progress_age=age(since(job.progress.at, utcnow())) if job.progress else None,
     )
     return TemplateResponse(request, "admin/django_jobs/job/job.html", context)
+
+
+def _workflow(jobs: JobQueue, job: Job) -> dict[str, Any] | None:
+    """A step's place in its chain or group: what it waits for, what follows it, and its
+    group's progress (n of m done, the member that failed). Two round trips at most, whatever
+    the size of the group; none for a job outside any workflow."""
+    if not (job.after or job.then or job.group):
+        return None
+    refs = [ref for ref in (job.after, job.then) if ref]
+    groups = {ref.removeprefix("group:") for ref in refs if ref.startswith("group:")}
+    if job.group:
+        groups.add(job.group)
+    steps = [ref for ref in refs if not ref.startswith("group:")]
+    found = jobs.get_jobs(steps) if steps else {}
+    read = {gid: jobs.group(gid) for gid in groups}
+
+    def step(ref: str) -> dict[str, Any]:
+        other = found.get(ref)
+        return {
+            "url": url("change", ref),
+            "id": ref,
+            "name": other.name if other else "(deleted or expired)",
+            "status": other.status.value if other else "",
+        }
+
+    def group(gid: str) -> dict[str, Any]:
+        record = read[gid]
+        failed = record.get("failed_member") if int(record.get("failed", "0")) > 0 else None
+        follows = record.get("then")
+        return {
+            "id": gid,
+            "done": record.get("done", "?"),
+            "total": record.get("total", "?"),
+            "failed": step(failed) if failed else None,
+            "cancelled": record.get("cancelled"),
+            "then": step(follows) if follows and not follows.startswith("group:") else None,
+        }
+
+    def place(ref: str | None) -> dict[str, Any] | None:
+        if not ref:
+            return None
+        if ref.startswith("group:"):
+            return {"group": group(ref.removeprefix("group:"))}
+        return {"step": step(ref)}
+
+    return {
+        "after": place(job.after),
+        "then": place(job.then),
+        "group": group(job.group) if job.group else None,
+        "index": job.group_index,
+    }
 
 
 def since(moment: datetime | None, now: datetime) -> float | None:

@@ -49,6 +49,7 @@ STATE_GAUGES = {
     "retrying": ("django_jobs_retrying_jobs", "Failed jobs waiting for their retry."),
     "running": ("django_jobs_running_jobs", "Jobs leased by a worker."),
     "failed": ("django_jobs_dead_jobs", "Jobs in the dead-letter queue."),
+    "waiting": ("django_jobs_waiting_jobs", "Steps of chains and groups waiting for others."),
 }
 
 

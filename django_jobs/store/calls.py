@@ -14,7 +14,7 @@ from typing import Any
 
 from django_jobs.exceptions import InvalidJobRecord
 from django_jobs.job import Job
-from django_jobs.serialization import from_timestamp, loads
+from django_jobs.serialization import dumps, from_timestamp, loads
 from django_jobs.store.execute import Command, Plan
 from django_jobs.store.keys import Keys
 from django_jobs.store.scripts import SCRIPTS
@@ -215,3 +215,48 @@ def schedules_version(keys: Keys) -> Plan[str | None]:
 def bump_schedules(keys: Keys) -> Plan[None]:
     """Tell running schedulers that the periodic tasks changed."""
     yield Command(("INCR", keys.schedules_version))
+
+
+# -- chains and groups --------------------------------------------------------------------------
+
+
+def enqueue_flow(
+    keys: Keys, *, jobs: list[Job], groups: list[dict[str, Any]], now: float, job_ttl: int
+) -> Plan[None]:
+    """Store a whole workflow in one call: ``jobs`` (the steps that wait for others with status
+    WAITING) and ``groups`` (``{"id", "total", "members", "then", "after"}``, the last two
+    left out when unset; see ``store_groups`` in ``_workflow.lua``)."""
+    yield SCRIPTS["enqueue_flow"].call(
+        scheduled=keys.scheduled,
+        wakeup=keys.wakeup,
+        prefix=keys.prefix,
+        keep_since=now - job_ttl,
+        user_ttl=job_ttl,
+        groups=dumps(groups),
+        jobs=enqueue_values(jobs, now),
+    )
+
+
+def cancel_flow(keys: Keys, *, ids: list[str], now: float, job_ttl: int) -> Plan[list[str]]:
+    """Cancel the steps ``ids`` in order (see :func:`cancel`); returns each one's reply."""
+    replies = yield SCRIPTS["cancel_flow"].call(
+        scheduled=keys.scheduled,
+        retrying=keys.retrying,
+        processing=keys.processing,
+        cancelled=keys.cancelled,
+        prefix=keys.prefix,
+        now=stamp(now),
+        job_ttl=job_ttl,
+        keep_since=now - job_ttl,
+        ids=ids,
+    )
+    return [text(reply) for reply in replies]
+
+
+def group(keys: Keys, *, group_id: str) -> Plan[dict[str, str]]:
+    """A group's hash (``{}`` when it does not exist, or expired)."""
+    reply = yield Command(("HGETALL", keys.group(group_id)))
+    # redis-py answers HGETALL with a dict.
+    return (
+        {text(k): text(v) for k, v in reply.items()} if isinstance(reply, dict) else record(reply)
+    )

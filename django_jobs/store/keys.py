@@ -24,6 +24,9 @@ class Keys:
         self.dead = f"{prefix}:dead"  # FAILED jobs, score = failed at
         self.completed = f"{prefix}:completed"  # COMPLETED jobs, score = finished at
         self.cancelled = f"{prefix}:cancelled"  # CANCELLED jobs, score = finished at
+        # WAITING jobs: steps of a chain or group waiting for others, score = created at
+        # (``<prefix>:waiting:...`` are flow control's lists of jobs a limit holds back).
+        self.waiting_jobs = f"{prefix}:waiting_jobs"
         self.wakeup = f"{prefix}:wakeup"  # idle workers block on this list
         self.counters = f"{prefix}:counters"  # hash of event counters (stale acks, ...)
         # Hash of job events by queue and name, field "<event>|<queue>|<name>" (see count_event
@@ -42,7 +45,7 @@ class Keys:
 
     @property
     def state_sets(self) -> dict[str, str]:
-        """The six sorted sets that hold jobs by state, by the names scripts give them in their
+        """The seven sorted sets that hold jobs by state, by the names scripts give them in their
         ``-- KEYS:`` headers (stats, purge and delete read or clean them all)."""
         return {
             "scheduled": self.scheduled,
@@ -51,6 +54,7 @@ class Keys:
             "dead": self.dead,
             "completed": self.completed,
             "cancelled": self.cancelled,
+            "waiting": self.waiting_jobs,
         }
 
     def job(self, job_id: str) -> str:
@@ -66,6 +70,14 @@ class Keys:
     def unreadable(self, job_id: str) -> str:
         """Where a job key of the wrong Redis type is moved when its job is buried."""
         return f"{self.prefix}:unreadable:{job_id}"
+
+    def group(self, group_id: str) -> str:
+        """A group of a workflow (a hash: total, done, members, ...; see lua/_workflow.lua)."""
+        return f"{self.prefix}:group:{group_id}"
+
+    def group_results(self, group_id: str) -> str:
+        """A group's results so far (a hash: member index -> result JSON)."""
+        return f"{self.prefix}:group:{group_id}:results"
 
     def worker(self, worker_id: str) -> str:
         """A runworker supervisor's heartbeat record (a hash); it expires unless refreshed."""

@@ -157,10 +157,12 @@ def fail(
     backoff_max: float,
     retry: bool,
     finished: bool,
+    job_ttl: int,
 ) -> Plan[tuple[str, str]]:
     """Record a failed attempt: ``("retrying", due)``, ``("failed", "")`` or ``("stale", "")``
     when the lease was not held. ``finished``: the job's own process ran it to its end (not a
-    crash or a timeout the supervisor records)."""
+    crash or a timeout the supervisor records). ``job_ttl``: how long the steps of a chain that
+    a dead step stops are kept, cancelled."""
     outcome, due = yield SCRIPTS["fail"].call(
         job=keys.job(job_id),
         processing=keys.processing,
@@ -179,6 +181,7 @@ def fail(
         retry="1" if retry else "0",
         finished="1" if finished else "0",
         prefix=keys.prefix,
+        job_ttl=job_ttl,
     )
     return text(outcome), text(due)
 

@@ -46,6 +46,8 @@ NAMES = (
     "throughput",
     "purge",
     "limits",
+    "enqueue_flow",
+    "cancel_flow",
 )
 
 _HEADER = re.compile(r"^-- (KEYS|ARGV):(.*)$", re.MULTILINE)
@@ -150,7 +152,8 @@ def script(name: str, lib: str) -> Script:
 
 # The helpers every script starts with, in this order: each file uses the ones before it. The
 # basics (keys, wake-ups, counts, burying), flow control (unique keys, rate and concurrency
-# limits), then the job transitions that several scripts share (enqueue, claim, ack, delete).
-LIBRARY = ("_lib", "_flow", "_jobs")
+# limits), chains and groups, then the job transitions that several scripts share (enqueue,
+# claim, ack, cancel, delete).
+LIBRARY = ("_lib", "_flow", "_workflow", "_jobs")
 _LIB = "\n".join(_read(name) for name in LIBRARY)
 SCRIPTS: dict[str, Script] = {name: script(name, _LIB) for name in NAMES}

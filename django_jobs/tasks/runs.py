@@ -32,12 +32,14 @@ LOST_WORKER = "(lost)"
 
 
 def task_status(status: JobStatus) -> Any:
-    """The ``TaskResultStatus`` of a job's status: PENDING and RETRYING are READY, RUNNING is
+    """The ``TaskResultStatus`` of a job's status: PENDING, RETRYING and WAITING (a step of a
+    chain waiting for the steps before it) are READY, RUNNING is
     RUNNING, COMPLETED is SUCCESSFUL, FAILED and CANCELLED are FAILED."""
     ready, done = compat.TaskResultStatus.READY, compat.TaskResultStatus.SUCCESSFUL
     return {
         JobStatus.PENDING: ready,
         JobStatus.RETRYING: ready,
+        JobStatus.WAITING: ready,
         JobStatus.RUNNING: compat.TaskResultStatus.RUNNING,
         JobStatus.COMPLETED: done,
     }.get(status, compat.TaskResultStatus.FAILED)

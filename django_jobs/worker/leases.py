@@ -256,6 +256,7 @@ class Leases(Namespace):
             backoff_max=jobs_settings.RETRY_BACKOFF_MAX if backoff[1] is None else backoff[1],
             retry=retry,
             finished=finished,
+            job_ttl=int(jobs_settings.JOB_TTL),
         )
         if outcome == "stale":
             return Failure(None)

@@ -1,6 +1,7 @@
 """Jobs the worker tests run in real worker processes."""
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -111,6 +112,35 @@ def fail_until_fixed(label):
     if not _ledger(f"{label}.fixed").exists():
         raise RuntimeError(f"{label} is not fixed yet")
     return append_to_ledger(label)
+
+
+# -- chains and groups (tests/test_workflow_faults.py) -------------------------------------------
+
+
+@job
+def member(index):
+    """A group member: a short run, noted in the ledger (outside Redis)."""
+    time.sleep(0.002)
+    append_to_ledger(index, "members.log")
+    return index * 3
+
+
+@job
+def gather(results):
+    """A group's callback: writes what it received, once per run."""
+    append_to_ledger(json.dumps(results), "callback.log")
+    return len(results)
+
+
+@job
+def step(previous, n, slow_at=None):
+    """A chain step: adds ``n`` to the result before it; step ``slow_at`` marks its start in
+    the ledger and sleeps, for a test to kill its worker there."""
+    if n == slow_at:
+        append_to_ledger(f"{n} {os.getpid()}", "slow.log")
+        time.sleep(1.5)
+    append_to_ledger(n, "steps.log")
+    return previous + n
 
 
 # Registered with the jobs of this module, in every process that loads it.

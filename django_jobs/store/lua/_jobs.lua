@@ -1,8 +1,9 @@
--- What enqueues, leases, acknowledges and deletes jobs, on top of _lib.lua and _flow.lua
--- (scripts.py puts the three in that order in front of each script).
+-- What enqueues, leases, acknowledges, cancels and deletes jobs, on top of _lib.lua, _flow.lua
+-- and _workflow.lua (scripts.py puts the four in that order in front of each script).
 
 -- Store the jobs described by ``jobs`` (a flat list, see calls.enqueue_values) and make them
--- ready, or due later. A job with a unique key that another job holds is not stored.
+-- ready, or due later, or (status 'waiting': a workflow's step) waiting for the steps before
+-- it. A job with a unique key that another job holds is not stored.
 -- Returns {id, holder id, ...} for those, and sends a wake-up per ready job, and one when a
 -- delayed job is due before all others.
 local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
@@ -16,10 +17,11 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
     -- Ids are made before the call: one that exists was stored by an earlier send of this
     -- call whose reply was lost. Sending it again must not store (or run) the job twice.
     if redis.call('EXISTS', jkey) == 0 then
-      local name, unique, ttl = '(unknown)', nil, ''
+      local name, unique, ttl, waits = '(unknown)', nil, '', false
       for j = i + 7, i + 6 + 2 * n, 2 do
         local field = jobs[j]
         if field == 'name' then name = jobs[j + 1]
+        elseif field == 'status' then waits = jobs[j + 1] == 'waiting'
         elseif field == 'unique_key' then unique = jobs[j + 1]
         elseif field == 'unique_for' then ttl = string.format('%d', math.ceil(tonumber(jobs[j + 1]) * 1000))
         end
@@ -32,7 +34,9 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
         redis.call('HSET', jkey, unpack(jobs, i + 7, i + 6 + 2 * n))
         enqueued[queue] = enqueued[queue] or {}
         enqueued[queue][name] = (enqueued[queue][name] or 0) + 1
-        if due ~= '' then
+        if waits then
+          redis.call('ZADD', waiting_jobs_key(prefix), created, id)
+        elseif due ~= '' then
           redis.call('ZADD', scheduled_key, due, id)
           if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
             -- Due before any other: idle workers must learn when to look next.
@@ -62,10 +66,11 @@ end
 
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
 -- acknowledgement. The token is kept as ``done_token``: the same acknowledgement sent again (its
--- first reply was lost) finds it and answers 1 again, changing nothing.
+-- first reply was lost) finds it and answers 1 again, changing nothing. A workflow's step starts
+-- what follows it (_workflow.lua); a job outside any workflow pays two more fields read.
 local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key, wakeup_key)
   local jkey = job_key(prefix, id)
-  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token', 'queue', 'name', 'unique_key', 'unique_until', 'limits')
+  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token', 'queue', 'name', 'unique_key', 'unique_until', 'limits', 'then', 'group', 'group_index')
   if f[1] == 'completed' and f[4] == token then return 1 end
   if f[1] ~= 'running' or f[2] ~= token then
     stale(prefix, jkey, token, counters_key, true)
@@ -81,6 +86,7 @@ local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, proc
   count_event(prefix, 'succeeded', f[5], f[6])
   notify_done(prefix, id, f[3])
   if f[7] or f[9] then wake(wakeup_key, job_ended(prefix, id, f[7], f[8], f[9], now)) end
+  if f[10] or f[11] then wake(wakeup_key, step_completed(prefix, f[10], f[11], f[12], result, job_ttl)) end
   return 1
 end
 
@@ -216,4 +222,44 @@ local function delete_job(prefix, id, sets, off_list)
     redis.call('ZREM', prefix .. ':user:' .. user, id)
   end
   redis.call('DEL', jkey, result_key(prefix, id), done_key(prefix, id), prefix .. ':unreadable:' .. id)
+end
+
+-- Cancel job ``id``. A pending, retrying or waiting job is cancelled at once; for a running job
+-- a cancellation is requested, and its worker confirms it by calling again with its lease
+-- ``token`` ('' otherwise). A workflow's steps that follow a cancelled one are cancelled too.
+-- Returns 'cancelled', 'requested', 'missing' or the finished status it already had.
+local function cancel_job(prefix, id, now, job_ttl, keep_since, token, scheduled_key, retrying_key, processing_key, cancelled_key)
+  local jkey = job_key(prefix, id)
+  -- pcall: a job key of the wrong type holds no job to cancel (a worker buries it when it meets it).
+  local f = redis.pcall('HMGET', jkey, 'status', 'queue', 'priority', 'lease_token', 'name', 'parked', 'unique_key', 'unique_until', 'limits', 'then', 'group', 'after')
+  if f.err or not f[1] then return 'missing' end
+  local status = f[1]
+  if status == 'pending' and f[6] then
+    unpark(prefix, id, f[6], false)  -- held back by a limit
+  elseif status == 'pending' then
+    if redis.call('ZREM', scheduled_key, id) == 0 and f[2] and f[3] then
+      redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)
+    end
+  elseif status == 'retrying' then
+    redis.call('ZREM', retrying_key, id)
+  elseif status == 'waiting' then
+    redis.call('ZREM', waiting_jobs_key(prefix), id)
+  elseif status == 'running' then
+    if token == '' or token ~= f[4] then
+      redis.call('HSET', jkey, 'cancel_requested', '1')
+      return 'requested'
+    end
+    redis.call('ZREM', processing_key, id)
+  else
+    return status
+  end
+  redis.call('HSET', jkey, 'status', 'cancelled', 'finished_at', now)
+  redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
+  redis.call('EXPIRE', jkey, job_ttl)
+  index_finished(cancelled_key, id, now, keep_since)
+  count_event(prefix, 'cancelled', f[2], f[5])
+  job_ended(prefix, id, f[7], f[8], f[9], tonumber(now))
+  notify_done(prefix, id)
+  if f[10] or f[11] or f[12] then step_cancelled(prefix, id, f[10], f[11], f[12], now, job_ttl) end
+  return 'cancelled'
 end

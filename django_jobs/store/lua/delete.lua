@@ -2,7 +2,7 @@
 -- kept aside as unreadable, and its id from the list or set that holds it, found from its
 -- status, queue and priority (no scan). All or nothing: when one of them is running, nothing is
 -- deleted (a running job is cancelled first, so that its worker stops it).
--- KEYS: scheduled, retrying, processing, dead, completed, cancelled
+-- KEYS: scheduled, retrying, processing, dead, completed, cancelled, waiting
 -- ARGV: prefix, *ids
 -- Returns {ids of the running jobs, {}} or {{}, the deleted jobs as read_jobs reads them}.
 local prefix = A.prefix
@@ -12,6 +12,6 @@ for _, id in ipairs(A.ids) do
 end
 if #running > 0 then return {running, {}} end
 local deleted = read_jobs(prefix, A.ids)
-local sets = {K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled}
+local sets = {K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled, K.waiting}
 for _, id in ipairs(A.ids) do delete_job(prefix, id, sets, false) end
 return {{}, deleted}

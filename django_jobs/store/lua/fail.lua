@@ -1,7 +1,7 @@
 -- Record a failed attempt: retry later with exponential backoff, or bury in the dead-letter set.
 -- KEYS: job, processing, retrying, dead, counters, wakeup
 -- ARGV: id, token, now, error, traceback, entry, backoff_base, backoff_max, retry, finished,
--- ARGV: prefix
+-- ARGV: prefix, job_ttl
 -- ``entry``: the attempt's error entry as JSON; ``retry``: '1' if a retry is allowed;
 -- ``finished``: '1' when the job's own process reports it (it ran to its end), '0' when the
 -- supervisor records a crash or a timeout.
@@ -9,7 +9,7 @@
 -- The token is kept as ``done_token``, so that the same call sent again (its reply was lost)
 -- answers what the first one did instead of 'stale'.
 local id, now = A.id, tonumber(A.now)
-local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at', 'queue', 'name', 'unique_key', 'unique_until', 'limits')
+local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at', 'queue', 'name', 'unique_key', 'unique_until', 'limits', 'then', 'group')
 if f[5] == A.token and f[1] == 'retrying' then return {'retrying', f[6]} end
 if f[5] == A.token and f[1] == 'failed' then return {'failed', ''} end
 if f[1] ~= 'running' or f[2] ~= A.token then
@@ -42,4 +42,5 @@ count_minute(A.prefix, A.now, 'dead')
 count_event(A.prefix, 'dead', f[7], f[8])
 unique_release(A.prefix, id, f[9], f[10], 'finished')
 notify_done(A.prefix, id)
+if f[12] or f[13] then step_dead(A.prefix, id, f[12], f[13], A.now, A.job_ttl) end
 return {'failed', ''}

@@ -1,14 +1,14 @@
 -- Delete for good (see delete_job) the jobs of one state structure, one bounded batch a call.
--- KEYS: scheduled, retrying, processing, dead, completed, cancelled, source
+-- KEYS: scheduled, retrying, processing, dead, completed, cancelled, waiting, source
 -- ARGV: prefix, kind, start, batch, max_score, queue, name
 -- ``source``: a ready list (``kind`` 'L'), a waiting list of parked jobs ('W', see _flow.lua)
--- or a zset (any other kind: scheduled, retrying, dead, completed or cancelled) whose entries
--- scored ``max_score`` or less are purged, oldest first. ``batch`` entries are looked at from
--- rank ``start``; those of ``queue`` (zsets only: a list is of one queue) and named ``name``
--- ('' = any) are deleted, the others stay.
+-- or a zset (any other kind: scheduled, retrying, dead, completed, cancelled or waiting) whose
+-- entries scored ``max_score`` or less are purged, oldest first. ``batch`` entries are looked
+-- at from rank ``start``; those of ``queue`` (zsets only: a list is of one queue) and named
+-- ``name`` ('' = any) are deleted, the others stay.
 -- Returns {how many were deleted, the rank to go on from (-1 when the source was all looked at)}.
 local prefix, batch, start = A.prefix, tonumber(A.batch), tonumber(A.start)
-local sets = {K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled}
+local sets = {K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled, K.waiting}
 local in_list = A.kind == 'L' or A.kind == 'W'
 local window
 if in_list then

@@ -52,6 +52,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
     index_finished(K.cancelled, id, now, A.keep_since)
     count_event(prefix, 'cancelled', f.queue, f.name)
     notify_done(prefix, id)
+    if f['then'] or f.group or f.after then step_cancelled(prefix, id, f['then'], f.group, f.after, now, A.job_ttl) end
   else
     -- Its concurrency slots come back with its lease (its unique key stays, unless it is buried).
     woken = woken + free_slots(prefix, id, f.limits, tonumber(now))
@@ -74,6 +75,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
       }))
       bury(prefix, K.dead, id, now, reason)
       unique_release(prefix, id, f.unique_key, f.unique_until, 'finished')
+      if f['then'] or f.group then step_dead(prefix, id, f['then'], f.group, now, A.job_ttl) end
       buried[#buried + 1] = id
     else
       redis.call('HSET', jkey, 'status', 'pending')

@@ -18,7 +18,7 @@ for _, id in ipairs(ids) do
   if not by_id and #done >= limit then break end
   looked = looked + 1
   local jkey = job_key(A.prefix, id)
-  local f = redis.pcall('HMGET', jkey, 'queue', 'priority', 'status', 'name')  -- a wrong type stays dead
+  local f = redis.pcall('HMGET', jkey, 'queue', 'priority', 'status', 'name', 'group')  -- a wrong type stays dead
   if not f.err and f[1] and f[2] and f[3] == 'failed' and (A.name == '' or f[4] == A.name)
     and redis.call('ZREM', K.dead, id) == 1 then
     redis.call('HSET', jkey, 'status', 'pending', 'retry_count', 0, 'lost_count', 0)
@@ -27,6 +27,7 @@ for _, id in ipairs(ids) do
     redis.call('DEL', done_key(A.prefix, id))
     redis.call('PERSIST', jkey)
     redis.call('RPUSH', list_key(A.prefix, f[1], f[2]), id)
+    if f[5] then step_requeued(A.prefix, id, f[5]) end  -- its group may finish now
     done[#done + 1] = id
   end
 end

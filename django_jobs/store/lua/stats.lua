@@ -1,7 +1,8 @@
 -- Everything the counts of a console need, in one call: jobs per queue and priority (ready
 -- lists) and per state, the counters, the age of each ready list's head, the workers, and the
 -- rate and concurrency limits used lately.
--- KEYS: scheduled, retrying, processing, dead, completed, cancelled, counters, workers, *lists
+-- KEYS: scheduled, retrying, processing, dead, completed, cancelled, waiting, counters, workers,
+-- KEYS: *lists
 -- ARGV: prefix, keep_since, workers_since, now, limits_count
 -- ``keep_since``: finished jobs older than this have expired and are dropped from the counts.
 -- ``workers_since``: the workers that beat since then are read (see read_workers).
@@ -23,7 +24,7 @@ for i, list in ipairs(K.lists) do
   end
 end
 local states = {}
-for i, key in ipairs({K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled}) do
+for i, key in ipairs({K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled, K.waiting}) do
   states[i] = redis.call('ZCARD', key)
 end
 return {lengths, states, redis.call('HGETALL', K.counters), heads, read_workers(K.workers, A.prefix, A.workers_since),
