@@ -12,6 +12,7 @@ leaves no row, so no job.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import defaultdict
@@ -24,7 +25,7 @@ from django.db.models import QuerySet
 
 from django_jobs.exceptions import StoreError
 from django_jobs.job import Job
-from django_jobs.serialization import utcnow
+from django_jobs.serialization import dumps, utcnow
 
 if TYPE_CHECKING:
     from django_jobs.queue import JobQueue
@@ -35,6 +36,8 @@ logger = logging.getLogger("django_jobs.outbox")
 SWEEP_AFTER = 5.0
 # How many rows one sweep moves at most.
 SWEEP_LIMIT = 500
+# The key of an outbox row that holds a whole chain or group rather than one job.
+WORKFLOW = "workflow"
 # When sweep() last said that the database could not be read (time.monotonic()).
 _database_warned = -60.0
 
@@ -82,6 +85,34 @@ def enqueue_on_commit(jobs: JobQueue, job: Job, using: str) -> Deferred:
     return deferred
 
 
+def enqueue_flow_on_commit(
+    jobs: JobQueue, steps: list[Job], groups: list[dict[str, Any]], using: str
+) -> None:
+    """Write a whole chain or group (:mod:`django_jobs.workflow`) to the outbox, one row, in
+    the current transaction of database ``using``, and store it in Redis in one call once that
+    transaction commits (or, when Redis does not answer then, a worker's sweep does)."""
+    row_id = steps[0].id
+    record = dumps({WORKFLOW: {"jobs": [job.to_dict() for job in steps], "groups": groups}})
+    _rows(using).create(
+        job_id=row_id, prefix=jobs.prefix, record=record, created=utcnow().timestamp()
+    )
+
+    def move() -> None:
+        try:
+            jobs.enqueue_flow(steps, groups)
+        except StoreError as exc:
+            logger.warning(
+                "workflow %s: committed, but Redis did not answer (%s); it waits in the outbox "
+                "and a worker moves it to Redis when Redis answers",
+                row_id,
+                exc,
+            )
+            return
+        _forget(using, [row_id])
+
+    transaction.on_commit(move, using=using)
+
+
 def _move_committed(deferred: Deferred) -> None:
 
     job = deferred.job
@@ -126,12 +157,15 @@ def move_waiting(using: str, *, older_than: float = SWEEP_AFTER, limit: int = SW
 
     rows = _rows(using).filter(created__lte=utcnow().timestamp() - older_than)
     by_prefix: dict[str, list[Job]] = defaultdict(list)
+    moved = 0
     for row in rows.order_by("created")[:limit]:
         try:
-            by_prefix[row.prefix].append(Job.from_json(row.record))
+            if row.record.startswith(f'{{"{WORKFLOW}"'):
+                moved += _move_flow(row)
+            else:
+                by_prefix[row.prefix].append(Job.from_json(row.record))
         except Exception:
-            logger.exception("outbox row %s cannot be read; left in place", row.job_id)
-    moved = 0
+            logger.exception("outbox row %s cannot be read or moved; left in place", row.job_id)
     for prefix, batch in by_prefix.items():
         JobQueue(prefix=prefix).enqueue_many(batch)
         _forget(using, [j.id for j in batch])
@@ -139,6 +173,19 @@ def move_waiting(using: str, *, older_than: float = SWEEP_AFTER, limit: int = SW
         for job in batch:
             logger.info("job %s %s: moved from the outbox to Redis", job.id, job.name)
     return moved
+
+
+def _move_flow(row: Any) -> int:
+    """Store the chain or group of an outbox row in Redis (again, if it was stored already:
+    storing a workflow is idempotent on its ids) and delete the row; return its job count."""
+    from django_jobs.queue import JobQueue
+
+    flow = json.loads(row.record)[WORKFLOW]
+    steps = [Job.from_dict(data) for data in flow["jobs"]]
+    JobQueue(prefix=row.prefix).enqueue_flow(steps, flow["groups"])
+    _forget(row._state.db or DEFAULT_DB_ALIAS, [row.job_id])
+    logger.info("workflow %s: moved from the outbox to Redis", row.job_id)
+    return len(steps)
 
 
 def sweep() -> int:

@@ -24,6 +24,7 @@ from typing import Any, Protocol, Union
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
+from django_jobs import outbox
 from django_jobs.conf import jobs_settings
 from django_jobs.handle import Cancellation, JobHandle
 from django_jobs.job import Job, JobStatus, new_id
@@ -218,14 +219,14 @@ class Chain:
         """Enqueue the whole chain in one round trip; returns its handle.
 
         Inside ``transaction.atomic()`` (with ``DJANGO_JOBS['ENQUEUE_ON_COMMIT']``) it is
-        enqueued when the transaction commits, and not at all after a rollback; unlike a single
-        job's ``.delay()``, it does not go through the outbox table: if Redis does not answer
-        at the commit, the enqueue raises then.
+        written to the outbox table in that transaction, as one row, and stored in Redis when it
+        commits (by a worker, if Redis does not answer then); after a rollback it never exists
+        (:mod:`django_jobs.outbox`).
         """
         queue, jobs, groups, handles = self._build()
         connection = transaction.get_connection(DEFAULT_DB_ALIAS)
         if jobs_settings.ENQUEUE_ON_COMMIT and connection.in_atomic_block:
-            transaction.on_commit(lambda: queue.enqueue_flow(jobs, groups))
+            outbox.enqueue_flow_on_commit(queue, jobs, groups, DEFAULT_DB_ALIAS)
         else:
             queue.enqueue_flow(jobs, groups)
         return ChainHandle(handles, queue)

@@ -2,12 +2,13 @@
 the transaction commits, even when Redis does not answer at the commit."""
 
 import logging
+import time
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
-from django_jobs import Cancellation, JobNotFound, JobStatus
+from django_jobs import Cancellation, JobNotFound, JobStatus, chain, group
 from django_jobs.models import OutboxJob
 from django_jobs.outbox import move_waiting
 from tests.census import assert_census
@@ -133,3 +134,62 @@ def test_outside_a_transaction_delay_writes_nothing_to_the_database(queue):
 
     assert handle.status is JobStatus.PENDING
     assert not OutboxJob.objects.exists()
+
+
+# -- chains and groups: one outbox row for the whole workflow ------------------------------------
+
+
+def test_a_chain_made_in_a_transaction_exists_whole_after_the_commit_and_never_after_a_rollback(
+    queue, redis_client
+):
+    with transaction.atomic():
+        handle = chain(jobs.add.s(1, 2), jobs.add.s(3)).delay()
+        assert OutboxJob.objects.count() == 1, "one row for the whole chain"
+        assert queue.get_job(handle.steps[0].id) is None, "not in Redis before the commit"
+
+    first, second = (queue.get_job(step.id) for step in handle.steps)
+    assert (first.status, second.status) == (JobStatus.PENDING, JobStatus.WAITING)
+    assert not OutboxJob.objects.exists()
+
+    with transaction.atomic():
+        rolled_back = group(jobs.add.s(n, n) for n in range(3)).delay()
+        transaction.set_rollback(True)
+    assert not OutboxJob.objects.exists()
+    assert all(queue.get_job(m.id) is None for m in rolled_back.members)
+
+
+def test_a_workflow_committed_while_redis_is_down_waits_in_the_outbox_and_a_worker_runs_it(
+    private_redis, jobs_settings, prefix, tmp_path, caplog
+):
+    private_redis.stop()
+    with caplog.at_level(logging.WARNING, "django_jobs.outbox"), transaction.atomic():
+        User.objects.create(username="ada")
+        handle = chain(jobs.add.s(1, 2), jobs.add.s(10)).delay()
+
+    assert OutboxJob.objects.count() == 1
+    assert "waits in the outbox" in caplog.text
+
+    private_redis.start()
+    workers = Processes(tmp_path, prefix, db=connection.settings_dict["NAME"])
+    try:
+        workers.start("--concurrency", "1")
+        # A workflow's handle does not wait for the outbox: wait for the worker's move first.
+        deadline = time.monotonic() + 30
+        while OutboxJob.objects.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert handle.result(timeout=30) == 13, workers.logs()
+    finally:
+        workers.close()
+    assert not OutboxJob.objects.exists()
+
+
+def test_moving_a_workflow_row_twice_stores_it_once(queue, redis_client):
+    with transaction.atomic():
+        handle = group(jobs.add.s(n, 1) for n in range(2)).delay()
+        row = OutboxJob.objects.get()
+    OutboxJob.objects.create(job_id=row.job_id, prefix=row.prefix, record=row.record, created=0)
+
+    assert move_waiting("default") == 2
+
+    assert not OutboxJob.objects.exists()
+    assert_census(queue, redis_client, {m.id: "queue:default:normal" for m in handle.members})
