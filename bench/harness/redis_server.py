@@ -26,7 +26,8 @@ def _free_port() -> int:
 class PrivateRedis:
     """``with PrivateRedis() as server:`` starts one; ``server.url`` is where it listens."""
 
-    def __init__(self, binary: str = "redis-server") -> None:
+    def __init__(self, binary: str = "redis-server", port: int = 0) -> None:
+        """``port``: where to listen; 0 (the default) for a free one."""
         found = shutil.which(binary)
         if found is None:
             raise SystemExit(
@@ -34,7 +35,8 @@ class PrivateRedis:
             )
         self.binary = found
         self.dir = Path(tempfile.mkdtemp(prefix="django-jobs-bench-"))
-        self.port = 0
+        self.requested_port = port
+        self.port = port
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,7 +52,7 @@ class PrivateRedis:
 
     def start(self) -> None:
         for _ in range(5):  # another process may take the free port before the server does
-            self.port = _free_port()
+            self.port = self.requested_port or _free_port()
             log = (self.dir / "redis.log").open("ab")
             options = {
                 "bind": "127.0.0.1",
