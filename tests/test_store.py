@@ -122,3 +122,15 @@ def test_a_refused_command_is_a_store_error(queue, redis_client):
     redis_client.set(queue.keys.scheduled, "not a zset")
     with pytest.raises(StoreError, match="WRONGTYPE"):
         queue.enqueue("tests.record", ["x"], delay=60)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_script_carries_every_library_definition_it_reaches_and_no_other(name):
+    from django_jobs.store.scripts import _LIBRARY, _WORD, _code
+
+    source = SCRIPTS[name].source
+    defined = {n for n, text in _LIBRARY.definitions if text in source}
+    used = set(_WORD.findall(_code(source))) & set(_LIBRARY.uses)
+    assert used <= defined, f"{name}.lua uses {sorted(used - defined)} without their definitions"
+    unused = {n for n in defined if not any(n in _LIBRARY.uses[m] for m in defined)}
+    assert unused <= set(_WORD.findall(_code(body(name)))), "a definition nothing reaches"

@@ -140,20 +140,74 @@ def _read(name: str) -> str:
     return (resources.files("django_jobs") / "store" / "lua" / f"{name}.lua").read_text()
 
 
-def script(name: str, lib: str) -> Script:
-    """The script ``name``: the shared helpers ``lib`` (:data:`LIBRARY`), its named keys and
+# A top-level definition of the library, ``local function name(`` or ``local NAME =``: it runs
+# up to the next one.
+_DEFINITION = re.compile(r"^local (?:function )?([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Library:
+    """The shared helpers, as their definitions in order, each with the names it uses.
+
+    Redis runs a script's whole text at every call, so a script gets only the definitions its
+    body reaches (and those they reach): the library's size costs no script that does not use
+    a part of it (defining a function costs Redis time at each call, not only at load).
+    """
+
+    definitions: tuple[tuple[str, str], ...]  # (name, text), in the library's order
+    uses: dict[str, frozenset[str]] = field(repr=False)
+
+    @classmethod
+    def parse(cls, text: str) -> Library:
+        found = list(_DEFINITION.finditer(text))
+        ends = [m.start() for m in found[1:]] + [len(text)]
+        definitions = []
+        for match, end in zip(found, ends, strict=True):
+            # The comments above the next definition belong to it, not to this one.
+            lines = text[match.start() : end].rstrip().split("\n")
+            while lines[-1].startswith("--"):
+                lines.pop()
+            definitions.append((match[1], "\n".join(lines)))
+        names = {name for name, _ in definitions}
+        uses = {
+            name: frozenset(set(_WORD.findall(_code(body))) & names - {name})
+            for name, body in definitions
+        }
+        return cls(tuple(definitions), uses)
+
+    def for_body(self, body: str) -> str:
+        """The definitions ``body`` reaches, in the library's order."""
+        needed: set[str] = set()
+        todo = [w for w in _WORD.findall(_code(body)) if w in self.uses]
+        while todo:
+            name = todo.pop()
+            if name not in needed:
+                needed.add(name)
+                todo += self.uses[name]
+        return "\n".join(text for name, text in self.definitions if name in needed)
+
+
+def _code(text: str) -> str:
+    """``text`` without its comments (a name in a comment is no use of it)."""
+    return re.sub(r"--[^\n]*", "", text)
+
+
+def script(name: str, library: Library) -> Script:
+    """The script ``name``: the parts of the shared ``library`` it uses, its named keys and
     arguments, then its body."""
     body = _read(name)
     keys, args = parse_header(name, body)
-    source = "\n".join((lib, *_named("K", "KEYS", keys), *_named("A", "ARGV", args), body))
+    named = (*_named("K", "KEYS", keys), *_named("A", "ARGV", args))
+    source = "\n".join((library.for_body(body), *named, body))
     sha = hashlib.sha1(source.encode()).hexdigest()
     return Script(name, keys[0], args[0], keys[1], args[1], source, sha)
 
 
-# The helpers every script starts with, in this order: each file uses the ones before it. The
-# basics (keys, wake-ups, counts, burying), flow control (unique keys, rate and concurrency
-# limits), chains and groups, then the job transitions that several scripts share (enqueue,
-# claim, ack, cancel, delete).
+# The helpers the scripts share, in this order: each file uses the ones before it. The basics
+# (keys, wake-ups, counts, burying), flow control (unique keys, rate and concurrency limits),
+# chains and groups, then the job transitions that several scripts share (enqueue, claim, ack,
+# cancel, delete).
 LIBRARY = ("_lib", "_flow", "_workflow", "_jobs")
-_LIB = "\n".join(_read(name) for name in LIBRARY)
-SCRIPTS: dict[str, Script] = {name: script(name, _LIB) for name in NAMES}
+_LIBRARY = Library.parse("\n".join(_read(name) for name in LIBRARY))
+SCRIPTS: dict[str, Script] = {name: script(name, _LIBRARY) for name in NAMES}
