@@ -10,22 +10,17 @@ as a *plan* (a generator of store steps); the sync method runs it with the sync 
 acknowledge, fail, renew leases, recover) is :class:`django_jobs.worker.leases.Leases`.
 
 The methods that enqueue, and those a handle calls (get, watch, wait for, cancel), are made by
-:func:`_routed`: in a testing ``MODE`` (:mod:`django_jobs.testing`) the in-process store
-answers them instead of Redis. Every enqueue of django-jobs (``.delay()``, ``.adelay()``, the
-outbox after a commit, Django's task API) goes through them.
+:func:`~django_jobs.routing.routed`: in a testing ``MODE`` (:mod:`django_jobs.testing`) the
+in-process store answers them instead of Redis.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from importlib import import_module
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
-
-from asgiref.sync import sync_to_async
+from typing import Any, TypeVar
 
 from django_jobs import rules, tracing, validation
 from django_jobs.browse import (
@@ -38,78 +33,17 @@ from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobIsRunning, JobNotFound, RedisUnavailable
 from django_jobs.job import Job, JobStatus
+from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls, console_calls, worker_calls
-from django_jobs.store.execute import Plan, arun, async_twin, run, sync_twin
+from django_jobs.store.execute import Plan, async_twin, sync_twin
 
 __all__ = ["DEAD_WORKERS_KEPT", "JobQueue", "Page"]
 
 # A waiter for a job's outcome looks again this often even without a notification.
 WAIT_RECHECK = 5.0
 
-P = ParamSpec("P")
-S = TypeVar("S")
 T = TypeVar("T")
-
-
-def checked_jobs(jobs: Iterable[Job]) -> list[Job]:
-    """``jobs`` as a list, if it is an iterable of jobs made by :meth:`JobQueue.build_job`."""
-    if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
-        raise TypeError(f"enqueue_many() takes a list of jobs, not {type(jobs).__name__}.")
-    jobs = list(jobs)
-    for job in jobs:
-        if not isinstance(job, Job):
-            raise TypeError(
-                f"enqueue_many() takes jobs made by build_job(), not {type(job).__name__}."
-            )
-    return jobs
-
-
-class LocalJobs(Protocol):
-    """What answers instead of Redis while ``DJANGO_JOBS['MODE']`` is ``"immediate"`` or
-    ``"capture"``: the in-process store of :mod:`django_jobs.testing`. It has a method of the
-    same name and arguments (after the queue) for each routed method of :class:`JobQueue`."""
-
-    def enqueue_many(self, queue: JobQueue, jobs: Iterable[Job]) -> list[Job]: ...
-
-
-def local_jobs() -> LocalJobs | None:
-    """The in-process store that stands in for Redis in a testing ``MODE``; ``None`` in
-    ``"redis"`` mode. Imported only when a testing mode is on."""
-    if jobs_settings.MODE == "redis":
-        return None
-    store: LocalJobs = import_module("django_jobs.testing.store").current()
-    return store
-
-
-def _routed(
-    plan: Callable[Concatenate[S, P], Plan[T]],
-) -> tuple[Callable[Concatenate[S, P], T], Callable[Concatenate[S, P], Coroutine[Any, Any, T]]]:
-    """The sync and ``a``-prefixed methods of ``plan``, like :func:`sync_twin` and
-    :func:`async_twin`, with the one switch of the testing modes: while one is on, the
-    in-process store's method of the same name answers instead of Redis (from async code in a
-    thread, as Django runs sync code there, since it may run jobs)."""
-    name = plan.__name__.lstrip("_")
-
-    def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        local = local_jobs()
-        if local is None:
-            return run(plan(self, *args, **kwargs))
-        answer: T = getattr(local, name)(self, *args, **kwargs)
-        return answer
-
-    async def amethod(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        local = local_jobs()
-        if local is None:
-            return await arun(plan(self, *args, **kwargs))
-        answer: T = await sync_to_async(getattr(local, name))(self, *args, **kwargs)
-        return answer
-
-    for twin in (method, amethod):
-        functools.update_wrapper(twin, plan)
-    method.__name__ = method.__qualname__ = name
-    amethod.__name__ = amethod.__qualname__ = f"a{name}"
-    return method, amethod
 
 
 class JobQueue(JobBrowser):
@@ -379,6 +313,8 @@ class JobQueue(JobBrowser):
                 max_score=max_score,
                 queue=queue,
                 name=name,
+                now=utcnow().timestamp(),
+                job_ttl=int(jobs_settings.JOB_TTL),
             )
             deleted += count
         return deleted
@@ -407,7 +343,10 @@ class JobQueue(JobBrowser):
         ids = list(dict.fromkeys(validation.ids(job_ids, "delete_jobs()")))
         if not ids:
             return []
-        running, deleted = yield from worker_calls.delete(self.keys, ids=ids)
+        now, job_ttl = utcnow().timestamp(), int(jobs_settings.JOB_TTL)
+        running, deleted = yield from worker_calls.delete(
+            self.keys, ids=ids, now=now, job_ttl=job_ttl
+        )
         if running:
             which = ", ".join(running)
             raise JobIsRunning(
@@ -426,13 +365,13 @@ class JobQueue(JobBrowser):
     # -- public API: each plan run with the sync client, and with the asyncio one -------------
 
     # What enqueues and what a handle calls; in a testing MODE the in-process store answers.
-    enqueue, aenqueue = _routed(_enqueue)
-    enqueue_many, aenqueue_many = _routed(_enqueue_many)
-    get_job, aget_job = _routed(_get_job)
-    get_jobs, aget_jobs = _routed(_get_jobs)
-    watch, awatch = _routed(_watch)
-    wait_for, await_for = _routed(_wait_for)
-    cancel_job, acancel_job = _routed(_cancel_job)
+    enqueue, aenqueue = routed(_enqueue)
+    enqueue_many, aenqueue_many = routed(_enqueue_many)
+    get_job, aget_job = routed(_get_job)
+    get_jobs, aget_jobs = routed(_get_jobs)
+    watch, awatch = routed(_watch)
+    wait_for, await_for = routed(_wait_for)
+    cancel_job, acancel_job = routed(_cancel_job)
     enqueue_flow = sync_twin(_enqueue_flow)
     aenqueue_flow = async_twin(_enqueue_flow)
     cancel_flow = sync_twin(_cancel_flow)

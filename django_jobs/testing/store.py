@@ -2,7 +2,7 @@
 ``"immediate"`` or ``"capture"``.
 
 :class:`~django_jobs.queue.JobQueue` hands it what would go to Redis (enqueues, the reads and
-cancellations of a handle) through its one switch, :func:`django_jobs.queue.local_jobs`.
+cancellations of a handle) through its one switch, :func:`django_jobs.routing.local_jobs`.
 Records are kept as Redis keeps them: a job is its hash (``Job.to_hash``, JSON text for the
 arguments) and its result JSON text, and each read builds a fresh :class:`Job` from them, so
 arguments and results make the JSON round trip a worker's do. The state changes follow the
@@ -26,7 +26,7 @@ from django_jobs import rules, tracing, validation
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord, JobNotFound
 from django_jobs.job import Job, JobStatus, new_id
-from django_jobs.queue import checked_jobs
+from django_jobs.routing import checked_jobs
 from django_jobs.serialization import check_json, dumps, from_timestamp, loads, utcnow
 from django_jobs.testing import assertions, runner
 from django_jobs.worker.leases import Failure
@@ -101,7 +101,7 @@ class MemoryStore:
     def __repr__(self) -> str:
         return f"<MemoryStore {len(self._records)} jobs>"
 
-    # -- what JobQueue hands over (django_jobs.queue.LocalJobs) -------------------------------
+    # -- what JobQueue hands over (django_jobs.routing.LocalJobs) -------------------------------
 
     def enqueue(
         self,
@@ -412,7 +412,7 @@ _default: MemoryStore | None = None
 
 
 def current() -> MemoryStore:
-    """The store that answers for Redis now (see :func:`django_jobs.queue.local_jobs`)."""
+    """The store that answers for Redis now (see :func:`django_jobs.routing.local_jobs`)."""
     global _default
     if _stack:
         return _stack[-1]
