@@ -187,6 +187,32 @@ def test_cancelling_one_waiting_step_cancels_the_steps_after_it(queue):
     assert take(queue) is None, "the cancelled step is not started"
 
 
+def test_deleting_a_step_before_it_completed_cancels_the_steps_that_wait_for_it(
+    queue, redis_client
+):
+    handle = chain(plus.s(1), plus.s(2), plus.s(3)).delay()
+    queue.delete_job(handle.steps[0].id)
+
+    later = [s.refresh().job for s in handle.steps[1:]]
+    assert [j.status for j in later] == [JobStatus.CANCELLED] * 2
+    assert "deleted" in later[0].error
+    assert take(queue) is None
+    assert untimed_keys(queue.prefix, redis_client) == [], "nothing waits for ever"
+
+
+def test_deleting_a_dead_group_member_cancels_the_callback_that_waited_for_it(queue, redis_client):
+    handle = group(plus.using(max_retries=0).s(i) for i in range(2)).then(total.s()).delay()
+    grp, callback = handle.steps
+    assert Leases(queue.prefix).fail_job(take(queue), "boom") is JobStatus.FAILED
+    run_next(queue)
+    dead = grp.refresh().failed
+
+    assert queue.purge("failed") == 1
+    assert callback.refresh().status is JobStatus.CANCELLED
+    assert f"step {dead.id} before it was deleted" in callback.job.error
+    assert untimed_keys(queue.prefix, redis_client) == []
+
+
 def test_waiting_steps_are_counted_listed_purged_and_deleted_like_other_states(queue, redis_client):
     handle = chain(plus.s(1), plus.s(2), plus.s(3)).delay()
     assert queue.stats()["states"]["waiting"] == 2

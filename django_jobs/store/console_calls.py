@@ -183,6 +183,8 @@ def purge(
     max_score: float | None = None,
     queue: str = "",
     name: str = "",
+    now: float,
+    job_ttl: int,
 ) -> Plan[tuple[int, int | None]]:
     """Delete for good a batch of the jobs of ``source`` (``kind`` "L": a ready list, "W": a
     waiting list of parked jobs; else a zset, of which those scored ``max_score`` or less) of
@@ -199,5 +201,7 @@ def purge(
         max_score="+inf" if max_score is None else stamp(max_score),
         queue=queue,
         name=name,
+        now=stamp(now),
+        job_ttl=job_ttl,
     )
     return int(deleted), (None if int(next_start) < 0 else int(next_start))

@@ -143,13 +143,18 @@ def read_workers(reply: list[Any]) -> list[WorkerInfo]:
 # -- deleting jobs ------------------------------------------------------------------------------
 
 
-def delete(keys: Keys, *, ids: list[str]) -> Plan[tuple[list[str], list[Job]]]:
+def delete(
+    keys: Keys, *, ids: list[str], now: float, job_ttl: int
+) -> Plan[tuple[list[str], list[Job]]]:
     """Delete the jobs ``ids`` for good, unless one is running: returns (the running ones, of
     which none was deleted, and nothing else was either) or ([], the deleted jobs as they were,
-    with their results; ids without a record are left out)."""
+    with their results; ids without a record are left out). The workflow steps that wait for a
+    deleted step are cancelled at ``now``, kept ``job_ttl``."""
     running, deleted = yield SCRIPTS["delete"].call(
         **keys.state_sets,
         prefix=keys.prefix,
+        now=stamp(now),
+        job_ttl=job_ttl,
         ids=ids,
     )
     return [text(i) for i in running], _jobs(deleted)

@@ -203,9 +203,11 @@ end
 -- pending job's id is taken off its ready list (or, parked, its waiting list) too, found from
 -- its queue and priority (no scan), unless ``off_list`` says that the caller took it off
 -- already (a caller that takes it off a waiting list then forgets that list if it is empty).
-local function delete_job(prefix, id, sets, off_list)
+-- The steps that wait for a workflow step deleted before it completed are cancelled (``now``,
+-- ``job_ttl``: when, and how long their records are kept).
+local function delete_job(prefix, id, sets, off_list, now, job_ttl)
   local jkey = job_key(prefix, id)
-  local f = redis.pcall('HMGET', jkey, 'status', 'queue', 'priority', 'user_id', 'parked', 'unique_key', 'unique_until', 'limits')
+  local f = redis.pcall('HMGET', jkey, 'status', 'queue', 'priority', 'user_id', 'parked', 'unique_key', 'unique_until', 'limits', 'then', 'group', 'after')
   if f.err then f = {} end
   local removed = 0
   for _, zkey in ipairs(sets) do removed = removed + redis.call('ZREM', zkey, id) end
@@ -215,6 +217,10 @@ local function delete_job(prefix, id, sets, off_list)
     redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)
   end
   job_ended(prefix, id, f[6], f[7], f[8], 0)
+  -- A workflow's step deleted before it completed: what follows it can never start.
+  if (f[9] or f[10]) and f[1] ~= 'completed' then
+    step_cancelled(prefix, id, f[9], f[10], f[11], now, job_ttl, 'deleted')
+  end
   if f[4] then
     -- user_id is JSON: 42 or "name" (see job.py); the index key holds it as text.
     local user = f[4]

@@ -141,12 +141,13 @@ local function step_requeued(prefix, id, gid)
   end
 end
 
--- Step ``id`` was cancelled: what follows it can never start and is cancelled too. A member
--- cancels its group (which can no longer complete): its members that wait, and what follows
--- it; members already running finish, uncounted. ``after`` is its field of that name: a
--- callback that no longer waits lets its group's keys expire.
-local function step_cancelled(prefix, id, then_, gid, after, now, job_ttl)
-  local reason = 'Not run: step ' .. id .. ' before it was cancelled.'
+-- Step ``id`` was cancelled (or deleted before it completed: ``what``): what follows it can
+-- never start and is cancelled too. A member cancels its group (which can no longer complete):
+-- its members that wait, and what follows it; members already running finish, uncounted.
+-- ``after`` is its field of that name: a callback that no longer waits lets its group's keys
+-- expire.
+local function step_cancelled(prefix, id, then_, gid, after, now, job_ttl, what)
+  local reason = 'Not run: step ' .. id .. ' before it was ' .. (what or 'cancelled') .. '.'
   if then_ then abandon(prefix, then_, reason, now, job_ttl) end
   if gid then abandon(prefix, 'group:' .. gid, reason, now, job_ttl) end
   local waited = after and string.match(after, '^group:(.+)$')

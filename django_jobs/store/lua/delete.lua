@@ -3,7 +3,7 @@
 -- status, queue and priority (no scan). All or nothing: when one of them is running, nothing is
 -- deleted (a running job is cancelled first, so that its worker stops it).
 -- KEYS: scheduled, retrying, processing, dead, completed, cancelled, waiting
--- ARGV: prefix, *ids
+-- ARGV: prefix, now, job_ttl, *ids
 -- Returns {ids of the running jobs, {}} or {{}, the deleted jobs as read_jobs reads them}.
 local prefix = A.prefix
 local running = {}
@@ -13,5 +13,5 @@ end
 if #running > 0 then return {running, {}} end
 local deleted = read_jobs(prefix, A.ids)
 local sets = {K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled, K.waiting}
-for _, id in ipairs(A.ids) do delete_job(prefix, id, sets, false) end
+for _, id in ipairs(A.ids) do delete_job(prefix, id, sets, false, A.now, A.job_ttl) end
 return {{}, deleted}

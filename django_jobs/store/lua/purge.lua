@@ -1,6 +1,6 @@
 -- Delete for good (see delete_job) the jobs of one state structure, one bounded batch a call.
 -- KEYS: scheduled, retrying, processing, dead, completed, cancelled, waiting, source
--- ARGV: prefix, kind, start, batch, max_score, queue, name
+-- ARGV: prefix, kind, start, batch, max_score, queue, name, now, job_ttl
 -- ``source``: a ready list (``kind`` 'L'), a waiting list of parked jobs ('W', see _flow.lua)
 -- or a zset (any other kind: scheduled, retrying, dead, completed, cancelled or waiting) whose
 -- entries scored ``max_score`` or less are purged, oldest first. ``batch`` entries are looked
@@ -28,7 +28,7 @@ for i, id in ipairs(window) do
   end
   if not keep then
     if in_list then redis.call('LSET', K.source, start + i - 1, GONE) end
-    delete_job(prefix, id, sets, in_list)
+    delete_job(prefix, id, sets, in_list, A.now, A.job_ttl)
     deleted = deleted + 1
   end
 end
