@@ -57,3 +57,33 @@ def crunch(context, items: int) -> dict:
 def slow(seconds: int) -> dict:
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+# Flow control. At most 2 starts a second, across every worker: a job whose turn has not come is
+# parked (not retried in a loop) and starts as soon as the rate lets it. The bucket holds 2, so
+# after a quiet spell the first two start at once, then one every half second.
+@job(rate_limit="2/s")
+def call_partner_api(order_id: int) -> dict:
+    time.sleep(0.2)  # the partner's answer
+    return {"order": order_id, "status": "synced"}
+
+
+# One at a time: while a rebuild is pending or running, rebuild_report.delay() enqueues nothing
+# and returns the handle of that job, with handle.created False.
+@job(unique=True)
+def rebuild_report() -> dict:
+    time.sleep(8)
+    return {"rows": 1234}
+
+
+# A workflow: group(make_thumbnail.s(i) for i in images).then(summarise.s()) runs the
+# thumbnails in parallel, then summarise once, with the list of their results in order.
+@job
+def make_thumbnail(image_id: int) -> dict:
+    time.sleep(1)
+    return {"image": image_id, "bytes": 2000 + 37 * image_id}
+
+
+@job
+def summarise(thumbnails: list[dict]) -> dict:
+    return {"thumbnails": len(thumbnails), "bytes": sum(t["bytes"] for t in thumbnails)}

@@ -3,19 +3,31 @@ from datetime import datetime
 from functools import wraps
 
 from django.contrib import messages
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 from django.views.decorators.http import require_http_methods, require_POST
 
-from django_jobs import JobQueue, JobStatus, NotJSONSerializable, RedisUnavailable
+from django_jobs import Job, JobQueue, JobStatus, NotJSONSerializable, RedisUnavailable, group
 from django_jobs.conf import jobs_settings
 from example.forms import EnqueueForm
-from example.jobs import always_fails, crunch, send_welcome, slow
+from example.jobs import (
+    always_fails,
+    call_partner_api,
+    crunch,
+    make_thumbnail,
+    rebuild_report,
+    send_welcome,
+    slow,
+    summarise,
+)
 
 LIST_LIMIT = 20
 SLOW_SECONDS = 60
 CRUNCH_ITEMS = 200
+PARTNER_CALLS = 10
+THUMBNAILS = 6
 
 # The state tabs of the dashboard, and for each: the job time shown in the list and the order
 # in which JobQueue.list_jobs() returns that state's jobs.
@@ -28,6 +40,11 @@ STATES = {
     ),
     JobStatus.RUNNING: ("Started", "started_at", "By lease deadline, soonest first."),
     JobStatus.RETRYING: ("Next attempt", "scheduled_at", "By next attempt, soonest first."),
+    JobStatus.WAITING: (
+        "Created",
+        "created_at",
+        "Steps of chains and groups that wait for the steps before them, oldest first.",
+    ),
     JobStatus.FAILED: ("Failed", "finished_at", "Newest first."),
     JobStatus.COMPLETED: ("Completed", "finished_at", "Newest first."),
     JobStatus.CANCELLED: ("Cancelled", "finished_at", "Newest first."),
@@ -96,10 +113,8 @@ def home(request):
 
     jobs = JobQueue()  # the queue API, for this dashboard
 
-    try:
-        status = JobStatus(request.GET.get("status", JobStatus.PENDING))
-    except ValueError:
-        status = JobStatus.PENDING
+    status = request.GET.get("status", JobStatus.PENDING)
+    status = JobStatus(status) if status in STATES else JobStatus.PENDING
     when_label, when_field, order = STATES[status]
 
     stats = jobs.stats()
@@ -129,6 +144,8 @@ def home(request):
         "limit": LIST_LIMIT,
         "slow_seconds": SLOW_SECONDS,
         "crunch_items": CRUNCH_ITEMS,
+        "partner_calls": PARTNER_CALLS,
+        "thumbnails": THUMBNAILS,
     }
     return render(request, "example/home.html", context)
 
@@ -156,9 +173,98 @@ def enqueue_crunch(request):
     return enqueued(request, crunch.delay(CRUNCH_ITEMS))
 
 
+@require_POST
+@redis_required
+def enqueue_partner_calls(request):
+    # Ten plain .delay() calls: the job's rate_limit, not this view, spaces out their starts.
+    handles = [call_partner_api.delay(order_id) for order_id in range(1, PARTNER_CALLS + 1)]
+    # The page that follows shows this batch: the visitor's session keeps its ids.
+    request.session["partner_calls"] = [handle.id for handle in handles]
+    messages.success(request, f"Enqueued {len(handles)} call_partner_api jobs.")
+    return redirect("partner_calls")
+
+
+@redis_required
+def partner_calls(request):
+    ids = request.session.get("partner_calls", [])
+    found = JobQueue().get_jobs(ids)  # one round trip for the whole batch
+    batch = [found[job_id] for job_id in ids if job_id in found]
+    first = min((job.started_at for job in batch if job.started_at), default=None)
+    rows = [
+        {"job": job, "after": (job.started_at - first).total_seconds() if job.started_at else None}
+        for job in batch
+    ]
+    finished = all(job.is_finished for job in batch)
+    return render(request, "example/partner_calls.html", {"rows": rows, "finished": finished})
+
+
+# Outside the request's transaction (ATOMIC_REQUESTS): inside one, .delay() only writes the job
+# to the outbox, its unique key is checked at the commit, and handle.created is None.
+@transaction.non_atomic_requests
+@require_POST
+@redis_required
+def enqueue_rebuild_report(request):
+    handle = rebuild_report.delay()
+    if handle.created:
+        return enqueued(request, handle)
+    messages.warning(
+        request,
+        f"Already queued: this is the same job ({handle.status}). rebuild_report is unique, so "
+        "a second .delay() enqueues nothing while one is pending or running.",
+    )
+    return redirect("job_detail", job_id=handle.id)
+
+
+@require_POST
+@redis_required
+def enqueue_thumbnails(request):
+    images = range(1, THUMBNAILS + 1)
+    # One round trip stores the whole workflow; summarise waits until every thumbnail is done.
+    handle = group(make_thumbnail.s(image_id) for image_id in images).then(summarise.s()).delay()
+    thumbnails, summary = handle.steps
+    messages.success(
+        request,
+        f"Enqueued a group of {thumbnails.total} make_thumbnail jobs, then summarise "
+        f"(job {summary.id}), which gets their results.",
+    )
+    return redirect("job_detail", job_id=summary.id)
+
+
+def workflow_of(jobs: JobQueue, job: Job) -> dict[str, object] | None:
+    """The group a job is a member of, or waits for: its members, how many are done, and the
+    step that follows it. ``None`` for a job outside any group."""
+    group_id = job.group
+    if not group_id and job.after and job.after.startswith("group:"):
+        group_id = job.after.removeprefix("group:")
+    record = jobs.group(group_id) if group_id else None  # total, done, members, then, ...
+    if not record:  # no group, or it expired
+        return None
+    members = record["members"].split(",")
+    then = record.get("then")
+    steps = [(f"member {index}", member_id) for index, member_id in enumerate(members, 1)]
+    if then:
+        steps.append(("then", then))
+    found = jobs.get_jobs(step_id for _, step_id in steps)  # one round trip
+    return {
+        "done": int(record.get("done", 0)),
+        "total": int(record["total"]),
+        "then": found.get(then) if then else None,
+        "steps": [
+            {
+                "place": place,
+                "id": step_id,
+                "job": found.get(step_id),  # None once expired
+                "result": json.dumps(found[step_id].result) if step_id in found else "",
+            }
+            for place, step_id in steps
+        ],
+    }
+
+
 @redis_required
 def job_detail(request, job_id):
-    job = JobQueue().get_job(job_id)
+    jobs = JobQueue()
+    job = jobs.get_job(job_id)
     if job is None:
         return render(request, "example/job_missing.html", {"job_id": job_id}, status=404)
     context = {
@@ -178,6 +284,7 @@ def job_detail(request, job_id):
         "progress_at": when(job.progress.at) if job.progress else None,
         "can_cancel": job.status in CANCELLABLE and not job.cancel_requested,
         "check_every": check_every(),
+        "workflow": workflow_of(jobs, job),
     }
     return render(request, "example/job_detail.html", context)
 
