@@ -258,13 +258,36 @@ class GroupHandle:
         self.failed: JobHandle[Any] | None = None
         #: Why the group was cancelled (``None`` unless it was).
         self.cancelled: str | None = None
+        #: What starts once every member completed: a step's id (or ``group:<id>``), or
+        #: ``None`` (as last read).
+        self.then: str | None = None
 
     def __repr__(self) -> str:
         return f"<GroupHandle {self.id} {self.done} of {self.total} done>"
 
+    @classmethod
+    def of(cls, job: Job, queue: JobQueue | None = None) -> GroupHandle | None:
+        """The group ``job`` is a member of, or whose callback it is (``job.group``, or
+        ``job.after``), read in two round trips; ``None`` for a job outside any group, or
+        once the group expired. E.g. on a status page: ``GroupHandle.of(handle.job)``."""
+        queue = queue or JobQueue()
+        after = job.after or ""
+        group_id = job.group or (after.removeprefix("group:") if after.startswith("group:") else "")
+        record = queue.group(group_id) if group_id else {}
+        if not record:
+            return None
+        ids = record["members"].split(",")
+        found = queue.get_jobs(ids)
+        members = [JobHandle(found[i], queue) for i in ids if i in found]
+        return cls(group_id, members, queue)._read(record)
+
     def refresh(self) -> GroupHandle:
         """Read the group's counts again (one round trip)."""
-        record = self.queue.group(self.id)
+        return self._read(self.queue.group(self.id))
+
+    def _read(self, record: dict[str, str]) -> GroupHandle:
+        self.then = record.get("then", self.then)
+        self.total = int(record.get("total", self.total))
         self.done = int(record.get("done", self.done))
         by_id = {member.id: member for member in self.members}
         failed = record.get("failed_member") if int(record.get("failed", "0")) > 0 else None

@@ -187,6 +187,20 @@ def test_cancelling_one_waiting_step_cancels_the_steps_after_it(queue):
     assert take(queue) is None, "the cancelled step is not started"
 
 
+def test_a_group_is_found_again_from_any_of_its_members_or_its_callback(queue):
+    from django_jobs import GroupHandle
+
+    handle = group(plus.s(i) for i in range(3)).then(total.s()).delay()
+    grp, callback = handle.steps
+    run_next(queue)
+
+    for step in (grp.members[2], callback):
+        found = GroupHandle.of(step.refresh().job)
+        assert [m.id for m in found.members] == [m.id for m in grp.members]
+        assert (found.done, found.total, found.then) == (1, 3, callback.id)
+    assert GroupHandle.of(plus.delay(1).job) is None
+
+
 def test_deleting_a_step_before_it_completed_cancels_the_steps_that_wait_for_it(
     queue, redis_client
 ):

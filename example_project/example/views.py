@@ -9,7 +9,15 @@ from django.utils import timezone
 from django.utils.timesince import timesince, timeuntil
 from django.views.decorators.http import require_http_methods, require_POST
 
-from django_jobs import Job, JobQueue, JobStatus, NotJSONSerializable, RedisUnavailable, group
+from django_jobs import (
+    GroupHandle,
+    Job,
+    JobQueue,
+    JobStatus,
+    NotJSONSerializable,
+    RedisUnavailable,
+    group,
+)
 from django_jobs.conf import jobs_settings
 from example.forms import EnqueueForm
 from example.jobs import (
@@ -233,30 +241,20 @@ def enqueue_thumbnails(request):
 def workflow_of(jobs: JobQueue, job: Job) -> dict[str, object] | None:
     """The group a job is a member of, or waits for: its members, how many are done, and the
     step that follows it. ``None`` for a job outside any group."""
-    group_id = job.group
-    if not group_id and job.after and job.after.startswith("group:"):
-        group_id = job.after.removeprefix("group:")
-    record = jobs.group(group_id) if group_id else None  # total, done, members, then, ...
-    if not record:  # no group, or it expired
+    group = GroupHandle.of(job, jobs)  # None outside a group, or once it expired
+    if group is None:
         return None
-    members = record["members"].split(",")
-    then = record.get("then")
-    steps = [(f"member {index}", member_id) for index, member_id in enumerate(members, 1)]
-    if then:
+    then = jobs.get_job(group.then) if group.then and ":" not in group.then else None
+    steps = [(f"member {n}", member.job) for n, member in enumerate(group.members, 1)]
+    if then is not None:
         steps.append(("then", then))
-    found = jobs.get_jobs(step_id for _, step_id in steps)  # one round trip
     return {
-        "done": int(record.get("done", 0)),
-        "total": int(record["total"]),
-        "then": found.get(then) if then else None,
+        "done": group.done,
+        "total": group.total,
+        "then": then,
         "steps": [
-            {
-                "place": place,
-                "id": step_id,
-                "job": found.get(step_id),  # None once expired
-                "result": json.dumps(found[step_id].result) if step_id in found else "",
-            }
-            for place, step_id in steps
+            {"place": place, "id": step.id, "job": step, "result": json.dumps(step.result)}
+            for place, step in steps
         ],
     }
 
