@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from django_jobs import rules
 from django_jobs.conf import jobs_settings
@@ -30,6 +30,18 @@ KEY_MAX = 200
 #: A key: a text with ``{parameter}`` fields filled from the call's arguments, or a function of
 #: the job's arguments that returns the text.
 Key = str | Callable[..., str]
+
+
+class FlowOptions(TypedDict, total=False):
+    """The flow control options of ``@job`` (see :class:`Flow`)."""
+
+    unique: bool | str | None
+    unique_key: Key | None
+    unique_for: float | timedelta | None
+    rate_limit: str | None
+    rate_limit_key: Key | None
+    concurrency: int | None
+    concurrency_key: Key | None
 
 
 @dataclass(frozen=True)
@@ -52,19 +64,13 @@ class Flow:
     concurrency_key: Key | None = None
 
     @classmethod
-    def of(
-        cls,
-        *,
-        unique: bool | str | None = None,
-        unique_key: Key | None = None,
-        unique_for: float | timedelta | None = None,
-        rate_limit: str | None = None,
-        rate_limit_key: Key | None = None,
-        concurrency: int | None = None,
-        concurrency_key: Key | None = None,
-    ) -> Flow:
+    def of(cls, **options: Unpack[FlowOptions]) -> Flow:
         """The options of ``@job`` checked; ``ValueError`` or ``TypeError`` naming the one
         that is wrong."""
+        unique, unique_key = options.get("unique"), options.get("unique_key")
+        unique_for, rate_limit = options.get("unique_for"), options.get("rate_limit")
+        rate_limit_key, concurrency = options.get("rate_limit_key"), options.get("concurrency")
+        concurrency_key = options.get("concurrency_key")
         flow = cls()
         flow = flow.with_unique(unique, unique_key, unique_for)
         if rate_limit is not None:

@@ -10,7 +10,7 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, TypeVar, Unpack, overload
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
@@ -25,7 +25,7 @@ from django_jobs.catalog import (
 )
 from django_jobs.conf import jobs_settings
 from django_jobs.context import JobContext
-from django_jobs.flow import Flow, Key
+from django_jobs.flow import Flow, FlowOptions
 from django_jobs.handle import JobHandle
 from django_jobs.job import Job, JobPriority
 from django_jobs.queue import JobQueue
@@ -74,14 +74,8 @@ class JobFunction(Generic[P, R]):
         priority: JobPriority | int | str = JobPriority.NORMAL,
         max_retries: int | None = None,
         timeout: float | timedelta | None = None,
-        unique: bool | str | None = None,
-        unique_key: Key | None = None,
-        unique_for: float | timedelta | None = None,
-        rate_limit: str | None = None,
-        rate_limit_key: Key | None = None,
-        concurrency: int | None = None,
-        concurrency_key: Key | None = None,
         takes_context: bool = False,
+        **flow: Unpack[FlowOptions],
     ) -> None:
         if not callable(func):
             raise TypeError(f"@job decorates a function, not {func!r}.")
@@ -92,15 +86,7 @@ class JobFunction(Generic[P, R]):
             validation.integer(max_retries, "max_retries")
         if timeout is not None:
             timeout = validation.seconds(timeout, "timeout", positive=True)
-        self.flow = Flow.of(
-            unique=unique,
-            unique_key=unique_key,
-            unique_for=unique_for,
-            rate_limit=rate_limit,
-            rate_limit_key=rate_limit_key,
-            concurrency=concurrency,
-            concurrency_key=concurrency_key,
-        )
+        self.flow = Flow.of(**flow)
         self.func = func
         self.name = name or origin(func)
         self.queue = queue
@@ -291,13 +277,7 @@ def job(
     priority: JobPriority | int | str = JobPriority.NORMAL,
     max_retries: int | None = None,
     timeout: float | timedelta | None = None,
-    unique: bool | str | None = None,
-    unique_key: Key | None = None,
-    unique_for: float | timedelta | None = None,
-    rate_limit: str | None = None,
-    rate_limit_key: Key | None = None,
-    concurrency: int | None = None,
-    concurrency_key: Key | None = None,
+    **flow: Unpack[FlowOptions],
 ) -> Callable[[Callable[Concatenate[JobContext, P], R]], ContextJobFunction[P, R]]: ...
 
 
@@ -309,14 +289,8 @@ def job(
     priority: JobPriority | int | str = JobPriority.NORMAL,
     max_retries: int | None = None,
     timeout: float | timedelta | None = None,
-    unique: bool | str | None = None,
-    unique_key: Key | None = None,
-    unique_for: float | timedelta | None = None,
-    rate_limit: str | None = None,
-    rate_limit_key: Key | None = None,
-    concurrency: int | None = None,
-    concurrency_key: Key | None = None,
     takes_context: Literal[False] = False,
+    **flow: Unpack[FlowOptions],
 ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
 
 
@@ -334,7 +308,8 @@ def job(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     (its id, attempt and ``progress()``), which the worker passes. A bad option raises
     ``ValueError`` here, with the message an enqueue would give (:mod:`django_jobs.validation`).
     """
-    unknown = set(options) - set(inspect.signature(JobFunction).parameters) - {"func"}
+    known = {*inspect.signature(JobFunction).parameters, *FlowOptions.__annotations__}
+    unknown = set(options) - known - {"func", "flow"}
     if unknown:
         raise TypeError(f"@job got unknown options: {', '.join(sorted(unknown))}.")
 
