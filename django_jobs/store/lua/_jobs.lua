@@ -147,7 +147,7 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
   -- This worker takes one of the promoted jobs; the others may wake idle workers.
   wake(wakeup_key, ready - 1)
   local t = tonumber(now)
-  local due = due_waiting(prefix, t, queues)
+  local due = due_waiting(prefix, now, queues)
   local parked = 0
   local function held()
     if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
