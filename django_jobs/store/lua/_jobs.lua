@@ -26,7 +26,7 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
         elseif field == 'unique_for' then ttl = string.format('%d', math.ceil(tonumber(jobs[j + 1]) * 1000))
         end
       end
-      local holder = unique and unique_take(prefix, unique, ttl, id)
+      local holder = unique and flows().unique_take(prefix, unique, ttl, id)
       if holder then
         taken[#taken + 1] = id
         taken[#taken + 1] = holder
@@ -85,20 +85,20 @@ local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, proc
   count_minute(prefix, now, 'completed')
   count_event(prefix, 'succeeded', f[5], f[6])
   notify_done(prefix, id, f[3])
-  if f[7] or f[9] then wake(wakeup_key, job_ended(prefix, id, f[7], f[8], f[9], now)) end
-  if f[10] or f[11] then wake(wakeup_key, step_completed(prefix, f[10], f[11], f[12], result, job_ttl)) end
+  if f[7] or f[9] then wake(wakeup_key, flows().job_ended(prefix, id, f[7], f[8], f[9], now)) end
+  if f[10] or f[11] then wake(wakeup_key, workflows().step_completed(prefix, f[10], f[11], f[12], result, job_ttl)) end
   return 1
 end
 
--- Lease job ``id`` (its record as read) to ``worker`` under ``token`` until ``deadline``, and
--- release its unique key if it holds it until it starts. Returns what claim_next returns.
-local function lease(prefix, processing_key, id, record, name, now, deadline, token, worker)
+-- Lease job ``id`` (its record as read, of ``queue``) to ``worker`` under ``token`` until
+-- ``deadline``, and release its ``unique`` key if it holds it until it starts. Returns what
+-- claim_next returns.
+local function lease(prefix, processing_key, id, record, name, queue, unique, unique_until, now, deadline, token, worker)
   local running = {'status', 'running', 'started_at', now, 'worker_id', worker, 'lease_token', token}
   redis.call('HSET', job_key(prefix, id), unpack(running))
   redis.call('ZADD', processing_key, deadline, id)
-  count_event(prefix, 'started', field_value(record, 'queue'), name)
-  local unique = field_value(record, 'unique_key')
-  if unique then unique_release(prefix, id, unique, field_value(record, 'unique_until'), 'started') end
+  count_event(prefix, 'started', queue, name)
+  if unique then flows().unique_release(prefix, id, unique, unique_until, 'started') end
   -- The record as read, then the fields just set: read in order, the later ones win.
   for _, value in ipairs(running) do record[#record + 1] = value end
   return {id, record}
@@ -106,24 +106,32 @@ end
 
 -- Look at the head job ``id`` of a ready or waiting list for claim_next. Returns 'take' (it may
 -- start: its limits' tokens and slots are taken), 'held' (``only`` excludes it), 'gone' (buried
--- as unreadable), or 'limited' with the limit that holds it back and when to look again; and
--- the record and name it read.
+-- as unreadable), or 'limited' with the limit that holds it back and when to look again; then
+-- the record it read and the fields the claim needs, found in one pass over it.
 local function examine(prefix, dead_key, id, now, deadline, only)
   local record = redis.pcall('HGETALL', job_key(prefix, id))
   local why
   if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
-  local name = (not why) and field_value(record, 'name')
-  if only and name and not only[name] then return 'held' end
-  if why or not name then
+  local f = {}
+  if not why then
+    for j = 1, #record, 2 do
+      local k = record[j]
+      if k == 'name' or k == 'queue' or k == 'limits' or k == 'unique_key' or k == 'unique_until' then
+        f[k] = record[j + 1]
+      end
+    end
+  end
+  if only and f.name and not only[f.name] then return 'held' end
+  if why or not f.name then
     bury(prefix, dead_key, id, now, why or 'The job record is missing.')
     return 'gone'
   end
-  local specs = job_limits(field_value(record, 'limits'))
+  local specs = f.limits and flows().job_limits(f.limits)
   if specs then
-    local lid, again = admit(prefix, id, specs, now, deadline)
-    if lid then return 'limited', record, name, lid, again end
+    local lid, again = flows().admit(prefix, id, specs, now, deadline)
+    if lid then return 'limited', record, f, lid, again end
   end
-  return 'take', record, name
+  return 'take', record, f
 end
 
 -- Promote due jobs, then lease the first job of the highest non-empty list of the served
@@ -147,27 +155,31 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
   -- This worker takes one of the promoted jobs; the others may wake idle workers.
   wake(wakeup_key, ready - 1)
   local t = tonumber(now)
-  local due = due_waiting(prefix, now, queues)
-  local parked = 0
-  local function held()
-    if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
-    return {'', '', '1'}
+  -- Jobs a limit holds back: the helpers that look at them are built only when some are due
+  -- (one command otherwise; the text '0' and '1', as Redis formats number arguments slowly).
+  local due = nil
+  if redis.call('ZRANGEBYSCORE', parked_key(prefix), '-inf', now, 'LIMIT', '0', '1')[1] then
+    due = flows().due_waiting(prefix, now, queues)
   end
+  local parked = 0
   for priority = 3, 0, -1 do
     for _, queue in ipairs(queues) do
       for _, member in ipairs(due and due[tostring(priority)] and due[tostring(priority)][queue] or {}) do
-        local wkey = waiting_key(prefix, member)
+        local wkey = flows().waiting_key(prefix, member)
         local id = redis.call('LINDEX', wkey, 0)
         while id do
-          local verdict, record, name, lid, again = examine(prefix, dead_key, id, t, deadline, only)
-          if verdict == 'held' then return held() end
+          local verdict, record, f, lid, again = examine(prefix, dead_key, id, t, deadline, only)
+          if verdict == 'held' then
+            if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
+            return {'', '', '1'}
+          end
           if verdict == 'limited' and member == priority .. '|' .. queue .. '|' .. lid then
             redis.call('ZADD', parked_key(prefix), again, member)
             break
           end
-          unpark(prefix, id, member, true)
-          if verdict == 'take' then return lease(prefix, processing_key, id, record, name, now, deadline, token, worker) end
-          if verdict == 'limited' then park(prefix, id, queue, priority, name, lid, again, t) end
+          flows().unpark(prefix, id, member, true)
+          if verdict == 'take' then return lease(prefix, processing_key, id, record, f.name, f.queue, f.unique_key, f.unique_until, now, deadline, token, worker) end
+          if verdict == 'limited' then flows().park(prefix, id, queue, priority, f.name, lid, again, t) end
           id = redis.call('LINDEX', wkey, 0)
         end
       end
@@ -176,12 +188,15 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
       local id
       if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
       while id do
-        local verdict, record, name, lid, again = examine(prefix, dead_key, id, t, deadline, only)
-        if verdict == 'held' then return held() end
+        local verdict, record, f, lid, again = examine(prefix, dead_key, id, t, deadline, only)
+        if verdict == 'held' then
+          if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
+          return {'', '', '1'}
+        end
         if only then redis.call('LPOP', list) end
-        if verdict == 'take' then return lease(prefix, processing_key, id, record, name, now, deadline, token, worker) end
+        if verdict == 'take' then return lease(prefix, processing_key, id, record, f.name, f.queue, f.unique_key, f.unique_until, now, deadline, token, worker) end
         if verdict == 'limited' then
-          park(prefix, id, queue, priority, name, lid, again, t)
+          flows().park(prefix, id, queue, priority, f.name, lid, again, t)
           parked = parked + 1
           if parked >= PARK_CAP then return {'', now, '0'} end
         end
@@ -189,7 +204,8 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
       end
     end
   end
-  local next_due = next_parked(prefix, queues)
+  local next_due = nil
+  if redis.call('EXISTS', parked_key(prefix)) == 1 then next_due = flows().next_parked(prefix, queues) end
   for _, zkey in ipairs({scheduled_key, retrying_key}) do
     local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
     if head[2] and (next_due == nil or tonumber(head[2]) < next_due) then next_due = tonumber(head[2]) end
@@ -212,14 +228,14 @@ local function delete_job(prefix, id, sets, off_list, now, job_ttl)
   local removed = 0
   for _, zkey in ipairs(sets) do removed = removed + redis.call('ZREM', zkey, id) end
   if f[5] and not off_list then
-    unpark(prefix, id, f[5], false)
+    flows().unpark(prefix, id, f[5], false)
   elseif removed == 0 and not off_list and f[1] == 'pending' and f[2] and f[3] then
     redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)
   end
-  job_ended(prefix, id, f[6], f[7], f[8], 0)
+  if f[6] or f[8] then flows().job_ended(prefix, id, f[6], f[7], f[8], 0) end
   -- A workflow's step deleted before it completed: what follows it can never start.
   if (f[9] or f[10]) and f[1] ~= 'completed' then
-    step_cancelled(prefix, id, f[9], f[10], f[11], now, job_ttl, 'deleted')
+    workflows().step_cancelled(prefix, id, f[9], f[10], f[11], now, job_ttl, 'deleted')
   end
   if f[4] then
     -- user_id is JSON: 42 or "name" (see job.py); the index key holds it as text.
@@ -241,7 +257,7 @@ local function cancel_job(prefix, id, now, job_ttl, keep_since, token, scheduled
   if f.err or not f[1] then return 'missing' end
   local status = f[1]
   if status == 'pending' and f[6] then
-    unpark(prefix, id, f[6], false)  -- held back by a limit
+    flows().unpark(prefix, id, f[6], false)  -- held back by a limit
   elseif status == 'pending' then
     if redis.call('ZREM', scheduled_key, id) == 0 and f[2] and f[3] then
       redis.call('LREM', list_key(prefix, f[2], f[3]), 1, id)
@@ -264,8 +280,8 @@ local function cancel_job(prefix, id, now, job_ttl, keep_since, token, scheduled
   redis.call('EXPIRE', jkey, job_ttl)
   index_finished(cancelled_key, id, now, keep_since)
   count_event(prefix, 'cancelled', f[2], f[5])
-  job_ended(prefix, id, f[7], f[8], f[9], tonumber(now))
+  if f[7] or f[9] then flows().job_ended(prefix, id, f[7], f[8], f[9], tonumber(now)) end
   notify_done(prefix, id)
-  if f[10] or f[11] or f[12] then step_cancelled(prefix, id, f[10], f[11], f[12], now, job_ttl) end
+  if f[10] or f[11] or f[12] then workflows().step_cancelled(prefix, id, f[10], f[11], f[12], now, job_ttl) end
   return 'cancelled'
 end

@@ -2,5 +2,5 @@
 -- steps that wait for others with status 'waiting') and its groups (store_groups).
 -- KEYS: scheduled, wakeup
 -- ARGV: prefix, keep_since, user_ttl, groups, *jobs
-store_groups(A.prefix, A.groups)
+workflows().store_groups(A.prefix, A.groups)
 return enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, A.jobs, K.scheduled, K.wakeup)

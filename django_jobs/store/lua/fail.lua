@@ -23,7 +23,7 @@ redis.call('ZREM', K.processing, id)
 count_minute(A.prefix, A.now, 'failed')
 count_event(A.prefix, 'failed', f[7], f[8])
 -- It stops running either way: its concurrency slots go back (its unique key only at its end).
-wake(K.wakeup, free_slots(A.prefix, id, f[11], now))
+if f[11] then wake(K.wakeup, flows().free_slots(A.prefix, id, f[11], now)) end
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
 if A.retry == '1' and retries < max_retries then
   retries = retries + 1
@@ -40,7 +40,7 @@ redis.call('HSET', K.job, 'status', 'failed', 'finished_at', A.now)
 redis.call('ZADD', K.dead, A.now, id)
 count_minute(A.prefix, A.now, 'dead')
 count_event(A.prefix, 'dead', f[7], f[8])
-unique_release(A.prefix, id, f[9], f[10], 'finished')
+if f[9] then flows().unique_release(A.prefix, id, f[9], f[10], 'finished') end
 notify_done(A.prefix, id)
-if f[12] or f[13] then step_dead(A.prefix, id, f[12], f[13], A.now, A.job_ttl) end
+if f[12] or f[13] then workflows().step_dead(A.prefix, id, f[12], f[13], A.now, A.job_ttl) end
 return {'failed', ''}

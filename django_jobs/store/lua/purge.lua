@@ -35,7 +35,7 @@ end
 if in_list and deleted > 0 then redis.call('LREM', K.source, deleted, GONE) end
 if A.kind == 'W' then
   -- Its name after '<prefix>:waiting:' is its entry in the parked index.
-  forget_waiting(prefix, string.sub(K.source, string.len(waiting_key(prefix, '')) + 1))
+  flows().forget_waiting(prefix, string.sub(K.source, string.len(flows().waiting_key(prefix, '')) + 1))
 end
 if #window < batch then return {deleted, -1} end
 return {deleted, start + batch - deleted}

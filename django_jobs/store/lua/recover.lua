@@ -24,7 +24,7 @@ end
 -- Completions do not trim their index (the hot path): drop the entries of expired records here,
 -- and the limits unused for a day from theirs (claims only add to it).
 redis.call('ZREMRANGEBYSCORE', K.completed, '-inf', '(' .. A.keep_since)
-forget_limits(prefix, tonumber(now))
+flows().forget_limits(prefix, tonumber(now))
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMIT', 0, A.limit)) do
   redis.call('ZREM', K.processing, id)
   local jkey = job_key(prefix, id)
@@ -48,14 +48,16 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
     redis.call('HSET', jkey, 'status', 'cancelled', 'finished_at', now)
     redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
     redis.call('EXPIRE', jkey, A.job_ttl)
-    woken = woken + job_ended(prefix, id, f.unique_key, f.unique_until, f.limits, tonumber(now))
+    if f.unique_key or f.limits then
+      woken = woken + flows().job_ended(prefix, id, f.unique_key, f.unique_until, f.limits, tonumber(now))
+    end
     index_finished(K.cancelled, id, now, A.keep_since)
     count_event(prefix, 'cancelled', f.queue, f.name)
     notify_done(prefix, id)
-    if f['then'] or f.group or f.after then step_cancelled(prefix, id, f['then'], f.group, f.after, now, A.job_ttl) end
+    if f['then'] or f.group or f.after then workflows().step_cancelled(prefix, id, f['then'], f.group, f.after, now, A.job_ttl) end
   else
     -- Its concurrency slots come back with its lease (its unique key stays, unless it is buried).
-    woken = woken + free_slots(prefix, id, f.limits, tonumber(now))
+    if f.limits then woken = woken + flows().free_slots(prefix, id, f.limits, tonumber(now)) end
     local lost = (tonumber(f.lost_count or '0') or 0) + 1
     -- The tokens taken back, the latest max_lost of them: a worker that presents one later was
     -- only late, and the loss is then uncounted (``stale`` in _lib.lua).
@@ -74,8 +76,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMI
         failed_at = tonumber(now),
       }))
       bury(prefix, K.dead, id, now, reason)
-      unique_release(prefix, id, f.unique_key, f.unique_until, 'finished')
-      if f['then'] or f.group then step_dead(prefix, id, f['then'], f.group, now, A.job_ttl) end
+      if f.unique_key then flows().unique_release(prefix, id, f.unique_key, f.unique_until, 'finished') end
+      if f['then'] or f.group then workflows().step_dead(prefix, id, f['then'], f.group, now, A.job_ttl) end
       buried[#buried + 1] = id
     else
       redis.call('HSET', jkey, 'status', 'pending')

@@ -9,5 +9,5 @@ redis.call('HSET', K.job, 'status', 'pending')
 redis.call('HDEL', K.job, 'lease_token')
 redis.call('ZREM', K.processing, A.id)
 redis.call('LPUSH', list_key(A.prefix, f[3], f[4]), A.id)
-wake(K.wakeup, 1 + free_slots(A.prefix, A.id, f[5], tonumber(A.now)))
+wake(K.wakeup, 1 + (f[5] and flows().free_slots(A.prefix, A.id, f[5], tonumber(A.now)) or 0))
 return 1

@@ -27,7 +27,7 @@ for _, id in ipairs(ids) do
     redis.call('DEL', done_key(A.prefix, id))
     redis.call('PERSIST', jkey)
     redis.call('RPUSH', list_key(A.prefix, f[1], f[2]), id)
-    if f[5] then step_requeued(A.prefix, id, f[5]) end  -- its group may finish now
+    if f[5] then workflows().step_requeued(A.prefix, id, f[5]) end  -- its group may finish now
     done[#done + 1] = id
   end
 end

@@ -28,4 +28,4 @@ for i, key in ipairs({K.scheduled, K.retrying, K.processing, K.dead, K.completed
   states[i] = redis.call('ZCARD', key)
 end
 return {lengths, states, redis.call('HGETALL', K.counters), heads, read_workers(K.workers, A.prefix, A.workers_since),
-  read_limits(A.prefix, tonumber(A.now), tonumber(A.limits_count))}
+  flows().read_limits(A.prefix, tonumber(A.now), tonumber(A.limits_count))}
