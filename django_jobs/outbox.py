@@ -161,7 +161,7 @@ def move_waiting(using: str, *, older_than: float = SWEEP_AFTER, limit: int = SW
     for row in rows.order_by("created")[:limit]:
         try:
             if row.record.startswith(f'{{"{WORKFLOW}"'):
-                moved += _move_flow(row)
+                moved += _move_flow(row, using)
             else:
                 by_prefix[row.prefix].append(Job.from_json(row.record))
         except Exception:
@@ -175,7 +175,7 @@ def move_waiting(using: str, *, older_than: float = SWEEP_AFTER, limit: int = SW
     return moved
 
 
-def _move_flow(row: Any) -> int:
+def _move_flow(row: Any, using: str) -> int:
     """Store the chain or group of an outbox row in Redis (again, if it was stored already:
     storing a workflow is idempotent on its ids) and delete the row; return its job count."""
     from django_jobs.queue import JobQueue
@@ -183,7 +183,7 @@ def _move_flow(row: Any) -> int:
     flow = json.loads(row.record)[WORKFLOW]
     steps = [Job.from_dict(data) for data in flow["jobs"]]
     JobQueue(prefix=row.prefix).enqueue_flow(steps, flow["groups"])
-    _forget(row._state.db or DEFAULT_DB_ALIAS, [row.job_id])
+    _forget(using, [row.job_id])
     logger.info("workflow %s: moved from the outbox to Redis", row.job_id)
     return len(steps)
 
