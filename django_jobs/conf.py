@@ -33,6 +33,10 @@ DEFAULTS: dict[str, Any] = {
     # on top), so that nothing hangs on a frozen Redis; options in REDIS_URL take precedence.
     "REDIS_CONNECT_TIMEOUT": 5,
     "REDIS_SOCKET_TIMEOUT": 10,
+    # Call the scripts as Redis functions (FCALL; Redis 7+, loaded once as one library) where
+    # the server takes them; False: always as scripts (EVALSHA), e.g. behind a proxy that
+    # passes EVALSHA but not FCALL.
+    "REDIS_FUNCTIONS": True,
     # Every key starts with this; the braces are a Redis Cluster hash tag. Two projects on one
     # Redis need two prefixes: with the same one, their workers take each other's jobs.
     "PREFIX": "{django_jobs}",
@@ -292,6 +296,7 @@ RULES: dict[str, _Rule] = {
     "QUEUES": _queues,
     "DEFAULT_QUEUE": _default_queue,
     "ENQUEUE_ON_COMMIT": _flag,
+    "REDIS_FUNCTIONS": _flag,
     "SCHEDULES": _schedules,
     "METRICS_TOKEN": _metrics_token,
     "MODE": _mode,
