@@ -2,8 +2,11 @@
 (``EVALSHA``) where the server, the ACL user or ``REDIS_FUNCTIONS`` says no. Against private
 redis-servers, whose libraries and command counts are this test's own."""
 
+import asyncio
+
 import pytest
 
+from django_jobs import JobPriority
 from django_jobs.store.scripts import FUNCTIONS, SCRIPTS
 from tests.census import assert_census
 from tests.redis_server import RedisServer
@@ -140,3 +143,16 @@ def test_only_a_job_with_something_to_do_at_its_end_carries_on_end(queue, redis_
 
     assert redis_client.hget(queue.keys.job(plain.id), "on_end") is None
     assert redis_client.hget(queue.keys.job(unique.id), "on_end") == "1"
+
+
+def test_concurrent_calls_that_all_find_no_functions_all_go_through(
+    server_without_functions, queue
+):
+    async def enqueue_at_once():
+        return await asyncio.gather(*(jobs.add.adelay(i, i) for i in range(20)))
+
+    handles = asyncio.run(enqueue_at_once())
+
+    client = server_without_functions.client()
+    normal = queue.keys.queue("default", JobPriority.NORMAL)
+    assert sorted(client.lrange(normal, 0, -1)) == sorted(h.id for h in handles)

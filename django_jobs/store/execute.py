@@ -98,7 +98,8 @@ def _recover(client: Any, step: Call | Command, exc: redis.ResponseError) -> str
         return None
     if isinstance(exc, NoScriptError) or str(exc).startswith("Function not found"):
         return "load"
-    if _functions(client) and _NO_FUNCTIONS.search(str(exc)):
+    if _NO_FUNCTIONS.search(str(exc)):
+        # Also when another call of this client (a coroutine, a thread) found it first.
         _SCRIPTS_ONLY.add(client)
         return "again"
     return None
