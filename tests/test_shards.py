@@ -1,0 +1,261 @@
+"""Sharding by queue (DJANGO_JOBS['SHARDS']): each shard's keys share a hash tag of their own, every
+script call stays in one slot, ids find their shard, workers claim from every shard they serve and
+the console adds the shards up. Single-node layouts without SHARDS keep their keys."""
+
+import json
+import re
+
+import pytest
+from redis.crc import key_slot
+
+from django_jobs import JobQueue, JobStatus, chain
+from django_jobs.checks import check_settings
+from django_jobs.conf import InvalidSetting, jobs_settings
+from django_jobs.store import execute, shards
+from django_jobs.store.scripts import Call
+from django_jobs.worker.leases import Leases
+from tests.census import census
+from tests.processes import wait_until
+from tests.testapp import jobs as test_jobs
+
+SHARDS = {"mail": ["emails"], "batch": ["reports"]}
+
+
+@pytest.fixture
+def sharded(jobs_settings, prefix, redis_client):
+    """The test settings with the queues "emails" and "reports" on shards of their own."""
+    jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, "SHARDS": SHARDS}
+    yield JobQueue()
+    # The shards' keys: "{test-x:mail}..." is not under the fixture's "{test-x}" pattern.
+    keys = list(redis_client.scan_iter(match=f"{prefix[:-1]}:*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture
+def slots(monkeypatch):
+    """Every script call made meanwhile, checked: its keys, and the keys it builds from its
+    ``prefix`` argument, share one Redis Cluster slot."""
+    seen: list[str] = []
+    original, aoriginal = execute.execute, execute.aexecute
+
+    def check(step):
+        if not isinstance(step, Call):
+            return
+        names = [*step.script.args, *([step.script.rest] if step.script.rest else [])]
+        prefix = step.args[names.index("prefix")] if "prefix" in names else None
+        keys = list(step.keys) + ([f"{prefix}:job:x"] if prefix else [])
+        used = {key_slot(key.encode()) for key in keys}
+        assert len(used) <= 1, f"{step.script.name} crosses slots: {keys}"
+        seen.append(step.script.name)
+
+    def checked(client, step):
+        check(step)
+        return original(client, step)
+
+    async def achecked(client, step):
+        check(step)
+        return await aoriginal(client, step)
+
+    monkeypatch.setattr(execute, "execute", checked)
+    monkeypatch.setattr(execute, "aexecute", achecked)
+    return seen
+
+
+def test_without_shards_the_keys_are_those_of_before(queue, prefix, redis_client):
+    job = queue.enqueue("a.job", [1], queue="emails")
+
+    assert re.fullmatch(r"[0-9a-f]{32}", job.id)
+    assert redis_client.exists(f"{prefix}:job:{job.id}")
+    assert redis_client.lrange(f"{prefix}:queue:emails:1", 0, -1) == [job.id]
+    assert queue.all_keys() == [queue.keys]
+    assert shards.shard_prefix("{django_jobs}", "") == "{django_jobs}"
+
+
+def test_shard_prefixes_put_the_shard_in_the_hash_tag():
+    assert shards.shard_prefix("{django_jobs}", "mail") == "{django_jobs:mail}"
+    assert shards.shard_prefix("{proj}:jobs", "mail") == "{proj:mail}:jobs"
+
+
+def test_jobs_of_two_shards_are_stored_under_two_hash_tags(sharded, prefix, redis_client):
+    mail = sharded.enqueue("a.job", [1], queue="emails")
+    plain = sharded.enqueue("a.job", [2], queue="default")
+    mail_prefix = f"{prefix[:-1]}:mail}}"
+
+    assert mail.id.startswith("mail.")
+    assert re.fullmatch(r"[0-9a-f]{32}", plain.id)
+    assert redis_client.exists(f"{mail_prefix}:job:{mail.id}")
+    assert redis_client.lrange(f"{mail_prefix}:queue:emails:1", 0, -1) == [mail.id]
+    assert not redis_client.exists(f"{prefix}:job:{mail.id}")
+    assert redis_client.lrange(f"{prefix}:queue:default:1", 0, -1) == [plain.id]
+    assert redis_client.llen(f"{mail_prefix}:wakeup") == 1
+    assert sharded.queue_keys("emails").prefix == mail_prefix
+    assert sharded.queue_keys("default").prefix == prefix
+
+
+def test_every_script_call_stays_in_one_slot_across_a_whole_life(sharded, slots):
+    leases = Leases(sharded.prefix)
+    done = sharded.enqueue("a.job", [1], queue="emails", priority="high")
+    dead = sharded.enqueue("a.job", [2], queue="reports", max_retries=0)
+    cancelled = sharded.enqueue("a.job", [3], queue="default", delay=60)
+    waiting = chain(test_jobs.add.s(1, 2), test_jobs.add.s(3)).delay()
+    claimed = [leases.claim(["emails", "reports", "default"]).job for _ in range(3)]
+    assert {j.id for j in claimed} >= {done.id, dead.id}
+    for job in claimed:
+        if job.id == dead.id:
+            assert leases.fail_job(job, "boom") is JobStatus.FAILED
+        else:
+            leases.complete_job(job, 1)
+    assert sharded.cancel_job(cancelled.id) == "cancelled"
+    assert sharded.requeue_dead([dead.id]) == [dead.id]
+    leases.extend_lease([])
+    leases.recover_expired()
+    leases.promote_due()
+    sharded.stats()
+    sharded.page(JobStatus.PENDING)
+    sharded.throughput(5)
+    sharded.limits()
+    sharded.cancel_flow([h.id for h in waiting.steps])
+    sharded.purge(JobStatus.PENDING)
+    sharded.purge(JobStatus.COMPLETED)
+    sharded.delete_jobs([done.id])
+    assert {"enqueue", "claim", "ack", "fail", "cancel", "requeue", "stats", "page"} <= set(slots)
+
+
+def test_lookups_by_id_reach_the_shard_of_the_job(sharded):
+    job = sharded.enqueue("a.job", [1], queue="emails")
+    other = sharded.enqueue("a.job", [2], queue="reports")
+
+    assert sharded.get_job(job.id).queue == "emails"
+    assert set(sharded.get_jobs([job.id, other.id])) == {job.id, other.id}
+    assert sharded.watch(job.id) is JobStatus.PENDING
+    assert sharded.cancel_job(job.id) == "cancelled"
+    assert sharded.get_job(job.id).status is JobStatus.CANCELLED
+    assert sharded.cancel_job("mail.nope") == "missing"
+    assert [j.id for j in sharded.delete_jobs([job.id, other.id])] == [job.id, other.id]
+    assert sharded.get_jobs([job.id, other.id]) == {}
+
+
+def test_a_job_moved_to_another_shard_is_found_by_its_id(sharded, configure, prefix):
+    job = sharded.enqueue("a.job", [1], queue="emails")
+    configure(SHARDS={"batch": ["reports"]})  # "emails" back in the default shard
+    moved = sharded.build_job("a.job", [2], queue="emails")
+    moved.id = job.id.replace("mail.", "gone.")  # an id naming a shard that no longer exists
+
+    sharded.enqueue_many([moved])
+
+    assert sharded.get_job(moved.id).args == [2]
+    assert sharded.cancel_job(moved.id) == "cancelled"
+
+
+def test_a_worker_serving_two_shards_takes_turns_and_keeps_priority_within_each(sharded):
+    leases = Leases(sharded.prefix)
+    low = sharded.enqueue("a.job", ["low"], queue="emails", priority="low")
+    critical = sharded.enqueue("a.job", ["critical"], queue="emails", priority="critical")
+    first = sharded.enqueue("a.job", ["r1"], queue="reports")
+    second = sharded.enqueue("a.job", ["r2"], queue="reports")
+
+    order = []
+    claim = leases.claim(["emails", "reports"])
+    while claim.job is not None:
+        order.append(claim.job.id)
+        _, claim = leases.complete_and_claim(claim.job, None, ["emails", "reports"])
+
+    assert order == [critical.id, first.id, low.id, second.id]
+    assert census(sharded, _client()) == {}  # the default shard holds none of them
+    for keys, ids in ((sharded.queue_keys("emails"), {low.id, critical.id}),):
+        assert set(_client().zrange(keys.completed, 0, -1)) == ids
+
+
+def _client():
+    import redis
+
+    return redis.Redis.from_url(jobs_settings.REDIS_URL, decode_responses=True)
+
+
+def test_stats_and_pages_add_the_shards_up(sharded):
+    sharded.enqueue("a.job", [1], queue="emails", priority="high")
+    sharded.enqueue("a.job", [2], queue="reports")
+    sharded.enqueue("a.job", [3], queue="default")
+    sharded.enqueue("a.job", [4], queue="reports", delay=60)
+
+    stats = sharded.stats()
+
+    assert stats["queues"]["emails"]["high"] == 1
+    assert stats["queues"]["reports"]["normal"] == 1
+    assert stats["queues"]["default"]["normal"] == 1
+    assert stats["states"]["pending"] == 4
+    assert stats["states"]["scheduled"] == 1
+    assert stats["oldest"]["emails"]["high"] is not None
+    page = sharded.page(JobStatus.PENDING, limit=2)
+    assert page.total == 4
+    assert len(page.jobs) == 2
+    rest = sharded.page(JobStatus.PENDING, limit=2, cursor=page.cursor)
+    assert {j.args[0] for j in page.jobs + rest.jobs} == {1, 2, 3, 4}
+    assert rest.cursor is None
+    assert [j.args for j in sharded.list_jobs(JobStatus.PENDING, queue="reports")] == [[2], [4]]
+
+
+def test_requeue_and_purge_reach_every_shard(sharded):
+    leases = Leases(sharded.prefix)
+    ids = [sharded.enqueue("a.job", [q], queue=q, max_retries=0).id for q in ("emails", "reports")]
+    for _ in ids:
+        leases.fail_job(leases.claim(["emails", "reports"]).job, "boom")
+    assert sharded.stats()["states"]["failed"] == 2
+
+    assert sorted(sharded.requeue_dead()) == sorted(ids)
+    assert sharded.purge(JobStatus.PENDING, queue="reports") == 1
+    assert sharded.purge(JobStatus.PENDING) == 1
+    assert sharded.stats()["states"]["pending"] == 0
+
+
+def test_a_workflow_over_queues_of_two_shards_is_refused(sharded):
+    with pytest.raises(ValueError, match=r"queues of one shard.*emails in shard 'mail'"):
+        chain(test_jobs.add.s(1, 2), test_jobs.add.using(queue="emails").s(3)).delay()
+    handle = chain(
+        test_jobs.add.using(queue="emails").s(1, 2), test_jobs.add.using(queue="emails").s(3)
+    ).delay()
+    assert handle.steps[0].id.startswith("mail.")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"mail": ["emails"], "more": ["emails"]}, "puts queue 'emails' in two shards"),
+        ({"mail": ["nope"]}, "names 'nope', which is not one of"),
+        ({"a.b": ["emails"]}, "has the shard name 'a.b'"),
+        ({"mail": []}, "must be a non-empty list"),
+        (["emails"], "must be a dict"),
+    ],
+)
+def test_a_bad_layout_is_refused_by_the_check_and_where_it_is_read(configure, value, message):
+    configure(SHARDS=value)
+
+    errors = [e for e in check_settings() if e.id == "django_jobs.E016"]
+    assert len(errors) == 1
+    assert message in errors[0].msg
+    with pytest.raises(InvalidSetting, match=re.escape(message)):
+        JobQueue().enqueue("a.job", queue="default")
+
+
+def test_a_worker_process_serving_two_shards_runs_all_their_jobs(
+    sharded, workers, redis_client, prefix
+):
+    workers.settings["SHARDS"] = SHARDS
+    workers.start("--concurrency", "1", "--queues", "default,emails,reports")
+    handles = [
+        test_jobs.add.using(queue=q).delay(i, 1)
+        for i, q in enumerate(["default", "emails", "reports"] * 3)
+    ]
+
+    assert [h.result(timeout=15) for h in handles] == [i + 1 for i in range(9)]
+    # Every job is in exactly one place, on its own shard.
+    for shard, keys in zip(shards.names(), sharded.all_keys(), strict=True):
+        places = {}
+        for name, key in keys.state_sets.items():
+            for job_id in redis_client.zrange(key, 0, -1):
+                places.setdefault(job_id, []).append(name)
+        assert all(where == ["completed"] for where in places.values())
+        assert {shards.of_id(i) for i in places} == {shard}
+    wait_until(lambda: sharded.stats()["workers"]["live"] == 1)
+    assert json.loads(json.dumps(sharded.stats()["states"]))["completed"] == 9
