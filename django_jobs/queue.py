@@ -32,6 +32,7 @@ from django_jobs.browse import (
 from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobIsRunning, JobNotFound, RedisUnavailable
+from django_jobs.flow import NO_FLOW
 from django_jobs.job import Job, JobStatus
 from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
@@ -67,12 +68,15 @@ class JobQueue(JobBrowser):
         arguments must fit its function's parameters (``TypeError`` otherwise); a name
         registered only elsewhere (in the workers of another code base) is taken as it is.
         """
-        if "function" not in options and (registered := registry.get(name)) is not None:
+        registered = registry.get(name)
+        if "function" not in options and registered is not None:
             options["function"] = registered.func
             options["takes_context"] = registered.takes_context
             for option in ("queue", "priority", "max_retries", "timeout", "flow"):
                 if options.get(option) is None:
                     options[option] = getattr(registered, option)
+        if registered is not None and options.get("flow") not in (None, NO_FLOW):
+            shards.same_shard(name, registered.queue, options.get("queue"))
         return validation.build_job(name, args, kwargs, **options)
 
     # -- plans --------------------------------------------------------------------------------

@@ -259,3 +259,11 @@ def test_a_worker_process_serving_two_shards_runs_all_their_jobs(
         assert {shards.of_id(i) for i in places} == {shard}
     wait_until(lambda: sharded.stats()["workers"]["live"] == 1)
     assert json.loads(json.dumps(sharded.stats()["states"]))["completed"] == 9
+
+
+def test_a_limited_job_may_not_leave_the_shard_of_its_queue(sharded):
+    from tests.testapp import flow_jobs
+
+    with pytest.raises(ValueError, match="counted on the shard of its queue 'default'"):
+        flow_jobs.metered.using(queue="emails").delay("x")
+    assert flow_jobs.metered.delay("y").id

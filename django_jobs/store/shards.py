@@ -93,3 +93,17 @@ def shards_to_try(job_id: str) -> list[str]:
     job moved since keeps its id; a missing id costs a round trip per shard)."""
     hinted = of_id(job_id)
     return [hinted, *(s for s in names() if s != hinted)]
+
+
+def same_shard(name: str, declared: str | None, queue: str | None) -> None:
+    """Refuse to put job ``name``, which has a unique key or limits, on ``queue`` when that
+    queue is on another shard than its declared queue (``None``: ``DEFAULT_QUEUE``): the
+    scripts count a unique key and limits per shard, so two shards would hold two of each."""
+    default = jobs_settings.DEFAULT_QUEUE
+    declared, queue = declared or default, queue or default
+    if of_queue(declared) != of_queue(queue):
+        raise ValueError(
+            f"Job {name!r} has a unique key or limits, counted on the shard of its queue "
+            f"{declared!r}; queue {queue!r} is on another shard (DJANGO_JOBS['SHARDS']), where "
+            "they would be counted apart. Declare the job on a queue of that shard instead."
+        )
