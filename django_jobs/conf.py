@@ -79,8 +79,9 @@ MODES = ("redis", "immediate", "capture")
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 HASH_TAG = re.compile(r"\{[^{}]+\}")
-#: A shard's name (``SHARDS``): it goes into a hash tag and into job ids, before a ".".
-SHARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+#: A shard's name (``SHARDS``): it goes into a hash tag and into job ids, before a "." (an id
+#: of 20 + 1 + 32 characters fits the 64 bytes a worker's shared memory keeps of it).
+SHARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 
 # Counts, with their least value.
 _COUNTS = {"JOB_TTL": 1, "RESULT_TTL": 1, "MAX_LOST": 1, "MAX_PAYLOAD_BYTES": 1, "MAX_RETRIES": 0}
@@ -307,8 +308,9 @@ def _shards_problem(value: Any, queues: list[str]) -> str | None:
     for shard, listed in value.items():
         if not isinstance(shard, str) or not SHARD_NAME.match(shard):
             return (
-                f"has the shard name {shard!r}: use 1 to 40 letters, digits, '_' or '-' (the "
-                "name goes into the hash tag of the shard's keys and into its job ids)"
+                f"has the shard name {shard!r}: use 1 to 20 letters, digits, '_' or '-' (the "
+                "name goes into the hash tag of the shard's keys and into its job ids, which "
+                "the worker keeps in 64 bytes)"
             )
         if not isinstance(listed, (list, tuple)) or not listed:
             return f"[{shard!r}] must be a non-empty list of queues, not {listed!r}"

@@ -267,3 +267,59 @@ def test_a_limited_job_may_not_leave_the_shard_of_its_queue(sharded):
     with pytest.raises(ValueError, match="counted on the shard of its queue 'default'"):
         flow_jobs.metered.using(queue="emails").delay("x")
     assert flow_jobs.metered.delay("y").id
+
+
+def test_a_limit_key_shared_by_jobs_of_two_shards_is_reported(sharded):
+    from django_jobs import job
+    from django_jobs.registry import registry
+
+    @job(name="tests.shard_a", queue="emails", concurrency=1, concurrency_key="api")
+    def shard_a():
+        pass
+
+    @job(name="tests.shard_b", queue="reports", concurrency=1, concurrency_key="api")
+    def shard_b():
+        pass
+
+    try:
+        errors = [e for e in check_settings() if e.id == "django_jobs.E017"]
+    finally:
+        registry.unregister("tests.shard_a")
+        registry.unregister("tests.shard_b")
+    assert len(errors) == 1
+    assert "concurrency key 'api'" in errors[0].msg
+    assert "tests.shard_a (mail), tests.shard_b (batch)" in errors[0].msg
+
+
+def test_move_queue_moves_the_pending_jobs_a_queue_left_behind(
+    queue, configure, prefix, redis_client
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    ready = [queue.enqueue("a.job", [i], queue="emails", priority="high") for i in range(3)]
+    later = queue.enqueue("a.job", ["later"], queue="emails", delay=60)
+    other = queue.enqueue("a.job", ["stays"], queue="default")
+    configure(SHARDS={"mail": ["emails"]})
+    out = StringIO()
+    try:
+        call_command("jobs", "move-queue", "emails", "--noinput", stdout=out)
+        mail = queue.queue_keys("emails")
+
+        assert "Moved 4 jobs of queue 'emails' to shard 'mail'." in out.getvalue()
+        assert redis_client.lrange(mail.queue("emails", ready[0].priority), 0, -1) == [
+            j.id for j in ready
+        ]
+        assert redis_client.zrange(mail.scheduled, 0, -1) == [later.id]
+        assert redis_client.lrange(queue.keys.queue("emails", ready[0].priority), 0, -1) == []
+        assert redis_client.zrange(queue.keys.scheduled, 0, -1) == []
+        assert queue.get_job(later.id).status is JobStatus.PENDING  # found by its old id
+        assert queue.get_job(other.id).queue == "default"
+        assert Leases(queue.prefix).claim(["emails"]).job.id == ready[0].id
+        call_command("jobs", "move-queue", "emails", "--noinput", stdout=(out := StringIO()))
+        assert "No pending job of queue 'emails' waits outside shard 'mail'." in out.getvalue()
+    finally:
+        keys = list(redis_client.scan_iter(match=f"{prefix[:-1]}:*", count=1000))
+        if keys:
+            redis_client.delete(*keys)
