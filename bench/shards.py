@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -240,6 +241,11 @@ def measure(masters: int, args: argparse.Namespace) -> dict[str, Any]:
         cpu = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
         done = n1 - n0
         completed = jobs.stats()["states"]["completed"]
+        commands: dict[str, int] = {}
+        for port in cluster.ports:
+            for name, stat in cluster.client(port).info("commandstats").items():
+                name = name.removeprefix("cmdstat_")
+                commands[name] = commands.get(name, 0) + int(stat["calls"])
         return {
             "masters": masters,
             "jobs": total,
@@ -251,6 +257,11 @@ def measure(masters: int, args: argparse.Namespace) -> dict[str, Any]:
             "redis_cpu_s": [round(c, 2) for c in cpu],
             "redis_cpu_share": [round(c / wall, 2) for c in cpu],
             "redis_us_per_job": round(sum(cpu) / done * 1e6, 1) if done else None,
+            "commands_per_job": {
+                name: round(calls / completed, 2)
+                for name, calls in sorted(commands.items())
+                if calls >= completed / 20
+            },
         }
     finally:
         cluster.stop()
@@ -301,9 +312,20 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1, help="Processes per worker.")
     parser.add_argument("--serve", choices=("split", "all"), default="split")
     parser.add_argument("--port", type=int, default=7100, help="The first master's port.")
+    parser.add_argument("--reps", type=int, default=3, help="Runs of each, alternated.")
     args = parser.parse_args()
-    for masters in (int(n) for n in args.masters.split(",")):
-        print(json.dumps(measure(masters, args)), flush=True)
+    runs: dict[int, list[dict[str, Any]]] = {}
+    for _ in range(args.reps):
+        for masters in (int(n) for n in args.masters.split(",")):
+            found = measure(masters, args)
+            runs.setdefault(masters, []).append(found)
+            print(json.dumps(found), flush=True)
+    print("masters  jobs/s (median)  per master  Redis CPU per master (share of a core)  us/job")
+    for masters, found in runs.items():
+        rate = statistics.median(r["jobs_per_s"] for r in found)
+        share = [statistics.median(r["redis_cpu_share"][i] for r in found) for i in range(masters)]
+        cost = statistics.median(r["redis_us_per_job"] for r in found)
+        print(f"{masters:7}  {rate:15.0f}  {rate / masters:10.0f}  {share!s:38}  {cost:6.0f}")
 
 
 if __name__ == "__main__":
