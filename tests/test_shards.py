@@ -14,7 +14,7 @@ from django_jobs.conf import InvalidSetting, jobs_settings
 from django_jobs.store import execute, shards
 from django_jobs.store.scripts import Call
 from django_jobs.worker.leases import Leases
-from tests.census import census
+from tests.census import assert_census, census
 from tests.processes import wait_until
 from tests.testapp import jobs as test_jobs
 
@@ -249,14 +249,11 @@ def test_a_worker_process_serving_two_shards_runs_all_their_jobs(
     ]
 
     assert [h.result(timeout=15) for h in handles] == [i + 1 for i in range(9)]
-    # Every job is in exactly one place, on its own shard.
+    # The census of each shard: every job in exactly one place, completed, on its own shard.
     for shard, keys in zip(shards.names(), sharded.all_keys(), strict=True):
-        places = {}
-        for name, key in keys.state_sets.items():
-            for job_id in redis_client.zrange(key, 0, -1):
-                places.setdefault(job_id, []).append(name)
-        assert all(where == ["completed"] for where in places.values())
-        assert {shards.of_id(i) for i in places} == {shard}
+        mine = {h.id: "completed" for h in handles if shards.of_id(h.id) == shard}
+        assert len(mine) == 3
+        assert_census(JobQueue(prefix=keys.prefix), redis_client, mine)
     wait_until(lambda: sharded.stats()["workers"]["live"] == 1)
     assert json.loads(json.dumps(sharded.stats()["states"]))["completed"] == 9
 
@@ -323,3 +320,55 @@ def test_move_queue_moves_the_pending_jobs_a_queue_left_behind(
         keys = list(redis_client.scan_iter(match=f"{prefix[:-1]}:*", count=1000))
         if keys:
             redis_client.delete(*keys)
+
+
+def test_the_metrics_add_the_shards_up(sharded, configure):
+    from tests.test_metrics import ADD, TOKEN, scrape_view
+
+    configure(METRICS_TOKEN=TOKEN)
+    leases = Leases(sharded.prefix)
+    sharded.enqueue_many([sharded.build_job(ADD, [1, 1], queue=q) for q in ("default", "emails")])
+    for _ in range(2):
+        leases.complete_job(leases.claim(["default", "emails"]).job, 2)
+    sharded.enqueue(ADD, [2, 2], queue="reports")
+
+    found = scrape_view()
+
+    enqueued = {k[1]: v for k, v in found.items() if k[0] == "django_jobs_enqueued_total"}
+    assert enqueued == {
+        (("name", ADD), ("queue", "default")): 1,
+        (("name", ADD), ("queue", "emails")): 1,
+        (("name", ADD), ("queue", "reports")): 1,
+    }
+    assert sum(v for k, v in found.items() if k[0] == "django_jobs_succeeded_total") == 2
+    normal = (("priority", "normal"), ("queue", "reports"))
+    assert found[("django_jobs_pending_jobs", normal)] == 1
+
+
+def test_an_idle_worker_blocks_on_the_wake_up_list_of_every_shard_it_serves(
+    sharded, workers, redis_client
+):
+    workers.settings["SHARDS"] = SHARDS
+    workers.start("--concurrency", "1", "--queues", "emails,reports")
+    wait_until(lambda: sharded.stats()["workers"]["live"] == 1)
+    batch = sharded.queue_keys("reports")
+
+    handle = test_jobs.add.using(queue="reports").delay(1, 2)
+
+    # The token the enqueue pushed onto its shard's list is taken by a blocking BLPOP there
+    # (claims never pop wake-up lists), and the job runs.
+    wait_until(lambda: redis_client.llen(batch.wakeup) == 0)
+    assert handle.result(timeout=15) == 3
+
+
+def test_a_claim_sent_again_over_two_shards_gets_the_job_the_first_send_leased(sharded):
+    leases = Leases(sharded.prefix)
+    job = sharded.enqueue("a.job", [1], queue="reports")
+    options = leases.claim_options("w", 30)
+
+    first = leases.claim(["emails", "reports"], options=options)
+    again = leases.claim(["emails", "reports"], options=options, resend=True)
+
+    assert first.job.id == job.id
+    assert again.job.id == job.id
+    assert again.job.lease_token == first.job.lease_token

@@ -40,14 +40,9 @@ def shard_prefix(prefix: str, shard: str) -> str:
     return f"{prefix[:end]}:{shard}{prefix[end:]}"
 
 
-def configured() -> dict[str, list[str]]:
-    """``SHARDS`` as read (checked by its rule in :mod:`django_jobs.conf`)."""
-    return {str(name): list(queues) for name, queues in jobs_settings.SHARDS.items()}
-
-
 def names() -> list[str]:
     """Every shard, the default first, then in the order of ``SHARDS``."""
-    return [DEFAULT, *configured()]
+    return [DEFAULT, *map(str, jobs_settings.SHARDS)]
 
 
 def of_queue(queue: str) -> str:

@@ -167,10 +167,9 @@ class Leases(ShardTurns):
         elif claim.job is not None and len(rotation) > 1:
             self._took(keys)
         elif claim.job is None and not claim.held and len(rotation) > 1:
-            # Nothing on this shard: the others, in turn (a fresh token: this one was used).
-            more = yield from self._claim_from(
-                rotation[1:], only, {**options, "token": new_id()}, False
-            )
+            # Nothing on this shard: the others, in turn, with the same token (it leased
+            # nothing here), so that a resend finds a job one of them leased under it.
+            more = yield from self._claim_from(rotation[1:], only, options, resend)
             due = [d for d in (claim.next_due, more.next_due) if d is not None]
             claim = more if more.job is not None or more.held else Claim(None, min(due or [None]))
         return acked, claim
