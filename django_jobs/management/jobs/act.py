@@ -215,7 +215,12 @@ def run_move_queue(ctx: Context) -> None:
         raise CommandError(one_line(exc)) from None
     where = _shard_name(target)
     if not waiting:
-        ctx.write(f"No pending job of queue {queue!r} waits outside {where}.", ctx.style.SUCCESS)
+        if ctx.json:
+            ctx.write_json({"queue": queue, "shard": target, "moved": [], "left": []})
+        else:
+            ctx.write(
+                f"No pending job of queue {queue!r} waits outside {where}.", ctx.style.SUCCESS
+            )
         return
     found = ", ".join(f"{n} on {_shard_name(s)}" for s, n in waiting.items())
     ctx.confirm(
