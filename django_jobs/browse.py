@@ -190,7 +190,8 @@ class JobBrowser(Namespace):
                 scan_limit=limit,
             )
             jobs += found
-        jobs.sort(key=lambda job: job.created_at, reverse=True)
+        jobs.sort(key=lambda job: job.created_at.timestamp() if job.created_at else 0.0)
+        jobs.reverse()
         return jobs[:limit]
 
     def _stats(self) -> Plan[dict[str, Any]]:

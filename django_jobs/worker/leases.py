@@ -171,7 +171,9 @@ class Leases(ShardTurns):
             # nothing here), so that a resend finds a job one of them leased under it.
             more = yield from self._claim_from(rotation[1:], only, options, resend)
             due = [d for d in (claim.next_due, more.next_due) if d is not None]
-            claim = more if more.job is not None or more.held else Claim(None, min(due or [None]))
+            claim = (
+                more if more.job is not None or more.held else Claim(None, min(due, default=None))
+            )
         return acked, claim
 
     def _claimed(self, keys: Keys, claimed: lease_calls.Claimed, token: str) -> Plan[Claim | None]:
