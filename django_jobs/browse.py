@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django_jobs import rules, validation
+from django_jobs import rules, spread, validation
 from django_jobs.conf import jobs_settings
 from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.serialization import from_timestamp, utcnow
 from django_jobs.store import console_calls, worker_calls
 from django_jobs.store.calls import TASK_RUNS_KEPT
-from django_jobs.store.console_calls import LimitInfo
+from django_jobs.store.console_calls import Counts, LimitInfo
 from django_jobs.store.execute import Plan, async_twin, sync_twin
 from django_jobs.store.keys import Keys, Namespace
 
@@ -63,6 +63,11 @@ def state_sources(keys: Keys, status: JobStatus, queues: list[str]) -> list[tupl
     ]
 
 
+def _latest(limits: list[LimitInfo]) -> list[LimitInfo]:
+    """The :data:`LIMITS_SHOWN` limits used latest, the latest first (of several shards)."""
+    return sorted(limits, key=lambda limit: limit.last_used, reverse=True)[:LIMITS_SHOWN]
+
+
 class JobBrowser(Namespace):
     """Looking at the jobs of one namespace (key prefix) in Redis; see
     :class:`~django_jobs.queue.JobQueue`, which adds everything that changes them."""
@@ -103,26 +108,45 @@ class JobBrowser(Namespace):
         name = validation.name_filter(name)
         state = None if status is None else validation.stored_status(status)
         queue = "" if queue is None else validation.queue_name(queue)
-        keys = self.keys
-        if user_id is not None:
-            user = validation.user(user_id)
-            sources = [("R", keys.user(str(user)))]
-            status_filter = state.value if state else ""
-        elif state is None:
+        if user_id is None and state is None:
             raise ValueError("page() needs a status (or a user_id, whose jobs it pages).")
+        user = None if user_id is None else str(validation.user(user_id))
+        if user is not None:
+            shards_sources = [(keys, [("R", keys.user(user))]) for keys in self.all_keys()]
         else:
-            sources = state_sources(keys, state, [queue] if queue else self.queues)
-            status_filter = ""
-        jobs, next_cursor, total, scanned = yield from console_calls.page(
-            keys,
-            sources=sources,
-            cursor=cursor,
-            limit=limit,
-            scan_limit=SCAN_LIMIT,
-            queue=queue,
-            name=name,
-            status=status_filter,
-        )
+            assert state is not None
+            shards_sources = [
+                (keys, state_sources(keys, state, queues))
+                for keys, queues in spread.queues_by_keys(self, [queue] if queue else self.queues)
+            ]
+        # With SHARDS the shards' structures are paged as if end to end (the default shard's
+        # first): a cursor is a position in that concatenation. Each shard is asked once, for
+        # its size at least (the total), so a page costs a round trip per shard.
+        jobs: list[Job] = []
+        total = scanned = 0
+        next_cursor: int | None = None
+        for keys, sources in shards_sources:
+            offset = total
+            found, end, size, looked = yield from console_calls.page(
+                keys,
+                sources=sources,
+                cursor=max(cursor - offset, 0),
+                limit=max(limit - len(jobs), 1),
+                scan_limit=SCAN_LIMIT,
+                queue=queue,
+                name=name,
+                status=state.value if user is not None and state else "",
+            )
+            total += size
+            if next_cursor is not None or cursor - offset >= size:
+                continue  # the page ended before this shard, or starts after it
+            if len(jobs) >= limit:
+                next_cursor = max(cursor, offset)  # the page was full at the shard before
+                continue
+            jobs += found[: limit - len(jobs)]
+            scanned += looked
+            if end is not None:
+                next_cursor = offset + end
         return Page(jobs, next_cursor, total, scanned)
 
     def _list_jobs(
@@ -155,14 +179,20 @@ class JobBrowser(Namespace):
         if not isinstance(task_name, str) or not task_name:
             raise ValueError(f"task_runs() takes a task's name, not {task_name!r}.")
         limit = rules.integer(limit, "limit", minimum=1, maximum=TASK_RUNS_KEPT)
-        jobs, _, _, _ = yield from console_calls.page(
-            self.keys,
-            sources=[("R", self.keys.task_runs(task_name))],
-            cursor=0,
-            limit=limit,
-            scan_limit=limit,
-        )
-        return jobs
+        # A task's runs are indexed on the shard of its job's queue: the newest of each shard.
+        jobs: list[Job] = []
+        for keys in self.all_keys():
+            found, _, _, _ = yield from console_calls.page(
+                keys,
+                sources=[("R", keys.task_runs(task_name))],
+                cursor=0,
+                limit=limit,
+                scan_limit=limit,
+            )
+            jobs += found
+        jobs.sort(key=lambda job: job.created_at.timestamp() if job.created_at else 0.0)
+        jobs.reverse()
+        return jobs[:limit]
 
     def _stats(self) -> Plan[dict[str, Any]]:
         """Counts of jobs: ready ones per queue and priority, all per state, and counters; the
@@ -185,18 +215,9 @@ class JobBrowser(Namespace):
         (since it was enqueued, or was due if it was delayed); ``None`` for an empty list.
         ``limits`` lists :meth:`limits` as dicts (:meth:`LimitInfo.to_dict`).
         """
-        keys = self.keys
         queues = self.queues
-        lists = keys.queues_high_first(queues)
         now = utcnow().timestamp()
-        counts = yield from console_calls.stats(
-            keys,
-            lists=lists,
-            keep_since=now - int(jobs_settings.JOB_TTL),
-            workers_since=now - DEAD_WORKERS_KEPT,
-            now=now,
-            limits_count=LIMITS_SHOWN,
-        )
+        lists, counts = yield from self._counts(queues, now)
         per_queue: dict[str, dict[str, int]] = {q: {} for q in queues}
         oldest: dict[str, dict[str, float | None]] = {q: {} for q in queues}
         for key, length, head in zip(lists, counts.lengths, counts.heads, strict=True):
@@ -230,13 +251,48 @@ class JobBrowser(Namespace):
             "limits": [limit.to_dict() for limit in counts.limits],
         }
 
+    def _counts(self, queues: list[str], now: float) -> Plan[tuple[list[str], Counts]]:
+        """The ready lists of ``queues`` and their counts, one stats call per shard added up
+        (the workers are the default shard's: the other shards' stats read an empty index)."""
+        by_shard = dict(spread.queues_by_keys(self, queues))
+        by_shard.setdefault(self.keys, [])
+        lists: list[str] = []
+        parts: list[Counts] = []
+        for keys, shard_queues in by_shard.items():
+            lists += keys.queues_high_first(shard_queues)
+            parts.append(
+                (
+                    yield from console_calls.stats(
+                        keys,
+                        lists=keys.queues_high_first(shard_queues),
+                        keep_since=now - int(jobs_settings.JOB_TTL),
+                        workers_since=now - DEAD_WORKERS_KEPT,
+                        now=now,
+                        limits_count=LIMITS_SHOWN,
+                    )
+                )
+            )
+        if len(parts) == 1:
+            return lists, parts[0]
+        return lists, Counts(
+            lengths=[n for part in parts for n in part.lengths],
+            states=[sum(column) for column in zip(*(part.states for part in parts), strict=True)],
+            counters=spread.merged_counts([part.counters for part in parts]),
+            heads=[head for part in parts for head in part.heads],
+            workers=[worker for part in parts for worker in part.workers],
+            limits=_latest([limit for part in parts for limit in part.limits]),
+        )
+
     def _limits(self) -> Plan[list[LimitInfo]]:
         """The rate and concurrency limits (:mod:`django_jobs.flow`) used in the last day, the
         latest used first, :data:`LIMITS_SHOWN` at most: each one's tokens or running jobs, its
         size, and how many jobs wait on it (see :class:`LimitInfo`). A limit on which jobs wait
         stays listed however long ago it was used. One round trip, no scan."""
         now = utcnow().timestamp()
-        return (yield from console_calls.limits(self.keys, now=now, count=LIMITS_SHOWN))
+        found: list[LimitInfo] = []
+        for keys in self.all_keys():
+            found += yield from console_calls.limits(keys, now=now, count=LIMITS_SHOWN)
+        return _latest(found)
 
     def _workers(self) -> Plan[list[worker_calls.WorkerInfo]]:
         """The ``runworker`` supervisors: live ones, then those that died in the last hour,
@@ -264,10 +320,16 @@ class JobBrowser(Namespace):
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 60:
             raise ValueError(f"throughput() takes 1 to 60 minutes, not {minutes!r}.")
         last = int(utcnow().timestamp()) // 60 * 60
-        counts = yield from worker_calls.throughput(self.keys, last=last, count=minutes)
+        totals: dict[int, list[int]] = {}
+        for keys in self.all_keys():  # the scripts of each shard count its own attempts
+            for start, *counts in (
+                yield from worker_calls.throughput(keys, last=last, count=minutes)
+            ):
+                added = totals.setdefault(start, [0, 0, 0])
+                added[:] = [a + b for a, b in zip(added, counts, strict=True)]
         return [
             {"minute": from_timestamp(start), "completed": done, "failed": failed, "dead": dead}
-            for start, done, failed, dead in counts
+            for start, (done, failed, dead) in sorted(totals.items())
         ]
 
     # -- public API: each plan run with the sync client, and with the asyncio one -------------

@@ -20,6 +20,7 @@ from django_jobs.models import ScheduledTask
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.settings import task_from_setting
+from django_jobs.store import shards
 from django_jobs.store.connection import connection_url, redact_url, server_version
 
 MIN_REDIS = (6, 2)
@@ -45,7 +46,44 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
     errors += [_reported(found) for name in RULES if (found := problem(name, conf)) is not None]
     if not errors:
         errors += _check_schedules()
+        errors += _check_shared_limits()
     return errors
+
+
+DEFAULT_NAME = "the default shard"
+
+
+def _check_shared_limits() -> list[CheckMessage]:
+    """E017: with ``SHARDS``, registered jobs on queues of different shards that name the same
+    rate, concurrency or unique key: each shard's scripts would count it apart (a script
+    touches the keys of one slot), so the limit would hold per shard, not across them."""
+    if not jobs_settings.SHARDS:
+        return []
+    users: dict[tuple[str, str], dict[str, str]] = {}  # (kind, key) -> {shard: a job}
+    for job_function in registry:
+        flow, queue = job_function.flow, job_function.queue or jobs_settings.DEFAULT_QUEUE
+        if flow is None:
+            continue
+        shard = shards.of_queue(queue)
+        for kind, key in (
+            ("rate", flow.rate_key if flow.rate else None),
+            ("concurrency", flow.concurrency_key if flow.concurrency else None),
+            ("unique", flow.unique_key if flow.unique else None),
+        ):
+            if isinstance(key, str):  # a job's own name is its own; a function is not known
+                users.setdefault((kind, key), {}).setdefault(shard, job_function.name)
+    return [
+        _error(
+            f"The {kind} key {key!r} is used by jobs on queues of different shards: "
+            f"{', '.join(f'{name} ({shard or DEFAULT_NAME})' for shard, name in found.items())}.",
+            "Each shard counts its own limits and unique keys (its scripts touch one Redis "
+            "Cluster slot): put these jobs' queues in one shard (DJANGO_JOBS['SHARDS']), or "
+            "give them keys of their own.",
+            17,
+        )
+        for (kind, key), found in users.items()
+        if len(found) > 1
+    ]
 
 
 def _running_tests() -> bool:

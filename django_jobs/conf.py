@@ -71,6 +71,11 @@ DEFAULTS: dict[str, Any] = {
     # "concurrency": 4}} lets the jobs of queue "emails" start at most 50 times a second and
     # run at most 4 at once (see django_jobs.flow).
     "QUEUE_LIMITS": {},
+    # Sharding by queue for Redis Cluster: shard name -> its queues, e.g. {"mail": ["emails"]}.
+    # Each shard's keys share a hash tag of their own ({django_jobs:mail}), so shards may live on
+    # different masters; unlisted queues stay in the default shard, under PREFIX as it is (see
+    # django_jobs.store.shards and docs/sharding.md).
+    "SHARDS": {},
 }
 
 #: The values of ``DJANGO_JOBS['MODE']``.
@@ -78,6 +83,9 @@ MODES = ("redis", "immediate", "capture")
 
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 HASH_TAG = re.compile(r"\{[^{}]+\}")
+#: A shard's name (``SHARDS``): it goes into a hash tag and into job ids, before a "." (an id
+#: of 20 + 1 + 32 characters fits the 64 bytes a worker's shared memory keeps of it).
+SHARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 
 # Counts, with their least value.
 _COUNTS = {"JOB_TTL": 1, "RESULT_TTL": 1, "MAX_LOST": 1, "MAX_PAYLOAD_BYTES": 1, "MAX_RETRIES": 0}
@@ -288,6 +296,40 @@ def _queue_limits(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | N
     return None
 
 
+def _shards(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
+    hint = (
+        "For example {'mail': ['emails', 'newsletters']}: shard name -> its queues; the queues "
+        "no shard lists stay in the default shard."
+    )
+    wrong = _shards_problem(value, conf["QUEUES"] if isinstance(conf["QUEUES"], list) else [])
+    return None if wrong is None else Problem(16, f"DJANGO_JOBS['SHARDS'] {wrong}.", hint)
+
+
+def _shards_problem(value: Any, queues: list[str]) -> str | None:
+    if not isinstance(value, dict):
+        return f"must be a dict of shard name -> list of queues, not {value!r}"
+    owner: dict[str, str] = {}
+    for shard, listed in value.items():
+        if not isinstance(shard, str) or not SHARD_NAME.match(shard):
+            return (
+                f"has the shard name {shard!r}: use 1 to 20 letters, digits, '_' or '-' (the "
+                "name goes into the hash tag of the shard's keys and into its job ids, which "
+                "the worker keeps in 64 bytes)"
+            )
+        if not isinstance(listed, (list, tuple)) or not listed:
+            return f"[{shard!r}] must be a non-empty list of queues, not {listed!r}"
+        for queue in listed:
+            if queue not in queues:
+                return f"[{shard!r}] names {queue!r}, which is not one of DJANGO_JOBS['QUEUES']"
+            if queue in owner:
+                return (
+                    f"puts queue {queue!r} in two shards, {owner[queue]!r} and {shard!r}: the "
+                    "jobs of a queue live in one shard"
+                )
+            owner[queue] = shard
+    return None
+
+
 _Rule = Callable[[str, Any, Mapping[str, Any]], "Problem | None"]
 RULES: dict[str, _Rule] = {
     "REDIS_URL": _redis_url,
@@ -301,6 +343,7 @@ RULES: dict[str, _Rule] = {
     "METRICS_TOKEN": _metrics_token,
     "MODE": _mode,
     "QUEUE_LIMITS": _queue_limits,
+    "SHARDS": _shards,
     **dict.fromkeys((*_COUNTS, *_SECONDS), _number),
 }
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from django_jobs import rules, tracing, validation
+from django_jobs import rules, spread, tracing, validation
 from django_jobs.browse import (
     DEAD_WORKERS_KEPT,
     JobBrowser,
@@ -32,11 +32,13 @@ from django_jobs.browse import (
 from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobIsRunning, JobNotFound, RedisUnavailable
+from django_jobs.flow import NO_FLOW
 from django_jobs.job import Job, JobStatus
 from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
-from django_jobs.store import calls, console_calls, worker_calls
+from django_jobs.store import calls, console_calls, shards, worker_calls
 from django_jobs.store.execute import Plan, async_twin, sync_twin
+from django_jobs.store.keys import Keys
 
 __all__ = ["DEAD_WORKERS_KEPT", "JobQueue", "Page"]
 
@@ -66,12 +68,15 @@ class JobQueue(JobBrowser):
         arguments must fit its function's parameters (``TypeError`` otherwise); a name
         registered only elsewhere (in the workers of another code base) is taken as it is.
         """
-        if "function" not in options and (registered := registry.get(name)) is not None:
+        registered = registry.get(name)
+        if "function" not in options and registered is not None:
             options["function"] = registered.func
             options["takes_context"] = registered.takes_context
             for option in ("queue", "priority", "max_retries", "timeout", "flow"):
                 if options.get(option) is None:
                     options[option] = getattr(registered, option)
+        if registered is not None and options.get("flow") not in (None, NO_FLOW):
+            shards.same_shard(name, registered.queue, options.get("queue"))
         return validation.build_job(name, args, kwargs, **options)
 
     # -- plans --------------------------------------------------------------------------------
@@ -106,7 +111,11 @@ class JobQueue(JobBrowser):
         exists is left as it is), so a job is stored once either way.
         """
         jobs = checked_jobs(jobs)
-        taken = yield from self._store(calls.enqueue, jobs=jobs)
+        taken: dict[str, str] = {}
+        # One round trip per shard the jobs' queues live in (one without SHARDS).
+        for shard, part in shards.by_shard_of(jobs).items():
+            keys = self.shard_keys(shard)
+            taken.update((yield from self._store(calls.enqueue, keys, jobs=part)))
         if not taken:
             return jobs
         holders = yield from self._get_jobs(set(taken.values()))
@@ -122,9 +131,14 @@ class JobQueue(JobBrowser):
         """Store a whole chain or group in one round trip (:mod:`django_jobs.workflow` builds
         the ``jobs`` and ``groups``), sent once more like :meth:`enqueue_many`: storing is
         idempotent on the job and group ids."""
-        yield from self._store(calls.enqueue_flow, jobs=jobs, groups=groups)
+        # workflow.py refuses a workflow whose steps' queues live in several shards.
+        (shard,) = shards.by_shard_of(jobs) or [shards.DEFAULT]
+        keys = self.shard_keys(shard)
+        yield from self._store(calls.enqueue_flow, keys, jobs=jobs, groups=groups)
 
-    def _store(self, plan: Callable[..., Plan[T]], *, jobs: list[Job], **values: Any) -> Plan[T]:
+    def _store(
+        self, plan: Callable[..., Plan[T]], keys: Keys, *, jobs: list[Job], **values: Any
+    ) -> Plan[T]:
         """Run the storing ``plan`` of ``jobs`` inside their enqueue span (which writes each
         job's trace context into its meta), sent once more before
         :class:`~django_jobs.exceptions.RedisUnavailable` is raised: Redis may have stored the
@@ -132,9 +146,9 @@ class JobQueue(JobBrowser):
         now, job_ttl = utcnow().timestamp(), int(jobs_settings.JOB_TTL)
         with tracing.enqueue_span(jobs):
             try:
-                return (yield from plan(self.keys, jobs=jobs, now=now, job_ttl=job_ttl, **values))
+                return (yield from plan(keys, jobs=jobs, now=now, job_ttl=job_ttl, **values))
             except RedisUnavailable:
-                return (yield from plan(self.keys, jobs=jobs, now=now, job_ttl=job_ttl, **values))
+                return (yield from plan(keys, jobs=jobs, now=now, job_ttl=job_ttl, **values))
 
     def _cancel_flow(self, job_ids: list[str]) -> Plan[list[str]]:
         """Cancel the steps of a chain or group in one round trip, in order, as
@@ -142,29 +156,47 @@ class JobQueue(JobBrowser):
         for it); returns each one's reply."""
         ids = validation.ids(job_ids, "cancel_flow()")
         now, job_ttl = utcnow().timestamp(), int(jobs_settings.JOB_TTL)
-        return (yield from calls.cancel_flow(self.keys, ids=ids, now=now, job_ttl=job_ttl))
+        if not ids:
+            return []
+        # The steps of a workflow share its shard: the first step's says where.
+        keys, _ = yield from spread.locate(
+            self, ids[0], lambda keys: calls.watch(keys, job_id=ids[0]), lambda s: not s
+        )
+        return (yield from calls.cancel_flow(keys, ids=ids, now=now, job_ttl=job_ttl))
 
     def _group(self, group_id: str) -> Plan[dict[str, str]]:
         """The record of a group of a workflow (``{}`` if unknown or expired)."""
-        return (yield from calls.group(self.keys, group_id=validation.job_id(group_id, "group()")))
+        group_id = validation.job_id(group_id, "group()")
+        _, found = yield from spread.locate(
+            self, group_id, lambda keys: calls.group(keys, group_id=group_id), lambda g: not g
+        )
+        return found
 
     def _get_job(self, job_id: str) -> Plan[Job | None]:
         """The job with its result, or ``None`` if it does not exist (or expired)."""
-        jobs = yield from calls.fetch(self.keys, ids=[validation.job_id(job_id, "get_job()")])
-        return jobs[0] if jobs else None
+        job_id = validation.job_id(job_id, "get_job()")
+        found = yield from spread.fetched(self, [job_id], calls.fetch)
+        return found.get(job_id)
 
     def _get_jobs(self, job_ids: Iterable[str]) -> Plan[dict[str, Job]]:
         """The jobs of ``job_ids`` that exist, with their results, by id: one round trip."""
         ids = list(dict.fromkeys(validation.ids(job_ids, "get_jobs()")))
         if not ids:
             return {}
-        return {job.id: job for job in (yield from calls.fetch(self.keys, ids=ids))}
+        return (yield from spread.fetched(self, ids, calls.fetch))
 
     def _watch(self, job_id: str) -> Plan[JobStatus | None]:
         """The job's status (``None`` if unknown); unless it is final, its outcome will be
         pushed to ``keys.done(job_id)`` for :meth:`wait_for` to block on."""
-        status = yield from calls.watch(self.keys, job_id=validation.job_id(job_id, "watch()"))
-        return JobStatus(status) if status else None
+        _, status = yield from self._watch_in(validation.job_id(job_id, "watch()"))
+        return status
+
+    def _watch_in(self, job_id: str) -> Plan[tuple[Keys, JobStatus | None]]:
+        """:meth:`watch`, and the keys of the shard that holds the job."""
+        keys, status = yield from spread.locate(
+            self, job_id, lambda keys: calls.watch(keys, job_id=job_id), lambda s: not s
+        )
+        return keys, JobStatus(status) if status else None
 
     def _wait_for(self, job_id: str, timeout: float | None = None) -> Plan[Job]:
         """Block until the job is COMPLETED, FAILED or CANCELLED and return it.
@@ -177,7 +209,7 @@ class JobQueue(JobBrowser):
         validation.job_id(job_id, "wait_for()")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            status = yield from self._watch(job_id)
+            keys, status = yield from self._watch_in(job_id)
             if status is None:
                 raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
             if status.is_finished:
@@ -190,7 +222,7 @@ class JobQueue(JobBrowser):
                 wait = min(deadline - time.monotonic(), WAIT_RECHECK)
             if wait <= 0:
                 raise TimeoutError(f"Job {job_id} is still {status.value} after {timeout} s.")
-            yield from calls.wait_done(self.keys, job_id=job_id, timeout=max(wait, 0.01))
+            yield from calls.wait_done(keys, job_id=job_id, timeout=max(wait, 0.01))
 
     def _cancel_job(self, job_id: str, lease_token: str = "") -> Plan[str]:
         """Cancel a job.
@@ -201,15 +233,17 @@ class JobQueue(JobBrowser):
         an unknown id gives ``"missing"``. A worker confirms a requested cancellation by
         passing its ``lease_token``.
         """
-        return (
-            yield from calls.cancel(
-                self.keys,
-                job_id=validation.job_id(job_id, "cancel_job()"),
-                now=utcnow().timestamp(),
-                job_ttl=int(jobs_settings.JOB_TTL),
-                token=lease_token,
-            )
+        job_id = validation.job_id(job_id, "cancel_job()")
+        now, job_ttl = utcnow().timestamp(), int(jobs_settings.JOB_TTL)
+        _, reply = yield from spread.locate(
+            self,
+            job_id,
+            lambda keys: calls.cancel(
+                keys, job_id=job_id, now=now, job_ttl=job_ttl, token=lease_token
+            ),
+            lambda reply: reply == "missing",
         )
+        return reply
 
     def _requeue_dead(
         self,
@@ -230,19 +264,22 @@ class JobQueue(JobBrowser):
             ids = validation.ids(job_ids, "requeue_dead()")
             if not ids:
                 return []
-            done, _ = yield from calls.requeue(self.keys, ids=ids)
-            return done
+            replies = yield from spread.by_id(
+                self, ids, lambda keys, part: calls.requeue(keys, ids=part), lambda r: r[0]
+            )
+            return [job_id for done, _ in replies for job_id in done]
         name = validation.name_filter(name)
         limit = rules.integer(limit, "limit", minimum=0)
         batch = rules.integer(batch, "batch", minimum=1)
         requeued: list[str] = []
-        start: int | None = 0
-        while start is not None and (not limit or len(requeued) < limit):
-            want = batch if not limit else min(batch, limit - len(requeued))
-            done, start = yield from calls.requeue(
-                self.keys, ids=[], start=start, scan=batch, limit=want, name=name
-            )
-            requeued += done
+        for keys in self.all_keys():
+            start: int | None = 0
+            while start is not None and (not limit or len(requeued) < limit):
+                want = batch if not limit else min(batch, limit - len(requeued))
+                done, start = yield from calls.requeue(
+                    keys, ids=[], start=start, scan=batch, limit=want, name=name
+                )
+                requeued += done
         return requeued
 
     def _purge(
@@ -286,26 +323,37 @@ class JobQueue(JobBrowser):
             if seconds < 0:
                 raise rules.refused("older_than", "0 seconds or more", older_than)
             max_score = utcnow().timestamp() - seconds
-        queues = [queue] if queue else self.queues
-        sources = state_sources(self.keys, state, queues)
         deleted = 0
-        for kind, key in sources:
-            deleted += yield from self._purge_source(kind, key, batch, max_score, queue, name)
-        if state is JobStatus.PENDING:
-            # Read after the ready lists were purged: a claim meanwhile may have parked some.
-            for key in (yield from self._waiting_lists(queues, batch)):
-                deleted += yield from self._purge_source("W", key, batch, None, queue, name)
+        # Each shard in turn: the shards of the queues (all shards without ``queue``).
+        for keys, queues in spread.queues_by_keys(self, [queue] if queue else self.queues):
+            for kind, key in state_sources(keys, state, queues):
+                deleted += yield from self._purge_source(
+                    keys, kind, key, batch, max_score, queue, name
+                )
+            if state is JobStatus.PENDING:
+                # Read after the ready lists were purged: a claim meanwhile may have parked some.
+                for key in (yield from self._waiting_lists(keys, queues, batch)):
+                    deleted += yield from self._purge_source(
+                        keys, "W", key, batch, None, queue, name
+                    )
         return deleted
 
     def _purge_source(
-        self, kind: str, key: str, batch: int, max_score: float | None, queue: str, name: str
+        self,
+        keys: Keys,
+        kind: str,
+        key: str,
+        batch: int,
+        max_score: float | None,
+        queue: str,
+        name: str,
     ) -> Plan[int]:
         """Purge one state structure (see purge.lua), a batch a round trip."""
         deleted = 0
         start: int | None = 0
         while start is not None:
             count, start = yield from console_calls.purge(
-                self.keys,
+                keys,
                 kind=kind,
                 source=key,
                 start=start,
@@ -319,14 +367,14 @@ class JobQueue(JobBrowser):
             deleted += count
         return deleted
 
-    def _waiting_lists(self, queues: list[str], batch: int) -> Plan[list[str]]:
+    def _waiting_lists(self, keys: Keys, queues: list[str], batch: int) -> Plan[list[str]]:
         """The keys of the waiting lists of the jobs of ``queues`` that a limit holds back
         (``_flow.lua``), their index read ``batch`` entries a round trip."""
         found: list[str] = []
         start = 0
         while True:
-            members = yield from console_calls.waiting_lists(self.keys, start=start, count=batch)
-            found += [self.keys.waiting(m) for m in members if m.split("|", 2)[1] in queues]
+            members = yield from console_calls.waiting_lists(keys, start=start, count=batch)
+            found += [keys.waiting(m) for m in members if m.split("|", 2)[1] in queues]
             if len(members) < batch:
                 return found
             start += batch
@@ -344,9 +392,15 @@ class JobQueue(JobBrowser):
         if not ids:
             return []
         now, job_ttl = utcnow().timestamp(), int(jobs_settings.JOB_TTL)
-        running, deleted = yield from worker_calls.delete(
-            self.keys, ids=ids, now=now, job_ttl=job_ttl
+        # One call per shard (nothing is deleted on a shard where one of its ids runs).
+        replies = yield from spread.by_id(
+            self,
+            ids,
+            lambda keys, part: worker_calls.delete(keys, ids=part, now=now, job_ttl=job_ttl),
+            lambda reply: [*reply[0], *(job.id for job in reply[1])],
         )
+        running = [job_id for found, _ in replies for job_id in found]
+        deleted = [job for _, jobs in replies for job in jobs]
         if running:
             which = ", ".join(running)
             raise JobIsRunning(

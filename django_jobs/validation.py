@@ -21,6 +21,7 @@ from django_jobs.progress import MESSAGE_LIMIT
 from django_jobs.rules import MAX_SECONDS as MAX_SECONDS
 from django_jobs.rules import integer, refused, seconds
 from django_jobs.serialization import check_json, dumps, utcnow
+from django_jobs.store import shards
 
 
 def _not_configured(configured: list[str]) -> str:
@@ -267,13 +268,15 @@ def build_job(
     check_json(meta, "meta")
     payload_size(args, kwargs, meta)
 
+    queue = queue_name(queue)
     job = Job(
-        id=new_id(),
+        # The id names the job's shard (see store/shards.py): lookups by id go there first.
+        id=shards.tag_id(new_id(), queue),
         name=name,
         args=args,
         kwargs=kwargs,
         priority=JobPriority.parse(priority),
-        queue=queue_name(queue),
+        queue=queue,
         created_at=now,
         scheduled_at=scheduled_at,
         max_retries=max_retries,

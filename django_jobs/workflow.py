@@ -29,6 +29,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.handle import Cancellation, JobHandle
 from django_jobs.job import Job, JobStatus, new_id
 from django_jobs.queue import JobQueue
+from django_jobs.store import shards
 
 
 class StepCall(Protocol):
@@ -193,7 +194,8 @@ class Chain:
                 handles.append(JobHandle(job, queue))
             else:
                 members = [member._job(waits) for member in step.members]
-                gid = new_id()
+                # A group's id names its shard, as a job's does (store/shards.py).
+                gid = shards.tag_id(new_id(), members[0].queue)
                 here = f"group:{gid}"
                 stored: dict[str, Any] = {"id": gid, "total": len(members)}
                 stored["members"] = ",".join(m.id for m in members)
@@ -213,6 +215,19 @@ class Chain:
                 previous["then"] = here
             jobs += members
             previous, ref = current, here
+        spread_over = shards.by_shard_of(jobs)
+        if len(spread_over) > 1:
+            # One script stores a workflow and each step's completion starts the next: every
+            # step's keys must share one slot.
+            where = "; ".join(
+                f"{', '.join(sorted({j.queue for j in part}))} in "
+                + (f"shard {shard!r}" if shard else "the default shard")
+                for shard, part in spread_over.items()
+            )
+            raise ValueError(
+                f"The steps of a workflow must run on queues of one shard "
+                f"(DJANGO_JOBS['SHARDS']): its queues are {where}."
+            )
         return queue, jobs, groups, handles
 
     def delay(self) -> ChainHandle:

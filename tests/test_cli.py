@@ -376,7 +376,8 @@ def test_every_subcommand_has_help_with_json(cli):
     command.create_parser("manage.py", "jobs")
     parsers = command.parsers
     assert set(parsers) == set(SUBCOMMANDS) == {
-        "stats", "list", "show", "workers", "requeue", "cancel", "delete", "purge", "enqueue"
+        "stats", "list", "show", "workers", "requeue", "cancel", "delete", "purge",
+        "move-queue", "enqueue"
     }  # fmt: skip
     for name, parser in parsers.items():
         assert "--json" in parser.format_help(), name

@@ -70,7 +70,10 @@ class JobsCollector:
 
         jobs = self.jobs or JobQueue()
         stats = jobs.stats()
-        events = run(metrics_calls.events(jobs.keys))
+        events: dict[tuple[str, str, str], int] = {}
+        for keys in jobs.all_keys():  # each shard's scripts count their own events
+            for event, count in run(metrics_calls.events(keys)).items():
+                events[event] = events.get(event, 0) + count
         yield from _gauges(core, stats)
         families = {
             event: core.CounterMetricFamily(name, text, labels=["queue", "name"])

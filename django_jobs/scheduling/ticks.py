@@ -66,8 +66,10 @@ def sign_off(jobs: JobQueue, scheduler_id: str) -> None:
 
 
 def _fire(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: int) -> Plan[str]:
+    # The tick's key and the task's index of runs live on the shard of the job's queue: one
+    # script claims the tick and enqueues the job, so they share the job's slot.
     return calls.fire(
-        jobs.keys,
+        jobs.queue_keys(job.queue),
         task=task,
         due=due.timestamp(),
         job=job,

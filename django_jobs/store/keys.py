@@ -6,6 +6,7 @@ import functools
 
 from django_jobs.conf import jobs_settings
 from django_jobs.job import PRIORITIES_HIGH_FIRST, JobPriority
+from django_jobs.store import shards
 
 
 class Keys:
@@ -137,4 +138,18 @@ class Namespace:
 
     @property
     def keys(self) -> Keys:
+        """The keys of the default shard: all of them without ``SHARDS``, and always the
+        workers', the schedulers' and the schedules' version (see :mod:`.shards`)."""
         return keys_for(self.prefix)
+
+    def shard_keys(self, shard: str) -> Keys:
+        """The keys of ``shard`` (``""``: the default shard)."""
+        return keys_for(shards.shard_prefix(self.prefix, shard))
+
+    def queue_keys(self, queue: str) -> Keys:
+        """The keys of the shard that holds ``queue``'s jobs."""
+        return self.shard_keys(shards.of_queue(queue))
+
+    def all_keys(self) -> list[Keys]:
+        """The keys of every shard, the default shard's first."""
+        return [self.shard_keys(shard) for shard in shards.names()]

@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from django_jobs import validation
+from django_jobs import spread, validation
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord
 from django_jobs.job import Job, JobStatus, new_id
 from django_jobs.serialization import check_json, dumps, from_timestamp, utcnow
 from django_jobs.store import lease_calls
 from django_jobs.store.execute import Plan, async_twin, sync_twin
-from django_jobs.store.keys import Namespace
+from django_jobs.store.keys import Keys
+from django_jobs.worker.turns import Claim as Claim
+from django_jobs.worker.turns import ShardTurns, _names
 
 # How many due jobs one claim or promote call moves at most, to keep each script call short.
 PROMOTE_LIMIT = 100
@@ -35,19 +37,6 @@ class Leased(Protocol):
 
     @property
     def lease_token(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What a claim found: a leased job, or the time (epoch seconds) the next one is due.
-
-    ``held``: a claim of ``only`` some job names took nothing because the next job, by strict
-    priority, has another name (it waits for a process that may take any job).
-    """
-
-    job: Job | None
-    next_due: float | None
-    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,16 +65,7 @@ class LeaseState:
     cancel_requested: list[str]
 
 
-def _names(only: Collection[str] | None) -> str:
-    """The ``only`` argument of the claim scripts: a JSON list of names, ``""`` for any job."""
-    if only is None:
-        return ""
-    if isinstance(only, str):
-        raise TypeError("only takes a collection of job names, not a string.")
-    return dumps(sorted(only))
-
-
-class Leases(Namespace):
+class Leases(ShardTurns):
     """The lease protocol of the workers of one namespace (``DJANGO_JOBS['PREFIX']`` unless
     ``prefix`` is given)."""
 
@@ -142,16 +122,8 @@ class Leases(Namespace):
         otherwise the claim is ``held`` (see :class:`Claim`).
         """
         served = validation.served_queues(queues)
-        names = _names(only)
-        while True:
-            options = options or self.claim_options(worker_id, lease)
-            claimed = yield from lease_calls.claim(
-                self.keys, queues=served, resend=resend, only=names, **options
-            )
-            claim = yield from self._claimed(claimed, options["token"])
-            if claim is not None:
-                return claim
-            options, resend = None, False  # that record was buried: claim the next one
+        options = options or self.claim_options(worker_id, lease)
+        return (yield from self._claim_from(self._rotation(served), only, options, resend))
 
     def _complete_and_claim(
         self,
@@ -173,29 +145,45 @@ class Leases(Namespace):
         """
         served = validation.served_queues(queues)
         options = options or self.claim_options(worker_id, lease)
+        rotation = self._rotation(served)
+        keys = self.queue_keys(job.queue)
+        if rotation[0][0] is not keys:
+            # The next claim asks another shard first: the acknowledgement goes on its own.
+            acked = yield from self._complete_job(job, result)
+            return acked, (yield from self._claim_from(rotation, only, options, resend))
         acked, claimed = yield from lease_calls.ack_claim(
-            self.keys,
+            keys,
             done_id=job.id,
             done_token=job.lease_token or "",
             **self._outcome(result),
-            queues=served,
+            queues=rotation[0][1],
             resend=resend,
             only=_names(only),
             **options,
         )
-        claim = yield from self._claimed(claimed, options["token"])
+        claim = yield from self._claimed(keys, claimed, options["token"])
         if claim is None:
             claim = yield from self._claim(served, worker_id, lease, only=only)
+        elif claim.job is not None and len(rotation) > 1:
+            self._took(keys)
+        elif claim.job is None and not claim.held and len(rotation) > 1:
+            # Nothing on this shard: the others, in turn, with the same token (it leased
+            # nothing here), so that a resend finds a job one of them leased under it.
+            more = yield from self._claim_from(rotation[1:], only, options, resend)
+            due = [d for d in (claim.next_due, more.next_due) if d is not None]
+            claim = (
+                more if more.job is not None or more.held else Claim(None, min(due, default=None))
+            )
         return acked, claim
 
-    def _claimed(self, claimed: lease_calls.Claimed, token: str) -> Plan[Claim | None]:
+    def _claimed(self, keys: Keys, claimed: lease_calls.Claimed, token: str) -> Plan[Claim | None]:
         """Read a claim's reply. An unreadable record is buried (``None``: claim again)."""
         if claimed.record is None:
             return Claim(None, claimed.next_due, claimed.held)
         try:
             return Claim(Job.from_hash(claimed.job_id, claimed.record), None)
         except InvalidJobRecord as exc:
-            yield from self._fail(claimed.job_id, token, str(exc), "", retry=False)
+            yield from self._fail(keys, claimed.job_id, token, str(exc), "", retry=False)
             return None
 
     def _outcome(self, result: Any) -> dict[str, Any]:
@@ -215,7 +203,7 @@ class Leases(Namespace):
         """
         return (
             yield from lease_calls.ack(
-                self.keys,
+                self.queue_keys(job.queue),
                 job_id=job.id,
                 token=job.lease_token or "",
                 now=utcnow().timestamp(),
@@ -225,6 +213,7 @@ class Leases(Namespace):
 
     def _fail(
         self,
+        keys: Keys,
         job_id: str,
         token: str,
         error: str,
@@ -245,7 +234,7 @@ class Leases(Namespace):
             "failed_at": now,
         }
         outcome, due = yield from lease_calls.fail(
-            self.keys,
+            keys,
             job_id=job_id,
             token=token,
             now=now,
@@ -299,6 +288,7 @@ class Leases(Namespace):
         """
         return (
             yield from self._fail(
+                self.queue_keys(job.queue),
                 job.id,
                 job.lease_token or "",
                 error,
@@ -316,7 +306,10 @@ class Leases(Namespace):
         (its worker is stopping). Returns ``False`` if the lease was not held."""
         return (
             yield from lease_calls.release(
-                self.keys, job_id=job.id, token=job.lease_token or "", now=utcnow().timestamp()
+                self.queue_keys(job.queue),
+                job_id=job.id,
+                token=job.lease_token or "",
+                now=utcnow().timestamp(),
             )
         )
 
@@ -326,7 +319,10 @@ class Leases(Namespace):
         stale worker never overwrites the progress of the attempt that took its job over)."""
         return (
             yield from lease_calls.progress(
-                self.keys, job_id=job.id, token=job.lease_token or "", progress=progress
+                self.queue_keys(job.queue),
+                job_id=job.id,
+                token=job.lease_token or "",
+                progress=progress,
             )
         )
 
@@ -341,8 +337,20 @@ class Leases(Namespace):
             return LeaseState([], [])
         lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
         deadline = utcnow().timestamp() + lease
-        lost, cancel = yield from lease_calls.extend(self.keys, leases=leases, deadline=deadline)
-        return LeaseState(lost, cancel)
+        tokens = dict(leases)
+
+        def extend(keys: Keys, ids: list[str]) -> Plan[tuple[set[str], list[str]]]:
+            lost, cancel = yield from lease_calls.extend(
+                keys, leases=[(i, tokens[i]) for i in ids], deadline=deadline
+            )
+            return set(ids) - set(lost), cancel
+
+        # By id: the supervisor knows a running job by its id and token only, and an id names
+        # its shard; a lease lost there is looked for on the other shards (a moved job).
+        replies = yield from spread.by_id(self, list(tokens), extend, lambda reply: reply[0])
+        held = set().union(*(reply[0] for reply in replies))
+        cancel = list(dict.fromkeys(i for reply in replies for i in reply[1]))
+        return LeaseState([i for i in tokens if i not in held], cancel)
 
     def _recover_expired(self) -> Plan[Recovered]:
         """Bring back running jobs whose lease expired, at the head of their list.
@@ -351,20 +359,27 @@ class Leases(Namespace):
         (a poison pill); one whose cancellation was requested is cancelled. Safe to run from
         many workers at once.
         """
-        requeued, buried = yield from lease_calls.recover(
-            self.keys,
-            now=utcnow().timestamp(),
-            max_lost=jobs_settings.MAX_LOST,
-            limit=RECOVER_LIMIT,
-            job_ttl=int(jobs_settings.JOB_TTL),
-        )
-        return Recovered(requeued, buried)
+        recovered = Recovered([], [])
+        for keys in self.all_keys():  # every shard, whichever queues this worker serves
+            requeued, buried = yield from lease_calls.recover(
+                keys,
+                now=utcnow().timestamp(),
+                max_lost=jobs_settings.MAX_LOST,
+                limit=RECOVER_LIMIT,
+                job_ttl=int(jobs_settings.JOB_TTL),
+            )
+            recovered.requeued.extend(requeued)
+            recovered.buried.extend(buried)
+        return recovered
 
     def _promote_due(self) -> Plan[int]:
         """Move delayed and retrying jobs whose time has come to their lists; return how many."""
-        return (
-            yield from lease_calls.promote(self.keys, now=utcnow().timestamp(), limit=PROMOTE_LIMIT)
-        )
+        promoted = 0
+        for keys in self.all_keys():
+            promoted += yield from lease_calls.promote(
+                keys, now=utcnow().timestamp(), limit=PROMOTE_LIMIT
+            )
+        return promoted
 
     # -- each plan run with the sync client, and with the asyncio one -------------------------
 

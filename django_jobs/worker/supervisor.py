@@ -33,7 +33,7 @@ from django_jobs import outbox, validation
 from django_jobs.conf import jobs_settings
 from django_jobs.queue import JobQueue
 from django_jobs.serialization import loads
-from django_jobs.store import calls
+from django_jobs.store import calls, shards
 from django_jobs.store.execute import arun
 from django_jobs.worker.child import ChildConfig, Shared, child_main
 from django_jobs.worker.children import (
@@ -50,6 +50,7 @@ from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.leases import RECOVER_LIMIT, Leases
 from django_jobs.worker.retry import auntil_redis_answers, keep_going, pause
 from django_jobs.worker.slots import GO, STOP, Board, Running
+from django_jobs.worker.wakeups import ShardWakeups
 from django_jobs.worker.watch import Watch
 
 logger = logging.getLogger("django_jobs.worker")
@@ -113,6 +114,7 @@ class Worker(Watch):
         self.signals = 0
         self.last_signal, self.last_signal_at = 0, 0.0
         self.next_due: float | None = None
+        self.wakeups: ShardWakeups | None = None  # set in _main when queues span shards
         self.quiet = 0  # idle blocks on the wake-up list in a row that brought no token
         # Jobs of processes that died whose outcome could not be recorded: still RUNNING.
         self.unrecorded: set[str] = set()
@@ -153,6 +155,8 @@ class Worker(Watch):
         for child in self.children:
             self._spawn(child)
         log_serving(self.worker_id, self.queues, self.concurrency, self.jobs.prefix)
+        served = [self.leases.shard_keys(s) for s in shards.by_shard(self.queues)]
+        self.wakeups = ShardWakeups(served, IDLE_BLOCK) if len(served) > 1 else None
         background = [
             asyncio.create_task(self._keep_leases()),
             asyncio.create_task(self._recover()),
@@ -161,6 +165,10 @@ class Worker(Watch):
             asyncio.create_task(self._keep_going("the outbox", self._sweep, self.stopped.is_set)),
             asyncio.create_task(self._keep_going("the heartbeat", *Heartbeat(self).loop())),
         ]
+        if self.wakeups is not None:  # queues on several shards: one blocking wait each
+            background.append(
+                asyncio.create_task(self.wakeups.run(self.someone_idle, self.stopped))
+            )
         try:
             await self.finished.wait()
         finally:
@@ -380,7 +388,10 @@ class Worker(Watch):
             await asyncio.to_thread(outbox.sweep)
 
     async def _wait_wakeup(self, timeout: float) -> bool:
-        return await arun(calls.wait_wakeup(self.leases.keys, timeout=timeout))
+        if self.wakeups is not None:
+            return await self.wakeups.wait(timeout)
+        keys = self.leases.queue_keys(self.queues[0])  # the one shard of the served queues
+        return await arun(calls.wait_wakeup(keys, timeout=timeout))
 
     async def _wake_idle(self) -> None:
         """Block on the wake-up list while some child is idle; wake one child per token."""

@@ -15,12 +15,13 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from django_jobs import describe
+from django_jobs import describe, moving, validation
 from django_jobs.catalog import registry
 from django_jobs.exceptions import JobIsRunning
 from django_jobs.job import JobPriority, JobStatus
 from django_jobs.management.jobs import output
 from django_jobs.management.jobs.base import Context, Subcommand, job_dict, one_line
+from django_jobs.store import shards
 
 
 def _ids_argument(parser: CommandParser, nargs: str = "+") -> None:
@@ -194,6 +195,53 @@ def run_purge(ctx: Context) -> None:
         ctx.write(f"Purged {purged} {what}.", ctx.style.SUCCESS)
 
 
+# -- move-queue ---------------------------------------------------------------------------------
+
+
+def _move_arguments(parser: CommandParser) -> None:
+    parser.add_argument("queue", metavar="QUEUE", help="The queue whose pending jobs to move.")
+
+
+def _shard_name(shard: str) -> str:
+    return f"shard {shard!r}" if shard else "the default shard"
+
+
+def run_move_queue(ctx: Context) -> None:
+    queue = ctx.options["queue"]
+    try:
+        target = shards.of_queue(validation.queue_name(queue))
+        waiting = moving.pending_elsewhere(ctx.queue, queue)
+    except ValueError as exc:  # an unknown queue
+        raise CommandError(one_line(exc)) from None
+    where = _shard_name(target)
+    if not waiting:
+        if ctx.json:
+            ctx.write_json({"queue": queue, "shard": target, "moved": [], "left": []})
+        else:
+            ctx.write(
+                f"No pending job of queue {queue!r} waits outside {where}.", ctx.style.SUCCESS
+            )
+        return
+    found = ", ".join(f"{n} on {_shard_name(s)}" for s, n in waiting.items())
+    ctx.confirm(
+        f"Move the pending jobs of queue {queue!r} to {where} (entries to look at: {found})?"
+    )
+    done = moving.move_queue(ctx.queue, queue)
+    if ctx.json:
+        ctx.write_json({"queue": queue, "shard": target, "moved": done.moved, "left": done.left})
+        return
+    ctx.write(
+        f"Moved {describe.plural(len(done.moved), 'job')} of queue {queue!r} to {where}.",
+        ctx.style.SUCCESS,
+    )
+    if done.left:
+        ctx.write(
+            f"Left {describe.plural(len(done.left), 'job')} where they were (taken by a worker "
+            "meanwhile, a step of a workflow, or a unique key held on the target): "
+            + ", ".join(done.left)
+        )
+
+
 # -- enqueue ------------------------------------------------------------------------------------
 
 
@@ -313,6 +361,14 @@ SUBCOMMANDS = [
         "completed or the cancelled jobs, optionally only the older ones.",
         _purge_arguments,
         run_purge,
+        confirms=True,
+    ),
+    Subcommand(
+        "move-queue",
+        "Move a queue's pending jobs from the shards it left to the one DJANGO_JOBS['SHARDS'] "
+        "gives it now.",
+        _move_arguments,
+        run_move_queue,
         confirms=True,
     ),
     Subcommand(
