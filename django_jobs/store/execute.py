@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import RedisAccessDenied, RedisUnavailable, StoreError
+from django_jobs.store import nodes
 from django_jobs.store.connection import (
     connection_url,
     get_async_redis,
@@ -31,6 +32,7 @@ from django_jobs.store.connection import (
     redis_outage,
 )
 from django_jobs.store.scripts import Call
+from django_jobs.store.topology import is_cluster_client
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -143,6 +145,40 @@ def _load(client: Any, step: Call | Command) -> Any:
     return client.script_load(step.script.source)
 
 
+def _reload(client: Any, step: Call | Command) -> Any:
+    """The call of a script the server does not know (yet, or after a restart or a failover):
+    loaded, then sent again. On a cluster it goes as ``EVAL``, which loads it on the master
+    that owns the keys (``SCRIPT LOAD`` would go to every master, and fail while one is
+    down), in the same round trip."""
+    assert isinstance(step, Call)
+    if is_cluster_client(client):
+        return client.execute_command(
+            "EVAL", step.script.source, len(step.keys), *step.keys, *step.args
+        )
+    _load(client, step)
+    return _send(client, step)
+
+
+async def _areload(client: Any, step: Call | Command) -> Any:
+    assert isinstance(step, Call)
+    if is_cluster_client(client):
+        return await client.execute_command(
+            "EVAL", step.script.source, len(step.keys), *step.keys, *step.args
+        )
+    await _load(client, step)
+    return await _send(client, step)
+
+
+# The scripts that accept new jobs: with WAIT_FOR_REPLICAS, their calls wait for replicas.
+REPLICATED = frozenset({"enqueue", "enqueue_flow"})
+
+
+def _replicas(step: Call | Command) -> int:
+    if isinstance(step, Call) and step.script.name in REPLICATED:
+        return int(jobs_settings.WAIT_FOR_REPLICAS)
+    return 0
+
+
 # Refusals of this client as such: a wrong or missing password or an unknown user (redis-py
 # reads WRONGPASS and NOAUTH as AuthenticationError, a ConnectionError), or an ACL user without
 # a permission (NOPERM). Some come as plain errors: inside a script Redis 7.0 names "the user
@@ -185,7 +221,7 @@ def _denied(exc: BaseException | None) -> bool:
     return False
 
 
-def _translated(exc: redis.RedisError) -> Exception:
+def _translated(exc: redis.RedisError | RedisClusterException) -> Exception:
     url = connection_url()
     # The original stays chained (tracebacks, error pages): it must not name the password
     # either, which redis-py does when it read a password that is not URL-encoded as a host.
@@ -204,7 +240,11 @@ def _translated(exc: redis.RedisError) -> Exception:
             f"Cannot reach Redis at {redact_url(url)}: the server there does not speak the "
             f"Redis protocol ({redact_text(str(exc), url)})"
         )
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *nodes.UNAVAILABLE)) or (
+        isinstance(exc, RedisClusterException) and nodes.cluster_unavailable(exc)
+    ):
+        # A failover under way: a slot without a master, a demoted master (READONLY), a
+        # cluster that answers CLUSTERDOWN or TRYAGAIN. Waiting mends it.
         return RedisUnavailable(
             f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
         )
@@ -215,14 +255,19 @@ def execute(client: Any, step: Call | Command) -> Any:
     """One step with a sync client."""
     try:
         if isinstance(step, Command) and step.block is not None:
-            reply = _send_blocking(client, step)
+            if is_cluster_client(client):
+                reply = nodes.send_blocking(client, step, _send_blocking)
+            else:
+                reply = _send_blocking(client, step)
+        elif replicas := _replicas(step):
+            timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
+            reply = nodes.send_replicated(client, step, replicas, timeout)
         else:
             try:
                 reply = _send(client, step)
             except NoScriptError:
-                _load(client, step)
-                reply = _send(client, step)
-    except redis.RedisError as exc:
+                reply = _reload(client, step)
+    except (redis.RedisError, RedisClusterException) as exc:
         raise _translated(exc) from exc
     redis_outage.answered()  # the end of an outage this process reported, if any
     return reply
@@ -232,14 +277,19 @@ async def aexecute(client: Any, step: Call | Command) -> Any:
     """One step with an asyncio client."""
     try:
         if isinstance(step, Command) and step.block is not None:
-            reply = await _asend_blocking(client, step)
+            if is_cluster_client(client):
+                reply = await nodes.asend_blocking(client, step)
+            else:
+                reply = await _asend_blocking(client, step)
+        elif replicas := _replicas(step):
+            timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
+            reply = await nodes.asend_replicated(client, step, replicas, timeout)
         else:
             try:
                 reply = await _send(client, step)
             except NoScriptError:
-                await _load(client, step)
-                reply = await _send(client, step)
-    except redis.RedisError as exc:
+                reply = await _areload(client, step)
+    except (redis.RedisError, RedisClusterException) as exc:
         raise _translated(exc) from exc
     redis_outage.answered()
     return reply
