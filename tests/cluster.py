@@ -121,7 +121,22 @@ def _base_config(port: int, bind: str) -> dict[str, str]:
         "save": '""',
         "appendonly": "no",
         "daemonize": "no",
+        # A replica's first sync starts at once (Redis 7 waits 5 s for more replicas to come):
+        # until it has, the replica has nothing to take over with.
+        "repl-diskless-sync-delay": "0",
     }
+
+
+def replicas_synced(servers) -> bool:
+    """Whether every live replica among ``servers`` has its master's data, and streams it."""
+    for server in servers:
+        if server.alive:
+            info = server.client(socket_timeout=1).info("replication")
+            if info["role"] == "slave" and (
+                info["master_link_status"] != "up" or info.get("master_sync_in_progress")
+            ):
+                return False
+    return True
 
 
 class Cluster:
@@ -190,6 +205,7 @@ class Cluster:
             return len(maps) == 1
 
         wait_until(settled, timeout, "the cluster to be ok and agree on its slots")
+        wait_until(lambda: replicas_synced(self.servers), timeout, "the replicas to sync")
 
     def client(self) -> redis.cluster.RedisCluster:
         return redis.cluster.RedisCluster(
@@ -257,11 +273,7 @@ class SentinelSet:
         self.replica.start()
         for server in (self.master, self.replica):
             wait_until(server.answers, 10, f"redis-server {server.address}")
-        wait_until(
-            lambda: self.replica.client().info("replication")["master_link_status"] == "up",
-            15,
-            "the replica to sync",
-        )
+        wait_until(lambda: replicas_synced([self.replica]), 15, "the replica to sync")
         for sentinel in self.sentinels:
             sentinel.start(sentinel=True)
         wait_until(lambda: self.master_port() == self.master.port, 15, "the sentinels")
