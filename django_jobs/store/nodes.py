@@ -78,6 +78,16 @@ def send_blocking(client: Any, step: Any, send: Any) -> Any:
     raise AssertionError("unreachable")
 
 
+def _give_back(node: Any, connection: Any) -> None:
+    """Return a connection taken with ``acquire_connection`` to an asyncio cluster node
+    (redis-py before 5.1 has no ``release``: its free list is where its own commands put it)."""
+    release = getattr(node, "release", None)
+    if release is not None:
+        release(connection)
+    else:
+        node._free.append(connection)
+
+
 async def asend_blocking(client: Any, step: Any) -> Any:
     """:func:`send_blocking` with the asyncio cluster client, whose nodes keep their own
     connections (no pool): one is taken, used for the wait and given back."""
@@ -101,7 +111,7 @@ async def asend_blocking(client: Any, step: Any) -> Any:
                 await arefresh(client)
             raise
         finally:
-            node.release(connection)
+            _give_back(node, connection)
     raise AssertionError("unreachable")
 
 
@@ -182,7 +192,7 @@ async def _aon_node(client: Any, key: str, commands: list[tuple[Any, ...]]) -> l
         await connection.disconnect()
         raise
     finally:
-        node.release(connection)
+        _give_back(node, connection)
 
 
 async def asend_replicated(client: Any, step: Any, replicas: int, timeout: float) -> Any:
