@@ -240,8 +240,10 @@ def _translated(exc: redis.RedisError | RedisClusterException) -> Exception:
             f"Cannot reach Redis at {redact_url(url)}: the server there does not speak the "
             f"Redis protocol ({redact_text(str(exc), url)})"
         )
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, *nodes.UNAVAILABLE)) or (
-        isinstance(exc, RedisClusterException) and nodes.cluster_unavailable(exc)
+    if (
+        isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+        or nodes.unavailable_reply(exc)
+        or (isinstance(exc, RedisClusterException) and nodes.cluster_unavailable(exc))
     ):
         # A failover under way: a slot without a master, a demoted master (READONLY), a
         # cluster that answers CLUSTERDOWN or TRYAGAIN. Waiting mends it.

@@ -32,6 +32,12 @@ UNAVAILABLE = (
 )
 
 
+def unavailable_reply(exc: BaseException) -> bool:
+    """Whether an error reply means a failover under way rather than a refused command: also
+    ``UNBLOCKED``, which Redis answers a blocked ``BLPOP`` with when its master is demoted."""
+    return isinstance(exc, UNAVAILABLE) or str(exc).startswith("UNBLOCKED")
+
+
 def cluster_unavailable(exc: BaseException) -> bool:
     """Whether a ``RedisClusterException`` (not a ``RedisError``) means that the cluster does
     not answer (no node reachable, a slot without a master), rather than a misuse such as

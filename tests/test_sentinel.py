@@ -1,0 +1,104 @@
+"""django-jobs on a master and a replica watched by three sentinels (tests/cluster.py), through
+``redis+sentinel://``: a worker, a scheduler and a producer follow two promotions, one that
+demotes a live master (its clients get READONLY and reconnect to the new master) and one after
+the master is killed."""
+
+from __future__ import annotations
+
+import pytest
+
+from django_jobs import JobQueue, JobStatus
+from django_jobs.exceptions import RedisUnavailable
+from tests.cluster import SentinelSet, redis_cli_binary
+from tests.processes import FAST, Processes, wait_until
+from tests.test_cluster import Producer, ledger_lines
+from tests.testapp import jobs
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(redis_cli_binary() is None, reason="redis-cli is not installed"),
+]
+
+
+def test_a_worker_a_scheduler_and_a_producer_follow_promotions(
+    configure, monkeypatch, tmp_path, capsys
+):
+    deployment = SentinelSet().start()
+    prefix = "{sentinel-test}"
+    schedules = {"tick": {"job": "tests.record", "interval": 1, "args": ["tick"]}}
+    settings = {**FAST, "SCHEDULES": schedules}
+    monkeypatch.setenv("REDIS_URL", deployment.url)
+    monkeypatch.setenv("JOBS_TEST_LEDGER", str(tmp_path))
+    configure(REDIS_URL=deployment.url, PREFIX=prefix, **settings)
+    group = Processes(tmp_path, prefix, settings, db=str(tmp_path / "scheduler.sqlite3"))
+    producer = Producer(pause=0.02)
+    try:
+        assert group.run("migrate", "--verbosity", "0").returncode == 0
+        group.start("--concurrency", "2")
+        group.start("--verbosity", "2", command="runscheduler")
+        producer.start()
+        queue = JobQueue()
+
+        def flowing(since: int) -> None:
+            """Jobs accepted from now on run, and the scheduler ticks again."""
+            accepted = len(producer.accepted)
+            ticks = ledger_lines(tmp_path).count("tick")
+            wait_until(
+                lambda: (
+                    len(producer.accepted) >= accepted + 20
+                    and {label for _, label in producer.accepted[accepted : accepted + 20]}
+                    <= set(ledger_lines(tmp_path))
+                    and ledger_lines(tmp_path).count("tick") > ticks
+                ),
+                timeout=30,
+                message=f"jobs and ticks after promotion {since}",
+            )
+
+        flowing(0)
+        first, second = deployment.master, deployment.replica
+
+        # A promotion that demotes a live master: connections to it get READONLY.
+        first.client().execute_command("PING")
+        deployment.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", "mymaster")
+        wait_until(lambda: deployment.master_port() == second.port, 30, message="promotion 1")
+        flowing(1)
+
+        # A promotion after the master died.
+        wait_until(
+            lambda: first.client().info("replication").get("master_link_status") == "up",
+            30,
+            message="the demoted master to replicate the new one",
+        )
+        second.kill()
+        wait_until(lambda: deployment.master_port() == first.port, 30, message="promotion 2")
+        flowing(2)
+
+        producer.stop()
+
+        def all_ran():
+            try:
+                return all(
+                    queue.stats()["states"][state] == 0
+                    for state in ("pending", "running", "retrying")
+                )
+            except RedisUnavailable:
+                return False
+
+        wait_until(all_ran, timeout=30, message="every job to run")
+        ran = set(ledger_lines(tmp_path))
+        lost = [label for _, label in producer.accepted if label not in ran]
+        with capsys.disabled():
+            print(
+                f"\nsentinel: {len(producer.accepted)} jobs accepted, {producer.refused} "
+                f"enqueues refused during the promotions, {len(lost)} accepted jobs lost"
+            )
+        assert len(lost) <= 5, lost
+        assert JobQueue().stats()["workers"]["live"] == 1
+        assert "Redis refused" not in group.logs(), group.logs()
+        handle = jobs.add.delay(2, 2)
+        assert handle.result(timeout=10) == 4
+        assert handle.refresh().status is JobStatus.COMPLETED
+    finally:
+        producer.stopping.set()
+        group.close()
+        deployment.close()
