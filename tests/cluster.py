@@ -147,8 +147,10 @@ class Cluster:
     hosts test gives a bridge's address that its network namespaces reach).
     """
 
-    def __init__(self, host: str = "127.0.0.1", masters: int = 3) -> None:
-        self.ports = PortBlock()
+    def __init__(
+        self, host: str = "127.0.0.1", masters: int = 3, ports: PortBlock | None = None
+    ) -> None:
+        self.ports = ports or PortBlock()
         self.host = host
         self.folder = Path(tempfile.mkdtemp(prefix="django-jobs-cluster-"))
         self.servers: list[Server] = []
