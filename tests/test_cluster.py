@@ -8,6 +8,7 @@ Each test that kills a master has a cluster of its own; the others share one.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
@@ -15,9 +16,13 @@ import time
 import uuid
 
 import pytest
+import redis.cluster
+from django_redis.client import DefaultClient
 
 from django_jobs import JobQueue, JobStatus
+from django_jobs.checks import check_redis
 from django_jobs.exceptions import JobNotFound, RedisUnavailable
+from django_jobs.store.connection import get_redis
 from tests.cluster import Cluster, redis_cli_binary
 from tests.processes import FAST, Processes, wait_until
 from tests.testapp import jobs
@@ -58,13 +63,13 @@ def test_the_whole_flow_runs_on_a_cluster(shared_cluster, configure, monkeypatch
         # Priorities: enqueued before any worker runs, taken highest first.
         for priority in ("low", "normal", "high", "critical"):
             jobs.record.using(priority=priority).delay(priority)
-        delayed = jobs.record.using(delay=1.0).delay("delayed")
         dead = jobs.fail.using(max_retries=2).delay("boom")
-        assert queue.stats()["states"]["pending"] == 6  # the delayed one included
+        assert queue.stats()["states"]["pending"] == 5
 
         group.start("--concurrency", "1", "--queues", "default")
         wait_until(lambda: len(ledger_lines(tmp_path)) >= 4, message="the four priorities")
         assert ledger_lines(tmp_path)[:4] == ["critical", "high", "normal", "low"]
+        delayed = jobs.record.using(delay=1.0).delay("delayed")
 
         # Retries, the dead-letter queue and a delay, each a script on the cluster.
         assert wait_until(lambda: dead.refresh().status is JobStatus.FAILED, timeout=20)
@@ -82,8 +87,6 @@ def test_the_whole_flow_runs_on_a_cluster(shared_cluster, configure, monkeypatch
         # The async API, and what the console shows.
         async def enqueue():
             return await jobs.add.adelay(20, 22)
-
-        import asyncio
 
         assert asyncio.run(enqueue()).result(timeout=10) == 42
         stats = queue.stats()
@@ -267,6 +270,39 @@ def test_the_replication_window_and_wait_for_replicas(configure, monkeypatch, tm
             if server.alive:
                 server.proc.send_signal(signal.SIGCONT)
         cluster.close()
+
+
+class ClusterCacheClient(DefaultClient):
+    """A django-redis client whose connection is a ``RedisCluster`` (django-redis has none of
+    its own), as a project on a cluster would write one."""
+
+    def connect(self, index: int = 0) -> redis.cluster.RedisCluster:
+        return redis.cluster.RedisCluster.from_url(self._server[index])
+
+
+def test_a_django_redis_cache_whose_client_is_a_cluster_client_is_reused(
+    shared_cluster, settings, configure
+):
+    settings.CACHES = {
+        **settings.CACHES,
+        "cluster": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": f"redis://{shared_cluster.servers[1].address}/0",
+            "OPTIONS": {"CLIENT_CLASS": "tests.test_cluster.ClusterCacheClient"},
+        },
+    }
+    configure(CONNECTION="cluster", PREFIX=f"{{cache-{uuid.uuid4().hex[:8]}}}")
+    assert check_redis() == []
+    queue = JobQueue()
+    handle = jobs.add.delay(1, 2)
+
+    async def enqueue():
+        await jobs.add.adelay(3, 4)
+        return (await queue.astats())["states"]["pending"]
+
+    assert asyncio.run(enqueue()) == 2
+    assert handle.refresh().status is JobStatus.PENDING
+    assert isinstance(get_redis(), redis.cluster.RedisCluster)
 
 
 def test_fewer_replicas_than_asked_leave_the_job_enqueued_with_a_warning(

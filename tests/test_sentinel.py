@@ -5,9 +5,12 @@ the master is killed."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from django_jobs import JobQueue, JobStatus
+from django_jobs.checks import check_redis
 from django_jobs.exceptions import RedisUnavailable
 from tests.cluster import SentinelSet, redis_cli_binary
 from tests.processes import FAST, Processes, wait_until
@@ -101,4 +104,52 @@ def test_a_worker_a_scheduler_and_a_producer_follow_promotions(
     finally:
         producer.stopping.set()
         group.close()
+        deployment.close()
+
+
+def test_a_django_redis_sentinel_cache_is_reused_and_follows_a_promotion(
+    settings, configure, monkeypatch
+):
+    deployment = SentinelSet().start()
+    try:
+        settings.CACHES = {
+            **settings.CACHES,
+            "sentinel": {
+                "BACKEND": "django_redis.cache.RedisCache",
+                "LOCATION": f"redis://{deployment.SERVICE}/0",
+                "OPTIONS": {
+                    "CLIENT_CLASS": "django_redis.client.SentinelClient",
+                    "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+                    "CONNECTION_POOL_CLASS": "redis.sentinel.SentinelConnectionPool",
+                    "SENTINELS": [(s.host, s.port) for s in deployment.sentinels],
+                },
+            },
+        }
+        configure(CONNECTION="sentinel", PREFIX="{sentinel-cache}")
+        assert check_redis() == []  # asked through the cache's client, not its LOCATION
+        queue = JobQueue()
+        first = jobs.add.delay(1, 2)
+
+        async def enqueue():
+            return (await jobs.add.adelay(3, 4)).id, (await queue.astats())["states"]["pending"]
+
+        assert asyncio.run(enqueue())[1] == 2
+
+        deployment.master.kill()
+        wait_until(
+            lambda: deployment.master_port() == deployment.replica.port,
+            30,
+            message="the promotion",
+        )
+
+        def enqueued():
+            try:
+                return jobs.add.delay(5, 6)
+            except RedisUnavailable:
+                return None
+
+        wait_until(enqueued, timeout=30, message="an enqueue after the promotion")
+        assert asyncio.run(enqueue())[1] == 4
+        assert first.refresh().status is JobStatus.PENDING
+    finally:
         deployment.close()

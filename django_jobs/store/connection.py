@@ -186,21 +186,25 @@ def get_async_redis() -> Any:
     return client
 
 
+def _version_from(client: Any) -> str:
+    if topology.is_cluster_client(client):
+        # Every master runs the scripts: the oldest one counts.
+        versions = client.info("server", target_nodes=client.PRIMARIES)
+        if isinstance(versions, dict) and "redis_version" not in versions:
+            found = [v["redis_version"] for v in versions.values()]
+        else:
+            found = [versions["redis_version"]]
+        return min(found, key=lambda v: tuple(int(p) for p in v.split(".")[:2]))
+    return str(client.info("server")["redis_version"])
+
+
 def _version_of(url: str) -> str:
     if not topology.is_topology_url(url):
         with _from_url(redis.Redis, url, socket_connect_timeout=1, socket_timeout=1) as client:
             return str(client.info("server")["redis_version"])
     client = topology.sync_client(_topology(url, socket_connect_timeout=1, socket_timeout=1))
     try:
-        if topology.is_cluster_client(client):
-            # Every master runs the scripts: the oldest one counts.
-            versions = client.info("server", target_nodes=client.PRIMARIES)
-            if isinstance(versions, dict) and "redis_version" not in versions:
-                found = [v["redis_version"] for v in versions.values()]
-            else:
-                found = [versions["redis_version"]]
-            return min(found, key=lambda v: tuple(int(p) for p in v.split(".")[:2]))
-        return str(client.info("server")["redis_version"])
+        return _version_from(client)
     finally:
         client.close()
 
@@ -210,8 +214,13 @@ def server_version(url: str) -> str:
     short-lived connections with short time-outs (system checks must not hang);
     :class:`RedisUnavailable` if it does not answer."""
     try:
+        if jobs_settings.CONNECTION is not None and url == connection_url():
+            # A cluster or Sentinel cache's LOCATION is no address to connect to: its client is.
+            client = get_redis()
+            if topology.from_client(client) is not None:
+                return _version_from(client)
         return _version_of(url)
-    except (redis.RedisError, ValueError) as exc:
+    except (redis.RedisError, redis.exceptions.RedisClusterException, ValueError) as exc:
         # redis-py names what it misread (a host, a port), which may be a piece of a password
         # that is not URL-encoded: neither this message nor the chained one may show it.
         exc.args = tuple(redact_text(a, url) if isinstance(a, str) else a for a in exc.args)

@@ -304,7 +304,11 @@ def run(plan: Plan[T]) -> T:
     :class:`StoreError` inside the plan, at its ``yield``, so that a plan may handle it (e.g.
     send an idempotent call again).
     """
-    client = get_redis()
+    try:
+        # A cluster client asks for the map of slots as it is made: it may find no node.
+        client = get_redis()
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise _translated(exc) from exc
     try:
         step = next(plan)
         while True:
@@ -321,7 +325,10 @@ def run(plan: Plan[T]) -> T:
 async def arun(plan: Plan[T]) -> T:
     """Run ``plan`` with this event loop's asyncio client and return its value (see
     :func:`run`)."""
-    client = get_async_redis()
+    try:
+        client = get_async_redis()
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise _translated(exc) from exc
     try:
         step = next(plan)
         while True:

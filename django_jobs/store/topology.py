@@ -28,6 +28,9 @@ import redis.asyncio.cluster
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 # scheme: (kind, TLS)
 SCHEMES = {
@@ -147,9 +150,16 @@ def sync_client(topology: Topology) -> redis.Redis | redis.cluster.RedisCluster:
         startup = [redis.cluster.ClusterNode(host, port) for host, port in topology.nodes]
         return redis.cluster.RedisCluster(startup_nodes=startup, **topology.options)
     sentinels = redis.sentinel.Sentinel(
-        list(topology.nodes), sentinel_kwargs=topology.sentinel_options, **topology.options
+        list(topology.nodes), sentinel_kwargs=_asked_once(topology), **topology.options
     )
     return sentinels.master_for(topology.service)
+
+
+def _asked_once(topology: Topology) -> dict[str, Any]:
+    """The sentinels' connection options: each asked once per discovery, without redis-py's
+    retries and pauses (newer redis-py retries 3 times, seconds apart): the next sentinel is
+    the retry, and the caller waits and asks again while none answers."""
+    return {**topology.sentinel_options, "retry": Retry(NoBackoff(), 0)}
 
 
 def async_client(topology: Topology) -> Any:
@@ -157,8 +167,9 @@ def async_client(topology: Topology) -> Any:
     if topology.is_cluster:
         startup = [redis.asyncio.cluster.ClusterNode(h, p) for h, p in topology.nodes]
         return redis.asyncio.cluster.RedisCluster(startup_nodes=startup, **topology.options)
+    options = {**topology.sentinel_options, "retry": AsyncRetry(NoBackoff(), 0)}
     sentinels = redis.asyncio.sentinel.Sentinel(
-        list(topology.nodes), sentinel_kwargs=topology.sentinel_options, **topology.options
+        list(topology.nodes), sentinel_kwargs=options, **topology.options
     )
     return sentinels.master_for(topology.service)
 
