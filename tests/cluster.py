@@ -113,7 +113,7 @@ class Server:
         return self.proc is not None and self.proc.poll() is None
 
 
-def _base_config(port: int, bind: str) -> dict[str, str]:
+def base_config(port: int, bind: str) -> dict[str, str]:
     return {
         "port": str(port),
         "bind": bind,
@@ -155,7 +155,7 @@ class Cluster:
         self.folder = Path(tempfile.mkdtemp(prefix="django-jobs-cluster-"))
         self.servers: list[Server] = []
         for port in range(self.ports.base, self.ports.base + masters * 2):
-            config = _base_config(port, host if host == "127.0.0.1" else f"{host} 127.0.0.1")
+            config = base_config(port, host if host == "127.0.0.1" else f"{host} 127.0.0.1")
             config.update(
                 {
                     "cluster-enabled": "yes",
@@ -248,8 +248,8 @@ class SentinelSet:
         self.ports = PortBlock()
         base = self.ports.base
         self.folder = Path(tempfile.mkdtemp(prefix="django-jobs-sentinel-"))
-        self.master = Server(self.folder, base, "127.0.0.1", _base_config(base, "127.0.0.1"))
-        replica = _base_config(base + 1, "127.0.0.1")
+        self.master = Server(self.folder, base, "127.0.0.1", base_config(base, "127.0.0.1"))
+        replica = base_config(base + 1, "127.0.0.1")
         replica["replicaof"] = f"127.0.0.1 {base}"
         self.replica = Server(self.folder, base + 1, "127.0.0.1", replica)
         self.sentinels = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from django_jobs import JobQueue, JobStatus
 from django_jobs.checks import check_redis
 from django_jobs.exceptions import JobNotFound, RedisUnavailable
 from django_jobs.store.connection import get_redis
-from tests.cluster import Cluster, redis_cli_binary
+from tests.cluster import Cluster, PortBlock, Server, base_config, redis_cli_binary
 from tests.processes import FAST, Processes, wait_until
 from tests.testapp import jobs
 
@@ -270,6 +271,58 @@ def test_the_replication_window_and_wait_for_replicas(configure, monkeypatch, tm
             if server.alive:
                 server.proc.send_signal(signal.SIGCONT)
         cluster.close()
+
+
+def test_moving_from_one_redis_to_a_cluster_with_redis_cli_import(
+    shared_cluster, configure, monkeypatch, tmp_path
+):
+    """docs/deployment.md's way with a short stop: every key copied into the cluster by
+    ``redis-cli --cluster import``; pending, delayed and dead jobs carry over and run there."""
+    ports = PortBlock()
+    single = Server(
+        tmp_path / "single", ports.base, "127.0.0.1", base_config(ports.base, "127.0.0.1")
+    )
+    try:
+        single.start()
+        wait_until(single.answers, timeout=10)
+        group = on_cluster(shared_cluster, configure, monkeypatch, tmp_path)
+        configure(REDIS_URL=f"redis://{single.address}/0")
+        pending = jobs.record.delay("pending")
+        delayed = jobs.record.using(delay=2).delay("delayed")
+        dead = jobs.fail.using(max_retries=0).delay("boom")
+        group.settings["REDIS_URL"] = f"redis://{single.address}/0"
+        monkeypatch.setenv("REDIS_URL", f"redis://{single.address}/0")
+        worker = group.start("--burst", "--queues", "default")
+        worker.wait(timeout=30)
+        assert dead.refresh().status is JobStatus.FAILED
+        pending_again = jobs.record.delay("pending")
+        before = JobQueue().stats()["states"]
+
+        copied = subprocess.run(
+            [
+                *(redis_cli_binary(), "--cluster", "import", shared_cluster.servers[0].address),
+                *("--cluster-from", single.address, "--cluster-copy", "--cluster-replace"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert copied.returncode == 0, copied.stdout + copied.stderr
+
+        configure(REDIS_URL=shared_cluster.url)
+        assert JobQueue().stats()["states"] == before
+        group.settings["REDIS_URL"] = shared_cluster.url
+        monkeypatch.setenv("REDIS_URL", shared_cluster.url)
+        group.start("--concurrency", "1")
+        assert pending_again.result(timeout=10) == "pending"
+        assert delayed.result(timeout=10) == "delayed"
+        assert pending.refresh().status is JobStatus.COMPLETED
+        assert dead.refresh().status is JobStatus.FAILED
+        group.close()
+    finally:
+        single.kill()
+        ports.release()
 
 
 class ClusterCacheClient(DefaultClient):
