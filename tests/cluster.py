@@ -228,6 +228,23 @@ class Cluster:
                         return self.server(int(owner[1]))
         raise AssertionError(f"no master owns {key}")
 
+    def move_slot(self, key: str, target: Server) -> None:
+        """Move the slot of ``key``, with its keys, to the master ``target`` (a resharding)."""
+        source = self.master_of(key)
+        slot = int(source.client().cluster("keyslot", key))
+        source_id = source.client().execute_command("CLUSTER", "MYID")
+        target_id = target.client().execute_command("CLUSTER", "MYID")
+        target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        while keys := source.client().execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            source.client().execute_command(
+                "MIGRATE", target.host, target.port, "", 0, 5000, "KEYS", *keys
+            )
+        for server in self.servers:
+            if server.alive and server.client().execute_command("ROLE")[0] == "master":
+                server.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+        self.wait_ok()
+
     def replica_of(self, master: Server) -> Server:
         info = master.client().info("replication")
         return self.server(int(info["slave0"]["port"]))

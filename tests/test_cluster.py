@@ -23,7 +23,9 @@ from django_redis.client import DefaultClient
 from django_jobs import JobQueue, JobStatus
 from django_jobs.checks import check_redis
 from django_jobs.exceptions import JobNotFound, RedisUnavailable
+from django_jobs.store import calls, nodes
 from django_jobs.store.connection import get_redis
+from django_jobs.store.execute import arun, run
 from tests.cluster import Cluster, PortBlock, Server, base_config, redis_cli_binary
 from tests.processes import FAST, Processes, wait_until
 from tests.testapp import jobs
@@ -323,6 +325,52 @@ def test_moving_from_one_redis_to_a_cluster_with_redis_cli_import(
     finally:
         single.kill()
         ports.release()
+
+
+def test_clients_follow_a_slot_moved_to_another_master(
+    shared_cluster, configure, monkeypatch, tmp_path
+):
+    """After a resharding the clients' maps of slots are stale: a blocking wait sent to the old
+    owner gets MOVED (the store reads the map again and waits on the new owner) and so does a
+    script call (redis-py follows it), with the sync and the asyncio client made before the
+    move."""
+    group = on_cluster(shared_cluster, configure, monkeypatch, tmp_path)
+    refreshed = []
+    for name in ("refresh", "arefresh"):
+        original = getattr(nodes, name)
+        monkeypatch.setattr(
+            nodes, name, lambda client, o=original, n=name: refreshed.append(n) or o(client)
+        )
+    queue = JobQueue()
+    before = jobs.add.delay(1, 1)  # the sync client has its map now
+
+    async def move_meanwhile():
+        handle = await jobs.add.adelay(2, 2)  # and the asyncio client
+        move()
+        assert await arun(calls.wait_done(queue.keys, job_id=handle.id, timeout=0.1)) is None
+        assert (await queue.astats())["states"]["pending"] == 2
+        return handle
+
+    def move():
+        source = shared_cluster.master_of(queue.keys.prefix)
+        target = next(
+            s
+            for s in shared_cluster.servers
+            if s is not source and s.client().execute_command("ROLE")[0] == "master"
+        )
+        shared_cluster.move_slot(queue.keys.prefix, target)
+        assert shared_cluster.master_of(queue.keys.prefix) is target
+
+    moved_async = asyncio.run(move_meanwhile())
+    assert run(calls.wait_done(queue.keys, job_id=before.id, timeout=0.1)) is None
+    assert refreshed == ["arefresh", "refresh"]  # each got MOVED, and read the map again
+    after = jobs.add.delay(3, 3)
+    assert queue.stats()["states"]["pending"] == 3
+    group.start("--concurrency", "1")
+    assert before.result(timeout=10) == 2
+    assert after.result(timeout=10) == 6
+    assert moved_async.result(timeout=10) == 4
+    group.close()
 
 
 class ClusterCacheClient(DefaultClient):
