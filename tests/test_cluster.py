@@ -27,6 +27,7 @@ from django_jobs.store import calls, nodes
 from django_jobs.store.connection import get_redis
 from django_jobs.store.execute import arun, run
 from tests.cluster import Cluster, PortBlock, Server, base_config, redis_cli_binary
+from tests.cluster import wait_until as settle  # through errors of servers changing roles
 from tests.processes import FAST, Processes, wait_until
 from tests.testapp import jobs
 
@@ -142,7 +143,7 @@ def kill_the_master_while_busy(cluster, group, producer, tmp_path, prefix):
     wait_until(lambda: len(ledger_lines(tmp_path)) >= 30, timeout=30, message="jobs to flow")
     killed_at = time.monotonic()
     master.kill()
-    wait_until(
+    settle(
         lambda: replica.client().execute_command("ROLE")[0] == "master",
         timeout=20,
         message="the replica to take over",
@@ -203,7 +204,7 @@ def test_a_master_killed_while_busy_is_replaced_and_everyone_resumes(
 
 def promoted(cluster, replica, queue):
     """Wait until ``replica`` is a master and the cluster answers ``queue``'s calls again."""
-    wait_until(lambda: replica.client().execute_command("ROLE")[0] == "master", 20)
+    settle(lambda: replica.client().execute_command("ROLE")[0] == "master", 20, "a promotion")
 
     def answers():
         try:

@@ -13,6 +13,7 @@ from django_jobs import JobQueue, JobStatus
 from django_jobs.checks import check_redis
 from django_jobs.exceptions import RedisUnavailable
 from tests.cluster import SentinelSet, redis_cli_binary
+from tests.cluster import wait_until as settle  # through errors of servers changing roles
 from tests.processes import FAST, Processes, wait_until
 from tests.test_cluster import Producer, ledger_lines
 from tests.testapp import jobs
@@ -61,19 +62,18 @@ def test_a_worker_a_scheduler_and_a_producer_follow_promotions(
         first, second = deployment.master, deployment.replica
 
         # A promotion that demotes a live master: connections to it get READONLY.
-        first.client().execute_command("PING")
         deployment.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", "mymaster")
-        wait_until(lambda: deployment.master_port() == second.port, 30, message="promotion 1")
+        settle(lambda: deployment.master_port() == second.port, 30, message="promotion 1")
         flowing(1)
 
         # A promotion after the master died.
-        wait_until(
+        settle(
             lambda: first.client().info("replication").get("master_link_status") == "up",
             30,
             message="the demoted master to replicate the new one",
         )
         second.kill()
-        wait_until(lambda: deployment.master_port() == first.port, 30, message="promotion 2")
+        settle(lambda: deployment.master_port() == first.port, 30, message="promotion 2")
         flowing(2)
 
         producer.stop()
@@ -136,7 +136,7 @@ def test_a_django_redis_sentinel_cache_is_reused_and_follows_a_promotion(
         assert asyncio.run(enqueue())[1] == 2
 
         deployment.master.kill()
-        wait_until(
+        settle(
             lambda: deployment.master_port() == deployment.replica.port,
             30,
             message="the promotion",
