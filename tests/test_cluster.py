@@ -407,12 +407,40 @@ def test_a_django_redis_cache_whose_client_is_a_cluster_client_is_reused(
     assert isinstance(get_redis(), redis.cluster.RedisCluster)
 
 
+def test_with_wait_for_replicas_an_enqueue_waits_on_the_owning_master(
+    shared_cluster, configure, caplog
+):
+    """The pipeline (EVALSHA, WAIT) goes to the master that owns the job's keys, with the sync
+    and the asyncio client: its replica answers, so nothing is logged."""
+    configure(
+        REDIS_URL=shared_cluster.url,
+        PREFIX=f"{{wait-{uuid.uuid4().hex[:8]}}}",
+        WAIT_FOR_REPLICAS=1,
+        WAIT_FOR_REPLICAS_TIMEOUT=5,
+    )
+    with caplog.at_level(logging.WARNING, logger="django_jobs"):
+        handle = jobs.record.delay("sync")
+
+        async def enqueue():
+            return await jobs.record.adelay("async")
+
+        other = asyncio.run(enqueue())
+    assert handle.refresh().status is JobStatus.PENDING
+    assert other.refresh().status is JobStatus.PENDING
+    assert JobQueue().stats()["states"]["pending"] == 2
+    assert "replicas acknowledged" not in caplog.text
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
 def test_fewer_replicas_than_asked_leave_the_job_enqueued_with_a_warning(
-    jobs_settings, configure, caplog
+    api, jobs_settings, configure, caplog
 ):
     """On the shared single server (no replica): WAIT returns 0 after its timeout."""
     configure(WAIT_FOR_REPLICAS=1, WAIT_FOR_REPLICAS_TIMEOUT=0.1)
     with caplog.at_level(logging.WARNING, logger="django_jobs"):
-        handle = jobs.record.delay("alone")
+        if api == "sync":
+            handle = jobs.record.delay("alone")
+        else:
+            handle = asyncio.run(jobs.record.adelay("alone"))
     assert handle.refresh().status is JobStatus.PENDING
     assert "enqueue: 0 of 1 replicas acknowledged the write within 0.1s" in caplog.text

@@ -45,7 +45,7 @@ def cluster_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, redis.exceptions.SlotNotCoveredError):
         return True
     text = str(exc).lower()
-    return "cannot be connected" in text or "not covered" in text or "failed" in text
+    return "cannot be connected" in text or "not covered" in text
 
 
 def node_client(client: Any, key: str) -> redis.Redis:
