@@ -220,9 +220,9 @@ def drain(peer: Peer, server, logs: Path) -> dict[str, float]:
 
 
 def _script_calls(server) -> int:
-    """Script calls so far (``EVALSHA`` and ``EVAL``): each is one round trip."""
+    """Script calls so far (``FCALL``, ``EVALSHA`` and ``EVAL``): each is one round trip."""
     stats = server.info("commandstats")
-    names = ("evalsha", "eval")
+    names = ("fcall", "evalsha", "eval")
     return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in names)
 
 

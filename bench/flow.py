@@ -164,10 +164,11 @@ def tree_cpu(table: dict[int, tuple[int, float]], roots: set[int]) -> float:
 
 
 def script_calls(client) -> tuple[int, int, int]:
-    """Script calls (``EVALSHA``, ``EVAL``: one round trip each), the microseconds Redis spent
-    in them (the commands they ran included), and all commands, so far."""
+    """Script calls (``FCALL``, ``EVALSHA``, ``EVAL``: one round trip each), the microseconds
+    Redis spent in them (the commands they ran included), and all commands, so far."""
     stats = client.info("commandstats")
-    scripts = [stats.get(f"cmdstat_{name}", {}) for name in ("evalsha", "eval")]
+    names = ("fcall", "evalsha", "eval")
+    scripts = [stats.get(f"cmdstat_{name}", {}) for name in names]
     calls = sum(int(s.get("calls", 0)) for s in scripts)
     usec = sum(int(s.get("usec", 0)) for s in scripts)
     return calls, usec, sum(int(v["calls"]) for v in stats.values())

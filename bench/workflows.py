@@ -96,9 +96,11 @@ def timed_drain(python: str, env: dict[str, str], done: callable, total: int) ->
 
 
 def script_usec(client: Any) -> tuple[float, int]:
-    """Redis's CPU microseconds in script calls so far, and the number of calls."""
-    stats = client.info("commandstats").get("cmdstat_evalsha", {})
-    return float(stats.get("usec", 0)), int(stats.get("calls", 0))
+    """Redis's CPU microseconds in script calls (``FCALL`` or ``EVALSHA``) so far, and the
+    number of calls."""
+    stats = client.info("commandstats")
+    calls = [stats.get(f"cmdstat_{name}", {}) for name in ("fcall", "evalsha")]
+    return float(sum(c.get("usec", 0) for c in calls)), int(sum(c.get("calls", 0) for c in calls))
 
 
 def drain(kind: str, jobs: int, chain_steps: int, python: str) -> tuple[float, float]:

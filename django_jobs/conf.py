@@ -39,6 +39,10 @@ DEFAULTS: dict[str, Any] = {
     # wait (replication is asynchronous: a master lost right after an enqueue may lose the job).
     "WAIT_FOR_REPLICAS": 0,
     "WAIT_FOR_REPLICAS_TIMEOUT": 1,
+    # Call the scripts as Redis functions (FCALL; Redis 7+, loaded once as one library) where
+    # the server takes them; False: always as scripts (EVALSHA), e.g. behind a proxy that
+    # passes EVALSHA but not FCALL.
+    "REDIS_FUNCTIONS": True,
     # Every key starts with this; the braces are a Redis Cluster hash tag. Two projects on one
     # Redis need two prefixes: with the same one, their workers take each other's jobs.
     "PREFIX": "{django_jobs}",
@@ -314,6 +318,7 @@ RULES: dict[str, _Rule] = {
     "QUEUES": _queues,
     "DEFAULT_QUEUE": _default_queue,
     "ENQUEUE_ON_COMMIT": _flag,
+    "REDIS_FUNCTIONS": _flag,
     "SCHEDULES": _schedules,
     "METRICS_TOKEN": _metrics_token,
     "MODE": _mode,

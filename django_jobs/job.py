@@ -16,6 +16,7 @@ from django_jobs.record import (
     JSON_FIELDS,
     JSON_KINDS,
     LEFT_OUT_WHEN_EMPTY,
+    ON_END_FIELDS,
     attempt_of,
     check_runnable,
     from_dict_value,
@@ -166,6 +167,8 @@ class Job:
             if write is None or value is None or (not value and name in LEFT_OUT_WHEN_EMPTY):
                 continue
             out[name] = write(name, value)
+        if not out.keys().isdisjoint(ON_END_FIELDS):
+            out["on_end"] = "1"
         return out
 
     @classmethod

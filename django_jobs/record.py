@@ -146,6 +146,12 @@ HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     **dict.fromkeys(("after", "then", "group", "group_index"), _text),
     "immutable": lambda name, value: "1",
 }
+# The fields that give a job something to do when it ends: a unique key or limits to release,
+# the steps of a workflow to start. A record with any of them also holds ``on_end`` ("1"), the
+# one field the scripts that end a job read to know whether to look for the others: a plain
+# job's acknowledgement then looks up one missing field, not six (each is a scan of the hash).
+ON_END_FIELDS = ("unique_key", "limits", "then", "group")
+
 LEFT_OUT_WHEN_EMPTY = frozenset(
     (*JSON_FIELDS, "retry_count", "lost_count", "cancel_requested", "immutable")
 )

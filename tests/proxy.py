@@ -9,8 +9,8 @@ from django_jobs.store.scripts import SCRIPTS
 
 class LossyProxy:
     """A TCP proxy to a private redis-server's unix socket that, while armed, lets the request
-    of an ``EVALSHA`` through and then drops the connection when Redis's reply comes back:
-    the script ran, its caller never hears so.
+    of a script call (``FCALL`` or ``EVALSHA``) through and then drops the connection when
+    Redis's reply comes back: the script ran, its caller never hears so.
 
     ``losses_left`` arms it; ``only`` (script names) limits the losses to those scripts.
     """
@@ -41,7 +41,7 @@ class LossyProxy:
     def _lose_this_reply(self, request: bytes) -> bool:
         with self.lock:
             if (
-                b"EVALSHA" in request
+                (b"FCALL" in request or b"EVALSHA" in request)
                 and self.losses_left > 0
                 and (not self.only or any(sha in request for sha in self.only))
             ):
@@ -75,7 +75,12 @@ class LossyProxy:
     def lose(self, count: int, *scripts: str) -> None:
         """Lose the replies of the next ``count`` calls of ``scripts`` (default: any script)."""
         with self.lock:
-            self.only = tuple(SCRIPTS[name].sha.encode() for name in scripts)
+            # A script goes by its function's name, or by its SHA1 as a script.
+            self.only = tuple(
+                f"{name}\r\n".encode()
+                for script in scripts
+                for name in (SCRIPTS[script].function, SCRIPTS[script].sha)
+            )
             self.losses_left = count
 
     def close(self) -> None:

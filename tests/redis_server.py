@@ -33,8 +33,9 @@ class RedisServer:
     (SIGKILL) loses nothing that a client was told had happened.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *arguments: str) -> None:
         self.binary = redis_server_binary()
+        self.arguments = arguments  # more command-line options, e.g. ("--rename-command", ...)
         # Short path: unix socket paths are limited to about 107 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="django-jobs-redis-"))
         self.socket = self.dir / "redis.sock"
@@ -61,6 +62,7 @@ class RedisServer:
             [
                 self.binary,
                 *(arg for name, value in options.items() for arg in (f"--{name}", value)),
+                *self.arguments,
             ],
             stdout=(self.dir / "redis.log").open("a"),
             stderr=subprocess.STDOUT,

@@ -4,7 +4,7 @@ caller was told (a second send went through) or not (``RedisUnavailable``)."""
 import pytest
 
 from django_jobs import JobPriority, RedisUnavailable
-from django_jobs.store.scripts import SCRIPTS
+from django_jobs.store.scripts import FUNCTIONS, SCRIPTS
 from tests.census import assert_census
 from tests.proxy import LossyProxy
 from tests.testapp import jobs
@@ -13,7 +13,7 @@ from tests.testapp import jobs
 @pytest.fixture
 def proxy(private_redis, configure):
     """This test process talks to its private Redis through a :class:`LossyProxy`, whose
-    scripts are loaded (a first EVALSHA answers NOSCRIPT, which must not be lost)."""
+    scripts are loaded (a first call answers "Function not found", which must not be lost)."""
     lossy = LossyProxy(str(private_redis.socket))
     configure(REDIS_URL=lossy.url, REDIS_SOCKET_TIMEOUT=2)
     yield lossy
@@ -68,7 +68,9 @@ def lossy_workers(proxy, private_redis, workers):
     """Worker processes that talk to the private Redis through the proxy, with leases long
     enough that a job stranded until its lease expires would show."""
     client = private_redis.client()
-    for script in SCRIPTS.values():  # a first EVALSHA's NOSCRIPT must not be what is lost
+    # A first call's "Function not found" (or NOSCRIPT) must not be what is lost.
+    client.function_load(FUNCTIONS.source, replace=True)
+    for script in SCRIPTS.values():
         client.script_load(script.source)
     workers.settings.update(REDIS_URL=proxy.url, LEASE_TIMEOUT=30)
     return workers

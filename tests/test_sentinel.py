@@ -6,6 +6,7 @@ the master is killed."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -61,19 +62,22 @@ def test_a_worker_a_scheduler_and_a_producer_follow_promotions(
         flowing(0)
         first, second = deployment.master, deployment.replica
 
-        # A promotion that demotes a live master: connections to it get READONLY.
+        # A promotion that demotes a live master: its clients write there until Sentinel
+        # turns it into a replica, then get READONLY and go to the new master.
         deployment.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", "mymaster")
         settle(lambda: deployment.master_port() == second.port, 30, message="promotion 1")
-        flowing(1)
-
-        # A promotion after the master died.
         settle(
             lambda: first.client().info("replication").get("master_link_status") == "up",
             30,
-            message="the demoted master to replicate the new one",
+            message="the old master to be demoted and replicate the new one",
         )
+        flowing(1)
+
+        # A promotion after the master died.
+        killed_at = time.monotonic()
         second.kill()
         settle(lambda: deployment.master_port() == first.port, 30, message="promotion 2")
+        promoted_at = time.monotonic()
         flowing(2)
 
         producer.stop()
@@ -89,13 +93,22 @@ def test_a_worker_a_scheduler_and_a_producer_follow_promotions(
 
         wait_until(all_ran, timeout=30, message="every job to run")
         ran = set(ledger_lines(tmp_path))
-        lost = [label for _, label in producer.accepted if label not in ran]
+        lost = [(t, label) for t, label in producer.accepted if label not in ran]
         with capsys.disabled():
             print(
                 f"\nsentinel: {len(producer.accepted)} jobs accepted, {producer.refused} "
                 f"enqueues refused during the promotions, {len(lost)} accepted jobs lost"
+                + (
+                    f", accepted {lost[0][0] - killed_at:.2f}s to {lost[-1][0] - killed_at:.2f}s "
+                    "from the kill"
+                    if lost
+                    else ""
+                )
             )
-        assert len(lost) <= 5, lost
+        # Jobs accepted before the kill may be lost: by the old master between the first
+        # promotion and its demotion (its clients still write there: docs/deployment.md), or
+        # in the replication window. None accepted once the new master answered.
+        assert [label for t, label in lost if t > promoted_at] == []
         assert JobQueue().stats()["workers"]["live"] == 1
         assert "Redis refused" not in group.logs(), group.logs()
         handle = jobs.add.delay(2, 2)

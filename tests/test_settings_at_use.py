@@ -52,6 +52,7 @@ def start_worker():
         ({"MAX_RETRIES": 1.0}, enqueue, "E003"),
         ({"MAX_PAYLOAD_BYTES": "1MB"}, delay, "E003"),
         ({"ENQUEUE_ON_COMMIT": "yes"}, delay, "E012"),
+        ({"REDIS_FUNCTIONS": 1}, delay, "E012"),
         ({"LEASE_TIMEOUT": "60"}, start_worker, "E003"),
         ({"QUEUE": ["default"]}, delay, "E002"),
     ],

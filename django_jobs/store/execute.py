@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import weakref
 from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -31,7 +32,7 @@ from django_jobs.store.connection import (
     redact_url,
     redis_outage,
 )
-from django_jobs.store.scripts import Call
+from django_jobs.store.scripts import FUNCTIONS, Call
 from django_jobs.store.topology import is_cluster_client
 
 T = TypeVar("T")
@@ -63,17 +64,133 @@ class Command:
 Plan = Generator[Call | Command, Any, T]
 
 
-def _send(client: Any, step: Call | Command) -> Any:
-    """Make the call with a sync client, or start it (a coroutine) with an asyncio one.
-
-    Scripts go as a plain ``EVALSHA``; :func:`_load` loads a script the server does not know
-    (yet, or after a restart).
-    """
+def _command(client: Any, step: Call | Command) -> tuple[Any, ...]:
+    """The command of a step: a plain one as it is; a script as ``FCALL`` of its function
+    (:data:`~django_jobs.store.scripts.FUNCTIONS`) or, where Redis has no functions, as a plain
+    ``EVALSHA`` (:func:`_recovery` loads what the server does not know, yet or after a
+    restart)."""
     if isinstance(step, Command):
-        return client.execute_command(*step.args)
-    return client.execute_command(
-        "EVALSHA", step.script.sha, len(step.keys), *step.keys, *step.args
+        return step.args
+    call = ("FCALL", step.script.function) if _functions(client) else ("EVALSHA", step.script.sha)
+    return (*call, len(step.keys), *step.keys, *step.args)
+
+
+# Clients that call the scripts with EVALSHA: REDIS_FUNCTIONS is off, or their server (Redis
+# before 7, a proxy) or their ACL user does not take FCALL or FUNCTION LOAD.
+_SCRIPTS_ONLY: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _functions(client: Any) -> bool:
+    # Not on a cluster: FCALL has no fixed key positions, and redis-py's cluster client asks
+    # a node COMMAND GETKEYS before each one to route it (a second round trip per call).
+    return (
+        bool(jobs_settings.REDIS_FUNCTIONS)
+        and client not in _SCRIPTS_ONLY
+        and not is_cluster_client(client)
     )
+
+
+# What a server says of FCALL or FUNCTION LOAD when it cannot take them: Redis before 7 does
+# not know the commands; an ACL user may lack them (while allowed EVALSHA, as earlier versions
+# of django-jobs asked).
+_NO_FUNCTIONS = re.compile(
+    r"(unknown command|no permissions to run the) .?(fcall|function)\b", re.IGNORECASE
+)
+
+
+def _recover(client: Any, step: Call | Command, exc: redis.ResponseError) -> str | None:
+    """What to do about a script call's error reply ``exc``: ``"load"`` the scripts (the server
+    does not know them), ``"again"`` (the client now calls scripts with EVALSHA), or ``None``
+    (raise it)."""
+    if not isinstance(step, Call):
+        return None
+    if isinstance(exc, NoScriptError) or str(exc).startswith("Function not found"):
+        return "load"
+    if _NO_FUNCTIONS.search(str(exc)):
+        # Also when another call of this client (a coroutine, a thread) found it first.
+        _SCRIPTS_ONLY.add(client)
+        return "again"
+    return None
+
+
+def _load_command(client: Any, step: Call) -> tuple[Any, ...]:
+    if _functions(client):
+        return ("FUNCTION", "LOAD", "REPLACE", FUNCTIONS.source)
+    return ("SCRIPT", "LOAD", step.script.source)
+
+
+# The commands that recover from a script call's error reply (see _recovery): each is yielded,
+# and its reply sent back or its error reply thrown in; the step's reply is the value.
+Steps = Generator[tuple[Any, ...], Any, Any]
+
+
+def _recovery(client: Any, step: Call | Command, exc: redis.ResponseError) -> Steps:
+    """After the error reply ``exc`` to a script call: load the scripts when the server does
+    not know them (or switch to EVALSHA when it takes no functions) and call again; twice at
+    most (a restart may come between the two). Other errors are raised."""
+    for _ in range(2):
+        remedy = _recover(client, step, exc)
+        if remedy is None:
+            raise exc
+        if remedy == "load":
+            assert isinstance(step, Call)
+            if is_cluster_client(client):
+                # EVAL loads the script on the master that owns the keys and runs it, in one
+                # round trip (SCRIPT LOAD would go to every master, and fail while one is down):
+                # a new master after a failover, or one the slot moved to, learns it so.
+                return (yield nodes.eval_command(step))
+            try:
+                yield _load_command(client, step)
+            except redis.ResponseError as load_exc:
+                if _recover(client, step, load_exc) != "again":
+                    raise
+        try:
+            return (yield _command(client, step))
+        except redis.ResponseError as again:
+            exc = again
+    raise exc
+
+
+def _advance(steps: Steps, reply: Any) -> tuple[bool, Any]:
+    """Send ``steps`` a reply (or throw it the error reply): (done, the value or next command)."""
+    try:
+        if isinstance(reply, redis.ResponseError):
+            return False, steps.throw(reply)
+        return False, steps.send(reply)
+    except StopIteration as done:
+        return True, done.value
+
+
+def _script(client: Any, step: Call | Command) -> Any:
+    """A step with a sync client: one command, and when it fails, :func:`_recovery`."""
+    try:
+        return client.execute_command(*_command(client, step))
+    except redis.ResponseError as exc:
+        steps = _recovery(client, step, exc)
+    done, value = False, next(steps)
+    while not done:
+        try:
+            reply = client.execute_command(*value)
+        except redis.ResponseError as exc:
+            reply = exc
+        done, value = _advance(steps, reply)
+    return value
+
+
+async def _ascript(client: Any, step: Call | Command) -> Any:
+    """:func:`_script` with an asyncio client."""
+    try:
+        return await client.execute_command(*_command(client, step))
+    except redis.ResponseError as exc:
+        steps = _recovery(client, step, exc)
+    done, value = False, next(steps)
+    while not done:
+        try:
+            reply = await client.execute_command(*value)
+        except redis.ResponseError as exc:
+            reply = exc
+        done, value = _advance(steps, reply)
+    return value
 
 
 def _pooled(pool: Any, name: str) -> Any:
@@ -140,45 +257,6 @@ async def _asend_blocking(client: Any, step: Command) -> Any:
         await pool.release(connection)
 
 
-def _load(client: Any, step: Call | Command) -> Any:
-    assert isinstance(step, Call)
-    return client.script_load(step.script.source)
-
-
-def _reload(client: Any, step: Call | Command) -> Any:
-    """The call of a script the server does not know (yet, or after a restart or a failover):
-    loaded, then sent again. On a cluster it goes as ``EVAL``, which loads it on the master
-    that owns the keys (``SCRIPT LOAD`` would go to every master, and fail while one is
-    down), in the same round trip."""
-    assert isinstance(step, Call)
-    if is_cluster_client(client):
-        return client.execute_command(
-            "EVAL", step.script.source, len(step.keys), *step.keys, *step.args
-        )
-    _load(client, step)
-    return _send(client, step)
-
-
-async def _areload(client: Any, step: Call | Command) -> Any:
-    assert isinstance(step, Call)
-    if is_cluster_client(client):
-        return await client.execute_command(
-            "EVAL", step.script.source, len(step.keys), *step.keys, *step.args
-        )
-    await _load(client, step)
-    return await _send(client, step)
-
-
-# The scripts that accept new jobs: with WAIT_FOR_REPLICAS, their calls wait for replicas.
-REPLICATED = frozenset({"enqueue", "enqueue_flow"})
-
-
-def _replicas(step: Call | Command) -> int:
-    if isinstance(step, Call) and step.script.name in REPLICATED:
-        return int(jobs_settings.WAIT_FOR_REPLICAS)
-    return 0
-
-
 # Refusals of this client as such: a wrong or missing password or an unknown user (redis-py
 # reads WRONGPASS and NOAUTH as AuthenticationError, a ConnectionError), or an ACL user without
 # a permission (NOPERM). Some come as plain errors: inside a script Redis 7.0 names "the user
@@ -221,6 +299,16 @@ def _denied(exc: BaseException | None) -> bool:
     return False
 
 
+# The scripts that accept new jobs: with WAIT_FOR_REPLICAS, their calls wait for replicas.
+REPLICATED = frozenset({"enqueue", "enqueue_flow"})
+
+
+def _replicas(step: Call | Command) -> int:
+    if isinstance(step, Call) and step.script.name in REPLICATED:
+        return int(jobs_settings.WAIT_FOR_REPLICAS)
+    return 0
+
+
 def _translated(exc: redis.RedisError | RedisClusterException) -> Exception:
     url = connection_url()
     # The original stays chained (tracebacks, error pages): it must not name the password
@@ -245,7 +333,7 @@ def _translated(exc: redis.RedisError | RedisClusterException) -> Exception:
         or nodes.unavailable_reply(exc)
         or (isinstance(exc, RedisClusterException) and nodes.cluster_unavailable(exc))
     ):
-        # A failover under way: a slot without a master, a demoted master (READONLY), a
+        # Also a failover under way: a slot without a master, a demoted master (READONLY), a
         # cluster that answers CLUSTERDOWN or TRYAGAIN. Waiting mends it.
         return RedisUnavailable(
             f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
@@ -265,10 +353,7 @@ def execute(client: Any, step: Call | Command) -> Any:
             timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
             reply = nodes.send_replicated(client, step, replicas, timeout)
         else:
-            try:
-                reply = _send(client, step)
-            except NoScriptError:
-                reply = _reload(client, step)
+            reply = _script(client, step)
     except (redis.RedisError, RedisClusterException) as exc:
         raise _translated(exc) from exc
     redis_outage.answered()  # the end of an outage this process reported, if any
@@ -287,10 +372,7 @@ async def aexecute(client: Any, step: Call | Command) -> Any:
             timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
             reply = await nodes.asend_replicated(client, step, replicas, timeout)
         else:
-            try:
-                reply = await _send(client, step)
-            except NoScriptError:
-                reply = await _areload(client, step)
+            reply = await _ascript(client, step)
     except (redis.RedisError, RedisClusterException) as exc:
         raise _translated(exc) from exc
     redis_outage.answered()

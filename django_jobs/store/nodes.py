@@ -34,8 +34,10 @@ UNAVAILABLE = (
 
 def unavailable_reply(exc: BaseException) -> bool:
     """Whether an error reply means a failover under way rather than a refused command: also
-    ``UNBLOCKED``, which Redis answers a blocked ``BLPOP`` with when its master is demoted."""
-    return isinstance(exc, UNAVAILABLE) or str(exc).startswith("UNBLOCKED")
+    ``UNBLOCKED``, which Redis answers a blocked ``BLPOP`` with when its master is demoted,
+    and ``NOREPLICAS``, a master with ``min-replicas-to-write`` that lost its replicas (as an
+    old master does once its replica was promoted)."""
+    return isinstance(exc, UNAVAILABLE) or str(exc).startswith(("UNBLOCKED", "NOREPLICAS"))
 
 
 def cluster_unavailable(exc: BaseException) -> bool:
@@ -125,6 +127,11 @@ def _evalsha(step: Any) -> tuple[Any, ...]:
     return ("EVALSHA", step.script.sha, len(step.keys), *step.keys, *step.args)
 
 
+def eval_command(step: Any) -> tuple[Any, ...]:
+    """``EVAL`` of a script call: it runs the script and leaves it in the server's cache."""
+    return _eval(step)
+
+
 def _eval(step: Any) -> tuple[Any, ...]:
     return ("EVAL", step.script.source, len(step.keys), *step.keys, *step.args)
 
@@ -159,7 +166,11 @@ def target(client: Any, step: Any) -> Any:
 def send_replicated(client: Any, step: Any, replicas: int, timeout: float) -> Any:
     """A script call and ``WAIT replicas timeout`` in one pipeline (one round trip; ``WAIT``
     cannot run inside a script): its reply, once ``replicas`` replicas have the write or
-    ``timeout`` seconds have passed (then a WARNING says how many had it)."""
+    ``timeout`` seconds have passed (then a WARNING says how many had it).
+
+    The call goes as a script (``EVALSHA``, or ``EVAL`` where the server does not know it),
+    also where the others are Redis functions: one way to load what is missing, inside the
+    pipeline, whatever the server."""
     for attempt in (1, 2):
         pipe = target(client, step).pipeline(transaction=False)
         pipe.execute_command(*_evalsha(step))

@@ -10,6 +10,12 @@ KEYS[1], ...}``, ``local A = {prefix = ARGV[1], ...}``; a starred name collects 
 arguments into a list), so the body reads ``K.scheduled`` and ``A.prefix``, and
 :meth:`Script.call` orders the values passed by name the same way. The order is written once,
 in the header; a name missing on either side is an error at once, not a wrong value at run time.
+
+Each script exists in two forms. On Redis 7 and later the scripts are one library of Redis
+functions (:data:`FUNCTIONS`, called with ``FCALL``): the shared helpers are defined once, when
+the library is loaded. Before Redis 7 (or with ``DJANGO_JOBS["REDIS_FUNCTIONS"] = False``)
+each is a script of its own (``EVALSHA``), which Redis runs whole at every call: it carries
+only the helpers it reaches, as defining them costs every call.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ class Script:
     rest: str | None  # the starred argument name that takes a list of values, if any
     source: str = field(repr=False)
     sha: str = field(repr=False)
+    function: str  # its name in the library of Redis functions (FUNCTIONS)
     # Every name a call must pass: computed once, as claims and acks check it on the hot path.
     names: frozenset[str] = field(init=False, repr=False)
 
@@ -193,15 +200,49 @@ def _code(text: str) -> str:
     return re.sub(r"--[^\n]*", "", text)
 
 
-def script(name: str, library: Library) -> Script:
-    """The script ``name``: the parts of the shared ``library`` it uses, its named keys and
-    arguments, then its body."""
+def _opening(name: str) -> tuple[Names, Names, list[str], str]:
+    """A script's declared keys and arguments, the lines that name them, and its body."""
     body = _read(name)
     keys, args = parse_header(name, body)
-    named = (*_named("K", "KEYS", keys), *_named("A", "ARGV", args))
+    return keys, args, [*_named("K", "KEYS", keys), *_named("A", "ARGV", args)], body
+
+
+def script(name: str, library: Library, functions: str) -> Script:
+    """The script ``name``: the parts of the shared ``library`` it uses, its named keys and
+    arguments, then its body; as a function, ``<functions>_<name>``."""
+    keys, args, named, body = _opening(name)
     source = "\n".join((library.for_body(body), *named, body))
     sha = hashlib.sha1(source.encode()).hexdigest()
-    return Script(name, keys[0], args[0], keys[1], args[1], source, sha)
+    function = f"{functions}_{name}"
+    return Script(name, keys[0], args[0], keys[1], args[1], source, sha, function)
+
+
+@dataclass(frozen=True)
+class Functions:
+    """The scripts as one library of Redis functions (Redis 7+): its name and its source.
+
+    The name carries a digest of the source, so that processes of two versions (a rolling
+    deployment) each call their own functions on one Redis; ``FUNCTION LOAD REPLACE`` of the
+    same library again changes nothing. The shared helpers are top-level definitions, made once
+    when Redis loads the library; each script is registered as a function of ``(KEYS, ARGV)``.
+    """
+
+    name: str
+    source: str = field(repr=False)
+
+    @classmethod
+    def build(cls, library_text: str, names: tuple[str, ...]) -> Functions:
+        registered = []
+        for name in names:
+            opening = _opening(name)
+            lines = "\n".join((*opening[2], opening[3]))
+            registered.append((name, f"function(KEYS, ARGV)\n{lines}\nend"))
+        body = "\n".join((library_text, *(f"-- {name}\n{code}" for name, code in registered)))
+        library = f"django_jobs_{hashlib.sha1(body.encode()).hexdigest()[:12]}"
+        registrations = (
+            f"redis.register_function('{library}_{name}', {code})" for name, code in registered
+        )
+        return cls(library, "\n".join((f"#!lua name={library}", library_text, *registrations)))
 
 
 # The helpers the scripts share, in this order: each file uses the ones before it. The basics
@@ -209,5 +250,7 @@ def script(name: str, library: Library) -> Script:
 # chains and groups, then the job transitions that several scripts share (enqueue, claim, ack,
 # cancel, delete).
 LIBRARY = ("_lib", "_flow", "_workflow", "_jobs")
-_LIBRARY = Library.parse("\n".join(_read(name) for name in LIBRARY))
-SCRIPTS: dict[str, Script] = {name: script(name, _LIBRARY) for name in NAMES}
+_LIBRARY_TEXT = "\n".join(_read(name) for name in LIBRARY)
+_LIBRARY = Library.parse(_LIBRARY_TEXT)
+FUNCTIONS = Functions.build(_LIBRARY_TEXT, NAMES)
+SCRIPTS: dict[str, Script] = {name: script(name, _LIBRARY, FUNCTIONS.name) for name in NAMES}

@@ -66,11 +66,12 @@ end
 
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
 -- acknowledgement. The token is kept as ``done_token``: the same acknowledgement sent again (its
--- first reply was lost) finds it and answers 1 again, changing nothing. A workflow's step starts
--- what follows it (_workflow.lua); a job outside any workflow pays two more fields read.
+-- first reply was lost) finds it and answers 1 again, changing nothing. A job with something to
+-- do at its end (``on_end``: limits or a unique key to release, a workflow's next steps) has
+-- those fields read too; a plain job pays one more field looked up.
 local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key, wakeup_key)
   local jkey = job_key(prefix, id)
-  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token', 'queue', 'name', 'unique_key', 'unique_until', 'limits', 'then', 'group', 'group_index')
+  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token', 'queue', 'name', 'on_end')
   if f[1] == 'completed' and f[4] == token then return 1 end
   if f[1] ~= 'running' or f[2] ~= token then
     stale(prefix, jkey, token, counters_key, true)
@@ -85,8 +86,11 @@ local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, proc
   count_minute(prefix, now, 'completed')
   count_event(prefix, 'succeeded', f[5], f[6])
   notify_done(prefix, id, f[3])
-  if f[7] or f[9] then wake(wakeup_key, flows().job_ended(prefix, id, f[7], f[8], f[9], now)) end
-  if f[10] or f[11] then wake(wakeup_key, workflows().step_completed(prefix, f[10], f[11], f[12], result, job_ttl)) end
+  if f[7] then
+    local e = redis.call('HMGET', jkey, 'unique_key', 'unique_until', 'limits', 'then', 'group', 'group_index')
+    if e[1] or e[3] then wake(wakeup_key, flows().job_ended(prefix, id, e[1], e[2], e[3], now)) end
+    if e[4] or e[5] then wake(wakeup_key, workflows().step_completed(prefix, e[4], e[5], e[6], result, job_ttl)) end
+  end
   return 1
 end
 
@@ -107,31 +111,60 @@ end
 -- Look at the head job ``id`` of a ready or waiting list for claim_next. Returns 'take' (it may
 -- start: its limits' tokens and slots are taken), 'held' (``only`` excludes it), 'gone' (buried
 -- as unreadable), or 'limited' with the limit that holds it back and when to look again; then
--- the record it read and the fields the claim needs, found in one pass over it.
+-- the record it read, the job's name and queue, and (``on_end`` set) its unique key and until
+-- when it holds it. A plain job's record is gone through once, for three fields.
 local function examine(prefix, dead_key, id, now, deadline, only)
   local record = redis.pcall('HGETALL', job_key(prefix, id))
   local why
   if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
-  local f = {}
+  local name, queue, on_end
   if not why then
     for j = 1, #record, 2 do
       local k = record[j]
-      if k == 'name' or k == 'queue' or k == 'limits' or k == 'unique_key' or k == 'unique_until' then
-        f[k] = record[j + 1]
+      if k == 'name' then name = record[j + 1]
+      elseif k == 'queue' then queue = record[j + 1]
+      elseif k == 'on_end' then on_end = true
       end
     end
   end
-  if only and f.name and not only[f.name] then return 'held' end
-  if why or not f.name then
+  if only and name and not only[name] then return 'held' end
+  if why or not name then
     bury(prefix, dead_key, id, now, why or 'The job record is missing.')
     return 'gone'
   end
-  local specs = f.limits and flows().job_limits(f.limits)
+  if not on_end then return 'take', record, name, queue end
+  local unique, unique_until = field_value(record, 'unique_key'), field_value(record, 'unique_until')
+  local specs = flows().job_limits(field_value(record, 'limits'))
   if specs then
-    local lid, again = flows().admit(prefix, id, specs, now, deadline)
-    if lid then return 'limited', record, f, lid, again end
+    local lid, again = flows().admit(prefix, id, specs, tonumber(now), deadline)
+    if lid then return 'limited', record, name, queue, lid, again end
   end
-  return 'take', record, f
+  return 'take', record, name, queue, unique, unique_until
+end
+
+-- For claim_next: lease the first job that may start from the ``due`` waiting lists (see
+-- due_waiting in _flow.lua) of ``queue`` at ``priority``, parking again those a limit still
+-- holds back. Returns what claim_next returns for a leased job, 'held' (``only`` excludes the
+-- job next in line) or nil.
+local function take_waiting(prefix, due, priority, queue, processing_key, dead_key, now, deadline, token, worker, only)
+  local members = due[tostring(priority)] and due[tostring(priority)][queue]
+  for _, member in ipairs(members or NONE) do
+    local wkey = flows().waiting_key(prefix, member)
+    local id = redis.call('LINDEX', wkey, 0)
+    while id do
+      local verdict, record, name, of_queue, a, b = examine(prefix, dead_key, id, now, deadline, only)
+      if verdict == 'held' then return 'held' end
+      if verdict == 'limited' and member == priority .. '|' .. queue .. '|' .. a then
+        redis.call('ZADD', parked_key(prefix), b, member)
+        break
+      end
+      flows().unpark(prefix, id, member, true)
+      if verdict == 'take' then return lease(prefix, processing_key, id, record, name, of_queue, a, b, now, deadline, token, worker) end
+      if verdict == 'limited' then flows().park(prefix, id, queue, priority, name, a, b, tonumber(now)) end
+      id = redis.call('LINDEX', wkey, 0)
+    end
+  end
+  return nil
 end
 
 -- Promote due jobs, then lease the first job of the highest non-empty list of the served
@@ -154,49 +187,39 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
   local ready = promote(prefix, scheduled_key, dead_key, now, limit) + promote(prefix, retrying_key, dead_key, now, limit)
   -- This worker takes one of the promoted jobs; the others may wake idle workers.
   wake(wakeup_key, ready - 1)
-  local t = tonumber(now)
-  -- Jobs a limit holds back: the helpers that look at them are built only when some are due
-  -- (one command otherwise; the text '0' and '1', as Redis formats number arguments slowly).
+  -- Jobs a limit holds back, if any are due. Without parked jobs (no key) this costs one
+  -- EXISTS, the cheapest command there is; the text '0' and '1', as Redis formats number
+  -- arguments slowly.
   local due = nil
-  if redis.call('ZRANGEBYSCORE', parked_key(prefix), '-inf', now, 'LIMIT', '0', '1')[1] then
+  local pkey = parked_key(prefix)
+  if redis.call('EXISTS', pkey) == 1 and redis.call('ZRANGEBYSCORE', pkey, '-inf', now, 'LIMIT', '0', '1')[1] then
     due = flows().due_waiting(prefix, now, queues)
   end
   local parked = 0
   for priority = 3, 0, -1 do
     for _, queue in ipairs(queues) do
-      for _, member in ipairs(due and due[tostring(priority)] and due[tostring(priority)][queue] or {}) do
-        local wkey = flows().waiting_key(prefix, member)
-        local id = redis.call('LINDEX', wkey, 0)
-        while id do
-          local verdict, record, f, lid, again = examine(prefix, dead_key, id, t, deadline, only)
-          if verdict == 'held' then
-            if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
-            return {'', '', '1'}
-          end
-          if verdict == 'limited' and member == priority .. '|' .. queue .. '|' .. lid then
-            redis.call('ZADD', parked_key(prefix), again, member)
-            break
-          end
-          flows().unpark(prefix, id, member, true)
-          if verdict == 'take' then return lease(prefix, processing_key, id, record, f.name, f.queue, f.unique_key, f.unique_until, now, deadline, token, worker) end
-          if verdict == 'limited' then flows().park(prefix, id, queue, priority, f.name, lid, again, t) end
-          id = redis.call('LINDEX', wkey, 0)
-        end
+      local taken = due and take_waiting(prefix, due, priority, queue, processing_key, dead_key, now, deadline, token, worker, only)
+      if taken == 'held' then
+        if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
+        return {'', '', '1'}
       end
+      if taken then return taken end
       local list = list_key(prefix, queue, priority)
       -- With ``only``, the head is looked at first and popped once it is taken or buried.
       local id
       if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
       while id do
-        local verdict, record, f, lid, again = examine(prefix, dead_key, id, t, deadline, only)
+        -- For a job to take, ``a`` and ``b`` are its unique key and until when it holds it;
+        -- for a limited one, the limit that holds it back and when to look again.
+        local verdict, record, name, of_queue, a, b = examine(prefix, dead_key, id, now, deadline, only)
         if verdict == 'held' then
           if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
           return {'', '', '1'}
         end
         if only then redis.call('LPOP', list) end
-        if verdict == 'take' then return lease(prefix, processing_key, id, record, f.name, f.queue, f.unique_key, f.unique_until, now, deadline, token, worker) end
+        if verdict == 'take' then return lease(prefix, processing_key, id, record, name, of_queue, a, b, now, deadline, token, worker) end
         if verdict == 'limited' then
-          flows().park(prefix, id, queue, priority, f.name, lid, again, t)
+          flows().park(prefix, id, queue, priority, name, a, b, tonumber(now))
           parked = parked + 1
           if parked >= PARK_CAP then return {'', now, '0'} end
         end
@@ -205,7 +228,7 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
     end
   end
   local next_due = nil
-  if redis.call('EXISTS', parked_key(prefix)) == 1 then next_due = flows().next_parked(prefix, queues) end
+  if redis.call('EXISTS', pkey) == 1 then next_due = flows().next_parked(prefix, queues) end
   for _, zkey in ipairs({scheduled_key, retrying_key}) do
     local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
     if head[2] and (next_due == nil or tonumber(head[2]) < next_due) then next_due = tonumber(head[2]) end

@@ -3,6 +3,8 @@
 -- Key patterns match django_jobs/store/keys.py. All keys share the prefix's hash tag.
 
 local WAKE_CAP = 64
+-- An empty list, for loops over what may be missing (one table, not one per loop).
+local NONE = {}
 
 local function job_key(prefix, id) return prefix .. ':job:' .. id end
 local function result_key(prefix, id) return prefix .. ':result:' .. id end

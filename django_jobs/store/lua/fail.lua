@@ -9,7 +9,7 @@
 -- The token is kept as ``done_token``, so that the same call sent again (its reply was lost)
 -- answers what the first one did instead of 'stale'.
 local id, now = A.id, tonumber(A.now)
-local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at', 'queue', 'name', 'unique_key', 'unique_until', 'limits', 'then', 'group')
+local f = redis.call('HMGET', K.job, 'status', 'lease_token', 'retry_count', 'max_retries', 'done_token', 'scheduled_at', 'queue', 'name', 'on_end')
 if f[5] == A.token and f[1] == 'retrying' then return {'retrying', f[6]} end
 if f[5] == A.token and f[1] == 'failed' then return {'failed', ''} end
 if f[1] ~= 'running' or f[2] ~= A.token then
@@ -22,8 +22,10 @@ redis.call('HDEL', K.job, 'lease_token')
 redis.call('ZREM', K.processing, id)
 count_minute(A.prefix, A.now, 'failed')
 count_event(A.prefix, 'failed', f[7], f[8])
+-- A job with something to do at its end (on_end) has those fields read too (see ack_job).
+local e = f[9] and redis.call('HMGET', K.job, 'unique_key', 'unique_until', 'limits', 'then', 'group') or {}
 -- It stops running either way: its concurrency slots go back (its unique key only at its end).
-if f[11] then wake(K.wakeup, flows().free_slots(A.prefix, id, f[11], now)) end
+if e[3] then wake(K.wakeup, flows().free_slots(A.prefix, id, e[3], now)) end
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
 if A.retry == '1' and retries < max_retries then
   retries = retries + 1
@@ -40,7 +42,7 @@ redis.call('HSET', K.job, 'status', 'failed', 'finished_at', A.now)
 redis.call('ZADD', K.dead, A.now, id)
 count_minute(A.prefix, A.now, 'dead')
 count_event(A.prefix, 'dead', f[7], f[8])
-if f[9] then flows().unique_release(A.prefix, id, f[9], f[10], 'finished') end
+if e[1] then flows().unique_release(A.prefix, id, e[1], e[2], 'finished') end
 notify_done(A.prefix, id)
-if f[12] or f[13] then workflows().step_dead(A.prefix, id, f[12], f[13], A.now, A.job_ttl) end
+if e[4] or e[5] then workflows().step_dead(A.prefix, id, e[4], e[5], A.now, A.job_ttl) end
 return {'failed', ''}

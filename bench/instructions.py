@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""How many instructions redis-server runs for a worker's steady-state call, counted by
+callgrind: deterministic, so a few percent show even on a busy machine, where timings do not.
+
+One worker's drain of plain jobs, one ``complete_and_claim`` (the ``ack_claim`` script: record
+the completion, lease the next job) per job, by this checkout (its scripts as Redis functions,
+and as scripts with ``REDIS_FUNCTIONS = False``) and by ``--before`` (default fef288a, the
+commit before flow control, chains and groups)::
+
+    .venvs/dev/bin/python bench/instructions.py            # ~2 min
+    .venvs/dev/bin/python bench/instructions.py --before HEAD~1 --jobs 2000
+
+Run on demand, never from the tests; needs valgrind (``apt-get install valgrind``) and
+redis-server. Each version runs a private ``redis-server`` under ``valgrind --tool=callgrind``
+on ``--port``, fills it with ``--jobs`` jobs with its own code (``PYTHONPATH`` names its tree,
+as in ``bench/flow.py``), leases one and completes it (so that its scripts are loaded), then
+zeroes the counts, drains the rest, and reads the instructions counted in between. The
+server's other work (its clock, the client connecting) is in the count too: the same for
+every version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from flow import BENCH, REPO, Version, before_tree
+
+PLAIN = "benchapp.jobs.noop"
+
+
+def child(action: str, count: str, scripts: str) -> None:
+    """In a version's bench folder, with its code: ``fill`` (enqueue, lease one, complete it
+    and lease the next) or ``drain`` (complete and lease ``count`` times)."""
+    sys.path[0] = os.getcwd()
+    os.environ["DJANGO_SETTINGS_MODULE"] = "djsettings"
+    import django
+
+    django.setup()
+    if scripts == "1":
+        from django.conf import settings
+
+        settings.DJANGO_JOBS = {**settings.DJANGO_JOBS, "REDIS_FUNCTIONS": False}
+    from django_jobs import JobQueue
+    from django_jobs.worker.leases import Leases
+
+    queue = JobQueue()
+    leases = Leases(queue.prefix)
+    held = Path(os.environ["BENCH_HELD"])
+    if action == "fill":
+        for start in range(0, int(count), 1000):
+            n = min(1000, int(count) - start)
+            queue.enqueue_many([queue.build_job(PLAIN, [start + i]) for i in range(n)])
+        job = leases.claim(["default"], "bench", 300).job
+        acked, claim = leases.complete_and_claim(job, 1, ["default"], "bench", 300)
+        held.write_text(claim.job.to_json())
+        return
+    from django_jobs.job import Job
+
+    job = Job.from_json(held.read_text())
+    for _ in range(int(count)):
+        acked, claim = leases.complete_and_claim(job, 1, ["default"], "bench", 300)
+        assert acked
+        assert claim.job is not None
+        job = claim.job
+
+
+def count(version: Version, jobs: int, port: int, scripts: bool) -> float:
+    """Instructions redis-server ran per ``ack_claim`` of a drain by ``version``."""
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
+        out = Path(folder)
+        server = subprocess.Popen(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={out}/callgrind.%p",
+                "redis-server",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(out / "valgrind.log").open("w"),
+        )
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            deadline = time.monotonic() + 60
+            while (
+                subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout
+                != b"PONG\n"
+            ):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit((out / "valgrind.log").read_text())
+                time.sleep(0.2)
+            env = {**version.env(url), "BENCH_HELD": str(out / "held.json")}
+            calls = jobs - 3  # the fill leases two jobs; the last claim must still find one
+
+            def run(action: str, n: int) -> None:
+                command = [sys.executable, str(BENCH / "instructions.py"), "child", action, str(n)]
+                subprocess.run(
+                    [*command, "1" if scripts else "0"],
+                    cwd=version.root / "bench",
+                    env=env,
+                    check=True,
+                )
+
+            run("fill", jobs)
+            subprocess.run(
+                ["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True
+            )
+            run("drain", calls)
+            subprocess.run(
+                ["callgrind_control", "-d", str(server.pid)], capture_output=True, check=True
+            )
+            (dump,) = out.glob(f"callgrind.{server.pid}.*")
+            totals = [
+                line
+                for line in dump.read_text().splitlines()
+                if line.startswith(("totals:", "summary:"))
+            ]
+            return int(totals[0].split()[1]) / calls
+        finally:
+            subprocess.run(
+                ["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True
+            )
+            server.wait(timeout=60)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["child"]:
+        child(*sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--before", default="fef288a", help="the commit to compare with")
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs of each drain")
+    parser.add_argument("--port", type=int, default=8795, help="the private Redis's")
+    args = parser.parse_args()
+    before, after = before_tree(args.before), Version("this checkout", REPO)
+    rows = [
+        (f"{before.label}, scripts", count(before, args.jobs, args.port, False)),
+        ("this checkout, functions", count(after, args.jobs, args.port, False)),
+        ("this checkout, scripts", count(after, args.jobs, args.port, True)),
+    ]
+    print(f"\nredis-server instructions per plain ack_claim ({args.jobs - 3:,} calls)\n")
+    print("| version | instructions | ratio |\n| --- | --- | --- |")
+    for label, value in rows:
+        print(f"| {label} | {value:,.0f} | {value / rows[0][1]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
