@@ -30,6 +30,15 @@ NODE_TIMEOUT_MS = 1000  # how long a master may be silent before its replica tak
 REPLICAS = ("--cluster-replicas", "1", "--cluster-yes")
 
 
+def skip_without_redis_cli():
+    """The mark that skips a test where redis-cli is missing, outside CI (.ci/run sets CI):
+    there the test runs, and fails without it."""
+    import pytest
+
+    missing = redis_cli_binary() is None and not os.environ.get("CI")
+    return pytest.mark.skipif(missing, reason="redis-cli is not installed")
+
+
 def redis_cli_binary() -> str | None:
     """redis-cli beside redis-server, or on PATH."""
     beside = Path(redis_server_binary()).with_name("redis-cli")

@@ -26,14 +26,21 @@ from django_jobs.exceptions import JobNotFound, RedisUnavailable
 from django_jobs.store import calls, nodes
 from django_jobs.store.connection import get_redis
 from django_jobs.store.execute import arun, run
-from tests.cluster import Cluster, PortBlock, Server, base_config, redis_cli_binary
+from tests.cluster import (
+    Cluster,
+    PortBlock,
+    Server,
+    base_config,
+    redis_cli_binary,
+    skip_without_redis_cli,
+)
 from tests.cluster import wait_until as settle  # through errors of servers changing roles
 from tests.processes import FAST, Processes, wait_until
 from tests.testapp import jobs
 
 pytestmark = [
     pytest.mark.cluster,
-    pytest.mark.skipif(redis_cli_binary() is None, reason="redis-cli is not installed"),
+    skip_without_redis_cli(),
 ]
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from django_jobs import JobQueue
 from tests import netns
-from tests.cluster import FIRST_PORT, Cluster, PortBlock, redis_cli_binary
+from tests.cluster import FIRST_PORT, Cluster, PortBlock, skip_without_redis_cli
 from tests.processes import FAST, Processes, wait_until
 from tests.testapp import jobs
 
@@ -22,7 +22,7 @@ WHY_NOT = netns.available()
 
 pytestmark = [
     pytest.mark.cluster,
-    pytest.mark.skipif(redis_cli_binary() is None, reason="redis-cli is not installed"),
+    skip_without_redis_cli(),
     pytest.mark.skipif(WHY_NOT is not None, reason=f"network namespaces: {WHY_NOT}"),
 ]
 

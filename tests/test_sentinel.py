@@ -13,7 +13,7 @@ import pytest
 from django_jobs import JobQueue, JobStatus
 from django_jobs.checks import check_redis
 from django_jobs.exceptions import RedisUnavailable
-from tests.cluster import SentinelSet, redis_cli_binary
+from tests.cluster import SentinelSet, skip_without_redis_cli
 from tests.cluster import wait_until as settle  # through errors of servers changing roles
 from tests.processes import FAST, Processes, wait_until
 from tests.test_cluster import Producer, ledger_lines
@@ -21,7 +21,7 @@ from tests.testapp import jobs
 
 pytestmark = [
     pytest.mark.cluster,
-    pytest.mark.skipif(redis_cli_binary() is None, reason="redis-cli is not installed"),
+    skip_without_redis_cli(),
 ]
 
 
