@@ -23,7 +23,8 @@ from django.dispatch import receiver
 from redis.connection import parse_url
 
 from django_jobs import rules
-from django_jobs.store.redaction import redact_url
+from django_jobs.store import topology
+from django_jobs.store.redaction import redact_text, redact_url
 
 DEFAULTS: dict[str, Any] = {
     # Connection: a Redis URL, or the alias of a django-redis cache whose client is reused.
@@ -33,6 +34,11 @@ DEFAULTS: dict[str, Any] = {
     # on top), so that nothing hangs on a frozen Redis; options in REDIS_URL take precedence.
     "REDIS_CONNECT_TIMEOUT": 5,
     "REDIS_SOCKET_TIMEOUT": 10,
+    # After each enqueue, wait until this many replicas have the job (Redis's WAIT, pipelined
+    # with the enqueue: one round trip), at most WAIT_FOR_REPLICAS_TIMEOUT seconds. 0: do not
+    # wait (replication is asynchronous: a master lost right after an enqueue may lose the job).
+    "WAIT_FOR_REPLICAS": 0,
+    "WAIT_FOR_REPLICAS_TIMEOUT": 1,
     # Call the scripts as Redis functions (FCALL; Redis 7+, loaded once as one library) where
     # the server takes them; False: always as scripts (EVALSHA), e.g. behind a proxy that
     # passes EVALSHA but not FCALL.
@@ -89,9 +95,10 @@ SHARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 
 # Counts, with their least value.
 _COUNTS = {"JOB_TTL": 1, "RESULT_TTL": 1, "MAX_LOST": 1, "MAX_PAYLOAD_BYTES": 1, "MAX_RETRIES": 0}
+_COUNTS["WAIT_FOR_REPLICAS"] = 0
 # Numbers of seconds, not only integers: tests compress time with fractions of a second.
 _SECONDS = ("RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX", "DEFAULT_TIMEOUT", "LEASE_TIMEOUT")
-_SECONDS += ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT")
+_SECONDS += ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT", "WAIT_FOR_REPLICAS_TIMEOUT")
 
 
 class InvalidSetting(ImproperlyConfigured, ValueError):
@@ -205,6 +212,21 @@ def _connection(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | Non
 def _redis_url(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
     if conf["CONNECTION"] is not None:
         return None  # not used
+    hint = (
+        "For example 'redis://127.0.0.1:6379/0', 'redis+cluster://10.0.0.1:6379,10.0.0.2:6379' "
+        "or 'redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0'."
+    )
+    if isinstance(value, str) and topology.is_topology_url(value):
+        try:
+            topology.parse(value)
+            return None
+        except ValueError as exc:
+            return Problem(
+                9,
+                f"DJANGO_JOBS['REDIS_URL'] {redact_url(value)!r} cannot be read: "
+                f"{redact_text(str(exc), value)}.",
+                hint,
+            )
     if isinstance(value, str) and value.split("://", 1)[0] in ("redis", "rediss", "unix"):
         try:
             parse_url(value)
@@ -213,9 +235,9 @@ def _redis_url(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None
             pass
     return Problem(
         9,
-        "DJANGO_JOBS['REDIS_URL'] must be a redis://, rediss:// or unix:// URL, not "
-        f"{redact_url(str(value))!r}.",
-        "For example 'redis://127.0.0.1:6379/0'.",
+        "DJANGO_JOBS['REDIS_URL'] must be a redis://, rediss:// or unix:// URL (or a "
+        f"redis+cluster:// or redis+sentinel:// one), not {redact_url(str(value))!r}.",
+        hint,
     )
 
 

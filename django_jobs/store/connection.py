@@ -19,6 +19,7 @@ from django.dispatch import receiver
 
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import RedisUnavailable
+from django_jobs.store import topology
 
 # Their home is store/redaction.py; imported from here too, as they always were.
 from django_jobs.store.redaction import redact_text as redact_text
@@ -135,38 +136,91 @@ def _from_url(client_class: Any, url: str, **options: float) -> Any:
         raise ValueError(f"Cannot read the Redis URL {redact_url(url)}: {message}") from None
 
 
-def get_redis() -> redis.Redis:
-    """The shared sync client. With ``CONNECTION`` set, django-redis's own client is reused."""
+def _topology(url: str, **options: float) -> topology.Topology:
+    """The cluster or Sentinel deployment ``url`` names (:mod:`.topology`), with the
+    time-outs of :func:`client_options` unless the URL sets its own."""
+    try:
+        return topology.parse(url, options or client_options())
+    except ValueError as exc:
+        message = redact_text(str(exc), url)
+        raise ValueError(f"Cannot read the Redis URL {redact_url(url)}: {message}") from None
+
+
+def get_redis() -> Any:
+    """The shared sync client: a ``redis.Redis`` (also a Sentinel master's) or a
+    ``RedisCluster``. With ``CONNECTION`` set, django-redis's own client is reused."""
     global _sync_client
     if _sync_client is None:
         alias = jobs_settings.CONNECTION
+        url = connection_url()
         if alias is not None:
             from django_redis import get_redis_connection
 
             _sync_client = get_redis_connection(alias)
+        elif topology.is_topology_url(url):
+            _sync_client = topology.sync_client(_topology(url))
         else:
-            _sync_client = _from_url(redis.Redis, connection_url())
+            _sync_client = _from_url(redis.Redis, url)
     return _sync_client
 
 
-def get_async_redis() -> redis.asyncio.Redis:
-    """An async client bound to the running event loop (asyncio connections cannot move loops)."""
+def get_async_redis() -> Any:
+    """An async client bound to the running event loop (asyncio connections cannot move loops).
+
+    With ``CONNECTION`` naming a cache whose client is a cluster or a Sentinel client, the
+    asyncio client talks to the same deployment with the same credentials."""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = _from_url(redis.asyncio.Redis, connection_url())
+        url = connection_url()
+        found = None
+        if jobs_settings.CONNECTION is not None:
+            found = topology.from_client(get_redis())
+        elif topology.is_topology_url(url):
+            found = _topology(url)
+        if found is not None:
+            client = topology.async_client(found)
+        else:
+            client = _from_url(redis.asyncio.Redis, url)
         _async_clients[loop] = client
     return client
 
 
-def server_version(url: str) -> str:
-    """The version of the Redis server at ``url``, asked on a short-lived connection with short
-    time-outs (system checks must not hang); :class:`RedisUnavailable` if it does not answer."""
-    try:
-        client = _from_url(redis.Redis, url, socket_connect_timeout=1, socket_timeout=1)
-        with client:
+def _version_from(client: Any) -> str:
+    if topology.is_cluster_client(client):
+        # Every master runs the scripts: the oldest one counts.
+        versions = client.info("server", target_nodes=client.PRIMARIES)
+        if isinstance(versions, dict) and "redis_version" not in versions:
+            found = [v["redis_version"] for v in versions.values()]
+        else:
+            found = [versions["redis_version"]]
+        return min(found, key=lambda v: tuple(int(p) for p in v.split(".")[:2]))
+    return str(client.info("server")["redis_version"])
+
+
+def _version_of(url: str) -> str:
+    if not topology.is_topology_url(url):
+        with _from_url(redis.Redis, url, socket_connect_timeout=1, socket_timeout=1) as client:
             return str(client.info("server")["redis_version"])
-    except (redis.RedisError, ValueError) as exc:
+    client = topology.sync_client(_topology(url, socket_connect_timeout=1, socket_timeout=1))
+    try:
+        return _version_from(client)
+    finally:
+        client.close()
+
+
+def server_version(url: str) -> str:
+    """The version of the Redis server at ``url`` (of the oldest master of a cluster), asked on
+    short-lived connections with short time-outs (system checks must not hang);
+    :class:`RedisUnavailable` if it does not answer."""
+    try:
+        if jobs_settings.CONNECTION is not None and url == connection_url():
+            # A cluster or Sentinel cache's LOCATION is no address to connect to: its client is.
+            client = get_redis()
+            if topology.from_client(client) is not None:
+                return _version_from(client)
+        return _version_of(url)
+    except (redis.RedisError, redis.exceptions.RedisClusterException, ValueError) as exc:
         # redis-py names what it misread (a host, a port), which may be a piece of a password
         # that is not URL-encoded: neither this message nor the chained one may show it.
         exc.args = tuple(redact_text(a, url) if isinstance(a, str) else a for a in exc.args)

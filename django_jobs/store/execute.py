@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import RedisAccessDenied, RedisUnavailable, StoreError
+from django_jobs.store import nodes
 from django_jobs.store.connection import (
     connection_url,
     get_async_redis,
@@ -32,6 +33,7 @@ from django_jobs.store.connection import (
     redis_outage,
 )
 from django_jobs.store.scripts import FUNCTIONS, Call
+from django_jobs.store.topology import is_cluster_client
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -79,7 +81,13 @@ _SCRIPTS_ONLY: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _functions(client: Any) -> bool:
-    return bool(jobs_settings.REDIS_FUNCTIONS) and client not in _SCRIPTS_ONLY
+    # Not on a cluster: FCALL has no fixed key positions, and redis-py's cluster client asks
+    # a node COMMAND GETKEYS before each one to route it (a second round trip per call).
+    return (
+        bool(jobs_settings.REDIS_FUNCTIONS)
+        and client not in _SCRIPTS_ONLY
+        and not is_cluster_client(client)
+    )
 
 
 # What a server says of FCALL or FUNCTION LOAD when it cannot take them: Redis before 7 does
@@ -126,6 +134,11 @@ def _recovery(client: Any, step: Call | Command, exc: redis.ResponseError) -> St
             raise exc
         if remedy == "load":
             assert isinstance(step, Call)
+            if is_cluster_client(client):
+                # EVAL loads the script on the master that owns the keys and runs it, in one
+                # round trip (SCRIPT LOAD would go to every master, and fail while one is down):
+                # a new master after a failover, or one the slot moved to, learns it so.
+                return (yield nodes.eval_command(step))
             try:
                 yield _load_command(client, step)
             except redis.ResponseError as load_exc:
@@ -286,7 +299,17 @@ def _denied(exc: BaseException | None) -> bool:
     return False
 
 
-def _translated(exc: redis.RedisError) -> Exception:
+# The scripts that accept new jobs: with WAIT_FOR_REPLICAS, their calls wait for replicas.
+REPLICATED = frozenset({"enqueue", "enqueue_flow"})
+
+
+def _replicas(step: Call | Command) -> int:
+    if isinstance(step, Call) and step.script.name in REPLICATED:
+        return int(jobs_settings.WAIT_FOR_REPLICAS)
+    return 0
+
+
+def _translated(exc: redis.RedisError | RedisClusterException) -> Exception:
     url = connection_url()
     # The original stays chained (tracebacks, error pages): it must not name the password
     # either, which redis-py does when it read a password that is not URL-encoded as a host.
@@ -305,7 +328,13 @@ def _translated(exc: redis.RedisError) -> Exception:
             f"Cannot reach Redis at {redact_url(url)}: the server there does not speak the "
             f"Redis protocol ({redact_text(str(exc), url)})"
         )
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+    if (
+        isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+        or nodes.unavailable_reply(exc)
+        or (isinstance(exc, RedisClusterException) and nodes.cluster_unavailable(exc))
+    ):
+        # Also a failover under way: a slot without a master, a demoted master (READONLY), a
+        # cluster that answers CLUSTERDOWN or TRYAGAIN. Waiting mends it.
         return RedisUnavailable(
             f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
         )
@@ -316,10 +345,16 @@ def execute(client: Any, step: Call | Command) -> Any:
     """One step with a sync client."""
     try:
         if isinstance(step, Command) and step.block is not None:
-            reply = _send_blocking(client, step)
+            if is_cluster_client(client):
+                reply = nodes.send_blocking(client, step, _send_blocking)
+            else:
+                reply = _send_blocking(client, step)
+        elif replicas := _replicas(step):
+            timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
+            reply = nodes.send_replicated(client, step, replicas, timeout)
         else:
             reply = _script(client, step)
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         raise _translated(exc) from exc
     redis_outage.answered()  # the end of an outage this process reported, if any
     return reply
@@ -329,10 +364,16 @@ async def aexecute(client: Any, step: Call | Command) -> Any:
     """One step with an asyncio client."""
     try:
         if isinstance(step, Command) and step.block is not None:
-            reply = await _asend_blocking(client, step)
+            if is_cluster_client(client):
+                reply = await nodes.asend_blocking(client, step)
+            else:
+                reply = await _asend_blocking(client, step)
+        elif replicas := _replicas(step):
+            timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
+            reply = await nodes.asend_replicated(client, step, replicas, timeout)
         else:
             reply = await _ascript(client, step)
-    except redis.RedisError as exc:
+    except (redis.RedisError, RedisClusterException) as exc:
         raise _translated(exc) from exc
     redis_outage.answered()
     return reply
@@ -345,7 +386,11 @@ def run(plan: Plan[T]) -> T:
     :class:`StoreError` inside the plan, at its ``yield``, so that a plan may handle it (e.g.
     send an idempotent call again).
     """
-    client = get_redis()
+    try:
+        # A cluster client asks for the map of slots as it is made: it may find no node.
+        client = get_redis()
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise _translated(exc) from exc
     try:
         step = next(plan)
         while True:
@@ -362,7 +407,10 @@ def run(plan: Plan[T]) -> T:
 async def arun(plan: Plan[T]) -> T:
     """Run ``plan`` with this event loop's asyncio client and return its value (see
     :func:`run`)."""
-    client = get_async_redis()
+    try:
+        client = get_async_redis()
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise _translated(exc) from exc
     try:
         step = next(plan)
         while True:

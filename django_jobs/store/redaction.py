@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 
 # A query parameter that holds a password; its value runs to the next "&", whatever it holds.
-_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&]*)")
+# (The sentinels' password of a redis+sentinel:// URL too.)
+_QUERY_PASSWORD = re.compile(r"([?&](?:sentinel_)?password=)([^&]*)")
 # A user name in front of a password is shown only if it cannot be part of a mangled password.
 _PLAIN_USER = re.compile(r"[^/?#]*")
 

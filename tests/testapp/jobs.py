@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +32,12 @@ def append_to_ledger(label, name="record.log"):
 @job(name="tests.record")
 def record(label):
     return append_to_ledger(label)
+
+
+@job(name="tests.record_host")
+def record_host(label):
+    """``record`` with the name of the host (tests/test_many_hosts.py) that ran it."""
+    return append_to_ledger(f"{label}@{socket.gethostname()}")
 
 
 @job
