@@ -1,6 +1,7 @@
 """Queues sharded over a real Redis Cluster (3 masters, 3 replicas, tests/cluster.py): each
 shard's keys live on the master that owns its hash tag's slot, one worker serves queues of
-every shard, and a master killed while busy stalls only the producers and workers of its own
+every shard (priorities, a delay, retries, a dead letter requeued, a scheduler's ticks, the
+console's stats), and a master killed while busy stalls only the producers and workers of its own
 shard until its replica takes over (``DJANGO_JOBS['SHARDS']``, docs/sharding.md)."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import uuid
 
 import pytest
 
-from django_jobs import JobQueue, RedisUnavailable
+from django_jobs import JobQueue, JobStatus, RedisUnavailable
 from django_jobs.store import shards
 from tests.cluster import Cluster, skip_without_redis_cli
 from tests.cluster import wait_until as settle
@@ -67,11 +68,11 @@ def test_shards_live_on_their_own_masters_and_one_worker_serves_them_all(
     queue = JobQueue()
     try:
         handles = {}
-        for q in ("q0", "q1", "q2"):
+        for q in SHARDED:
             for priority in ("low", "critical"):
                 label = f"{q}-{priority}"
                 handles[label] = jobs.record.using(queue=q, priority=priority).delay(label)
-        # Each shard's jobs are on the master that owns its slot, and on no other.
+        # Each shard's jobs are on the master that owns its slot, three masters in all.
         masters = {shared_cluster.master_of(shards.shard_prefix(queue.prefix, s)) for s in layout}
         assert len(masters) == 3
         for label, handle in handles.items():
@@ -84,13 +85,35 @@ def test_shards_live_on_their_own_masters_and_one_worker_serves_them_all(
         group.start("--concurrency", "1")
         wait_until(lambda: len(ran(tmp_path)) == 6, timeout=30, message="every job")
         order = ran(tmp_path)
-        for q in ("q0", "q1", "q2"):  # strict priority within each shard
+        for q in SHARDED:  # strict priority within each shard
             assert order.index(f"{q}-critical") < order.index(f"{q}-low"), order
+
+        # A delay, retries and a dead letter, each on another shard's master.
+        delayed = jobs.record.using(queue="q1", delay=1.0).delay("q1-delayed")
+        dead = jobs.fail.using(queue="q2", max_retries=2).delay("boom")
+        assert wait_until(lambda: dead.refresh().status is JobStatus.FAILED, timeout=20)
+        assert dead.job.attempt == 3
+        assert wait_until(lambda: delayed.refresh().status is JobStatus.COMPLETED)
+        assert delayed.job.started_at >= delayed.job.scheduled_at
+        assert queue.requeue_dead([dead.id]) == [dead.id]
+        assert wait_until(lambda: dead.refresh().status is JobStatus.FAILED, timeout=20)
+
+        # A scheduler's ticks of a task whose job goes to a sharded queue.
+        group.db = str(tmp_path / "scheduler.sqlite3")
+        group.settings["SCHEDULES"] = {
+            "tick": {"job": "tests.record", "interval": 1, "args": ["q0-tick"], "queue": "q0"}
+        }
+        assert group.run("migrate", "--verbosity", "0").returncode == 0
+        group.start("--verbosity", "2", command="runscheduler")
+        wait_until(lambda: "q0-tick" in ran(tmp_path), timeout=20, message="a tick")
+
+        # The console adds the shards up; a handle finds its job on its shard's master.
         stats = queue.stats()
-        assert stats["states"]["completed"] == 6
+        assert stats["states"]["completed"] >= 8
+        assert stats["states"]["failed"] == 1
         assert stats["states"]["pending"] == 0
-        # A handle finds its job on its shard's master.
-        assert {h.refresh().status.value for h in handles.values()} == {"completed"}
+        assert stats["workers"]["live"] == 1
+        assert {h.refresh().status for h in handles.values()} == {JobStatus.COMPLETED}
     finally:
         group.close()
     assert "Redis refused" not in group.logs(), group.logs()
