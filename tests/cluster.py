@@ -17,12 +17,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import redis
 import redis.cluster
 
+from tests import processes
 from tests.redis_server import redis_server_binary
 
 FIRST_PORT, LAST_PORT = 7000, 7099
@@ -46,14 +46,9 @@ def redis_cli_binary() -> str | None:
 
 
 def wait_until(predicate, timeout: float, message: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(redis.RedisError, redis.cluster.RedisClusterException, OSError):
-            value = predicate()
-            if value:
-                return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+    """:func:`tests.processes.wait_until` through the errors of servers changing roles."""
+    changing = (redis.RedisError, redis.cluster.RedisClusterException, OSError)
+    return processes.wait_until(predicate, timeout, interval, message, ignore=changing)
 
 
 class PortBlock:

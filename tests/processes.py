@@ -16,12 +16,15 @@ REPO = Path(__file__).resolve().parent.parent
 FAST = {"LEASE_TIMEOUT": 1, "RETRY_BACKOFF_BASE": 0.05, "RETRY_BACKOFF_MAX": 0.2}
 
 
-def wait_until(predicate, timeout=15.0, interval=0.02, message="condition"):
+def wait_until(predicate, timeout=15.0, interval=0.02, message="condition", ignore=()):
+    """``predicate()``'s first true value, asked every ``interval`` seconds for ``timeout``
+    seconds; an error of the kinds in ``ignore`` counts as false."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
+        with contextlib.suppress(*ignore):
+            value = predicate()
+            if value:
+                return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
 
@@ -56,9 +59,14 @@ class Processes:
         return env
 
     def start(self, *args: str, command: str = "runworker") -> subprocess.Popen:
-        log = (self.folder / f"{command}-{len(self.procs)}.log").open("w")
+        argv = [sys.executable, "-m", "django", command, *args]
+        return self.spawn(argv, f"{command}-{len(self.procs)}.log")
+
+    def spawn(self, argv: list[str], log_name: str) -> subprocess.Popen:
+        """Start ``argv`` in a process group of its own, its output to ``log_name``."""
+        log = (self.folder / log_name).open("w")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "django", command, *args],
+            argv,
             cwd=REPO,
             env=self.env(),
             stdout=log,

@@ -36,6 +36,7 @@ from tests.cluster import (
 )
 from tests.cluster import wait_until as settle  # through errors of servers changing roles
 from tests.processes import FAST, Processes, wait_until
+from tests.producer import Producer
 from tests.testapp import jobs
 
 pytestmark = [
@@ -108,38 +109,6 @@ def test_the_whole_flow_runs_on_a_cluster(shared_cluster, configure, monkeypatch
     finally:
         group.close()
     assert "Redis refused" not in group.logs(), group.logs()
-
-
-class Producer(threading.Thread):
-    """Enqueues ``jobs.record`` jobs one after the other until stopped: what ``.delay()``
-    acknowledged (returned), and what it refused (raised ``RedisUnavailable``: unknown
-    whether the job exists; it is not counted as accepted)."""
-
-    def __init__(self, pause: float = 0.01) -> None:
-        super().__init__(daemon=True)
-        self.pause = pause
-        self.accepted: list[tuple[float, str]] = []  # (when, label)
-        self.ids: dict[str, str] = {}  # label: job id
-        self.refused = 0
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self.stopping.is_set():
-            n += 1
-            label = f"job{n}"
-            try:
-                self.ids[label] = jobs.record.delay(label).id
-            except RedisUnavailable:
-                self.refused += 1
-                time.sleep(0.05)
-                continue
-            self.accepted.append((time.monotonic(), label))
-            time.sleep(self.pause)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=30)
 
 
 def kill_the_master_while_busy(cluster, group, producer, tmp_path, prefix):

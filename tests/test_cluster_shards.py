@@ -6,17 +6,17 @@ shard until its replica takes over (``DJANGO_JOBS['SHARDS']``, docs/sharding.md)
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 
 import pytest
 
-from django_jobs import JobQueue, JobStatus, RedisUnavailable
+from django_jobs import JobQueue, JobStatus
 from django_jobs.store import shards
 from tests.cluster import Cluster, skip_without_redis_cli
 from tests.cluster import wait_until as settle
 from tests.processes import FAST, Processes, wait_until
+from tests.producer import Producer
 from tests.testapp import jobs
 
 pytestmark = [pytest.mark.cluster, skip_without_redis_cli()]
@@ -119,36 +119,6 @@ def test_shards_live_on_their_own_masters_and_one_worker_serves_them_all(
     assert "Redis refused" not in group.logs(), group.logs()
 
 
-class Producer(threading.Thread):
-    """Enqueues ``jobs.record`` jobs on ``queue`` until stopped, keeping what it accepted (with
-    when) and how many enqueues were refused."""
-
-    def __init__(self, queue: str) -> None:
-        super().__init__(daemon=True)
-        self.queue = queue
-        self.accepted: list[tuple[float, str]] = []
-        self.refused = 0
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        n = 0
-        while not self.stopping.is_set():
-            n += 1
-            label = f"{self.queue}-{n}"
-            try:
-                jobs.record.using(queue=self.queue).delay(label)
-            except RedisUnavailable:
-                self.refused += 1
-                time.sleep(0.05)
-                continue
-            self.accepted.append((time.monotonic(), label))
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=30)
-
-
 def test_a_master_killed_stalls_only_its_shard_and_its_replica_takes_over(
     configure, monkeypatch, tmp_path, capsys, settings
 ):
@@ -160,7 +130,7 @@ def test_a_master_killed_stalls_only_its_shard_and_its_replica_takes_over(
     victim = next(s for s in layout if master_of[s] is not default_master)
     other = next(s for s in layout if s != victim)
     (victim_queue,), (other_queue,) = layout[victim], layout[other]
-    producers = {q: Producer(q) for q in (victim_queue, other_queue)}
+    producers = {q: Producer(queue=q) for q in (victim_queue, other_queue)}
     try:
         # A worker for each shard's queue, and one that serves both.
         group.start("--concurrency", "1", "--queues", victim_queue)

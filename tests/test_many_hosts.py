@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -35,19 +34,8 @@ class HostProcesses(Processes):
         self.hosts = hosts
 
     def start_on(self, index: int, *args: str) -> subprocess.Popen:
-        log = (self.folder / f"runworker-host-{index}.log").open("w")
         argv = [sys.executable, "-m", "django", "runworker", *args]
-        proc = subprocess.Popen(
-            self.hosts.command(index, argv),
-            cwd=Path(__file__).resolve().parent.parent,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        proc.log_path = Path(log.name)
-        self.procs.append(proc)
-        return proc
+        return self.spawn(self.hosts.command(index, argv), f"runworker-host-{index}.log")
 
 
 def test_workers_on_three_hosts_share_a_cluster(configure, monkeypatch, tmp_path, capsys):

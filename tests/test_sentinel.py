@@ -16,7 +16,8 @@ from django_jobs.exceptions import RedisUnavailable
 from tests.cluster import SentinelSet, skip_without_redis_cli
 from tests.cluster import wait_until as settle  # through errors of servers changing roles
 from tests.processes import FAST, Processes, wait_until
-from tests.test_cluster import Producer, ledger_lines
+from tests.producer import Producer
+from tests.test_cluster import ledger_lines
 from tests.testapp import jobs
 
 pytestmark = [
