@@ -25,7 +25,15 @@ import sys
 
 import redis
 
-client = redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1, socket_timeout=2)
+url, timeouts = sys.argv[1], {"socket_connect_timeout": 1, "socket_timeout": 2}
+try:  # redis+cluster:// and redis+sentinel:// are django-jobs' own URL forms
+    from django_jobs.store import topology
+except ImportError:
+    topology = None
+if topology is not None and topology.is_topology_url(url):
+    client = topology.sync_client(topology.parse(url, timeouts))
+else:
+    client = redis.Redis.from_url(url, **timeouts)
 sys.exit(0 if client.ping() else 1)
 PY
 }
