@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -420,3 +422,16 @@ def test_fewer_replicas_than_asked_leave_the_job_enqueued_with_a_warning(
             handle = asyncio.run(jobs.record.adelay("alone"))
     assert handle.refresh().status is JobStatus.PENDING
     assert "enqueue: 0 of 1 replicas acknowledged the write within 0.1s" in caplog.text
+
+
+def test_the_setup_script_uses_a_cluster_url_that_answers(shared_cluster):
+    """scripts/redis.sh (example_project/run, .ci/run) asks a redis+cluster:// URL with
+    django-jobs' client, rather than starting a private Redis in its place."""
+    from tests.test_redis_script import run_script
+
+    env = {**os.environ, "REDIS_URL": shared_cluster.url}
+    done = run_script(f'ensure_redis {sys.executable} || exit 1\necho "url=$REDIS_URL"', env)
+
+    assert done.returncode == 0, done.stderr
+    assert f"==> Redis: the server at {shared_cluster.url}" in done.stdout
+    assert f"url={shared_cluster.url}" in done.stdout
