@@ -10,13 +10,12 @@ taken while no child is idle waits here, as it would have waited in Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 
 from django_jobs.store import calls
 from django_jobs.store.execute import arun
 from django_jobs.store.keys import Keys
-from django_jobs.worker.retry import auntil_redis_answers
+from django_jobs.worker.retry import auntil_redis_answers, keep_going
 
 
 class ShardWakeups:
@@ -38,12 +37,14 @@ class ShardWakeups:
             await asyncio.gather(*waits, return_exceptions=True)
 
     async def _wait(self, keys: Keys, idle: asyncio.Event, stopped: asyncio.Event) -> None:
-        while not stopped.is_set():
+        async def step() -> None:
             await idle.wait()
             block = functools.partial(arun, calls.wait_wakeup(keys, timeout=self.block))
-            with contextlib.suppress(Exception):  # waited out inside; a stop ends the wait
-                if await auntil_redis_answers(block, until=stopped):
-                    self.tokens.put_nowait(True)
+            if await auntil_redis_answers(block, until=stopped):
+                self.tokens.put_nowait(True)
+
+        # Redis not answering is waited out inside; anything else is logged and waited again.
+        await keep_going(f"wake-ups on {keys.prefix}", step, stopped.is_set, stopped)
 
     async def wait(self, timeout: float) -> bool:
         """``True`` when a token of some shard came within ``timeout`` seconds."""
