@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
-from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from harness.report import DJ, display_name, libraries_in, lookup
 from harness.stats import median, spread
@@ -111,7 +111,7 @@ def _latency(ax: Axes, results: dict[str, Any]) -> None:
     ax.set_xticks(range(len(libs)), [display_name(results, lib) for lib in libs], fontsize=8)
     ax.set_yscale("log")
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_major_formatter(lambda y, _: f"{y:g}")
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=7)
     ax.set_title("Idle latency, p50 bars and p99 marks (ms, log scale)", fontsize=10)
@@ -178,7 +178,7 @@ def _latency_distribution(ax: Axes, results: dict[str, Any]) -> None:
             )
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}")
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("ms (log scale); solid: enqueue → start, dashed: enqueue → done", fontsize=8)
     _share_axis(ax)
@@ -208,10 +208,7 @@ def _scheduler(ax: Axes, results: dict[str, Any]) -> None:
     ax.set_xlabel("tick lateness, s (the job's created_at - its scheduled_at)", fontsize=8)
     _share_axis(ax)
     ax.legend(fontsize=6.5, loc="lower right")
-    ax.set_title(
-        "Scheduler at scale (bench/scheduler_scale.py): share of ticks enqueued within x s",
-        fontsize=10,
-    )
+    ax.set_title("Scheduler at scale: share of ticks enqueued within x s", fontsize=10)
 
 
 def _roundtrips(ax: Axes, results: dict[str, Any]) -> None:
@@ -260,7 +257,10 @@ def draw(results: dict[str, Any], path: Path) -> None:
         f"{m.get('cores', '?')} cores, {m.get('date', '')}"
     )
     if results.get("merged_from"):
-        title += f"\n(what this run did not measure: from the run of {results['merged_from']})"
+        then = results.get("merged_cpu")
+        title += f"\nwhat this run did not measure: from the run of {results['merged_from']}" + (
+            f" ({then})" if then and then != m.get("cpu") else ""
+        )
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

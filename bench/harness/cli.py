@@ -327,6 +327,7 @@ def main(argv: list[str]) -> int:
         "config": {**config.to_dict(), "quick": args.quick},
         "merged_from": base.get("machine", {}).get("date") if base else None,
         "merged_floor": base.get("floor", {}).get("per_second") if base else None,
+        "merged_cpu": base.get("machine", {}).get("cpu") if base else None,
     }
     # The scheduler at scale is a run of its own (bench/scheduler_scale.py --json): a full run
     # keeps the published figures, as a merged one does through ``base``, unless given others.
