@@ -17,7 +17,9 @@ of 1 s, so that ticks fall due every second.
 It reports the start-up time (process start to the "started" log line, and to the first tick
 enqueued), the scheduler's CPU seconds per wall second and its RSS over the ``--seconds``
 after start-up, and the lateness of the ticks enqueued then (the job's ``created_at`` minus its
-``scheduled_at``: p50, p99, max).
+``scheduled_at``: p50, p99, max). With ``--json PATH`` it also writes these figures and the
+lateness percentiles to ``PATH`` under the database's name (``sqlite``, ``postgresql``; other
+entries of the file are kept), for the chart: ``python3 bench/run.py --scheduler-scale PATH``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--every-second", type=int, default=20, help="tasks of a 1 s interval")
     parser.add_argument("--cron-share", type=float, default=0.02, help="share of cron tasks")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="also write the figures and the lateness percentiles to PATH, under the "
+        "database's name (other entries of the file are kept)",
+    )
     return parser.parse_args()
 
 
@@ -146,6 +155,16 @@ def memory(pid: int) -> dict[str, int]:
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def write_json(path: Path, entry: dict) -> None:
+    """Put ``entry`` under its database's name in the JSON file at ``path``."""
+    import json
+
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[entry["database"]] = entry
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def ticks(redis, prefix: str) -> list[tuple[float, float]]:
@@ -234,6 +253,33 @@ def main() -> None:
             f"ticks due in the window: {len(late)}; lateness p50 {percentile(late, 0.5):.3f}s, "
             f"p99 {percentile(late, 0.99):.3f}s, max {max(late, default=float('nan')):.3f}s"
         )
+        if args.json is not None:
+            from harness.stats import QUANTILES
+
+            write_json(
+                args.json,
+                {
+                    "database": args.db,
+                    "tasks": args.tasks,
+                    "kinds": kinds,
+                    "seconds": args.seconds,
+                    "measured": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                    "startup_s": round((up or float("nan")) - started, 3),
+                    "first_tick_s": round(first - started, 3),
+                    "cpu_per_s": round(cpu, 4),
+                    "rss_mib": mem["VmRSS"],
+                    "peak_rss_mib": mem["VmHWM"],
+                    "ticks": len(late),
+                    "late_p50_s": round(percentile(late, 0.5), 4),
+                    "late_p99_s": round(percentile(late, 0.99), 4),
+                    "late_max_s": round(max(late, default=float("nan")), 4),
+                    "lateness_s": {
+                        "q": list(QUANTILES),
+                        "v": [round(percentile(late, q / 100), 4) for q in QUANTILES],
+                    },
+                },
+            )
+            print(f"figures written to {args.json}")
     finally:
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

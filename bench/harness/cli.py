@@ -128,6 +128,21 @@ def parse_args(argv: list[str]) -> tuple[Config, argparse.Namespace]:
         "bench/out/ for --only, --workloads or --quick runs)",
     )
     parser.add_argument(
+        "--scheduler-scale",
+        type=Path,
+        metavar="JSON",
+        help="the figures of bench/scheduler_scale.py --json runs, kept in the results and "
+        "drawn in the chart (default: those of docs/benchmarks.json, if any)",
+    )
+    parser.add_argument(
+        "--redraw",
+        type=Path,
+        metavar="RESULTS",
+        help="measure nothing: draw benchmarks.png again from this results JSON (e.g. "
+        "docs/benchmarks.json, or bench/out/benchmarks.json of a partial run), with "
+        "--scheduler-scale if given, into --out (default bench/out/)",
+    )
+    parser.add_argument(
         "--no-merge",
         action="store_true",
         help="do not fill in libraries and workloads left out from docs/benchmarks.json",
@@ -279,8 +294,24 @@ class Session:
             )
 
 
+def redraw(args: argparse.Namespace) -> int:
+    """``--redraw``: the chart again from saved results, nothing measured."""
+    results = json.loads(args.redraw.read_text())
+    if args.scheduler_scale is not None:
+        results["scheduler_scale"] = json.loads(args.scheduler_scale.read_text())
+    out = args.out or OUT
+    out.mkdir(parents=True, exist_ok=True)
+    from harness.chart import draw
+
+    draw(results, out / "benchmarks.png")
+    _log(f"wrote {out / 'benchmarks.png'} from {args.redraw}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     config, args = parse_args(argv)
+    if args.redraw is not None:
+        return redraw(args)
     full = _is_full(config, args)
     out = args.out or (DOCS if full else OUT)
     out.mkdir(parents=True, exist_ok=True)
@@ -296,7 +327,16 @@ def main(argv: list[str]) -> int:
         "config": {**config.to_dict(), "quick": args.quick},
         "merged_from": base.get("machine", {}).get("date") if base else None,
         "merged_floor": base.get("floor", {}).get("per_second") if base else None,
+        "merged_cpu": base.get("machine", {}).get("cpu") if base else None,
     }
+    # The scheduler at scale is a run of its own (bench/scheduler_scale.py --json): a full run
+    # keeps the published figures, as a merged one does through ``base``, unless given others.
+    if args.scheduler_scale is not None:
+        results["scheduler_scale"] = json.loads(args.scheduler_scale.read_text())
+    elif full and published.exists():
+        kept = json.loads(published.read_text()).get("scheduler_scale")
+        if kept:
+            results["scheduler_scale"] = kept
     path = out / "benchmarks.json"
 
     def save() -> None:

@@ -17,7 +17,7 @@ from adapters.base import Adapter, DrainMode
 from harness.config import Config
 from harness.monitor import Monitor, snapshot
 from harness.redis_server import PrivateRedis
-from harness.stats import percentile
+from harness.stats import distribution, percentile
 from harness.workers import Workers, worker_env
 
 Log = Callable[[str], None]
@@ -292,13 +292,15 @@ def drain(ctx: Context, adapter: Adapter) -> tuple[dict[str, Any], dict[str, Any
 
 def latency(ctx: Context, adapter: Adapter) -> dict[str, Any]:
     """An idle worker; jobs one after another, 10-30 ms apart: enqueue -> start (the job's
-    own clock) and enqueue -> done (when the enqueuer has the result)."""
+    own clock) and enqueue -> done (when the enqueuer has the result): p50 and p99 per
+    repetition, and the distribution of all the repetitions' jobs together."""
     n = ctx.config.latency_jobs
     mode = adapter.idle_worker()
     out: dict[str, Any] = {"mode": mode.name, "jobs": n}
     keys = ("start_p50_ms", "start_p99_ms", "done_p50_ms", "done_p99_ms")
     for key in keys:
         out[key] = []
+    pooled: dict[str, list[float]] = {"start": [], "done": []}
     for rep in range(ctx.config.reps):
         ctx.fresh()
         workers = ctx.start(adapter, mode, f"latency rep{rep + 1}")
@@ -317,6 +319,9 @@ def latency(ctx: Context, adapter: Adapter) -> dict[str, Any]:
         for key, values in (("start", starts), ("done", dones)):
             out[f"{key}_p50_ms"].append(percentile(values, 50) * 1000)
             out[f"{key}_p99_ms"].append(percentile(values, 99) * 1000)
+            pooled[key] += [v * 1000 for v in values]
+    # Every repetition's jobs together, as percentiles (ms): the chart draws their CDF.
+    out["distribution_ms"] = {key: distribution(values) for key, values in pooled.items()}
     return out
 
 
