@@ -200,17 +200,21 @@ def _code(text: str) -> str:
     return re.sub(r"--[^\n]*", "", text)
 
 
-def _opening(name: str) -> tuple[Names, Names, list[str], str]:
-    """A script's declared keys and arguments, the lines that name them, and its body."""
+# A script's declared keys and arguments, the lines that name them, and its body.
+Opening = tuple[Names, Names, list[str], str]
+
+
+def _opening(name: str) -> Opening:
+    """The :data:`Opening` of script ``name``, read from its file."""
     body = _read(name)
     keys, args = parse_header(name, body)
     return keys, args, [*_named("K", "KEYS", keys), *_named("A", "ARGV", args)], body
 
 
-def script(name: str, library: Library, functions: str) -> Script:
+def script(name: str, opening: Opening, library: Library, functions: str) -> Script:
     """The script ``name``: the parts of the shared ``library`` it uses, its named keys and
     arguments, then its body; as a function, ``<functions>_<name>``."""
-    keys, args, named, body = _opening(name)
+    keys, args, named, body = opening
     source = "\n".join((library.for_body(body), *named, body))
     sha = hashlib.sha1(source.encode()).hexdigest()
     function = f"{functions}_{name}"
@@ -231,11 +235,10 @@ class Functions:
     source: str = field(repr=False)
 
     @classmethod
-    def build(cls, library_text: str, names: tuple[str, ...]) -> Functions:
+    def build(cls, library_text: str, openings: dict[str, Opening]) -> Functions:
         registered = []
-        for name in names:
-            opening = _opening(name)
-            lines = "\n".join((*opening[2], opening[3]))
+        for name, (_, _, named, body) in openings.items():
+            lines = "\n".join((*named, body))
             registered.append((name, f"function(KEYS, ARGV)\n{lines}\nend"))
         body = "\n".join((library_text, *(f"-- {name}\n{code}" for name, code in registered)))
         library = f"django_jobs_{hashlib.sha1(body.encode()).hexdigest()[:12]}"
@@ -252,5 +255,8 @@ class Functions:
 LIBRARY = ("_lib", "_flow", "_workflow", "_jobs")
 _LIBRARY_TEXT = "\n".join(_read(name) for name in LIBRARY)
 _LIBRARY = Library.parse(_LIBRARY_TEXT)
-FUNCTIONS = Functions.build(_LIBRARY_TEXT, NAMES)
-SCRIPTS: dict[str, Script] = {name: script(name, _LIBRARY, FUNCTIONS.name) for name in NAMES}
+_OPENINGS = {name: _opening(name) for name in NAMES}
+FUNCTIONS = Functions.build(_LIBRARY_TEXT, _OPENINGS)
+SCRIPTS: dict[str, Script] = {
+    name: script(name, opening, _LIBRARY, FUNCTIONS.name) for name, opening in _OPENINGS.items()
+}
