@@ -64,6 +64,12 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
   return taken
 end
 
+-- What a job with something to do at its end (``on_end``) keeps for it, in this order:
+-- unique_key, unique_until, limits, then, group, group_index (record.py: ON_END_FIELDS).
+local function end_fields(jkey)
+  return redis.call('HMGET', jkey, 'unique_key', 'unique_until', 'limits', 'then', 'group', 'group_index')
+end
+
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
 -- acknowledgement. The token is kept as ``done_token``: the same acknowledgement sent again (its
 -- first reply was lost) finds it and answers 1 again, changing nothing. A job with something to
@@ -87,7 +93,7 @@ local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, proc
   count_event(prefix, 'succeeded', f[5], f[6])
   notify_done(prefix, id, f[3])
   if f[7] then
-    local e = redis.call('HMGET', jkey, 'unique_key', 'unique_until', 'limits', 'then', 'group', 'group_index')
+    local e = end_fields(jkey)
     if e[1] or e[3] then wake(wakeup_key, flows().job_ended(prefix, id, e[1], e[2], e[3], now)) end
     if e[4] or e[5] then wake(wakeup_key, workflows().step_completed(prefix, e[4], e[5], e[6], result, job_ttl)) end
   end

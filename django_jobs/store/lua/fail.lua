@@ -23,7 +23,7 @@ redis.call('ZREM', K.processing, id)
 count_minute(A.prefix, A.now, 'failed')
 count_event(A.prefix, 'failed', f[7], f[8])
 -- A job with something to do at its end (on_end) has those fields read too (see ack_job).
-local e = f[9] and redis.call('HMGET', K.job, 'unique_key', 'unique_until', 'limits', 'then', 'group') or {}
+local e = f[9] and end_fields(K.job) or {}
 -- It stops running either way: its concurrency slots go back (its unique key only at its end).
 if e[3] then wake(K.wakeup, flows().free_slots(A.prefix, id, e[3], now)) end
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
