@@ -49,9 +49,9 @@ def _claim_values(
     worker: str,
     limit: int,
     resend: bool,
-    only: str,
-    batch: int,
-    skip: str,
+    only: str = "",
+    batch: int = 1,
+    skip: str = "",
 ) -> dict[str, Any]:
     return {
         "scheduled": keys.scheduled,

@@ -73,8 +73,9 @@ class Shared:
 # A sync process leases up to BATCH jobs in one call when the list it takes from is deep and its
 # last job took less than QUICK seconds: the jobs of a batch run one after the other, so a job
 # of higher priority enqueued meanwhile waits for the batch in hand (a few quick jobs). The
-# completions of the finished jobs go with the next call; one recorded later than ACK_WITHIN
-# seconds after its job ended (a slower job of the batch runs) is recorded on its own first.
+# completions of the finished jobs go with the next call: they wait at most for the jobs after
+# them in the batch, as before starting one the process records on their own those that ended
+# more than ACK_WITHIN seconds ago.
 BATCH = 8
 QUICK = 0.005
 ACK_WITHIN = 0.05

@@ -160,11 +160,17 @@ local function lease_more(leased, list, prefix, processing_key, dead_key, now, d
   for k = 1, batch - 1 do
     local verdict, record, name, of_queue, a, b
     repeat
-      local id = redis.call('LINDEX', list, 0)
+      -- With ``skip``, the head is looked at first and popped unless skip names it.
+      local id
+      if skip then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
       if not id then return leased end
       verdict, record, name, of_queue, a, b = examine(prefix, dead_key, id, now, deadline, nil, skip)
-      if verdict ~= 'take' and verdict ~= 'gone' then return leased end
-      redis.call('LPOP', list)
+      if verdict == 'held' then return leased end
+      if skip then redis.call('LPOP', list) end
+      if verdict == 'limited' then
+        redis.call('LPUSH', list, id)  -- back at the head, for the next claim to park
+        return leased
+      end
       if verdict == 'take' then
         local more = lease(prefix, processing_key, id, record, name, of_queue, a, b, now, deadline, batch_token(token, k), worker)
         leased[#leased + 1] = more[1]
