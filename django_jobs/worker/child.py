@@ -346,10 +346,7 @@ class ChildLoop:
         outcome = until_redis_answers(
             lambda: self.jobs.cancel_job(job.id, lease_token=job.lease_token)
         )
-        self.board[index].publish(None)
-        if index == self.board.held:
-            self.board.held = 0
-            self.board.publish(None)
+        self.board.let_go(index)
         if outcome == "cancelled":
             log_finished(job, "cancelled", 0.0, "before it started")
             notify(signals.job_cancelled, job, seconds=0.0)
@@ -364,11 +361,9 @@ class ChildLoop:
                 job.id,
                 job.name,
             )
-            self.board[index].publish(None)
+            self.board.let_go(index)
         self.unreserve(len(self.hand))
         self.hand.clear()
-        self.board.held = 0
-        self.board.publish(None)
 
     @staticmethod
     def _succeeded(job: Job, result: Any, seconds: float, acked: bool) -> None:

@@ -154,10 +154,15 @@ class Board:
         """Publish ``job``, held in slot ``index``, as the one the process runs now. It is in
         slot 0 before it leaves its slot: a crash in between finds it running, not nowhere."""
         self.slots[0].publish(job, SYNC)
+        self.let_go(index)
+
+    def let_go(self, index: int) -> None:
+        """The job held in slot ``index`` is no longer held (started, cancelled or given
+        back); with the last slot of the batch, the process holds none."""
         self.slots[index].publish(None)
         if index == self.held:
             self.held = 0
-            self.top.value = 1
+            self.top.value = int(bool(self.slots[0].job_id))
 
     def take(self, job: Job, mode: int) -> int:
         """Publish ``job`` in the lowest free slot; return that slot's index."""
