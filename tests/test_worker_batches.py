@@ -115,3 +115,24 @@ def test_a_job_cancelled_while_leased_in_a_batch_is_cancelled_not_run(
             **{h.id: "completed" for i, h in enumerate(records) if i != 2},
         },
     )
+
+
+def test_max_jobs_caps_the_batch_and_leaves_the_rest_queued_in_order(workers, queue, redis_client):
+    adds = [jobs.add.delay(i, 1) for i in range(BACKLOG)]
+    taken = BATCH // 2 + 1  # fewer than a batch: the claim leases only that many
+
+    proc = workers.start("--concurrency", "1", "--max-jobs", str(taken))
+
+    assert proc.wait(timeout=20) == 0
+    assert [h.refresh().status for h in adds] == [JobStatus.COMPLETED] * taken + [
+        JobStatus.PENDING
+    ] * (BACKLOG - taken)
+    assert [job.id for job in queue.list_jobs("pending", limit=100)] == [h.id for h in adds[taken:]]
+    assert_census(
+        queue,
+        redis_client,
+        {
+            **{h.id: "completed" for h in adds[:taken]},
+            **{h.id: "queue:default:normal" for h in adds[taken:]},
+        },
+    )
