@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -336,7 +337,8 @@ class ChildLoop:
         """Record the finished jobs, on their own (no claim)."""
         done, self.done = self.done, []
         for d in done:
-            acked = until_redis_answers(lambda d=d: self.leases.complete_job(d.job, d.result))
+            record = functools.partial(self.leases.complete_job, d.job, d.result)
+            acked = until_redis_answers(record)
             log_completed(d.job, d.seconds, acked)
             self._succeeded(d.job, d.result, d.seconds, acked)
 
@@ -344,7 +346,7 @@ class ChildLoop:
         """Cancel ``job``, held unstarted, whose cancellation was requested (its lease token
         confirms it, as a supervisor does for a running job)."""
         outcome = until_redis_answers(
-            lambda: self.jobs.cancel_job(job.id, lease_token=job.lease_token)
+            lambda: self.jobs.cancel_job(job.id, lease_token=job.lease_token or "")
         )
         self.board.let_go(index)
         if outcome == "cancelled":
@@ -355,7 +357,7 @@ class ChildLoop:
         """Give the jobs of the batch in hand back to the head of their lists, unstarted (the
         last first: they keep their order), and free their slots."""
         for index, job in reversed(self.hand):
-            until_redis_answers(lambda job=job: self.leases.release_job(job))
+            until_redis_answers(functools.partial(self.leases.release_job, job))
             logger.info(
                 "job %s %s: leased in a batch, not started; back to the head of its queue",
                 job.id,
