@@ -65,28 +65,49 @@ def test_sigterm_gives_the_unstarted_jobs_of_a_batch_back_in_their_order(
     )
 
 
-def test_a_job_of_higher_priority_waits_at_most_for_the_batch_in_hand(
+def test_after_a_slow_job_the_batch_goes_back_and_a_job_of_higher_priority_comes_first(
     workers, ledger, queue, redis_client
 ):
     head = jobs.sleep.delay(1.0, label="head")
     normal = [jobs.record.delay(f"n-{i}") for i in range(BACKLOG)]
     proc = workers.start("--concurrency", "1", "--burst")
     wait_until(lambda: (ledger / "head.started").exists(), message="the head job to start")
+    assert leased(queue, redis_client) == BATCH  # the head job and BATCH - 1 in hand
 
     critical = jobs.record.using(priority="critical").delay("critical")
 
     assert proc.wait(timeout=30) == 0
     order = (ledger / "record.log").read_text().split()
-    in_hand = BATCH - 1  # leased with the head job, before the critical one was enqueued
-    assert order == [
-        *(f"n-{i}" for i in range(in_hand)),
-        "critical",
-        *(f"n-{i}" for i in range(in_hand, BACKLOG)),
-    ]
+    assert order == ["critical", *(f"n-{i}" for i in range(BACKLOG))]
+    assert all(h.refresh().job.lost_count == 0 for h in normal)
     assert_census(
         queue,
         redis_client,
         {head.id: "completed", critical.id: "completed", **{h.id: "completed" for h in normal}},
+    )
+
+
+def test_a_job_of_higher_priority_waits_at_most_for_the_quick_jobs_in_hand(
+    workers, ledger, queue, redis_client
+):
+    backlog = 20 * BATCH
+    normal = [jobs.record.delay(f"n-{i}") for i in range(backlog)]
+    proc = workers.start("--concurrency", "1", "--burst")
+    wait_until(lambda: (ledger / "record.log").exists(), message="the first job to run")
+
+    ran_before = len((ledger / "record.log").read_text().split())
+    critical = jobs.record.using(priority="critical").delay("critical")
+
+    assert proc.wait(timeout=30) == 0
+    order = (ledger / "record.log").read_text().split()
+    assert ran_before + 2 * BATCH < backlog, "enqueued while the backlog was deep"
+    # After the batch in hand when it was enqueued (and one being leased then), no later.
+    assert order.index("critical") <= ran_before + 2 * BATCH
+    assert [label for label in order if label != "critical"] == [f"n-{i}" for i in range(backlog)]
+    assert_census(
+        queue,
+        redis_client,
+        {critical.id: "completed", **{h.id: "completed" for h in normal}},
     )
 
 

@@ -72,8 +72,9 @@ class Shared:
 
 
 # A sync process leases up to BATCH jobs in one call when the list it takes from is deep and its
-# last job took less than QUICK seconds: the jobs of a batch run one after the other, so a job
-# of higher priority enqueued meanwhile waits for the batch in hand (a few quick jobs). The
+# last job took less than QUICK seconds: the jobs of a batch run one after the other while they
+# are quick (after a slower one the rest go back to the head of their list, for any process to
+# take), so a job of higher priority enqueued meanwhile waits for a few quick jobs at most. The
 # completions of the finished jobs go with the next call: they wait at most for the jobs after
 # them in the batch, as before starting one the process records on their own those that ended
 # more than ACK_WITHIN seconds ago.
@@ -284,7 +285,9 @@ class ChildLoop:
         """The next job: the next of the batch in hand, unless the worker stops (they go back
         to the head of their lists); else the one (or the batch) that the call recording the
         finished jobs claims."""
-        if self.hand and (self.stopping() or self._supervisor_silent()):
+        # After a slow job, the rest of the batch goes back for other processes to take: a
+        # batch must not line up slow jobs in one process while others are idle.
+        if self.hand and (not self.quick or self.stopping() or self._supervisor_silent()):
             self._hand_back()
         if self.hand:
             if self.done and time.monotonic() - self.done[0].finished > ACK_WITHIN:
@@ -355,8 +358,12 @@ class ChildLoop:
 
     def _hand_back(self) -> None:
         """Give the jobs of the batch in hand back to the head of their lists, unstarted (the
-        last first: they keep their order), and free their slots."""
+        last first: they keep their order), and free their slots. One whose cancellation was
+        requested is cancelled instead."""
         for index, job in reversed(self.hand):
+            if self.board.dropped(index):
+                self._cancel_unstarted(index, job)
+                continue
             until_redis_answers(functools.partial(self.leases.release_job, job))
             logger.info(
                 "job %s %s: leased in a batch, not started; back to the head of its queue",
