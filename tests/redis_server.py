@@ -75,8 +75,9 @@ class RedisServer:
                 raise RuntimeError((self.dir / "redis.log").read_text())
             try:
                 # The server we talk to is the one we started: same pid.
-                if self.client().info("server")["process_id"] == self.proc.pid:
-                    return
+                with self.client() as client:
+                    if client.info("server")["process_id"] == self.proc.pid:
+                        return
             except redis.ConnectionError:
                 pass
             time.sleep(0.05)
