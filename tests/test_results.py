@@ -9,7 +9,7 @@ from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 
 SHORT = {"sent": 3}  # 11 bytes of JSON
-LONG = {"message": "x" * 60}  # 76 bytes of JSON: over the 40 kept in the record
+LONG = {"message": "x" * 60}  # 76 bytes of JSON: longer than a lease token (32)
 
 
 def complete(queue, result, worker_id="w1"):
@@ -99,16 +99,19 @@ def test_a_timeout_is_written_as_a_whole_number_when_it_is_one(queue, redis_clie
     assert queue.get_job(part.id).timeout == 2.5
 
 
-def test_a_server_that_keeps_shorter_values_compact_gets_the_result_in_a_key(private_redis, queue):
+def test_a_result_as_long_as_the_lease_token_keeps_the_record_compact_on_any_server(
+    private_redis, queue
+):
     client = private_redis.client()
-    # Long enough for a running job's record (its lease token is 32 characters).
-    client.config_set("hash-max-listpack-value", 34)
-    result = "y" * 34  # 36 bytes of JSON: fits INLINE_RESULT_MAX, not this server's listpacks
+    # Just long enough for a running job's record (its lease token is 32 characters).
+    client.config_set("hash-max-listpack-value", 32)
+    inline, in_key = "y" * 30, "z" * 31  # 32 and 33 bytes of JSON
 
-    job = complete(queue, result)
+    short, longer = complete(queue, inline), complete(queue, in_key)
 
-    assert client.object("encoding", queue.keys.job(job.id)) in (b"listpack", "listpack")
-    assert not client.hexists(queue.keys.job(job.id), "result")
-    assert client.ttl(queue.keys.result(job.id)) > 0
-    assert queue.get_job(job.id).result == result
-    assert queue.get_job(job.id).status is JobStatus.COMPLETED
+    assert client.object("encoding", queue.keys.job(short.id)) == "listpack"
+    assert client.hget(queue.keys.job(short.id), "result") == f'"{inline}"'
+    assert client.object("encoding", queue.keys.job(longer.id)) == "listpack"
+    assert not client.hexists(queue.keys.job(longer.id), "result")
+    assert client.ttl(queue.keys.result(longer.id)) > 0
+    assert [queue.get_job(job.id).result for job in (short, longer)] == [inline, in_key]

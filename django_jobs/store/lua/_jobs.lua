@@ -70,33 +70,14 @@ local function end_fields(jkey)
   return redis.call('HMGET', jkey, 'unique_key', 'unique_until', 'limits', 'then', 'group', 'group_index')
 end
 
--- The longest result (JSON, in bytes) that ack_job keeps in the job's record instead of a key
--- of its own: in a compact (listpack) record it costs a dozen bytes, where its key costs ~100
--- (key name, object, TTL entry). Well under hash-max-listpack-value (64 by default): a longer
--- value turns the whole record into a hash table, ~3 times bigger (see still_compact).
-local INLINE_RESULT_MAX = 40
-
--- Whether the record ``jkey`` is a compact hash (listpack; ziplist before Redis 7).
-local function compact(jkey)
-  local encoding = redis.call('OBJECT', 'ENCODING', jkey)
-  return encoding == 'listpack' or encoding == 'ziplist'
-end
-
--- Whether the record ``jkey``, compact before ack_job wrote a result into it, still is. A server
--- whose hash-max-listpack-value is set below INLINE_RESULT_MAX made it a hash table (for good):
--- it is written again without the result, which then goes to its key.
-local function still_compact(jkey)
-  if compact(jkey) then return true end
-  redis.call('HDEL', jkey, 'result')
-  local record = redis.call('HGETALL', jkey)
-  redis.call('DEL', jkey)
-  redis.call('HSET', jkey, unpack(record))
-  return false
-end
-
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
--- acknowledgement. A short result is kept in the record (field ``result``, see read_jobs),
--- a longer one in its key; either is kept ``result_ttl``.
+-- acknowledgement. A result no longer than the lease token (32 bytes of JSON) is kept in the
+-- record (field ``result``, see read_jobs), a longer one in a key of its own; either is kept
+-- ``result_ttl``. In a compact record (a listpack) the field costs a dozen bytes where the key
+-- costs ~100 (key name, object, TTL entry). It never turns the record into a hash table (~3
+-- times bigger), whatever the server's hash-max-listpack-value: a compact record holds the
+-- token already, so the server keeps values that long compact. (In a record that is a hash
+-- table already, the field still costs less than a key.)
 -- The same acknowledgement sent again (its first reply was lost) finds the job completed by
 -- ``worker`` (the worker id it was leased to) and answers 1 again, changing nothing; the lease
 -- token is not kept (32 bytes more per record, see docs/sharding.md). A completed record is
@@ -116,10 +97,9 @@ local function ack_job(prefix, id, token, worker, now, result, result_ttl, job_t
     stale(prefix, jkey, token, counters_key, true)
     return 0
   end
-  local inline = string.len(result) <= INLINE_RESULT_MAX and compact(jkey)
+  local inline = string.len(result) <= string.len(token)
   if inline then
     redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now, 'result', result)
-    inline = still_compact(jkey)
   else
     redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now)
   end
