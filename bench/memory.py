@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """Where a job's bytes go in Redis: MEMORY USAGE per kind of key, queued and completed.
 
-Deterministic (no timing): a private ``redis-server`` on ``--port`` is filled with ``--jobs``
+No timing, so a busy machine changes nothing (the records' sizes are the same every run; a
+sorted set's varies by a byte a job: its skiplist levels are random). A private
+``redis-server`` on ``--port`` is filled with ``--jobs``
 plain jobs (``benchapp.jobs.noop(i)``), measured, drained by ``manage.py runworker --burst``
 and measured again, once per ``--prefix`` (default: the bench's ``{bench}`` and the default
 ``{django_jobs}``)::
 
-    .venvs/dev/bin/python bench/memory.py                 # ~10 s
+    .venvs/dev/bin/python bench/memory.py                 # ~20 s
     .venvs/dev/bin/python bench/memory.py --jobs 5000 --port 7381
 
 It prints, for each prefix and state, the median and largest ``MEMORY USAGE`` of each kind of
-key (job records, result keys, then the shared keys divided by the number of jobs), and the
+key (job records, result keys, then the shared keys divided by the number of jobs; for a
+listpack hash also its listpack's bytes, against jemalloc's size classes), and the
 keyspace's bytes per job (see ``keyspace``: also what MEMORY USAGE does not see, such as the
 TTL table's entries). Run on demand, never from the tests; needs redis-server.
 """
