@@ -3,10 +3,9 @@
 
 No timing, so a busy machine changes nothing (the records' sizes are the same every run; a
 sorted set's varies by a byte a job: its skiplist levels are random). A private
-``redis-server`` on ``--port`` is filled with ``--jobs``
-plain jobs (``benchapp.jobs.noop(i)``), measured, drained by ``manage.py runworker --burst``
-and measured again, once per ``--prefix`` (default: the bench's ``{bench}`` and the default
-``{django_jobs}``)::
+``redis-server`` on ``--port`` is filled with ``--jobs`` plain jobs (``benchapp.jobs.noop(i)``),
+measured, drained by ``manage.py runworker --burst`` and measured again, once per ``--prefix``
+(default: the bench's ``{bench}`` and the default ``{django_jobs}``)::
 
     .venvs/dev/bin/python bench/memory.py                 # ~20 s
     .venvs/dev/bin/python bench/memory.py --jobs 5000 --port 7381
