@@ -206,6 +206,7 @@ class Leases(ShardTurns):
                 self.queue_keys(job.queue),
                 job_id=job.id,
                 token=job.lease_token or "",
+                worker=job.worker_id or "",
                 now=utcnow().timestamp(),
                 **self._outcome(result),
             )
