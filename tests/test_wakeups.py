@@ -159,3 +159,22 @@ def test_an_idle_child_of_a_frozen_supervisor_takes_no_job_until_it_answers(work
     assert handle.result(timeout=10) == "late"
     assert (ledger / "record.log").read_text().split() == ["late"]
     assert "its supervisor has been silent" in workers.output(proc)
+
+
+def test_a_result_is_read_once_its_notification_came_without_watching_again(private_redis):
+    from django_jobs import JobQueue
+
+    queue = JobQueue()
+    handle = jobs.add.delay(2, 3)
+    job = Leases(queue.prefix).dequeue(worker_id="w", lease=30)
+    client = redis.Redis.from_url(private_redis.url)
+    client.config_resetstat()
+    threading.Timer(0.3, Leases(queue.prefix).complete_job, (job, 5)).start()
+
+    assert handle.result(timeout=5) == 5
+
+    stats = client.info("commandstats")
+    # The waiter's watch, its wait and one read of the job; and the completion.
+    assert stats["cmdstat_blmove"]["calls"] == 1
+    assert stats["cmdstat_fcall"]["calls"] == 3
+    client.close()
