@@ -30,8 +30,8 @@ def pipe():
     supervisor_end.close()
 
 
-def child_wait(queues=("default",)):
-    wait = ChildWakeups.of(Leases(), list(queues))
+def child_wait(block=1.0):
+    wait = ChildWakeups.of(Leases(), ["default"], block)
     assert wait is not None
     return wait
 
@@ -83,10 +83,8 @@ def test_it_wakes_when_the_next_delayed_job_is_due(queue, pipe):
     assert seconds < 0.9
 
 
-def test_without_tokens_it_claims_every_few_blocks_in_case_one_was_missed(queue, pipe, monkeypatch):
-    monkeypatch.setattr(wakeups, "IDLE_BLOCK", 0.1)
-
-    message, seconds = timed(lambda: child_wait().wait(pipe[0], None))
+def test_without_tokens_it_claims_every_few_blocks_in_case_one_was_missed(queue, pipe):
+    message, seconds = timed(lambda: child_wait(block=0.1).wait(pipe[0], None))
 
     assert message == GO
     assert seconds >= wakeups.IDLE_CLAIM_EVERY * 0.1 * 0.9
@@ -111,8 +109,8 @@ def test_while_redis_does_not_answer_it_pauses_then_lets_the_claim_wait(
 
 def test_queues_on_two_shards_are_waited_for_by_the_supervisor(jobs_settings):
     jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, "SHARDS": SHARDS}
-    assert ChildWakeups.of(Leases(), ["emails"]) is not None
-    assert ChildWakeups.of(Leases(), ["emails", "reports"]) is None
+    assert ChildWakeups.of(Leases(), ["emails"], 1.0) is not None
+    assert ChildWakeups.of(Leases(), ["emails", "reports"], 1.0) is None
 
 
 def blocked_waits(server_url):

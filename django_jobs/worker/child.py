@@ -78,6 +78,8 @@ class ChildConfig:
     max_jobs: int | None
     forked: bool
     verbosity: int
+    # How long an idle process blocks on the wake-up list at a time (see wakeups.py).
+    idle_block: float = 1.0
 
 
 class ChildLoop:
@@ -102,7 +104,7 @@ class ChildLoop:
         # It told the supervisor that it has room for work, and has had no answer yet.
         self.reported = False
         self.async_jobs = AsyncJobs(self, async_names())
-        self.wakeups = ChildWakeups.of(self.leases, config.queues)
+        self.wakeups = ChildWakeups.of(self.leases, config.queues, config.idle_block)
 
     def run(self) -> None:
         with asyncio.Runner() as loop:

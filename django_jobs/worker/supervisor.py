@@ -120,6 +120,8 @@ class Worker(Watch):
             max_jobs=max_jobs,
             forked=self.context.get_start_method() == "fork",
             verbosity=verbosity,
+            # Its idle children block in turn: together about one wait a second.
+            idle_block=IDLE_BLOCK * self.concurrency,
         )
         self.shared = Shared(
             stopping=self.context.RawValue(ctypes.c_bool, False),

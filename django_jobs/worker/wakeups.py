@@ -32,8 +32,9 @@ from django_jobs.worker.retry import auntil_redis_answers, keep_going, redis_pau
 from django_jobs.worker.slots import GO, STOP
 
 # An idle worker blocks on the wake-up list at most this long at a time, so that it sends
-# about one request per second while idle. Enqueues wake it at once; so does a delayed or
-# retrying job due before all others, whose due time it then waits for.
+# about one request per second while idle (each of its N idle children, waiting itself, blocks
+# N times as long). Enqueues wake it at once; so does a delayed or retrying job due before all
+# others, whose due time it then waits for.
 IDLE_BLOCK = 1.0
 # Every this many idle blocks it claims anyway, in case a wake-up was missed.
 IDLE_CLAIM_EVERY = 5
@@ -80,21 +81,24 @@ class ShardWakeups:
 class ChildWakeups:
     """The wait of an idle child on the wake-up list of its one shard (:meth:`wait`)."""
 
-    def __init__(self, keys: Keys) -> None:
+    def __init__(self, keys: Keys, block: float) -> None:
         self.blpop = Blpop(keys.wakeup)
+        self.block = block  # the longest block: the next delayed job may end it sooner
         self.backoff = Backoff(limit=IDLE_BLOCK)
 
     @classmethod
-    def of(cls, namespace: Namespace, queues: list[str]) -> ChildWakeups | None:
-        """The wait of a child serving ``queues``; ``None`` when they live on several shards
-        (the supervisor waits for it: :class:`ShardWakeups`)."""
+    def of(cls, namespace: Namespace, queues: list[str], block: float) -> ChildWakeups | None:
+        """The wait of a child serving ``queues``, blocking ``block`` seconds at most at a
+        time; ``None`` when they live on several shards (the supervisor waits for it:
+        :class:`ShardWakeups`)."""
         served = list(shards.by_shard(queues))
-        return cls(namespace.shard_keys(served[0])) if len(served) == 1 else None
+        return cls(namespace.shard_keys(served[0]), block) if len(served) == 1 else None
 
     def wait(self, pipe: Connection, next_due: float | None) -> bytes:
         """Block until there may be work, and return ``GO``: a token came, the next delayed
         job (due at ``next_due``) is due, or ``IDLE_CLAIM_EVERY`` blocks passed without a
-        token (in case one was missed). Return ``STOP`` when the supervisor says so on
+        token (in case one was missed; with N children, each claims that often every N blocks
+        of the worker's). Return ``STOP`` when the supervisor says so on
         ``pipe`` (or is gone).
 
         While Redis does not answer it returns ``GO`` after a pause (the claim that follows
@@ -104,9 +108,9 @@ class ChildWakeups:
         while True:
             try:
                 if not self.blpop.sent:
-                    block = IDLE_BLOCK
+                    block = self.block
                     if next_due is not None:
-                        block = min(IDLE_BLOCK, max(next_due - time.time(), SHORTEST_BLOCK))
+                        block = min(block, max(next_due - time.time(), SHORTEST_BLOCK))
                     self.blpop.send(block)
                 ready, _, _ = select.select([pipe, self.blpop], [], [], self.blpop.left())
                 if pipe in ready:
