@@ -112,8 +112,9 @@ class ChildWakeups:
                     if next_due is not None:
                         block = min(block, max(next_due - time.time(), SHORTEST_BLOCK))
                     self.blpop.send(block)
-                ready, _, _ = select.select([pipe, self.blpop], [], [], self.blpop.left())
-                if pipe in ready:
+                waits = [pipe.fileno(), self.blpop.fileno()]
+                ready, _, _ = select.select(waits, [], [], self.blpop.left())
+                if waits[0] in ready:
                     message = self._message(pipe)
                     if message is not None:
                         return message
