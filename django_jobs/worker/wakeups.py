@@ -98,8 +98,7 @@ class ChildWakeups:
         """Block until there may be work, and return ``GO``: a token came, the next delayed
         job (due at ``next_due``) is due, or ``IDLE_CLAIM_EVERY`` blocks passed without a
         token (in case one was missed; with N children, each claims that often every N blocks
-        of the worker's). Return ``STOP`` when the supervisor says so on
-        ``pipe`` (or is gone).
+        of the worker's). Return ``STOP`` when the supervisor says so on ``pipe`` (or is gone).
 
         While Redis does not answer it returns ``GO`` after a pause (the claim that follows
         waits for Redis); the supervisor's ``STOP`` is heard during the pause too.
