@@ -10,9 +10,10 @@ second to see whether the tasks changed, and for each due time of a task:
    ``{p}:tick:<task>:<due>`` and enqueues the job. Of many schedulers firing the same tick, one
    enqueues; the others learn the id of its job. Exactly-once per (task, due time) comes from
    this script alone: no leader election, no lock.
-2. records ``last_run``, ``next_run`` and ``run_count`` in the store, with conditional updates:
-   any scheduler that processed the tick may record it (so a winner that died before recording
-   is covered), and recording the same tick twice counts it once.
+2. records ``last_run``, ``next_run`` and ``run_count`` in the store (those of up to
+   :data:`RECORD_EVERY` tasks at once), with conditional updates: any scheduler that processed
+   the tick may record it (so a winner that died before recording is covered), and recording
+   the same tick twice counts it once.
 
 Due times that fell while no scheduler ran follow the task's :class:`MissedRunPolicy`, and so
 do those that fell while this scheduler could not work (Redis or its database did not answer):
@@ -41,9 +42,9 @@ from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.changes import load_tasks, mark_broken
 from django_jobs.scheduling.due import due_runs, next_run_from_now
-from django_jobs.scheduling.missed import Outage, what_happens, why_missed
+from django_jobs.scheduling.missed import Outage, report_missed
 from django_jobs.scheduling.settings import tasks_from_settings
-from django_jobs.scheduling.stores import MemoryTaskStore, TaskStore
+from django_jobs.scheduling.stores import MemoryTaskStore, RunRecord, TaskStore, counted
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.scheduling.ticks import (
     HEARTBEAT_EVERY,
@@ -53,7 +54,6 @@ from django_jobs.scheduling.ticks import (
     beat,
     fire_run,
     fire_tick,
-    local_time,
     report_failure,
     running_schedulers,
     sign_off,
@@ -92,6 +92,9 @@ WAKE_EVERY = 0.5
 #: seen only then. Broken tasks are tried again then too (the only thing done then for a store
 #: that sees every write: a reload costs O(tasks)).
 RELOAD_EVERY = 30.0
+#: A pass records the runs it fired in the store after at most this many tasks' turns (one
+#: transaction each): few commits, and an edit made meanwhile waits for little.
+RECORD_EVERY = 100
 
 
 class JobScheduler:
@@ -354,25 +357,30 @@ class JobScheduler:
         now = utcnow() if now is None else now
         done: list[Fired] = []
         left = deque(self._timetable.take_due(self._tasks, now))
+        unrecorded: list[RunRecord] = []  # the turns that fired
         try:
             while left and not self._stop.is_set():
-                done += self._turn(left[0], now)
+                done += self._turn(left[0], now, unrecorded)
                 left.popleft()
+                if len(unrecorded) >= RECORD_EVERY:
+                    self._record(unrecorded)
+            self._record(unrecorded)
             if not left:  # a whole pass
                 self._worked(now)
         finally:
-            for name in left:  # not taken their turn: still due
+            # Not taken their turn, or not recorded (the store failed): still due. A run fired
+            # again finds its tick taken and is recorded then.
+            for name in [*(record.name for record in unrecorded), *left]:
                 if name in self._tasks:
                     self._timetable.put(self._tasks[name])
         return done
 
-    def _turn(self, name: str, now: datetime) -> list[Fired]:
-        """Process the task ``name`` (due, or without a next run) as of ``now``, and put it
-        back in the timetable as it is then."""
+    def _turn(self, name: str, now: datetime, unrecorded: list[RunRecord]) -> list[Fired]:
+        """Process the task ``name`` (due, or without a next run) as of ``now``. What it fired
+        joins ``unrecorded``; if nothing, it is put back in the timetable as it is then."""
         task = self._tasks.get(name)
         if task is None or not task.enabled:
             return []
-        fired: list[Fired] = []
         try:
             if task.next_run is None:
                 next_run = next_run_from_now(task, now)
@@ -383,7 +391,7 @@ class JobScheduler:
                     self._tasks.pop(name)
                     return []
                 task = self._tasks[name] = stored
-            fired = self._process(task, now)
+            fired, record = self._process(task, now)
         except (DatabaseError, StoreError):
             raise  # the whole pass waits for them
         except Exception as exc:  # one task's trouble must not stop the others
@@ -396,26 +404,19 @@ class JobScheduler:
             self.store.mark_sound(name)
             logger.warning("task %s is no longer broken: its runs are computed again", name)
             self._tasks[name] = replace(self._tasks[name], broken_reason=None)
-        self._timetable.put(self._tasks[name])
+        if record is None:
+            self._timetable.put(self._tasks[name])
+        else:
+            unrecorded.append(record)
         return fired
 
-    def _process(self, task: ScheduledTask, now: datetime) -> list[Fired]:
+    def _process(self, task: ScheduledTask, now: datetime) -> tuple[list[Fired], RunRecord | None]:
         # After an outage the runs due during it were missed, however recent.
         grace = self.grace if self._outage is None else min(self.grace, AFTER_OUTAGE_GRACE)
         runs = due_runs(task, now, grace)
         if not runs.due:
-            return []
-        assert runs.first is not None
-        if runs.missed:
-            logger.warning(
-                "task %s: %d run(s) due from %s were missed (%s); policy %s: %s",
-                task.name,
-                runs.missed,
-                local_time(task, runs.first),
-                why_missed(task, runs.first, self._outage, self._started_at, self.grace),
-                task.missed_run_policy.value,
-                what_happens(runs),
-            )
+            return [], None
+        report_missed(task, runs, self._outage, self._started_at, self.grace)
         fired: list[Fired] = []
         try:
             for due in runs.fire:
@@ -424,15 +425,22 @@ class JobScheduler:
             # The task cannot make a valid job (e.g. its queue was removed from QUEUES): its
             # runs are dropped, not retried every second.
             logger.error("task %s: cannot enqueue its job: %s", task.name, exc)
-        self.store.record(task.name, task.next_run, [f.due for f in fired], runs.next_run)  # type: ignore[arg-type]
-        new = [f.due for f in fired if task.last_run is None or f.due > task.last_run]
-        self._tasks[task.name] = replace(
-            task,
-            next_run=runs.next_run,
-            last_run=new[-1] if new else task.last_run,
-            run_count=task.run_count + len(new),
-        )
-        return fired
+        dues = tuple(f.due for f in fired)
+        return fired, RunRecord(task.name, task.next_run, dues, runs.next_run)
+
+    def _record(self, unrecorded: list[RunRecord]) -> None:
+        """Record ``unrecorded`` in the store in one go, then move their tasks on and put them
+        back in the timetable."""
+        if not unrecorded:
+            return
+        self.store.record(unrecorded)
+        for record in unrecorded:
+            if (task := self._tasks.get(record.name)) is not None:
+                task = self._tasks[task.name] = replace(
+                    counted(task, record), next_run=record.next_run
+                )
+                self._timetable.put(task)
+        unrecorded.clear()
 
 
 def _close_broken_connections() -> None:
