@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_jobs.models import ScheduledTask as TaskRow
 from django_jobs.scheduling import scheduler as scheduler_module
+from django_jobs.scheduling import ticks as ticks_module
 from django_jobs.scheduling.changes import VERSION_VENDORS
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
@@ -194,7 +195,7 @@ def test_a_pass_records_its_due_tasks_with_one_statement_and_reads_no_task_rows(
     assert {r.next_run for r in recorded} == {rows + timedelta(hours=1)}
 
 
-def test_a_pass_records_its_runs_in_batches(queue, monkeypatch):
+def test_a_pass_fires_and_records_its_runs_in_batches(queue, monkeypatch):
     monkeypatch.setattr(scheduler_module, "RECORD_EVERY", 3)
     now = utcnow().replace(microsecond=0)
     store = MemoryTaskStore()
@@ -207,9 +208,16 @@ def test_a_pass_records_its_runs_in_batches(queue, monkeypatch):
         MemoryTaskStore.record(store, records)
 
     monkeypatch.setattr(store, "record", record)
+    round_trips = []
+    run_all = ticks_module.run_all
+    monkeypatch.setattr(
+        ticks_module, "run_all", lambda plans: round_trips.append(len(plans)) or run_all(plans)
+    )
     scheduler = JobScheduler(store, jobs=queue, sync=False)
 
     assert len(scheduler.run_pending(now)) == 7
 
+    assert round_trips == [3, 3, 1], "each batch's ticks are fired in one round trip"
     assert batches == [3, 3, 1]
+    assert len(queue.list_jobs("pending", limit=100)) == 7
     assert {(t.run_count, t.next_run) for t in store.load()} == {(1, now + timedelta(minutes=1))}

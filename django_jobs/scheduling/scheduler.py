@@ -38,6 +38,7 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from django_jobs.exceptions import StoreError
+from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.changes import load_tasks, mark_broken
@@ -52,11 +53,12 @@ from django_jobs.scheduling.ticks import (
     Fired,
     afire_tick,
     beat,
-    fire_run,
+    fire_runs,
     fire_tick,
     report_failure,
     running_schedulers,
     sign_off,
+    tick_job,
 )
 from django_jobs.scheduling.timetable import Timetable
 from django_jobs.serialization import utcnow
@@ -357,41 +359,68 @@ class JobScheduler:
         now = utcnow() if now is None else now
         done: list[Fired] = []
         left = deque(self._timetable.take_due(self._tasks, now))
-        unrecorded: list[RunRecord] = []  # the turns that fired
+        taken: list[str] = []
         try:
             while left and not self._stop.is_set():
-                done += self._turn(left[0], now, unrecorded)
-                left.popleft()
-                if len(unrecorded) >= RECORD_EVERY:
-                    self._record(unrecorded)
-            self._record(unrecorded)
+                taken = [left.popleft() for _ in range(min(RECORD_EVERY, len(left)))]
+                done += self._turns(taken, now)
+                taken = []
             if not left:  # a whole pass
                 self._worked(now)
         finally:
-            # Not taken their turn, or not recorded (the store failed): still due. A run fired
-            # again finds its tick taken and is recorded then.
-            for name in [*(record.name for record in unrecorded), *left]:
+            # Not taken their turn, or not recorded (the pass failed): still due. A run fired
+            # again finds its tick taken (and its job) and is recorded then.
+            for name in [*taken, *left]:
                 if name in self._tasks:
                     self._timetable.put(self._tasks[name])
         return done
 
-    def _turn(self, name: str, now: datetime, unrecorded: list[RunRecord]) -> list[Fired]:
-        """Process the task ``name`` (due, or without a next run) as of ``now``. What it fired
-        joins ``unrecorded``; if nothing, it is put back in the timetable as it is then."""
+    def _turns(self, names: list[str], now: datetime) -> list[Fired]:
+        """The turns of the tasks ``names`` as of ``now``: their due runs fired in one round trip
+        and recorded in one go; each is then back in the timetable (or out: see :meth:`_plan`)."""
+        planned = [turn for name in names if (turn := self._plan(name, now)) is not None]
+        fired = iter(fire_runs(self.jobs, [(t, *run) for t, _, runs in planned for run in runs]))
+        done: list[Fired] = []
+        records: list[RunRecord] = []
+        for task, next_run, runs in planned:
+            done += (mine := [next(fired) for _ in runs])
+            records.append(
+                RunRecord(task.name, task.next_run, tuple(f.due for f in mine), next_run)
+            )
+        self.store.record(records)
+        for record in records:
+            task = replace(counted(self._tasks[record.name], record), next_run=record.next_run)
+            self._timetable.put(task)
+            self._tasks[record.name] = task
+        return done
+
+    def _plan(self, name: str, now: datetime) -> _Turn | None:
+        """Task ``name``'s turn as of ``now`` up to firing. ``None`` if nothing is due: it is
+        back in the timetable, or out of it (gone, off, broken, a one-time task that ran)."""
         task = self._tasks.get(name)
         if task is None or not task.enabled:
-            return []
+            return None
         try:
             if task.next_run is None:
                 next_run = next_run_from_now(task, now)
                 if next_run is None:
-                    return []  # a one-time task that ran: out of the timetable
+                    return None  # a one-time task that ran: out of the timetable
                 stored = self.store.set_next_run(name, next_run)
                 if stored is None:
                     self._tasks.pop(name)
-                    return []
+                    return None
                 task = self._tasks[name] = stored
-            fired, record = self._process(task, now)
+            # After an outage the runs due during it were missed, however recent.
+            grace = self.grace if self._outage is None else min(self.grace, AFTER_OUTAGE_GRACE)
+            runs = due_runs(task, now, grace)
+            report_missed(task, runs, self._outage, self._started_at, self.grace)
+            try:
+                jobs = [(due, tick_job(self.jobs, task, due)) for due in runs.fire]
+            except (ValueError, TypeError) as exc:
+                # The task cannot make a valid job (e.g. its queue was removed from QUEUES):
+                # its runs are dropped, not retried every second.
+                logger.error("task %s: cannot enqueue its job: %s", task.name, exc)
+                jobs = []
         except (DatabaseError, StoreError):
             raise  # the whole pass waits for them
         except Exception as exc:  # one task's trouble must not stop the others
@@ -399,48 +428,19 @@ class JobScheduler:
             self._tasks.pop(name, None)
             self._skipped.add(name)
             mark_broken(self.store, name, exc)
-            return []
+            return None
         if task.broken_reason is not None:
             self.store.mark_sound(name)
             logger.warning("task %s is no longer broken: its runs are computed again", name)
-            self._tasks[name] = replace(self._tasks[name], broken_reason=None)
-        if record is None:
-            self._timetable.put(self._tasks[name])
-        else:
-            unrecorded.append(record)
-        return fired
-
-    def _process(self, task: ScheduledTask, now: datetime) -> tuple[list[Fired], RunRecord | None]:
-        # After an outage the runs due during it were missed, however recent.
-        grace = self.grace if self._outage is None else min(self.grace, AFTER_OUTAGE_GRACE)
-        runs = due_runs(task, now, grace)
+            task = self._tasks[name] = replace(task, broken_reason=None)
         if not runs.due:
-            return [], None
-        report_missed(task, runs, self._outage, self._started_at, self.grace)
-        fired: list[Fired] = []
-        try:
-            for due in runs.fire:
-                fired.append(fire_run(self.jobs, task, due))
-        except (ValueError, TypeError) as exc:
-            # The task cannot make a valid job (e.g. its queue was removed from QUEUES): its
-            # runs are dropped, not retried every second.
-            logger.error("task %s: cannot enqueue its job: %s", task.name, exc)
-        dues = tuple(f.due for f in fired)
-        return fired, RunRecord(task.name, task.next_run, dues, runs.next_run)
+            self._timetable.put(task)
+            return None
+        return task, runs.next_run, jobs
 
-    def _record(self, unrecorded: list[RunRecord]) -> None:
-        """Record ``unrecorded`` in the store in one go, then move their tasks on and put them
-        back in the timetable."""
-        if not unrecorded:
-            return
-        self.store.record(unrecorded)
-        for record in unrecorded:
-            if (task := self._tasks.get(record.name)) is not None:
-                task = self._tasks[task.name] = replace(
-                    counted(task, record), next_run=record.next_run
-                )
-                self._timetable.put(task)
-        unrecorded.clear()
+
+# A task's turn up to firing (JobScheduler._plan): the task, its next run, due runs and jobs.
+_Turn = tuple[ScheduledTask, datetime | None, list[tuple[datetime, Job]]]
 
 
 def _close_broken_connections() -> None:
