@@ -196,7 +196,7 @@ def test_a_pass_records_its_due_tasks_with_one_statement_and_reads_no_task_rows(
 
 
 def test_a_pass_fires_and_records_its_runs_in_batches(queue, monkeypatch):
-    monkeypatch.setattr(scheduler_module, "RECORD_EVERY", 3)
+    monkeypatch.setattr(scheduler_module, "BATCH", 3)
     now = utcnow().replace(microsecond=0)
     store = MemoryTaskStore()
     for i in range(7):

@@ -6,14 +6,13 @@ registered from code in one process, :class:`DatabaseTaskStore` for the ``Schedu
 second to see whether the tasks changed, and for each due time of a task:
 
 1. builds the job (the task's job, args, kwargs, priority and queue; ``scheduled_at`` is the
-   due time) and calls the store's ``fire`` script: it claims the tick with ``SET NX`` on
-   ``{p}:tick:<task>:<due>`` and enqueues the job. Of many schedulers firing the same tick, one
-   enqueues; the others learn the id of its job. Exactly-once per (task, due time) comes from
-   this script alone: no leader election, no lock.
-2. records ``last_run``, ``next_run`` and ``run_count`` in the store (those of up to
-   :data:`RECORD_EVERY` tasks at once), with conditional updates: any scheduler that processed
-   the tick may record it (so a winner that died before recording is covered), and recording
-   the same tick twice counts it once.
+   due time) and calls the store's ``fire`` script (for :data:`BATCH` tasks in one round trip):
+   it claims the tick with ``SET NX`` on ``{p}:tick:<task>:<due>`` and enqueues the job. Of
+   many schedulers firing the same tick, one enqueues; the others learn the id of its job.
+   Exactly-once per (task, due time) comes from this script alone: no leader election, no lock.
+2. records ``last_run``, ``next_run`` and ``run_count`` in the store (for those tasks at once),
+   with conditional updates: any scheduler that processed the tick may record it (so a winner
+   that died before recording is covered), and recording the same tick twice counts it once.
 
 Due times that fell while no scheduler ran follow the task's :class:`MissedRunPolicy`, and so
 do those that fell while this scheduler could not work (Redis or its database did not answer):
@@ -94,9 +93,10 @@ WAKE_EVERY = 0.5
 #: seen only then. Broken tasks are tried again then too (the only thing done then for a store
 #: that sees every write: a reload costs O(tasks)).
 RELOAD_EVERY = 30.0
-#: A pass records the runs it fired in the store after at most this many tasks' turns (one
-#: transaction each): few commits, and an edit made meanwhile waits for little.
-RECORD_EVERY = 100
+#: A pass takes the due tasks this many at a time: their ticks fired in one round trip, their
+#: runs recorded in one transaction. Bursts (cron tasks at a round minute) go fast, and an edit
+#: made meanwhile waits for little.
+BATCH = 100
 
 
 class JobScheduler:
@@ -362,7 +362,7 @@ class JobScheduler:
         taken: list[str] = []
         try:
             while left and not self._stop.is_set():
-                taken = [left.popleft() for _ in range(min(RECORD_EVERY, len(left)))]
+                taken = [left.popleft() for _ in range(min(BATCH, len(left)))]
                 done += self._turns(taken, now)
                 taken = []
             if not left:  # a whole pass
