@@ -58,23 +58,26 @@ class RedisServer:
             "appendonly": "yes",
             "appendfsync": "always",
         }
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                *(arg for name, value in options.items() for arg in (f"--{name}", value)),
-                *self.arguments,
-            ],
-            stdout=(self.dir / "redis.log").open("a"),
-            stderr=subprocess.STDOUT,
-        )
+        # The server writes to its own copy of the descriptor: ours is closed at once.
+        with (self.dir / "redis.log").open("a") as log:
+            self.proc = subprocess.Popen(
+                [
+                    self.binary,
+                    *(arg for name, value in options.items() for arg in (f"--{name}", value)),
+                    *self.arguments,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError((self.dir / "redis.log").read_text())
             try:
                 # The server we talk to is the one we started: same pid.
-                if self.client().info("server")["process_id"] == self.proc.pid:
-                    return
+                with self.client() as client:
+                    if client.info("server")["process_id"] == self.proc.pid:
+                        return
             except redis.ConnectionError:
                 pass
             time.sleep(0.05)

@@ -76,12 +76,14 @@ def test_stale_worker_cannot_complete_a_job_another_worker_has(queue, redis_clie
     assert Leases(queue.prefix).complete_job(current, "fresh result") is True
     # Sent again by its holder (the first reply was lost), it answers as before, changing nothing.
     assert Leases(queue.prefix).complete_job(current, "second completion") is True
+    # The stale worker's acknowledgement, late or sent again, still records nothing.
+    assert Leases(queue.prefix).complete_job(stale, "stale result") is False
     stored = queue.get_job(job.id)
     assert stored.status is JobStatus.COMPLETED
     assert stored.result == "fresh result"
     assert stored.worker_id == "new-worker"
     assert stored.errors == []
-    assert queue.stats()["counters"]["stale_acks"] == 2
+    assert queue.stats()["counters"]["stale_acks"] == 3
     assert_census(queue, redis_client, {job.id: "completed"})
 
 

@@ -64,7 +64,7 @@ def test_the_view_counts_each_transition_by_queue_and_job_name_and_gauges_the_st
     )
     done = leases.dequeue(["default"])
     assert leases.complete_job(done, 3)
-    done.lease_token = "not-the-lease"
+    done.lease_token, done.worker_id = "not-the-lease", "another-worker"
     assert not leases.complete_job(done, 3)  # refused: stale
     for _ in range(2):  # the first is retried, the second goes to the dead letters
         leases.fail_job(leases.dequeue(["emails"]), "ValueError: boom")

@@ -17,13 +17,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from cronsim import CronSim
 from django.core.checks import run_checks
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from django_jobs import JobPriority
 from django_jobs.models import ScheduledTask as TaskRow
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler, afire_tick, fire_tick
-from django_jobs.scheduling.stores import MemoryTaskStore
+from django_jobs.scheduling.stores import MemoryTaskStore, RunRecord
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
 from tests.census import assert_census
@@ -435,8 +435,9 @@ def test_recording_the_same_run_twice_counts_it_once(db):
     store = DatabaseTaskStore()
 
     for _ in range(2):  # as two schedulers that both processed the run would
-        store.record("ping", first, [first], first + timedelta(minutes=1))
-    store.record("ping", first, [first, first + timedelta(minutes=1)], first + timedelta(minutes=2))
+        store.record([RunRecord("ping", first, (first,), first + timedelta(minutes=1))])
+    second = first + timedelta(minutes=1)
+    store.record([RunRecord("ping", first, (first, second), first + timedelta(minutes=2))])
 
     row = TaskRow.objects.get()
     assert row.run_count == 2
@@ -453,10 +454,60 @@ def test_recording_does_not_undo_an_edit_of_the_schedule(db):
     row.save()  # in the admin, while a scheduler enqueues the run due at ``due``
     edited = TaskRow.objects.get().next_run
 
-    DatabaseTaskStore().record("ping", due, [due], due + timedelta(minutes=1))
+    DatabaseTaskStore().record([RunRecord("ping", due, (due,), due + timedelta(minutes=1))])
 
     row = TaskRow.objects.get()
     assert (row.next_run, row.run_count, row.last_run) == (edited, 1, due)
+
+
+def test_one_recording_holds_tasks_of_every_shape(db):
+    for name in ("a", "b", "c"):
+        TaskRow.objects.create(
+            name=name, job_name="tests.record", schedule_type="interval", interval_seconds=60
+        )
+    due = {row.name: row.next_run for row in TaskRow.objects.all()}
+    minute = timedelta(minutes=1)
+
+    DatabaseTaskStore().record(
+        [
+            RunRecord("a", due["a"], (), due["a"] + minute),  # its job could not be made
+            RunRecord("b", due["b"], (due["b"], due["b"] + minute), due["b"] + 2 * minute),
+            RunRecord("c", due["c"] + minute, (due["c"],), None),  # edited meanwhile
+        ]
+    )
+
+    rows = {row.name: (row.run_count, row.last_run, row.next_run) for row in TaskRow.objects.all()}
+    assert rows["a"] == (0, None, due["a"] + minute)
+    assert rows["b"] == (2, due["b"] + minute, due["b"] + 2 * minute)
+    assert rows["c"] == (1, due["c"], due["c"]), "the stored next run had moved on"
+
+
+def test_runs_fired_but_not_recorded_are_recorded_by_the_next_pass_not_enqueued_again(queue):
+    class FailingOnce(MemoryTaskStore):
+        """Its first recording fails, as a database that stopped answering would."""
+
+        failed = False
+
+        def record(self, records):
+            if not self.failed:
+                self.failed = True
+                raise DatabaseError("the database did not answer")
+            super().record(records)
+
+    store = FailingOnce()
+    due = utcnow().replace(microsecond=0)
+    store.add(every(60, next_run=due))
+    scheduler = JobScheduler(store, jobs=queue, sync=False)
+
+    with pytest.raises(DatabaseError):
+        scheduler.run_pending(due)
+    (job,) = pending(queue)
+    (fired,) = scheduler.run_pending(due + timedelta(seconds=1))
+
+    assert (fired.job_id, fired.enqueued) == (job.id, False)
+    assert [j.id for j in pending(queue)] == [job.id]
+    task = store.get("ping")
+    assert (task.run_count, task.last_run, task.next_run) == (1, due, due + timedelta(minutes=1))
 
 
 def test_saving_a_task_never_overwrites_what_the_scheduler_recorded(db_scheduler):

@@ -22,6 +22,7 @@ from django_jobs.scheduling.changes import VERSION_TABLE, database_version
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.due import next_run_from_now
 from django_jobs.scheduling.scheduler import JobScheduler
+from django_jobs.scheduling.stores import RunRecord
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
 from tests.processes import wait_until
@@ -89,7 +90,7 @@ def test_every_write_a_user_makes_bumps_the_version_and_the_schedulers_own_do_no
     assert after_sql == start + 3 + per_update
     assert version() == start + 4 + per_update
 
-    DatabaseTaskStore().record("ping", None, [utcnow()], utcnow())
+    DatabaseTaskStore().record([RunRecord("ping", None, (utcnow(),), utcnow())])
     DatabaseTaskStore().mark_broken("ping", "a reason")
     DatabaseTaskStore().mark_sound("ping")
     assert version() == start + 4 + per_update

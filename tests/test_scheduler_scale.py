@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_jobs.models import ScheduledTask as TaskRow
 from django_jobs.scheduling import scheduler as scheduler_module
+from django_jobs.scheduling import ticks as ticks_module
 from django_jobs.scheduling.changes import VERSION_VENDORS
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
@@ -176,7 +177,7 @@ def test_a_database_that_reports_every_write_is_not_reloaded_on_a_timer(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_pass_writes_one_statement_per_due_task_and_reads_no_task_rows(queue, rows):
+def test_a_pass_records_its_due_tasks_with_one_statement_and_reads_no_task_rows(queue, rows):
     TaskRow.objects.filter(name__in=["idle-00001", "idle-00002"]).update(next_run=rows)
     scheduler = JobScheduler(DatabaseTaskStore(queue), jobs=queue, sync=False)
     scheduler.run_pending(rows - timedelta(seconds=1))  # loads the tasks
@@ -186,5 +187,37 @@ def test_a_pass_writes_one_statement_per_due_task_and_reads_no_task_rows(queue, 
 
     assert sorted(f.task for f in fired) == ["idle-00001", "idle-00002"]
     statements = [q["sql"] for q in queries.captured_queries]
-    assert len([s for s in statements if s.startswith("UPDATE")]) == 2, statements
+    # Both tasks' UPDATEs are one executemany ("2 times: UPDATE ..."), in one transaction.
+    assert [s.split(":")[0] for s in statements if "UPDATE" in s] == ["2 times"], statements
     assert not [s for s in statements if s.startswith("SELECT") and "scheduledtask" in s]
+    recorded = TaskRow.objects.filter(name__in=["idle-00001", "idle-00002"])
+    assert {(r.last_run, r.run_count) for r in recorded} == {(rows, 1)}
+    assert {r.next_run for r in recorded} == {rows + timedelta(hours=1)}
+
+
+def test_a_pass_fires_and_records_its_runs_in_batches(queue, monkeypatch):
+    monkeypatch.setattr(scheduler_module, "BATCH", 3)
+    now = utcnow().replace(microsecond=0)
+    store = MemoryTaskStore()
+    for i in range(7):
+        store.add(every(60, f"due-{i}", next_run=now))
+    batches = []
+
+    def record(records):
+        batches.append(len(records))
+        MemoryTaskStore.record(store, records)
+
+    monkeypatch.setattr(store, "record", record)
+    round_trips = []
+    run_all = ticks_module.run_all
+    monkeypatch.setattr(
+        ticks_module, "run_all", lambda plans: round_trips.append(len(plans)) or run_all(plans)
+    )
+    scheduler = JobScheduler(store, jobs=queue, sync=False)
+
+    assert len(scheduler.run_pending(now)) == 7
+
+    assert round_trips == [3, 3, 1], "each batch's ticks are fired in one round trip"
+    assert batches == [3, 3, 1]
+    assert len(queue.list_jobs("pending", limit=100)) == 7
+    assert {(t.run_count, t.next_run) for t in store.load()} == {(1, now + timedelta(minutes=1))}

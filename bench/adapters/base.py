@@ -85,5 +85,10 @@ class Adapter(ABC):
         when the queue is empty (by default, the first one-process drain mode)."""
         return self.drain_modes(1)[0]
 
+    def finished_record_bytes(self, probe: redis.Redis) -> float | None:
+        """Redis bytes of one finished job's own keys (its record and its result), by
+        ``MEMORY USAGE``, for libraries that keep one record per job; ``None`` otherwise."""
+        return None
+
     #: How this library is set up, for the report (Markdown, one paragraph).
     setup_notes: ClassVar[str] = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 from typing import Any, ClassVar
 
@@ -75,6 +76,17 @@ class DjangoJobs(Adapter):
             self.jobs.keys.completed, f"({since}", "+inf", byscore=True, withscores=True
         )
         return sorted(score for _, score in pairs)
+
+    def finished_record_bytes(self, probe: redis.Redis) -> float | None:
+        """The median over 100 completed jobs of ``MEMORY USAGE`` of the record plus, when it
+        has one, of its result's key."""
+        ids = probe.zrange(self.jobs.keys.completed, 0, 99)
+        sizes = []
+        for raw in ids:
+            job_id = raw.decode()
+            size = probe.memory_usage(self.jobs.keys.job(job_id)) or 0
+            sizes.append(size + (probe.memory_usage(self.jobs.keys.result(job_id)) or 0))
+        return float(statistics.median(sizes)) if sizes else None
 
 
 ADAPTER = DjangoJobs()

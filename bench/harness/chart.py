@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.ticker import LogLocator, NullFormatter
 
-from harness.report import DJ, display_name, libraries_in, lookup
+from harness.results import DJ, display_name, libraries_in, lookup
 from harness.stats import median, spread
 
 OURS, PEER, SECOND = "#2a7ab0", "#9aa5b1", "#e08a2c"

@@ -20,7 +20,7 @@ from typing import Any
 
 from adapters.base import VENV_BIN, DrainMode
 
-from harness.report import number
+from harness.results import number
 from harness.workers import Workers, worker_env
 from harness.workloads import Context, fill, wait_done
 

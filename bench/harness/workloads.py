@@ -175,8 +175,9 @@ def floor(ctx: Context) -> dict[str, Any]:
 # -- enqueue ----------------------------------------------------------------------------------
 
 
-def fill(ctx: Context, adapter: Adapter, n: int) -> tuple[float, float]:
-    """Enqueue ``n`` jobs one by one on an empty server: (jobs/s, Redis bytes per queued job)."""
+def fill(ctx: Context, adapter: Adapter, n: int) -> tuple[float, float, int]:
+    """Enqueue ``n`` jobs one by one on an empty server: (jobs/s, Redis bytes per queued job,
+    the server's ``used_memory`` before)."""
     ctx.fresh()
     with ctx.server.client() as probe:
         before = _used_memory(probe)
@@ -184,7 +185,7 @@ def fill(ctx: Context, adapter: Adapter, n: int) -> tuple[float, float]:
         for i in range(n):
             adapter.enqueue(i)
         elapsed = time.perf_counter() - start
-        return n / elapsed, (_used_memory(probe) - before) / n
+        return n / elapsed, (_used_memory(probe) - before) / n, before
 
 
 def enqueue(ctx: Context, adapter: Adapter) -> dict[str, Any]:
@@ -194,8 +195,8 @@ def enqueue(ctx: Context, adapter: Adapter) -> dict[str, Any]:
     runs = [fill(ctx, adapter, n) for _ in range(ctx.config.reps)]
     return {
         "jobs": n,
-        "per_second": [r for r, _ in runs],
-        "memory_per_job": [m for _, m in runs],
+        "per_second": [r for r, _, _ in runs],
+        "memory_per_job": [m for _, m, _ in runs],
     }
 
 
@@ -218,7 +219,7 @@ def bulk(ctx: Context, adapter: Any) -> dict[str, Any]:
 def drain_once(ctx: Context, adapter: Adapter, mode: DrainMode, label: str) -> dict[str, float]:
     """Fill the queue, start the workers, time them until all jobs are done."""
     n = ctx.config.drain_size(mode.processes, mode.share)
-    enqueue_rate, memory = fill(ctx, adapter, n)
+    enqueue_rate, memory, empty = fill(ctx, adapter, n)
     # How fast the machine is just now (it drifts, on a shared or virtual machine).
     floor_rate = incr_rate(ctx.server.url, FLOOR_CHECK)
     with ctx.server.client(adapter.counter_db) as probe:
@@ -229,10 +230,16 @@ def drain_once(ctx: Context, adapter: Adapter, mode: DrainMode, label: str) -> d
             done = wait_done(ctx, adapter, probe, n, workers, drain_timeout(n), meter)
         finally:
             workers.stop()
+        # What the finished jobs leave in Redis (records, results, indexes), per job.
+        finished = (_used_memory(probe) - empty) / n
+        with ctx.server.client() as client:
+            record = adapter.finished_record_bytes(client)
     return {
         "per_second": n / (done - start),
         "enqueue_per_second": enqueue_rate,
         "memory_per_job": memory,
+        "finished_memory_per_job": finished,
+        **({"finished_record_bytes": record} if record is not None else {}),
         "floor_per_second": floor_rate,
         **meter.result(),
     }

@@ -3,6 +3,7 @@ running, or this one could not work: an :class:`Outage`), and what their policy 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -12,6 +13,8 @@ from django_jobs.exceptions import RedisAccessDenied, RedisUnavailable, StoreErr
 from django_jobs.scheduling.due import DueRuns
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.scheduling.ticks import local_time
+
+logger = logging.getLogger("django_jobs.scheduler")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,26 @@ class Outage:
         if isinstance(exc, DatabaseError):
             return "the database did not answer"
         return "its passes failed"
+
+
+def report_missed(
+    task: ScheduledTask,
+    runs: DueRuns,
+    outage: Outage | None,
+    started_at: datetime | None,
+    grace: float,
+) -> None:
+    """Log the missed runs of ``runs`` (if any), why (:func:`why_missed`) and what happens."""
+    if runs.missed and runs.first is not None:
+        logger.warning(
+            "task %s: %d run(s) due from %s were missed (%s); policy %s: %s",
+            task.name,
+            runs.missed,
+            local_time(task, runs.first),
+            why_missed(task, runs.first, outage, started_at, grace),
+            task.missed_run_policy.value,
+            what_happens(runs),
+        )
 
 
 def why_missed(

@@ -6,13 +6,13 @@ registered from code in one process, :class:`DatabaseTaskStore` for the ``Schedu
 second to see whether the tasks changed, and for each due time of a task:
 
 1. builds the job (the task's job, args, kwargs, priority and queue; ``scheduled_at`` is the
-   due time) and calls the store's ``fire`` script: it claims the tick with ``SET NX`` on
-   ``{p}:tick:<task>:<due>`` and enqueues the job. Of many schedulers firing the same tick, one
-   enqueues; the others learn the id of its job. Exactly-once per (task, due time) comes from
-   this script alone: no leader election, no lock.
-2. records ``last_run``, ``next_run`` and ``run_count`` in the store, with conditional updates:
-   any scheduler that processed the tick may record it (so a winner that died before recording
-   is covered), and recording the same tick twice counts it once.
+   due time) and calls the store's ``fire`` script (for :data:`BATCH` tasks in one round trip):
+   it claims the tick with ``SET NX`` on ``{p}:tick:<task>:<due>`` and enqueues the job. Of
+   many schedulers firing the same tick, one enqueues; the others learn the id of its job.
+   Exactly-once per (task, due time) comes from this script alone: no leader election, no lock.
+2. records ``last_run``, ``next_run`` and ``run_count`` in the store (for those tasks at once),
+   with conditional updates: any scheduler that processed the tick may record it (so a winner
+   that died before recording is covered), and recording the same tick twice counts it once.
 
 Due times that fell while no scheduler ran follow the task's :class:`MissedRunPolicy`, and so
 do those that fell while this scheduler could not work (Redis or its database did not answer):
@@ -37,13 +37,14 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from django_jobs.exceptions import StoreError
+from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.changes import load_tasks, mark_broken
 from django_jobs.scheduling.due import due_runs, next_run_from_now
-from django_jobs.scheduling.missed import Outage, what_happens, why_missed
+from django_jobs.scheduling.missed import Outage, report_missed
 from django_jobs.scheduling.settings import tasks_from_settings
-from django_jobs.scheduling.stores import MemoryTaskStore, TaskStore
+from django_jobs.scheduling.stores import MemoryTaskStore, RunRecord, TaskStore, counted
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.scheduling.ticks import (
     HEARTBEAT_EVERY,
@@ -51,12 +52,12 @@ from django_jobs.scheduling.ticks import (
     Fired,
     afire_tick,
     beat,
-    fire_run,
+    fire_runs,
     fire_tick,
-    local_time,
     report_failure,
     running_schedulers,
     sign_off,
+    tick_job,
 )
 from django_jobs.scheduling.timetable import Timetable
 from django_jobs.serialization import utcnow
@@ -92,6 +93,10 @@ WAKE_EVERY = 0.5
 #: seen only then. Broken tasks are tried again then too (the only thing done then for a store
 #: that sees every write: a reload costs O(tasks)).
 RELOAD_EVERY = 30.0
+#: A pass takes the due tasks this many at a time: their ticks fired in one round trip, their
+#: runs recorded in one transaction. Bursts (cron tasks at a round minute) go fast, and an edit
+#: made meanwhile waits for little.
+BATCH = 100
 
 
 class JobScheduler:
@@ -354,36 +359,68 @@ class JobScheduler:
         now = utcnow() if now is None else now
         done: list[Fired] = []
         left = deque(self._timetable.take_due(self._tasks, now))
+        taken: list[str] = []
         try:
             while left and not self._stop.is_set():
-                done += self._turn(left[0], now)
-                left.popleft()
+                taken = [left.popleft() for _ in range(min(BATCH, len(left)))]
+                done += self._turns(taken, now)
+                taken = []
             if not left:  # a whole pass
                 self._worked(now)
         finally:
-            for name in left:  # not taken their turn: still due
+            # Not taken their turn, or not recorded (the pass failed): still due. A run fired
+            # again finds its tick taken (and its job) and is recorded then.
+            for name in [*taken, *left]:
                 if name in self._tasks:
                     self._timetable.put(self._tasks[name])
         return done
 
-    def _turn(self, name: str, now: datetime) -> list[Fired]:
-        """Process the task ``name`` (due, or without a next run) as of ``now``, and put it
-        back in the timetable as it is then."""
+    def _turns(self, names: list[str], now: datetime) -> list[Fired]:
+        """The turns of the tasks ``names`` as of ``now``: their due runs fired in one round trip
+        and recorded in one go; each is then back in the timetable (or out: see :meth:`_plan`)."""
+        planned = [turn for name in names if (turn := self._plan(name, now)) is not None]
+        fired = iter(fire_runs(self.jobs, [(t, *run) for t, _, runs in planned for run in runs]))
+        done: list[Fired] = []
+        records: list[RunRecord] = []
+        for task, next_run, runs in planned:
+            done += (mine := [next(fired) for _ in runs])
+            records.append(
+                RunRecord(task.name, task.next_run, tuple(f.due for f in mine), next_run)
+            )
+        self.store.record(records)
+        for record in records:
+            task = replace(counted(self._tasks[record.name], record), next_run=record.next_run)
+            self._timetable.put(task)
+            self._tasks[record.name] = task
+        return done
+
+    def _plan(self, name: str, now: datetime) -> _Turn | None:
+        """Task ``name``'s turn as of ``now`` up to firing. ``None`` if nothing is due: it is
+        back in the timetable, or out of it (gone, off, broken, a one-time task that ran)."""
         task = self._tasks.get(name)
         if task is None or not task.enabled:
-            return []
-        fired: list[Fired] = []
+            return None
         try:
             if task.next_run is None:
                 next_run = next_run_from_now(task, now)
                 if next_run is None:
-                    return []  # a one-time task that ran: out of the timetable
+                    return None  # a one-time task that ran: out of the timetable
                 stored = self.store.set_next_run(name, next_run)
                 if stored is None:
                     self._tasks.pop(name)
-                    return []
+                    return None
                 task = self._tasks[name] = stored
-            fired = self._process(task, now)
+            # After an outage the runs due during it were missed, however recent.
+            grace = self.grace if self._outage is None else min(self.grace, AFTER_OUTAGE_GRACE)
+            runs = due_runs(task, now, grace)
+            report_missed(task, runs, self._outage, self._started_at, self.grace)
+            try:
+                jobs = [(due, tick_job(self.jobs, task, due)) for due in runs.fire]
+            except (ValueError, TypeError) as exc:
+                # The task cannot make a valid job (e.g. its queue was removed from QUEUES):
+                # its runs are dropped, not retried every second.
+                logger.error("task %s: cannot enqueue its job: %s", task.name, exc)
+                jobs = []
         except (DatabaseError, StoreError):
             raise  # the whole pass waits for them
         except Exception as exc:  # one task's trouble must not stop the others
@@ -391,48 +428,19 @@ class JobScheduler:
             self._tasks.pop(name, None)
             self._skipped.add(name)
             mark_broken(self.store, name, exc)
-            return []
+            return None
         if task.broken_reason is not None:
             self.store.mark_sound(name)
             logger.warning("task %s is no longer broken: its runs are computed again", name)
-            self._tasks[name] = replace(self._tasks[name], broken_reason=None)
-        self._timetable.put(self._tasks[name])
-        return fired
-
-    def _process(self, task: ScheduledTask, now: datetime) -> list[Fired]:
-        # After an outage the runs due during it were missed, however recent.
-        grace = self.grace if self._outage is None else min(self.grace, AFTER_OUTAGE_GRACE)
-        runs = due_runs(task, now, grace)
+            task = self._tasks[name] = replace(task, broken_reason=None)
         if not runs.due:
-            return []
-        assert runs.first is not None
-        if runs.missed:
-            logger.warning(
-                "task %s: %d run(s) due from %s were missed (%s); policy %s: %s",
-                task.name,
-                runs.missed,
-                local_time(task, runs.first),
-                why_missed(task, runs.first, self._outage, self._started_at, self.grace),
-                task.missed_run_policy.value,
-                what_happens(runs),
-            )
-        fired: list[Fired] = []
-        try:
-            for due in runs.fire:
-                fired.append(fire_run(self.jobs, task, due))
-        except (ValueError, TypeError) as exc:
-            # The task cannot make a valid job (e.g. its queue was removed from QUEUES): its
-            # runs are dropped, not retried every second.
-            logger.error("task %s: cannot enqueue its job: %s", task.name, exc)
-        self.store.record(task.name, task.next_run, [f.due for f in fired], runs.next_run)  # type: ignore[arg-type]
-        new = [f.due for f in fired if task.last_run is None or f.due > task.last_run]
-        self._tasks[task.name] = replace(
-            task,
-            next_run=runs.next_run,
-            last_run=new[-1] if new else task.last_run,
-            run_count=task.run_count + len(new),
-        )
-        return fired
+            self._timetable.put(task)
+            return None
+        return task, runs.next_run, jobs
+
+
+# A task's turn up to firing (JobScheduler._plan): the task, its next run, due runs and jobs.
+_Turn = tuple[ScheduledTask, datetime | None, list[tuple[datetime, Job]]]
 
 
 def _close_broken_connections() -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -16,6 +17,27 @@ from django_jobs.scheduling.due import rescheduled
 from django_jobs.scheduling.task import ScheduledTask
 
 logger = logging.getLogger("django_jobs.scheduler")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a scheduler records of a task after its turn: the runs due at ``fired`` (oldest
+    first) were enqueued, by it or another scheduler, and the task's next run is ``next_run``.
+    ``next_run`` is written only if the stored one is still ``expected_next``; runs not later
+    than the stored ``last_run`` are not counted again."""
+
+    name: str
+    expected_next: datetime | None
+    fired: tuple[datetime, ...]
+    next_run: datetime | None
+
+
+def counted(task: ScheduledTask, record: RunRecord) -> ScheduledTask:
+    """``task`` with the runs of ``record`` later than its ``last_run`` counted."""
+    new = [due for due in record.fired if task.last_run is None or due > task.last_run]
+    if not new:
+        return task
+    return replace(task, last_run=new[-1], run_count=task.run_count + len(new))
 
 
 class TaskStore(Protocol):
@@ -50,13 +72,8 @@ class TaskStore(Protocol):
     def set_next_run(self, name: str, next_run: datetime) -> ScheduledTask | None:
         """Set ``next_run`` of an enabled task that has none; return the task as stored."""
 
-    def record(
-        self, name: str, expected_next: datetime, fired: list[datetime], next_run: datetime | None
-    ) -> None:
-        """Record that the runs due at ``fired`` were enqueued and that the task's next run is
-        ``next_run``. ``next_run`` is written only if the stored one is still
-        ``expected_next``; runs not later than the stored ``last_run`` are not counted again.
-        """
+    def record(self, records: Sequence[RunRecord]) -> None:
+        """Record the turns of ``records`` (see :class:`RunRecord`), all or none."""
 
     def forget_next_run(self, name: str, expected_next: datetime | None) -> None:
         """Clear the task's ``next_run`` if it is still ``expected_next``: it is computed afresh,
@@ -150,19 +167,16 @@ class MemoryTaskStore:
                 task = self._tasks[name] = replace(task, next_run=next_run)
             return task
 
-    def record(
-        self, name: str, expected_next: datetime, fired: list[datetime], next_run: datetime | None
-    ) -> None:
+    def record(self, records: Sequence[RunRecord]) -> None:
         with self._lock:
-            task = self._tasks.get(name)
-            if task is None:
-                return
-            new = [due for due in fired if task.last_run is None or due > task.last_run]
-            if new:
-                task = replace(task, last_run=new[-1], run_count=task.run_count + len(new))
-            if task.next_run == expected_next:
-                task = replace(task, next_run=next_run)
-            self._tasks[name] = task
+            for record in records:
+                task = self._tasks.get(record.name)
+                if task is None:
+                    continue
+                task = counted(task, record)
+                if task.next_run == record.expected_next:
+                    task = replace(task, next_run=record.next_run)
+                self._tasks[record.name] = task
 
     def forget_next_run(self, name: str, expected_next: datetime | None) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """What schedulers keep in Redis: one key per enqueued run (its *tick*), and their heartbeats.
 
 :func:`fire_run` builds the job of a task's run and fires its tick: of many schedulers firing
-the same tick, one enqueues; the others learn the id of its job (:func:`fire_tick`). A running
+the same tick, one enqueues; the others learn the id of its job (:func:`fire_tick`);
+:func:`fire_runs` fires many ticks in one round trip. A running
 scheduler records that it is alive every few seconds, and :func:`running_schedulers` lists
 those seen lately (the admin shows them).
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +22,7 @@ from django_jobs.queue import JobQueue
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls
+from django_jobs.store.batch import run_all
 from django_jobs.store.connection import redis_outage
 from django_jobs.store.execute import Plan, arun, run
 
@@ -95,11 +98,18 @@ async def afire_tick(jobs: JobQueue, task: str, due: datetime, job: Job, ttl: in
 def fire_run(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Fired:
     """Enqueue the run of ``task`` due at ``due``, unless some scheduler did (:func:`fire_tick`).
 
-    The job is the task's job with its arguments and ``meta["scheduled_task"]``, the task's
-    name; ``priority`` and ``queue`` ``None`` mean the job's own. The task's runs are indexed
-    (:meth:`JobQueue.task_runs <django_jobs.queue.JobQueue.task_runs>`). ``ValueError`` or
-    ``TypeError`` if the task cannot make a valid job.
+    The job is :func:`tick_job`'s. The task's runs are indexed (:meth:`JobQueue.task_runs
+    <django_jobs.queue.JobQueue.task_runs>`). ``ValueError`` or ``TypeError`` if the task
+    cannot make a valid job.
     """
+    (fired,) = fire_runs(jobs, [(task, due, tick_job(jobs, task, due))])
+    return fired
+
+
+def tick_job(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Job:
+    """The job of the run of ``task`` due at ``due``: the task's job with its arguments and
+    ``meta["scheduled_task"]``, the task's name; ``priority`` and ``queue`` ``None`` mean the
+    job's own. ``ValueError`` or ``TypeError`` if the task cannot make a valid job."""
     # An unknown job is enqueued all the same (a worker with other code may know it; if
     # not, it fails with a reason): the scheduler reported it when it loaded the task.
     # JobQueue.build_job gives a registered job its own options where the task sets none.
@@ -110,10 +120,21 @@ def fire_run(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Fired:
         options["queue"] = task.queue
     # The job names its task (the admin links a run to its task; task_runs() the other way).
     meta = {"scheduled_task": task.name}
-    job = jobs.build_job(
+    return jobs.build_job(
         task.job_name, task.args, task.kwargs, scheduled_at=due, meta=meta, **options
     )
-    job_id = fire_tick(jobs, task.name, due, job, task.tick_ttl(due))
+
+
+def fire_runs(jobs: JobQueue, runs: Sequence[tuple[ScheduledTask, datetime, Job]]) -> list[Fired]:
+    """Fire the ticks of ``runs`` (a task, a due time, its :func:`tick_job`) as
+    :func:`fire_tick` does, in one round trip (a scheduler's due ticks come in bursts: a
+    round trip each held the last ones up)."""
+    plans = [_fire(jobs, task.name, due, job, task.tick_ttl(due)) for task, due, job in runs]
+    ids = run_all(plans)
+    return [_fired(*run, job_id) for run, job_id in zip(runs, ids, strict=True)]
+
+
+def _fired(task: ScheduledTask, due: datetime, job: Job, job_id: str) -> Fired:
     enqueued = job_id == job.id
     if enqueued:
         logger.info(

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord
 from django_jobs.job import Job
-from django_jobs.serialization import dumps, from_timestamp, loads
+from django_jobs.serialization import dumps, from_timestamp, loads, utcnow
 from django_jobs.store.execute import Command, Plan
 from django_jobs.store.keys import Keys
 from django_jobs.store.scripts import SCRIPTS
@@ -38,6 +39,13 @@ def record(flat: list[Any]) -> dict[str, str]:
 
 def stamp(seconds: float) -> str:
     return f"{seconds:.6f}"
+
+
+def result_since() -> str:
+    """When the oldest result still kept finished: ``RESULT_TTL`` ago. The scripts that read
+    jobs (see ``read_jobs`` in ``_lib.lua``) leave out an older result kept in its record; one
+    in a key of its own has expired with the key."""
+    return stamp(utcnow().timestamp() - jobs_settings.RESULT_TTL)
 
 
 # -- enqueue ------------------------------------------------------------------------------------
@@ -171,7 +179,13 @@ def _jobs(reply: list[Any]) -> list[Job]:
 
 def fetch(keys: Keys, *, ids: list[str]) -> Plan[list[Job]]:
     """The jobs of these ids that exist, with their results."""
-    return _jobs((yield SCRIPTS["fetch"].call(route=keys.dead, prefix=keys.prefix, ids=ids)))
+    return _jobs(
+        (
+            yield SCRIPTS["fetch"].call(
+                route=keys.dead, prefix=keys.prefix, result_since=result_since(), ids=ids
+            )
+        )
+    )
 
 
 # -- workers and schedulers ---------------------------------------------------------------------

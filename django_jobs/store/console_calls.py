@@ -11,7 +11,7 @@ from typing import Any
 
 from django_jobs.job import Job
 from django_jobs.serialization import from_timestamp
-from django_jobs.store.calls import _jobs, record, stamp, text
+from django_jobs.store.calls import _jobs, record, result_since, stamp, text
 from django_jobs.store.execute import Command, Plan
 from django_jobs.store.keys import Keys
 from django_jobs.store.scripts import SCRIPTS
@@ -154,6 +154,7 @@ def page(
     jobs, position, total, scanned = yield SCRIPTS["page"].call(
         route=keys.dead,
         prefix=keys.prefix,
+        result_since=result_since(),
         cursor=cursor,
         limit=limit,
         scan_limit=scan_limit,

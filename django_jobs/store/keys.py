@@ -25,6 +25,8 @@ class Keys:
         self.dead = f"{prefix}:dead"  # FAILED jobs, score = failed at
         self.completed = f"{prefix}:completed"  # COMPLETED jobs, score = finished at
         self.cancelled = f"{prefix}:cancelled"  # CANCELLED jobs, score = finished at
+        # The finished time up to which recovery took expired results out of their records.
+        self.results_swept = f"{prefix}:results_swept"
         # WAITING jobs: steps of a chain or group waiting for others, score = created at
         # (``<prefix>:waiting:...`` are flow control's lists of jobs a limit holds back).
         self.waiting_jobs = f"{prefix}:waiting_jobs"

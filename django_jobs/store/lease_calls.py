@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django_jobs.serialization import dumps
-from django_jobs.store.calls import record, stamp, text
+from django_jobs.store.calls import record, result_since, stamp, text
 from django_jobs.store.execute import Plan
 from django_jobs.store.keys import Keys
 from django_jobs.store.scripts import SCRIPTS
@@ -138,9 +138,18 @@ def ack_claim(
 
 
 def ack(
-    keys: Keys, *, job_id: str, token: str, now: float, result: str, result_ttl: int, job_ttl: int
+    keys: Keys,
+    *,
+    job_id: str,
+    token: str,
+    worker: str,
+    now: float,
+    result: str,
+    result_ttl: int,
+    job_ttl: int,
 ) -> Plan[bool]:
-    """Record a completion; ``False`` when the lease was not held (counted as a stale ack)."""
+    """Record a completion; ``False`` when the lease was not held (counted as a stale ack).
+    ``worker``: the worker id the job was leased to (a resend by it answers ``True`` again)."""
     reply = yield SCRIPTS["ack"].call(
         job=keys.job(job_id),
         result_key=keys.result(job_id),
@@ -151,6 +160,7 @@ def ack(
         prefix=keys.prefix,
         id=job_id,
         token=token,
+        worker=worker,
         now=stamp(now),
         result=result,
         result_ttl=result_ttl,
@@ -251,12 +261,14 @@ def recover(
         wakeup=keys.wakeup,
         counters=keys.counters,
         completed=keys.completed,
+        results_swept=keys.results_swept,
         prefix=keys.prefix,
         now=stamp(now),
         max_lost=max_lost,
         limit=limit,
         job_ttl=job_ttl,
         keep_since=now - job_ttl,
+        result_since=result_since(),
     )
 
     def logged(value: bytes | str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from django_jobs.job import Job
 from django_jobs.serialization import dumps, from_timestamp, loads
-from django_jobs.store.calls import _jobs, record, stamp, text
+from django_jobs.store.calls import _jobs, record, result_since, stamp, text
 from django_jobs.store.execute import Plan
 from django_jobs.store.keys import Keys
 from django_jobs.store.scripts import SCRIPTS
@@ -155,6 +155,7 @@ def delete(
         prefix=keys.prefix,
         now=stamp(now),
         job_ttl=job_ttl,
+        result_since=result_since(),
         ids=ids,
     )
     return [text(i) for i in running], _jobs(deleted)

@@ -5,7 +5,8 @@ A child talks to Redis itself, so that its steady state is one round trip per jo
 completion of one job and the claim of the next are one script call. Its supervisor watches
 from outside. The child publishes the jobs it is running in memory shared with the supervisor
 (``slots.py``), which renews the leases, enforces timeouts and stops the child when it must.
-When the child finds no work it says so over its pipe and waits until the supervisor wakes it.
+When the child finds no work it says so over its pipe and waits: on the wake-up list itself, or
+until the supervisor wakes it (``wakeups.py``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from django_jobs.worker.execute import (
 from django_jobs.worker.leases import Claim, Leases
 from django_jobs.worker.retry import WAITED_OUT, until_redis_answers
 from django_jobs.worker.slots import ASYNC, GO, STOP, Board
+from django_jobs.worker.wakeups import ChildWakeups
 
 logger = logging.getLogger("django_jobs.worker")
 
@@ -101,6 +103,8 @@ class ChildConfig:
     max_jobs: int | None
     forked: bool
     verbosity: int
+    # How long an idle process blocks on the wake-up list at a time (see wakeups.py).
+    idle_block: float = 1.0
 
 
 class ChildLoop:
@@ -125,6 +129,7 @@ class ChildLoop:
         # It told the supervisor that it has room for work, and has had no answer yet.
         self.reported = False
         self.async_jobs = AsyncJobs(self, async_names())
+        self.wakeups = ChildWakeups.of(self.leases, config.queues, config.idle_block)
         # The jobs of a batch leased and not started yet, with their slots, in order.
         self.hand: deque[tuple[int, Job]] = deque()
         # The jobs run to their end whose completion is not recorded yet (it goes with the
@@ -153,12 +158,24 @@ class ChildLoop:
         if self.held:
             # Due now: the supervisor, once it answers this, sends it back to work at once.
             next_due, self.held = time.time(), False
-        with contextlib.suppress(OSError):  # the supervisor is gone: the next read says so
-            self.conn.send_bytes(dumps({"next_due": next_due}).encode())
+        self._tell(next_due, waits=False)
         self.reported = True
 
+    def _tell(self, next_due: float | None, waits: bool) -> None:
+        with contextlib.suppress(OSError):  # the supervisor is gone: the next read says so
+            self.conn.send_bytes(dumps({"next_due": next_due, "waits": waits}).encode())
+
     def _wait_for_work(self, next_due: float | None) -> bool:
-        """Report, if not done yet, and wait for GO (``True``) or STOP."""
+        """Report, if not done yet, and wait for work (``True``) or STOP.
+
+        With its queues on one shard it waits on the wake-up list itself, unless it is owed an
+        answer to a report (its async jobs left it room) or its supervisor is silent (it waits
+        until the supervisor answers): then it waits for GO.
+        """
+        if self.wakeups is not None and not self.reported and not self.held:
+            # Idle (for --burst and max_jobs), but no GO: STOP is the only answer it takes.
+            self._tell(next_due, waits=True)
+            return self.wakeups.wait(self.conn, next_due) == GO
         self.report(next_due)
         try:
             while True:

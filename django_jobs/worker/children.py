@@ -58,6 +58,8 @@ class Child:
     process: BaseProcess | None = None
     conn: Connection | None = None
     idle: bool = False
+    # It said it waits on the wake-up list itself (worker/wakeups.py): it takes no GO.
+    waits: bool = False
     reported: asyncio.Event = field(default_factory=asyncio.Event)
     # Why the supervisor killed it, and the job that it killed it for (None: all its jobs).
     kill_reason: str | None = None

@@ -243,6 +243,7 @@ class Leases(ShardTurns):
                 self.queue_keys(job.queue),
                 job_id=job.id,
                 token=job.lease_token or "",
+                worker=job.worker_id or "",
                 now=utcnow().timestamp(),
                 result=self._result(result),
                 result_ttl=int(jobs_settings.RESULT_TTL),

@@ -6,8 +6,8 @@ Children claim, run and record jobs themselves (see ``child.py``). The superviso
 GIL for minutes keeps its lease as long as its process lives; it stops a job that overran its
 timeout or was cancelled (a sync job by killing and replacing its child, with the job's
 subprocesses: ``children.py``); it records what a crashed child could not; it blocks on the
-wake-up list for idle children; it recovers the jobs of dead workers; and it stops the children
-gracefully on SIGTERM or SIGINT.
+wake-up list for idle children that do not block on it themselves (``wakeups.py``); it recovers
+the jobs of dead workers; and it stops the children gracefully on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -50,17 +50,11 @@ from django_jobs.worker.heartbeat import Heartbeat
 from django_jobs.worker.leases import RECOVER_LIMIT, Leases
 from django_jobs.worker.retry import auntil_redis_answers, keep_going, pause
 from django_jobs.worker.slots import GO, STOP, Board, Running
-from django_jobs.worker.wakeups import ShardWakeups
+from django_jobs.worker.wakeups import IDLE_BLOCK, IDLE_CLAIM_EVERY, ShardWakeups
 from django_jobs.worker.watch import Watch
 
 logger = logging.getLogger("django_jobs.worker")
 
-# An idle worker blocks on the wake-up list at most this long at a time, so that it sends
-# about one request per second while idle. Enqueues wake it at once; so does a delayed or
-# retrying job due before all others, whose due time it then waits for.
-IDLE_BLOCK = 1.0
-# Every this many idle blocks it lets a child claim anyway, in case a wake-up was missed.
-IDLE_CLAIM_EVERY = 5
 # How long the outcomes of jobs whose processes ended may still wait for Redis once the worker
 # has no children left: a stop is bounded even while Redis is down.
 RECORD_AFTER_STOP = 3.0
@@ -126,6 +120,8 @@ class Worker(Watch):
             max_jobs=max_jobs,
             forked=self.context.get_start_method() == "fork",
             verbosity=verbosity,
+            # Its idle children block in turn: together about one wait a second.
+            idle_block=IDLE_BLOCK * self.concurrency,
         )
         self.shared = Shared(
             stopping=self.context.RawValue(ctypes.c_bool, False),
@@ -278,15 +274,18 @@ class Worker(Watch):
                 self._kill(child, "crash", None)
             return
         self.next_due = report["next_due"]
-        child.idle = True
+        child.idle, child.waits = True, bool(report.get("waits"))
         child.reported.set()
         if self.stopping:
             self._send(child, STOP)
         elif (self.burst or self._took_enough()) and all(
-            c.idle or c.process is None for c in self.children
+            # One that waits on the wake-up list itself may have taken a job since it said
+            # it was idle: it runs it now.
+            (c.idle and not c.board.busy()) or c.process is None
+            for c in self.children
         ):
             self._begin_stop()
-        else:
+        elif not child.waits:
             self.someone_idle.set()
 
     def _took_enough(self) -> bool:
@@ -394,11 +393,15 @@ class Worker(Watch):
         return await arun(calls.wait_wakeup(keys, timeout=timeout))
 
     async def _wake_idle(self) -> None:
-        """Block on the wake-up list while some child is idle; wake one child per token."""
+        """Block on the wake-up list while some child is idle and waits for a GO (not on the
+        list itself: see wakeups.py); wake one child per token."""
         await self._keep_going("the wake-up loop", self._wake_one, lambda: self.stopping)
 
+    def _waiting_for_go(self) -> list[Child]:
+        return [c for c in self.children if c.idle and not c.waits]
+
     async def _wake_one(self) -> None:
-        idle = [c for c in self.children if c.idle]
+        idle = self._waiting_for_go()
         if not idle:
             self.someone_idle.clear()
             await self.someone_idle.wait()
@@ -412,7 +415,7 @@ class Worker(Watch):
         self.quiet = 0 if token else self.quiet + 1
         due = self.next_due is not None and self.next_due <= time.time()
         # One that runs nothing first: it takes a job of any kind at once.
-        idle = [c for c in self.children if c.idle]
+        idle = self._waiting_for_go()
         child = min(idle, key=lambda c: c.board.busy(), default=None)
         if (
             child is not None

@@ -71,22 +71,41 @@ local function end_fields(jkey)
 end
 
 -- Record a completion; only the holder of the current lease may. Returns 1, or 0 for a stale
--- acknowledgement. The token is kept as ``done_token``: the same acknowledgement sent again (its
--- first reply was lost) finds it and answers 1 again, changing nothing. A job with something to
--- do at its end (``on_end``: limits or a unique key to release, a workflow's next steps) has
--- those fields read too; a plain job pays one more field looked up.
-local function ack_job(prefix, id, token, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key, wakeup_key)
+-- acknowledgement. A result no longer than the lease token (32 bytes of JSON) is kept in the
+-- record (field ``result``, see read_jobs), a longer one in a key of its own; either is kept
+-- ``result_ttl``. In a compact record (a listpack) the field costs a dozen bytes where the key
+-- costs ~100 (key name, object, TTL entry). It never turns the record into a hash table (~3
+-- times bigger), whatever the server's hash-max-listpack-value: a compact record holds the
+-- token already, so the server keeps values that long compact. (In a record that is a hash
+-- table already, the field still costs less than a key.)
+-- The same acknowledgement sent again (its first reply was lost) finds the job completed by
+-- ``worker`` (the worker id it was leased to) and answers 1 again, changing nothing; the lease
+-- token is not kept (32 bytes more per record, see docs/sharding.md). A completed record is
+-- never written again, so whatever it answers a stale acknowledgement records nothing. Its
+-- answer: 0 from any other worker (the id is in the record); from this same worker id, 1
+-- only if the job was leased to it again after its lease was lost and completed under that new
+-- lease before the stale one reported: a sync child runs and reports one job at a time, so
+-- only an async child (jobs side by side) could, and the job did succeed in that process.
+-- (Callers that lease without a worker id, '', cannot be told apart.)
+-- A job with something to do at its end (``on_end``: limits or a unique key to release, a
+-- workflow's next steps) has those fields read too; a plain job pays one more field looked up.
+local function ack_job(prefix, id, token, worker, now, result, result_ttl, job_ttl, processing_key, completed_key, counters_key, wakeup_key)
   local jkey = job_key(prefix, id)
-  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'done_token', 'queue', 'name', 'on_end')
-  if f[1] == 'completed' and f[4] == token then return 1 end
+  local f = redis.call('HMGET', jkey, 'status', 'lease_token', 'watched', 'worker_id', 'queue', 'name', 'on_end')
+  if f[1] == 'completed' and f[4] == worker then return 1 end
   if f[1] ~= 'running' or f[2] ~= token then
     stale(prefix, jkey, token, counters_key, true)
     return 0
   end
-  redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now, 'done_token', token)
+  local inline = string.len(result) <= string.len(token)
+  if inline then
+    redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now, 'result', result)
+  else
+    redis.call('HSET', jkey, 'status', 'completed', 'finished_at', now)
+  end
   redis.call('HDEL', jkey, 'lease_token', 'cancel_requested')
   redis.call('ZREM', processing_key, id)
-  redis.call('SET', result_key(prefix, id), result, 'EX', result_ttl)
+  if not inline then redis.call('SET', result_key(prefix, id), result, 'EX', result_ttl) end
   redis.call('EXPIRE', jkey, job_ttl)
   index_finished(completed_key, id, now)
   count_minute(prefix, now, 'completed')

@@ -227,10 +227,29 @@ local function name_set(only)
   return set
 end
 
+-- A completed job's result kept in its record (field ``result``, see ack_job), taken out of
+-- ``record`` (a flat field/value list): its value, '' once it is older than ``result_since``
+-- (RESULT_TTL ago: recover.lua takes it out of the record later), or nil when the
+-- record holds none (the result, if any, is in its key).
+local function inline_result(record, result_since)
+  local at, finished
+  for j = 1, #record, 2 do
+    local k = record[j]
+    if k == 'result' then at = j elseif k == 'finished_at' then finished = record[j + 1] end
+  end
+  if not at then return nil end
+  local value = table.remove(record, at + 1)
+  table.remove(record, at)
+  if tonumber(finished or '') and tonumber(finished) < tonumber(result_since) then return '' end
+  return value
+end
+
 -- Each job of ``ids`` that has a record: {id, record as a flat field/value list, result or ''}.
+-- The result is the record's own (a short one, see ack_job) or its key's; ``result_since``: the
+-- time before which a job's result is expired (now - RESULT_TTL, as its key's TTL would).
 -- A job key of the wrong type is read as a failed record that says so (reading changes
 -- nothing; a worker that meets it buries it): one such key must not break a listing.
-local function read_jobs(prefix, ids)
+local function read_jobs(prefix, ids, result_since)
   local out = {}
   for _, id in ipairs(ids) do
     local jkey = job_key(prefix, id)
@@ -242,7 +261,7 @@ local function read_jobs(prefix, ids)
     if #record > 0 then
       out[#out + 1] = id
       out[#out + 1] = record
-      out[#out + 1] = redis.call('GET', result_key(prefix, id)) or ''
+      out[#out + 1] = inline_result(record, result_since) or redis.call('GET', result_key(prefix, id)) or ''
     end
   end
   return out

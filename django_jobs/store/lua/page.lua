@@ -1,13 +1,14 @@
 -- Read a page of jobs, with their results, from one or more state structures read as one
 -- sequence, from position ``cursor`` on.
 -- KEYS: route
--- ARGV: prefix, cursor, limit, scan_limit, queue, name, status, *sources
+-- ARGV: prefix, result_since, cursor, limit, scan_limit, queue, name, status, *sources
 -- ``route``: any key of the namespace, for Cluster routing. ``sources``: (kind, key) pairs where
 -- kind is 'L' (a list, head first), 'Z' (a zset, lowest score first) or 'R' (a zset, highest
 -- score first). Filters ('' = none): ``queue`` applies to zsets (lists are per queue already),
 -- ``name`` and ``status`` to every entry. Where no filter applies a source is read by rank
 -- (O(log N + limit)); where one does, the entries are looked at one by one, at most
--- ``scan_limit`` of them in this call, so that every call is bounded.
+-- ``scan_limit`` of them in this call, so that every call is bounded. ``result_since``: see
+-- read_jobs.
 -- Returns {jobs as read_jobs reads them, the position after the last entry looked at (-1 when
 -- that was the sequence's last), the entries in the sources, the entries looked at}. Ids
 -- without a record are left out; a finished job's record expires before its index entry.
@@ -71,4 +72,4 @@ for i = 1, #A.sources, 2 do
   base = base + len
 end
 if pos >= total then pos = -1 end
-return {read_jobs(prefix, ids), pos, total, scanned}
+return {read_jobs(prefix, ids, A.result_since), pos, total, scanned}

@@ -1,7 +1,7 @@
 -- Bring back jobs whose lease expired (their worker died or froze). Safe to run concurrently:
 -- each expired id is taken out of the processing set once.
--- KEYS: processing, dead, cancelled, wakeup, counters, completed
--- ARGV: prefix, now, max_lost, limit, job_ttl, keep_since
+-- KEYS: processing, dead, cancelled, wakeup, counters, completed, results_swept
+-- ARGV: prefix, now, max_lost, limit, job_ttl, keep_since, result_since
 -- Returns {ids requeued, ids buried as poison pills or unreadable}.
 local prefix, now, max_lost = A.prefix, A.now, tonumber(A.max_lost)
 local requeued, buried, woken = {}, {}, 0
@@ -25,6 +25,26 @@ end
 -- and the limits unused for a day from theirs (claims only add to it).
 redis.call('ZREMRANGEBYSCORE', K.completed, '-inf', '(' .. A.keep_since)
 flows().forget_limits(prefix, tonumber(now))
+
+-- The results kept in their records (see ack_job) that finished before ``result_since``
+-- (RESULT_TTL ago) are taken out of them: read_jobs leaves them out already, this gives their
+-- bytes back. In the completed index's order, SWEEP_LIMIT a call at most (each worker's
+-- recovery loop calls every LEASE_TIMEOUT / 2, 30 s at most), from the finished time where
+-- the last call stopped (``results_swept``, kept JOB_TTL like the records; first set to
+-- ``result_since``, as the records of earlier versions hold no result). The last entries swept
+-- are looked at again next time: others may have finished at that very time.
+local SWEEP_LIMIT = 1000
+local from = redis.call('GET', K.results_swept) or A.result_since
+local swept = redis.call('ZRANGEBYSCORE', K.completed, from, A.result_since, 'WITHSCORES', 'LIMIT', 0, SWEEP_LIMIT)
+for i = 1, #swept, 2 do redis.call('HDEL', job_key(prefix, swept[i]), 'result') end
+if #swept > 0 then
+  from = swept[#swept]
+  -- More than SWEEP_LIMIT completions at one time: the next call starts past them, or it
+  -- would stop there again.
+  if #swept == 2 * SWEEP_LIMIT and swept[2] == from then from = '(' .. from end
+end
+redis.call('SET', K.results_swept, from, 'EX', A.job_ttl)
+
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K.processing, '-inf', now, 'LIMIT', 0, A.limit)) do
   redis.call('ZREM', K.processing, id)
   local jkey = job_key(prefix, id)

@@ -1,0 +1,209 @@
+"""django-jobs' targets (issue 18), each as measured in a run: same-run ratios against the
+best peer, thresholds, and the scheduler-at-scale figures when the results hold them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harness.results import (
+    DASH,
+    DJ,
+    PEERS,
+    TIMES,
+    Results,
+    best_mode,
+    display_name,
+    lookup,
+    number,
+)
+from harness.stats import median
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    goal: str
+    measured: str
+    value: float  # the number compared with the threshold
+    shown: str  # the value as shown (a ratio, or the value itself)
+    met: bool | None  # None: not measured
+
+
+NAN = float("nan")
+
+
+def _check(value: float | None, ok: Callable[[float], bool]) -> bool | None:
+    if value is None or math.isnan(value):
+        return None
+    return ok(value)
+
+
+def _best_peer(
+    results: Results, value: Callable[[str], float | None], *, lowest: bool = False
+) -> tuple[str, float] | None:
+    """The peer with the best value (the highest, or with ``lowest`` the lowest)."""
+    found = [(lib, value(lib)) for lib in PEERS]
+    found = [(lib, v) for lib, v in found if v is not None and not math.isnan(v)]
+    if not found:
+        return None
+    pick = min if lowest else max
+    lib, best = pick(found, key=lambda item: item[1])
+    return display_name(results, lib), best
+
+
+def _med(results: Results, lib: str, *path: str) -> float:
+    values = lookup(results, lib, *path)
+    return median(values) if values else NAN
+
+
+def _ratio(
+    label: str, ours: float, peer: tuple[str, float] | None, goal: float, unit: str
+) -> Target:
+    """``ours`` against the best peer's value, met at ``goal`` times or more."""
+    ratio = ours / peer[1] if peer else NAN
+    against = f" ({peer[0]}: {number(peer[1])} {unit})" if peer else ""
+    return Target(
+        label,
+        f"≥ {goal:g}{TIMES} the best peer{against}",
+        f"{number(ours)} {unit}",
+        ratio,
+        f"{number(ratio, 2)}{TIMES}",
+        _check(ratio, lambda r: r >= goal - 1e-9),
+    )
+
+
+def _at_most(
+    label: str, value: float, goal: float, unit: str, goal_text: str = "", digits: int = 2
+) -> Target:
+    shown = f"{number(value, digits if value < 10 else None)} {unit}".strip()
+    return Target(
+        label,
+        goal_text or f"≤ {number(goal)} {unit}".strip(),
+        shown,
+        value,
+        shown,
+        None if math.isnan(goal) else _check(value, lambda v: v <= goal + 1e-9),
+    )
+
+
+def _drain(results: Results, processes: int, goal: float, every: bool) -> Target:
+    """Our best mode with ``processes`` processes against the best peer's: with ``every``,
+    our slowest repetition must reach the goal against the peer's median."""
+    ours = best_mode(results, DJ, processes)
+
+    def peer_rate(lib: str) -> float | None:
+        best = best_mode(results, lib, processes)
+        return median(best["per_second"]) if best else None
+
+    peer = _best_peer(results, peer_rate)
+    rates = ours["per_second"] if ours else []
+    rate = min(rates) if every and rates else (median(rates) if rates else NAN)
+    plural = "process" if processes == 1 else "processes"
+    label = f"Drain, {processes} {plural}" + (", every repetition (slowest)" if every else "")
+    return _ratio(label, rate, peer, goal, "jobs/s")
+
+
+def _latency(results: Results, key: str, label: str) -> Target:
+    ours = _med(results, DJ, "latency", key)
+    peer = _best_peer(
+        results,
+        lambda lib: _med(results, lib, "latency", key) if lookup(results, lib, "latency") else None,
+        lowest=True,
+    )
+    goal = f"≤ the best peer ({peer[0]}: {number(peer[1], 2)} ms)" if peer else "≤ the best peer"
+    return _at_most(label, ours, peer[1] if peer else NAN, "ms", goal)
+
+
+def _memory(results: Results) -> list[Target]:
+    queued = _med(results, DJ, "enqueue", "memory_per_job")
+    large = lookup(results, DJ, "scale", "memory_per_job")
+    worst = max(queued, large) if large is not None else queued
+    mode = best_mode(results, DJ, 1)
+    finished = (
+        median(mode["finished_record_bytes"]) if mode and "finished_record_bytes" in mode else NAN
+    )
+    return [
+        _at_most("Redis memory per queued no-op job", worst, 300, "B"),
+        _at_most("Redis memory per completed job (record + result)", finished, 400, "B"),
+    ]
+
+
+def _scheduler(results: Results) -> list[Target]:
+    out = []
+    for key, run in sorted((results.get("scheduler_scale") or {}).items()):
+        name = run.get("database", key)
+        tasks = number(run["tasks"])
+        out.append(
+            _at_most(
+                f"Scheduler, {tasks} tasks on {name}: ticks late, p99", run["late_p99_s"], 1.0, "s"
+            )
+        )
+        out.append(
+            _at_most(f"Scheduler, {tasks} tasks on {name}: start-up", run["startup_s"], 10.0, "s")
+        )
+    return out
+
+
+def targets(results: Results) -> list[Target]:
+    """django-jobs' targets from issue 18, each as measured in this run."""
+    per_job = float(lookup(results, DJ, "roundtrips", "job", "round_trips") or NAN)
+    per_enqueue = float(lookup(results, DJ, "roundtrips", "enqueue", "round_trips") or NAN)
+    enqueue = _med(results, DJ, "enqueue", "per_second")
+    peer_enqueue = _best_peer(
+        results,
+        lambda lib: (
+            _med(results, lib, "enqueue", "per_second") if lookup(results, lib, "enqueue") else None
+        ),
+    )
+    bulk = _med(results, DJ, "bulk", "per_second")
+    small, large = (
+        _med(results, DJ, "scale", "small_per_second"),
+        _med(results, DJ, "scale", "large_per_second"),
+    )
+    sizes = lookup(results, DJ, "scale") or {}
+    start_p99 = _med(results, DJ, "latency", "start_p99_ms")
+    backlog = large / small
+    return [
+        _drain(results, 1, 2.5, every=True),
+        _drain(results, 2, 1.5, every=False),
+        _at_most("Round trips per processed job", per_job, 1.0, "", digits=3),
+        _at_most("Round trips per enqueue", per_enqueue, 1.0, "", digits=3),
+        _ratio("Enqueue, one by one", enqueue, peer_enqueue, 1.0, "jobs/s"),
+        Target(
+            "Bulk enqueue (`enqueue_many`)",
+            f"≥ 10{TIMES} our one-by-one enqueue and ≥ 100,000 jobs/s",
+            f"{number(bulk)} jobs/s",
+            bulk / enqueue,
+            f"{number(bulk / enqueue, 1)}{TIMES}",
+            _check(bulk / enqueue, lambda r: r >= 10.0 and bulk >= 100_000),
+        ),
+        _latency(results, "start_p50_ms", "Idle latency, enqueue → start, p50"),
+        _at_most("Idle latency, enqueue → start, p99", start_p99, 1.0, "ms", "< 1 ms"),
+        _latency(results, "done_p50_ms", "Idle latency, enqueue → done, p50"),
+        Target(
+            f"Drain with a {number(sizes.get('large', NAN))}-job backlog",
+            f"within 15% of a {number(sizes.get('small', NAN))}-job one (≥ 0.85{TIMES})",
+            f"{number(large)} vs {number(small)} jobs/s",
+            backlog,
+            f"{number(backlog, 2)}{TIMES}",
+            _check(backlog, lambda r: r >= 0.85),
+        ),
+        *_memory(results),
+        *_scheduler(results),
+    ]
+
+
+def _mark(met: bool | None) -> str:
+    return {True: "✅ met", False: "❌ missed", None: f"{DASH} not measured"}[met]
+
+
+def targets_table(results: Results) -> str:
+    lines = [
+        "| Target (django-jobs) | Goal | Measured | Ratio / value | |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for t in targets(results):
+        lines.append(f"| {t.label} | {t.goal} | {t.measured} | {t.shown} | {_mark(t.met)} |")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Many independent plans at once: their first steps in one pipeline, one round trip.
+
+For a caller with many calls ready at the same moment (a scheduler's due ticks), where a round
+trip each would add up. What follows a first step (the recovery of a script the server does
+not know yet, a plan's later steps) runs one step at a time, as :func:`~.execute.run` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+import redis
+from redis.exceptions import RedisClusterException
+
+from django_jobs.exceptions import StoreError
+from django_jobs.store.connection import get_redis, redis_outage
+from django_jobs.store.execute import Plan, _command, _recover, _translated, execute, run
+
+T = TypeVar("T")
+
+
+def run_all(plans: Sequence[Plan[T]]) -> list[T]:
+    """Run ``plans`` with the shared sync client; their values, in order.
+
+    The plans must not depend on one another, and their first steps must be plain script
+    calls or commands (not blocking, not waiting for replicas). A step that fails raises inside
+    its plan, as with :func:`~.execute.run`; a pipeline that fails as a whole (Redis did not
+    answer) raises for all, and some of the first steps may have been done.
+    """
+    if not plans:
+        return []
+    try:
+        client = get_redis()
+        steps = [next(plan) for plan in plans]
+        pipe = client.pipeline(transaction=False)
+        for step in steps:
+            pipe.execute_command(*_command(client, step))
+        replies = pipe.execute(raise_on_error=False)
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise _translated(exc) from exc
+    redis_outage.answered()
+    return [
+        run(_rest(plan, _reply(client, step, reply)))
+        for plan, step, reply in zip(plans, steps, replies, strict=True)
+    ]
+
+
+def _reply(client: Any, step: Any, reply: Any) -> Any:
+    """The reply to ``step`` from the pipeline, or its error as a :class:`StoreError`; a
+    script the server did not know (or a client without functions) is called again by
+    :func:`~.execute.execute`, which loads it."""
+    if not isinstance(reply, redis.ResponseError):
+        return reply
+    try:
+        if _recover(client, step, reply) is None:
+            raise _translated(reply) from reply
+        return execute(client, step)
+    except StoreError as exc:
+        return exc
+
+
+def _rest(plan: Plan[T], reply: Any) -> Plan[T]:
+    """The rest of ``plan`` once the reply to its first step (or its error) is in, as a plan
+    that :func:`~.execute.run` runs: its later steps, their errors thrown in as ``run`` does."""
+    while True:
+        try:
+            step = plan.throw(reply) if isinstance(reply, StoreError) else plan.send(reply)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        try:
+            reply = yield step
+        except StoreError as exc:
+            reply = exc

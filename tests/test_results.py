@@ -1,0 +1,117 @@
+"""Where a completed job's result is kept: a short one in the job's record, a longer one in a key
+of its own; every reader sees the same result either way, for RESULT_TTL."""
+
+import time
+
+from django_jobs import JobStatus
+from django_jobs.handle import JobHandle
+from django_jobs.worker.leases import Leases
+from tests.census import assert_census
+
+SHORT = {"sent": 3}  # 11 bytes of JSON
+LONG = {"message": "x" * 60}  # 76 bytes of JSON: longer than a lease token (32)
+
+
+def complete(queue, result, worker_id="w1"):
+    job = queue.enqueue("a.job")
+    leases = Leases(queue.prefix)
+    running = leases.dequeue(worker_id=worker_id)
+    assert leases.complete_job(running, result) is True
+    return job
+
+
+def test_a_short_result_is_kept_in_the_compact_record_and_read_by_every_reader(queue, redis_client):
+    job = complete(queue, SHORT)
+
+    assert redis_client.hget(queue.keys.job(job.id), "result") == '{"sent":3}'
+    assert not redis_client.exists(queue.keys.result(job.id))
+    assert redis_client.object("encoding", queue.keys.job(job.id)) == "listpack"
+    assert "done_token" not in redis_client.hgetall(queue.keys.job(job.id))
+    assert queue.get_job(job.id).result == SHORT
+    assert JobHandle.from_id(job.id, queue).result(timeout=1) == SHORT
+    (listed,) = queue.page(JobStatus.COMPLETED).jobs
+    assert listed.id == job.id
+    assert listed.result == SHORT
+    (deleted,) = queue.delete_jobs([job.id])
+    assert deleted.result == SHORT
+    assert not redis_client.exists(queue.keys.job(job.id))
+
+
+def test_a_long_result_is_kept_in_its_own_key_for_result_ttl(queue, redis_client):
+    job = complete(queue, LONG)
+
+    assert not redis_client.hexists(queue.keys.job(job.id), "result")
+    assert 0 < redis_client.ttl(queue.keys.result(job.id)) <= 24 * 3600
+    assert queue.get_job(job.id).result == LONG
+    assert JobHandle.from_id(job.id, queue).result(timeout=1) == LONG
+    assert queue.page(JobStatus.COMPLETED).jobs[0].result == LONG
+    (deleted,) = queue.delete_jobs([job.id])
+    assert deleted.result == LONG
+    assert not redis_client.exists(queue.keys.job(job.id), queue.keys.result(job.id))
+
+
+def test_a_short_result_expires_after_result_ttl_and_recovery_takes_its_bytes_back(
+    jobs_settings, queue, redis_client
+):
+    jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, "RESULT_TTL": 1}
+    old = complete(queue, SHORT)
+    Leases(queue.prefix).recover_expired()  # the first sweep starts from RESULT_TTL ago
+    time.sleep(1.2)
+    fresh = complete(queue, "fresh")
+
+    assert queue.get_job(old.id).result is None, "older than RESULT_TTL: no longer returned"
+    assert queue.get_job(old.id).status is JobStatus.COMPLETED, "the record stays JOB_TTL"
+    assert queue.get_job(fresh.id).result == "fresh"
+    assert redis_client.hexists(queue.keys.job(old.id), "result")
+
+    Leases(queue.prefix).recover_expired()
+
+    assert not redis_client.hexists(queue.keys.job(old.id), "result")
+    assert redis_client.hget(queue.keys.job(fresh.id), "result") == '"fresh"'
+    assert queue.get_job(fresh.id).result == "fresh"
+    assert_census(queue, redis_client, {old.id: "completed", fresh.id: "completed"})
+
+
+def test_a_record_of_an_earlier_version_is_read_as_before(queue, redis_client):
+    """Its result in a key, its lease token kept as ``done_token``, its timeout "300.0"."""
+    job = queue.enqueue("a.job")
+    running = Leases(queue.prefix).dequeue(worker_id="w1")
+    redis_client.hset(
+        queue.keys.job(job.id),
+        mapping={"status": "completed", "done_token": running.lease_token, "timeout": "300.0"},
+    )
+    redis_client.hdel(queue.keys.job(job.id), "lease_token")
+    redis_client.set(queue.keys.result(job.id), '{"sent":3}', ex=60)
+
+    stored = queue.get_job(job.id)
+
+    assert stored.result == SHORT
+    assert stored.timeout == 300
+
+
+def test_a_timeout_is_written_as_a_whole_number_when_it_is_one(queue, redis_client):
+    whole = queue.enqueue("a.job", timeout=300.0)
+    part = queue.enqueue("a.job", timeout=2.5)
+
+    assert redis_client.hget(queue.keys.job(whole.id), "timeout") == "300"
+    assert redis_client.hget(queue.keys.job(part.id), "timeout") == "2.5"
+    assert queue.get_job(whole.id).timeout == 300
+    assert queue.get_job(part.id).timeout == 2.5
+
+
+def test_a_result_as_long_as_the_lease_token_keeps_the_record_compact_on_any_server(
+    private_redis, queue
+):
+    client = private_redis.client()
+    # Just long enough for a running job's record (its lease token is 32 characters).
+    client.config_set("hash-max-listpack-value", 32)
+    inline, in_key = "y" * 30, "z" * 31  # 32 and 33 bytes of JSON
+
+    short, longer = complete(queue, inline), complete(queue, in_key)
+
+    assert client.object("encoding", queue.keys.job(short.id)) == "listpack"
+    assert client.hget(queue.keys.job(short.id), "result") == f'"{inline}"'
+    assert client.object("encoding", queue.keys.job(longer.id)) == "listpack"
+    assert not client.hexists(queue.keys.job(longer.id), "result")
+    assert client.ttl(queue.keys.result(longer.id)) > 0
+    assert [queue.get_job(job.id).result for job in (short, longer)] == [inline, in_key]

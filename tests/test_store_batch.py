@@ -1,0 +1,51 @@
+"""Many independent plans at once (store/batch.py, the scheduler's due ticks): their first steps
+in one pipeline, their later steps after, a refused step raised inside its own plan only."""
+
+from redis.client import Pipeline
+
+from django_jobs.exceptions import StoreError
+from django_jobs.store.batch import run_all
+from django_jobs.store.execute import Command
+
+
+def pushed(key, value):
+    """Two steps: push ``value``, then read the list's length."""
+    yield Command(("RPUSH", key, value))
+    return (yield Command(("LLEN", key)))
+
+
+def refused(key):
+    """One step that Redis refuses (``key`` is not a list); says what came back."""
+    try:
+        yield Command(("LPUSH", key, "x"))
+    except StoreError as exc:
+        return f"refused: {exc}"
+    return "accepted"
+
+
+def test_first_steps_go_in_one_pipeline_and_a_refusal_stays_in_its_plan(
+    jobs_settings, prefix, redis_client, monkeypatch
+):
+    redis_client.set(f"{prefix}:text", "not a list")
+    pipelines = []
+    execute = Pipeline.execute
+
+    def counted(pipe, *args, **kwargs):
+        pipelines.append(len(pipe.command_stack))
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", counted)
+
+    values = run_all(
+        [pushed(f"{prefix}:a", 1), refused(f"{prefix}:text"), pushed(f"{prefix}:b", 2)]
+    )
+
+    assert pipelines == [3]
+    assert values[0] == values[2] == 1
+    assert values[1].startswith("refused: Redis refused a command: WRONGTYPE")
+    assert redis_client.lrange(f"{prefix}:a", 0, -1) == ["1"]
+    assert redis_client.get(f"{prefix}:text") == "not a list"
+
+
+def test_no_plans_send_nothing(jobs_settings):
+    assert run_all([]) == []

@@ -1,0 +1,178 @@
+"""How idle worker processes wait for work (worker/wakeups.py): a child whose queues live on one
+shard blocks on the wake-up list itself, next to its supervisor's pipe. The wait on its own, with
+real Redis; then real ``runworker`` processes."""
+
+import os
+import signal
+import threading
+import time
+from multiprocessing import Pipe
+
+import pytest
+import redis
+
+from django_jobs import JobStatus
+from django_jobs.worker import wakeups
+from django_jobs.worker.leases import Leases
+from django_jobs.worker.slots import GO, STOP
+from django_jobs.worker.wakeups import ChildWakeups
+from tests.processes import wait_until
+from tests.test_shards import SHARDS
+from tests.testapp import jobs
+
+
+@pytest.fixture
+def pipe():
+    """(the child's end, the supervisor's end) of a pipe like a worker child's."""
+    child_end, supervisor_end = Pipe()
+    yield child_end, supervisor_end
+    child_end.close()
+    supervisor_end.close()
+
+
+def child_wait(block=1.0):
+    wait = ChildWakeups.of(Leases(), ["default"], block)
+    assert wait is not None
+    return wait
+
+
+def timed(call):
+    started = time.monotonic()
+    return call(), time.monotonic() - started
+
+
+def test_a_job_enqueued_before_the_wait_began_wakes_it_at_once(queue, pipe, redis_client):
+    # Between the claim that found nothing and the wait, a job came: its token waits in Redis.
+    jobs.add.delay(1, 2)
+
+    message, seconds = timed(lambda: child_wait().wait(pipe[0], None))
+
+    assert message == GO
+    assert seconds < 0.5
+    assert redis_client.llen(queue.keys.wakeup) == 0, "its token was taken: one child woke"
+
+
+def test_a_job_enqueued_during_the_wait_ends_it(queue, pipe):
+    threading.Timer(0.3, jobs.add.delay, (1, 2)).start()
+
+    message, seconds = timed(lambda: child_wait().wait(pipe[0], None))
+
+    assert message == GO
+    assert 0.25 < seconds < 0.9, "woken by the token, not by the end of a block"
+
+
+def test_stop_from_the_supervisor_ends_the_wait_and_its_blpop(queue, pipe, redis_client):
+    threading.Timer(0.2, pipe[1].send_bytes, (STOP,)).start()
+
+    message, seconds = timed(lambda: child_wait().wait(pipe[0], None))
+
+    assert message == STOP
+    assert seconds < 0.9, "before its one-second block ended"
+    time.sleep(0.1)
+    jobs.add.delay(1, 2)
+    assert redis_client.llen(queue.keys.wakeup) == 1, "the dropped wait took no token"
+
+
+def test_it_wakes_when_the_next_delayed_job_is_due(queue, pipe):
+    due = time.time() + 0.4
+
+    message, seconds = timed(lambda: child_wait().wait(pipe[0], due))
+
+    assert message == GO
+    assert time.time() >= due
+    assert seconds < 0.9
+
+
+def test_without_tokens_it_claims_every_few_blocks_in_case_one_was_missed(queue, pipe):
+    message, seconds = timed(lambda: child_wait(block=0.1).wait(pipe[0], None))
+
+    assert message == GO
+    assert seconds >= wakeups.IDLE_CLAIM_EVERY * 0.1 * 0.9
+
+
+def test_while_redis_does_not_answer_it_pauses_then_lets_the_claim_wait(
+    jobs_settings, configure, pipe
+):
+    wait = child_wait()
+    configure(REDIS_URL="redis://127.0.0.1:7379/0")  # nothing listens there
+
+    message, seconds = timed(lambda: wait.wait(pipe[0], None))
+    assert message == GO
+    assert 0.05 < seconds < 0.9
+
+    threading.Timer(0.05, pipe[1].send_bytes, (STOP,)).start()
+    wait.backoff.pause = 5.0  # a long pause, which STOP ends
+    message, seconds = timed(lambda: wait.wait(pipe[0], None))
+    assert message == STOP
+    assert seconds < 1.0
+
+
+def test_queues_on_two_shards_are_waited_for_by_the_supervisor(jobs_settings):
+    jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, "SHARDS": SHARDS}
+    assert ChildWakeups.of(Leases(), ["emails"], 1.0) is not None
+    assert ChildWakeups.of(Leases(), ["emails", "reports"], 1.0) is None
+
+
+def blocked_waits(server_url):
+    client = redis.Redis.from_url(server_url)
+    try:
+        return sum(1 for c in client.client_list() if c["cmd"] == "blpop")
+    finally:
+        client.close()
+
+
+def test_idle_children_wait_on_the_list_themselves_and_each_token_wakes_one(
+    private_redis, workers, ledger
+):
+    workers.start("--concurrency", "2")
+    # The two children block; the supervisor does not (it has no child waiting for its GO).
+    wait_until(lambda: blocked_waits(private_redis.url) == 2, message="two blocked children")
+    time.sleep(0.3)
+    assert blocked_waits(private_redis.url) == 2
+
+    handles = [jobs.sleep.delay(0.6, label=f"s{i}") for i in range(2)]
+
+    wait_until(lambda: all((ledger / f"s{i}.started").exists() for i in range(2)), timeout=5)
+    started = [(ledger / f"s{i}.started").stat().st_mtime for i in range(2)]
+    assert abs(started[0] - started[1]) < 0.4, "both ran side by side: a token woke each"
+    assert [h.result(timeout=10) for h in handles] == [0.6, 0.6]
+
+
+def test_an_idle_child_of_a_frozen_supervisor_takes_no_job_until_it_answers(workers, ledger, queue):
+    # Leases of 3 s: a child takes no job after 1.5 s without its supervisor.
+    workers.settings = {**workers.settings, "LEASE_TIMEOUT": 3}
+    proc = workers.start("--concurrency", "1")
+    assert jobs.add.delay(1, 1).result(timeout=15) == 2  # up, and idle from now on
+
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(2.0)
+        handle = jobs.record.delay("late")  # its token wakes the child, which holds back
+        time.sleep(1.5)
+        assert handle.refresh().status is JobStatus.PENDING
+        assert not (ledger / "record.log").exists()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+
+    assert handle.result(timeout=10) == "late"
+    assert (ledger / "record.log").read_text().split() == ["late"]
+    assert "its supervisor has been silent" in workers.output(proc)
+
+
+def test_a_result_is_read_once_its_notification_came_without_watching_again(private_redis):
+    from django_jobs import JobQueue
+
+    queue = JobQueue()
+    handle = jobs.add.delay(2, 3)
+    job = Leases(queue.prefix).dequeue(worker_id="w", lease=30)
+    client = redis.Redis.from_url(private_redis.url)
+    client.config_resetstat()
+    threading.Timer(0.3, Leases(queue.prefix).complete_job, (job, 5)).start()
+
+    assert handle.result(timeout=5) == 5
+
+    stats = client.info("commandstats")
+    # The waiter's watch, its wait and one read of the job; and the completion.
+    assert stats["cmdstat_blmove"]["calls"] == 1
+    assert stats["cmdstat_fcall"]["calls"] == 3
+    client.close()
