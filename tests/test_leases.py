@@ -214,3 +214,57 @@ def test_a_failure_sent_again_answers_as_the_first_send_did(queue):
     assert stored.retry_count == 1
     assert len(stored.errors) == 1
     assert queue.stats()["counters"].get("stale_acks", 0) == 0
+
+
+def test_a_batch_is_leased_from_the_highest_list_only_and_only_when_it_is_deep(queue, redis_client):
+    normal = [queue.enqueue("a.job", [i]) for i in range(5)]
+    high = [queue.enqueue("a.job", [i], priority="high") for i in range(2)]
+    leases = Leases(queue.prefix)
+
+    shallow = leases.claim(options=leases.claim_options("w", 30, batch=3))
+    deep = leases.claim(options=leases.claim_options("w", 30, batch=3))
+
+    # Two HIGH jobs: after the first, fewer than a batch are left there, so it comes alone and
+    # the other is taken next, before any NORMAL job.
+    assert (shallow.job.id, shallow.more) == (high[0].id, ())
+    assert (deep.job.id, deep.more) == (high[1].id, ())
+    batch = leases.claim(options=leases.claim_options("w", 30, batch=3))
+    assert [batch.job.id, *(j.id for j in batch.more)] == [j.id for j in normal[:3]]
+    tokens = {batch.job.lease_token, *(j.lease_token for j in batch.more)}
+    assert len(tokens) == 3, "each job of a batch has a lease token of its own"
+    assert all(len(t) == 32 for t in tokens)
+    assert_census(
+        queue,
+        redis_client,
+        {
+            **{j.id: "processing" for j in high + normal[:3]},
+            **{j.id: "queue:default:normal" for j in normal[3:]},
+        },
+    )
+
+
+def test_a_batch_claim_sent_again_takes_up_the_same_jobs_in_order(queue, redis_client):
+    jobs = [queue.enqueue("a.job", [i]) for i in range(6)]
+    leases = Leases(queue.prefix)
+    options = leases.claim_options("w", 30, batch=4)
+    sent = leases.claim(options=options)  # its reply, say, never arrived
+
+    again = leases.claim(options=options, resend=True)
+
+    assert [again.job.id, *(j.id for j in again.more)] == [j.id for j in jobs[:4]]
+    assert [j.lease_token for j in again.more] == [j.lease_token for j in sent.more]
+    # The jobs of the batch are acknowledged together, and the next claim takes what is left.
+    acked, claim = leases.complete_many_and_claim(
+        [(again.job, 0), *((j, 1) for j in again.more)], options=leases.claim_options("w", 30)
+    )
+    assert acked == [True] * 4
+    assert claim.job.id == jobs[4].id
+    assert_census(
+        queue,
+        redis_client,
+        {
+            **{j.id: "completed" for j in jobs[:4]},
+            jobs[4].id: "processing",
+            jobs[5].id: "queue:default:normal",
+        },
+    )

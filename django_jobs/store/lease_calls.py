@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django_jobs.serialization import dumps
 from django_jobs.store.calls import record, result_since, stamp, text
 from django_jobs.store.execute import Plan
 from django_jobs.store.keys import Keys
@@ -20,21 +21,24 @@ class Claimed:
 
     ``job_id`` is ``""`` when nothing was taken; then ``next_due`` (epoch seconds) is set if a
     delayed or retrying job is waiting, and ``held`` when a claim of ``only`` some names left
-    the next job (by strict priority) because its name is not one of them.
+    the next job (by strict priority) because its name is not one of them. ``more``: the id and
+    record of each job a claim of a batch leased after the first, in order.
     """
 
     job_id: str
     record: dict[str, str] | None
     next_due: float | None
     held: bool = False
+    more: tuple[tuple[str, dict[str, str]], ...] = ()
 
 
-def _claimed(job_id: Any, rest: Any, held: Any = None) -> Claimed:
-    job_id = text(job_id)
+def _claimed(reply: list[Any]) -> Claimed:
+    job_id = text(reply[0])
     if not job_id:
-        due = text(rest)
-        return Claimed("", None, float(due) if due else None, text(held or "") == "1")
-    return Claimed(job_id, record(rest), None)
+        due, held = text(reply[1]), text(reply[2] if len(reply) > 2 else "")
+        return Claimed("", None, float(due) if due else None, held == "1")
+    more = tuple((text(reply[i]), record(reply[i + 1])) for i in range(2, len(reply), 2))
+    return Claimed(job_id, record(reply[1]), None, more=more)
 
 
 def _claim_values(
@@ -46,6 +50,8 @@ def _claim_values(
     limit: int,
     resend: bool,
     only: str = "",
+    batch: int = 1,
+    skip: str = "",
 ) -> dict[str, Any]:
     return {
         "scheduled": keys.scheduled,
@@ -61,6 +67,8 @@ def _claim_values(
         "promote_limit": limit,
         "resend": "1" if resend else "0",
         "only": only,
+        "batch": batch,
+        "skip": skip,
     }
 
 
@@ -75,26 +83,28 @@ def claim(
     promote_limit: int,
     resend: bool = False,
     only: str = "",
+    batch: int = 1,
+    skip: str = "",
 ) -> Plan[Claimed]:
     """Promote due jobs, then lease the first job of the served ``queues`` in strict priority.
 
     ``resend`` says that this very claim (same ``token`` and ``deadline``) was sent before and
-    its reply lost: the job it leased then, if it did, comes back again. ``only`` (a JSON list
+    its reply lost: the jobs it leased then, if it did, come back again. ``only`` (a JSON list
     of job names, ``""`` for any) takes that first job only if it has one of those names.
+    ``batch`` > 1 leases up to that many jobs when the list they come from is deep, none of
+    them named in ``skip`` (a JSON list, ``""`` for none): see ``claim_next`` in _jobs.lua.
     """
-    reply = yield SCRIPTS["claim"].call(
-        **_claim_values(keys, now, deadline, token, worker, promote_limit, resend, only),
-        queues=queues,
+    values = _claim_values(
+        keys, now, deadline, token, worker, promote_limit, resend, only, batch, skip
     )
-    return _claimed(*reply)
+    reply = yield SCRIPTS["claim"].call(**values, queues=queues)
+    return _claimed(reply)
 
 
 def ack_claim(
     keys: Keys,
     *,
-    done_id: str,
-    done_token: str,
-    result: str,
+    done: list[tuple[str, str, str]],
     result_ttl: int,
     job_ttl: int,
     queues: list[str],
@@ -105,21 +115,26 @@ def ack_claim(
     promote_limit: int,
     resend: bool = False,
     only: str = "",
-) -> Plan[tuple[bool, Claimed]]:
-    """Record the completion of ``done_id`` and claim the next job, in one round trip
-    (``resend`` and ``only``: see :func:`claim`; the completion is recorded once either way)."""
+    batch: int = 1,
+    skip: str = "",
+) -> Plan[tuple[list[bool], Claimed]]:
+    """Record the completion of the ``done`` jobs (id, lease token, result as JSON) and claim
+    the next job or batch, in one round trip (``resend``, ``only``, ``batch`` and ``skip``: see
+    :func:`claim`; each completion is recorded once either way). Returns whether each
+    completion was recorded, and the claim."""
+    values = _claim_values(
+        keys, now, deadline, token, worker, promote_limit, resend, only, batch, skip
+    )
     acked, *claimed = yield SCRIPTS["ack_claim"].call(
-        **_claim_values(keys, now, deadline, token, worker, promote_limit, resend, only),
+        **values,
         completed=keys.completed,
         counters=keys.counters,
-        done_id=done_id,
-        done_token=done_token,
-        result=result,
         result_ttl=result_ttl,
         job_ttl=job_ttl,
-        queues=queues,
+        queues=dumps(queues),
+        done=[value for finished in done for value in finished],
     )
-    return bool(acked), _claimed(*claimed)
+    return [bool(a) for a in acked], _claimed(claimed)
 
 
 def ack(

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -34,6 +36,7 @@ from django_jobs.worker.execute import (
     async_names,
     log_completed,
     log_failed,
+    log_finished,
     notify,
     notify_failed,
     run_job,
@@ -68,6 +71,28 @@ class Shared:
     def beat(self) -> None:
         """The supervisor is alive and answering (its children may take jobs)."""
         self.heartbeat.value = time.monotonic()
+
+
+# A sync process leases up to BATCH jobs in one call when the list it takes from is deep and its
+# last job took less than QUICK seconds: the jobs of a batch run one after the other while they
+# are quick (after a slower one the rest go back to the head of their list, for any process to
+# take), so a job of higher priority enqueued meanwhile waits for a few quick jobs at most. The
+# completions of the finished jobs go with the next call: they wait at most for the jobs after
+# them in the batch, as before starting one the process records on their own those that ended
+# more than ACK_WITHIN seconds ago.
+BATCH = 8
+QUICK = 0.005
+ACK_WITHIN = 0.05
+
+
+@dataclass(frozen=True)
+class Done:
+    """A job run to its end whose completion is to be recorded."""
+
+    job: Job
+    result: Any
+    seconds: float
+    finished: float  # time.monotonic() when it ended
 
 
 @dataclass(frozen=True)
@@ -105,6 +130,12 @@ class ChildLoop:
         self.reported = False
         self.async_jobs = AsyncJobs(self, async_names())
         self.wakeups = ChildWakeups.of(self.leases, config.queues, config.idle_block)
+        # The jobs of a batch leased and not started yet, with their slots, in order.
+        self.hand: deque[tuple[int, Job]] = deque()
+        # The jobs run to their end whose completion is not recorded yet (it goes with the
+        # next call), and whether the last job was quick (the next claim may lease a batch).
+        self.done: list[Done] = []
+        self.quick = True
 
     def run(self) -> None:
         with asyncio.Runner() as loop:
@@ -168,32 +199,41 @@ class ChildLoop:
         self.held = True
         return True
 
-    def reserve(self) -> bool:
-        """Count one more job taken, unless the worker is stopping, took its ``max_jobs``, or
-        its supervisor is silent."""
+    def reserve(self, wanted: int = 1) -> int:
+        """Count up to ``wanted`` more jobs taken, unless the worker is stopping, took its
+        ``max_jobs``, or its supervisor is silent; return how many were counted."""
         if self.shared.stopping.value or self._supervisor_silent():
-            return False
-        taken = self.shared.taken
+            return 0
+        taken, limit = self.shared.taken, self.config.max_jobs
         with taken.get_lock():
-            if self.config.max_jobs is not None and taken.value >= self.config.max_jobs:
-                return False
-            taken.value += 1
-        return True
+            room = wanted if limit is None else min(wanted, limit - taken.value)
+            if room <= 0:
+                return 0
+            taken.value += room
+        return room
 
-    def unreserve(self) -> None:
-        """Give back what :meth:`reserve` counted: the claim took no job."""
+    def unreserve(self, count: int = 1) -> None:
+        """Give back what :meth:`reserve` counted: the claim took fewer jobs, or they went back
+        unstarted."""
         with self.shared.taken.get_lock():
-            self.shared.taken.value -= 1
+            self.shared.taken.value -= count
 
     def stopping(self) -> bool:
         """Whether the worker takes no more jobs."""
         return bool(self.shared.stopping.value)
 
+    def _batch(self) -> int:
+        """How many jobs the next claim may lease: a batch after a quick job, else one."""
+        return min(BATCH, self.board.size) if self.quick else 1
+
     def _claim(self) -> Claim:
-        if not self.reserve():
+        wanted = self.reserve(self._batch())
+        if not wanted:
             return Claim(None, None)
         config = self.config
-        options = self.leases.claim_options(config.worker_id, config.lease)
+        options = self.leases.claim_options(
+            config.worker_id, config.lease, batch=wanted, skip=self.async_jobs.names
+        )
         try:
             claim = until_redis_answers(
                 lambda: self.leases.claim(
@@ -205,18 +245,25 @@ class ChildLoop:
                 give_up=self.stopping,
             )
         except WAITED_OUT:
-            # Stopping while Redis does not answer. Had a send leased a job after all, its
-            # lease runs out and recovery takes it up again.
+            # Stopping while Redis does not answer. Had a send leased jobs after all, their
+            # lease runs out and recovery takes them up again.
             claim = Claim(None, None)
-        self.taken(claim)
+        self.taken(claim, wanted)
         return claim
 
-    def taken(self, claim: Claim) -> None:
-        """Publish the job a claim took (its lease is renewed from now on), or unreserve."""
+    def taken(self, claim: Claim, wanted: int = 1) -> None:
+        """Publish the jobs a claim took (their leases are renewed from now on), and unreserve
+        those of the ``wanted`` it did not take."""
         job = claim.job
+        took = 0 if job is None else 1 + len(claim.more)
+        if took < wanted:
+            self.unreserve(wanted - took)
         if job is None:
-            self.unreserve()
-        elif self.async_jobs.is_async(job):
+            return
+        if claim.more:
+            self.board.hold(claim.more)
+            self.hand.extend(enumerate(claim.more, 1))
+        if self.async_jobs.is_async(job):
             # Published at once (its lease is renewed); it starts on the event loop.
             self.board.publish(job, ASYNC)
         else:
@@ -224,7 +271,8 @@ class ChildLoop:
             logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
 
     def _process(self, job: Job) -> Claim:
-        """Run ``job``, record its outcome and, in the same round trip if it can, claim the next.
+        """Run ``job``, record its outcome and go on with the next job: the next of the batch
+        in hand, or what the call that records the finished jobs claims.
 
         An outcome is recorded however long Redis takes to answer (sent again, it is recorded
         once): the supervisor ends the wait if the worker stops meanwhile.
@@ -232,8 +280,9 @@ class ChildLoop:
         notify(signals.job_started, job)
         started = time.monotonic()
         outcome = run_job(job, self.loop, recorder=self.leases)
-        seconds = time.monotonic() - started
-        config = self.config
+        finished = time.monotonic()
+        seconds = finished - started
+        self.quick = seconds < QUICK
         if not outcome.ok:
             failed = until_redis_answers(
                 lambda: self.leases.record_failure(
@@ -245,19 +294,44 @@ class ChildLoop:
             # Recorded: the receivers run outside the job's timeout and lease.
             self.board.publish(None)
             notify_failed(*report)
-            return self._claim()
-        if not self.reserve():  # stopping, max_jobs reached, or its supervisor is silent
-            acked = until_redis_answers(lambda: self.leases.complete_job(job, outcome.result))
-            log_completed(job, seconds, acked)
-            self.board.publish(None)
-            self._succeeded(job, outcome.result, seconds, acked)
-            return Claim(None, None)
-        options = self.leases.claim_options(config.worker_id, config.lease)
+        else:
+            self.done.append(Done(job, outcome.result, seconds, finished))
+        return self._next()
 
-        def complete_and_claim(resend: bool) -> tuple[bool, Claim]:
-            return self.leases.complete_and_claim(
-                job,
-                outcome.result,
+    def _next(self) -> Claim:
+        """The next job: the next of the batch in hand, unless the worker stops (they go back
+        to the head of their lists); else the one (or the batch) that the call recording the
+        finished jobs claims."""
+        # After a slow job, the rest of the batch goes back for other processes to take: a
+        # batch must not line up slow jobs in one process while others are idle.
+        if self.hand and (not self.quick or self.stopping() or self._supervisor_silent()):
+            self._hand_back()
+        if self.hand:
+            if self.done and time.monotonic() - self.done[0].finished > ACK_WITHIN:
+                self._record_done()  # results are not held back for long by slower jobs
+            index, job = self.hand.popleft()
+            if self.board.dropped(index):
+                self._cancel_unstarted(index, job)
+                return self._next()
+            self.board.start(index, job)
+            logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
+            return Claim(job, None)
+        if not self.done:
+            return self._claim()
+        wanted = self.reserve(self._batch())
+        if not wanted:  # stopping, max_jobs reached, or its supervisor is silent
+            self._record_done()
+            self.board.publish(None)
+            return Claim(None, None)
+        config = self.config
+        options = self.leases.claim_options(
+            config.worker_id, config.lease, batch=wanted, skip=self.async_jobs.names
+        )
+        done, self.done = self.done, []
+
+        def complete_and_claim(resend: bool) -> tuple[list[bool], Claim]:
+            return self.leases.complete_many_and_claim(
+                [(d.job, d.result) for d in done],
                 config.queues,
                 config.worker_id,
                 config.lease,
@@ -268,14 +342,54 @@ class ChildLoop:
         acked, claim = until_redis_answers(
             lambda: complete_and_claim(False), again=lambda: complete_and_claim(True)
         )
-        log_completed(job, seconds, acked)
+        for d, ok in zip(done, acked, strict=True):
+            log_completed(d.job, d.seconds, ok)
         # The next job is published first, so that its lease is renewed while the receivers
-        # of this one run (they run before it starts, within its timeout).
-        self.taken(claim)
+        # of the finished ones run (they run before it starts, within its timeout).
+        self.taken(claim, wanted)
         if claim.job is None:
             self.board.publish(None)
-        self._succeeded(job, outcome.result, seconds, acked)
+        for d, ok in zip(done, acked, strict=True):
+            self._succeeded(d.job, d.result, d.seconds, ok)
         return claim
+
+    def _record_done(self) -> None:
+        """Record the finished jobs, on their own (no claim)."""
+        done, self.done = self.done, []
+        for d in done:
+            record = functools.partial(self.leases.complete_job, d.job, d.result)
+            acked = until_redis_answers(record)
+            log_completed(d.job, d.seconds, acked)
+            self._succeeded(d.job, d.result, d.seconds, acked)
+
+    def _cancel_unstarted(self, index: int, job: Job) -> None:
+        """Cancel ``job``, held unstarted, whose cancellation was requested (its lease token
+        confirms it, as a supervisor does for a running job)."""
+        outcome = until_redis_answers(
+            lambda: self.jobs.cancel_job(job.id, lease_token=job.lease_token or "")
+        )
+        self.board.let_go(index)
+        if outcome == "cancelled":
+            log_finished(job, "cancelled", 0.0, "before it started")
+            notify(signals.job_cancelled, job, seconds=0.0)
+
+    def _hand_back(self) -> None:
+        """Give the jobs of the batch in hand back to the head of their lists, unstarted (the
+        last first: they keep their order), and free their slots. One whose cancellation was
+        requested is cancelled instead."""
+        for index, job in reversed(self.hand):
+            if self.board.dropped(index):
+                self._cancel_unstarted(index, job)
+                continue
+            until_redis_answers(functools.partial(self.leases.release_job, job))
+            logger.info(
+                "job %s %s: leased in a batch, not started; back to the head of its queue",
+                job.id,
+                job.name,
+            )
+            self.board.let_go(index)
+        self.unreserve(len(self.hand))
+        self.hand.clear()
 
     @staticmethod
     def _succeeded(job: Job, result: Any, seconds: float, acked: bool) -> None:

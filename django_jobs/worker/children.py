@@ -33,7 +33,7 @@ from django_jobs.store.connection import Backoff
 from django_jobs.worker.execute import log_failed, log_finished, notify, notify_failed
 from django_jobs.worker.leases import Leases
 from django_jobs.worker.retry import WAITED_OUT, auntil_redis_answers
-from django_jobs.worker.slots import Board, Running
+from django_jobs.worker.slots import LEASED, Board, Running
 
 logger = logging.getLogger("django_jobs.worker")
 T = TypeVar("T")
@@ -130,19 +130,25 @@ def exit_records(
     still published jobs) and ``culprit`` the job it was killed for, if one; ``published`` are
     the jobs the process published when it ended. The culprit's attempt ends for ``reason``;
     the others of a process killed for one job's sake go back to their lists ("evicted"), and
-    those of a crash or a shutdown share its reason.
+    those of a crash or a shutdown share its reason. The jobs of a batch it had not started
+    go back to the head of their lists ("unstarted"), whatever ended it.
     """
     if reason is None:
         return []
     records = [(reason, culprit)] if culprit is not None else []
+    unstarted = []
     for running in published:
         if culprit is not None and (running.job_id, running.token) == (
             culprit.job_id,
             culprit.token,
         ):
             continue
-        records.append((reason if culprit is None else "evicted", running))
-    return records
+        if running.mode == LEASED:
+            unstarted.append(("unstarted", running))
+        else:
+            records.append((reason if culprit is None else "evicted", running))
+    # Each goes to the head of its list: sent the last first, so that they keep their order.
+    return records + unstarted[::-1]
 
 
 async def exit_status(
@@ -278,6 +284,14 @@ async def record_stop(
             return  # it finished meanwhile (with a status and signals of its own)
         log_finished(job, "cancelled", seconds)
         await in_thread(notify, signals.job_cancelled, job, seconds=seconds)
+    elif reason == "unstarted":
+        await send(leases.arelease_job, job)
+        logger.info(
+            "job %s %s: leased in a batch but not started when its process ended; back to "
+            "the head of its queue",
+            job.id,
+            job.name,
+        )
     elif reason in ("shutdown", "evicted"):
         await send(leases.arelease_job, job)
         why = (

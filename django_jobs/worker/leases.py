@@ -75,12 +75,21 @@ class Leases(ShardTurns):
     def __repr__(self) -> str:
         return f"<Leases {self.prefix}>"
 
-    def claim_options(self, worker_id: str = "", lease: float | None = None) -> dict[str, Any]:
-        """The arguments of one claim: the time, the lease's deadline and a fresh token.
+    def claim_options(
+        self,
+        worker_id: str = "",
+        lease: float | None = None,
+        *,
+        batch: int = 1,
+        skip: Collection[str] = (),
+    ) -> dict[str, Any]:
+        """The arguments of one claim: the time, the lease's deadline and a fresh token; and
+        how many jobs it may lease when the backlog is deep (``batch``), none of them named in
+        ``skip`` (see ``claim_next`` in _jobs.lua).
 
         A worker that got no reply to a claim sends it again with the same options (and
-        ``resend=True``), so that the job the first send leased, if it did, is taken up again
-        rather than stranded until its lease expires.
+        ``resend=True``), so that the jobs the first send leased, if it did, are taken up again
+        rather than stranded until their lease expires.
         """
         now = utcnow().timestamp()
         lease = float(jobs_settings.LEASE_TIMEOUT if lease is None else lease)
@@ -90,6 +99,8 @@ class Leases(ShardTurns):
             "token": new_id(),
             "worker": worker_id,
             "promote_limit": PROMOTE_LIMIT,
+            "batch": batch,
+            "skip": _names(skip) if skip else "",
         }
 
     def _dequeue(
@@ -143,19 +154,41 @@ class Leases(ShardTurns):
         ``options``, ``resend`` and ``only`` as for :meth:`claim`: sent again, the completion is
         recorded once and the job leased the first time comes back.
         """
+        acked, claim = yield from self._complete_many_and_claim(
+            [(job, result)], queues, worker_id, lease, options=options, resend=resend, only=only
+        )
+        return acked[0], claim
+
+    def _complete_many_and_claim(
+        self,
+        done: list[tuple[Job, Any]],
+        queues: Iterable[str] | None = None,
+        worker_id: str = "",
+        lease: float | None = None,
+        *,
+        options: dict[str, Any] | None = None,
+        resend: bool = False,
+        only: Collection[str] | None = None,
+    ) -> Plan[tuple[list[bool], Claim]]:
+        """:meth:`complete_and_claim` for the jobs of a batch: each (job, result) of ``done``
+        is recorded completed, and the next job or batch claimed (``options``, from
+        :meth:`claim_options`, say how many), in one round trip. Returns whether each
+        completion was recorded, and the claim."""
         served = validation.served_queues(queues)
         options = options or self.claim_options(worker_id, lease)
         rotation = self._rotation(served)
-        keys = self.queue_keys(job.queue)
-        if rotation[0][0] is not keys:
-            # The next claim asks another shard first: the acknowledgement goes on its own.
-            acked = yield from self._complete_job(job, result)
+        keys = rotation[0][0]
+        if any(self.queue_keys(job.queue) is not keys for job, _ in done):
+            # The next claim asks another shard first: the acknowledgements go on their own.
+            acked = []
+            for job, result in done:
+                acked.append((yield from self._complete_job(job, result)))
             return acked, (yield from self._claim_from(rotation, only, options, resend))
         acked, claimed = yield from lease_calls.ack_claim(
             keys,
-            done_id=job.id,
-            done_token=job.lease_token or "",
-            **self._outcome(result),
+            done=[(job.id, job.lease_token or "", self._result(result)) for job, result in done],
+            result_ttl=int(jobs_settings.RESULT_TTL),
+            job_ttl=int(jobs_settings.JOB_TTL),
             queues=rotation[0][1],
             resend=resend,
             only=_names(only),
@@ -177,23 +210,27 @@ class Leases(ShardTurns):
         return acked, claim
 
     def _claimed(self, keys: Keys, claimed: lease_calls.Claimed, token: str) -> Plan[Claim | None]:
-        """Read a claim's reply. An unreadable record is buried (``None``: claim again)."""
+        """Read a claim's reply. An unreadable record is buried (``None``: no job of the claim
+        could be read; claim again)."""
         if claimed.record is None:
             return Claim(None, claimed.next_due, claimed.held)
-        try:
-            return Claim(Job.from_hash(claimed.job_id, claimed.record), None)
-        except InvalidJobRecord as exc:
-            yield from self._fail(keys, claimed.job_id, token, str(exc), "", retry=False)
+        jobs = []
+        for job_id, fields in ((claimed.job_id, claimed.record), *claimed.more):
+            try:
+                jobs.append(Job.from_hash(job_id, fields))
+            except InvalidJobRecord as exc:
+                # Each job of a batch has a token of its own: its record holds it.
+                held = fields.get("lease_token", token)
+                yield from self._fail(keys, job_id, held, str(exc), "", retry=False)
+        if not jobs:
             return None
+        return Claim(jobs[0], None, more=tuple(jobs[1:]))
 
-    def _outcome(self, result: Any) -> dict[str, Any]:
-        """The result and retention arguments of the acknowledging scripts."""
+    @staticmethod
+    def _result(result: Any) -> str:
+        """A job's result as the acknowledging scripts store it (JSON text)."""
         check_json(result, "the result")
-        return {
-            "result": dumps(result),
-            "result_ttl": int(jobs_settings.RESULT_TTL),
-            "job_ttl": int(jobs_settings.JOB_TTL),
-        }
+        return dumps(result)
 
     def _complete_job(self, job: Job, result: Any = None) -> Plan[bool]:
         """Record ``job`` as completed with ``result`` (JSON), if its lease is still held.
@@ -208,7 +245,9 @@ class Leases(ShardTurns):
                 token=job.lease_token or "",
                 worker=job.worker_id or "",
                 now=utcnow().timestamp(),
-                **self._outcome(result),
+                result=self._result(result),
+                result_ttl=int(jobs_settings.RESULT_TTL),
+                job_ttl=int(jobs_settings.JOB_TTL),
             )
         )
 
@@ -389,6 +428,7 @@ class Leases(ShardTurns):
     claim = sync_twin(_claim)
     aclaim = async_twin(_claim)
     complete_and_claim = sync_twin(_complete_and_claim)
+    complete_many_and_claim = sync_twin(_complete_many_and_claim)
     acomplete_and_claim = async_twin(_complete_and_claim)
     complete_job = sync_twin(_complete_job)
     acomplete_job = async_twin(_complete_job)

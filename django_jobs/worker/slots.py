@@ -31,6 +31,10 @@ END = b"end"
 SYNC = 1
 ASYNC = 2
 RECORDING = 3
+# A job of a batch its sync process leased and has not started yet (it runs after the one in
+# slot 0): its lease is renewed, no timeout runs for it, and when its process dies it goes back
+# to the head of its list, no attempt counted (children.exit_records).
+LEASED = 4
 
 
 @dataclass(frozen=True)
@@ -102,13 +106,18 @@ class Board:
     """The slots of one child: ``size`` of them, in shared memory made by ``context``.
 
     The child takes the lowest free slot for each job it starts and keeps ``top`` (one past the
-    highest slot in use), so that the supervisor reads only as many slots as are in use.
+    highest slot in use), so that the supervisor reads only as many slots as are in use. A sync
+    process publishes the jobs of a batch it has not started in slots 1 to ``held``.
     """
 
     def __init__(self, context: Any, size: int) -> None:
         self.slots = context.RawArray(Slot, size)
         self.top = context.RawValue(ctypes.c_int, 0)
         self.free: list[int] = list(range(size))  # the child's own: which slots it may take
+        self.held = 0  # the child's own: slots 1 to held hold LEASED jobs (some may be over)
+        # The supervisor's to write: the seq of a LEASED job whose cancellation was requested,
+        # in its slot's entry; the child cancels it rather than start it (see :meth:`dropped`).
+        self.drops = context.RawArray(ctypes.c_uint64, size)
 
     @property
     def size(self) -> int:
@@ -126,7 +135,34 @@ class Board:
         A process never runs a sync job while async ones run, so slot 0 is free then.
         """
         self.slots[0].publish(job, mode)
-        self.top.value = 1 if job else 0
+        self.top.value = self.held + 1 if self.held else int(job is not None)
+
+    def hold(self, jobs: tuple[Job, ...]) -> None:
+        """Publish the jobs of a batch that the process runs after the one in slot 0 (LEASED),
+        in slots 1, 2, ... (the next batch is leased once they are all over)."""
+        for index, job in enumerate(jobs, 1):
+            self.slots[index].publish(job, LEASED)
+        self.held = len(jobs)
+        self.top.value = self.held + 1
+
+    def dropped(self, index: int) -> bool:
+        """Whether the supervisor asked that the job held in slot ``index`` not be started
+        (its cancellation was requested). The seq tells that job from a later one."""
+        return bool(self.drops[index] == self.slots[index].seq)
+
+    def start(self, index: int, job: Job) -> None:
+        """Publish ``job``, held in slot ``index``, as the one the process runs now. It is in
+        slot 0 before it leaves its slot: a crash in between finds it running, not nowhere."""
+        self.slots[0].publish(job, SYNC)
+        self.let_go(index)
+
+    def let_go(self, index: int) -> None:
+        """The job held in slot ``index`` is no longer held (started, cancelled or given
+        back); with the last slot of the batch, the process holds none."""
+        self.slots[index].publish(None)
+        if index == self.held:
+            self.held = 0
+            self.top.value = int(bool(self.slots[0].job_id))
 
     def take(self, job: Job, mode: int) -> int:
         """Publish ``job`` in the lowest free slot; return that slot's index."""
@@ -151,9 +187,14 @@ class Board:
             if self.slots[index].job_id:
                 self.slots[index].publish(None)
         self.free = list(range(self.size))
+        self.held = 0
         self.top.value = 0
 
     # -- the supervisor's side ----------------------------------------------------------------
+
+    def drop(self, running: Running) -> None:
+        """Ask the child not to start ``running``, a LEASED job (see :meth:`dropped`)."""
+        self.drops[running.index] = running.seq
 
     def running(self) -> list[Running]:
         """Every job published now."""

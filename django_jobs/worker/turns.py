@@ -20,12 +20,14 @@ class Claim:
     """What a claim found: a leased job, or the time (epoch seconds) the next one is due.
 
     ``held``: a claim of ``only`` some job names took nothing because the next job, by strict
-    priority, has another name (it waits for a process that may take any job).
+    priority, has another name (it waits for a process that may take any job). ``more``: the
+    jobs a claim of a batch leased after ``job``, to run after it in this order.
     """
 
     job: Job | None
     next_due: float | None
     held: bool = False
+    more: tuple[Job, ...] = ()
 
 
 def _names(only: Collection[str] | None) -> str:

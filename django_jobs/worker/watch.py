@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from django_jobs.worker.children import Child
 from django_jobs.worker.retry import auntil_redis_answers, pause
-from django_jobs.worker.slots import ASYNC, END, SYNC, Running
+from django_jobs.worker.slots import ASYNC, END, LEASED, SYNC, Running
 
 if TYPE_CHECKING:
     from django_jobs.worker.child import Shared
@@ -65,6 +65,12 @@ class Watch:
         """Stop a job that was cancelled or whose lease was lost (``reason``)."""
         if running.mode == SYNC:
             self._kill(child, reason, running)
+            return
+        if running.mode == LEASED:
+            # Not started: its process cancels it instead of starting it. Lost, it is left
+            # alone until it starts (a SYNC job then).
+            if reason == "cancel":
+                child.board.drop(running)
             return
         key = (running.index, running.seq)
         if running.mode != ASYNC or key in child.asked or child.conn is None:

@@ -137,8 +137,9 @@ end
 -- start: its limits' tokens and slots are taken), 'held' (``only`` excludes it), 'gone' (buried
 -- as unreadable), or 'limited' with the limit that holds it back and when to look again; then
 -- the record it read, the job's name and queue, and (``on_end`` set) its unique key and until
--- when it holds it. A plain job's record is gone through once, for three fields.
-local function examine(prefix, dead_key, id, now, deadline, only)
+-- when it holds it. A plain job's record is gone through once, for three fields. ``skip`` (a
+-- set of names, or nil) holds back the jobs it names, as ``only`` those it does not.
+local function examine(prefix, dead_key, id, now, deadline, only, skip)
   local record = redis.pcall('HGETALL', job_key(prefix, id))
   local why
   if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
@@ -152,7 +153,7 @@ local function examine(prefix, dead_key, id, now, deadline, only)
       end
     end
   end
-  if only and name and not only[name] then return 'held' end
+  if name and ((only and not only[name]) or (skip and skip[name])) then return 'held' end
   if why or not name then
     bury(prefix, dead_key, id, now, why or 'The job record is missing.')
     return 'gone'
@@ -165,6 +166,38 @@ local function examine(prefix, dead_key, id, now, deadline, only)
     if lid then return 'limited', record, name, queue, lid, again end
   end
   return 'take', record, name, queue, unique, unique_until
+end
+
+-- For claim_next: lease up to ``batch`` - 1 more jobs of ``list`` after the first one it
+-- leased from there (``leased``, which they are added to), when the list is deep (it holds
+-- ``batch`` jobs or more): the jobs next by strict priority, each under a token of its own
+-- (batch_token), all leased now, until ``deadline``. The batch ends at a job that ``skip``
+-- names (the worker runs those another way) or that a limit holds back, left at the head for
+-- the next claim; an unreadable record is buried and taken off the list, as claim_next does.
+local function lease_more(leased, list, prefix, processing_key, dead_key, now, deadline, token, worker, batch, skip)
+  if redis.call('LLEN', list) < batch then return leased end
+  for k = 1, batch - 1 do
+    local verdict, record, name, of_queue, a, b
+    repeat
+      -- With ``skip``, the head is looked at first and popped unless skip names it.
+      local id
+      if skip then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
+      if not id then return leased end
+      verdict, record, name, of_queue, a, b = examine(prefix, dead_key, id, now, deadline, nil, skip)
+      if verdict == 'held' then return leased end
+      if skip then redis.call('LPOP', list) end
+      if verdict == 'limited' then
+        redis.call('LPUSH', list, id)  -- back at the head, for the next claim to park
+        return leased
+      end
+      if verdict == 'take' then
+        local more = lease(prefix, processing_key, id, record, name, of_queue, a, b, now, deadline, batch_token(token, k), worker)
+        leased[#leased + 1] = more[1]
+        leased[#leased + 1] = more[2]
+      end
+    until verdict == 'take'
+  end
+  return leased
 end
 
 -- For claim_next: lease the first job that may start from the ``due`` waiting lists (see
@@ -199,12 +232,16 @@ end
 -- ``queues`` are the served queue names. Returns {id, record as a flat field/value list} or
 -- {'', next due time or '', held}. ``resend`` is '1' when the worker sends this claim again
 -- because it got no reply the first time.
+-- ``batch`` (a number) > 1 asks for more jobs of the ready list the first job comes from, when
+-- that list is deep: {id, record, id, record, ...} (see lease_more), except with ``only`` or
+-- when ``skip`` (a set of names, or nil) names the first job. Strict priority holds for the
+-- batch as it is leased: its jobs are the next ones of the highest non-empty list.
 -- ``only`` (a set of job names, or nil for any job) takes the next job only if its name is one
 -- of them: a worker process that runs async jobs side by side takes more of them, but never
 -- skips the job that strict priority puts next. When that job is another kind, nothing is
 -- taken and ``held`` is '1' (the process takes it once its async jobs are done, unless another
 -- takes it first).
-local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, resend, queues, only)
+local function claim_next(prefix, scheduled_key, retrying_key, processing_key, dead_key, wakeup_key, now, deadline, token, worker, limit, resend, queues, only, batch, skip)
   if resend == '1' then
     local earlier = claimed_before(prefix, processing_key, deadline, token)
     if earlier then return earlier end
@@ -242,7 +279,13 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
           return {'', '', '1'}
         end
         if only then redis.call('LPOP', list) end
-        if verdict == 'take' then return lease(prefix, processing_key, id, record, name, of_queue, a, b, now, deadline, token, worker) end
+        if verdict == 'take' then
+          local leased = lease(prefix, processing_key, id, record, name, of_queue, a, b, now, deadline, token, worker)
+          if batch > 1 and not only and not (skip and skip[name]) then
+            return lease_more(leased, list, prefix, processing_key, dead_key, now, deadline, token, worker, batch, skip)
+          end
+          return leased
+        end
         if verdict == 'limited' then
           flows().park(prefix, id, queue, priority, name, a, b, tonumber(now))
           parked = parked + 1

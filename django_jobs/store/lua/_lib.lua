@@ -183,18 +183,40 @@ local function stale(prefix, jkey, token, counters_key, finished)
   end
 end
 
--- The job this worker leased with ``token`` in a claim whose reply it never got (the connection
--- dropped after the script ran), or nil. It lies in the processing set under this very claim's
--- ``deadline``: a resent claim takes it up again rather than leave it stranded for a lease.
+-- The lease token of the k-th job after the first of a batch that a claim leased under
+-- ``token`` (claim_next): as long as ``token`` (a worker's slot holds 32 characters), and never
+-- equal to a token made by new_id (hex), which has no '-'.
+local function batch_token(token, k)
+  return string.sub(token, 1, #token - 5) .. '-' .. string.format('%04d', k)
+end
+
+-- The jobs this worker leased with ``token`` (and batch_token) in a claim whose reply it never
+-- got (the connection dropped after the script ran), in the order the claim leased them, as
+-- claim_next returns them; or nil. They lie in the processing set under this very claim's
+-- ``deadline``: a resent claim takes them up again rather than leave them stranded for a lease.
 local function claimed_before(prefix, processing_key, deadline, token)
+  local stem = string.sub(token, 1, #token - 5) .. '-'
+  local found = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', processing_key, deadline, deadline)) do
-    local jkey = job_key(prefix, id)
-    local f = redis.pcall('HMGET', jkey, 'status', 'lease_token')
-    if not f.err and f[1] == 'running' and f[2] == token then
-      return {id, redis.call('HGETALL', jkey)}
+    local f = redis.pcall('HMGET', job_key(prefix, id), 'status', 'lease_token')
+    if not f.err and f[1] == 'running' and f[2] then
+      local k
+      if f[2] == token then
+        k = 0
+      elseif #f[2] == #token and string.sub(f[2], 1, #stem) == stem then
+        k = tonumber(string.sub(f[2], #stem + 1))
+      end
+      if k then found[#found + 1] = {k, id} end
     end
   end
-  return nil
+  if #found == 0 then return nil end
+  table.sort(found, function(x, y) return x[1] < y[1] end)
+  local reply = {}
+  for _, leased in ipairs(found) do
+    reply[#reply + 1] = leased[2]
+    reply[#reply + 1] = redis.call('HGETALL', job_key(prefix, leased[2]))
+  end
+  return reply
 end
 
 -- The set of job names ``only`` (a JSON list) names, or nil for '' (any job).
