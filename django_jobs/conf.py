@@ -416,11 +416,15 @@ class JobsSettings:
         if found is not None:
             raise found.error()
         checked[name] = conf[name]
+        # Kept as an attribute too: later reads skip __getattr__ (an enqueue reads several).
+        self.__dict__[name] = conf[name]
         return conf[name]
 
     def reload(self) -> None:
         self._cache = None
         self._checked = {}
+        for name in DEFAULTS:
+            self.__dict__.pop(name, None)
 
 
 jobs_settings = JobsSettings()

@@ -15,6 +15,7 @@ from django_jobs.record import (
     HASH_WRITERS,
     JSON_FIELDS,
     JSON_KINDS,
+    LEADING_FIELDS,
     LEFT_OUT_WHEN_EMPTY,
     ON_END_FIELDS,
     attempt_of,
@@ -157,14 +158,16 @@ class Job:
         """The Redis hash of this job: compact strings, ``None`` fields left out.
 
         Datetimes are epoch seconds so that the Lua scripts can compare them with scores.
+        The fields come in a fixed order, ``record.LEADING_FIELDS`` first.
         ``id`` lives in the key and ``result`` in a key of its own, so neither is stored here;
         empty lists and dicts, zero counters and false flags are left out too (the scripts and
         :meth:`from_hash` read a missing field as its default).
         """
+        values = self.__dict__
         out: dict[str, str] = {}
-        for name, value in self.__dict__.items():
-            write = HASH_WRITERS.get(name)
-            if write is None or value is None or (not value and name in LEFT_OUT_WHEN_EMPTY):
+        for name, write, left_out_when_empty in _HASH_FIELDS:
+            value = values[name]
+            if value is None or (left_out_when_empty and not value):
                 continue
             out[name] = write(name, value)
         if not out.keys().isdisjoint(ON_END_FIELDS):
@@ -226,3 +229,13 @@ class Job:
             if not isinstance(values.get(name, kind()), kind):
                 raise InvalidJobRecord(f"{where}field {name!r} must be a {kind.__name__}.")
         return cls(**values)
+
+
+# The fields of a job's hash as :meth:`Job.to_hash` writes them: record.LEADING_FIELDS first,
+# then the others in the dataclass's order, each with its writer and whether an empty value is
+# left out. Worked out once: an enqueue writes a hash per job.
+_HASH_FIELDS = tuple(
+    (name, HASH_WRITERS[name], name in LEFT_OUT_WHEN_EMPTY)
+    for name in dict.fromkeys((*LEADING_FIELDS, *(f.name for f in fields(Job))))
+    if name in HASH_WRITERS
+)

@@ -75,7 +75,8 @@ class JobQueue(JobBrowser):
             for option in ("queue", "priority", "max_retries", "timeout", "flow"):
                 if options.get(option) is None:
                     options[option] = getattr(registered, option)
-        if registered is not None and options.get("flow") not in (None, NO_FLOW):
+        flow = options.get("flow")  # only SHARDS puts queues on two shards (a compare costs)
+        if registered is not None and jobs_settings.SHARDS and flow not in (None, NO_FLOW):
             shards.same_shard(name, registered.queue, options.get("queue"))
         return validation.build_job(name, args, kwargs, **options)
 

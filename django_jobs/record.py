@@ -134,12 +134,19 @@ def _trace_context_size(meta: str) -> int:
     return len(dumps(context).encode()) + 1 if context else 0
 
 
+def _epoch(name: str, value: datetime) -> str:
+    """An aware datetime as epoch seconds (a naive one is refused, as :func:`utc` does)."""
+    if value.utcoffset() is None:
+        utc(name, value)
+    return f"{value.timestamp():.6f}"
+
+
 # How each field of a Redis hash is written (an enqueue writes one per job).
 HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), _text),
     **dict.fromkeys(("lease_token", "unique_key", "unique_until", "parked"), _text),
     **dict.fromkeys((*JSON_FIELDS, "user_id"), lambda name, value: dumps(value)),
-    **dict.fromkeys(_DATETIME_FIELDS, lambda name, value: f"{utc(name, value).timestamp():.6f}"),
+    **dict.fromkeys(_DATETIME_FIELDS, lambda name, value: _epoch(name, value)),
     **dict.fromkeys(_INT_FIELDS, _text),
     # "300", not "300.0": a whole number is stored as an integer in a compact hash, 4 bytes
     # fewer per field (``_seconds`` reads both).
@@ -160,6 +167,10 @@ ON_END_FIELDS = ("unique_key", "limits", "then", "group")
 LEFT_OUT_WHEN_EMPTY = frozenset(
     (*JSON_FIELDS, "retry_count", "lost_count", "cancel_requested", "immutable")
 )
+# The fields a hash starts with (``Job.to_hash``), in this order: every job an enqueue stores has
+# them, and the enqueue scripts read them at these places instead of looking for them
+# (``enqueue_jobs`` in _jobs.lua).
+LEADING_FIELDS = ("name", "queue", "priority", "created_at", "status")
 
 # How each field of a Redis hash is read (a worker reads one per claim: this is a hot path).
 HASH_READERS: dict[str, Callable[[str], Any]] = {

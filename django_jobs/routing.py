@@ -27,7 +27,8 @@ T = TypeVar("T")
 
 def checked_jobs(jobs: Iterable[Job]) -> list[Job]:
     """``jobs`` as a list, if it is an iterable of jobs made by ``JobQueue.build_job()``."""
-    if isinstance(jobs, Job) or not isinstance(jobs, Iterable):
+    # A list first: the common case, which skips the slower check against Iterable.
+    if not isinstance(jobs, list) and (isinstance(jobs, Job) or not isinstance(jobs, Iterable)):
         raise TypeError(f"enqueue_many() takes a list of jobs, not {type(jobs).__name__}.")
     jobs = list(jobs)
     for job in jobs:

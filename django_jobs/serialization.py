@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from django_jobs.exceptions import NotJSONSerializable
@@ -103,9 +104,21 @@ def _hint(value: Any) -> str:
     return "Pass only str, int, float, bool, None, lists and dicts with string keys."
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# json's C encoder with those options, made once: ``json.dumps`` (and ``JSONEncoder.encode``)
+# makes one per call, which costs more than encoding a job's arguments. It keeps no markers of
+# the lists and dicts it is in: a value that contains itself is refused by check_json first
+# (nested too deep).
+_ENCODE = c_make_encoder and c_make_encoder(
+    None, _ENCODER.default, encode_basestring, None, ":", ",", False, False, False
+)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON for values already checked with :func:`check_json`."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if _ENCODE is None:  # a Python without json's C speedups
+        return _ENCODER.encode(value)
+    return "".join(_ENCODE(value, 0))
 
 
 def loads(data: str | bytes) -> Any:

@@ -41,6 +41,8 @@ class JobPriority(enum.IntEnum):
     @classmethod
     def parse(cls, value: JobPriority | int | str) -> JobPriority:
         """Accept a member, its value or its name in any case; raise ``ValueError`` otherwise."""
+        if value.__class__ is cls:  # the common case, first: a member (each enqueue parses one)
+            return value
         if isinstance(value, str):
             try:
                 return cls[value.upper()]

@@ -30,10 +30,10 @@ def _not_configured(configured: list[str]) -> str:
 
 def queue_name(queue: str | None) -> str:
     """The configured queue ``queue`` (``None``: ``DEFAULT_QUEUE``); ``ValueError`` otherwise."""
-    configured = list(jobs_settings.QUEUES)
+    configured = jobs_settings.QUEUES
     name = jobs_settings.DEFAULT_QUEUE if queue is None else queue
     if name not in configured:
-        raise ValueError(f"Unknown queue {name!r}: {_not_configured(configured)}")
+        raise ValueError(f"Unknown queue {name!r}: {_not_configured(list(configured))}")
     return name
 
 
@@ -123,6 +123,32 @@ def _parameters(func: Callable[..., Any], skip_first: bool) -> inspect.Signature
     )
 
 
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@functools.lru_cache(maxsize=1024)
+def _positional_counts(func: Callable[..., Any], skip_first: bool) -> tuple[float, float] | None:
+    """The fewest and most positional arguments that bind to ``func``'s parameters (see
+    :func:`arguments`) when no keyword argument is given; ``None`` when a keyword-only
+    parameter must be given, or the parameters are not known."""
+    signature = _parameters(func, skip_first)
+    if signature is None:
+        return None
+    fewest, most = 0, 0.0
+    for parameter in signature.parameters.values():
+        if parameter.kind in _POSITIONAL:
+            most += 1
+            fewest += parameter.default is parameter.empty
+        elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            most = math.inf
+        elif (
+            parameter.kind is inspect.Parameter.KEYWORD_ONLY
+            and parameter.default is parameter.empty
+        ):
+            return None
+    return fewest, most
+
+
 def arguments(
     name: str,
     func: Callable[..., Any],
@@ -140,9 +166,14 @@ def arguments(
     """
     try:
         signature = _parameters(func, skip_first)
+        counts = None if kwargs else _positional_counts(func, skip_first)
     except TypeError:  # an unhashable callable object: read it each time
-        signature = _parameters.__wrapped__(func, skip_first)
+        signature, counts = _parameters.__wrapped__(func, skip_first), None
     if signature is None:
+        return
+    # Positional arguments only, as many as the parameters take: they bind (and binding costs
+    # more than the rest of an enqueue's checks).
+    if counts is not None and counts[0] <= len(args) <= counts[1]:
         return
     try:
         signature.bind(*args, **kwargs)

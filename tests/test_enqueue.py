@@ -92,6 +92,33 @@ def test_enqueue_many_stores_every_job_in_one_call(queue, redis_client):
     ]
 
 
+def test_a_large_mixed_batch_lands_in_order_counted_and_stored_once_when_sent_again(
+    queue, redis_client
+):
+    # More values than a script copies at once (scripts.UNPACK_MAX), over two queues, two
+    # priorities and two names: each list gets its jobs in the order given (FIFO).
+    options = [
+        ("bulk.a", "default", JobPriority.NORMAL),
+        ("bulk.b", "emails", JobPriority.HIGH),
+        ("bulk.a", "emails", JobPriority.NORMAL),
+    ]
+    jobs = [
+        queue.build_job(name, [i], queue=on, priority=priority)
+        for i in range(600)
+        for name, on, priority in [options[i % 3]]
+    ]
+
+    queue.enqueue_many(jobs)
+    queue.enqueue_many(jobs)  # a resend (its first reply lost): nothing twice
+
+    for name, on, priority in options:
+        expected = [j.id for j in jobs if (j.name, j.queue, j.priority) == (name, on, priority)]
+        assert redis_client.lrange(queue.keys.queue(on, priority), 0, -1) == expected
+        assert redis_client.hget(queue.keys.events, f"enqueued|{on}|{name}") == "200"
+    assert queue.get_job(jobs[7].id) == jobs[7]
+    assert redis_client.llen(queue.keys.wakeup) == 64  # one per ready job, capped
+
+
 def test_enqueue_wakes_one_idle_worker_per_ready_job(queue, redis_client):
     queue.enqueue("a.job")
     queue.enqueue("a.job")

@@ -53,6 +53,39 @@ def test_delay_refuses_arguments_that_do_not_fit_naming_the_job_and_parameter(
     assert keys(redis_client, prefix) == [], "nothing was written"
 
 
+def _defaults(a, b=2, /, c=3): ...
+def _rest(a, *more): ...
+def _keyword_only(a, *, flag): ...
+def _keyword_default(a, *, flag=False): ...
+
+
+@pytest.mark.parametrize(
+    ("function", "args", "refusal"),
+    [
+        (_defaults, (1,), None),
+        (_defaults, (1, 2, 3), None),
+        (_defaults, (), "missing a required argument: 'a'"),
+        (_defaults, (1, 2, 3, 4), "too many positional arguments"),
+        (_rest, (1, 2, 3, 4, 5), None),
+        (_rest, (), "missing a required argument: 'a'"),
+        (_keyword_only, (1,), "missing a required keyword-only argument: 'flag'"),
+        (_keyword_default, (1,), None),
+        (_keyword_default, (1, 2), "too many positional arguments"),
+    ],
+)
+def test_positional_arguments_are_checked_as_binding_them_would(
+    queue, redis_client, prefix, scratch_registry, function, args, refusal
+):
+    # Positional arguments alone are counted, not bound: the verdict and message are the same.
+    registered = job(name=f"sig.{function.__name__}")(function)
+    if refusal is None:
+        assert redis_client.exists(queue.keys.job(registered.delay(*args).id))
+        return
+    with pytest.raises(TypeError, match=refusal):
+        registered.delay(*args)
+    assert keys(redis_client, prefix) == []
+
+
 def test_using_delay_and_adelay_refuse_them_too(queue, redis_client, prefix):
     message = "Job tests.testapp.jobs.sleep(seconds, label=None): missing a required argument: "
     with pytest.raises(TypeError) as refused:

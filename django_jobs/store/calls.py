@@ -52,20 +52,23 @@ def result_since() -> str:
 
 
 def enqueue_values(jobs: Iterable[Job], now: float) -> list[Any]:
-    """The flat ``jobs`` values of the enqueue scripts (see ``enqueue_jobs`` in ``_jobs.lua``)."""
+    """The flat ``jobs`` values of the enqueue scripts (see ``enqueue_jobs`` in ``_jobs.lua``):
+    per job its id, due time ('' = now), user id ('' = none), the number of fields of its
+    hash, then the hash's fields and values (``Job.to_hash``: ``record.LEADING_FIELDS``
+    first, which the script reads at their places)."""
     values: list[Any] = []
     for job in jobs:
-        due = job.scheduled_at.timestamp() if job.scheduled_at else None
+        if job.created_at is None:
+            raise ValueError(f"Job {job.id} has no created_at: build jobs with build_job().")
+        due = job.scheduled_at
+        due_at = due.timestamp() if due is not None else now
         fields = job.to_hash()
-        values += [
+        values += (
             job.id,
-            job.queue,
-            job.priority.value,
-            stamp(due) if due is not None and due > now else "",
+            stamp(due_at) if due_at > now else "",
             "" if job.user_id is None else job.user_id,
-            fields["created_at"],
             len(fields),
-        ]
+        )
         for item in fields.items():
             values += item
     return values

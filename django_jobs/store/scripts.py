@@ -56,6 +56,9 @@ NAMES = (
     "cancel_flow",
 )
 
+# The most values a script copies with one unpack() (Lua 5.1 refuses more than about 8,000).
+UNPACK_MAX = 7000
+
 _HEADER = re.compile(r"^-- (KEYS|ARGV):(.*)$", re.MULTILINE)
 _NAME = re.compile(r"\*?[a-z_][a-z0-9_]*")
 
@@ -134,11 +137,14 @@ def _named(table: str, source: str, names: Names) -> list[str]:
     pairs = ", ".join(f"{n} = {source}[{i}]" for i, n in enumerate(fixed, 1))
     lines = [f"local {table} = {{{pairs}}}"]
     if rest:
-        # A loop, not unpack(): a bulk enqueue passes more values than unpack() can return.
-        count = len(fixed)
-        lines.append(f"{table}.{rest} = {{}}")
+        # unpack() copies at C speed but returns UNPACK_MAX values at most: a bulk enqueue may
+        # pass more, which a loop copies.
+        count, last = len(fixed), len(fixed) + UNPACK_MAX
         lines.append(
-            f"for i = {count + 1}, #{source} do {table}.{rest}[i - {count}] = {source}[i] end"
+            f"{table}.{rest} = {{unpack({source}, {count + 1}, math.min(#{source}, {last}))}}"
+        )
+        lines.append(
+            f"for i = {last + 1}, #{source} do {table}.{rest}[i - {count}] = {source}[i] end"
         )
     return lines
 

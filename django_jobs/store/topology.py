@@ -203,6 +203,16 @@ def from_client(client: Any) -> Topology | None:
     return None
 
 
+# Whether clients of a class are cluster clients: asked at every call, answered once per class
+# (isinstance of redis-py's cluster classes is slow: their metaclass is typing's Protocol one).
+_CLUSTER_CLASSES: dict[type, bool] = {}
+
+
 def is_cluster_client(client: Any) -> bool:
     """Whether ``client`` is a cluster client, sync or asyncio."""
-    return isinstance(client, (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster))
+    kind = type(client)
+    found = _CLUSTER_CLASSES.get(kind)
+    if found is None:
+        cluster = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
+        found = _CLUSTER_CLASSES[kind] = isinstance(client, cluster)
+    return found

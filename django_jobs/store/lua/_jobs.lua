@@ -1,41 +1,49 @@
 -- What enqueues, leases, acknowledges, cancels and deletes jobs, on top of _lib.lua, _flow.lua
 -- and _workflow.lua (scripts.py puts the four in that order in front of each script).
 
--- Store the jobs described by ``jobs`` (a flat list, see calls.enqueue_values) and make them
--- ready, or due later, or (status 'waiting': a workflow's step) waiting for the steps before
--- it. A job with a unique key that another job holds is not stored.
+-- Store the jobs described by ``jobs`` (a flat list, see calls.enqueue_values: per job its id,
+-- due time, user id, field count n, then n field/value pairs that start with name, queue,
+-- priority, created_at and status, record.py: LEADING_FIELDS) and make them ready, or due
+-- later, or (status 'waiting': a workflow's step) waiting for the steps before it. A job with a
+-- unique key that another job holds is not stored.
 -- Returns {id, holder id, ...} for those, and sends a wake-up per ready job, and one when a
 -- delayed job is due before all others.
 local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
   local wakeups, taken = 0, {}
   local i = 1
   local enqueued = {}  -- queue -> name -> count: one HINCRBY per kind of job, not per job
+  -- Ready ids by list, in order, and the lists in the order first met: one RPUSH per list.
+  local ready, lists = {}, {}
   while i <= #jobs do
-    local id, queue, priority, due, user, created = jobs[i], jobs[i + 1], jobs[i + 2], jobs[i + 3], jobs[i + 4], jobs[i + 5]
-    local n = tonumber(jobs[i + 6])
+    local id, due, user = jobs[i], jobs[i + 1], jobs[i + 2]
+    local last = i + 3 + 2 * tonumber(jobs[i + 3])
+    local name, queue, priority = jobs[i + 5], jobs[i + 7], jobs[i + 9]
     local jkey = job_key(prefix, id)
     -- Ids are made before the call: one that exists was stored by an earlier send of this
     -- call whose reply was lost. Sending it again must not store (or run) the job twice.
     if redis.call('EXISTS', jkey) == 0 then
-      local name, unique, ttl, waits = '(unknown)', nil, '', false
-      for j = i + 7, i + 6 + 2 * n, 2 do
-        local field = jobs[j]
-        if field == 'name' then name = jobs[j + 1]
-        elseif field == 'status' then waits = jobs[j + 1] == 'waiting'
-        elseif field == 'unique_key' then unique = jobs[j + 1]
-        elseif field == 'unique_for' then ttl = string.format('%d', math.ceil(tonumber(jobs[j + 1]) * 1000))
+      local holder = nil
+      -- ``on_end`` (the hash's last field when set) marks the jobs that may hold a unique key.
+      if jobs[last - 1] == 'on_end' then
+        local unique, ttl = nil, ''
+        for j = i + 14, last - 2, 2 do
+          local field = jobs[j]
+          if field == 'unique_key' then unique = jobs[j + 1]
+          elseif field == 'unique_for' then ttl = string.format('%d', math.ceil(tonumber(jobs[j + 1]) * 1000))
+          end
         end
+        holder = unique and flows().unique_take(prefix, unique, ttl, id)
       end
-      local holder = unique and flows().unique_take(prefix, unique, ttl, id)
       if holder then
         taken[#taken + 1] = id
         taken[#taken + 1] = holder
       else
-        redis.call('HSET', jkey, unpack(jobs, i + 7, i + 6 + 2 * n))
-        enqueued[queue] = enqueued[queue] or {}
-        enqueued[queue][name] = (enqueued[queue][name] or 0) + 1
-        if waits then
-          redis.call('ZADD', waiting_jobs_key(prefix), created, id)
+        redis.call('HSET', jkey, unpack(jobs, i + 4, last))
+        local names = enqueued[queue]
+        if not names then names = {}; enqueued[queue] = names end
+        names[name] = (names[name] or 0) + 1
+        if jobs[i + 13] == 'waiting' then
+          redis.call('ZADD', waiting_jobs_key(prefix), jobs[i + 11], id)
         elseif due ~= '' then
           redis.call('ZADD', scheduled_key, due, id)
           if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
@@ -43,22 +51,32 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
             wakeups = wakeups + 1
           end
         else
-          redis.call('RPUSH', list_key(prefix, queue, priority), id)
-          wakeups = wakeups + 1
+          local list = list_key(prefix, queue, priority)
+          local ids = ready[list]
+          if not ids then ids = {}; ready[list] = ids; lists[#lists + 1] = list end
+          ids[#ids + 1] = id
         end
         if user ~= '' then
           -- The user index covers JOB_TTL, like the records of finished jobs.
           local ukey = prefix .. ':user:' .. user
-          redis.call('ZADD', ukey, created, id)
+          redis.call('ZADD', ukey, jobs[i + 11], id)
           redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
           redis.call('EXPIRE', ukey, user_ttl)
         end
       end
     end
-    i = i + 7 + 2 * n
+    i = last + 1
+  end
+  for _, list in ipairs(lists) do
+    local ids = ready[list]
+    -- In slices: unpack() returns a few thousand values at most.
+    for s = 1, #ids, 1000 do redis.call('RPUSH', list, unpack(ids, s, math.min(s + 999, #ids))) end
+    wakeups = wakeups + #ids
   end
   for queue, names in pairs(enqueued) do
-    for name, count in pairs(names) do count_event(prefix, 'enqueued', queue, name, count) end
+    for name, count in pairs(names) do
+      count_event(prefix, 'enqueued', queue, name, count == 1 and '1' or string.format('%d', count))
+    end
   end
   wake(wakeup_key, wakeups)
   return taken

@@ -3,6 +3,8 @@
 -- Key patterns match django_jobs/store/keys.py. All keys share the prefix's hash tag.
 
 local WAKE_CAP = 64
+-- Number arguments of redis.call cost Redis 7.0 an snprintf('%.17g') each: constants go as text.
+local WAKE_TRIM = '-64'  -- -WAKE_CAP
 -- An empty list, for loops over what may be missing (one table, not one per loop).
 local NONE = {}
 
@@ -17,7 +19,7 @@ local function wake(wakeup_key, count)
   local tokens = {}
   for i = 1, math.min(count, WAKE_CAP) do tokens[i] = '1' end
   if redis.call('RPUSH', wakeup_key, unpack(tokens)) > WAKE_CAP then
-    redis.call('LTRIM', wakeup_key, -WAKE_CAP, -1)
+    redis.call('LTRIM', wakeup_key, WAKE_TRIM, '-1')
   end
 end
 
@@ -38,9 +40,10 @@ end
 -- dead letters), cancelled, recovered (requeued after its worker was lost), stale (an
 -- acknowledgement or failure refused: its lease token was not the job's), limited (parked by a
 -- rate or concurrency limit, see _flow.lua).
+-- ``by``: how many, as text (default '1').
 local function count_event(prefix, event, queue, name, by)
   local field = event .. '|' .. (queue or '(unknown)') .. '|' .. (name or '(unknown)')
-  redis.call('HINCRBY', prefix .. ':events', field, by or 1)
+  redis.call('HINCRBY', prefix .. ':events', field, by or '1')
 end
 
 -- Append one JSON object (already encoded) to the job's JSON array of errors.
