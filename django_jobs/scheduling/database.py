@@ -261,19 +261,31 @@ def _collector_paused() -> Iterator[None]:
 
 def _converters(connection: Any) -> Callable[[Sequence[Any]], list[Any]]:
     """What turns the raw :data:`TASK_FIELDS` columns of a row into the values the ORM reads:
-    the backend's and the fields' converters, as its compiler applies them."""
+    the backend's and the fields' converters, as its compiler applies them (for one load).
+
+    The converted values of a column other than a JSON one (a datetime, a bool) are immutable:
+    each raw value is converted once, and its value shared by the rows that have it (the next
+    runs of many tasks are the same few seconds; on SQLite a datetime is parsed from text)."""
     steps = []
     for index, name in enumerate(TASK_FIELDS):
-        column = Model._meta.get_field(name).get_col(Model._meta.db_table)
-        for function in connection.ops.get_db_converters(column) + column.get_db_converters(
-            connection
-        ):
-            steps.append((index, function, column))
+        field = Model._meta.get_field(name)
+        column = field.get_col(Model._meta.db_table)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            steps.append((index, column, functions, field.get_internal_type() != "JSONField"))
+    converted: dict[tuple[int, Any], Any] = {}
 
     def convert(raw: Sequence[Any]) -> list[Any]:
         values = list(raw)
-        for index, function, column in steps:
-            values[index] = function(values[index], column, connection)
+        for index, column, functions, shared in steps:
+            key = (index, values[index])
+            if shared and key in converted:
+                values[index] = converted[key]
+                continue
+            for function in functions:
+                values[index] = function(values[index], column, connection)
+            if shared:
+                converted[key] = values[index]
         return values
 
     return convert
