@@ -21,10 +21,11 @@ from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.task import (
     DEFINITION_FIELDS,
     MAX_CATCH_UP,
-    OPTIONAL_FIELDS,
     RUN_STATE_FIELDS,
+    TASK_FIELDS,
     MissedRunPolicy,
     ScheduleType,
+    task_from_row,
 )
 from django_jobs.scheduling.task import ScheduledTask as Task  # ScheduledTask: the model
 from django_jobs.serialization import utcnow
@@ -161,15 +162,9 @@ class ScheduledTask(models.Model):
         super().save(*args, **kwargs)
 
     def to_task(self) -> Task:
-        """The task as the scheduler sees it (the one conversion of a row to a task);
+        """The task as the scheduler sees it (:func:`~django_jobs.scheduling.task.task_from_row`);
         :class:`~django_jobs.scheduling.errors.InvalidSchedule` if a field is invalid."""
-        values = {name: getattr(self, name) for name in (*DEFINITION_FIELDS, *RUN_STATE_FIELDS)}
-        for name in OPTIONAL_FIELDS:
-            if values[name] == "":  # a blank text column: not set
-                values[name] = None
-        return Task(
-            name=self.name, enabled=self.enabled, broken_reason=self.broken_reason, **values
-        )
+        return task_from_row([getattr(self, name) for name in TASK_FIELDS])
 
     def set_definition(self, task: Task, *, enabled: bool = True) -> None:
         """Copy the user-defined fields of ``task`` (and ``enabled`` if asked) to this row: the

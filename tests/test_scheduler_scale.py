@@ -10,13 +10,14 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_jobs.models import ScheduledTask as TaskRow
+from django_jobs.scheduling import database as database_module
 from django_jobs.scheduling import scheduler as scheduler_module
 from django_jobs.scheduling import ticks as ticks_module
 from django_jobs.scheduling.changes import VERSION_VENDORS
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
 from django_jobs.scheduling.stores import MemoryTaskStore
-from django_jobs.scheduling.task import ScheduledTask
+from django_jobs.scheduling.task import TASK_FIELDS, ScheduledTask
 from django_jobs.serialization import utcnow
 
 TASKS = 2_000
@@ -102,14 +103,15 @@ def rows(db):
 
 @pytest.fixture
 def to_task(monkeypatch):
-    original = TaskRow.to_task
+    """Counts the rows the database store makes into tasks (the names of the tasks)."""
+    original = database_module.task_from_row
 
-    def counted(row):  # a method of the model: a function, not a Counted
-        counted.names.append(row.name)
-        return original(row)
+    def counted(values):
+        counted.names.append(values[TASK_FIELDS.index("name")])
+        return original(values)
 
     counted.names = []
-    monkeypatch.setattr(TaskRow, "to_task", counted)
+    monkeypatch.setattr(database_module, "task_from_row", counted)
     return counted
 
 
@@ -132,6 +134,30 @@ def test_the_database_store_reads_only_new_and_changed_rows_into_tasks(rows, to_
     assert "new" in second
     assert second["idle-00001"] is first["idle-00001"]  # unchanged: the same object
     assert len(second) == TASKS
+
+
+def test_rows_that_make_no_task_are_reported_at_load_and_the_others_load(rows, caplog):
+    # Written past save() and the form, as SQL or a bulk update could: many good cron rows
+    # sharing an expression and a zone, one bad expression, one unknown zone.
+    TaskRow.objects.filter(name__lt="idle-00100").update(
+        schedule_type="cron", cron_expression="15 */3 * * *", timezone="Europe/Berlin"
+    )
+    TaskRow.objects.filter(name="idle-00003").update(cron_expression="61 * * * *")
+    TaskRow.objects.filter(name="idle-00150").update(timezone="Mars/Olympus")
+
+    loaded = {task.name: task for task in DatabaseTaskStore().load()}
+    again = {task.name: task for task in DatabaseTaskStore().load()}  # another scheduler
+
+    good = {f"idle-{i:05}" for i in range(TASKS)} - {"idle-00003", "idle-00150"}
+    assert set(loaded) == set(again) == good
+    assert {(t.cron_expression, t.timezone) for n, t in loaded.items() if n < "idle-00100"} == {
+        ("15 */3 * * *", "Europe/Berlin")
+    }
+    broken = dict(TaskRow.objects.exclude(broken_reason=None).values_list("name", "broken_reason"))
+    assert set(broken) == {"idle-00003", "idle-00150"}
+    assert "Bad minute field '61'" in broken["idle-00003"]
+    assert "Unknown time zone 'Mars/Olympus'" in broken["idle-00150"]
+    assert caplog.text.count("is broken and does not run") == 2  # said once, not per load
 
 
 @pytest.mark.django_db(transaction=True)

@@ -12,6 +12,7 @@ are whole seconds in UTC (:func:`whole_seconds`).
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -85,6 +86,14 @@ def validate_cron(expression: str) -> str:
     """
     if not isinstance(expression, str) or not expression.strip():
         raise InvalidCron("Enter a cron expression, e.g. '0 2 * * *' for 02:00 every day.")
+    return _validated(expression)
+
+
+# Loading many tasks checks the few expressions they share once each, not once per task (a
+# check builds a CronSim: 30 us). A bad expression raises, which is not cached: it is checked
+# (and reported) every time.
+@functools.lru_cache(maxsize=4096)
+def _validated(expression: str) -> str:
     text = normalize_cron(expression)
     if text.startswith("@"):
         raise InvalidCron(

@@ -3,9 +3,12 @@ admin use. The tasks declared in ``DJANGO_JOBS["SCHEDULES"]`` are merged into it
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
@@ -16,15 +19,14 @@ from django_jobs.queue import JobQueue
 from django_jobs.scheduling.changes import database_version, has_database_version, mark_broken
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.stores import RunRecord
-from django_jobs.scheduling.task import ScheduledTask
+from django_jobs.scheduling.task import TASK_FIELDS, ScheduledTask, task_from_row
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls
 from django_jobs.store.execute import run
 
 logger = logging.getLogger("django_jobs.scheduler")
 
-#: Rows fetched per query when only some changed (below SQLite's limit on query parameters).
-_BATCH = 500
+_NAME = TASK_FIELDS.index("name")
 
 
 class DatabaseTaskStore:
@@ -41,50 +43,48 @@ class DatabaseTaskStore:
         # Each row's fingerprint and task (None: unreadable) as of the last load().
         self._loaded: dict[int, tuple[int, ScheduledTask | None]] = {}
 
-    def _task(self, row: Any) -> ScheduledTask | None:
+    def _task(self, name: str, make: Callable[[], ScheduledTask]) -> ScheduledTask | None:
         try:
-            return row.to_task()  # type: ignore[no-any-return]
+            return make()
         except InvalidSchedule as exc:  # saved without clean(): broken, said once
-            mark_broken(self, row.name, exc)
+            mark_broken(self, name, exc)
             return None
 
     def load(self) -> list[ScheduledTask]:
-        """All tasks. Every row is read raw (cheap), but only those that are new or changed
-        since the last call are made into tasks: the others are given as the same objects."""
-        marks = self._fingerprints()
+        """All tasks. Every row is read raw in one query, but only those that are new or
+        changed since the last call are made into tasks: the others are given as the same
+        objects."""
         before = self._loaded
-        changed = {pk for pk, mark in marks.items() if pk not in before or before[pk][0] != mark}
-        fresh: dict[int, ScheduledTask | None] = {}
-        if len(changed) > len(marks) // 2:
-            rows: Any = Model.objects.all()
-        else:
-            ids = sorted(changed)
-            rows = (
-                row
-                for start in range(0, len(ids), _BATCH)
-                for row in Model.objects.filter(pk__in=ids[start : start + _BATCH])
-            )
-        for row in rows:
-            if row.pk in changed:
-                fresh[row.pk] = self._task(row)
-        # A changed row deleted meanwhile is left out (and read again if it comes back).
-        self._loaded = {
-            pk: (mark, fresh[pk]) if pk in fresh else before[pk]
-            for pk, mark in marks.items()
-            if pk in fresh or pk not in changed
-        }
-        return [task for _, task in self._loaded.values() if task is not None]
+        loaded: dict[int, tuple[int, ScheduledTask | None]] = {}
+        convert = _converters(self._connection())
+        with _collector_paused():
+            for row in self._rows():
+                pk, raw = row[0], row[1:]
+                # A changed row whose hash stays the same (odds 2**-64) is seen at its next change.
+                mark = hash(raw)
+                kept = before.get(pk)
+                if kept is not None and kept[0] == mark:
+                    loaded[pk] = kept
+                else:
+                    values = convert(raw)
+                    task = self._task(values[_NAME], partial(task_from_row, values))
+                    loaded[pk] = (mark, task)
+        self._loaded = loaded
+        return [task for _, task in loaded.values() if task is not None]
 
-    def _fingerprints(self) -> dict[int, int]:
-        """Each row's primary key and a hash of all its columns, as the database gives them."""
-        connection = connections[router.db_for_read(Model)]
+    def _connection(self) -> Any:
+        return connections[router.db_for_read(Model)]
+
+    def _rows(self) -> list[tuple[Any, ...]]:
+        """Each row's primary key and :data:`TASK_FIELDS` columns, as the database gives them:
+        the ORM's model instances cost more CPU than making the tasks (issue 18)."""
+        connection = self._connection()
         quote = connection.ops.quote_name
-        pk = Model._meta.pk.column
-        columns = ", ".join(quote(f.column) for f in Model._meta.concrete_fields)
+        columns = ", ".join(quote(Model._meta.get_field(name).column) for name in TASK_FIELDS)
+        pk = quote(Model._meta.pk.column)
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT {quote(pk)}, {columns} FROM {quote(Model._meta.db_table)}")
-            # A changed row whose hash stays the same (odds 2**-64) is seen at its next change.
-            return {row[0]: hash(row) for row in cursor.fetchall()}
+            cursor.execute(f"SELECT {pk}, {columns} FROM {quote(Model._meta.db_table)}")
+            return cursor.fetchall()  # type: ignore[no-any-return]
 
     def version(self) -> Any:
         return database_version(Model), run(calls.schedules_version(self.jobs.keys))
@@ -93,8 +93,8 @@ class DatabaseTaskStore:
         return has_database_version(Model)
 
     def get(self, name: str) -> ScheduledTask | None:
-        row = Model.objects.filter(name=name).first()
-        return None if row is None else self._task(row)
+        values = Model.objects.filter(name=name).values_list(*TASK_FIELDS).first()
+        return None if values is None else self._task(name, partial(task_from_row, values))
 
     def add(self, task: ScheduledTask) -> ScheduledTask:
         row = Model.objects.filter(name=task.name).first() or Model(name=task.name)
@@ -112,7 +112,7 @@ class DatabaseTaskStore:
             return None
         row.enabled = enabled
         row.save()
-        return self._task(row)
+        return self._task(name, row.to_task)
 
     def set_next_run(self, name: str, next_run: datetime) -> ScheduledTask | None:
         Model.objects.filter(name=name, enabled=True, next_run__isnull=True).update(
@@ -195,7 +195,7 @@ class DatabaseTaskStore:
                 row.save()
                 logger.info("task %s added from DJANGO_JOBS['SCHEDULES']", name)
                 continue
-            current = self._task(row)
+            current = self._task(name, row.to_task)
             if current is None:  # Unreadable: the declaration replaces it.
                 row.set_definition(task, enabled=False)
                 row.code_definition = wanted
@@ -243,6 +243,52 @@ class DatabaseTaskStore:
             if name not in declared and row.code_definition is not None:
                 row.delete()
                 logger.info("task %s deleted: it is no longer in DJANGO_JOBS['SCHEDULES']", name)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused: a load makes a million objects that live on, and
+    the collections their allocation sets off scan them all again and again (a fifth of the
+    CPU of loading 100,000 rows, issue 18). Reference counting frees the rest as ever."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _converters(connection: Any) -> Callable[[Sequence[Any]], list[Any]]:
+    """What turns the raw :data:`TASK_FIELDS` columns of a row into the values the ORM reads:
+    the backend's and the fields' converters, as its compiler applies them (for one load).
+
+    The converted values of a column other than a JSON one (a datetime, a bool) are immutable:
+    each raw value is converted once, and its value shared by the rows that have it (the next
+    runs of many tasks are the same few seconds; on SQLite a datetime is parsed from text)."""
+    steps = []
+    for index, name in enumerate(TASK_FIELDS):
+        field = Model._meta.get_field(name)
+        column = field.get_col(Model._meta.db_table)
+        functions = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
+        if functions:
+            steps.append((index, column, functions, field.get_internal_type() != "JSONField"))
+    converted: dict[tuple[int, Any], Any] = {}
+
+    def convert(raw: Sequence[Any]) -> list[Any]:
+        values = list(raw)
+        for index, column, functions, shared in steps:
+            key = (index, values[index])
+            if shared and key in converted:
+                values[index] = converted[key]
+                continue
+            for function in functions:
+                values[index] = function(values[index], column, connection)
+            if shared:
+                converted[key] = values[index]
+        return values
+
+    return convert
 
 
 def _record_sql(connection: Any, runs: int, unscheduled: bool) -> str:

@@ -13,7 +13,7 @@ definition of a task declared in code (:meth:`ScheduledTask.definition`) and the
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args, get_type_hints
@@ -301,11 +301,26 @@ DEFINITION_FIELDS = tuple(
 OPTIONAL_FIELDS = frozenset(
     f.name for f in fields(ScheduledTask) if f.default is None and f.name in DEFINITION_FIELDS
 )
+#: Every field of a task, in the dataclass's order: the columns of its row (the model's fields
+#: of these names), which :func:`task_from_row` reads.
+TASK_FIELDS = tuple(f.name for f in fields(ScheduledTask))
+_OPTIONAL_AT = tuple(TASK_FIELDS.index(name) for name in sorted(OPTIONAL_FIELDS))
 _TIME_FIELDS = frozenset(
     name for name, hint in get_type_hints(ScheduledTask).items() if datetime in get_args(hint)
 )
 # Written as "" rather than null when not set: the format of the stored definitions since 0.1.
 _BLANK_IN_DEFINITION = frozenset({"cron_expression"})
+
+
+def task_from_row(values: Sequence[Any]) -> ScheduledTask:
+    """The task of a row's :data:`TASK_FIELDS` values as Django reads them (the one conversion
+    of a row to a task): a blank text column of an optional field is "not set".
+    :class:`InvalidSchedule` names each bad field."""
+    values = list(values)
+    for index in _OPTIONAL_AT:
+        if values[index] == "":
+            values[index] = None
+    return ScheduledTask(*values)
 
 
 def _to_json(name: str, value: Any) -> Any:
