@@ -219,6 +219,8 @@ class Session:
             self.results["machine"] = machine.describe(server.info("server"))
             os.environ["BENCH_REDIS_URL"] = server.url
             os.environ[RESULTS_ENV] = "1"  # the harness waits for Dramatiq's results
+            # The round-trip workload's MONITOR log is written before any worker starts.
+            (OUT / "logs").mkdir(parents=True, exist_ok=True)
             ctx = Context(server, config, OUT / "logs", _log)
             if "floor" in config.workloads:
                 _log("floor: plain redis-py INCRs")

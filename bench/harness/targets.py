@@ -141,7 +141,12 @@ def _scheduler(results: Results) -> list[Target]:
             )
         )
         out.append(
-            _at_most(f"Scheduler, {tasks} tasks on {name}: start-up", run["startup_s"], 10.0, "s")
+            _at_most(
+                f"Scheduler, {tasks} tasks on {name}: start-up (to its first tick enqueued)",
+                run["first_tick_s"],
+                10.0,
+                "s",
+            )
         )
     return out
 

@@ -79,7 +79,7 @@ def test_numbers() -> None:
 def test_targets_are_same_run_ratios_against_the_best_peer() -> None:
     results = _results()
     results["scheduler_scale"] = {
-        "sqlite": {"database": "sqlite", "tasks": 100_000, "late_p99_s": 0.5, "startup_s": 2.0}
+        "sqlite": {"database": "sqlite", "tasks": 100_000, "late_p99_s": 0.5, "first_tick_s": 2.0}
     }
     found = {t.label: t for t in targets(results)}
     drain = found["Drain, 1 process, every repetition (slowest)"]
