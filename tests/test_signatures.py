@@ -3,6 +3,8 @@
 is written; a worker dead-letters a stored call that no longer fits, without retries."""
 
 import asyncio
+import inspect
+import re
 
 import pytest
 from django.core.checks import run_checks
@@ -60,28 +62,31 @@ def _keyword_default(a, *, flag=False): ...
 
 
 @pytest.mark.parametrize(
-    ("function", "args", "refusal"),
+    ("function", "args", "refused"),
     [
-        (_defaults, (1,), None),
-        (_defaults, (1, 2, 3), None),
-        (_defaults, (), "missing a required argument: 'a'"),
-        (_defaults, (1, 2, 3, 4), "too many positional arguments"),
-        (_rest, (1, 2, 3, 4, 5), None),
-        (_rest, (), "missing a required argument: 'a'"),
-        (_keyword_only, (1,), "missing a required keyword-only argument: 'flag'"),
-        (_keyword_default, (1,), None),
-        (_keyword_default, (1, 2), "too many positional arguments"),
+        (_defaults, (1,), False),
+        (_defaults, (1, 2, 3), False),
+        (_defaults, (), True),
+        (_defaults, (1, 2, 3, 4), True),
+        (_rest, (1, 2, 3, 4, 5), False),
+        (_rest, (), True),
+        (_keyword_only, (1,), True),
+        (_keyword_default, (1,), False),
+        (_keyword_default, (1, 2), True),
     ],
 )
 def test_positional_arguments_are_checked_as_binding_them_would(
-    queue, redis_client, prefix, scratch_registry, function, args, refusal
+    queue, redis_client, prefix, scratch_registry, function, args, refused
 ):
-    # Positional arguments alone are counted, not bound: the verdict and message are the same.
+    # Positional arguments alone are counted, not bound: the verdict and the message are the
+    # ones binding gives, on this Python (3.12 names a missing keyword-only argument so).
     registered = job(name=f"sig.{function.__name__}")(function)
-    if refusal is None:
+    if not refused:
         assert redis_client.exists(queue.keys.job(registered.delay(*args).id))
         return
-    with pytest.raises(TypeError, match=refusal):
+    with pytest.raises(TypeError) as binding:
+        inspect.signature(function).bind(*args)
+    with pytest.raises(TypeError, match=re.escape(str(binding.value))):
         registered.delay(*args)
     assert keys(redis_client, prefix) == []
 
