@@ -17,8 +17,9 @@ from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.serialization import from_timestamp, utcnow
 from django_jobs.store import console_calls, worker_calls
 from django_jobs.store.calls import TASK_RUNS_KEPT
+from django_jobs.store.commands import Plan
 from django_jobs.store.console_calls import Counts, LimitInfo
-from django_jobs.store.execute import Plan, async_twin, sync_twin
+from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys, Namespace
 
 # A worker that died (its heartbeat expired) is listed as dead this long after its last beat.

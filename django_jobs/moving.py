@@ -19,7 +19,8 @@ from django_jobs.conf import jobs_settings
 from django_jobs.job import Job, JobPriority, JobStatus
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls, shards, worker_calls
-from django_jobs.store.execute import Command, Plan, run
+from django_jobs.store.commands import Command, Plan
+from django_jobs.store.execute import run
 from django_jobs.store.keys import Keys, Namespace
 
 #: Jobs read, copied and deleted per round trip.

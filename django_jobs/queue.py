@@ -37,7 +37,8 @@ from django_jobs.job import Job, JobStatus
 from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls, console_calls, shards, worker_calls
-from django_jobs.store.execute import Plan, async_twin, sync_twin
+from django_jobs.store.commands import Plan
+from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys
 
 __all__ = ["DEAD_WORKERS_KEPT", "JobQueue", "Page"]

@@ -18,7 +18,8 @@ from asgiref.sync import sync_to_async
 from django_jobs.browse import JobBrowser
 from django_jobs.conf import jobs_settings
 from django_jobs.job import Job
-from django_jobs.store.execute import Plan, arun, run
+from django_jobs.store.commands import Plan
+from django_jobs.store.execute import arun, run
 
 P = ParamSpec("P")
 S = TypeVar("S")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from django_jobs.job import Job
 from django_jobs.store import shards
-from django_jobs.store.execute import Plan
+from django_jobs.store.commands import Plan
 from django_jobs.store.keys import Keys, Namespace
 
 R = TypeVar("R")

@@ -5,7 +5,7 @@ from redis.client import Pipeline
 
 from django_jobs.exceptions import StoreError
 from django_jobs.store.batch import run_all
-from django_jobs.store.execute import Command
+from django_jobs.store.commands import Command
 
 
 def pushed(key, value):

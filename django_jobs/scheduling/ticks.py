@@ -23,8 +23,9 @@ from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls
 from django_jobs.store.batch import run_all
+from django_jobs.store.commands import Plan
 from django_jobs.store.connection import redis_outage
-from django_jobs.store.execute import Plan, arun, run
+from django_jobs.store.execute import arun, run
 
 logger = logging.getLogger("django_jobs.scheduler")
 

@@ -12,8 +12,9 @@ import threading
 
 from django_jobs.exceptions import RedisUnavailable
 from django_jobs.store import console_calls
+from django_jobs.store.commands import Plan
 from django_jobs.store.connection import Backoff, redis_outage
-from django_jobs.store.execute import Plan, run
+from django_jobs.store.execute import run
 from django_jobs.store.keys import Keys
 
 logger = logging.getLogger("django_jobs")

@@ -14,8 +14,10 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from django_jobs.exceptions import StoreError
+from django_jobs.store.commands import Plan, command_of, recover
 from django_jobs.store.connection import get_redis, redis_outage
-from django_jobs.store.execute import Plan, _command, _recover, _translated, execute, run
+from django_jobs.store.errors import translated
+from django_jobs.store.execute import execute, run
 
 T = TypeVar("T")
 
@@ -35,10 +37,10 @@ def run_all(plans: Sequence[Plan[T]]) -> list[T]:
         steps = [next(plan) for plan in plans]
         pipe = client.pipeline(transaction=False)
         for step in steps:
-            pipe.execute_command(*_command(client, step))
+            pipe.execute_command(*command_of(client, step))
         replies = pipe.execute(raise_on_error=False)
     except (redis.RedisError, RedisClusterException) as exc:
-        raise _translated(exc) from exc
+        raise translated(exc) from exc
     redis_outage.answered()
     return [
         run(_rest(plan, _reply(client, step, reply)))
@@ -53,8 +55,8 @@ def _reply(client: Any, step: Any, reply: Any) -> Any:
     if not isinstance(reply, redis.ResponseError):
         return reply
     try:
-        if _recover(client, step, reply) is None:
-            raise _translated(reply) from reply
+        if recover(client, step, reply) is None:
+            raise translated(reply) from reply
         return execute(client, step)
     except StoreError as exc:
         return exc

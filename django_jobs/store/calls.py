@@ -2,7 +2,7 @@
 
 Each function here yields one :class:`~django_jobs.store.scripts.Call` built by name
 (:meth:`Script.call`; the order lives in the script's header) or one
-:class:`~django_jobs.store.execute.Command`, and turns the reply into Python values. They know
+:class:`~django_jobs.store.commands.Command`, and turns the reply into Python values. They know
 the key layout but not the settings: callers pass times, limits and time-to-lives.
 Run a plan with :func:`~django_jobs.store.execute.run` or ``arun``, or ``yield from`` it.
 """
@@ -16,7 +16,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord
 from django_jobs.job import Job
 from django_jobs.serialization import dumps, from_timestamp, loads, utcnow
-from django_jobs.store.execute import Command, Plan
+from django_jobs.store.commands import Command, Plan
 from django_jobs.store.keys import Keys
 from django_jobs.store.scripts import SCRIPTS
 

@@ -5,6 +5,7 @@ and how a process waits for Redis (:class:`Backoff`) and reports an outage (:dat
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 import time
@@ -339,3 +340,11 @@ def _reset_on_settings_change(*, setting: str, **kwargs: Any) -> None:
     # Tests change the Redis URL or the CONNECTION cache with override_settings.
     if setting in ("DJANGO_JOBS", "CACHES"):
         reset_connections()
+
+
+def pooled(pool: Any, name: str) -> Any:
+    """``pool.get_connection()``: redis-py < 5.3 requires the command name, later versions
+    warn when it is given."""
+    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
+    needs_name = parameter is not None and parameter.default is inspect.Parameter.empty
+    return pool.get_connection(name) if needs_name else pool.get_connection()

@@ -12,7 +12,7 @@ from typing import Any
 from django_jobs.job import Job
 from django_jobs.serialization import from_timestamp
 from django_jobs.store.calls import _jobs, record, result_since, stamp, text
-from django_jobs.store.execute import Command, Plan
+from django_jobs.store.commands import Command, Plan
 from django_jobs.store.keys import Keys
 from django_jobs.store.scripts import SCRIPTS
 from django_jobs.store.worker_calls import WorkerInfo, read_workers

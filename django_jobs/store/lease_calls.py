@@ -10,7 +10,7 @@ from typing import Any
 
 from django_jobs.serialization import dumps
 from django_jobs.store.calls import record, result_since, stamp, text
-from django_jobs.store.execute import Plan
+from django_jobs.store.commands import Plan
 from django_jobs.store.keys import Keys
 from django_jobs.store.scripts import SCRIPTS
 

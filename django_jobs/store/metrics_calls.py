@@ -8,7 +8,7 @@ cluster's, whichever process made the transition. Reading them is one ``HGETALL`
 from __future__ import annotations
 
 from django_jobs.store.calls import text
-from django_jobs.store.execute import Command, Plan
+from django_jobs.store.commands import Command, Plan
 from django_jobs.store.keys import Keys
 
 # What the scripts count, as they name it.

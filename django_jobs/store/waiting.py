@@ -18,8 +18,9 @@ import redis
 from redis.exceptions import RedisClusterException
 
 from django_jobs.store import nodes
-from django_jobs.store.connection import get_redis, redis_outage
-from django_jobs.store.execute import Command, _pooled, _translated
+from django_jobs.store.commands import Command
+from django_jobs.store.connection import get_redis, pooled, redis_outage
+from django_jobs.store.errors import translated
 from django_jobs.store.topology import is_cluster_client
 
 
@@ -45,7 +46,7 @@ class Blpop:
             if is_cluster_client(client):
                 client = nodes.node_client(client, self.key)
             self._pool = client.connection_pool
-            self._connection = _pooled(self._pool, "BLPOP")
+            self._connection = pooled(self._pool, "BLPOP")
             try:
                 self._connection.send_command(*step.args)
             except redis.ConnectionError:
@@ -54,7 +55,7 @@ class Blpop:
                 self._connection.send_command(*step.args)
         except (redis.RedisError, RedisClusterException) as exc:
             self.close()
-            raise _translated(exc) from exc
+            raise translated(exc) from exc
         self._deadline = time.monotonic() + step.read_timeout
 
     def fileno(self) -> int:
@@ -72,7 +73,7 @@ class Blpop:
             return bool(self._connection.can_read(timeout=0))
         except redis.RedisError as exc:
             self.close()
-            raise _translated(exc) from exc
+            raise translated(exc) from exc
 
     def reply(self) -> bool:
         """Read the reply that :meth:`ready` says is there: ``True`` when a token came,
@@ -81,7 +82,7 @@ class Blpop:
             reply = self._connection.read_response()
         except (redis.RedisError, RedisClusterException) as exc:
             self.close()
-            raise _translated(exc) from exc
+            raise translated(exc) from exc
         self._pool.release(self._connection)
         self._connection = None
         redis_outage.answered()  # the end of an outage this process reported, if any

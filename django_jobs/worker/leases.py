@@ -19,7 +19,8 @@ from django_jobs.exceptions import InvalidJobRecord
 from django_jobs.job import Job, JobStatus, new_id
 from django_jobs.serialization import check_json, dumps, from_timestamp, utcnow
 from django_jobs.store import lease_calls
-from django_jobs.store.execute import Plan, async_twin, sync_twin
+from django_jobs.store.commands import Plan
+from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys
 from django_jobs.worker.turns import Claim as Claim
 from django_jobs.worker.turns import ShardTurns, _names

@@ -11,7 +11,7 @@ from typing import Any
 from django_jobs.job import Job, new_id
 from django_jobs.serialization import dumps
 from django_jobs.store import lease_calls, shards
-from django_jobs.store.execute import Plan
+from django_jobs.store.commands import Plan
 from django_jobs.store.keys import Keys, Namespace
 
 

@@ -1,0 +1,179 @@
+"""The commands a store step is sent as, and the recovery of a script call the server cannot
+take yet: the one place that knows scripts are called with ``FCALL`` (or ``EVALSHA``) and how
+they are loaded when Redis does not know them (a new server, a restart, a failover).
+
+A *plan* is a generator that yields :class:`~django_jobs.store.scripts.Call` (a script) or
+:class:`Command` (a plain command) objects and receives their replies, so that the logic of an
+operation is written once and runs with either client (:mod:`.execute`).
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import redis
+from redis.exceptions import NoScriptError
+
+from django_jobs.conf import jobs_settings
+from django_jobs.store import nodes
+from django_jobs.store.scripts import FUNCTIONS, Call
+from django_jobs.store.topology import is_cluster_client
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One plain Redis command, e.g. ``Command(("GET", key))``.
+
+    ``block`` is set for a command the server may hold for up to that many seconds (``BLPOP``,
+    ``BLMOVE``): its reply is then awaited ``block`` plus ``REDIS_SOCKET_TIMEOUT`` seconds,
+    whatever socket timeout the client was made with (a URL's ``?socket_timeout=1``, or
+    django-redis's ``SOCKET_TIMEOUT``), so that a healthy wait is never cut short while a
+    silent server is still noticed.
+    """
+
+    args: tuple[Any, ...]
+    block: float | None = None
+
+    @property
+    def read_timeout(self) -> float:
+        """How long to wait for the reply of a blocking command."""
+        assert self.block is not None
+        return self.block + float(jobs_settings.REDIS_SOCKET_TIMEOUT)
+
+
+Plan = Generator[Call | Command, Any, T]
+
+
+def command_of(client: Any, step: Call | Command) -> tuple[Any, ...]:
+    """The command of a step: a plain one as it is; a script as ``FCALL`` of its function
+    (:data:`~django_jobs.store.scripts.FUNCTIONS`) or, where Redis has no functions, as a plain
+    ``EVALSHA`` (:func:`_recovery` loads what the server does not know, yet or after a
+    restart)."""
+    if isinstance(step, Command):
+        return step.args
+    call = ("FCALL", step.script.function) if _functions(client) else ("EVALSHA", step.script.sha)
+    return (*call, len(step.keys), *step.keys, *step.args)
+
+
+# Clients that call the scripts with EVALSHA: REDIS_FUNCTIONS is off, or their server (Redis
+# before 7, a proxy) or their ACL user does not take FCALL or FUNCTION LOAD.
+_SCRIPTS_ONLY: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _functions(client: Any) -> bool:
+    # Not on a cluster: FCALL has no fixed key positions, and redis-py's cluster client asks
+    # a node COMMAND GETKEYS before each one to route it (a second round trip per call).
+    return (
+        bool(jobs_settings.REDIS_FUNCTIONS)
+        and client not in _SCRIPTS_ONLY
+        and not is_cluster_client(client)
+    )
+
+
+# What a server says of FCALL or FUNCTION LOAD when it cannot take them: Redis before 7 does
+# not know the commands; an ACL user may lack them (while allowed EVALSHA, as earlier versions
+# of django-jobs asked).
+_NO_FUNCTIONS = re.compile(
+    r"(unknown command|no permissions to run the) .?(fcall|function)\b", re.IGNORECASE
+)
+
+
+def recover(client: Any, step: Call | Command, exc: redis.ResponseError) -> str | None:
+    """What to do about a script call's error reply ``exc``: ``"load"`` the scripts (the server
+    does not know them), ``"again"`` (the client now calls scripts with EVALSHA), or ``None``
+    (raise it)."""
+    if not isinstance(step, Call):
+        return None
+    if isinstance(exc, NoScriptError) or str(exc).startswith("Function not found"):
+        return "load"
+    if _NO_FUNCTIONS.search(str(exc)):
+        # Also when another call of this client (a coroutine, a thread) found it first.
+        _SCRIPTS_ONLY.add(client)
+        return "again"
+    return None
+
+
+def _load_command(client: Any, step: Call) -> tuple[Any, ...]:
+    if _functions(client):
+        return ("FUNCTION", "LOAD", "REPLACE", FUNCTIONS.source)
+    return ("SCRIPT", "LOAD", step.script.source)
+
+
+# The commands that recover from a script call's error reply (see _recovery): each is yielded,
+# and its reply sent back or its error reply thrown in; the step's reply is the value.
+Steps = Generator[tuple[Any, ...], Any, Any]
+
+
+def _recovery(client: Any, step: Call | Command, exc: redis.ResponseError) -> Steps:
+    """After the error reply ``exc`` to a script call: load the scripts when the server does
+    not know them (or switch to EVALSHA when it takes no functions) and call again; twice at
+    most (a restart may come between the two). Other errors are raised."""
+    for _ in range(2):
+        remedy = recover(client, step, exc)
+        if remedy is None:
+            raise exc
+        if remedy == "load":
+            assert isinstance(step, Call)
+            if is_cluster_client(client):
+                # EVAL loads the script on the master that owns the keys and runs it, in one
+                # round trip (SCRIPT LOAD would go to every master, and fail while one is down):
+                # a new master after a failover, or one the slot moved to, learns it so.
+                return (yield nodes.eval_command(step))
+            try:
+                yield _load_command(client, step)
+            except redis.ResponseError as load_exc:
+                if recover(client, step, load_exc) != "again":
+                    raise
+        try:
+            return (yield command_of(client, step))
+        except redis.ResponseError as again:
+            exc = again
+    raise exc
+
+
+def _advance(steps: Steps, reply: Any) -> tuple[bool, Any]:
+    """Send ``steps`` a reply (or throw it the error reply): (done, the value or next command)."""
+    try:
+        if isinstance(reply, redis.ResponseError):
+            return False, steps.throw(reply)
+        return False, steps.send(reply)
+    except StopIteration as done:
+        return True, done.value
+
+
+def send(client: Any, step: Call | Command) -> Any:
+    """A step with a sync client: one command, and when it fails, :func:`_recovery`."""
+    try:
+        return client.execute_command(*command_of(client, step))
+    except redis.ResponseError as exc:
+        steps = _recovery(client, step, exc)
+    done, value = False, next(steps)
+    while not done:
+        try:
+            reply = client.execute_command(*value)
+        except redis.ResponseError as exc:
+            reply = exc
+        done, value = _advance(steps, reply)
+    return value
+
+
+async def asend(client: Any, step: Call | Command) -> Any:
+    """:func:`send` with an asyncio client."""
+    try:
+        return await client.execute_command(*command_of(client, step))
+    except redis.ResponseError as exc:
+        steps = _recovery(client, step, exc)
+    done, value = False, next(steps)
+    while not done:
+        try:
+            reply = await client.execute_command(*value)
+        except redis.ResponseError as exc:
+            reply = exc
+        done, value = _advance(steps, reply)
+    return value
