@@ -125,7 +125,8 @@ def test_a_claim_that_finds_nothing_keeps_the_wait_going_until_a_job_comes(
 
 
 def unblocks(client):
-    return client.info("commandstats").get("cmdstat_client|unblock", {}).get("calls", 0)
+    stats = client.info("commandstats")  # Redis 6.2 counts CLIENT's subcommands together
+    return stats.get("cmdstat_client|unblock", stats.get("cmdstat_client", {})).get("calls", 0)
 
 
 def test_stop_during_the_wait_ends_it_at_once_and_its_claim_takes_nothing(

@@ -37,10 +37,12 @@ from django_jobs.worker.turns import Claim
 
 # An idle worker blocks on the wake-up list at most this long at a time, so that it sends
 # about one request per second while idle (each of its N idle children, waiting itself, blocks
-# N times as long; the claim it sends behind each block, see idle.py, goes in the same write). Enqueues wake it at once; so does a delayed or retrying job due before all
-# others, whose due time it then waits for.
+# N times as long; the claim a child sends behind each block, see idle.py, goes in the same
+# write). Enqueues wake it at once; so does a delayed or retrying job due before all others,
+# whose due time it then waits for.
 IDLE_BLOCK = 1.0
-# Every this many idle blocks it claims anyway, in case a wake-up was missed.
+# Every this many idle blocks without a claim behind them it claims anyway, in case a wake-up
+# was missed.
 IDLE_CLAIM_EVERY = 5
 # The shortest block: BLPOP's timeout 0 would wait for ever.
 SHORTEST_BLOCK = 0.001
