@@ -224,12 +224,11 @@ class JobQueue(JobBrowser):
                 wait = min(deadline - time.monotonic(), WAIT_RECHECK)
             if wait <= 0:
                 raise TimeoutError(f"Job {job_id} is still {status.value} after {timeout} s.")
-            if (yield from calls.wait_done(keys, job_id=job_id, timeout=max(wait, 0.01))):
-                # The script that finished it pushed to the done list: read it without watching
-                # again (a round trip less between the end of a job and its result).
-                job = yield from self._get_job(job_id)
-                if job is not None and job.status.is_finished:
-                    return job
+            # Read as the wait ends, in the same write: when the script that finished it
+            # pushed to the done list, no round trip is left between the end and the result.
+            _, job = yield from calls.wait_done(keys, job_id=job_id, timeout=max(wait, 0.01))
+            if job is not None and job.status.is_finished:
+                return job
 
     def _cancel_job(self, job_id: str, lease_token: str = "") -> Plan[str]:
         """Cancel a job.

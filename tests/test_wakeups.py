@@ -2,6 +2,7 @@
 shard blocks on the wake-up list itself, next to its supervisor's pipe. The wait on its own, with
 real Redis; then real ``runworker`` processes."""
 
+import asyncio
 import os
 import signal
 import threading
@@ -12,6 +13,8 @@ import pytest
 import redis
 
 from django_jobs import JobStatus
+from django_jobs.store import calls
+from django_jobs.store.execute import arun, run
 from django_jobs.worker import wakeups
 from django_jobs.worker.leases import Leases
 from django_jobs.worker.slots import GO, STOP
@@ -175,4 +178,29 @@ def test_a_result_is_read_once_its_notification_came_without_watching_again(priv
     # The waiter's watch, its wait and one read of the job; and the completion.
     assert stats["cmdstat_blmove"]["calls"] == 1
     assert stats["cmdstat_fcall"]["calls"] == 3
+    client.close()
+
+
+@pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
+def test_a_job_read_behind_a_wait_is_read_again_when_the_server_lost_the_scripts(
+    private_redis, configure, functions
+):
+    """The read sent behind ``result()``'s wait meets a server that restarted without the
+    scripts: it loads them and reads again, with the sync and the asyncio client."""
+    from django_jobs import JobQueue
+
+    configure(REDIS_FUNCTIONS=functions)
+    queue = JobQueue()
+    handle = jobs.add.delay(2, 3)
+    job = Leases(queue.prefix).dequeue(worker_id="w", lease=30)
+    run(calls.watch(queue.keys, job_id=handle.id))  # its outcome goes to its done list
+    Leases(queue.prefix).complete_job(job, 5)
+    client = private_redis.client()
+
+    for wait in (run, lambda plan: asyncio.run(arun(plan))):
+        client.execute_command("FUNCTION", "FLUSH")
+        client.execute_command("SCRIPT", "FLUSH")
+        token, done = wait(calls.wait_done(queue.keys, job_id=handle.id, timeout=1))
+        assert token is not None
+        assert (done.id, done.status, done.result) == (handle.id, JobStatus.COMPLETED, 5)
     client.close()

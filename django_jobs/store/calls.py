@@ -18,7 +18,7 @@ from django_jobs.job import Job
 from django_jobs.serialization import dumps, from_timestamp, loads, utcnow
 from django_jobs.store.commands import Command, Plan
 from django_jobs.store.keys import Keys
-from django_jobs.store.scripts import SCRIPTS
+from django_jobs.store.scripts import SCRIPTS, Call
 
 
 def text(value: bytes | str) -> str:
@@ -163,11 +163,20 @@ def watch(keys: Keys, *, job_id: str) -> Plan[str]:
     return text((yield SCRIPTS["watch"].call(job=keys.job(job_id))))
 
 
-def wait_done(keys: Keys, *, job_id: str, timeout: float) -> Plan[Any]:
+def wait_done(keys: Keys, *, job_id: str, timeout: float) -> Plan[tuple[Any, Job | None]]:
     """Wait up to ``timeout`` seconds for the done list of ``job_id``, leaving it as it is (a
-    rotating ``BLMOVE``, so that every waiter sees the same element)."""
+    rotating ``BLMOVE``, so that every waiter sees the same element), and read the job as the
+    wait ends (:func:`fetch`, sent behind it in the same write: no round trip between the end
+    of the job and its result). Returns the element (``None`` when the wait ran out) and the
+    job (``None`` if it no longer exists)."""
     key = keys.done(job_id)
-    return (yield Command(("BLMOVE", key, key, "RIGHT", "LEFT", timeout), block=timeout))
+    token, reply = yield Command(
+        ("BLMOVE", key, key, "RIGHT", "LEFT", timeout),
+        block=timeout,
+        then=_fetch_call(keys, [job_id]),
+    )
+    found = _jobs(reply)
+    return token, found[0] if found else None
 
 
 def _jobs(reply: list[Any]) -> list[Job]:
@@ -182,12 +191,12 @@ def _jobs(reply: list[Any]) -> list[Job]:
 
 def fetch(keys: Keys, *, ids: list[str]) -> Plan[list[Job]]:
     """The jobs of these ids that exist, with their results."""
-    return _jobs(
-        (
-            yield SCRIPTS["fetch"].call(
-                route=keys.dead, prefix=keys.prefix, result_since=result_since(), ids=ids
-            )
-        )
+    return _jobs((yield _fetch_call(keys, ids)))
+
+
+def _fetch_call(keys: Keys, ids: list[str]) -> Call:
+    return SCRIPTS["fetch"].call(
+        route=keys.dead, prefix=keys.prefix, result_since=result_since(), ids=ids
     )
 
 

@@ -35,10 +35,16 @@ class Command:
     whatever socket timeout the client was made with (a URL's ``?socket_timeout=1``, or
     django-redis's ``SOCKET_TIMEOUT``), so that a healthy wait is never cut short while a
     silent server is still noticed.
+
+    ``then``, with ``block``: a script call sent in the same write, behind the wait, which
+    Redis runs as soon as the wait ends (the reply is then the pair of replies): what the
+    waiter would do next, without a round trip of its own (``result()`` reads the job that its
+    wait says finished). It must be safe to send again, as it is after an error reply.
     """
 
     args: tuple[Any, ...]
     block: float | None = None
+    then: Call | None = None
 
     @property
     def read_timeout(self) -> float:

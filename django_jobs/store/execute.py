@@ -17,7 +17,7 @@ from redis.exceptions import RedisClusterException
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.store import nodes
-from django_jobs.store.commands import Command, Plan, asend, recovered, send
+from django_jobs.store.commands import Command, Plan, asend, command_of, recovered, send
 from django_jobs.store.connection import get_async_redis, get_redis, pooled, redis_outage
 from django_jobs.store.errors import translated
 from django_jobs.store.scripts import Call
@@ -28,8 +28,10 @@ P = ParamSpec("P")
 S = TypeVar("S")
 
 
-def _send_blocking(client: Any, step: Command) -> Any:
-    """A blocking command on a connection of the client's pool, with its own read timeout.
+def _send_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = None) -> Any:
+    """A blocking command on a connection of the client's pool, with its own read timeout,
+    and the command ``behind`` it in the same write (:attr:`Command.then`): then the pair of
+    replies, the second's error reply as the exception read.
 
     redis-py has no per-command timeout for the sync client: the connection's ``can_read``
     waits for the reply with the timeout given (and restores the socket's own afterwards);
@@ -37,10 +39,11 @@ def _send_blocking(client: Any, step: Command) -> Any:
     """
     pool = client.connection_pool
     connection = pooled(pool, step.args[0])
+    commands = [step.args] if behind is None else [step.args, behind]
     try:
         for attempt in (1, 2):
             try:
-                connection.send_command(*step.args)
+                connection.send_packed_command(connection.pack_commands(commands))
                 break
             except redis.ConnectionError:
                 # A pooled connection that Redis closed (e.g. it restarted): one fresh try,
@@ -50,38 +53,63 @@ def _send_blocking(client: Any, step: Command) -> Any:
                     raise
         if not connection.can_read(timeout=step.read_timeout):
             raise redis.TimeoutError(f"No reply to {step.args[0]} in {step.read_timeout:g} s")
-        return connection.read_response()
-    except redis.ResponseError:
-        raise
+        replies = [_read(connection) for _ in commands]
     except BaseException:
         # An unread (or half-read) reply would be taken for the next command's.
         connection.disconnect()
         raise
     finally:
         pool.release(connection)
+    return _replies(replies)
 
 
-async def _asend_blocking(client: Any, step: Command) -> Any:
+def _read(connection: Any) -> Any:
+    """The next reply; an error reply as the exception read, so that the replies after it are
+    still read before it is raised."""
+    try:
+        return connection.read_response()
+    except redis.ResponseError as exc:
+        return exc
+
+
+async def _aread(connection: Any, timeout: float) -> Any:
+    try:
+        return await connection.read_response(timeout=timeout)
+    except redis.ResponseError as exc:
+        return exc
+
+
+def _replies(replies: list[Any]) -> Any:
+    """The reply of a blocking step: its own (an error reply raised), and with a command behind
+    it the pair."""
+    if isinstance(replies[0], redis.ResponseError):
+        raise replies[0]
+    return replies[0] if len(replies) == 1 else tuple(replies)
+
+
+async def _asend_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = None) -> Any:
     """The asyncio twin of :func:`_send_blocking`: ``read_response`` takes a timeout there."""
     pool = client.connection_pool
     connection = await pooled(pool, step.args[0])
+    commands = [step.args] if behind is None else [step.args, behind]
     try:
         for attempt in (1, 2):
             try:
-                await connection.send_command(*step.args)
+                await connection.send_packed_command(connection.pack_commands(commands))
                 break
             except redis.ConnectionError:
                 await connection.disconnect()
                 if attempt == 2:
                     raise
-        return await connection.read_response(timeout=step.read_timeout)
-    except redis.ResponseError:
-        raise
+        replies = [await _aread(connection, step.read_timeout)]
+        if behind is not None:
+            replies.append(await _aread(connection, float(jobs_settings.REDIS_SOCKET_TIMEOUT)))
     except BaseException:
         await connection.disconnect()
         raise
     finally:
         await pool.release(connection)
+    return _replies(replies)
 
 
 # The scripts that accept new jobs: with WAIT_FOR_REPLICAS, their calls wait for replicas.
@@ -99,9 +127,15 @@ def execute(client: Any, step: Call | Command) -> Any:
     try:
         if isinstance(step, Command) and step.block is not None:
             if is_cluster_client(client):
+                # The call behind the wait follows it (FCALL would go to a node as it is).
                 reply = nodes.send_blocking(client, step, _send_blocking)
+                if step.then is not None:
+                    reply = (reply, send(client, step.then))
             else:
-                reply = _send_blocking(client, step)
+                behind = None if step.then is None else command_of(client, step.then)
+                reply = _send_blocking(client, step, behind)
+                if step.then is not None:
+                    reply = (reply[0], _reply_to(client, step.then, reply[1]))
         elif replicas := _replicas(step):
             timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
             reply = nodes.send_replicated(client, step, replicas, timeout)
@@ -113,14 +147,27 @@ def execute(client: Any, step: Call | Command) -> Any:
     return reply
 
 
+def _reply_to(client: Any, call: Call, reply: Any) -> Any:
+    """The reply to ``call`` sent behind a wait: as read, or after an error reply (such as a
+    script the server does not know yet, after a restart) from sending it again, which loads
+    what is missing."""
+    return send(client, call) if isinstance(reply, redis.ResponseError) else reply
+
+
 async def aexecute(client: Any, step: Call | Command) -> Any:
     """One step with an asyncio client."""
     try:
         if isinstance(step, Command) and step.block is not None:
             if is_cluster_client(client):
                 reply = await nodes.asend_blocking(client, step)
+                if step.then is not None:
+                    reply = (reply, await asend(client, step.then))
             else:
-                reply = await _asend_blocking(client, step)
+                behind = None if step.then is None else command_of(client, step.then)
+                reply = await _asend_blocking(client, step, behind)
+                if step.then is not None and isinstance(reply[1], redis.ResponseError):
+                    # Not loaded yet (a new server, a restart): sent again, which loads it.
+                    reply = (reply[0], await asend(client, step.then))
         elif replicas := _replicas(step):
             timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
             reply = await nodes.asend_replicated(client, step, replicas, timeout)
