@@ -16,7 +16,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections
 from django.dispatch import Signal
 
 from django_jobs import context as job_context
@@ -28,6 +27,7 @@ from django_jobs.registry import django_task_path, registry
 from django_jobs.serialization import check_json, utcnow
 from django_jobs.store.connection import connection_url, redact_url
 from django_jobs.worker import metrics
+from django_jobs.worker.database import close_old_connections
 from django_jobs.worker.leases import Failure, Leases
 
 logger = logging.getLogger("django_jobs.worker")
