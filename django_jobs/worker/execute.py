@@ -363,6 +363,8 @@ def notify(signal: Signal, job: Job, **arguments: Any) -> None:
     tracker that is down, or a bug in a receiver, must not stop jobs from being run and
     recorded. Django's own log of it goes to ``django.dispatch``, which a worker may not show.
     """
+    if not signal.receivers:  # none connected: nothing to look up (two signals per job)
+        return
     name = _NAMES.get(signal, "a signal")
     try:
         responses = signal.send_robust(registry.get(job.name), job=job, **arguments)
