@@ -1,7 +1,8 @@
 """A worker process's database connections between jobs: Django's ``close_old_connections``,
 as around a request, before and after each job; no connection outlives its ``CONN_MAX_AGE``,
-nor an error or an unrestored autocommit (a job that breaks its connection does not pass it
-on to the next one), and a health check (``CONN_HEALTH_CHECKS``) is due again at each job.
+an error that left it unusable, or an autocommit a job did not restore (a job that breaks its
+connection does not pass it on to the next one), and a health check (``CONN_HEALTH_CHECKS``)
+is due again at each job.
 
 Until a process has opened a database connection there is nothing to close or check, and the
 call is skipped: a worker whose jobs never use the database would spend more on it than on a
