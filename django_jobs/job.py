@@ -226,7 +226,7 @@ class Job:
             if not isinstance(values.get(required), str) or not values[required]:
                 raise InvalidJobRecord(f"{where}field {required!r} is missing or not a string.")
         for name, kind in JSON_KINDS.items():
-            if not isinstance(values.get(name, kind()), kind):
+            if name in values and not isinstance(values[name], kind):
                 raise InvalidJobRecord(f"{where}field {name!r} must be a {kind.__name__}.")
         return cls(**values)
 

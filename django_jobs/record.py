@@ -172,6 +172,22 @@ LEFT_OUT_WHEN_EMPTY = frozenset(
 # (``enqueue_jobs`` in _jobs.lua).
 LEADING_FIELDS = ("name", "queue", "priority", "created_at", "status")
 
+# A status or priority as stored, looked up: cheaper than calling the enum (a worker reads both
+# per job); other text is read by the enum, which refuses what is not one of its values.
+_STATUSES = {status.value: status for status in JobStatus}
+_PRIORITIES = {str(priority.value): priority for priority in JobPriority}
+
+
+def _status(value: str) -> JobStatus:
+    found = _STATUSES.get(value)
+    return found if found is not None else JobStatus(value)
+
+
+def _priority(value: str) -> JobPriority:
+    found = _PRIORITIES.get(value)
+    return found if found is not None else JobPriority(int(value))
+
+
 # How each field of a Redis hash is read (a worker reads one per claim: this is a hot path).
 HASH_READERS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), str),
@@ -181,8 +197,8 @@ HASH_READERS: dict[str, Callable[[str], Any]] = {
     **dict.fromkeys(_DATETIME_FIELDS, from_timestamp),
     **dict.fromkeys(_INT_FIELDS, int),
     **dict.fromkeys(_SECONDS_FIELDS, _seconds),
-    "status": JobStatus,
-    "priority": lambda value: JobPriority(int(value)),
+    "status": _status,
+    "priority": _priority,
     "cancel_requested": lambda value: value == "1",
     # A corrupt value reads as None, even for a worker: it is not needed to run the job.
     "progress": read_progress,

@@ -85,13 +85,18 @@ def _enqueue_spans(jobs: list[Job]) -> Iterator[None]:
             span.end()
 
 
-@contextlib.contextmanager
-def run_span(job: Job) -> Iterator[Any]:
+# What run_span is without OpenTelemetry: one context manager that yields None, for every run.
+_NO_SPAN = contextlib.nullcontext()
+
+
+def run_span(job: Job) -> contextlib.AbstractContextManager[Any]:
     """The current span while ``job`` runs, a child of its enqueue's span when its meta carries
     that context. Yields the span (``None`` without OpenTelemetry) for :func:`finish`."""
-    if trace is None:
-        yield None
-        return
+    return _NO_SPAN if trace is None else _run_span(job)
+
+
+@contextlib.contextmanager
+def _run_span(job: Job) -> Iterator[Any]:
     carrier = {key: str(job.meta[key]) for key in TRACE_CONTEXT_KEYS if key in job.meta}
     parent = propagate.extract(carrier) if carrier else None
     with trace.get_tracer(TRACER).start_as_current_span(

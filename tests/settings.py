@@ -29,6 +29,8 @@ DATABASES = {
         "NAME": os.environ.get("JOBS_TEST_DB", ":memory:"),
         "TEST": {"NAME": _TEST_DB},
         "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+        # JSON: "null" keeps connections open (tests/test_worker_database.py).
+        "CONN_MAX_AGE": json.loads(os.environ.get("JOBS_TEST_CONN_MAX_AGE", "0")),
     }
 }
 # JOBS_TEST_POSTGRES=1 runs the suite on PostgreSQL instead (CI does it on one matrix entry;

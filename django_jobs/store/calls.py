@@ -33,7 +33,10 @@ def text(value: bytes | str) -> str:
 
 def record(flat: list[Any]) -> dict[str, str]:
     """A flat field/value reply (``HGETALL``) as a dict of text."""
-    items = [text(v) for v in flat]
+    try:  # all bytes of UTF-8, as a worker's claims are: one pass (a worker reads one per job)
+        items = [v.decode() for v in flat]
+    except (AttributeError, UnicodeDecodeError):
+        items = [text(v) for v in flat]
     return dict(zip(items[::2], items[1::2], strict=True))
 
 

@@ -74,14 +74,14 @@ class Shared:
         self.heartbeat.value = time.monotonic()
 
 
-# A sync process leases up to BATCH jobs in one call when the list it takes from is deep and its
-# last job took less than QUICK seconds: the jobs of a batch run one after the other while they
-# are quick (after a slower one the rest go back to the head of their list, for any process to
-# take), so a job of higher priority enqueued meanwhile waits for a few quick jobs at most. The
-# completions of the finished jobs go with the next call: they wait at most for the jobs after
-# them in the batch, as before starting one the process records on their own those that ended
-# more than ACK_WITHIN seconds ago.
-BATCH = 8
+# A sync process leases up to BATCH jobs in one call (a call costs it and Redis what several
+# trivial jobs do) when the list it takes from is deep and its last job took less than QUICK
+# seconds: they run one after the other while they are quick (after a slower one the rest go
+# back to the head of their list), so a job of higher priority enqueued meanwhile waits for 15
+# quick jobs at most. The completions of the finished jobs go with the next call: they wait at
+# most for the jobs after them in the batch, as before starting one the process records on their
+# own those that ended more than ACK_WITHIN seconds ago.
+BATCH = 16
 QUICK = 0.005
 ACK_WITHIN = 0.05
 

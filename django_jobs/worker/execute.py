@@ -16,7 +16,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import close_old_connections
 from django.dispatch import Signal
 
 from django_jobs import context as job_context
@@ -28,6 +27,7 @@ from django_jobs.registry import django_task_path, registry
 from django_jobs.serialization import check_json, utcnow
 from django_jobs.store.connection import connection_url, redact_url
 from django_jobs.worker import metrics
+from django_jobs.worker.database import close_old_connections
 from django_jobs.worker.leases import Failure, Leases
 
 logger = logging.getLogger("django_jobs.worker")
@@ -363,6 +363,8 @@ def notify(signal: Signal, job: Job, **arguments: Any) -> None:
     tracker that is down, or a bug in a receiver, must not stop jobs from being run and
     recorded. Django's own log of it goes to ``django.dispatch``, which a worker may not show.
     """
+    if not signal.receivers:  # none connected: nothing to look up (two signals per job)
+        return
     name = _NAMES.get(signal, "a signal")
     try:
         responses = signal.send_robust(registry.get(job.name), job=job, **arguments)

@@ -121,6 +121,29 @@ def fail_until_fixed(label):
     return append_to_ledger(label)
 
 
+# The database connections that jobs of this process used, kept so that a new connection cannot
+# be taken for an earlier one at a freed address (tests/test_worker_database.py).
+_DB_CONNECTIONS = []
+
+
+@job
+def use_database(break_it=False):
+    """Run a query; return whether the connection is one an earlier job of this process used,
+    and whether it is in autocommit mode. ``break_it`` then turns autocommit off and leaves it
+    so, as a job that forgot to restore it would: Django must not hand that connection on."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    raw = connection.connection
+    found = {"reused": any(raw is seen for seen in _DB_CONNECTIONS)}
+    found["autocommit"] = connection.get_autocommit()
+    _DB_CONNECTIONS.append(raw)
+    if break_it:
+        connection.set_autocommit(False)
+    return found
+
+
 # -- chains and groups (tests/test_workflow_faults.py) -------------------------------------------
 
 
