@@ -1,27 +1,45 @@
 -- What enqueues, leases, acknowledges, cancels and deletes jobs, on top of _lib.lua, _flow.lua
 -- and _workflow.lua (scripts.py puts the four in that order in front of each script).
 
--- Store the jobs described by ``jobs`` (a flat list, see calls.enqueue_values: per job its id,
--- due time, user id, field count n, then n field/value pairs that start with name, queue,
--- priority, created_at and status, record.py: LEADING_FIELDS) and make them ready, or due
--- later, or (status 'waiting': a workflow's step) waiting for the steps before it. A job with a
--- unique key that another job holds is not stored.
+-- Store the jobs described by ``jobs`` (the decoded JSON array of calls.enqueue_values, flat:
+-- per job its id, due time, user id, field count n, then n field/value pairs that start with
+-- name, queue, priority, created_at and status, record.py: LEADING_FIELDS) and make them ready,
+-- or due later, or (status 'waiting': a workflow's step) waiting for the steps before it. A job
+-- with a unique key that another job holds is not stored.
 -- Returns {id, holder id, ...} for those, and sends a wake-up per ready job, and one when a
 -- delayed job is due before all others.
 local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
   local wakeups, taken = 0, {}
-  local i = 1
   local enqueued = {}  -- queue -> name -> count: one HINCRBY per kind of job, not per job
-  -- Ready ids by list, in order, and the lists in the order first met: one RPUSH per list.
+  -- Ready ids by queue and priority, in order, and their lists in the order first met: one
+  -- RPUSH per list.
   local ready, lists = {}, {}
-  while i <= #jobs do
+  -- Ids are made before the call: one that exists was stored by an earlier send of this call
+  -- whose reply was lost, and sending it again must not store (or run) the job twice. One
+  -- EXISTS of all the keys answers for the whole call on its first send (none exists, and no
+  -- id comes twice); otherwise each job is looked up before it is stored.
+  local keys, starts, seen, repeated = {}, {}, {}, false
+  local i, n = 1, #jobs
+  while i <= n do
+    local jkey = job_key(prefix, jobs[i])
+    if seen[jkey] then repeated = true end
+    seen[jkey] = true
+    keys[#keys + 1] = jkey
+    starts[#starts + 1] = i
+    i = i + 4 + 2 * tonumber(jobs[i + 3])
+  end
+  local found = 0
+  -- In slices: unpack() returns a few thousand values at most.
+  for s = 1, #keys, 1000 do
+    found = found + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
+  end
+  local look = repeated or found > 0
+  for k, jkey in ipairs(keys) do
+    i = starts[k]
     local id, due, user = jobs[i], jobs[i + 1], jobs[i + 2]
     local last = i + 3 + 2 * tonumber(jobs[i + 3])
     local name, queue, priority = jobs[i + 5], jobs[i + 7], jobs[i + 9]
-    local jkey = job_key(prefix, id)
-    -- Ids are made before the call: one that exists was stored by an earlier send of this
-    -- call whose reply was lost. Sending it again must not store (or run) the job twice.
-    if redis.call('EXISTS', jkey) == 0 then
+    if not look or redis.call('EXISTS', jkey) == 0 then
       local holder = nil
       -- ``on_end`` (the hash's last field when set) marks the jobs that may hold a unique key.
       if jobs[last - 1] == 'on_end' then
@@ -51,9 +69,13 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
             wakeups = wakeups + 1
           end
         else
-          local list = list_key(prefix, queue, priority)
-          local ids = ready[list]
-          if not ids then ids = {}; ready[list] = ids; lists[#lists + 1] = list end
+          local by_priority = ready[queue]
+          if not by_priority then by_priority = {}; ready[queue] = by_priority end
+          local ids = by_priority[priority]
+          if not ids then
+            ids = {}; by_priority[priority] = ids
+            lists[#lists + 1] = {list_key(prefix, queue, priority), ids}
+          end
           ids[#ids + 1] = id
         end
         if user ~= '' then
@@ -65,10 +87,9 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
         end
       end
     end
-    i = last + 1
   end
-  for _, list in ipairs(lists) do
-    local ids = ready[list]
+  for _, pair in ipairs(lists) do
+    local list, ids = pair[1], pair[2]
     -- In slices: unpack() returns a few thousand values at most.
     for s = 1, #ids, 1000 do redis.call('RPUSH', list, unpack(ids, s, math.min(s + 999, #ids))) end
     wakeups = wakeups + #ids
