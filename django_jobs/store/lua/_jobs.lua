@@ -1,14 +1,33 @@
 -- What enqueues, leases, acknowledges, cancels and deletes jobs, on top of _lib.lua, _flow.lua
 -- and _workflow.lua (scripts.py puts the four in that order in front of each script).
 
--- Store the jobs described by ``jobs`` (the decoded JSON array of calls.enqueue_values, flat:
--- per job its id, due time, user id, field count n, then n field/value pairs that start with
--- name, queue, priority, created_at and status, record.py: LEADING_FIELDS) and make them ready,
--- or due later, or (status 'waiting': a workflow's step) waiting for the steps before it. A job
--- with a unique key that another job holds is not stored.
+-- Store the jobs of ``call`` (the decoded JSON of calls.enqueue_values: {shapes, jobs}) and make
+-- them ready, or due later, or (status 'waiting': a workflow's step) waiting for the steps
+-- before it. A shape is what jobs of a call share: {name, queue, priority, status, then the
+-- names of the hash's fields after record.py's LEADING_FIELDS}. ``jobs`` is flat: per job its
+-- id, due time, user id, shape (its index), created_at, then the values of its shape's fields.
+-- A job with a unique key that another job holds is not stored.
 -- Returns {id, holder id, ...} for those, and sends a wake-up per ready job, and one when a
 -- delayed job is due before all others.
-local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
+local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, wakeup_key)
+  local jobs = call[2]
+  -- Per shape the arguments of its jobs' HSET (each job writes its values into them), how many
+  -- values a job has after its created_at, and where its unique key and time are, if any.
+  local shapes = {}
+  for s, shape in ipairs(call[1]) do
+    local row = {'name', shape[1], 'queue', shape[2], 'priority', shape[3], 'created_at', '', 'status', shape[4]}
+    local spec = {row = row, extra = #shape - 4, waiting = shape[4] == 'waiting'}
+    for k = 5, #shape do
+      local field = shape[k]
+      row[#row + 1] = field
+      row[#row + 1] = ''
+      -- Where its value is.
+      if field == 'unique_key' then spec.unique = #row
+      elseif field == 'unique_for' then spec.unique_for = #row
+      end
+    end
+    shapes[s] = spec
+  end
   local wakeups, taken = 0, {}
   local enqueued = {}  -- queue -> name -> count: one HINCRBY per kind of job, not per job
   -- Ready ids by queue and priority, in order, and their lists in the order first met: one
@@ -26,7 +45,7 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
     seen[jkey] = true
     keys[#keys + 1] = jkey
     starts[#starts + 1] = i
-    i = i + 4 + 2 * tonumber(jobs[i + 3])
+    i = i + 5 + shapes[jobs[i + 3]].extra
   end
   local found = 0
   -- In slices: unpack() returns a few thousand values at most.
@@ -37,31 +56,30 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
   for k, jkey in ipairs(keys) do
     i = starts[k]
     local id, due, user = jobs[i], jobs[i + 1], jobs[i + 2]
-    local last = i + 3 + 2 * tonumber(jobs[i + 3])
-    local name, queue, priority = jobs[i + 5], jobs[i + 7], jobs[i + 9]
+    local shape = shapes[jobs[i + 3]]
+    local row = shape.row
+    local name, queue, priority, created_at = row[2], row[4], row[6], jobs[i + 4]
     if not look or redis.call('EXISTS', jkey) == 0 then
+      row[8] = created_at
+      for j = 1, shape.extra do row[10 + 2 * j] = jobs[i + 4 + j] end
       local holder = nil
-      -- ``on_end`` (the hash's last field when set) marks the jobs that may hold a unique key.
-      if jobs[last - 1] == 'on_end' then
-        local unique, ttl = nil, ''
-        for j = i + 14, last - 2, 2 do
-          local field = jobs[j]
-          if field == 'unique_key' then unique = jobs[j + 1]
-          elseif field == 'unique_for' then ttl = string.format('%d', math.ceil(tonumber(jobs[j + 1]) * 1000))
-          end
+      if shape.unique then
+        local ttl = ''
+        if shape.unique_for then
+          ttl = string.format('%d', math.ceil(tonumber(row[shape.unique_for]) * 1000))
         end
-        holder = unique and flows().unique_take(prefix, unique, ttl, id)
+        holder = flows().unique_take(prefix, row[shape.unique], ttl, id)
       end
       if holder then
         taken[#taken + 1] = id
         taken[#taken + 1] = holder
       else
-        redis.call('HSET', jkey, unpack(jobs, i + 4, last))
+        redis.call('HSET', jkey, unpack(row))
         local names = enqueued[queue]
         if not names then names = {}; enqueued[queue] = names end
         names[name] = (names[name] or 0) + 1
-        if jobs[i + 13] == 'waiting' then
-          redis.call('ZADD', waiting_jobs_key(prefix), jobs[i + 11], id)
+        if shape.waiting then
+          redis.call('ZADD', waiting_jobs_key(prefix), created_at, id)
         elseif due ~= '' then
           redis.call('ZADD', scheduled_key, due, id)
           if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
@@ -81,7 +99,7 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
         if user ~= '' then
           -- The user index covers JOB_TTL, like the records of finished jobs.
           local ukey = prefix .. ':user:' .. user
-          redis.call('ZADD', ukey, jobs[i + 11], id)
+          redis.call('ZADD', ukey, created_at, id)
           redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
           redis.call('EXPIRE', ukey, user_ttl)
         end

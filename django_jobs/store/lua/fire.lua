@@ -8,10 +8,10 @@
 -- The others as for enqueue.lua, with one job.
 -- Returns the id of the tick's job: this job's, the one an earlier claim enqueued, or the job
 -- that holds the unique key of the task's job (an earlier run still pending or running).
-local jobs = cjson.decode(A.jobs)
-local id = jobs[1]
+local call = cjson.decode(A.jobs)
+local id = call[2][1]
 if redis.call('SET', K.tick, id, 'NX', 'EX', A.ttl) then
-  local taken = enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, jobs, K.scheduled, K.wakeup)
+  local taken = enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, call, K.scheduled, K.wakeup)
   if #taken > 0 then
     redis.call('SET', K.tick, taken[2], 'XX', 'KEEPTTL')
     return taken[2]
