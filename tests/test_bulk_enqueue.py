@@ -1,6 +1,8 @@
 """enqueue_many() in chunks (django_jobs.bulk): every job stored once, in order, across chunk
 boundaries and resends; a chunk that fails after others were stored says which were."""
 
+import dataclasses
+
 import pytest
 
 from django_jobs import JobPriority, bulk
@@ -79,3 +81,35 @@ def test_a_bad_item_in_the_middle_enqueues_nothing(queue, redis_client, chunk_of
         queue.enqueue_many([*jobs[:4], "bulk.item", jobs[4]])
 
     assert redis_client.llen(queue.keys.queue("default", JobPriority.NORMAL)) == 0
+
+
+def test_jobs_of_many_shapes_in_one_call_are_stored_as_one_by_one(queue, redis_client):
+    # Each option changes the fields of the record (its shape in the script's argument).
+    options = [
+        {},
+        {"user_id": 7},
+        {"user_id": "ann"},
+        {"delay": 60},
+        {"max_retries": 0, "timeout": 12.5, "priority": "critical"},
+        {"meta": {"by": "ops", "é": "ü"}, "queue": "emails"},
+        {"flow": Flow.of(unique=True)},
+        {"retry_backoff_base": 5},
+    ]
+    jobs = [
+        queue.build_job("bulk.item", [i, "x\n\u2028😀"], {"k": [i]}, **options[i % len(options)])
+        for i in range(24)
+    ]
+
+    stored = queue.enqueue_many(jobs)
+
+    assert [job.id for job in stored] == [job.id for job in jobs]
+    assert queue.get_jobs([job.id for job in jobs]) == {job.id: job for job in jobs}
+    # The same record as the job's enqueued alone.
+    alone = dataclasses.replace(jobs[4], id=jobs[4].id + "-alone")
+    queue.enqueue_many([alone])
+    assert redis_client.hgetall(queue.keys.job(alone.id)) == redis_client.hgetall(
+        queue.keys.job(jobs[4].id)
+    )
+    assert [job.id for job in queue.jobs_for_user(7)] == [j.id for j in jobs[1::8]][::-1]
+    assert [job.id for job in queue.jobs_for_user("ann")] == [j.id for j in jobs[2::8]][::-1]
+    assert redis_client.zrange(queue.keys.scheduled, 0, -1) == [j.id for j in jobs[3::8]]
