@@ -12,11 +12,21 @@
 local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, wakeup_key)
   local jobs = call[2]
   -- Per shape the arguments of its jobs' HSET (each job writes its values into them), how many
-  -- values a job has after its created_at, and where its unique key and time are, if any.
-  local shapes = {}
+  -- values a job has after its created_at, where its unique key and time are, if any, the ids
+  -- of its ready jobs (in a table its queue and priority share with other shapes: one RPUSH
+  -- per list, in order) and how many of its jobs were stored (one HINCRBY per kind of job).
+  local shapes, ready, lists = {}, {}, {}
   for s, shape in ipairs(call[1]) do
-    local row = {'name', shape[1], 'queue', shape[2], 'priority', shape[3], 'created_at', '', 'status', shape[4]}
-    local spec = {row = row, extra = #shape - 4, waiting = shape[4] == 'waiting'}
+    local queue, priority = shape[2], shape[3]
+    local row = {'name', shape[1], 'queue', queue, 'priority', priority, 'created_at', '', 'status', shape[4]}
+    local by_priority = ready[queue]
+    if not by_priority then by_priority = {}; ready[queue] = by_priority end
+    local ids = by_priority[priority]
+    if not ids then
+      ids = {}; by_priority[priority] = ids
+      lists[#lists + 1] = {list_key(prefix, queue, priority), ids}
+    end
+    local spec = {row = row, extra = #shape - 4, waiting = shape[4] == 'waiting', ready = ids, stored = 0}
     for k = 5, #shape do
       local field = shape[k]
       row[#row + 1] = field
@@ -29,10 +39,6 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
     shapes[s] = spec
   end
   local wakeups, taken = 0, {}
-  local enqueued = {}  -- queue -> name -> count: one HINCRBY per kind of job, not per job
-  -- Ready ids by queue and priority, in order, and their lists in the order first met: one
-  -- RPUSH per list.
-  local ready, lists = {}, {}
   -- Ids are made before the call: one that exists was stored by an earlier send of this call
   -- whose reply was lost, and sending it again must not store (or run) the job twice. One
   -- EXISTS of all the keys answers for the whole call on its first send (none exists, and no
@@ -57,8 +63,7 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
     i = starts[k]
     local id, due, user = jobs[i], jobs[i + 1], jobs[i + 2]
     local shape = shapes[jobs[i + 3]]
-    local row = shape.row
-    local name, queue, priority, created_at = row[2], row[4], row[6], jobs[i + 4]
+    local row, created_at = shape.row, jobs[i + 4]
     if not look or redis.call('EXISTS', jkey) == 0 then
       row[8] = created_at
       for j = 1, shape.extra do row[10 + 2 * j] = jobs[i + 4 + j] end
@@ -75,9 +80,7 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
         taken[#taken + 1] = holder
       else
         redis.call('HSET', jkey, unpack(row))
-        local names = enqueued[queue]
-        if not names then names = {}; enqueued[queue] = names end
-        names[name] = (names[name] or 0) + 1
+        shape.stored = shape.stored + 1
         if shape.waiting then
           redis.call('ZADD', waiting_jobs_key(prefix), created_at, id)
         elseif due ~= '' then
@@ -87,13 +90,7 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
             wakeups = wakeups + 1
           end
         else
-          local by_priority = ready[queue]
-          if not by_priority then by_priority = {}; ready[queue] = by_priority end
-          local ids = by_priority[priority]
-          if not ids then
-            ids = {}; by_priority[priority] = ids
-            lists[#lists + 1] = {list_key(prefix, queue, priority), ids}
-          end
+          local ids = shape.ready
           ids[#ids + 1] = id
         end
         if user ~= '' then
@@ -112,9 +109,18 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
     for s = 1, #ids, 1000 do redis.call('RPUSH', list, unpack(ids, s, math.min(s + 999, #ids))) end
     wakeups = wakeups + #ids
   end
+  local enqueued = {}  -- queue -> name -> count
+  for _, shape in ipairs(shapes) do
+    local queue, name = shape.row[4], shape.row[2]
+    local names = enqueued[queue]
+    if not names then names = {}; enqueued[queue] = names end
+    names[name] = (names[name] or 0) + shape.stored
+  end
   for queue, names in pairs(enqueued) do
     for name, count in pairs(names) do
-      count_event(prefix, 'enqueued', queue, name, count == 1 and '1' or string.format('%d', count))
+      if count > 0 then
+        count_event(prefix, 'enqueued', queue, name, count == 1 and '1' or string.format('%d', count))
+      end
     end
   end
   wake(wakeup_key, wakeups)
