@@ -1,9 +1,9 @@
 """Bulk enqueue: the jobs of one ``JobQueue.enqueue_many()`` sent to Redis in chunks, one
 enqueue script call per chunk of at most :data:`CHUNK` jobs of one shard.
 
-A chunk is stored whole or not at all (one script call). A call that fails after others
-stored their chunks raises its error with what was and was not enqueued (see
-:func:`stored_in_chunks`), never a silent partial enqueue.
+A chunk is one script call, which no other client's command interleaves with. A call that
+fails after others stored their chunks raises its error with what was and was not enqueued
+(see :func:`stored_in_chunks`), never a silent partial enqueue.
 """
 
 from __future__ import annotations
