@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from django_jobs import rules, spread, tracing, validation
+from django_jobs import bulk, rules, spread, tracing, validation
 from django_jobs.browse import (
     DEAD_WORKERS_KEPT,
     JobBrowser,
@@ -107,17 +107,17 @@ class JobQueue(JobBrowser):
         another job holds is not stored: the job that holds the key stands in its place (its
         id differs from the one built; ``.delay()`` says so with ``handle.created``).
 
-        If Redis cannot be reached the call is sent once more before
-        :class:`~django_jobs.exceptions.RedisUnavailable` is raised: Redis may have stored the
-        jobs and lost only its reply, and storing is idempotent on the job ids (a job whose id
-        exists is left as it is), so a job is stored once either way.
+        One round trip per 1,000 jobs of a shard (:mod:`django_jobs.bulk`). If Redis cannot be
+        reached a call is sent once more before :class:`~django_jobs.exceptions.RedisUnavailable`
+        is raised: Redis may have stored the jobs and lost only its reply, and storing is
+        idempotent on the job ids (a job whose id exists is left as it is), so a job is stored
+        once either way. An error after some calls stored their jobs says which (its
+        ``enqueued`` and ``not_enqueued``: :func:`django_jobs.bulk.stored_in_chunks`).
         """
         jobs = checked_jobs(jobs)
-        taken: dict[str, str] = {}
-        # One round trip per shard the jobs' queues live in (one without SHARDS).
-        for shard, part in shards.by_shard_of(jobs).items():
-            keys = self.shard_keys(shard)
-            taken.update((yield from self._store(calls.enqueue, keys, jobs=part)))
+        taken = yield from bulk.stored_in_chunks(
+            jobs, self.shard_keys, lambda keys, chunk: self._store(calls.enqueue, keys, jobs=chunk)
+        )
         if not taken:
             return jobs
         holders = yield from self._get_jobs(set(taken.values()))

@@ -64,8 +64,11 @@ def by_shard(queues: Iterable[str]) -> dict[str, list[str]]:
 
 def by_shard_of(jobs: Iterable[Job]) -> dict[str, list[Job]]:
     """``jobs`` grouped by the shard of their queues, each group in the order given."""
+    listed = list(jobs)
+    if not jobs_settings.SHARDS:  # read once, not per job (a bulk enqueue has thousands)
+        return {DEFAULT: listed} if listed else {}
     grouped: dict[str, list[Job]] = {}
-    for job in jobs:
+    for job in listed:
         grouped.setdefault(of_queue(job.queue), []).append(job)
     return grouped
 

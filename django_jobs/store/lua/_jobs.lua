@@ -1,49 +1,88 @@
 -- What enqueues, leases, acknowledges, cancels and deletes jobs, on top of _lib.lua, _flow.lua
 -- and _workflow.lua (scripts.py puts the four in that order in front of each script).
 
--- Store the jobs described by ``jobs`` (a flat list, see calls.enqueue_values: per job its id,
--- due time, user id, field count n, then n field/value pairs that start with name, queue,
--- priority, created_at and status, record.py: LEADING_FIELDS) and make them ready, or due
--- later, or (status 'waiting': a workflow's step) waiting for the steps before it. A job with a
--- unique key that another job holds is not stored.
+-- Store the jobs of ``call`` (the decoded JSON of calls.enqueue_values: {shapes, jobs}) and make
+-- them ready, or due later, or (status 'waiting': a workflow's step) waiting for the steps
+-- before it. A shape is what jobs of a call share: {name, queue, priority, status, then the
+-- names of the hash's fields after record.py's LEADING_FIELDS}. ``jobs`` is flat: per job its
+-- id, due time, user id, shape (its index), created_at, then the values of its shape's fields.
+-- A job with a unique key that another job holds is not stored.
 -- Returns {id, holder id, ...} for those, and sends a wake-up per ready job, and one when a
 -- delayed job is due before all others.
-local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, wakeup_key)
+local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, wakeup_key)
+  local jobs = call[2]
+  -- Per shape the arguments of its jobs' HSET (each job writes its values into them), how many
+  -- values a job has after its created_at, where its unique key and time are, if any, the ids
+  -- of its ready jobs (in a table its queue and priority share with other shapes: one RPUSH
+  -- per list, in order) and how many of its jobs were stored (one HINCRBY per kind of job).
+  local shapes, ready, lists = {}, {}, {}
+  for s, shape in ipairs(call[1]) do
+    local queue, priority = shape[2], shape[3]
+    local row = {'name', shape[1], 'queue', queue, 'priority', priority, 'created_at', '', 'status', shape[4]}
+    local by_priority = ready[queue]
+    if not by_priority then by_priority = {}; ready[queue] = by_priority end
+    local ids = by_priority[priority]
+    if not ids then
+      ids = {}; by_priority[priority] = ids
+      lists[#lists + 1] = {list_key(prefix, queue, priority), ids}
+    end
+    local spec = {row = row, extra = #shape - 4, waiting = shape[4] == 'waiting', ready = ids, stored = 0}
+    for k = 5, #shape do
+      local field = shape[k]
+      row[#row + 1] = field
+      row[#row + 1] = ''
+      -- Where its value is.
+      if field == 'unique_key' then spec.unique = #row
+      elseif field == 'unique_for' then spec.unique_for = #row
+      end
+    end
+    shapes[s] = spec
+  end
   local wakeups, taken = 0, {}
-  local i = 1
-  local enqueued = {}  -- queue -> name -> count: one HINCRBY per kind of job, not per job
-  -- Ready ids by list, in order, and the lists in the order first met: one RPUSH per list.
-  local ready, lists = {}, {}
-  while i <= #jobs do
+  -- Ids are made before the call: one that exists was stored by an earlier send of this call
+  -- whose reply was lost, and sending it again must not store (or run) the job twice. One
+  -- EXISTS of all the keys answers for the whole call on its first send (none exists, and no
+  -- id comes twice); otherwise each job is looked up before it is stored.
+  local keys, starts, seen, repeated = {}, {}, {}, false
+  local i, n = 1, #jobs
+  while i <= n do
+    local jkey = job_key(prefix, jobs[i])
+    if seen[jkey] then repeated = true end
+    seen[jkey] = true
+    keys[#keys + 1] = jkey
+    starts[#starts + 1] = i
+    i = i + 5 + shapes[jobs[i + 3]].extra
+  end
+  local found = 0
+  -- In slices: unpack() returns a few thousand values at most.
+  for s = 1, #keys, 1000 do
+    found = found + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
+  end
+  local look = repeated or found > 0
+  for k, jkey in ipairs(keys) do
+    i = starts[k]
     local id, due, user = jobs[i], jobs[i + 1], jobs[i + 2]
-    local last = i + 3 + 2 * tonumber(jobs[i + 3])
-    local name, queue, priority = jobs[i + 5], jobs[i + 7], jobs[i + 9]
-    local jkey = job_key(prefix, id)
-    -- Ids are made before the call: one that exists was stored by an earlier send of this
-    -- call whose reply was lost. Sending it again must not store (or run) the job twice.
-    if redis.call('EXISTS', jkey) == 0 then
+    local shape = shapes[jobs[i + 3]]
+    local row, created_at = shape.row, jobs[i + 4]
+    if not look or redis.call('EXISTS', jkey) == 0 then
+      row[8] = created_at
+      for j = 1, shape.extra do row[10 + 2 * j] = jobs[i + 4 + j] end
       local holder = nil
-      -- ``on_end`` (the hash's last field when set) marks the jobs that may hold a unique key.
-      if jobs[last - 1] == 'on_end' then
-        local unique, ttl = nil, ''
-        for j = i + 14, last - 2, 2 do
-          local field = jobs[j]
-          if field == 'unique_key' then unique = jobs[j + 1]
-          elseif field == 'unique_for' then ttl = string.format('%d', math.ceil(tonumber(jobs[j + 1]) * 1000))
-          end
+      if shape.unique then
+        local ttl = ''
+        if shape.unique_for then
+          ttl = string.format('%d', math.ceil(tonumber(row[shape.unique_for]) * 1000))
         end
-        holder = unique and flows().unique_take(prefix, unique, ttl, id)
+        holder = flows().unique_take(prefix, row[shape.unique], ttl, id)
       end
       if holder then
         taken[#taken + 1] = id
         taken[#taken + 1] = holder
       else
-        redis.call('HSET', jkey, unpack(jobs, i + 4, last))
-        local names = enqueued[queue]
-        if not names then names = {}; enqueued[queue] = names end
-        names[name] = (names[name] or 0) + 1
-        if jobs[i + 13] == 'waiting' then
-          redis.call('ZADD', waiting_jobs_key(prefix), jobs[i + 11], id)
+        redis.call('HSET', jkey, unpack(row))
+        shape.stored = shape.stored + 1
+        if shape.waiting then
+          redis.call('ZADD', waiting_jobs_key(prefix), created_at, id)
         elseif due ~= '' then
           redis.call('ZADD', scheduled_key, due, id)
           if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
@@ -51,31 +90,37 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, jobs, scheduled_key, w
             wakeups = wakeups + 1
           end
         else
-          local list = list_key(prefix, queue, priority)
-          local ids = ready[list]
-          if not ids then ids = {}; ready[list] = ids; lists[#lists + 1] = list end
+          local ids = shape.ready
           ids[#ids + 1] = id
         end
         if user ~= '' then
           -- The user index covers JOB_TTL, like the records of finished jobs.
           local ukey = prefix .. ':user:' .. user
-          redis.call('ZADD', ukey, jobs[i + 11], id)
+          redis.call('ZADD', ukey, created_at, id)
           redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
           redis.call('EXPIRE', ukey, user_ttl)
         end
       end
     end
-    i = last + 1
   end
-  for _, list in ipairs(lists) do
-    local ids = ready[list]
+  for _, pair in ipairs(lists) do
+    local list, ids = pair[1], pair[2]
     -- In slices: unpack() returns a few thousand values at most.
     for s = 1, #ids, 1000 do redis.call('RPUSH', list, unpack(ids, s, math.min(s + 999, #ids))) end
     wakeups = wakeups + #ids
   end
+  local enqueued = {}  -- queue -> name -> count
+  for _, shape in ipairs(shapes) do
+    local queue, name = shape.row[4], shape.row[2]
+    local names = enqueued[queue]
+    if not names then names = {}; enqueued[queue] = names end
+    names[name] = (names[name] or 0) + shape.stored
+  end
   for queue, names in pairs(enqueued) do
     for name, count in pairs(names) do
-      count_event(prefix, 'enqueued', queue, name, count == 1 and '1' or string.format('%d', count))
+      if count > 0 then
+        count_event(prefix, 'enqueued', queue, name, count == 1 and '1' or string.format('%d', count))
+      end
     end
   end
   wake(wakeup_key, wakeups)

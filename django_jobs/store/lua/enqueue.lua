@@ -1,7 +1,6 @@
 -- Store jobs and make them ready (or delay them). One call may carry many jobs.
 -- KEYS: scheduled, wakeup
--- ARGV: prefix, keep_since, user_ttl, *jobs
--- ``jobs`` as built by calls.enqueue_values: per job its id, due ('' = now), user_id
--- ('' = none), field count n, then n field/value pairs (record.py's LEADING_FIELDS first).
+-- ARGV: prefix, keep_since, user_ttl, jobs
+-- ``jobs``: JSON, as built by calls.enqueue_values (see enqueue_jobs in _jobs.lua).
 -- Returns {id, holder's id, ...} for the jobs not stored because another holds their unique key.
-return enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, A.jobs, K.scheduled, K.wakeup)
+return enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, cjson.decode(A.jobs), K.scheduled, K.wakeup)

@@ -2,15 +2,16 @@
 -- the tick and enqueueing its job are one step, so however many schedulers fire the same tick,
 -- one job is enqueued.
 -- KEYS: tick, task_runs, scheduled, wakeup
--- ARGV: ttl, due, runs_kept, prefix, keep_since, user_ttl, *jobs
+-- ARGV: ttl, due, runs_kept, prefix, keep_since, user_ttl, jobs
 -- ``ttl``: seconds the claim is kept. ``task_runs``: the index of the task's runs (job id ->
 -- ``due``), trimmed to the newest ``runs_kept`` and kept as long as job records (``user_ttl``).
 -- The others as for enqueue.lua, with one job.
 -- Returns the id of the tick's job: this job's, the one an earlier claim enqueued, or the job
 -- that holds the unique key of the task's job (an earlier run still pending or running).
-local id = A.jobs[1]
+local call = cjson.decode(A.jobs)
+local id = call[2][1]
 if redis.call('SET', K.tick, id, 'NX', 'EX', A.ttl) then
-  local taken = enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, A.jobs, K.scheduled, K.wakeup)
+  local taken = enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, call, K.scheduled, K.wakeup)
   if #taken > 0 then
     redis.call('SET', K.tick, taken[2], 'XX', 'KEEPTTL')
     return taken[2]

@@ -1,0 +1,63 @@
+"""Bulk enqueue: the jobs of one ``JobQueue.enqueue_many()`` sent to Redis in chunks, one
+enqueue script call per chunk of at most :data:`CHUNK` jobs of one shard.
+
+A chunk is one script call, which no other client's command interleaves with. A call that
+fails after others stored their chunks raises its error with what was and was not enqueued
+(see :func:`stored_in_chunks`), never a silent partial enqueue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django_jobs.job import Job
+from django_jobs.store import shards
+from django_jobs.store.commands import Plan
+from django_jobs.store.keys import Keys
+
+# Jobs per enqueue script call. Past a few hundred jobs a call costs Redis about the same per
+# job (callgrind: 43.7k instructions per job in calls of 100, 41.9k of 1,000, 41.6k of 5,000),
+# while a bigger call holds Redis up longer for every other client (a call of 1,000 plain jobs
+# takes about 5 ms of the server on the 2-core test machine) and builds a bigger argument.
+CHUNK = 1000
+
+
+def stored_in_chunks(
+    jobs: list[Job],
+    shard_keys: Callable[[str], Keys],
+    store: Callable[[Keys, list[Job]], Plan[dict[str, str]]],
+) -> Plan[dict[str, str]]:
+    """Store ``jobs`` with ``store(keys, chunk)`` per chunk (the ``enqueue`` plan of
+    :class:`~django_jobs.queue.JobQueue`), shard by shard, each in the order given; returns
+    the merged replies (``{id: holder's id}`` of the unique jobs another job stood in for).
+
+    When a call fails its error is raised with ``enqueued`` (the jobs the calls before it
+    stored) and ``not_enqueued`` (the others, in the order given: not stored, or, when the
+    reply of the last call was lost, not known to be) set on it, and a note that says so.
+    Sending the ``not_enqueued`` again is safe: storing is idempotent on the job ids.
+    """
+    taken: dict[str, str] = {}
+    done: list[Job] = []
+    for shard, part in shards.by_shard_of(jobs).items():
+        keys = shard_keys(shard)
+        for start in range(0, len(part), CHUNK):
+            chunk = part[start : start + CHUNK]
+            try:
+                taken.update((yield from store(keys, chunk)))
+            except Exception as exc:
+                _tell_what_was_enqueued(exc, jobs, done)
+                raise
+            done += chunk
+    return taken
+
+
+def _tell_what_was_enqueued(exc: Exception, jobs: list[Job], done: list[Job]) -> None:
+    stored = {job.id for job in done}
+    exc.enqueued = done  # type: ignore[attr-defined]
+    exc.not_enqueued = [job for job in jobs if job.id not in stored]  # type: ignore[attr-defined]
+    if done:
+        exc.add_note(
+            f"{len(done)} of the {len(jobs)} jobs of this enqueue_many() were enqueued before "
+            f"this error (its 'enqueued'); the other {len(jobs) - len(done)} were not, or not "
+            "for sure (its 'not_enqueued'): sending them again is safe."
+        )

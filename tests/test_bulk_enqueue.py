@@ -1,0 +1,115 @@
+"""enqueue_many() in chunks (django_jobs.bulk): every job stored once, in order, across chunk
+boundaries and resends; a chunk that fails after others were stored says which were."""
+
+import dataclasses
+
+import pytest
+
+from django_jobs import JobPriority, bulk
+from django_jobs.exceptions import StoreError
+from django_jobs.flow import Flow
+from tests.census import assert_census
+
+
+@pytest.fixture
+def chunk_of_three(monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 3)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 6, 7])
+def test_jobs_over_chunk_boundaries_land_in_order_once_and_counted(
+    queue, redis_client, chunk_of_three, count
+):
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(count)]
+
+    stored = queue.enqueue_many(jobs)
+    queue.enqueue_many(jobs)  # a resend (a reply lost): nothing twice
+
+    assert [job.id for job in stored] == [job.id for job in jobs]
+    assert redis_client.lrange(queue.keys.queue("default", JobPriority.NORMAL), 0, -1) == [
+        job.id for job in jobs
+    ]
+    assert_census(queue, redis_client, dict.fromkeys((j.id for j in jobs), "queue:default:normal"))
+    assert redis_client.hget(queue.keys.events, "enqueued|default|bulk.item") == str(count)
+    assert queue.get_job(jobs[-1].id) == jobs[-1]
+
+
+def test_a_job_given_twice_in_one_call_is_stored_once(queue, redis_client):
+    job = queue.build_job("bulk.item", [1])
+    other = queue.build_job("bulk.item", [2])
+
+    queue.enqueue_many([job, other, job])
+
+    assert redis_client.lrange(queue.keys.queue("default", JobPriority.NORMAL), 0, -1) == [
+        job.id,
+        other.id,
+    ]
+
+
+def test_unique_duplicates_in_later_chunks_resolve_to_the_first(queue, chunk_of_three):
+    unique = Flow.of(unique=True)
+    jobs = [queue.build_job("bulk.item", [i % 2], flow=unique) for i in range(5)]
+
+    stored = queue.enqueue_many(jobs)
+
+    assert [job.id for job in stored] == [jobs[0].id, jobs[1].id] * 2 + [jobs[0].id]
+
+
+def test_a_failing_chunk_says_which_jobs_were_enqueued_and_which_not(
+    queue, redis_client, chunk_of_three
+):
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(3)]
+    jobs += [queue.build_job("bulk.item", [i], queue="emails") for i in range(3, 5)]
+    # The second chunk's list holds a value of the wrong type: Redis refuses its script.
+    redis_client.set(queue.keys.queue("emails", JobPriority.NORMAL), "not a list")
+
+    with pytest.raises(StoreError) as raised:
+        queue.enqueue_many(jobs)
+
+    assert raised.value.enqueued == jobs[:3]
+    assert raised.value.not_enqueued == jobs[3:]
+    assert "3 of the 5 jobs of this enqueue_many() were enqueued" in str(raised.value.__notes__)
+    assert redis_client.lrange(queue.keys.queue("default", JobPriority.NORMAL), 0, -1) == [
+        job.id for job in jobs[:3]
+    ]
+
+
+def test_a_bad_item_in_the_middle_enqueues_nothing(queue, redis_client, chunk_of_three):
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(5)]
+
+    with pytest.raises(TypeError, match="jobs made by build_job"):
+        queue.enqueue_many([*jobs[:4], "bulk.item", jobs[4]])
+
+    assert redis_client.llen(queue.keys.queue("default", JobPriority.NORMAL)) == 0
+
+
+def test_jobs_of_many_shapes_in_one_call_are_stored_as_one_by_one(queue, redis_client):
+    # Each option changes the fields of the record (its shape in the script's argument).
+    options = [
+        {},
+        {"user_id": 7},
+        {"user_id": "ann"},
+        {"delay": 60},
+        {"max_retries": 0, "timeout": 12.5, "priority": "critical"},
+        {"meta": {"by": "ops", "é": "ü"}, "queue": "emails"},
+        {"flow": Flow.of(unique=True)},
+        {"retry_backoff_base": 5},
+    ]
+    jobs = [
+        queue.build_job("bulk.item", [i, "x\n\u2028😀"], {"k": [i]}, **options[i % len(options)])
+        for i in range(24)
+    ]
+
+    stored = queue.enqueue_many(jobs)
+
+    assert [job.id for job in stored] == [job.id for job in jobs]
+    assert queue.get_jobs([job.id for job in jobs]) == {job.id: job for job in jobs}
+    # The same record as the job's enqueued alone.
+    alone = dataclasses.replace(jobs[4], id=jobs[4].id + "-alone")
+    queue.enqueue_many([alone])
+    assert redis_client.hgetall(queue.keys.job(alone.id)) == redis_client.hgetall(
+        queue.keys.job(jobs[4].id)
+    )
+    assert [job.id for job in queue.jobs_for_user(7)] == [j.id for j in jobs[1::8]][::-1]
+    assert [job.id for job in queue.jobs_for_user("ann")] == [j.id for j in jobs[2::8]][::-1]
+    assert redis_client.zrange(queue.keys.scheduled, 0, -1) == [j.id for j in jobs[3::8]]
