@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django_jobs.conf import jobs_settings
 from django_jobs.job import Job
 from django_jobs.store import shards
 from django_jobs.store.commands import Plan
@@ -20,6 +21,16 @@ from django_jobs.store.keys import Keys
 # while a bigger call holds Redis up longer for every other client (a call of 1,000 plain jobs
 # takes about 5 ms of the server on the 2-core test machine) and builds a bigger argument.
 CHUNK = 1000
+
+# A chunk is one argument of the script call, and Redis refuses an argument over 512 MB (its
+# proto-max-bulk-len): with jobs of up to MAX_PAYLOAD_BYTES each, a chunk holds fewer jobs so
+# as to stay under half of that (256 jobs with the default 1 MB).
+CHUNK_BYTES = 256 * 1024 * 1024
+
+
+def chunk_size() -> int:
+    """Jobs per script call: :data:`CHUNK`, fewer where large payloads are allowed."""
+    return max(1, min(CHUNK, CHUNK_BYTES // int(jobs_settings.MAX_PAYLOAD_BYTES)))
 
 
 def stored_in_chunks(
@@ -40,8 +51,9 @@ def stored_in_chunks(
     done: list[Job] = []
     for shard, part in shards.by_shard_of(jobs).items():
         keys = shard_keys(shard)
-        for start in range(0, len(part), CHUNK):
-            chunk = part[start : start + CHUNK]
+        size = chunk_size()
+        for start in range(0, len(part), size):
+            chunk = part[start : start + size]
             try:
                 taken.update((yield from store(keys, chunk)))
             except Exception as exc:

@@ -113,3 +113,15 @@ def test_jobs_of_many_shapes_in_one_call_are_stored_as_one_by_one(queue, redis_c
     assert [job.id for job in queue.jobs_for_user(7)] == [j.id for j in jobs[1::8]][::-1]
     assert [job.id for job in queue.jobs_for_user("ann")] == [j.id for j in jobs[2::8]][::-1]
     assert redis_client.zrange(queue.keys.scheduled, 0, -1) == [j.id for j in jobs[3::8]]
+
+
+def test_chunks_hold_fewer_jobs_where_large_payloads_are_allowed(configure):
+    """A chunk is one script argument, which Redis caps at 512 MB: with jobs of up to 1 MB a
+    call carries 256 of them, with jobs of up to 100 MB two, and never none."""
+    assert bulk.chunk_size() == 256  # the default MAX_PAYLOAD_BYTES, 1 MB
+    configure(MAX_PAYLOAD_BYTES=100 * 1024 * 1024)
+    assert bulk.chunk_size() == 2
+    configure(MAX_PAYLOAD_BYTES=1024 * 1024 * 1024)
+    assert bulk.chunk_size() == 1
+    configure(MAX_PAYLOAD_BYTES=1024)
+    assert bulk.chunk_size() == bulk.CHUNK
