@@ -2,6 +2,10 @@
 -- K (keys) and A (arguments) tables that the script's header names.
 -- Key patterns match django_jobs/store/keys.py. All keys share the prefix's hash tag.
 
+-- What a record without a ``max_retries`` field allows: the Job dataclass's default, which
+-- Job.to_hash leaves out (record.py: LEFT_OUT_WHEN_DEFAULT).
+local MAX_RETRIES = 3
+
 local WAKE_CAP = 64
 -- Number arguments of redis.call cost Redis 7.0 an snprintf('%.17g') each: constants go as text.
 local WAKE_TRIM = '-64'  -- -WAKE_CAP
