@@ -162,7 +162,7 @@ def _exchange(client: Any, args: tuple[Any, ...]) -> Any:
     rest of its Python. Cluster clients route by key, and a single-connection client holds a
     lock: both keep ``execute_command``.
     """
-    if client.connection is not None or is_cluster_client(client):
+    if is_cluster_client(client) or getattr(client, "connection", None) is not None:
         return client.execute_command(*args)
     pool = client.connection_pool
     connection = pooled(pool, args[0])
