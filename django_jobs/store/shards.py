@@ -64,9 +64,6 @@ def by_shard(queues: Iterable[str]) -> dict[str, list[str]]:
 
 def by_shard_of(jobs: Iterable[Job]) -> dict[str, list[Job]]:
     """``jobs`` grouped by the shard of their queues, each group in the order given."""
-    if not jobs_settings.SHARDS:  # one shard: no queue to look up (an enqueue's usual case)
-        jobs = list(jobs)
-        return {DEFAULT: jobs} if jobs else {}
     grouped: dict[str, list[Job]] = {}
     for job in jobs:
         grouped.setdefault(of_queue(job.queue), []).append(job)
