@@ -73,7 +73,11 @@ def test_every_script_has_one_caller_in_the_store():
     assert sorted(called) == sorted(NAMES)
 
 
-@pytest.mark.parametrize(("name", "passed", "spread"), script_calls(), ids=lambda v: str(v))
+# Named by script (each has one caller): ids made of sets would differ from one process to the
+# next (string hashing is randomized), which pytest-xdist's workers refuse.
+@pytest.mark.parametrize(
+    ("name", "passed", "spread"), script_calls(), ids=[name for name, _, _ in script_calls()]
+)
 def test_each_caller_passes_the_names_its_script_declares(name, passed, spread):
     keys, args = declared(SCRIPTS[name])
     for value in spread:

@@ -45,7 +45,7 @@ def test_a_job_enqueued_before_the_wait_began_wakes_it_at_once(queue, pipe, redi
     # Between the claim that found nothing and the wait, a job came: its token waits in Redis.
     jobs.add.delay(1, 2)
 
-    message, seconds = timed(lambda: child_wait().wait(pipe[0], None))
+    message, seconds = timed(lambda: child_wait().wait(pipe[0], None)[0])
 
     assert message == GO
     assert seconds < 0.5
@@ -55,7 +55,7 @@ def test_a_job_enqueued_before_the_wait_began_wakes_it_at_once(queue, pipe, redi
 def test_a_job_enqueued_during_the_wait_ends_it(queue, pipe):
     threading.Timer(0.3, jobs.add.delay, (1, 2)).start()
 
-    message, seconds = timed(lambda: child_wait().wait(pipe[0], None))
+    message, seconds = timed(lambda: child_wait().wait(pipe[0], None)[0])
 
     assert message == GO
     assert 0.25 < seconds < 0.9, "woken by the token, not by the end of a block"
@@ -64,7 +64,7 @@ def test_a_job_enqueued_during_the_wait_ends_it(queue, pipe):
 def test_stop_from_the_supervisor_ends_the_wait_and_its_blpop(queue, pipe, redis_client):
     threading.Timer(0.2, pipe[1].send_bytes, (STOP,)).start()
 
-    message, seconds = timed(lambda: child_wait().wait(pipe[0], None))
+    message, seconds = timed(lambda: child_wait().wait(pipe[0], None)[0])
 
     assert message == STOP
     assert seconds < 0.9, "before its one-second block ended"
@@ -76,7 +76,7 @@ def test_stop_from_the_supervisor_ends_the_wait_and_its_blpop(queue, pipe, redis
 def test_it_wakes_when_the_next_delayed_job_is_due(queue, pipe):
     due = time.time() + 0.4
 
-    message, seconds = timed(lambda: child_wait().wait(pipe[0], due))
+    message, seconds = timed(lambda: child_wait().wait(pipe[0], due)[0])
 
     assert message == GO
     assert time.time() >= due
@@ -84,7 +84,7 @@ def test_it_wakes_when_the_next_delayed_job_is_due(queue, pipe):
 
 
 def test_without_tokens_it_claims_every_few_blocks_in_case_one_was_missed(queue, pipe):
-    message, seconds = timed(lambda: child_wait(block=0.1).wait(pipe[0], None))
+    message, seconds = timed(lambda: child_wait(block=0.1).wait(pipe[0], None)[0])
 
     assert message == GO
     assert seconds >= wakeups.IDLE_CLAIM_EVERY * 0.1 * 0.9
@@ -96,13 +96,13 @@ def test_while_redis_does_not_answer_it_pauses_then_lets_the_claim_wait(
     wait = child_wait()
     configure(REDIS_URL="redis://127.0.0.1:7379/0")  # nothing listens there
 
-    message, seconds = timed(lambda: wait.wait(pipe[0], None))
+    message, seconds = timed(lambda: wait.wait(pipe[0], None)[0])
     assert message == GO
     assert 0.05 < seconds < 0.9
 
     threading.Timer(0.05, pipe[1].send_bytes, (STOP,)).start()
     wait.backoff.pause = 5.0  # a long pause, which STOP ends
-    message, seconds = timed(lambda: wait.wait(pipe[0], None))
+    message, seconds = timed(lambda: wait.wait(pipe[0], None)[0])
     assert message == STOP
     assert seconds < 1.0
 

@@ -200,7 +200,13 @@ def send(client: Any, step: Call | Command) -> Any:
     try:
         return _exchange(client, command_of(client, step))
     except redis.ResponseError as exc:
-        steps = _recovery(client, step, exc)
+        return recovered(client, step, exc)
+
+
+def recovered(client: Any, step: Call | Command, exc: redis.ResponseError) -> Any:
+    """The reply to ``step`` after its error reply ``exc``, with a sync client: the scripts
+    loaded and the step sent again (:func:`_recovery`), or ``exc`` raised."""
+    steps = _recovery(client, step, exc)
     done, value = False, next(steps)
     while not done:
         try:

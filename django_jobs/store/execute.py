@@ -17,7 +17,7 @@ from redis.exceptions import RedisClusterException
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.store import nodes
-from django_jobs.store.commands import Command, Plan, asend, send
+from django_jobs.store.commands import Command, Plan, asend, recovered, send
 from django_jobs.store.connection import get_async_redis, get_redis, pooled, redis_outage
 from django_jobs.store.errors import translated
 from django_jobs.store.scripts import Call
@@ -139,22 +139,48 @@ def run(plan: Plan[T]) -> T:
     :class:`StoreError` inside the plan, at its ``yield``, so that a plan may handle it (e.g.
     send an idempotent call again).
     """
+    client = _client()
     try:
-        # A cluster client asks for the map of slots as it is made: it may find no node.
-        client = get_redis()
-    except (redis.RedisError, RedisClusterException) as exc:
-        raise translated(exc) from exc
-    try:
-        step = next(plan)
-        while True:
-            try:
-                reply = execute(client, step)
-            except StoreError as exc:
-                step = plan.throw(exc)
-            else:
-                step = plan.send(reply)
+        return _go_on(client, plan, next(plan))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+def resume(plan: Plan[T], step: Call, reply: Any) -> T:
+    """Run the rest of ``plan`` (as :func:`run`), whose current ``step`` the caller sent
+    itself, in one write with a command in front of it (``store/waiting.py``), and got
+    ``reply`` to: an error reply as the :class:`redis.ResponseError` read, which is recovered
+    from as :func:`execute` does (the scripts loaded and the step sent again) or raised into
+    the plan."""
+    client = _client()
+    try:
+        if isinstance(reply, redis.ResponseError):
+            try:
+                reply = recovered(client, step, reply)
+            except (redis.RedisError, RedisClusterException) as exc:
+                return _go_on(client, plan, plan.throw(translated(exc)))
+        return _go_on(client, plan, plan.send(reply))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def _client() -> Any:
+    try:
+        # A cluster client asks for the map of slots as it is made: it may find no node.
+        return get_redis()
+    except (redis.RedisError, RedisClusterException) as exc:
+        raise translated(exc) from exc
+
+
+def _go_on(client: Any, plan: Plan[T], step: Call | Command) -> T:
+    """Send ``step`` and the plan's steps after it; StopIteration carries the plan's value."""
+    while True:
+        try:
+            reply = execute(client, step)
+        except StoreError as exc:
+            step = plan.throw(exc)
+        else:
+            step = plan.send(reply)
 
 
 async def arun(plan: Plan[T]) -> T:

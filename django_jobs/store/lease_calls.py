@@ -43,8 +43,8 @@ def _claimed(reply: list[Any]) -> Claimed:
 
 def _claim_values(
     keys: Keys,
-    now: float,
-    deadline: float,
+    now: float | None,
+    deadline: float | None,
     token: str,
     worker: str,
     limit: int,
@@ -60,8 +60,9 @@ def _claim_values(
         "dead": keys.dead,
         "wakeup": keys.wakeup,
         "prefix": keys.prefix,
-        "now": stamp(now),
-        "deadline": stamp(deadline),
+        # None: the server's clock (only the claim script takes it, see claim).
+        "now": "" if now is None else stamp(now),
+        "deadline": "" if deadline is None else stamp(deadline),
         "token": token,
         "worker": worker,
         "promote_limit": limit,
@@ -76,8 +77,8 @@ def claim(
     keys: Keys,
     *,
     queues: list[str],
-    now: float,
-    deadline: float,
+    now: float | None,
+    deadline: float | None,
     token: str,
     worker: str,
     promote_limit: int,
@@ -85,6 +86,7 @@ def claim(
     only: str = "",
     batch: int = 1,
     skip: str = "",
+    lease: float | None = None,
 ) -> Plan[Claimed]:
     """Promote due jobs, then lease the first job of the served ``queues`` in strict priority.
 
@@ -93,11 +95,16 @@ def claim(
     of job names, ``""`` for any) takes that first job only if it has one of those names.
     ``batch`` > 1 leases up to that many jobs when the list they come from is deep, none of
     them named in ``skip`` (a JSON list, ``""`` for none): see ``claim_next`` in _jobs.lua.
+
+    ``now`` and ``deadline`` ``None``: the claim runs by the server's clock, its lease ending
+    ``lease`` seconds after it runs (a claim sent behind a blocking wait, which runs when the
+    wait ends). Such a claim cannot be resent (see claim.lua).
     """
     values = _claim_values(
         keys, now, deadline, token, worker, promote_limit, resend, only, batch, skip
     )
-    reply = yield SCRIPTS["claim"].call(**values, queues=queues)
+    clock = "" if lease is None else stamp(lease)
+    reply = yield SCRIPTS["claim"].call(**values, lease=clock, queues=queues)
     return _claimed(reply)
 
 

@@ -41,6 +41,7 @@ from django_jobs.worker.execute import (
     notify_failed,
     run_job,
 )
+from django_jobs.worker.idle import IdleClaims
 from django_jobs.worker.leases import Claim, Leases
 from django_jobs.worker.retry import WAITED_OUT, until_redis_answers
 from django_jobs.worker.slots import ASYNC, GO, STOP, Board
@@ -129,7 +130,8 @@ class ChildLoop:
         # It told the supervisor that it has room for work, and has had no answer yet.
         self.reported = False
         self.async_jobs = AsyncJobs(self, async_names())
-        self.wakeups = ChildWakeups.of(self.leases, config.queues, config.idle_block)
+        wakeups = ChildWakeups.of(self.leases, config.queues, config.idle_block)
+        self.idle = IdleClaims(self, wakeups, config.queues, config.lease) if wakeups else None
         # The jobs of a batch leased and not started yet, with their slots, in order.
         self.hand: deque[tuple[int, Job]] = deque()
         # The jobs run to their end whose completion is not recorded yet (it goes with the
@@ -149,7 +151,7 @@ class ChildLoop:
                     claim = self._process(claim.job)
                 else:
                     self.board.publish(None)
-                    claim = self._claim() if self._wait_for_work(claim.next_due) else None
+                    claim = self._wait_for_work(claim.next_due)
 
     def report(self, next_due: float | None) -> None:
         """Tell the supervisor that this process has room for work (it answers GO or STOP)."""
@@ -165,27 +167,29 @@ class ChildLoop:
         with contextlib.suppress(OSError):  # the supervisor is gone: the next read says so
             self.conn.send_bytes(dumps({"next_due": next_due, "waits": waits}).encode())
 
-    def _wait_for_work(self, next_due: float | None) -> bool:
-        """Report, if not done yet, and wait for work (``True``) or STOP.
+    def _wait_for_work(self, next_due: float | None) -> Claim | None:
+        """Report, if not done yet, wait for work and claim it (``None``: STOP).
 
-        With its queues on one shard it waits on the wake-up list itself, unless it is owed an
-        answer to a report (its async jobs left it room) or its supervisor is silent (it waits
-        until the supervisor answers): then it waits for GO.
+        With its queues on one shard it waits on the wake-up list itself, its claim sent behind
+        the wait (idle.py), unless it is owed an answer to a report (its async jobs left it
+        room) or its supervisor is silent (it waits until the supervisor answers): then it
+        waits for GO.
         """
-        if self.wakeups is not None and not self.reported and not self.held:
+        if self.idle is not None and not self.reported and not self.held:
             # Idle (for --burst and max_jobs), but no GO: STOP is the only answer it takes.
             self._tell(next_due, waits=True)
-            return self.wakeups.wait(self.conn, next_due) == GO
+            woken = self.idle.wait(next_due)
+            return woken if isinstance(woken, Claim) else self._claim() if woken == GO else None
         self.report(next_due)
         try:
             while True:
                 message = self.conn.recv_bytes()
                 if message in (GO, STOP):
                     self.reported = False
-                    return message == GO
+                    return self._claim() if message == GO else None
                 # Anything else is about an async job that is over (see async_child).
         except (EOFError, OSError):
-            return False  # the supervisor is gone
+            return None  # the supervisor is gone
 
     def _supervisor_silent(self) -> bool:
         silent = time.monotonic() - self.shared.heartbeat.value
@@ -226,14 +230,17 @@ class ChildLoop:
         """How many jobs the next claim may lease: a batch after a quick job, else one."""
         return min(BATCH, self.board.size) if self.quick else 1
 
+    def claim_options(self, batch: int | None = None) -> dict[str, Any]:
+        """A claim's options: up to ``batch`` jobs (default: what the next claim may lease)."""
+        config, batch = self.config, self._batch() if batch is None else batch
+        skip = self.async_jobs.names
+        return self.leases.claim_options(config.worker_id, config.lease, batch=batch, skip=skip)
+
     def _claim(self) -> Claim:
         wanted = self.reserve(self._batch())
         if not wanted:
             return Claim(None, None)
-        config = self.config
-        options = self.leases.claim_options(
-            config.worker_id, config.lease, batch=wanted, skip=self.async_jobs.names
-        )
+        config, options = self.config, self.claim_options(wanted)
         try:
             claim = until_redis_answers(
                 lambda: self.leases.claim(
@@ -323,10 +330,7 @@ class ChildLoop:
             self._record_done()
             self.board.publish(None)
             return Claim(None, None)
-        config = self.config
-        options = self.leases.claim_options(
-            config.worker_id, config.lease, batch=wanted, skip=self.async_jobs.names
-        )
+        config, options = self.config, self.claim_options(wanted)
         done, self.done = self.done, []
 
         def complete_and_claim(resend: bool) -> tuple[list[bool], Claim]:

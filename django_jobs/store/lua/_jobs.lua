@@ -186,6 +186,19 @@ local function examine(prefix, dead_key, id, now, deadline, only, skip)
   return 'take', record, name, queue, unique, unique_until
 end
 
+-- For claim_next and lease_more: the head job of ready list ``list`` and examine's verdict on
+-- it (nil for an empty list): the id, then what examine returns. With ``peek`` (``only`` or
+-- ``skip`` may hold the head back) it is looked at first and popped unless it is held, so that
+-- a job held back stays first in line; otherwise it is popped at once.
+local function take_head(list, peek, prefix, dead_key, now, deadline, only, skip)
+  local id
+  if peek then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
+  if not id then return nil end
+  local verdict, record, name, of_queue, a, b = examine(prefix, dead_key, id, now, deadline, only, skip)
+  if peek and verdict ~= 'held' then redis.call('LPOP', list) end
+  return id, verdict, record, name, of_queue, a, b
+end
+
 -- For claim_next: lease up to ``batch`` - 1 more jobs of ``list`` after the first one it
 -- leased from there (``leased``, which they are added to), when the list is deep (it holds
 -- ``batch`` jobs or more): the jobs next by strict priority, each under a token of its own
@@ -195,15 +208,10 @@ end
 local function lease_more(leased, list, prefix, processing_key, dead_key, now, deadline, token, worker, batch, skip)
   if redis.call('LLEN', list) < batch then return leased end
   for k = 1, batch - 1 do
-    local verdict, record, name, of_queue, a, b
+    local id, verdict, record, name, of_queue, a, b
     repeat
-      -- With ``skip``, the head is looked at first and popped unless skip names it.
-      local id
-      if skip then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
-      if not id then return leased end
-      verdict, record, name, of_queue, a, b = examine(prefix, dead_key, id, now, deadline, nil, skip)
-      if verdict == 'held' then return leased end
-      if skip then redis.call('LPOP', list) end
+      id, verdict, record, name, of_queue, a, b = take_head(list, skip, prefix, dead_key, now, deadline, nil, skip)
+      if not id or verdict == 'held' then return leased end
       if verdict == 'limited' then
         redis.call('LPUSH', list, id)  -- back at the head, for the next claim to park
         return leased
@@ -285,18 +293,15 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
       end
       if taken then return taken end
       local list = list_key(prefix, queue, priority)
-      -- With ``only``, the head is looked at first and popped once it is taken or buried.
-      local id
-      if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
-      while id do
+      while true do
         -- For a job to take, ``a`` and ``b`` are its unique key and until when it holds it;
         -- for a limited one, the limit that holds it back and when to look again.
-        local verdict, record, name, of_queue, a, b = examine(prefix, dead_key, id, now, deadline, only)
+        local id, verdict, record, name, of_queue, a, b = take_head(list, only, prefix, dead_key, now, deadline, only)
+        if not id then break end
         if verdict == 'held' then
           if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
           return {'', '', '1'}
         end
-        if only then redis.call('LPOP', list) end
         if verdict == 'take' then
           local leased = lease(prefix, processing_key, id, record, name, of_queue, a, b, now, deadline, token, worker)
           if batch > 1 and not only and not (skip and skip[name]) then
@@ -309,7 +314,6 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
           parked = parked + 1
           if parked >= PARK_CAP then return {'', now, '0'} end
         end
-        if only then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
       end
     end
   end

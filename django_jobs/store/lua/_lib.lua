@@ -190,6 +190,18 @@ local function stale(prefix, jkey, token, counters_key, finished)
   end
 end
 
+-- The time (epoch seconds, as text) by the server's clock, and ``lease`` seconds later: for a
+-- claim sent ahead of time, which the server runs when the blocking wait in front of it ends
+-- (worker/wakeups.py), so that no clock of the sender's can say when that is. A script that
+-- reads the clock must be replicated by its effects: functions and scripts on Redis 7 are;
+-- Redis 6.2 does so by default (lua-replicate-commands) and is asked to in any case.
+local function server_clock(lease)
+  if redis.replicate_commands then redis.replicate_commands() end
+  local t = redis.call('TIME')
+  local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  return now, string.format('%.6f', tonumber(now) + tonumber(lease))
+end
+
 -- The lease token of the k-th job after the first of a batch that a claim leased under
 -- ``token`` (claim_next): as long as ``token`` (a worker's slot holds 32 characters), and never
 -- equal to a token made by new_id (hex), which has no '-'.
