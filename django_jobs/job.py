@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -16,7 +16,7 @@ from django_jobs.record import (
     JSON_FIELDS,
     JSON_KINDS,
     LEADING_FIELDS,
-    LEFT_OUT_WHEN_EMPTY,
+    LEFT_OUT_WHEN_DEFAULT,
     ON_END_FIELDS,
     attempt_of,
     check_runnable,
@@ -160,14 +160,15 @@ class Job:
         Datetimes are epoch seconds so that the Lua scripts can compare them with scores.
         The fields come in a fixed order, ``record.LEADING_FIELDS`` first.
         ``id`` lives in the key and ``result`` in a key of its own, so neither is stored here;
-        empty lists and dicts, zero counters and false flags are left out too (the scripts and
-        :meth:`from_hash` read a missing field as its default).
+        the fields of ``record.LEFT_OUT_WHEN_DEFAULT`` that hold their default (empty lists and
+        dicts, zero counters, false flags, ``max_retries=3``, ``timeout=300``) are left out too
+        (the scripts and :meth:`from_hash` read a missing field as its default).
         """
         values = self.__dict__
         out: dict[str, str] = {}
-        for name, write, left_out_when_empty in _HASH_FIELDS:
+        for name, write, left_out, default in _HASH_FIELDS:
             value = values[name]
-            if value is None or (left_out_when_empty and not value):
+            if value is None or (left_out and value == default):
                 continue
             out[name] = write(name, value)
         if not out.keys().isdisjoint(ON_END_FIELDS):
@@ -231,11 +232,19 @@ class Job:
         return cls(**values)
 
 
+def _default(f: Field[Any]) -> Any:
+    """A field's dataclass default (``None`` for ``id`` and ``name``, which have none)."""
+    if f.default is not MISSING:
+        return f.default
+    return None if f.default_factory is MISSING else f.default_factory()
+
+
 # The fields of a job's hash as :meth:`Job.to_hash` writes them: record.LEADING_FIELDS first,
-# then the others in the dataclass's order, each with its writer and whether an empty value is
-# left out. Worked out once: an enqueue writes a hash per job.
+# then the others in the dataclass's order, each with its writer, whether it is left out when it
+# holds its default, and that default. Worked out once: an enqueue writes a hash per job.
+_FIELDS = {f.name: f for f in fields(Job)}
 _HASH_FIELDS = tuple(
-    (name, HASH_WRITERS[name], name in LEFT_OUT_WHEN_EMPTY)
-    for name in dict.fromkeys((*LEADING_FIELDS, *(f.name for f in fields(Job))))
+    (name, HASH_WRITERS[name], name in LEFT_OUT_WHEN_DEFAULT, _default(_FIELDS[name]))
+    for name in dict.fromkeys((*LEADING_FIELDS, *_FIELDS))
     if name in HASH_WRITERS
 )

@@ -164,8 +164,20 @@ HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
 # job's acknowledgement then looks up one missing field, not six (each is a scan of the hash).
 ON_END_FIELDS = ("unique_key", "limits", "then", "group")
 
-LEFT_OUT_WHEN_EMPTY = frozenset(
-    (*JSON_FIELDS, "retry_count", "lost_count", "cancel_requested", "immutable")
+# The fields a hash leaves out while they hold the :class:`~django_jobs.job.Job` dataclass's
+# default (empty lists and dicts, zero counters, false flags, 3 retries, a 300 s timeout):
+# absent means the default, to every reader (``Job.from_hash``; the scripts, e.g. MAX_RETRIES in
+# _lib.lua). A queued plain job's record then fits a smaller block of Redis's allocator.
+LEFT_OUT_WHEN_DEFAULT = frozenset(
+    (
+        *JSON_FIELDS,
+        "retry_count",
+        "lost_count",
+        "cancel_requested",
+        "immutable",
+        "max_retries",
+        "timeout",
+    )
 )
 # The fields a hash starts with (``Job.to_hash``), in this order: every job an enqueue stores has
 # them, and the enqueue scripts read them at these places instead of looking for them

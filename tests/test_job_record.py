@@ -429,8 +429,6 @@ def test_hash_holds_only_strings_and_leaves_out_id_result_and_empty_values():
         "status": "pending",
         "priority": "1",
         "queue": "default",
-        "max_retries": "3",
-        "timeout": "300",
     }
     assert Job.from_hash("j", minimal_job().to_hash()).retry_count == 0
     data = full_job().to_hash()
@@ -439,6 +437,32 @@ def test_hash_holds_only_strings_and_leaves_out_id_result_and_empty_values():
     assert "result" not in data
     assert data["cancel_requested"] == "1"
     assert json.loads(data["errors"]) == full_job().errors
+
+
+def test_hash_leaves_out_retries_and_timeout_that_hold_their_defaults():
+    default = Job(id="j", name="n", max_retries=3, timeout=300.0).to_hash()
+    other = Job(id="j", name="n", max_retries=0, timeout=300.5).to_hash()
+
+    assert "max_retries" not in default
+    assert "timeout" not in default
+    assert (other["max_retries"], other["timeout"]) == ("0", "300.5")
+    restored = Job.from_hash("j", default)
+    assert (restored.max_retries, restored.timeout) == (3, 300)
+
+
+def test_a_record_that_holds_the_default_fields_reads_the_same():
+    """Records written before the defaults were left out hold them: they read the same."""
+    written = {**minimal_job().to_hash(), "max_retries": "3", "timeout": "300"}
+
+    assert Job.from_hash(minimal_job().id, written) == minimal_job()
+
+
+def test_the_scripts_read_a_missing_max_retries_as_the_dataclass_default():
+    from django_jobs.store.scripts import _LIBRARY_TEXT
+
+    (lua,) = re.findall(r"^local MAX_RETRIES = (\d+)$", _LIBRARY_TEXT, re.MULTILINE)
+    (field,) = (f for f in fields(Job) if f.name == "max_retries")
+    assert int(lua) == field.default
 
 
 def test_hash_holds_datetimes_as_epoch_seconds_with_microseconds():

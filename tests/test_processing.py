@@ -207,6 +207,28 @@ def test_failed_job_goes_to_dead_letter_after_max_retries(jobs_settings, queue, 
     assert_census(queue, redis_client, {enqueued.id: "dead"})
 
 
+def test_a_record_without_max_retries_is_retried_as_often_as_the_default(
+    jobs_settings, queue, redis_client
+):
+    """``max_retries=3`` is left out of the record: the fail script reads it as 3."""
+    jobs_settings.DJANGO_JOBS = {
+        **jobs_settings.DJANGO_JOBS,
+        "RETRY_BACKOFF_BASE": 0.01,
+        "RETRY_BACKOFF_MAX": 0.05,
+    }
+    enqueued = queue.enqueue("a.job", max_retries=3)
+    assert not redis_client.hexists(queue.keys.job(enqueued.id), "max_retries")
+    outcomes = []
+    for attempt in range(4):
+        job = None
+        while job is None:
+            job = Leases(queue.prefix).dequeue(worker_id=f"w{attempt}")
+        outcomes.append(Leases(queue.prefix).fail_job(job, f"boom {attempt}", f"tb {attempt}"))
+
+    assert outcomes == [JobStatus.RETRYING] * 3 + [JobStatus.FAILED]
+    assert queue.get_job(enqueued.id).retry_count == 3
+
+
 def test_a_failure_that_must_not_be_retried_goes_straight_to_dead_letter(queue, redis_client):
     queue.enqueue("a.job", max_retries=5)
     job = Leases(queue.prefix).dequeue()

@@ -90,13 +90,17 @@ def test_a_record_of_an_earlier_version_is_read_as_before(queue, redis_client):
 
 
 def test_a_timeout_is_written_as_a_whole_number_when_it_is_one(queue, redis_client):
-    whole = queue.enqueue("a.job", timeout=300.0)
+    whole = queue.enqueue("a.job", timeout=600.0)
     part = queue.enqueue("a.job", timeout=2.5)
+    default = queue.enqueue("a.job", timeout=300.0)
 
-    assert redis_client.hget(queue.keys.job(whole.id), "timeout") == "300"
+    assert redis_client.hget(queue.keys.job(whole.id), "timeout") == "600"
     assert redis_client.hget(queue.keys.job(part.id), "timeout") == "2.5"
-    assert queue.get_job(whole.id).timeout == 300
+    # The default (Job.timeout) is left out of the record, and read back as itself.
+    assert not redis_client.hexists(queue.keys.job(default.id), "timeout")
+    assert queue.get_job(whole.id).timeout == 600
     assert queue.get_job(part.id).timeout == 2.5
+    assert queue.get_job(default.id).timeout == 300
 
 
 def test_a_result_as_long_as_the_lease_token_keeps_the_record_compact_on_any_server(

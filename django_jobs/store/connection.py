@@ -5,6 +5,7 @@ and how a process waits for Redis (:class:`Backoff`) and reports an outage (:dat
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import threading
@@ -345,6 +346,11 @@ def _reset_on_settings_change(*, setting: str, **kwargs: Any) -> None:
 def pooled(pool: Any, name: str) -> Any:
     """``pool.get_connection()``: redis-py < 5.3 requires the command name, later versions
     warn when it is given."""
-    parameter = inspect.signature(pool.get_connection).parameters.get("command_name")
-    needs_name = parameter is not None and parameter.default is inspect.Parameter.empty
-    return pool.get_connection(name) if needs_name else pool.get_connection()
+    return pool.get_connection(name) if _needs_name(type(pool)) else pool.get_connection()
+
+
+@functools.cache
+def _needs_name(pool_class: type) -> bool:
+    # Read once per pool class: an enqueue takes a pooled connection (store/commands.py).
+    parameter = inspect.signature(pool_class.get_connection).parameters.get("command_name")
+    return parameter is not None and parameter.default is inspect.Parameter.empty

@@ -24,7 +24,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 
 NAMES = (
     "enqueue",
@@ -96,18 +96,25 @@ class Script:
 
         Raises ``TypeError`` naming what is missing or unknown.
         """
-        expected = self.names
-        if values.keys() != expected:
-            missing = sorted(expected - values.keys())
-            unknown = sorted(values.keys() - expected)
-            raise TypeError(f"Script {self.name!r}: missing {missing}, unknown {unknown}.")
-        keys = [values[name] for name in self.keys]
-        if self.rest_keys:
-            keys += values[self.rest_keys]
-        args = [values[name] for name in self.args]
-        if self.rest:
-            args += values[self.rest]
+        # Every name looked up (a missing one raises KeyError) and no more given: the names
+        # match, without building sets (claims and acks call this on the hot path).
+        if len(values) != len(self.names):
+            self._refuse(values)
+        try:
+            keys = [values[name] for name in self.keys]
+            if self.rest_keys:
+                keys += values[self.rest_keys]
+            args = [values[name] for name in self.args]
+            if self.rest:
+                args += values[self.rest]
+        except KeyError:
+            self._refuse(values)
         return Call(self, keys, args)
+
+    def _refuse(self, values: dict[str, Any]) -> NoReturn:
+        missing = sorted(self.names - values.keys())
+        unknown = sorted(values.keys() - self.names)
+        raise TypeError(f"Script {self.name!r}: missing {missing}, unknown {unknown}.")
 
 
 Names = tuple[tuple[str, ...], str | None]

@@ -26,7 +26,7 @@ count_event(A.prefix, 'failed', f[7], f[8])
 local e = f[9] and end_fields(K.job) or {}
 -- It stops running either way: its concurrency slots go back (its unique key only at its end).
 if e[3] then wake(K.wakeup, flows().free_slots(A.prefix, id, e[3], now)) end
-local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
+local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or MAX_RETRIES)
 if A.retry == '1' and retries < max_retries then
   retries = retries + 1
   local due = string.format('%.6f', now + math.min(tonumber(A.backoff_base) * 2 ^ retries, tonumber(A.backoff_max)))
