@@ -110,3 +110,14 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+@pytest.fixture
+def pipe():
+    """(the child's end, the supervisor's end) of a pipe like a worker child's."""
+    from multiprocessing import Pipe
+
+    child_end, supervisor_end = Pipe()
+    yield child_end, supervisor_end
+    child_end.close()
+    supervisor_end.close()

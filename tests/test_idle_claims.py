@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from multiprocessing import Pipe
 
 import pytest
 
@@ -47,14 +46,6 @@ class Child:
 
     def stopping(self):
         return self.stops
-
-
-@pytest.fixture
-def pipe():
-    child_end, supervisor_end = Pipe()
-    yield child_end, supervisor_end
-    child_end.close()
-    supervisor_end.close()
 
 
 def idle(child, block=5.0):

@@ -179,6 +179,18 @@ def test_backoff_doubles_per_retry_and_is_capped_at_an_hour(
     assert due - failed_at == pytest.approx(backoff, abs=1)
 
 
+def fail_attempts(queue, attempts):
+    """Lease the job ``attempts`` times (waiting out its backoff), by workers w0, w1, ...,
+    each failing it with "boom <n>": the outcome of each failure."""
+    outcomes = []
+    for attempt in range(attempts):
+        job = None
+        while job is None:
+            job = Leases(queue.prefix).dequeue(worker_id=f"w{attempt}")
+        outcomes.append(Leases(queue.prefix).fail_job(job, f"boom {attempt}", f"tb {attempt}"))
+    return outcomes
+
+
 def test_failed_job_goes_to_dead_letter_after_max_retries(jobs_settings, queue, redis_client):
     jobs_settings.DJANGO_JOBS = {
         **jobs_settings.DJANGO_JOBS,
@@ -186,12 +198,7 @@ def test_failed_job_goes_to_dead_letter_after_max_retries(jobs_settings, queue, 
         "RETRY_BACKOFF_MAX": 0.05,
     }
     enqueued = queue.enqueue("a.job", max_retries=2)
-    outcomes = []
-    for attempt in range(3):
-        job = None
-        while job is None:
-            job = Leases(queue.prefix).dequeue(worker_id=f"w{attempt}")
-        outcomes.append(Leases(queue.prefix).fail_job(job, f"boom {attempt}", f"tb {attempt}"))
+    outcomes = fail_attempts(queue, 3)
 
     assert outcomes == [JobStatus.RETRYING, JobStatus.RETRYING, JobStatus.FAILED]
     stored = queue.get_job(enqueued.id)
@@ -218,12 +225,7 @@ def test_a_record_without_max_retries_is_retried_as_often_as_the_default(
     }
     enqueued = queue.enqueue("a.job", max_retries=3)
     assert not redis_client.hexists(queue.keys.job(enqueued.id), "max_retries")
-    outcomes = []
-    for attempt in range(4):
-        job = None
-        while job is None:
-            job = Leases(queue.prefix).dequeue(worker_id=f"w{attempt}")
-        outcomes.append(Leases(queue.prefix).fail_job(job, f"boom {attempt}", f"tb {attempt}"))
+    outcomes = fail_attempts(queue, 4)
 
     assert outcomes == [JobStatus.RETRYING] * 3 + [JobStatus.FAILED]
     assert queue.get_job(enqueued.id).retry_count == 3

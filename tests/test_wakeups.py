@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from multiprocessing import Pipe
 
 import pytest
 import redis
@@ -22,15 +21,6 @@ from django_jobs.worker.wakeups import ChildWakeups
 from tests.processes import wait_until
 from tests.test_shards import SHARDS
 from tests.testapp import jobs
-
-
-@pytest.fixture
-def pipe():
-    """(the child's end, the supervisor's end) of a pipe like a worker child's."""
-    child_end, supervisor_end = Pipe()
-    yield child_end, supervisor_end
-    child_end.close()
-    supervisor_end.close()
 
 
 def child_wait(block=1.0):
