@@ -107,12 +107,13 @@ class JobQueue(JobBrowser):
         another job holds is not stored: the job that holds the key stands in its place (its
         id differs from the one built; ``.delay()`` says so with ``handle.created``).
 
-        One round trip per chunk of a shard (:func:`django_jobs.bulk.chunk_size`). If Redis cannot be
-        reached a call is sent once more before :class:`~django_jobs.exceptions.RedisUnavailable`
-        is raised: Redis may have stored the jobs and lost only its reply, and storing is
-        idempotent on the job ids (a job whose id exists is left as it is), so a job is stored
-        once either way. An error after some calls stored their jobs says which (its
-        ``enqueued`` and ``not_enqueued``: :func:`django_jobs.bulk.stored_in_chunks`).
+        One round trip per chunk of a shard (:func:`django_jobs.bulk.chunk_size`). If Redis
+        cannot be reached a call is sent once more before
+        :class:`~django_jobs.exceptions.RedisUnavailable` is raised: Redis may have stored the
+        jobs and lost only its reply, and storing is idempotent on the job ids (a job whose id
+        exists is left as it is), so a job is stored once either way. An error after some calls
+        stored their jobs says which (its ``enqueued`` and ``not_enqueued``:
+        :func:`django_jobs.bulk.stored_in_chunks`).
         """
         jobs = checked_jobs(jobs)
         taken = yield from bulk.stored_in_chunks(
