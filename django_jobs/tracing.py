@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 try:
+    from opentelemetry import context as otel_context
     from opentelemetry import propagate, trace
 except ImportError:  # not installed: every function here does nothing
-    trace = propagate = None  # type: ignore[assignment]
+    trace = propagate = otel_context = None  # type: ignore[assignment]
 
 from django_jobs.job import TRACE_CONTEXT_KEYS
 
@@ -53,7 +54,40 @@ def enqueue_span(jobs: list[Job]) -> contextlib.AbstractContextManager[None]:
 
     The spans are not made current: the block may be a plan that an asyncio task suspends.
     """
-    return _NO_SPAN if trace is None else _enqueue_spans(jobs)
+    if trace is None:
+        return _NO_SPAN
+    if _untraced():
+        # The no-op tracer's spans would carry the context current here (a request's, traced
+        # upstream) and nothing else: the same for every job, so it is injected once.
+        context = _injected(None)
+        for job in jobs:
+            _carry(job, context)
+        return _NO_SPAN
+    return _enqueue_spans(jobs)
+
+
+def _untraced() -> bool:
+    """No tracer provider is set (the API's default proxy): spans would record nothing. The
+    OpenTelemetry API is often installed by another package without an SDK behind it, and
+    then spans and their attributes cost each enqueue and each run for nothing."""
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+def _injected(span: Any) -> dict[str, str]:
+    """The trace context of ``span`` (``None``: the current one) as the job record keeps it."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=None if span is None else trace.set_span_in_context(span))
+    return {key: carrier[key] for key in TRACE_CONTEXT_KEYS if key in carrier}
+
+
+def _carries(job: Job) -> bool:
+    return any(key in job.meta for key in TRACE_CONTEXT_KEYS)
+
+
+def _carry(job: Job, context: dict[str, str]) -> None:
+    """Write ``context`` into the job's meta, unless it carries one already."""
+    if context and not _carries(job):
+        job.meta = {**job.meta, **context}
 
 
 @contextlib.contextmanager
@@ -61,18 +95,14 @@ def _enqueue_spans(jobs: list[Job]) -> Iterator[None]:
     tracer = trace.get_tracer(TRACER)
     spans = []
     for job in jobs:
-        if any(key in job.meta for key in TRACE_CONTEXT_KEYS):
+        if _carries(job):
             continue
         span = tracer.start_span(
             f"enqueue {job.name}",
             kind=trace.SpanKind.PRODUCER,
             attributes=_attributes(job, "enqueue"),
         )
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier, context=trace.set_span_in_context(span))
-        context = {key: carrier[key] for key in TRACE_CONTEXT_KEYS if key in carrier}
-        if context:
-            job.meta = {**job.meta, **context}
+        _carry(job, _injected(span))
         spans.append(span)
     try:
         yield
@@ -88,14 +118,33 @@ def _enqueue_spans(jobs: list[Job]) -> Iterator[None]:
 
 def run_span(job: Job) -> contextlib.AbstractContextManager[Any]:
     """The current span while ``job`` runs, a child of its enqueue's span when its meta carries
-    that context. Yields the span (``None`` without OpenTelemetry) for :func:`finish`."""
-    return _NO_SPAN if trace is None else _run_span(job)
+    that context. Yields the span (``None`` without OpenTelemetry) for :func:`finish`.
+
+    Without a tracer provider (:func:`_untraced`) no span is made: the enqueue's context, if
+    the job carries one, is made current for the run (as the no-op tracer's span would make
+    it), so that the jobs it enqueues carry it on; it yields ``None``."""
+    if trace is None or (_untraced() and not _carries(job)):
+        return _NO_SPAN
+    return _run_context(job) if _untraced() else _run_span(job)
+
+
+def _parent(job: Job) -> Any:
+    carrier = {key: str(job.meta[key]) for key in TRACE_CONTEXT_KEYS if key in job.meta}
+    return propagate.extract(carrier) if carrier else None
+
+
+@contextlib.contextmanager
+def _run_context(job: Job) -> Iterator[None]:
+    token = otel_context.attach(_parent(job))
+    try:
+        yield None
+    finally:
+        otel_context.detach(token)
 
 
 @contextlib.contextmanager
 def _run_span(job: Job) -> Iterator[Any]:
-    carrier = {key: str(job.meta[key]) for key in TRACE_CONTEXT_KEYS if key in job.meta}
-    parent = propagate.extract(carrier) if carrier else None
+    parent = _parent(job)
     with trace.get_tracer(TRACER).start_as_current_span(
         f"run {job.name}",
         context=parent,

@@ -37,6 +37,7 @@ def spans(provider, monkeypatch):
     """The spans of this test. The SDK is behind the API for this test only, not set as the
     global provider (which is set once for good): other tests' jobs stay untraced."""
     monkeypatch.setattr(trace, "get_tracer", provider.get_tracer)
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
     _EXPORTER.clear()
 
     def finished(name_prefix=""):
@@ -141,6 +142,40 @@ def test_without_opentelemetry_nothing_is_traced_and_nothing_added_to_the_job(
     finally:
         monkeypatch.undo()
         importlib.reload(tracing)
+    assert spans() == []
+
+
+@pytest.fixture
+def no_provider(monkeypatch):
+    """The OpenTelemetry API installed with no SDK behind it (the API's default provider)."""
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())
+
+
+UPSTREAM = trace.SpanContext(
+    trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+    span_id=0xB7AD6B7169203331,
+    is_remote=True,
+    trace_flags=trace.TraceFlags(1),
+)
+
+
+def test_without_a_tracer_provider_a_job_carries_the_upstream_context_and_no_span_is_made(
+    queue, spans, no_provider
+):
+    with trace.use_span(trace.NonRecordingSpan(UPSTREAM)):
+        carried = queue.enqueue_many(
+            [queue.build_job("tests.testapp.jobs.add", [n, n]) for n in range(3)]
+        )
+    plain = queue.enqueue("tests.testapp.jobs.add", [1, 2])
+
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert [queue.get_job(job.id).meta for job in carried] == [{"traceparent": parent}] * 3
+    assert queue.get_job(plain.id).meta == {}
+    job, outcome = run_here(queue)
+    with tracing.run_span(job) as span:  # the run makes the carried context current
+        assert span is None
+        assert trace.get_current_span().get_span_context().trace_id == UPSTREAM.trace_id
+    assert outcome.result == 0
     assert spans() == []
 
 
