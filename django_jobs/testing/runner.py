@@ -11,7 +11,6 @@ in-memory store of the testing modes, or :class:`~django_jobs.worker.leases.Leas
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import os
 import socket
@@ -29,13 +28,12 @@ from django_jobs.serialization import utcnow
 from django_jobs.worker.execute import (
     log_completed,
     log_failed,
+    log_started,
     notify,
     notify_failed,
     run_job,
 )
 from django_jobs.worker.leases import Failure, Leases
-
-logger = logging.getLogger("django_jobs.worker")
 
 T = TypeVar("T")
 
@@ -77,7 +75,7 @@ class CallerThread:
 def attempt(job: Job, recorder: Recorder) -> None:
     """Run one attempt of ``job`` (leased by ``recorder``) and record its outcome, as a worker
     child does: the same signals and log lines, in the same order."""
-    logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
+    log_started(job)
     notify(signals.job_started, job)
     started = time.monotonic()
     # The connections are the test's (maybe inside its transaction): the run leaves them be.

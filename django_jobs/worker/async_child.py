@@ -44,6 +44,7 @@ from django_jobs.worker.execute import (
     failure,
     log_completed,
     log_failed,
+    log_started,
     notify,
     notify_failed,
 )
@@ -201,7 +202,7 @@ class AsyncJobs:
         loop = asyncio.get_running_loop()
         entry = Entry(job, index, loop.time() + float(job.timeout), JobContext(job, self.leases))
         self.running[index] = entry
-        logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
+        log_started(job)
         entry.task = asyncio.create_task(self._run(entry), name=f"django-jobs job {job.id}")
 
     async def _run(self, entry: Entry) -> None:

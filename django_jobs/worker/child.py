@@ -30,13 +30,13 @@ from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.serialization import dumps
 from django_jobs.store import connection as store_connection
-from django_jobs.store.connection import reset_connections
 from django_jobs.worker.async_child import AsyncJobs
 from django_jobs.worker.execute import (
     async_names,
     log_completed,
     log_failed,
     log_finished,
+    log_started,
     notify,
     notify_failed,
     run_job,
@@ -275,7 +275,7 @@ class ChildLoop:
             self.board.publish(job, ASYNC)
         else:
             self.board.publish(job)
-            logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
+            log_started(job)
 
     def _process(self, job: Job) -> Claim:
         """Run ``job``, record its outcome and go on with the next job: the next of the batch
@@ -321,7 +321,7 @@ class ChildLoop:
                 self._cancel_unstarted(index, job)
                 return self._next()
             self.board.start(index, job)
-            logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
+            log_started(job)
             return Claim(job, None)
         if not self.done:
             return self._claim()
@@ -422,7 +422,7 @@ def _become_child() -> None:
     # them does, once they are collected) would unregister the sockets for the supervisor too:
     # it would never hear the reply it waits for, and time out. So they are kept, unused.
     _INHERITED_CLIENTS.extend(store_connection._async_clients.values())
-    reset_connections()
+    store_connection.reset_connections()
 
 
 def child_main(

@@ -265,6 +265,11 @@ async def _awaited(awaitable: Any, context: JobContext) -> Any:
         job_context.leave(token)
 
 
+def log_started(job: Job) -> None:
+    """The log line as an attempt starts (a worker's process, its event loop, a testing mode)."""
+    logger.info("job %s %s attempt %d started", job.id, job.name, job.attempt)
+
+
 def log_finished(job: Job, outcome: str, seconds: float, detail: str = "") -> None:
     """The one log line at the end of every attempt, wherever it ended."""
     logger.info(
