@@ -228,7 +228,12 @@ async def asend(client: Any, step: Call | Command) -> Any:
     try:
         return await client.execute_command(*command_of(client, step))
     except redis.ResponseError as exc:
-        steps = _recovery(client, step, exc)
+        return await arecovered(client, step, exc)
+
+
+async def arecovered(client: Any, step: Call | Command, exc: redis.ResponseError) -> Any:
+    """:func:`recovered` with an asyncio client."""
+    steps = _recovery(client, step, exc)
     done, value = False, next(steps)
     while not done:
         try:

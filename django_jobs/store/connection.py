@@ -354,3 +354,12 @@ def _needs_name(pool_class: type) -> bool:
     # Read once per pool class: an enqueue takes a pooled connection (store/commands.py).
     parameter = inspect.signature(pool_class.get_connection).parameters.get("command_name")
     return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+def read_reply(connection: Any) -> Any:
+    """The next reply on ``connection``; an error reply as the exception read, so that the
+    replies after it (commands sent in the same write) are still read before it is raised."""
+    try:
+        return connection.read_response()
+    except redis.ResponseError as exc:
+        return exc

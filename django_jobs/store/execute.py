@@ -17,8 +17,22 @@ from redis.exceptions import RedisClusterException
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.store import nodes
-from django_jobs.store.commands import Command, Plan, asend, command_of, recovered, send
-from django_jobs.store.connection import get_async_redis, get_redis, pooled, redis_outage
+from django_jobs.store.commands import (
+    Command,
+    Plan,
+    arecovered,
+    asend,
+    command_of,
+    recovered,
+    send,
+)
+from django_jobs.store.connection import (
+    get_async_redis,
+    get_redis,
+    pooled,
+    read_reply,
+    redis_outage,
+)
 from django_jobs.store.errors import translated
 from django_jobs.store.scripts import Call
 from django_jobs.store.topology import is_cluster_client
@@ -53,7 +67,7 @@ def _send_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = 
                     raise
         if not connection.can_read(timeout=step.read_timeout):
             raise redis.TimeoutError(f"No reply to {step.args[0]} in {step.read_timeout:g} s")
-        replies = [_read(connection) for _ in commands]
+        replies = [read_reply(connection) for _ in commands]
     except BaseException:
         # An unread (or half-read) reply would be taken for the next command's.
         connection.disconnect()
@@ -61,15 +75,6 @@ def _send_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = 
     finally:
         pool.release(connection)
     return _replies(replies)
-
-
-def _read(connection: Any) -> Any:
-    """The next reply; an error reply as the exception read, so that the replies after it are
-    still read before it is raised."""
-    try:
-        return connection.read_response()
-    except redis.ResponseError as exc:
-        return exc
 
 
 async def _aread(connection: Any, timeout: float) -> Any:
@@ -134,8 +139,9 @@ def execute(client: Any, step: Call | Command) -> Any:
             else:
                 behind = None if step.then is None else command_of(client, step.then)
                 reply = _send_blocking(client, step, behind)
-                if step.then is not None:
-                    reply = (reply[0], _reply_to(client, step.then, reply[1]))
+                if step.then is not None and isinstance(reply[1], redis.ResponseError):
+                    # Not loaded yet (a new server, a restart): loaded, and sent again.
+                    reply = (reply[0], recovered(client, step.then, reply[1]))
         elif replicas := _replicas(step):
             timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
             reply = nodes.send_replicated(client, step, replicas, timeout)
@@ -145,13 +151,6 @@ def execute(client: Any, step: Call | Command) -> Any:
         raise translated(exc) from exc
     redis_outage.answered()  # the end of an outage this process reported, if any
     return reply
-
-
-def _reply_to(client: Any, call: Call, reply: Any) -> Any:
-    """The reply to ``call`` sent behind a wait: as read, or after an error reply (such as a
-    script the server does not know yet, after a restart) from sending it again, which loads
-    what is missing."""
-    return send(client, call) if isinstance(reply, redis.ResponseError) else reply
 
 
 async def aexecute(client: Any, step: Call | Command) -> Any:
@@ -166,8 +165,8 @@ async def aexecute(client: Any, step: Call | Command) -> Any:
                 behind = None if step.then is None else command_of(client, step.then)
                 reply = await _asend_blocking(client, step, behind)
                 if step.then is not None and isinstance(reply[1], redis.ResponseError):
-                    # Not loaded yet (a new server, a restart): sent again, which loads it.
-                    reply = (reply[0], await asend(client, step.then))
+                    # Not loaded yet (a new server, a restart): loaded, and sent again.
+                    reply = (reply[0], await arecovered(client, step.then, reply[1]))
         elif replicas := _replicas(step):
             timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
             reply = await nodes.asend_replicated(client, step, replicas, timeout)

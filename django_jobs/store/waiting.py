@@ -30,7 +30,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.store import nodes
 from django_jobs.store.commands import Command, command_of
-from django_jobs.store.connection import get_redis, pooled, redis_outage
+from django_jobs.store.connection import get_redis, pooled, read_reply, redis_outage
 from django_jobs.store.errors import translated
 from django_jobs.store.scripts import Call
 from django_jobs.store.topology import is_cluster_client
@@ -140,8 +140,8 @@ class Blpop:
         """
         connection, then = self._connection, self._then
         try:
-            token: Any = _read(connection)
-            answer = _read(connection) if then is not None else None
+            token: Any = read_reply(connection)
+            answer = read_reply(connection) if then is not None else None
         except (redis.RedisError, RedisClusterException) as exc:
             self.close()
             raise translated(exc) from exc
@@ -186,12 +186,3 @@ class Blpop:
             self._connection.disconnect()
             self._pool.release(self._connection)
             self._connection = self._then = None
-
-
-def _read(connection: Any) -> Any:
-    """The next reply on ``connection``; an error reply as the exception read (the replies after
-    it are still to be read)."""
-    try:
-        return connection.read_response()
-    except redis.ResponseError as exc:
-        return exc
