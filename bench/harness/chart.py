@@ -176,6 +176,10 @@ def _latency_distribution(ax: Axes, results: dict[str, Any]) -> None:
                 zorder=3,
                 label=f"{name}: p50, p99 only (○ start, □ done)" if key == "start" else None,
             )
+    woke = (results.get("floor") or {}).get("wakeup_start_p50_ms")
+    if woke:
+        ax.axvline(median(woke), color="grey", linestyle=":", linewidth=1)
+        ax.plot([], [], color="grey", linestyle=":", label="bare BLPOP wake-up, p50 (floor)")
     ax.set_xscale("log")
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(lambda x, _: f"{x:g}")

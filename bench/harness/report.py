@@ -225,6 +225,15 @@ def markdown(results: Results) -> str:
             f"trip ({number(floor['commands'])} single `INCR`s from one redis-py client, "
             "no pipelining)"
         )
+        if floor.get("wakeup_start_p50_ms"):
+            floor_text += (
+                f"; a bare wake-up (a redis-py process blocked in `BLPOP`, woken by an `RPUSH` "
+                "paced like the latency workload, pushing back when it woke) takes p50 "
+                f"{summary(floor['wakeup_start_p50_ms'], 2)} ms and p99 "
+                f"{summary(floor['wakeup_start_p99_ms'], 2)} ms to wake, and p50 "
+                f"{summary(floor['wakeup_done_p50_ms'], 2)} ms until its answer is read: no "
+                "library's idle latency can be lower"
+            )
     merged = results.get("merged_from")
     notes = []
     if merged:

@@ -3,7 +3,6 @@ repetitions are kept as lists (the report takes medians and min-max)."""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import redis
 from adapters.base import Adapter, DrainMode
 
 from harness.config import Config
+from harness.floor import incr_rate, paced
 from harness.monitor import Monitor, snapshot
 from harness.redis_server import PrivateRedis
 from harness.stats import distribution, percentile
@@ -145,31 +145,6 @@ FLOOR_CHECK = 2_000
 
 def drain_timeout(n: int) -> float:
     return 120 + n / 20  # no library here is slower than 20 jobs/s
-
-
-# -- floor ------------------------------------------------------------------------------------
-
-
-def incr_rate(url: str, n: int) -> float:
-    """Single INCRs per second from one new redis-py client."""
-    with redis.Redis.from_url(url) as client:
-        client.ping()
-        start = time.perf_counter()
-        for _ in range(n):
-            client.incr("bench:floor")
-        rate = n / (time.perf_counter() - start)
-        client.delete("bench:floor")
-    return rate
-
-
-def floor(ctx: Context) -> dict[str, Any]:
-    """Single INCRs from one redis-py client: the cost of one round trip from Python."""
-    n = ctx.config.floor_commands
-    rates = []
-    for _ in range(ctx.config.reps):
-        ctx.fresh()
-        rates.append(incr_rate(ctx.server.url, n))
-    return {"commands": n, "per_second": rates}
 
 
 # -- enqueue ----------------------------------------------------------------------------------
@@ -313,10 +288,8 @@ def latency(ctx: Context, adapter: Adapter) -> dict[str, Any]:
         workers = ctx.start(adapter, mode, f"latency rep{rep + 1}")
         try:
             adapter.wait_stamp(adapter.submit_stamp(), timeout=60)  # the worker is up
-            pause = random.Random(rep)
             starts, dones = [], []
-            for _ in range(n):
-                time.sleep(pause.uniform(0.01, 0.03))
+            for _ in paced(n, rep):
                 sent = time.time()
                 started = adapter.wait_stamp(adapter.submit_stamp(), timeout=30)
                 dones.append(time.time() - sent)

@@ -112,6 +112,22 @@ def test_markdown_marks_numbers_from_another_run() -> None:
     assert "SimpleWorker: 300<br>fork: 50.0" in text
 
 
+def test_the_wake_up_floor_is_reported_beside_the_latency_goal() -> None:
+    results = _results()
+    results["floor"] = {
+        "commands": 2_000,
+        "per_second": [8_000.0],
+        "wakeup_start_p50_ms": [0.4, 0.5, 0.6],
+        "wakeup_start_p99_ms": [1.5, 1.6, 1.7],
+        "wakeup_done_p50_ms": [0.9],
+    }
+    found = {t.label: t for t in targets(results)}
+    p99 = found["Idle latency, enqueue \u2192 start, p99"]
+    assert p99.goal == "< 1 ms (bare wake-up here: 1.60 ms)"
+    text = markdown(results)
+    assert "takes p50 0.50 (0.40\u20130.60) ms and p99 1.60 (1.50\u20131.70) ms to wake" in text
+
+
 def test_profile_summary(tmp_path: Path) -> None:
     raw = tmp_path / "raw.txt"
     child = 'process 1:"python manage.py runworker";process 2:"python manage.py runworker"'
