@@ -98,6 +98,42 @@ def test_scheduled_job_is_never_promoted_early(queue, redis_client):
     assert taken.started_at >= taken.scheduled_at
 
 
+def test_a_claim_that_takes_nothing_says_when_the_first_delayed_or_retrying_job_is_due(
+    queue, redis_client
+):
+    leases = Leases(queue.prefix)
+    assert leases.claim().next_due is None  # nothing waits
+
+    later = queue.enqueue("a.job", delay=60)
+    assert leases.claim().next_due == pytest.approx(later.scheduled_at.timestamp(), abs=1e-6)
+
+    queue.enqueue("a.job")
+    failed = leases.dequeue(worker_id="w1")
+    leases.fail_job(failed, "ValueError: boom")  # retrying, due in about 2 minutes
+    assert leases.claim().next_due == pytest.approx(later.scheduled_at.timestamp(), abs=1e-6)
+
+    sooner = queue.enqueue("a.job", delay=0.2)
+    soonest = queue.enqueue("a.job", delay=0.3)
+    time.sleep(0.25)  # ``sooner`` is due: the claim takes it, and says nothing of the rest
+    claim = leases.claim()
+    assert claim.job.id == sooner.id
+    assert claim.next_due is None
+    # Promoted meanwhile, the next one leaves a claim that says when the one after it is due.
+    time.sleep(0.1)
+    assert leases.claim().job.id == soonest.id
+    assert leases.claim().next_due == pytest.approx(later.scheduled_at.timestamp(), abs=1e-6)
+    assert_census(
+        queue,
+        redis_client,
+        {
+            later.id: "scheduled",
+            failed.id: "retrying",
+            sooner.id: "processing",
+            soonest.id: "processing",
+        },
+    )
+
+
 def test_get_job_returns_none_for_an_unknown_id(queue):
     assert queue.get_job("0" * 32) is None
 

@@ -227,6 +227,14 @@ def test_idle_worker_starts_a_new_job_within_milliseconds(workers, queue):
     assert (job.started_at - job.created_at).total_seconds() < 0.5
 
 
+def test_a_child_process_keeps_what_it_starts_with_out_of_garbage_collections(workers):
+    # A collection of an older generation walking the objects a forked child inherited would
+    # hold up a job for milliseconds: the child freezes them as it starts.
+    workers.start("--concurrency", "1")
+
+    assert jobs.frozen_objects.delay().result(timeout=10) > 10_000
+
+
 def test_delayed_job_is_run_when_due_and_not_before(workers):
     workers.start("--concurrency", "1")
     handle = jobs.add.using(delay=1.2).delay(1, 2)

@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import logging
-import os
-import signal
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -29,7 +25,6 @@ from django_jobs import signals
 from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.serialization import dumps
-from django_jobs.store import connection as store_connection
 from django_jobs.worker.async_child import AsyncJobs
 from django_jobs.worker.execute import (
     async_names,
@@ -48,11 +43,6 @@ from django_jobs.worker.slots import ASYNC, GO, STOP, Board
 from django_jobs.worker.wakeups import ChildWakeups
 
 logger = logging.getLogger("django_jobs.worker")
-
-_PR_SET_PDEATHSIG = 1
-
-# The supervisor's asyncio Redis clients, as a forked child inherits them: kept, never used.
-_INHERITED_CLIENTS: list[Any] = []
 
 # A child takes no job while its supervisor has not beaten its heart (``Worker.heartbeat``,
 # about ten times a second) for this long, nor for half a lease: a frozen supervisor (SIGSTOP,
@@ -399,52 +389,3 @@ class ChildLoop:
     def _succeeded(job: Job, result: Any, seconds: float, acked: bool) -> None:
         if acked:  # else another worker has the job: nothing was recorded
             notify(signals.job_succeeded, job, result=result, seconds=seconds)
-
-
-def _become_child() -> None:
-    # The supervisor decides when a job stops: Ctrl-C in a terminal, or systemd signalling the
-    # whole group, must not interrupt the job in the middle.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.set_wakeup_fd(-1)
-    # A process group of its own, which the supervisor ends as a whole (worker/children.py):
-    # the subprocesses a job starts die with it on a timeout, a cancellation or a shutdown.
-    # Ctrl-C in a terminal no longer reaches the job's subprocesses either; like the job, they
-    # stop when the supervisor says so.
-    with contextlib.suppress(OSError):
-        os.setpgid(0, 0)
-    if sys.platform == "linux":
-        # Die with the supervisor rather than finish a job that is being handed to another worker.
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    # A forked child shares the supervisor's epoll instance, in which the sockets of the
-    # supervisor's asyncio clients are registered. Closing those clients here (which forgetting
-    # them does, once they are collected) would unregister the sockets for the supervisor too:
-    # it would never hear the reply it waits for, and time out. So they are kept, unused.
-    _INHERITED_CLIENTS.extend(store_connection._async_clients.values())
-    store_connection.reset_connections()
-
-
-def child_main(
-    conn: Connection,
-    board: Board,
-    shared: Shared,
-    config: ChildConfig,
-    inherited: list[Connection],
-) -> None:
-    """Entry point of a worker child process.
-
-    ``inherited`` are the supervisor's ends of the other children's pipes, which a forked
-    child holds copies of; closing them lets every child see EOF when the supervisor is gone.
-    """
-    for other in inherited:
-        other.close()
-    _become_child()
-    if not config.forked:  # a spawned child starts from nothing
-        import django
-
-        from django_jobs.log import configure_command_logging
-
-        django.setup()
-        configure_command_logging("django_jobs", config.verbosity)
-    ChildLoop(conn, board, shared, config).run()

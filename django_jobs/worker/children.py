@@ -97,7 +97,7 @@ class Child:
 def lead_own_group(pid: int) -> None:
     """Make process ``pid`` the leader of a new process group.
 
-    The child does the same as it starts (``child._become_child``); whichever comes second
+    The child does the same as it starts (``child_process._become_child``); whichever comes second
     finds it done (or, for a spawned child that already started a new program, is refused),
     which is fine.
     """

@@ -35,7 +35,8 @@ from django_jobs.queue import JobQueue
 from django_jobs.serialization import loads
 from django_jobs.store import calls, shards
 from django_jobs.store.execute import arun
-from django_jobs.worker.child import ChildConfig, Shared, child_main
+from django_jobs.worker.child import ChildConfig, Shared
+from django_jobs.worker.child_process import child_main
 from django_jobs.worker.children import (
     Child,
     exit_records,

@@ -140,7 +140,9 @@ class ChildWakeups:
                     if message is not None:
                         return message, self._cancel(plan, step)
                     continue
-                if not self.blpop.ready():
+                # The socket select found readable is not asked again (two system calls on the
+                # way from the token to the job): reading the reply finds a closed one.
+                if waits[1] not in ready and not self.blpop.ready():
                     raise RedisUnavailable("Redis did not answer a wait on the wake-up list")
                 woken = self.blpop.reply()
                 if plan is not None and step is not None:

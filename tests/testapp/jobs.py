@@ -1,6 +1,7 @@
 """Jobs the worker tests run in real worker processes."""
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -20,6 +21,12 @@ def _ledger(name: str) -> Path:
 @job
 def add(a, b):
     return a + b
+
+
+@job
+def frozen_objects():
+    """How many objects its process keeps out of the garbage collector's sight."""
+    return gc.get_freeze_count()
 
 
 def append_to_ledger(label, name="record.log"):

@@ -317,7 +317,10 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
     local earlier = claimed_before(prefix, processing_key, deadline, token)
     if earlier then return earlier end
   end
-  local ready = promote(prefix, scheduled_key, dead_key, now, limit) + promote(prefix, retrying_key, dead_key, now, limit)
+  -- When the first delayed and retrying jobs are due, if none is due now (see promote).
+  local scheduled_ready, scheduled_next = promote(prefix, scheduled_key, dead_key, now, limit)
+  local retrying_ready, retrying_next = promote(prefix, retrying_key, dead_key, now, limit)
+  local ready = scheduled_ready + retrying_ready
   -- This worker takes one of the promoted jobs; the others may wake idle workers.
   wake(wakeup_key, ready - 1)
   -- Jobs a limit holds back, if any are due. Without parked jobs (no key) this costs one
@@ -325,7 +328,8 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
   -- arguments slowly.
   local due = nil
   local pkey = parked_key(prefix)
-  if redis.call('EXISTS', pkey) == 1 and redis.call('ZRANGEBYSCORE', pkey, '-inf', now, 'LIMIT', '0', '1')[1] then
+  local some_parked = redis.call('EXISTS', pkey) == 1
+  if some_parked and redis.call('ZRANGEBYSCORE', pkey, '-inf', now, 'LIMIT', '0', '1')[1] then
     due = flows().due_waiting(prefix, now, queues)
   end
   local parked = 0
@@ -363,10 +367,14 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
     end
   end
   local next_due = nil
-  if redis.call('EXISTS', pkey) == 1 then next_due = flows().next_parked(prefix, queues) end
-  for _, zkey in ipairs({scheduled_key, retrying_key}) do
-    local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
-    if head[2] and (next_due == nil or tonumber(head[2]) < next_due) then next_due = tonumber(head[2]) end
+  -- Parked now only if it was before, or this claim parked some.
+  if (some_parked or parked > 0) and redis.call('EXISTS', pkey) == 1 then next_due = flows().next_parked(prefix, queues) end
+  for zkey, first in pairs({[scheduled_key] = scheduled_next, [retrying_key] = retrying_next}) do
+    if first == nil then  -- promote moved some: the head is another one now
+      local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+      first = head[2] and tonumber(head[2])
+    end
+    if first and (next_due == nil or first < next_due) then next_due = first end
   end
   return {'', next_due and string.format('%.6f', next_due) or '', '0'}
 end

@@ -142,8 +142,16 @@ local function not_a_hash(prefix, id)
 end
 
 -- Move jobs of a zset (delayed or retrying) whose time has come to the tail of their list.
+-- Returns how many became ready and, when none was due, when the first is due (false: the
+-- zset is empty; nil when some were moved). The head is looked at first: a claim that finds
+-- nothing due (an idle worker's, the usual case) pays one cheap ZRANGE, whose answer also
+-- tells it when to look again (claim_next), instead of a ZRANGEBYSCORE and a ZRANGE.
 local function promote(prefix, zkey, dead_key, now, limit)
-  local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', 0, limit)
+  local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  if not head[2] then return 0, false end
+  local first = tonumber(head[2])
+  if first > tonumber(now) then return 0, first end
+  local ids = redis.call('ZRANGEBYSCORE', zkey, '-inf', now, 'LIMIT', '0', limit)
   local ready = 0
   for _, id in ipairs(ids) do
     redis.call('ZREM', zkey, id)
@@ -159,7 +167,7 @@ local function promote(prefix, zkey, dead_key, now, limit)
       bury(prefix, dead_key, id, now, 'The job record is missing or has no queue and priority.')
     end
   end
-  return ready
+  return ready, nil
 end
 
 -- Keep an index of finished jobs for as long as their records live. Entries whose records
