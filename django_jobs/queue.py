@@ -1,13 +1,14 @@
 """``JobQueue``: what users call to enqueue, inspect, cancel, requeue, delete, purge and wait
-for jobs, and to see the workers (the read side lives in its base class,
-:class:`django_jobs.browse.JobBrowser`).
+for jobs, and to see the workers. Its base classes hold the read side
+(:class:`django_jobs.browse.JobBrowser`) and the operations on many jobs at once, requeue,
+purge and delete (:class:`django_jobs.upkeep.JobUpkeep`).
 
 Every method that changes a job's state is one Redis round trip: one Lua script, called
-through :mod:`django_jobs.store.calls` (or :mod:`~django_jobs.store.worker_calls`); the bulk
-``requeue_dead()`` and ``purge()`` make one per bounded batch. Each operation is written once,
-as a *plan* (a generator of store steps); the sync method runs it with the sync client, the
-``a``-prefixed twin with the asyncio client. The worker's side of the protocol (claim,
-acknowledge, fail, renew leases, recover) is :class:`django_jobs.worker.leases.Leases`.
+through :mod:`django_jobs.store.calls` (or :mod:`~django_jobs.store.worker_calls`). Each
+operation is written once, as a *plan* (a generator of store steps); the sync method runs it
+with the sync client, the ``a``-prefixed twin with the asyncio client. The worker's side of the
+protocol (claim, acknowledge, fail, renew leases, recover) is
+:class:`django_jobs.worker.leases.Leases`.
 
 The methods that enqueue, and those a handle calls (get, watch, wait for, cancel), are made by
 :func:`~django_jobs.routing.routed`: in a testing ``MODE`` (:mod:`django_jobs.testing`) the
@@ -19,27 +20,22 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
 from typing import Any, TypeVar
 
-from django_jobs import bulk, rules, spread, tracing, validation
-from django_jobs.browse import (
-    DEAD_WORKERS_KEPT,
-    JobBrowser,
-    Page,
-    state_sources,
-)
+from django_jobs import bulk, spread, tracing, validation
+from django_jobs.browse import DEAD_WORKERS_KEPT, Page
 from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import JobIsRunning, JobNotFound, RedisUnavailable
+from django_jobs.exceptions import JobNotFound, RedisUnavailable
 from django_jobs.flow import NO_FLOW
 from django_jobs.job import Job, JobStatus
 from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
-from django_jobs.store import calls, console_calls, shards, worker_calls
+from django_jobs.store import calls, shards
 from django_jobs.store.commands import Plan
 from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys
+from django_jobs.upkeep import JobUpkeep
 
 __all__ = ["DEAD_WORKERS_KEPT", "JobQueue", "Page"]
 
@@ -49,7 +45,7 @@ WAIT_RECHECK = 5.0
 T = TypeVar("T")
 
 
-class JobQueue(JobBrowser):
+class JobQueue(JobUpkeep):
     """The jobs of one namespace (key prefix) in Redis.
 
     ``JobQueue()`` uses ``DJANGO_JOBS``: its ``PREFIX``, ``QUEUES`` and connection, read at
@@ -163,7 +159,7 @@ class JobQueue(JobBrowser):
             return []
         # The steps of a workflow share its shard: the first step's says where.
         keys, _ = yield from spread.locate(
-            self, ids[0], lambda keys: calls.watch(keys, job_id=ids[0]), lambda s: not s
+            self, ids[0], lambda keys: calls.watch(keys, job_id=ids[0]), lambda s: not s[0]
         )
         return (yield from calls.cancel_flow(keys, ids=ids, now=now, job_ttl=job_ttl))
 
@@ -191,15 +187,21 @@ class JobQueue(JobBrowser):
     def _watch(self, job_id: str) -> Plan[JobStatus | None]:
         """The job's status (``None`` if unknown); unless it is final, its outcome will be
         pushed to ``keys.done(job_id)`` for :meth:`wait_for` to block on."""
-        _, status = yield from self._watch_in(validation.job_id(job_id, "watch()"))
+        _, status, _ = yield from self._watch_in(validation.job_id(job_id, "watch()"))
         return status
 
-    def _watch_in(self, job_id: str) -> Plan[tuple[Keys, JobStatus | None]]:
-        """:meth:`watch`, and the keys of the shard that holds the job."""
-        keys, status = yield from spread.locate(
-            self, job_id, lambda keys: calls.watch(keys, job_id=job_id), lambda s: not s
+    def _watch_in(
+        self, job_id: str, read: bool = False
+    ) -> Plan[tuple[Keys, JobStatus | None, Job | None]]:
+        """:meth:`watch`, and the keys of the shard that holds the job; with ``read`` the job
+        too when it is finished already (otherwise ``None``)."""
+        keys, (status, job) = yield from spread.locate(
+            self,
+            job_id,
+            lambda keys: calls.watch(keys, job_id=job_id, read=read),
+            lambda reply: not reply[0],
         )
-        return keys, JobStatus(status) if status else None
+        return keys, JobStatus(status) if status else None, job
 
     def _wait_for(self, job_id: str, timeout: float | None = None) -> Plan[Job]:
         """Block until the job is COMPLETED, FAILED or CANCELLED and return it.
@@ -212,13 +214,11 @@ class JobQueue(JobBrowser):
         validation.job_id(job_id, "wait_for()")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            keys, status = yield from self._watch_in(job_id)
+            # A job finished already comes with its status: one round trip then.
+            keys, status, job = yield from self._watch_in(job_id, read=True)
             if status is None:
                 raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
-            if status.is_finished:
-                job = yield from self._get_job(job_id)
-                if job is None:
-                    raise JobNotFound(f"Job {job_id!r} expired.")
+            if job is not None:
                 return job
             wait = WAIT_RECHECK
             if deadline is not None:
@@ -252,177 +252,6 @@ class JobQueue(JobBrowser):
         )
         return reply
 
-    def _requeue_dead(
-        self,
-        job_ids: Iterable[str] | None = None,
-        *,
-        name: str | None = None,
-        limit: int = 0,
-        batch: int = 1000,
-    ) -> Plan[list[str]]:
-        """Move dead-letter jobs back to the tail of their lists with a fresh retry budget.
-        Returns their ids.
-
-        With ``job_ids``, those (one round trip). Without, all of them (only those named
-        ``name`` if given), oldest first, up to ``limit`` if given: in batches of one round
-        trip each, each looking at ``batch`` dead letters at most, until none is left.
-        """
-        if job_ids is not None:
-            ids = validation.ids(job_ids, "requeue_dead()")
-            if not ids:
-                return []
-            replies = yield from spread.by_id(
-                self, ids, lambda keys, part: calls.requeue(keys, ids=part), lambda r: r[0]
-            )
-            return [job_id for done, _ in replies for job_id in done]
-        name = validation.name_filter(name)
-        limit = rules.integer(limit, "limit", minimum=0)
-        batch = rules.integer(batch, "batch", minimum=1)
-        requeued: list[str] = []
-        for keys in self.all_keys():
-            start: int | None = 0
-            while start is not None and (not limit or len(requeued) < limit):
-                want = batch if not limit else min(batch, limit - len(requeued))
-                done, start = yield from calls.requeue(
-                    keys, ids=[], start=start, scan=batch, limit=want, name=name
-                )
-                requeued += done
-        return requeued
-
-    def _purge(
-        self,
-        status: JobStatus | str,
-        *,
-        queue: str | None = None,
-        name: str | None = None,
-        older_than: float | timedelta | None = None,
-        batch: int = 1000,
-    ) -> Plan[int]:
-        """Delete the jobs in one state for good, as :meth:`delete_jobs` does (record, result,
-        index entries), optionally only those of ``queue`` and named ``name``. Returns how
-        many were deleted.
-
-        PENDING takes ready, delayed and parked jobs (those a rate or concurrency limit holds
-        back; with ``queue``: empties that queue); RETRYING,
-        FAILED (the dead letters), COMPLETED and CANCELLED the jobs in that state; for the
-        last three, ``older_than`` (seconds or a timedelta) keeps those that finished since
-        then. RUNNING is refused (``ValueError``): cancel running jobs first. Works in batches
-        of one round trip each, each looking at ``batch`` entries at most, so a purge of many
-        jobs does not hold Redis up; jobs that reach the state meanwhile may be purged too.
-        """
-        state = validation.stored_status(status)
-        if state is JobStatus.RUNNING:
-            raise ValueError(
-                "Running jobs cannot be purged: cancel running jobs first (cancel_job()), then "
-                "purge them as cancelled."
-            )
-        name = validation.name_filter(name)
-        queue = "" if queue is None else validation.queue_name(queue)
-        batch = rules.integer(batch, "batch", minimum=1)
-        max_score = None
-        if older_than is not None:
-            if not state.is_finished:
-                raise ValueError(
-                    f"older_than applies to finished jobs (completed, failed, cancelled), not to "
-                    f"{state.value} ones."
-                )
-            seconds = rules.seconds(older_than, "older_than")
-            if seconds < 0:
-                raise rules.refused("older_than", "0 seconds or more", older_than)
-            max_score = utcnow().timestamp() - seconds
-        deleted = 0
-        # Each shard in turn: the shards of the queues (all shards without ``queue``).
-        for keys, queues in spread.queues_by_keys(self, [queue] if queue else self.queues):
-            for kind, key in state_sources(keys, state, queues):
-                deleted += yield from self._purge_source(
-                    keys, kind, key, batch, max_score, queue, name
-                )
-            if state is JobStatus.PENDING:
-                # Read after the ready lists were purged: a claim meanwhile may have parked some.
-                for key in (yield from self._waiting_lists(keys, queues, batch)):
-                    deleted += yield from self._purge_source(
-                        keys, "W", key, batch, None, queue, name
-                    )
-        return deleted
-
-    def _purge_source(
-        self,
-        keys: Keys,
-        kind: str,
-        key: str,
-        batch: int,
-        max_score: float | None,
-        queue: str,
-        name: str,
-    ) -> Plan[int]:
-        """Purge one state structure (see purge.lua), a batch a round trip."""
-        deleted = 0
-        start: int | None = 0
-        while start is not None:
-            count, start = yield from console_calls.purge(
-                keys,
-                kind=kind,
-                source=key,
-                start=start,
-                batch=batch,
-                max_score=max_score,
-                queue=queue,
-                name=name,
-                now=utcnow().timestamp(),
-                job_ttl=int(jobs_settings.JOB_TTL),
-            )
-            deleted += count
-        return deleted
-
-    def _waiting_lists(self, keys: Keys, queues: list[str], batch: int) -> Plan[list[str]]:
-        """The keys of the waiting lists of the jobs of ``queues`` that a limit holds back
-        (``_flow.lua``), their index read ``batch`` entries a round trip."""
-        found: list[str] = []
-        start = 0
-        while True:
-            members = yield from console_calls.waiting_lists(keys, start=start, count=batch)
-            found += [keys.waiting(m) for m in members if m.split("|", 2)[1] in queues]
-            if len(members) < batch:
-                return found
-            start += batch
-
-    def _delete_jobs(self, job_ids: Iterable[str]) -> Plan[list[Job]]:
-        """Delete jobs for good, in one round trip: each one's record, result and index entries,
-        and its id from the list or set that holds it. Returns the jobs as they were before
-        (with their results); ids of no job (unknown, or expired) are left out.
-
-        A running job is refused: :class:`~django_jobs.exceptions.JobIsRunning` is raised and
-        nothing is deleted. Cancel it first (:meth:`cancel_job`) and delete it once its worker
-        stopped it. Deleting a pending job in a long list costs its position in the list.
-        """
-        ids = list(dict.fromkeys(validation.ids(job_ids, "delete_jobs()")))
-        if not ids:
-            return []
-        now, job_ttl = utcnow().timestamp(), int(jobs_settings.JOB_TTL)
-        # One call per shard (nothing is deleted on a shard where one of its ids runs).
-        replies = yield from spread.by_id(
-            self,
-            ids,
-            lambda keys, part: worker_calls.delete(keys, ids=part, now=now, job_ttl=job_ttl),
-            lambda reply: [*reply[0], *(job.id for job in reply[1])],
-        )
-        running = [job_id for found, _ in replies for job_id in found]
-        deleted = [job for _, jobs in replies for job in jobs]
-        if running:
-            which = ", ".join(running)
-            raise JobIsRunning(
-                f"Cannot delete running job{'s' if len(running) > 1 else ''} {which}: cancel "
-                "it first (cancel_job()), then delete it once it is cancelled. Nothing was "
-                "deleted."
-            )
-        return deleted
-
-    def _delete_job(self, job_id: str) -> Plan[Job | None]:
-        """Delete one job (see :meth:`delete_jobs`): the job as it was, or ``None`` if there
-        was none. A running job raises :class:`~django_jobs.exceptions.JobIsRunning`."""
-        deleted = yield from self._delete_jobs([validation.job_id(job_id, "delete_job()")])
-        return deleted[0] if deleted else None
-
     # -- public API: each plan run with the sync client, and with the asyncio one -------------
 
     # What enqueues and what a handle calls; in a testing MODE the in-process store answers.
@@ -439,11 +268,3 @@ class JobQueue(JobBrowser):
     acancel_flow = async_twin(_cancel_flow)
     group = sync_twin(_group)
     agroup = async_twin(_group)
-    requeue_dead = sync_twin(_requeue_dead)
-    arequeue_dead = async_twin(_requeue_dead)
-    purge = sync_twin(_purge)
-    apurge = async_twin(_purge)
-    delete_jobs = sync_twin(_delete_jobs)
-    adelete_jobs = async_twin(_delete_jobs)
-    delete_job = sync_twin(_delete_job)
-    adelete_job = async_twin(_delete_job)

@@ -3,6 +3,8 @@ of its own; every reader sees the same result either way, for RESULT_TTL."""
 
 import time
 
+import redis
+
 from django_jobs import JobStatus
 from django_jobs.handle import JobHandle
 from django_jobs.worker.leases import Leases
@@ -119,3 +121,19 @@ def test_a_result_as_long_as_the_lease_token_keeps_the_record_compact_on_any_ser
     assert not client.hexists(queue.keys.job(longer.id), "result")
     assert client.ttl(queue.keys.result(longer.id)) > 0
     assert [queue.get_job(job.id).result for job in (short, longer)] == [inline, in_key]
+
+
+def _script_calls(client) -> int:
+    stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("fcall", "evalsha"))
+
+
+def test_the_result_of_a_job_finished_already_is_read_with_its_status(private_redis, queue):
+    handle = JobHandle(complete(queue, SHORT), queue)  # as delay() returned it
+    client = redis.Redis.from_url(private_redis.url, decode_responses=True)
+    before = _script_calls(client)
+
+    assert handle.result(timeout=1) == SHORT
+    assert _script_calls(client) - before == 1  # the watch brought the job: no fetch after it
+    assert queue.watch(handle.id) == JobStatus.COMPLETED
+    assert "watched" not in client.hgetall(queue.keys.job(handle.id))

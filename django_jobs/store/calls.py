@@ -173,10 +173,21 @@ def requeue(
     return [text(i) for i in done], (None if int(next_start) < 0 else int(next_start))
 
 
-def watch(keys: Keys, *, job_id: str) -> Plan[str]:
+def watch(keys: Keys, *, job_id: str, read: bool = False) -> Plan[tuple[str, Job | None]]:
     """The job's status (``""`` if unknown); unless final, its outcome will be pushed to
-    ``keys.done(job_id)``."""
-    return text((yield SCRIPTS["watch"].call(job=keys.job(job_id))))
+    ``keys.done(job_id)``. With ``read`` a job that is final already comes with it, as
+    :func:`fetch` reads it (otherwise ``None``): a waiter has it in the same round trip."""
+    reply = yield SCRIPTS["watch"].call(
+        job=keys.job(job_id),
+        prefix=keys.prefix,
+        id=job_id,
+        read=int(read),
+        result_since=result_since() if read else "",
+    )
+    if not isinstance(reply, list):
+        return text(reply), None
+    found = _jobs(reply[1:])
+    return text(reply[0]), found[0] if found else None
 
 
 def wait_done(keys: Keys, *, job_id: str, timeout: float) -> Plan[tuple[Any, Job | None]]:
