@@ -25,7 +25,7 @@ except ImportError:  # redis-py packs commands in Python then
 
 from django_jobs.conf import jobs_settings
 from django_jobs.store import nodes
-from django_jobs.store.connection import pooled
+from django_jobs.store.connection import kept
 from django_jobs.store.scripts import FUNCTIONS, Call
 from django_jobs.store.topology import is_cluster_client
 
@@ -162,23 +162,20 @@ def _advance(steps: Steps, reply: Any) -> tuple[bool, Any]:
 def _exchange(client: Any, args: tuple[Any, ...]) -> Any:
     """One command and its reply with a sync client.
 
-    A plain client's command goes straight to a connection of its pool, with the connection's
-    own retries (``Retry``, as ``execute_command`` uses them): ``execute_command``'s other
-    layers (its per-call metrics hooks and argument checks) cost an enqueue as much as the
-    rest of its Python. Cluster clients route by key, and a single-connection client holds a
-    lock: both keep ``execute_command``.
+    A plain client's command goes straight to the connection this thread keeps
+    (:func:`~django_jobs.store.connection.kept`), with the connection's own retries
+    (``Retry``, as ``execute_command`` uses them): the pool's checkout and return and
+    ``execute_command``'s other layers (its per-call metrics hooks and argument checks) cost
+    an enqueue as much as the rest of its Python. Other clients (a cluster's routes by key)
+    keep ``execute_command``.
     """
-    if is_cluster_client(client) or getattr(client, "connection", None) is not None:
+    connection = kept(client)
+    if connection is None:
         return client.execute_command(*args)
-    pool = client.connection_pool
-    connection = pooled(pool, args[0])
-    try:
-        packed = _pack(connection, args)
-        return connection.retry.call_with_retry(
-            lambda: _request(connection, packed), lambda _: connection.disconnect()
-        )
-    finally:
-        pool.release(connection)
+    packed = _pack(connection, args)
+    return connection.retry.call_with_retry(
+        lambda: _request(connection, packed), lambda _: connection.disconnect()
+    )
 
 
 def _pack(connection: Any, args: tuple[Any, ...]) -> list[bytes]:

@@ -8,6 +8,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import os
 import threading
 import time
 import weakref
@@ -327,12 +328,76 @@ class OutageLog:
 redis_outage = OutageLog()
 
 
+class _Kept(threading.local):
+    """The connection each thread keeps to the shared sync client's server (:func:`kept`)."""
+
+    client: Any = None
+    connection: Any = None
+
+
+_kept = _Kept()
+
+
+def kept(client: Any) -> Any:
+    """The connection this thread keeps to the server of ``client``, ready for a command;
+    ``None`` for a client that sends its commands itself (see :func:`_own_connection`).
+
+    A command sent on a connection taken from the pool and given back pays for the pool's
+    lock, metrics and events twice, which cost an enqueue more than its own Python. So each
+    thread keeps one connection, made as the pool makes its own (its class and options: a
+    Sentinel master's asks the sentinels where the master is on connecting), outside the pool:
+    a thread that ends takes it along (it is closed when collected), and a forked child or a
+    new client starts with a new one. As the pool does with a connection it hands out, one
+    that Redis closed (a restart, an idle timeout) or that has unread data is made afresh.
+    """
+    held = _kept
+    if held.client is not client:
+        held.client, held.connection = client, _own_connection(client)
+    connection = held.connection
+    if connection is None:
+        return None
+    connection.connect()  # if it is not connected; a failure is raised as it is
+    try:
+        if connection.can_read():
+            raise redis.ConnectionError("Connection has data")
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        connection.disconnect()
+        connection.connect()
+        if connection.can_read():
+            raise redis.ConnectionError("Connection not ready") from None
+    return connection
+
+
+def _own_connection(client: Any) -> Any:
+    """A new connection like those of ``client``'s pool; ``None`` when the client must send its
+    commands itself: a cluster client routes them by key, a single-connection client holds a
+    lock, and a pool with a client-side cache wraps its connections in it."""
+    if topology.is_cluster_client(client) or getattr(client, "connection", None) is not None:
+        return None
+    pool = client.connection_pool
+    if getattr(pool, "cache", None) is not None:
+        return None
+    return pool.connection_class(**pool.connection_kwargs)
+
+
+def _forget_kept() -> None:
+    """Every thread's kept connection forgotten (closed as it is collected)."""
+    global _kept
+    _kept = _Kept()
+
+
+# A forked child must not share its parent's sockets: it keeps connections of its own.
+os.register_at_fork(after_in_child=_forget_kept)
+
+
 def reset_connections() -> None:
-    """Forget cached clients, e.g. after the settings changed or in a forked child process
-    (which reports its own outages: :data:`redis_outage` starts afresh)."""
+    """Forget cached clients and kept connections, e.g. after the settings changed or in a
+    forked child process (which reports its own outages: :data:`redis_outage` starts
+    afresh)."""
     global _sync_client
     _sync_client = None
     _async_clients.clear()
+    _forget_kept()
     redis_outage.reset()
 
 
