@@ -123,6 +123,9 @@ def _parameters(func: Callable[..., Any], skip_first: bool) -> inspect.Signature
     )
 
 
+# Values that check_json takes as they are: JSON writes and reads them unchanged.
+_PLAIN = frozenset({str, int, bool, type(None)})
+
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -156,13 +159,14 @@ def arguments(
     kwargs: dict[str, Any],
     *,
     skip_first: bool = False,
-) -> None:
+) -> inspect.Signature | None:
     """``TypeError`` naming the job and the parameter when ``func(*args, **kwargs)`` would not
     bind to ``func``'s parameters (``inspect.Signature.bind``), e.g.
     ``Job shop.jobs.charge(order_id, amount): missing a required argument: 'amount'.``
 
     ``skip_first`` leaves out the first parameter, which the caller fills itself (the context
-    of a Django task that ``takes_context``). Signatures are read once per function.
+    of a Django task that ``takes_context``). Signatures are read once per function. Returns
+    the parameters checked against (``None``: not known).
     """
     try:
         signature = _parameters(func, skip_first)
@@ -170,15 +174,16 @@ def arguments(
     except TypeError:  # an unhashable callable object: read it each time
         signature, counts = _parameters.__wrapped__(func, skip_first), None
     if signature is None:
-        return
+        return None
     # Positional arguments only, as many as the parameters take: they bind (and binding costs
     # more than the rest of an enqueue's checks).
     if counts is not None and counts[0] <= len(args) <= counts[1]:
-        return
+        return signature
     try:
         signature.bind(*args, **kwargs)
     except TypeError as exc:
         raise TypeError(f"Job {name}{signature}: {exc}.") from None
+    return signature
 
 
 def progress(current: Any, total: Any, message: Any) -> tuple[float, float | None, str]:
@@ -264,10 +269,13 @@ def build_job(
     if not isinstance(kwargs, dict):
         raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}.")
     for index, value in enumerate(args):
-        check_json(value, f"args[{index}]")
-    check_json(kwargs, "kwargs")
+        if value.__class__ not in _PLAIN:  # most arguments: nothing to walk, no path to name
+            check_json(value, f"args[{index}]")
+    if kwargs:
+        check_json(kwargs, "kwargs")
+    signature = None
     if function is not None:
-        arguments(name, function, args, kwargs, skip_first=takes_context)
+        signature = arguments(name, function, args, kwargs, skip_first=takes_context)
 
     now = utcnow()
     if delay is not None and scheduled_at is not None:
@@ -301,7 +309,8 @@ def build_job(
     meta = {} if meta is None else meta
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, not {type(meta).__name__}.")
-    check_json(meta, "meta")
+    if meta:
+        check_json(meta, "meta")
     payload_size(args, kwargs, meta)
 
     queue = queue_name(queue)
@@ -322,5 +331,8 @@ def build_job(
         retry_backoff_max=retry_backoff_max,
         meta=meta,
     )
-    (flow or NO_FLOW).apply(job, None if function is None else _parameters(function, takes_context))
+    flow = flow or NO_FLOW
+    # A job without flow control in a queue without limits has none: nothing to add.
+    if flow is not NO_FLOW or queue in jobs_settings.QUEUE_LIMITS:
+        flow.apply(job, signature)
     return job

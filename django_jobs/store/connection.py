@@ -356,7 +356,11 @@ def kept(client: Any) -> Any:
     connection = held.connection
     if connection is None:
         return None
-    connection.connect()  # if it is not connected; a failure is raised as it is
+    # redis-py's own test of being connected: connect() asks it too, behind a retry policy
+    # whose layers would cost every command.
+    if connection._sock is None:
+        connection.connect()  # a failure is raised as it is
+        return connection
     try:
         if connection.can_read():
             raise redis.ConnectionError("Connection has data")
