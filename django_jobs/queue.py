@@ -27,7 +27,6 @@ from django_jobs.browse import DEAD_WORKERS_KEPT, Page
 from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobNotFound, RedisUnavailable
-from django_jobs.flow import NO_FLOW
 from django_jobs.job import Job, JobStatus
 from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
@@ -72,9 +71,7 @@ class JobQueue(JobUpkeep):
             for option in ("queue", "priority", "max_retries", "timeout", "flow"):
                 if options.get(option) is None:
                     options[option] = getattr(registered, option)
-        flow = options.get("flow")  # only SHARDS puts queues on two shards (a compare costs)
-        if registered is not None and jobs_settings.SHARDS and flow not in (None, NO_FLOW):
-            shards.same_shard(name, registered.queue, options.get("queue"))
+        validation.registered_shard(registered, options.get("queue"), options.get("flow"))
         return validation.build_job(name, args, kwargs, **options)
 
     # -- plans --------------------------------------------------------------------------------

@@ -191,20 +191,24 @@ class JobCall(Generic[P, R]):
         self.jobs = jobs or JobQueue()
 
     def _build(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Job:
+        # JobQueue.build_job with every option given, as it would take them, without its
+        # layer of options (packed into a dict and unpacked again: an enqueue's dearest call).
         fn, options = self.job_function, self.options
-        return self.jobs.build_job(
+        queue, flow = options.get("queue", fn.queue), options.get("flow", fn.flow)
+        validation.registered_shard(registry.get(fn.name), queue, flow)
+        return validation.build_job(
             fn.name,
             args,
             kwargs,
             priority=options.get("priority", fn.priority),
-            queue=options.get("queue", fn.queue),
+            queue=queue,
             delay=options.get("delay"),
             scheduled_at=options.get("at"),
             max_retries=options.get("max_retries", fn.max_retries),
             timeout=options.get("timeout", fn.timeout),
             user_id=options.get("user_id"),
             function=fn.func,
-            flow=options.get("flow", fn.flow),
+            flow=flow,
             takes_context=fn.takes_context,
         )
 

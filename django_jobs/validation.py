@@ -227,6 +227,15 @@ def payload_size(args: list[Any], kwargs: dict[str, Any], meta: dict[str, Any]) 
     return size
 
 
+def registered_shard(registered: Any, queue: str | None, flow: Flow | None) -> None:
+    """``ValueError`` when a job of the ``registered`` job function (``None``: one not
+    registered here) with ``flow`` control would go to ``queue`` in another shard than its
+    ``@job`` queue's (see :func:`django_jobs.store.shards.same_shard`)."""
+    # Only SHARDS puts queues on two shards: without it, no compare.
+    if registered is not None and jobs_settings.SHARDS and flow not in (None, NO_FLOW):
+        shards.same_shard(registered.name, registered.queue, queue)
+
+
 def build_job(
     name: str,
     args: list[Any] | tuple[Any, ...] = (),
@@ -314,7 +323,7 @@ def build_job(
     payload_size(args, kwargs, meta)
 
     queue = queue_name(queue)
-    job = Job(
+    job = Job.new(
         # The id names the job's shard (see store/shards.py): lookups by id go there first.
         id=shards.tag_id(new_id(), queue),
         name=name,
