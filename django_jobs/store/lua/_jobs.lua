@@ -1,20 +1,82 @@
 -- What enqueues, leases, acknowledges, cancels and deletes jobs, on top of _lib.lua, _flow.lua
 -- and _workflow.lua (scripts.py puts the four in that order in front of each script).
 
--- Store the jobs of ``call`` (the decoded JSON of calls.enqueue_values: {shapes, jobs}) and make
--- them ready, or due later, or (status 'waiting': a workflow's step) waiting for the steps
--- before it. A shape is what jobs of a call share: {name, queue, priority, status, then the
--- names of the hash's fields after record.py's LEADING_FIELDS}. ``jobs`` is flat: per job its
--- id, due time, user id, shape (its index), created_at, then the values of its shape's fields.
--- A job with a unique key that another job holds is not stored.
--- Returns {id, holder id, ...} for those, and sends a wake-up per ready job, and one when a
--- delayed job is due before all others.
+-- Store one job of an enqueue, unless another job holds its unique key ``unique`` (taken for
+-- ``unique_for`` seconds, or nil: until the job releases it): its record is the HSET arguments
+-- ``row[first]`` to ``row[last]``; ``due`` is its due time ('' = now), ``user`` its user id ('' =
+-- none), ``waiting`` true for a workflow's step that waits for the steps before it.
+-- Returns the holder's id when it was not stored; otherwise nil, whether it is ready (the caller
+-- pushes it on its list) and the wake-ups it needs (1: a delayed job due before all others).
+local function store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, due, user, created_at, waiting, unique, unique_for, row, first, last)
+  if unique then
+    local ttl = ''
+    if unique_for then ttl = string.format('%d', math.ceil(tonumber(unique_for) * 1000)) end
+    local holder = flows().unique_take(prefix, unique, ttl, id)
+    if holder then return holder, false, 0 end
+  end
+  redis.call('HSET', jkey, unpack(row, first, last))
+  if user ~= '' then
+    -- The user index covers JOB_TTL, like the records of finished jobs.
+    local ukey = prefix .. ':user:' .. user
+    redis.call('ZADD', ukey, created_at, id)
+    redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
+    redis.call('EXPIRE', ukey, user_ttl)
+  end
+  if waiting then
+    redis.call('ZADD', waiting_jobs_key(prefix), created_at, id)
+  elseif due ~= '' then
+    redis.call('ZADD', scheduled_key, due, id)
+    -- Due before any other: idle workers must learn when to look next.
+    if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then return nil, false, 1 end
+  else
+    return nil, true, 0
+  end
+  return nil, false, 0
+end
+
+-- Store the one job of a call (``job``: calls.job_values, flat: its id, due time, user id, then
+-- its record's fields and values, record.py's LEADING_FIELDS first) and make it ready, or due
+-- later, or waiting, as enqueue_jobs does, without the JSON and the tables a call of many
+-- jobs needs. A job whose record exists was stored by an earlier send of this call whose reply
+-- was lost: it is left as it is. Returns {id, holder id} when another job holds its unique key,
+-- else {}.
+local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wakeup_key)
+  local id = job[1]
+  local jkey = job_key(prefix, id)
+  if redis.call('EXISTS', jkey) == 1 then return {} end
+  local unique, unique_for
+  for k = 14, #job, 2 do
+    local field = job[k]
+    if field == 'unique_key' then unique = job[k + 1]
+    elseif field == 'unique_for' then unique_for = job[k + 1]
+    end
+  end
+  -- name, queue, priority, created_at and status are the values 5, 7, 9, 11 and 13.
+  local holder, ready, wakeups = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, job[2], job[3], job[11], job[13] == 'waiting', unique, unique_for, job, 4, #job)
+  if holder then return {id, holder} end
+  if ready then
+    redis.call('RPUSH', list_key(prefix, job[7], job[9]), id)
+    wakeups = 1
+  end
+  count_event(prefix, 'enqueued', job[7], job[5])
+  wake(wakeup_key, wakeups)
+  return {}
+end
+
+-- Store the jobs of ``call`` (the decoded JSON of calls.enqueue_values: {shapes, jobs}) as
+-- enqueue_job stores one. A shape is what jobs of a call share: {name, queue, priority,
+-- status, the names of the fields whose values each job has, the other fields of their
+-- records and their values (flat)}. ``jobs`` is flat: per job its id, due time, user id, shape
+-- (its index), created_at, then its values of the fields its shape names.
+-- Returns {id, holder id, ...} for the jobs another job's unique key held back, and sends a
+-- wake-up per ready job, and one when a delayed job is due before all others.
 local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, wakeup_key)
   local jobs = call[2]
-  -- Per shape the arguments of its jobs' HSET (each job writes its values into them), how many
-  -- values a job has after its created_at, where its unique key and time are, if any, the ids
-  -- of its ready jobs (in a table its queue and priority share with other shapes: one RPUSH
-  -- per list, in order) and how many of its jobs were stored (one HINCRBY per kind of job).
+  -- Per shape the arguments of its jobs' HSET (each job writes its values into them, after
+  -- ``fixed``), how many values a job has after its created_at, its unique key and time, if
+  -- any, the ids of its ready jobs (in a table its queue and priority share with other shapes:
+  -- one RPUSH per list, in order) and how many of its jobs were stored (one HINCRBY per kind
+  -- of job).
   local shapes, ready, lists = {}, {}, {}
   for s, shape in ipairs(call[1]) do
     local queue, priority = shape[2], shape[3]
@@ -26,16 +88,23 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
       ids = {}; by_priority[priority] = ids
       lists[#lists + 1] = {list_key(prefix, queue, priority), ids}
     end
-    local spec = {row = row, extra = #shape - 4, waiting = shape[4] == 'waiting', ready = ids, stored = 0}
-    for k = 5, #shape do
-      local field = shape[k]
+    local names, shared = shape[5], shape[6]
+    local spec = {row = row, extra = #names, waiting = shape[4] == 'waiting', ready = ids, stored = 0}
+    for k = 1, #shared, 2 do
+      local field = shared[k]
       row[#row + 1] = field
-      row[#row + 1] = ''
-      -- Where its value is.
-      if field == 'unique_key' then spec.unique = #row
-      elseif field == 'unique_for' then spec.unique_for = #row
+      row[#row + 1] = shared[k + 1]
+      if field == 'unique_key' then spec.unique = shared[k + 1]
+      elseif field == 'unique_for' then spec.unique_for = shared[k + 1]
       end
     end
+    -- Each job's values of ``names`` go after the shared ones: row[fixed + 2 * j].
+    local last = #row
+    for j, field in ipairs(names) do
+      row[last + 2 * j - 1] = field
+      row[last + 2 * j] = ''
+    end
+    spec.fixed = last
     shapes[s] = spec
   end
   local wakeups, taken = 0, {}
@@ -61,44 +130,22 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
   local look = repeated or found > 0
   for k, jkey in ipairs(keys) do
     i = starts[k]
-    local id, due, user = jobs[i], jobs[i + 1], jobs[i + 2]
+    local id = jobs[i]
     local shape = shapes[jobs[i + 3]]
-    local row, created_at = shape.row, jobs[i + 4]
     if not look or redis.call('EXISTS', jkey) == 0 then
+      local row, last, created_at = shape.row, shape.fixed, jobs[i + 4]
       row[8] = created_at
-      for j = 1, shape.extra do row[10 + 2 * j] = jobs[i + 4 + j] end
-      local holder = nil
-      if shape.unique then
-        local ttl = ''
-        if shape.unique_for then
-          ttl = string.format('%d', math.ceil(tonumber(row[shape.unique_for]) * 1000))
-        end
-        holder = flows().unique_take(prefix, row[shape.unique], ttl, id)
-      end
+      for j = 1, shape.extra do row[last + 2 * j] = jobs[i + 4 + j] end
+      local holder, is_ready, wake_for = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, jobs[i + 1], jobs[i + 2], created_at, shape.waiting, shape.unique, shape.unique_for, row, 1, #row)
       if holder then
         taken[#taken + 1] = id
         taken[#taken + 1] = holder
       else
-        redis.call('HSET', jkey, unpack(row))
         shape.stored = shape.stored + 1
-        if shape.waiting then
-          redis.call('ZADD', waiting_jobs_key(prefix), created_at, id)
-        elseif due ~= '' then
-          redis.call('ZADD', scheduled_key, due, id)
-          if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then
-            -- Due before any other: idle workers must learn when to look next.
-            wakeups = wakeups + 1
-          end
-        else
+        wakeups = wakeups + wake_for
+        if is_ready then
           local ids = shape.ready
           ids[#ids + 1] = id
-        end
-        if user ~= '' then
-          -- The user index covers JOB_TTL, like the records of finished jobs.
-          local ukey = prefix .. ':user:' .. user
-          redis.call('ZADD', ukey, created_at, id)
-          redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
-          redis.call('EXPIRE', ukey, user_ttl)
         end
       end
     end
