@@ -8,10 +8,13 @@ fails after others stored their chunks raises its error with what was and was no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from django_jobs import validation
 from django_jobs.conf import jobs_settings
-from django_jobs.job import Job
+from django_jobs.job import Job, new_id
+from django_jobs.serialization import check_json
 from django_jobs.store import shards
 from django_jobs.store.commands import Plan
 from django_jobs.store.keys import Keys
@@ -73,3 +76,46 @@ def _tell_what_was_enqueued(exc: Exception, jobs: list[Job], done: list[Job]) ->
             f"this error (its 'enqueued'); the other {len(jobs) - len(done)} were not, or not "
             "for sure (its 'not_enqueued'): sending them again is safe."
         )
+
+
+def built_like(
+    first: Job,
+    more: Sequence[Any],
+    function: Callable[..., Any] | None,
+    takes_context: bool,
+) -> list[Job]:
+    """``first`` (built by ``JobQueue.build_job``) and a job like it for each item of ``more``:
+    its positional arguments, checked as ``build_job`` checks them (JSON, the payload's size,
+    and that they fit ``function``'s parameters), the rest of the job copied from ``first``
+    (``JobQueue.build_jobs``). The flow control of ``first`` must not depend on its arguments
+    (no unique key, no limit keyed on them): the caller builds those one by one."""
+    jobs = [first]
+    shared, kwargs, meta = first.__dict__, first.kwargs, first.meta
+    # The shard's part of an id, looked up once: tag_id("", queue) + raw == tag_id(raw, queue).
+    shard = shards.tag_id("", first.queue)
+    for number, args in enumerate(more, 1):
+        if not isinstance(args, (list, tuple)):
+            raise TypeError(
+                f"build_jobs(): args[{number}] (a job's arguments) must be a list or a tuple, "
+                f"not {type(args).__name__}."
+            )
+        args = list(args)
+        for index, value in enumerate(args):
+            check_json(value, f"args[{number}][{index}]")
+        if function is not None:
+            validation.arguments(first.name, function, args, kwargs, skip_first=takes_context)
+        validation.payload_size(args, kwargs, meta)
+        # A copy of the first job's fields (a dataclass's __init__ of 40 fields costs more
+        # than the checks above), with its own containers, which an enqueue may write into
+        # (the trace context goes into each job's meta).
+        fields = shared.copy()
+        fields["id"] = shard + new_id()
+        fields["args"] = args
+        fields["kwargs"] = dict(kwargs)
+        fields["meta"] = dict(meta)
+        fields["errors"] = []
+        fields["limits"] = [list(limit) for limit in first.limits]
+        job = Job.__new__(Job)
+        job.__dict__ = fields
+        jobs.append(job)
+    return jobs

@@ -125,3 +125,61 @@ def test_chunks_hold_fewer_jobs_where_large_payloads_are_allowed(configure):
     assert bulk.chunk_size() == 1
     configure(MAX_PAYLOAD_BYTES=1024)
     assert bulk.chunk_size() == bulk.CHUNK
+
+
+def test_each_job_of_a_call_of_many_shapes_has_the_record_it_has_alone(queue, redis_client):
+    """A call of many jobs sends what their records share once per shape and each job's own
+    values; a call of one job sends its record's fields as they are: both write one record."""
+    options = [
+        {},
+        {"user_id": 0},
+        {"delay": 60, "meta": {"by": "ops"}},
+        {"max_retries": 0, "timeout": 12.5, "priority": "critical", "queue": "emails"},
+        {"flow": Flow.of(unique=True)},
+    ]
+    jobs = [
+        queue.build_job("bulk.item", [i], {"k": [i]} if i % 3 else None, **options[i % 5])
+        for i in range(15)
+    ]
+    queue.enqueue_many(jobs)
+
+    for job in jobs:
+        if job.unique_key is not None:  # its copy may take the key
+            redis_client.delete(f"{queue.prefix}:unique:{job.unique_key}")
+        alone = dataclasses.replace(job, id=job.id + "-alone")
+        assert queue.enqueue_many([alone]) == [alone]
+        assert redis_client.hgetall(queue.keys.job(alone.id)) == redis_client.hgetall(
+            queue.keys.job(job.id)
+        )
+
+
+def test_build_jobs_builds_what_build_job_builds(queue, redis_client):
+    jobs = queue.build_jobs("tests.testapp.jobs.add", [[1, 2], (3, 4)], priority="high", timeout=9)
+    one = queue.build_job("tests.testapp.jobs.add", [3, 4], priority="high", timeout=9)
+
+    assert jobs[1] == dataclasses.replace(one, id=jobs[1].id, created_at=jobs[1].created_at)
+    assert len({job.id for job in jobs}) == 2
+    assert jobs[0].meta is not jobs[1].meta  # an enqueue writes each one's trace context
+    queue.enqueue_many(jobs)
+    assert queue.get_jobs([job.id for job in jobs]) == {job.id: job for job in jobs}
+    assert queue.build_jobs("tests.testapp.jobs.add", []) == []
+
+
+@pytest.mark.parametrize(
+    ("items", "error", "match"),
+    [
+        ([[1, 2], [1]], TypeError, "missing a required argument: 'b'"),
+        ([[1, 2], [1, {1}]], Exception, r"args\[1\]\[1\] is a builtins.set"),
+        ([[1, 2], 3], TypeError, r"args\[1\] \(a job's arguments\) must be a list or a tuple"),
+    ],
+)
+def test_build_jobs_refuses_the_arguments_build_job_would(queue, items, error, match):
+    with pytest.raises(error, match=match):
+        queue.build_jobs("tests.testapp.jobs.add", items)
+
+
+def test_build_jobs_keys_each_unique_job_on_its_own_arguments(queue):
+    jobs = queue.build_jobs("bulk.item", [[1], [2], [1]], flow=Flow.of(unique=True))
+
+    assert jobs[0].unique_key == jobs[2].unique_key != jobs[1].unique_key
+    assert [job.id for job in queue.enqueue_many(jobs)] == [jobs[0].id, jobs[1].id, jobs[0].id]
