@@ -1,6 +1,7 @@
 """enqueue_many() in chunks (django_jobs.bulk): every job stored once, in order, across chunk
 boundaries and resends; a chunk that fails after others were stored says which were."""
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -183,3 +184,63 @@ def test_build_jobs_keys_each_unique_job_on_its_own_arguments(queue):
 
     assert jobs[0].unique_key == jobs[2].unique_key != jobs[1].unique_key
     assert [job.id for job in queue.enqueue_many(jobs)] == [jobs[0].id, jobs[1].id, jobs[0].id]
+
+
+def test_a_failing_call_in_the_middle_of_a_stream_says_exactly_which_were_enqueued(
+    queue, redis_client, chunk_of_three
+):
+    """The calls of a call's chunks go one behind another: when the second fails, the first
+    and the third are stored, and the error says so; sending the others again stores them."""
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(3)]
+    jobs += [queue.build_job("bulk.item", [i], queue="emails") for i in range(3, 6)]
+    jobs += [queue.build_job("bulk.item", [i]) for i in range(6, 8)]
+    emails = queue.keys.queue("emails", JobPriority.NORMAL)
+    redis_client.set(emails, "not a list")  # Redis refuses the second chunk's script
+
+    with pytest.raises(StoreError) as raised:
+        queue.enqueue_many(jobs)
+
+    assert raised.value.enqueued == jobs[:3] + jobs[6:]
+    assert raised.value.not_enqueued == jobs[3:6]
+    assert "5 of the 8 jobs of this enqueue_many() were enqueued" in str(raised.value.__notes__)
+    assert redis_client.lrange(queue.keys.queue("default", JobPriority.NORMAL), 0, -1) == [
+        job.id for job in jobs[:3] + jobs[6:]
+    ]
+    redis_client.delete(emails)
+    for job in raised.value.not_enqueued:  # stored, but its script failed before listing it
+        redis_client.delete(queue.keys.job(job.id))
+    queue.enqueue_many(raised.value.not_enqueued)
+    expected = dict.fromkeys((j.id for j in jobs[:3] + jobs[6:]), "queue:default:normal")
+    assert_census(
+        queue,
+        redis_client,
+        expected | dict.fromkeys((j.id for j in jobs[3:6]), "queue:emails:normal"),
+    )
+    assert redis_client.hget(queue.keys.events, "enqueued|default|bulk.item") == "5"
+
+
+def test_a_job_that_cannot_be_sent_stops_the_stream_at_its_chunk(
+    queue, redis_client, chunk_of_three
+):
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(7)]
+    jobs[4].created_at = None  # made by hand, not by build_job()
+
+    with pytest.raises(ValueError, match="has no created_at") as raised:
+        queue.enqueue_many(jobs)
+
+    assert raised.value.enqueued == jobs[:3]
+    assert raised.value.not_enqueued == jobs[3:]
+    assert_census(
+        queue, redis_client, dict.fromkeys((j.id for j in jobs[:3]), "queue:default:normal")
+    )
+
+
+def test_the_asyncio_client_sends_the_chunks_one_by_one(queue, redis_client, chunk_of_three):
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(7)]
+
+    stored = asyncio.run(queue.aenqueue_many(jobs))
+
+    assert stored == jobs
+    assert redis_client.lrange(queue.keys.queue("default", JobPriority.NORMAL), 0, -1) == [
+        job.id for job in jobs
+    ]
