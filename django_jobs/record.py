@@ -191,7 +191,7 @@ LEFT_OUT_WHEN_DEFAULT = frozenset(
 )
 # The fields a hash starts with (``Job.to_hash``), in this order: every job an enqueue stores has
 # them, and the enqueue scripts read them at these places instead of looking for them
-# (``enqueue_jobs`` in _jobs.lua).
+# (``enqueue_jobs`` in _enqueue.lua).
 LEADING_FIELDS = ("name", "queue", "priority", "created_at", "status")
 
 # The fields whose values differ from job to job of one enqueue (or that cannot be compared),

@@ -69,7 +69,7 @@ def _due_and_user(job: Job, now: float) -> tuple[str, str]:
 
 def job_values(job: Job, now: float) -> list[str]:
     """The ``job`` argument of the enqueue scripts for a call of one job (see ``enqueue_job``
-    in ``_jobs.lua``): its id, due time, user id, then its hash's fields and values
+    in ``_enqueue.lua``): its id, due time, user id, then its hash's fields and values
     (``Job.to_hash``, ``record.LEADING_FIELDS`` first). No JSON: Redis would spend more on
     decoding it than on storing the job."""
     due, user = _due_and_user(job, now)
@@ -81,7 +81,7 @@ def job_values(job: Job, now: float) -> list[str]:
 
 def enqueue_values(jobs: Iterable[Job], now: float) -> str:
     """The ``jobs`` argument of the enqueue scripts for a call of many jobs (see
-    ``enqueue_jobs`` in ``_jobs.lua``): one JSON value, ``[shapes, values]``. A shape is what
+    ``enqueue_jobs`` in ``_enqueue.lua``): one JSON value, ``[shapes, values]``. A shape is what
     jobs share (``job.shape_key``): their name, queue, priority, status, the names of the
     fields whose values each job has (``record.VARYING_FIELDS`` it holds) and the other fields
     of their hash with their values (``Job.to_hash`` of its first job), flat. ``values`` is

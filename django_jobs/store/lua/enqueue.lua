@@ -1,7 +1,7 @@
 -- Store jobs and make them ready (or delay them). One call may carry many jobs.
 -- KEYS: scheduled, wakeup
 -- ARGV: prefix, keep_since, user_ttl, jobs, *job
--- ``jobs``: JSON, as built by calls.enqueue_values (see enqueue_jobs in _jobs.lua); or '' for a
+-- ``jobs``: JSON, as built by calls.enqueue_values (see enqueue_jobs in _enqueue.lua); or '' for a
 -- call of one job, then ``job`` (calls.job_values; see enqueue_job): no JSON to decode.
 -- Returns {id, holder's id, ...} for the jobs not stored because another holds their unique key.
 if A.jobs == '' then
