@@ -8,13 +8,19 @@ fails after others stored their chunks raises its error with what was and was no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
+from django_jobs import validation
 from django_jobs.conf import jobs_settings
-from django_jobs.job import Job
+from django_jobs.exceptions import StoreError
+from django_jobs.job import Job, new_id
+from django_jobs.serialization import check_json
 from django_jobs.store import shards
-from django_jobs.store.commands import Plan
+from django_jobs.store.batch import rest_of
+from django_jobs.store.commands import Plan, Stream
 from django_jobs.store.keys import Keys
+from django_jobs.store.scripts import Call
 
 # Jobs per enqueue script call. Past a few hundred jobs a call costs Redis about the same per
 # job (callgrind: 43.7k instructions per job in calls of 100, 41.9k of 1,000, 41.6k of 5,000),
@@ -42,24 +48,62 @@ def stored_in_chunks(
     :class:`~django_jobs.queue.JobQueue`), shard by shard, each in the order given; returns
     the merged replies (``{id: holder's id}`` of the unique jobs another job stood in for).
 
-    When a call fails its error is raised with ``enqueued`` (the jobs the calls before it
-    stored) and ``not_enqueued`` (the others, in the order given: not stored, or, when the
-    reply of the last call was lost, not known to be) set on it, and a note that says so.
-    Sending the ``not_enqueued`` again is safe: storing is idempotent on the job ids.
+    The calls of a shard's chunks go one behind another (a :class:`Stream`): each chunk is
+    encoded while Redis stores the one before, and their replies are read after the last.
+    When a call fails its error is raised with ``enqueued`` (the jobs of the calls that stored
+    theirs) and ``not_enqueued`` (the others, in the order given: not stored, or, when a reply
+    was lost, not known to be) set on it, and a note that says so. Sending the
+    ``not_enqueued`` again is safe: storing is idempotent on the job ids.
     """
     taken: dict[str, str] = {}
     done: list[Job] = []
     for shard, part in shards.by_shard_of(jobs).items():
         keys = shard_keys(shard)
         size = chunk_size()
-        for start in range(0, len(part), size):
-            chunk = part[start : start + size]
+        chunks = [part[start : start + size] for start in range(0, len(part), size)]
+        plans = [store(keys, chunk) for chunk in chunks]
+        made: list[tuple[Plan[dict[str, str]], list[Job]]] = []
+        refused: list[Exception] = []
+
+        def calls() -> Iterator[Call]:
+            # Each chunk's call is made (encoded) as the stream sends the one before.
+            for plan, chunk in zip(plans, chunks, strict=True):  # noqa: B023 (used at once)
+                try:
+                    step = next(plan)
+                except Exception as exc:  # a job that cannot be sent: the ones after are not
+                    refused.append(exc)  # noqa: B023
+                    return
+                made.append((plan, chunk))  # noqa: B023
+                yield step
+
+        replies: list[Any] = []
+        if len(plans) > 1:
             try:
-                taken.update((yield from store(keys, chunk)))
+                replies = yield Stream(calls())
+            except StoreError as exc:  # no connection for it: its calls are sent one by one
+                replies = [exc] * len(made)
+        failed: Exception | None = None
+        for (plan, chunk), reply in zip(made, replies, strict=True):
+            try:  # the rest of the chunk's plan: its reply read, or its error sent again
+                taken.update((yield from rest_of(plan, reply)))
             except Exception as exc:
-                _tell_what_was_enqueued(exc, jobs, done)
-                raise
-            done += chunk
+                failed = failed or exc
+            else:
+                done += chunk
+        failed = failed or (refused[0] if refused else None)
+        # The chunks no stream sent (a shard's only chunk), one by one, unless one failed.
+        for plan, chunk in zip(plans[len(made) :], chunks[len(made) :], strict=True):
+            if failed is not None:
+                break
+            try:
+                taken.update((yield from plan))
+            except Exception as exc:
+                failed = exc
+            else:
+                done += chunk
+        if failed is not None:
+            _tell_what_was_enqueued(failed, jobs, done)
+            raise failed
     return taken
 
 
@@ -69,7 +113,50 @@ def _tell_what_was_enqueued(exc: Exception, jobs: list[Job], done: list[Job]) ->
     exc.not_enqueued = [job for job in jobs if job.id not in stored]  # type: ignore[attr-defined]
     if done:
         exc.add_note(
-            f"{len(done)} of the {len(jobs)} jobs of this enqueue_many() were enqueued before "
+            f"{len(done)} of the {len(jobs)} jobs of this enqueue_many() were enqueued despite "
             f"this error (its 'enqueued'); the other {len(jobs) - len(done)} were not, or not "
             "for sure (its 'not_enqueued'): sending them again is safe."
         )
+
+
+def built_like(
+    first: Job,
+    more: Sequence[Any],
+    function: Callable[..., Any] | None,
+    takes_context: bool,
+) -> list[Job]:
+    """``first`` (built by ``JobQueue.build_job``) and a job like it for each item of ``more``:
+    its positional arguments, checked as ``build_job`` checks them (JSON, the payload's size,
+    and that they fit ``function``'s parameters), the rest of the job copied from ``first``
+    (``JobQueue.build_jobs``). The flow control of ``first`` must not depend on its arguments
+    (no unique key, no limit keyed on them): the caller builds those one by one."""
+    jobs = [first]
+    shared, kwargs, meta = first.__dict__, first.kwargs, first.meta
+    # The shard's part of an id, looked up once: tag_id("", queue) + raw == tag_id(raw, queue).
+    shard = shards.tag_id("", first.queue)
+    for number, args in enumerate(more, 1):
+        if not isinstance(args, (list, tuple)):
+            raise TypeError(
+                f"build_jobs(): args[{number}] (a job's arguments) must be a list or a tuple, "
+                f"not {type(args).__name__}."
+            )
+        args = list(args)
+        for index, value in enumerate(args):
+            check_json(value, f"args[{number}][{index}]")
+        if function is not None:
+            validation.arguments(first.name, function, args, kwargs, skip_first=takes_context)
+        validation.payload_size(args, kwargs, meta)
+        # A copy of the first job's fields (a dataclass's __init__ of 40 fields costs more
+        # than the checks above), with its own containers, which an enqueue may write into
+        # (the trace context goes into each job's meta).
+        fields = shared.copy()
+        fields["id"] = shard + new_id()
+        fields["args"] = args
+        fields["kwargs"] = dict(kwargs)
+        fields["meta"] = dict(meta)
+        fields["errors"] = []
+        fields["limits"] = [list(limit) for limit in first.limits]
+        job = Job.__new__(Job)
+        job.__dict__ = fields
+        jobs.append(job)
+    return jobs

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import MISSING, Field, dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
@@ -18,6 +19,8 @@ from django_jobs.record import (
     LEADING_FIELDS,
     LEFT_OUT_WHEN_DEFAULT,
     ON_END_FIELDS,
+    VARYING_FIELDS,
+    VARYING_NULLABLE_FIELDS,
     attempt_of,
     check_runnable,
     from_dict_value,
@@ -273,3 +276,31 @@ _HASH_FIELDS = tuple(
     for name in dict.fromkeys((*LEADING_FIELDS, *_FIELDS))
     if name in HASH_WRITERS
 )
+
+
+# What tells apart the records of jobs that an enqueue of many sends in one call
+# (store/calls.py: enqueue_values), so that what they share is sent once: the values of the
+# fields of SHARED_FIELDS, and which of record.VARYING_FIELDS each job's record holds (those
+# go per job). Jobs of equal keys write the same record (Job.to_hash) but for their ids and
+# the values of those fields.
+SHARED_FIELDS = tuple(
+    name for name, *_ in _HASH_FIELDS if name not in VARYING_FIELDS and name != "created_at"
+)
+_SHARED = operator.itemgetter(*SHARED_FIELDS)
+_JSON = operator.itemgetter(*JSON_FIELDS)
+_NULLABLE = operator.itemgetter(*VARYING_NULLABLE_FIELDS)
+
+
+# ``None`` for each of record.VARYING_NULLABLE_FIELDS: compared with them in C.
+_NONES = (None,) * len(VARYING_NULLABLE_FIELDS)
+
+
+def shape_key(values: dict[str, Any]) -> tuple[Any, ...]:
+    """The key of the shape of the record of the job of ``values`` (its ``__dict__``; see
+    SHARED_FIELDS): its shared values, and whether it holds each of the varying fields (an
+    empty JSON value is left out, as ``None`` is)."""
+    return (
+        _SHARED(values),
+        *map(bool, _JSON(values)),
+        *map(operator.is_not, _NULLABLE(values), _NONES),
+    )

@@ -74,6 +74,34 @@ class JobQueue(JobUpkeep):
         validation.registered_shard(registered, options.get("queue"), options.get("flow"))
         return validation.build_job(name, args, kwargs, **options)
 
+    def build_jobs(
+        self, name: str, args: Iterable[Any], kwargs: Any = None, **options: Any
+    ) -> list[Job]:
+        """One job of ``name`` per item of ``args`` (each a list or tuple of its positional
+        arguments), all with ``kwargs`` and ``options``: what ``[build_job(name, a, kwargs,
+        **options) for a in args]`` returns, several times faster for many jobs. The options
+        are checked once (by :meth:`build_job`, for the first job), each job's arguments one
+        by one; the jobs share their creation time (and due time). Nothing is written: pass
+        them to :meth:`enqueue_many`.
+
+        A job whose flow control is keyed on its arguments (a unique key, or a rate or
+        concurrency limit of its own) is built by :meth:`build_job` one by one.
+        """
+        items = list(args)
+        if not items:
+            return []
+        first = self.build_job(name, items[0], kwargs, **options)
+        registered = registry.get(name)
+        function, takes_context = options.get("function"), options.get("takes_context", False)
+        if "function" not in options and registered is not None:
+            function, takes_context = registered.func, registered.takes_context
+        flow = options.get("flow")
+        if flow is None and registered is not None:
+            flow = registered.flow
+        if flow not in (None, NO_FLOW):
+            return [first, *(self.build_job(name, a, kwargs, **options) for a in items[1:])]
+        return bulk.built_like(first, items[1:], function, takes_context)
+
     # -- plans --------------------------------------------------------------------------------
 
     def _enqueue(

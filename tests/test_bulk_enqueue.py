@@ -1,6 +1,7 @@
 """enqueue_many() in chunks (django_jobs.bulk): every job stored once, in order, across chunk
 boundaries and resends; a chunk that fails after others were stored says which were."""
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -125,3 +126,121 @@ def test_chunks_hold_fewer_jobs_where_large_payloads_are_allowed(configure):
     assert bulk.chunk_size() == 1
     configure(MAX_PAYLOAD_BYTES=1024)
     assert bulk.chunk_size() == bulk.CHUNK
+
+
+def test_each_job_of_a_call_of_many_shapes_has_the_record_it_has_alone(queue, redis_client):
+    """A call of many jobs sends what their records share once per shape and each job's own
+    values; a call of one job sends its record's fields as they are: both write one record."""
+    options = [
+        {},
+        {"user_id": 0},
+        {"delay": 60, "meta": {"by": "ops"}},
+        {"max_retries": 0, "timeout": 12.5, "priority": "critical", "queue": "emails"},
+        {"flow": Flow.of(unique=True)},
+    ]
+    jobs = [
+        queue.build_job("bulk.item", [i], {"k": [i]} if i % 3 else None, **options[i % 5])
+        for i in range(15)
+    ]
+    queue.enqueue_many(jobs)
+
+    for job in jobs:
+        if job.unique_key is not None:  # its copy may take the key
+            redis_client.delete(f"{queue.prefix}:unique:{job.unique_key}")
+        alone = dataclasses.replace(job, id=job.id + "-alone")
+        assert queue.enqueue_many([alone]) == [alone]
+        assert redis_client.hgetall(queue.keys.job(alone.id)) == redis_client.hgetall(
+            queue.keys.job(job.id)
+        )
+
+
+def test_build_jobs_builds_what_build_job_builds(queue, redis_client):
+    jobs = queue.build_jobs("tests.testapp.jobs.add", [[1, 2], (3, 4)], priority="high", timeout=9)
+    one = queue.build_job("tests.testapp.jobs.add", [3, 4], priority="high", timeout=9)
+
+    assert jobs[1] == dataclasses.replace(one, id=jobs[1].id, created_at=jobs[1].created_at)
+    assert len({job.id for job in jobs}) == 2
+    assert jobs[0].meta is not jobs[1].meta  # an enqueue writes each one's trace context
+    queue.enqueue_many(jobs)
+    assert queue.get_jobs([job.id for job in jobs]) == {job.id: job for job in jobs}
+    assert queue.build_jobs("tests.testapp.jobs.add", []) == []
+
+
+@pytest.mark.parametrize(
+    ("items", "error", "match"),
+    [
+        ([[1, 2], [1]], TypeError, "missing a required argument: 'b'"),
+        ([[1, 2], [1, {1}]], Exception, r"args\[1\]\[1\] is a builtins.set"),
+        ([[1, 2], 3], TypeError, r"args\[1\] \(a job's arguments\) must be a list or a tuple"),
+    ],
+)
+def test_build_jobs_refuses_the_arguments_build_job_would(queue, items, error, match):
+    with pytest.raises(error, match=match):
+        queue.build_jobs("tests.testapp.jobs.add", items)
+
+
+def test_build_jobs_keys_each_unique_job_on_its_own_arguments(queue):
+    jobs = queue.build_jobs("bulk.item", [[1], [2], [1]], flow=Flow.of(unique=True))
+
+    assert jobs[0].unique_key == jobs[2].unique_key != jobs[1].unique_key
+    assert [job.id for job in queue.enqueue_many(jobs)] == [jobs[0].id, jobs[1].id, jobs[0].id]
+
+
+def test_a_failing_call_in_the_middle_of_a_stream_says_exactly_which_were_enqueued(
+    queue, redis_client, chunk_of_three
+):
+    """The calls of a call's chunks go one behind another: when the second fails, the first
+    and the third are stored, and the error says so; sending the others again stores them."""
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(3)]
+    jobs += [queue.build_job("bulk.item", [i], queue="emails") for i in range(3, 6)]
+    jobs += [queue.build_job("bulk.item", [i]) for i in range(6, 8)]
+    emails = queue.keys.queue("emails", JobPriority.NORMAL)
+    redis_client.set(emails, "not a list")  # Redis refuses the second chunk's script
+
+    with pytest.raises(StoreError) as raised:
+        queue.enqueue_many(jobs)
+
+    assert raised.value.enqueued == jobs[:3] + jobs[6:]
+    assert raised.value.not_enqueued == jobs[3:6]
+    assert "5 of the 8 jobs of this enqueue_many() were enqueued" in str(raised.value.__notes__)
+    assert redis_client.lrange(queue.keys.queue("default", JobPriority.NORMAL), 0, -1) == [
+        job.id for job in jobs[:3] + jobs[6:]
+    ]
+    redis_client.delete(emails)
+    for job in raised.value.not_enqueued:  # stored, but its script failed before listing it
+        redis_client.delete(queue.keys.job(job.id))
+    queue.enqueue_many(raised.value.not_enqueued)
+    expected = dict.fromkeys((j.id for j in jobs[:3] + jobs[6:]), "queue:default:normal")
+    assert_census(
+        queue,
+        redis_client,
+        expected | dict.fromkeys((j.id for j in jobs[3:6]), "queue:emails:normal"),
+    )
+    assert redis_client.hget(queue.keys.events, "enqueued|default|bulk.item") == "5"
+
+
+def test_a_job_that_cannot_be_sent_stops_the_stream_at_its_chunk(
+    queue, redis_client, chunk_of_three
+):
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(7)]
+    jobs[4].created_at = None  # made by hand, not by build_job()
+
+    with pytest.raises(ValueError, match="has no created_at") as raised:
+        queue.enqueue_many(jobs)
+
+    assert raised.value.enqueued == jobs[:3]
+    assert raised.value.not_enqueued == jobs[3:]
+    assert_census(
+        queue, redis_client, dict.fromkeys((j.id for j in jobs[:3]), "queue:default:normal")
+    )
+
+
+def test_the_asyncio_client_sends_the_chunks_one_by_one(queue, redis_client, chunk_of_three):
+    jobs = [queue.build_job("bulk.item", [i]) for i in range(7)]
+
+    stored = asyncio.run(queue.aenqueue_many(jobs))
+
+    assert stored == jobs
+    assert redis_client.lrange(queue.keys.queue("default", JobPriority.NORMAL), 0, -1) == [
+        job.id for job in jobs
+    ]

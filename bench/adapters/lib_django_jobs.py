@@ -32,7 +32,7 @@ class DjangoJobs(Adapter):
     distributions = ("django-jobs", "django")
     setup_notes: ClassVar[str] = (
         "`noop.delay(i)` of a `@job` function; bulk: `JobQueue().enqueue_many()` of "
-        "`build_job()`s. Worker: `manage.py runworker --concurrency N --burst` (a supervisor "
+        "`build_jobs()`. Worker: `manage.py runworker --concurrency N --burst` (a supervisor "
         "and N child processes; default logging, one line per job start and finish, to a "
         "file). Results: stored by default (a key per job, kept a day). Latency: "
         "`handle.result()`, which blocks on a notification list."
@@ -54,7 +54,7 @@ class DjangoJobs(Adapter):
     def enqueue_bulk(self, start: int, count: int) -> None:
         """One round trip for ``count`` jobs: ``noop(start)`` ... ``noop(start + count - 1)``."""
         self.jobs.enqueue_many(
-            [self.jobs.build_job(NOOP, [i]) for i in range(start, start + count)]
+            self.jobs.build_jobs(NOOP, [[i] for i in range(start, start + count)])
         )
 
     def unfinished(self, probe: redis.Redis, n: int) -> int:

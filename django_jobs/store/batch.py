@@ -43,7 +43,7 @@ def run_all(plans: Sequence[Plan[T]]) -> list[T]:
         raise translated(exc) from exc
     redis_outage.answered()
     return [
-        run(_rest(plan, _reply(client, step, reply)))
+        run(rest_of(plan, _reply(client, step, reply)))
         for plan, step, reply in zip(plans, steps, replies, strict=True)
     ]
 
@@ -62,7 +62,7 @@ def _reply(client: Any, step: Any, reply: Any) -> Any:
         return exc
 
 
-def _rest(plan: Plan[T], reply: Any) -> Plan[T]:
+def rest_of(plan: Plan[T], reply: Any) -> Plan[T]:
     """The rest of ``plan`` once the reply to its first step (or its error) is in, as a plan
     that :func:`~.execute.run` runs: its later steps, their errors thrown in as ``run`` does."""
     while True:

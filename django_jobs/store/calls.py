@@ -10,12 +10,13 @@ Run a plan with :func:`~django_jobs.store.execute.run` or ``arun``, or ``yield f
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord
-from django_jobs.job import Job
-from django_jobs.record import LEADING_FIELDS
+from django_jobs.job import Job, shape_key
+from django_jobs.record import HASH_WRITERS, LEADING_FIELDS, VARYING_FIELDS
 from django_jobs.serialization import dumps, from_timestamp, loads, utcnow
 from django_jobs.store.commands import Command, Plan
 from django_jobs.store.keys import Keys
@@ -55,51 +56,95 @@ def result_since() -> str:
 # -- enqueue ------------------------------------------------------------------------------------
 
 
+def _due_and_user(job: Job, now: float) -> tuple[str, str]:
+    """The due time ('' = now) and user id ('' = none) of ``job`` as the enqueue scripts take
+    them."""
+    if job.created_at is None:
+        raise ValueError(f"Job {job.id} has no created_at: build jobs with build_job().")
+    due = job.scheduled_at
+    due_at = due.timestamp() if due is not None else now
+    user = job.user_id
+    return stamp(due_at) if due_at > now else "", "" if user is None else str(user)
+
+
+def job_values(job: Job, now: float) -> list[str]:
+    """The ``job`` argument of the enqueue scripts for a call of one job (see ``enqueue_job``
+    in ``_enqueue.lua``): its id, due time, user id, then its hash's fields and values
+    (``Job.to_hash``, ``record.LEADING_FIELDS`` first). No JSON: Redis would spend more on
+    decoding it than on storing the job."""
+    due, user = _due_and_user(job, now)
+    fields = job.to_hash()
+    if tuple(fields)[:5] != LEADING_FIELDS:
+        raise ValueError(f"Job {job.id}'s record does not start with {LEADING_FIELDS}.")
+    return [job.id, due, user, *chain.from_iterable(fields.items())]
+
+
 def enqueue_values(jobs: Iterable[Job], now: float) -> str:
-    """The ``jobs`` argument of the enqueue scripts (see ``enqueue_jobs`` in ``_jobs.lua``): one
-    JSON value, ``[shapes, values]``. A shape is what jobs share: their name, queue, priority,
-    status and the names of the fields of their hash (``Job.to_hash``) after
-    ``record.LEADING_FIELDS``. ``values`` is flat: per job its id, due time ('' = now), user id
-    ('' = none), the index of its shape (from 1), then its hash's values from ``created_at`` on.
+    """The ``jobs`` argument of the enqueue scripts for a call of many jobs (see
+    ``enqueue_jobs`` in ``_enqueue.lua``): one JSON value, ``[shapes, values]``. A shape is what
+    jobs share (``job.shape_key``): their name, queue, priority, status, the names of the
+    fields whose values each job has (``record.VARYING_FIELDS`` it holds) and the other fields
+    of their hash with their values (``Job.to_hash`` of its first job), flat. ``values`` is
+    flat: per job its id, due time ('' = now), user id ('' = none), the index of its shape
+    (from 1), created_at, then its values of the fields its shape names.
 
     One argument encoded by the C encoder, each name and shared value in it once, costs both
-    sides far less than a dozen or more arguments per job."""
-    shapes: dict[tuple[Any, ...], int] = {}
+    sides far less than a dozen or more arguments per job; and the record of each job is
+    written from its varying values only, not field by field."""
+    shapes: dict[tuple[Any, ...], tuple[int, list[tuple[str, Any]]]] = {}
+    encoded: list[list[Any]] = []
     values: list[Any] = []
+    last: tuple[Any, ...] | None = None
     for job in jobs:
-        if job.created_at is None:
-            raise ValueError(f"Job {job.id} has no created_at: build jobs with build_job().")
-        due = job.scheduled_at
-        due_at = due.timestamp() if due is not None else now
-        fields = job.to_hash()
-        names, record = tuple(fields), tuple(fields.values())
-        key = (record[0], record[1], record[2], record[4], *names[5:])
-        shape = shapes.get(key)
-        if shape is None:
-            if names[:5] != LEADING_FIELDS:
-                raise ValueError(f"Job {job.id}'s record does not start with {LEADING_FIELDS}.")
-            shape = shapes[key] = len(shapes) + 1
-        values += (
-            job.id,
-            stamp(due_at) if due_at > now else "",
-            "" if job.user_id is None else str(job.user_id),
-            shape,
-        )
-        values += record[3:4]
-        values += record[5:]
-    return dumps([list(shapes), values])
+        fields = job.__dict__
+        # Most calls hold jobs of one shape: each compared with the one before, not hashed.
+        key = shape_key(fields)
+        if key != last:
+            found = shapes.get(key)
+            if found is None:
+                found = shapes[key] = (len(shapes) + 1, _shape(job, encoded))
+            index, writers = found
+            last = key
+        due, user = _due_and_user(job, now)
+        values += (job.id, due, user, index, _write_created("created_at", job.created_at))
+        for name, write in writers:
+            values.append(write(name, fields[name]))
+    return dumps([encoded, values])
+
+
+_write_created = HASH_WRITERS["created_at"]
+
+
+def _shape(job: Job, encoded: list[list[Any]]) -> list[tuple[str, Any]]:
+    """Add the shape of ``job``'s record to ``encoded`` (see :func:`enqueue_values`); returns
+    the writers of the values its jobs send each."""
+    record = job.to_hash()
+    if tuple(record)[:5] != LEADING_FIELDS:
+        raise ValueError(f"Job {job.id}'s record does not start with {LEADING_FIELDS}.")
+    varying = [name for name in record if name in VARYING_FIELDS]
+    shared = [
+        item
+        for name, value in record.items()
+        if name not in VARYING_FIELDS and name not in LEADING_FIELDS
+        for item in (name, value)
+    ]
+    leading = [record[name] for name in ("name", "queue", "priority", "status")]
+    encoded.append([*leading, varying, shared])
+    return [(name, HASH_WRITERS[name]) for name in varying]
 
 
 def enqueue(keys: Keys, *, jobs: list[Job], now: float, job_ttl: int) -> Plan[dict[str, str]]:
     """Store ``jobs`` and make them ready (or due later). Returns, for each job not stored
     because another job holds its unique key, that job's id: ``{id: holder's id}``."""
+    one = len(jobs) == 1
     reply = yield SCRIPTS["enqueue"].call(
         scheduled=keys.scheduled,
         wakeup=keys.wakeup,
         prefix=keys.prefix,
         keep_since=now - job_ttl,
         user_ttl=job_ttl,
-        jobs=enqueue_values(jobs, now),
+        jobs="" if one else enqueue_values(jobs, now),
+        job=job_values(jobs[0], now) if one else [],
     )
     items = [text(value) for value in reply]
     return dict(zip(items[::2], items[1::2], strict=True))
@@ -126,7 +171,7 @@ def fire(
         prefix=keys.prefix,
         keep_since=now - job_ttl,
         user_ttl=job_ttl,
-        jobs=enqueue_values([job], now),
+        job=job_values(job, now),
     )
     return text(reply)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -57,6 +57,19 @@ class Command:
         """How long to wait for the reply of a blocking command."""
         assert self.block is not None
         return self.block + float(jobs_settings.REDIS_SOCKET_TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Script calls sent one behind another on one connection, each as soon as ``calls`` (an
+    iterator) makes it: the caller makes the next call while Redis runs the one before. Their
+    replies are read after the last one was sent; the reply to the step is the list of them, in
+    order, each failed call's error (its error reply, or its reply lost with the connection)
+    as the :class:`~django_jobs.exceptions.StoreError` the call alone would have raised.
+    Where calls cannot share a connection so (a cluster, replicas waited for, the asyncio
+    client) they are sent one by one."""
+
+    calls: Iterator[Call]
 
 
 Plan = Generator[Call | Command, Any, T]

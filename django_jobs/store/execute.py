@@ -20,6 +20,8 @@ from django_jobs.store import nodes
 from django_jobs.store.commands import (
     Command,
     Plan,
+    Stream,
+    _pack,
     arecovered,
     asend,
     command_of,
@@ -127,10 +129,65 @@ def _replicas(step: Call | Command) -> int:
     return 0
 
 
-def execute(client: Any, step: Call | Command) -> Any:
+def _send_stream(client: Any, step: Stream) -> list[Any]:
+    """A :class:`Stream` with a sync client: the calls written one behind another on one
+    pooled connection, as they are made, then their replies read (see :class:`Stream`)."""
+    if (
+        is_cluster_client(client)
+        or getattr(client, "connection", None) is not None  # a single-connection client
+        or int(jobs_settings.WAIT_FOR_REPLICAS)
+    ):
+        return [_one(client, call) for call in step.calls]
+    pool = client.connection_pool
+    connection = pooled(pool, "FCALL")
+    sent: list[Call] = []
+    replies: list[Any] = []
+    try:
+        try:
+            for call in step.calls:
+                sent.append(call)
+                connection.send_packed_command(_pack(connection, command_of(client, call)))
+            replies += [read_reply(connection) for _ in sent]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Each call whose reply was not read may or may not have run; those not made yet
+            # were not sent: either way each is its call's error, sent again by its caller.
+            connection.disconnect()
+            sent += step.calls
+            lost = translated(exc)
+            replies += [lost] * (len(sent) - len(replies))
+        except BaseException:
+            connection.disconnect()  # no reply left unread for the next command
+            raise
+    finally:
+        pool.release(connection)
+    return [_settled(client, call, reply) for call, reply in zip(sent, replies, strict=True)]
+
+
+def _settled(client: Any, call: Call, reply: Any) -> Any:
+    """A streamed call's reply: an error reply recovered from as :func:`execute` does (the
+    scripts loaded and the call sent again), or as the error the call would raise."""
+    if not isinstance(reply, redis.ResponseError):
+        return reply
+    try:
+        return recovered(client, call, reply)
+    except (redis.RedisError, RedisClusterException) as exc:
+        return translated(exc)
+
+
+def _one(client: Any, call: Call) -> Any:
+    """One call of a stream sent alone: its reply, or its error."""
+    try:
+        return execute(client, call)
+    except StoreError as exc:
+        return exc
+
+
+def execute(client: Any, step: Call | Command | Stream) -> Any:
     """One step with a sync client."""
     try:
-        if isinstance(step, Command) and step.block is not None:
+        if isinstance(step, Stream):
+            reply = _send_stream(client, step)
+        elif isinstance(step, Command) and step.block is not None:
             if is_cluster_client(client):
                 # The call behind the wait follows it (FCALL would go to a node as it is).
                 reply = nodes.send_blocking(client, step, _send_blocking)
@@ -153,10 +210,21 @@ def execute(client: Any, step: Call | Command) -> Any:
     return reply
 
 
-async def aexecute(client: Any, step: Call | Command) -> Any:
+async def _aone(client: Any, call: Call) -> Any:
+    """:func:`_one` with an asyncio client."""
+    try:
+        return await aexecute(client, call)
+    except StoreError as exc:
+        return exc
+
+
+async def aexecute(client: Any, step: Call | Command | Stream) -> Any:
     """One step with an asyncio client."""
     try:
-        if isinstance(step, Command) and step.block is not None:
+        if isinstance(step, Stream):
+            # One by one: redis-py's asyncio connections take no writes behind one another.
+            reply = [await _aone(client, call) for call in step.calls]
+        elif isinstance(step, Command) and step.block is not None:
             if is_cluster_client(client):
                 reply = await nodes.asend_blocking(client, step)
                 if step.then is not None:

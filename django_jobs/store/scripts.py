@@ -263,9 +263,9 @@ class Functions:
 
 # The helpers the scripts share, in this order: each file uses the ones before it. The basics
 # (keys, wake-ups, counts, burying), flow control (unique keys, rate and concurrency limits),
-# chains and groups, then the job transitions that several scripts share (enqueue, claim, ack,
-# cancel, delete).
-LIBRARY = ("_lib", "_flow", "_workflow", "_jobs")
+# chains and groups, storing new jobs, then the job transitions that several scripts share
+# (claim, ack, cancel, delete).
+LIBRARY = ("_lib", "_flow", "_workflow", "_enqueue", "_jobs")
 _LIBRARY_TEXT = "\n".join(_read(name) for name in LIBRARY)
 _LIBRARY = Library.parse(_LIBRARY_TEXT)
 _OPENINGS = {name: _opening(name) for name in NAMES}

@@ -2,16 +2,15 @@
 -- the tick and enqueueing its job are one step, so however many schedulers fire the same tick,
 -- one job is enqueued.
 -- KEYS: tick, task_runs, scheduled, wakeup
--- ARGV: ttl, due, runs_kept, prefix, keep_since, user_ttl, jobs
+-- ARGV: ttl, due, runs_kept, prefix, keep_since, user_ttl, *job
 -- ``ttl``: seconds the claim is kept. ``task_runs``: the index of the task's runs (job id ->
 -- ``due``), trimmed to the newest ``runs_kept`` and kept as long as job records (``user_ttl``).
--- The others as for enqueue.lua, with one job.
+-- The others as for enqueue.lua's call of one job.
 -- Returns the id of the tick's job: this job's, the one an earlier claim enqueued, or the job
 -- that holds the unique key of the task's job (an earlier run still pending or running).
-local call = cjson.decode(A.jobs)
-local id = call[2][1]
+local id = A.job[1]
 if redis.call('SET', K.tick, id, 'NX', 'EX', A.ttl) then
-  local taken = enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, call, K.scheduled, K.wakeup)
+  local taken = enqueue_job(A.prefix, A.keep_since, A.user_ttl, A.job, K.scheduled, K.wakeup)
   if #taken > 0 then
     redis.call('SET', K.tick, taken[2], 'XX', 'KEEPTTL')
     return taken[2]

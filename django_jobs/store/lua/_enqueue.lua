@@ -1,0 +1,175 @@
+-- What stores new jobs (enqueue.lua, enqueue_flow.lua, fire.lua), on top of _lib.lua, _flow.lua
+-- and _workflow.lua.
+
+-- Store one job of an enqueue, unless another job holds its unique key ``unique`` (taken for
+-- ``unique_for`` seconds, or nil: until the job releases it): its record is the HSET arguments
+-- ``row[first]`` to ``row[last]``; ``due`` is its due time ('' = now), ``user`` its user id ('' =
+-- none), ``waiting`` true for a workflow's step that waits for the steps before it.
+-- Returns the holder's id when it was not stored; otherwise nil, whether it is ready (the caller
+-- pushes it on its list) and the wake-ups it needs (1: a delayed job due before all others).
+local function store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, due, user, created_at, waiting, unique, unique_for, row, first, last)
+  if unique then
+    local ttl = ''
+    if unique_for then ttl = string.format('%d', math.ceil(tonumber(unique_for) * 1000)) end
+    local holder = flows().unique_take(prefix, unique, ttl, id)
+    if holder then return holder, false, 0 end
+  end
+  redis.call('HSET', jkey, unpack(row, first, last))
+  if user ~= '' then
+    -- The user index covers JOB_TTL, like the records of finished jobs.
+    local ukey = prefix .. ':user:' .. user
+    redis.call('ZADD', ukey, created_at, id)
+    redis.call('ZREMRANGEBYSCORE', ukey, '-inf', '(' .. keep_since)
+    redis.call('EXPIRE', ukey, user_ttl)
+  end
+  if waiting then
+    redis.call('ZADD', waiting_jobs_key(prefix), created_at, id)
+  elseif due ~= '' then
+    redis.call('ZADD', scheduled_key, due, id)
+    -- Due before any other: idle workers must learn when to look next.
+    if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then return nil, false, 1 end
+  else
+    return nil, true, 0
+  end
+  return nil, false, 0
+end
+
+-- Store the one job of a call (``job``: calls.job_values, flat: its id, due time, user id, then
+-- its record's fields and values, record.py's LEADING_FIELDS first) and make it ready, or due
+-- later, or waiting, as enqueue_jobs does, without the JSON and the tables a call of many
+-- jobs needs. A job whose record exists was stored by an earlier send of this call whose reply
+-- was lost: it is left as it is. Returns {id, holder id} when another job holds its unique key,
+-- else {}.
+local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wakeup_key)
+  local id = job[1]
+  local jkey = job_key(prefix, id)
+  if redis.call('EXISTS', jkey) == 1 then return {} end
+  local unique, unique_for
+  for k = 14, #job, 2 do
+    local field = job[k]
+    if field == 'unique_key' then unique = job[k + 1]
+    elseif field == 'unique_for' then unique_for = job[k + 1]
+    end
+  end
+  -- name, queue, priority, created_at and status are the values 5, 7, 9, 11 and 13.
+  local holder, ready, wakeups = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, job[2], job[3], job[11], job[13] == 'waiting', unique, unique_for, job, 4, #job)
+  if holder then return {id, holder} end
+  if ready then
+    redis.call('RPUSH', list_key(prefix, job[7], job[9]), id)
+    wakeups = 1
+  end
+  count_event(prefix, 'enqueued', job[7], job[5])
+  wake(wakeup_key, wakeups)
+  return {}
+end
+
+-- Store the jobs of ``call`` (the decoded JSON of calls.enqueue_values: {shapes, jobs}) as
+-- enqueue_job stores one. A shape is what jobs of a call share: {name, queue, priority,
+-- status, the names of the fields whose values each job has, the other fields of their
+-- records and their values (flat)}. ``jobs`` is flat: per job its id, due time, user id, shape
+-- (its index), created_at, then its values of the fields its shape names.
+-- Returns {id, holder id, ...} for the jobs another job's unique key held back, and sends a
+-- wake-up per ready job, and one when a delayed job is due before all others.
+local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, wakeup_key)
+  local jobs = call[2]
+  -- Per shape the arguments of its jobs' HSET (each job writes its values into them, after
+  -- ``fixed``), how many values a job has after its created_at, its unique key and time, if
+  -- any, the ids of its ready jobs (in a table its queue and priority share with other shapes:
+  -- one RPUSH per list, in order) and how many of its jobs were stored (one HINCRBY per kind
+  -- of job).
+  local shapes, ready, lists = {}, {}, {}
+  for s, shape in ipairs(call[1]) do
+    local queue, priority = shape[2], shape[3]
+    local row = {'name', shape[1], 'queue', queue, 'priority', priority, 'created_at', '', 'status', shape[4]}
+    local by_priority = ready[queue]
+    if not by_priority then by_priority = {}; ready[queue] = by_priority end
+    local ids = by_priority[priority]
+    if not ids then
+      ids = {}; by_priority[priority] = ids
+      lists[#lists + 1] = {list_key(prefix, queue, priority), ids}
+    end
+    local names, shared = shape[5], shape[6]
+    local spec = {row = row, extra = #names, waiting = shape[4] == 'waiting', ready = ids, stored = 0}
+    for k = 1, #shared, 2 do
+      local field = shared[k]
+      row[#row + 1] = field
+      row[#row + 1] = shared[k + 1]
+      if field == 'unique_key' then spec.unique = shared[k + 1]
+      elseif field == 'unique_for' then spec.unique_for = shared[k + 1]
+      end
+    end
+    -- Each job's values of ``names`` go after the shared ones: row[fixed + 2 * j].
+    local last = #row
+    for j, field in ipairs(names) do
+      row[last + 2 * j - 1] = field
+      row[last + 2 * j] = ''
+    end
+    spec.fixed = last
+    shapes[s] = spec
+  end
+  local wakeups, taken = 0, {}
+  -- Ids are made before the call: one that exists was stored by an earlier send of this call
+  -- whose reply was lost, and sending it again must not store (or run) the job twice. One
+  -- EXISTS of all the keys answers for the whole call on its first send (none exists, and no
+  -- id comes twice); otherwise each job is looked up before it is stored.
+  local keys, starts, seen, repeated = {}, {}, {}, false
+  local i, n = 1, #jobs
+  while i <= n do
+    local jkey = job_key(prefix, jobs[i])
+    if seen[jkey] then repeated = true end
+    seen[jkey] = true
+    keys[#keys + 1] = jkey
+    starts[#starts + 1] = i
+    i = i + 5 + shapes[jobs[i + 3]].extra
+  end
+  local found = 0
+  -- In slices: unpack() returns a few thousand values at most.
+  for s = 1, #keys, 1000 do
+    found = found + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
+  end
+  local look = repeated or found > 0
+  for k, jkey in ipairs(keys) do
+    i = starts[k]
+    local id = jobs[i]
+    local shape = shapes[jobs[i + 3]]
+    if not look or redis.call('EXISTS', jkey) == 0 then
+      local row, last, created_at = shape.row, shape.fixed, jobs[i + 4]
+      row[8] = created_at
+      for j = 1, shape.extra do row[last + 2 * j] = jobs[i + 4 + j] end
+      local holder, is_ready, wake_for = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, jobs[i + 1], jobs[i + 2], created_at, shape.waiting, shape.unique, shape.unique_for, row, 1, #row)
+      if holder then
+        taken[#taken + 1] = id
+        taken[#taken + 1] = holder
+      else
+        shape.stored = shape.stored + 1
+        wakeups = wakeups + wake_for
+        if is_ready then
+          local ids = shape.ready
+          ids[#ids + 1] = id
+        end
+      end
+    end
+  end
+  for _, pair in ipairs(lists) do
+    local list, ids = pair[1], pair[2]
+    -- In slices: unpack() returns a few thousand values at most.
+    for s = 1, #ids, 1000 do redis.call('RPUSH', list, unpack(ids, s, math.min(s + 999, #ids))) end
+    wakeups = wakeups + #ids
+  end
+  local enqueued = {}  -- queue -> name -> count
+  for _, shape in ipairs(shapes) do
+    local queue, name = shape.row[4], shape.row[2]
+    local names = enqueued[queue]
+    if not names then names = {}; enqueued[queue] = names end
+    names[name] = (names[name] or 0) + shape.stored
+  end
+  for queue, names in pairs(enqueued) do
+    for name, count in pairs(names) do
+      if count > 0 then
+        count_event(prefix, 'enqueued', queue, name, count == 1 and '1' or string.format('%d', count))
+      end
+    end
+  end
+  wake(wakeup_key, wakeups)
+  return taken
+end
