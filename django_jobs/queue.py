@@ -27,6 +27,7 @@ from django_jobs.browse import DEAD_WORKERS_KEPT, Page
 from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobNotFound, RedisUnavailable
+from django_jobs.flow import NO_FLOW
 from django_jobs.job import Job, JobStatus
 from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
