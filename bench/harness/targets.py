@@ -41,11 +41,19 @@ def _check(value: float | None, ok: Callable[[float], bool]) -> bool | None:
 
 
 def _best_peer(
-    results: Results, value: Callable[[str], float | None], *, lowest: bool = False
+    results: Results, workload: str, value: Callable[[str], float | None], *, lowest: bool = False
 ) -> tuple[str, float] | None:
-    """The peer with the best value (the highest, or with ``lowest`` the lowest)."""
+    """The peer with the best value (the highest, or with ``lowest`` the lowest) among those
+    that ran ``workload`` in this run: a ratio is a same-run ratio. Only when no peer ran it
+    does a number of an earlier run count (the report marks those)."""
     found = [(lib, value(lib)) for lib in PEERS]
     found = [(lib, v) for lib, v in found if v is not None and not math.isnan(v)]
+    same_run = [
+        (lib, v)
+        for lib, v in found
+        if (lookup(results, lib, workload) or {}).get("measured") == results.get("run_date")
+    ]
+    found = same_run or found
     if not found:
         return None
     pick = min if lowest else max
@@ -97,7 +105,7 @@ def _drain(results: Results, processes: int, goal: float, every: bool) -> Target
         best = best_mode(results, lib, processes)
         return median(best["per_second"]) if best else None
 
-    peer = _best_peer(results, peer_rate)
+    peer = _best_peer(results, "drain", peer_rate)
     rates = ours["per_second"] if ours else []
     rate = min(rates) if every and rates else (median(rates) if rates else NAN)
     plural = "process" if processes == 1 else "processes"
@@ -109,6 +117,7 @@ def _latency(results: Results, key: str, label: str) -> Target:
     ours = _med(results, DJ, "latency", key)
     peer = _best_peer(
         results,
+        "latency",
         lambda lib: _med(results, lib, "latency", key) if lookup(results, lib, "latency") else None,
         lowest=True,
     )
@@ -170,6 +179,7 @@ def targets(results: Results) -> list[Target]:
     enqueue = _med(results, DJ, "enqueue", "per_second")
     peer_enqueue = _best_peer(
         results,
+        "enqueue",
         lambda lib: (
             _med(results, lib, "enqueue", "per_second") if lookup(results, lib, "enqueue") else None
         ),

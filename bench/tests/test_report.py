@@ -104,6 +104,15 @@ def test_targets_are_same_run_ratios_against_the_best_peer() -> None:
     assert (late.value, late.met) == (0.5, True)
 
 
+def test_a_peer_of_this_run_is_compared_before_one_of_an_earlier_run() -> None:
+    results = _results()  # Huey's enqueue (10,000 jobs/s) is of an earlier run
+    rq = results["libraries"]["rq"]
+    rq["enqueue"] = {"per_second": [5_000.0], "measured": results["run_date"], "quick": False}
+    enqueue = {t.label: t for t in targets(results)}["Enqueue, one by one"]
+    assert enqueue.value == 7_000 / 5_000
+    assert "RQ: 5,000" in enqueue.goal
+
+
 def test_markdown_marks_numbers_from_another_run() -> None:
     text = markdown(_results())
     assert "10,000\u2020" in text  # Huey's enqueue comes from an earlier run
