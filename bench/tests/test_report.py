@@ -93,6 +93,7 @@ def test_targets_are_same_run_ratios_against_the_best_peer() -> None:
     bulk = found["Bulk enqueue (`enqueue_many`)"]
     assert bulk.value == 80_000 / 7_000
     assert bulk.met is False  # 11x, but under 100,000 jobs/s
+    assert bulk.measured == "80,000 jobs/s"
     assert found["Idle latency, enqueue \u2192 start, p50"].met is None  # no peer measured it
     assert found["Idle latency, enqueue \u2192 start, p99"].met is False
     assert found["Drain with a 1,000,000-job backlog"].value == 0.8
@@ -111,6 +112,14 @@ def test_a_peer_of_this_run_is_compared_before_one_of_an_earlier_run() -> None:
     enqueue = {t.label: t for t in targets(results)}["Enqueue, one by one"]
     assert enqueue.value == 7_000 / 5_000
     assert "RQ: 5,000" in enqueue.goal
+
+
+def test_bulk_gives_its_calls_size_and_the_one_call_rate() -> None:
+    results = _results()
+    results["libraries"]["django-jobs"]["bulk"].update(batch=1_000, one_call_per_second=[1.2e5])
+    bulk = {t.label: t for t in targets(results)}["Bulk enqueue (`enqueue_many`)"]
+    assert bulk.measured == "80,000 jobs/s in calls of 1,000 (120,000 in one call)"
+    assert bulk.met is False  # judged on the calls of 1,000
 
 
 def test_markdown_marks_numbers_from_another_run() -> None:
