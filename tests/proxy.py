@@ -1,5 +1,6 @@
 """A TCP proxy in front of a private redis-server that loses chosen replies."""
 
+import contextlib
 import select
 import socket
 import threading
@@ -53,7 +54,8 @@ class LossyProxy:
         upstream = socket.socket(socket.AF_UNIX)
         upstream.connect(self.upstream)
         losing = False
-        with client, upstream:
+        # A side that closes with data unread resets the connection: the pipe ends as on a close.
+        with client, upstream, contextlib.suppress(ConnectionResetError, BrokenPipeError):
             while not self.stopped.is_set():
                 ready, _, _ = select.select([client, upstream], [], [], 0.2)
                 if client in ready:
