@@ -65,15 +65,7 @@ class JobQueue(JobUpkeep):
         arguments must fit its function's parameters (``TypeError`` otherwise); a name
         registered only elsewhere (in the workers of another code base) is taken as it is.
         """
-        registered = registry.get(name)
-        if "function" not in options and registered is not None:
-            options["function"] = registered.func
-            options["takes_context"] = registered.takes_context
-            for option in ("queue", "priority", "max_retries", "timeout", "flow"):
-                if options.get(option) is None:
-                    options[option] = getattr(registered, option)
-        validation.registered_shard(registered, options.get("queue"), options.get("flow"))
-        return validation.build_job(name, args, kwargs, **options)
+        return validation.build_job(name, args, kwargs, **self._with_registered(name, options))
 
     def build_jobs(
         self, name: str, args: Iterable[Any], kwargs: Any = None, **options: Any
@@ -91,17 +83,28 @@ class JobQueue(JobUpkeep):
         items = list(args)
         if not items:
             return []
-        first = self.build_job(name, items[0], kwargs, **options)
-        registered = registry.get(name)
+        options = self._with_registered(name, options)
+        built = [validation.build_job(name, items[0], kwargs, **options)]
+        if options.get("flow") not in (None, NO_FLOW):
+            built += (validation.build_job(name, a, kwargs, **options) for a in items[1:])
+            return built
         function, takes_context = options.get("function"), options.get("takes_context", False)
+        return bulk.built_like(built[0], items[1:], function, takes_context)
+
+    @staticmethod
+    def _with_registered(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """``options``, with the ``@job`` options of ``name`` where none are given when it is
+        registered in this process and no ``function`` is given; checked against the shard of
+        its ``@job`` queue (:func:`~django_jobs.validation.registered_shard`)."""
+        registered = registry.get(name)
         if "function" not in options and registered is not None:
-            function, takes_context = registered.func, registered.takes_context
-        flow = options.get("flow")
-        if flow is None and registered is not None:
-            flow = registered.flow
-        if flow not in (None, NO_FLOW):
-            return [first, *(self.build_job(name, a, kwargs, **options) for a in items[1:])]
-        return bulk.built_like(first, items[1:], function, takes_context)
+            options["function"] = registered.func
+            options["takes_context"] = registered.takes_context
+            for option in ("queue", "priority", "max_retries", "timeout", "flow"):
+                if options.get(option) is None:
+                    options[option] = getattr(registered, option)
+        validation.registered_shard(registered, options.get("queue"), options.get("flow"))
+        return options
 
     # -- plans --------------------------------------------------------------------------------
 
