@@ -372,15 +372,23 @@ def kept(client: Any) -> Any:
     return connection
 
 
+def sends_itself(client: Any) -> bool:
+    """Whether ``client`` must send its commands itself, on no connection of ours: a cluster
+    client routes them by key, a single-connection client holds a lock, and a pool with a
+    client-side cache wraps its connections in it."""
+    return (
+        topology.is_cluster_client(client)
+        or getattr(client, "connection", None) is not None
+        or getattr(client.connection_pool, "cache", None) is not None
+    )
+
+
 def _own_connection(client: Any) -> Any:
-    """A new connection like those of ``client``'s pool; ``None`` when the client must send its
-    commands itself: a cluster client routes them by key, a single-connection client holds a
-    lock, and a pool with a client-side cache wraps its connections in it."""
-    if topology.is_cluster_client(client) or getattr(client, "connection", None) is not None:
+    """A new connection like those of ``client``'s pool; ``None`` when the client sends its
+    commands itself (:func:`sends_itself`)."""
+    if sends_itself(client):
         return None
     pool = client.connection_pool
-    if getattr(pool, "cache", None) is not None:
-        return None
     return pool.connection_class(**pool.connection_kwargs)
 
 

@@ -34,6 +34,7 @@ from django_jobs.store.connection import (
     pooled,
     read_reply,
     redis_outage,
+    sends_itself,
 )
 from django_jobs.store.errors import translated
 from django_jobs.store.scripts import Call
@@ -132,11 +133,7 @@ def _replicas(step: Call | Command) -> int:
 def _send_stream(client: Any, step: Stream) -> list[Any]:
     """A :class:`Stream` with a sync client: the calls written one behind another on one
     pooled connection, as they are made, then their replies read (see :class:`Stream`)."""
-    if (
-        is_cluster_client(client)
-        or getattr(client, "connection", None) is not None  # a single-connection client
-        or int(jobs_settings.WAIT_FOR_REPLICAS)
-    ):
+    if sends_itself(client) or int(jobs_settings.WAIT_FOR_REPLICAS):
         return [_one(client, call) for call in step.calls]
     pool = client.connection_pool
     connection = pooled(pool, "FCALL")
