@@ -73,10 +73,16 @@ def job_values(job: Job, now: float) -> list[str]:
     (``Job.to_hash``, ``record.LEADING_FIELDS`` first). No JSON: Redis would spend more on
     decoding it than on storing the job."""
     due, user = _due_and_user(job, now)
-    fields = job.to_hash()
-    if tuple(fields)[:5] != LEADING_FIELDS:
+    return [job.id, due, user, *chain.from_iterable(_record(job).items())]
+
+
+def _record(job: Job) -> dict[str, str]:
+    """``job``'s hash (``Job.to_hash``), which the enqueue scripts read with
+    ``record.LEADING_FIELDS`` first."""
+    record = job.to_hash()
+    if tuple(record)[:5] != LEADING_FIELDS:
         raise ValueError(f"Job {job.id}'s record does not start with {LEADING_FIELDS}.")
-    return [job.id, due, user, *chain.from_iterable(fields.items())]
+    return record
 
 
 def enqueue_values(jobs: Iterable[Job], now: float) -> str:
@@ -118,9 +124,7 @@ _write_created = HASH_WRITERS["created_at"]
 def _shape(job: Job, encoded: list[list[Any]]) -> list[tuple[str, Any]]:
     """Add the shape of ``job``'s record to ``encoded`` (see :func:`enqueue_values`); returns
     the writers of the values its jobs send each."""
-    record = job.to_hash()
-    if tuple(record)[:5] != LEADING_FIELDS:
-        raise ValueError(f"Job {job.id}'s record does not start with {LEADING_FIELDS}.")
+    record = _record(job)
     varying = [name for name in record if name in VARYING_FIELDS]
     shared = [
         item
