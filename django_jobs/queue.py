@@ -35,9 +35,9 @@ from django_jobs.store import calls, shards
 from django_jobs.store.commands import Plan
 from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys
-from django_jobs.upkeep import JobUpkeep
+from django_jobs.upkeep import JobUpkeep, RequeueOutcome
 
-__all__ = ["DEAD_WORKERS_KEPT", "JobQueue", "Page"]
+__all__ = ["DEAD_WORKERS_KEPT", "JobQueue", "Page", "RequeueOutcome"]
 
 # A waiter for a job's outcome looks again this often even without a notification.
 WAIT_RECHECK = 5.0

@@ -10,6 +10,7 @@ script holds Redis up for long; ``delete_jobs()`` makes one per shard.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django_jobs import rules, spread, validation
@@ -24,8 +25,61 @@ from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys
 
 
+@dataclass(frozen=True)
+class RequeueOutcome:
+    """What a requeue of dead letters did (:meth:`JobUpkeep.requeue_dead_outcome`)."""
+
+    #: The ids requeued, in order.
+    requeued: list[str]
+    #: The dead jobs left as they are because another live job holds their unique key:
+    #: ``{id: the holder's id}``.
+    held: dict[str, str]
+
+
 class JobUpkeep(JobBrowser):
     """Requeue, purge and delete: the base of :class:`~django_jobs.queue.JobQueue`."""
+
+    def _requeue_dead_outcome(
+        self,
+        job_ids: Iterable[str] | None = None,
+        *,
+        name: str | None = None,
+        limit: int = 0,
+        batch: int = 1000,
+    ) -> Plan[RequeueOutcome]:
+        """Move dead-letter jobs back to the tail of their lists with a fresh retry budget, as
+        :meth:`requeue_dead` does; returns the ids requeued and, apart, the jobs left in the
+        dead letters because another live job holds their unique key, with that job's id."""
+        if job_ids is not None:
+            ids = validation.ids(job_ids, "requeue_dead()")
+            if not ids:
+                return RequeueOutcome([], {})
+            replies = yield from spread.by_id(
+                self,
+                ids,
+                lambda keys, part: calls.requeue(keys, ids=part),
+                lambda reply: [*reply[0], *reply[2]],
+            )
+            return RequeueOutcome(
+                [job_id for done, _, _ in replies for job_id in done],
+                {job_id: holder for _, _, held in replies for job_id, holder in held.items()},
+            )
+        name = validation.name_filter(name)
+        limit = rules.integer(limit, "limit", minimum=0)
+        batch = rules.integer(batch, "batch", minimum=1)
+        outcome = RequeueOutcome([], {})
+        for keys in self.all_keys():
+            start: int | None = 0
+            while start is not None and (not limit or len(outcome.requeued) < limit):
+                want = batch if not limit else min(batch, limit - len(outcome.requeued))
+                # The jobs a held key keeps in the dead letters keep their ranks: ``start``
+                # goes on after them.
+                done, start, held = yield from calls.requeue(
+                    keys, ids=[], start=start, scan=batch, limit=want, name=name
+                )
+                outcome.requeued.extend(done)
+                outcome.held.update(held)
+        return outcome
 
     def _requeue_dead(
         self,
@@ -41,28 +95,15 @@ class JobUpkeep(JobBrowser):
         With ``job_ids``, those (one round trip). Without, all of them (only those named
         ``name`` if given), oldest first, up to ``limit`` if given: in batches of one round
         trip each, each looking at ``batch`` dead letters at most, until none is left.
+
+        A job with a unique key takes it again, as its enqueue did; one whose key another live
+        job holds stays in the dead letters as it is (:meth:`requeue_dead_outcome` says which
+        job holds it).
         """
-        if job_ids is not None:
-            ids = validation.ids(job_ids, "requeue_dead()")
-            if not ids:
-                return []
-            replies = yield from spread.by_id(
-                self, ids, lambda keys, part: calls.requeue(keys, ids=part), lambda r: r[0]
-            )
-            return [job_id for done, _ in replies for job_id in done]
-        name = validation.name_filter(name)
-        limit = rules.integer(limit, "limit", minimum=0)
-        batch = rules.integer(batch, "batch", minimum=1)
-        requeued: list[str] = []
-        for keys in self.all_keys():
-            start: int | None = 0
-            while start is not None and (not limit or len(requeued) < limit):
-                want = batch if not limit else min(batch, limit - len(requeued))
-                done, start = yield from calls.requeue(
-                    keys, ids=[], start=start, scan=batch, limit=want, name=name
-                )
-                requeued += done
-        return requeued
+        outcome = yield from self._requeue_dead_outcome(
+            job_ids, name=name, limit=limit, batch=batch
+        )
+        return outcome.requeued
 
     def _purge(
         self,
@@ -202,6 +243,8 @@ class JobUpkeep(JobBrowser):
 
     requeue_dead = sync_twin(_requeue_dead)
     arequeue_dead = async_twin(_requeue_dead)
+    requeue_dead_outcome = sync_twin(_requeue_dead_outcome)
+    arequeue_dead_outcome = async_twin(_requeue_dead_outcome)
     purge = sync_twin(_purge)
     apurge = async_twin(_purge)
     delete_jobs = sync_twin(_delete_jobs)

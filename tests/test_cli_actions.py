@@ -8,6 +8,7 @@ from unittest import mock
 import pytest
 from django.core.management.base import CommandError
 
+from django_jobs.flow import Flow
 from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 from tests.cli import ADD, CommandLine, failed_job, jobs_cli, jobs_cli_error, jobs_json
@@ -127,6 +128,55 @@ def test_requeue_all_dead_of_one_name(queue, redis_client):
     data = jobs_json("requeue", "--all-dead", "--yes")
     assert data == {"jobs": [{"id": sleep.id, "outcome": "requeued", "ok": True}]}
     assert_census(queue, redis_client, {**expected, sleep.id: "queue:reports:normal"})
+
+
+def held_dead_letter(queue):
+    """A dead job of queue ``reports`` whose unique key a job pending in ``default`` holds, and
+    that job."""
+    unique = Flow.of(unique_key="report:1")
+    queue.enqueue(ADD, [1, 2], max_retries=0, queue="reports", flow=unique)
+    leases = Leases(queue.prefix)
+    dead = leases.dequeue(queues=["reports"], worker_id="w-1")
+    leases.fail_job(dead, "ValueError: boom")
+    return dead, queue.enqueue(ADD, [3, 4], flow=unique)
+
+
+def test_requeue_says_which_job_holds_the_unique_key_of_a_dead_job_it_left(queue, redis_client):
+    dead, holder = held_dead_letter(queue)
+    other = failed_job(queue)
+    held = f"its unique key is held by job {holder.id}; left in the dead letters"
+
+    text, error = jobs_cli_error("requeue", dead.id, other.id, "--noinput")
+    data, _ = jobs_cli_error("requeue", dead.id, "--noinput", "--json")
+
+    assert text.splitlines() == [f"{dead.id}: {held}", f"{other.id}: requeued"]
+    assert str(error) == f"1 of 2 jobs could not be requeued: {dead.id}."
+    assert json.loads(data) == {
+        "jobs": [{"id": dead.id, "outcome": "held", "ok": False, "held_by": holder.id}]
+    }
+    expected = {holder.id: "queue:default:normal", other.id: "queue:reports:normal"}
+    assert_census(queue, redis_client, {**expected, dead.id: "dead"})
+
+
+def test_requeue_all_dead_requeues_the_rest_and_names_the_jobs_a_held_key_left(queue, redis_client):
+    first = failed_job(queue)
+    dead, holder = held_dead_letter(queue)
+    last = failed_job(queue)
+
+    text, error = jobs_cli_error("requeue", "--all-dead", "--noinput")
+    expected = dict.fromkeys((first.id, last.id), "queue:reports:normal")
+    expected.update({holder.id: "queue:default:normal", dead.id: "dead"})
+    assert_census(queue, redis_client, expected)
+    data, _ = jobs_cli_error("requeue", "--all-dead", "--noinput", "--json")
+
+    assert text.splitlines() == [
+        "Requeued 2 dead jobs.",
+        f"{dead.id}: its unique key is held by job {holder.id}; left in the dead letters",
+    ]
+    assert str(error) == f"1 of 3 jobs could not be requeued: {dead.id}."
+    assert json.loads(data) == {
+        "jobs": [{"id": dead.id, "outcome": "held", "ok": False, "held_by": holder.id}]
+    }
 
 
 @pytest.mark.parametrize(

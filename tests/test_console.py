@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
+from django_jobs.flow import Flow
 from django_jobs.job import JobStatus
 from django_jobs.worker.leases import Leases
 from tests.census import census
@@ -213,6 +214,35 @@ def test_requeueing_a_failed_job_asks_first_then_requeues_it(operator, queue, re
     )
     assert done["Location"] == job_url(job.id)
     assert queue.get_job(job.id).status is JobStatus.PENDING
+    assert_each_job_in_one_place(queue, redis_client)
+
+
+def test_a_requeue_says_which_job_holds_the_unique_key_of_a_dead_job_it_left(
+    operator, queue, redis_client
+):
+    unique = Flow.of(unique_key="invoice:9")
+    dead = queue.enqueue("tests.testapp.jobs.fail", ["x"], flow=unique, max_retries=0)
+    fail_job(queue, dead.id)
+    other = queue.enqueue("tests.testapp.jobs.fail", ["y"], max_retries=0)
+    fail_job(queue, other.id)
+    holder = queue.enqueue("tests.testapp.jobs.fail", ["z"], flow=unique)
+    held = f"Left job {dead.id} in the dead letters: its unique key is held by job {holder.id}."
+
+    selected = operator.post(
+        ACT, {"action": "requeue", "ids": [dead.id, other.id], "confirmed": "yes"}, follow=True
+    )
+    assert "Requeued 1 job." in content(selected)
+    assert held in content(selected)
+    assert queue.get_job(dead.id).status is JobStatus.FAILED
+    assert queue.get_job(other.id).status is JobStatus.PENDING
+    every = operator.post(ACT, {"action": "requeue_all", "confirmed": "yes"}, follow=True)
+    assert "Requeued 0 dead jobs." in content(every)
+    assert held in content(every)
+    assert census(queue, redis_client) == {
+        dead.id: ["dead"],
+        other.id: ["queue:default:normal"],
+        holder.id: ["queue:default:normal"],
+    }
     assert_each_job_in_one_place(queue, redis_client)
 
 

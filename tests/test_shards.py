@@ -11,6 +11,8 @@ from redis.crc import key_slot
 from django_jobs import JobQueue, JobStatus, chain
 from django_jobs.checks import check_settings
 from django_jobs.conf import InvalidSetting, jobs_settings
+from django_jobs.flow import Flow
+from django_jobs.queue import RequeueOutcome
 from django_jobs.store import execute, shards
 from django_jobs.store.scripts import Call
 from django_jobs.worker.leases import Leases
@@ -207,6 +209,24 @@ def test_requeue_and_purge_reach_every_shard(sharded):
     assert sharded.purge(JobStatus.PENDING, queue="reports") == 1
     assert sharded.purge(JobStatus.PENDING) == 1
     assert sharded.stats()["states"]["pending"] == 0
+
+
+def test_a_requeue_takes_unique_keys_again_on_the_shard_of_each_job(sharded, slots):
+    leases, unique = Leases(sharded.prefix), Flow.of(unique_key="nightly")
+    dead = {
+        q: sharded.enqueue("a.job", [q], queue=q, max_retries=0, flow=unique).id
+        for q in ("emails", "reports")
+    }
+    for _ in dead:
+        leases.fail_job(leases.claim(["emails", "reports"]).job, "boom")
+    holder = sharded.enqueue("a.job", ["again"], queue="reports", flow=unique)
+
+    by_id = sharded.requeue_dead_outcome(list(dead.values()))
+    assert by_id == RequeueOutcome([dead["emails"]], {dead["reports"]: holder.id})
+    assert sharded.enqueue("a.job", [1], queue="emails", flow=unique).id == dead["emails"]
+    assert sharded.requeue_dead_outcome() == RequeueOutcome([], {dead["reports"]: holder.id})
+    assert sharded.get_job(dead["reports"]).status is JobStatus.FAILED
+    assert "requeue" in slots
 
 
 def test_a_workflow_over_queues_of_two_shards_is_refused(sharded):

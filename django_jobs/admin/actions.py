@@ -71,13 +71,34 @@ def _cancel(request: HttpRequest, jobs: JobQueue, ids: list[str], _: str) -> Non
 
 
 def _requeue(request: HttpRequest, jobs: JobQueue, ids: list[str], _: str) -> None:
-    done = jobs.requeue_dead(ids)
+    outcome = jobs.requeue_dead_outcome(ids)
+    done, held = outcome.requeued, outcome.held
     messages.success(request, f"Requeued {plural(len(done), 'job')}.")
-    if len(done) < len(ids):
+    _held_messages(request, held)
+    if len(done) + len(held) < len(ids):
         messages.warning(
             request,
-            f"Left {plural(len(ids) - len(done), 'job')} alone: not in the dead letters "
-            "(requeued already, or deleted).",
+            f"Left {plural(len(ids) - len(done) - len(held), 'job')} alone: not in the dead "
+            "letters (requeued already, or deleted).",
+        )
+
+
+# Held jobs named one by one at most (a requeue of every dead job may leave many behind).
+HELD_NAMED = 10
+
+
+def _held_messages(request: HttpRequest, held: dict[str, str]) -> None:
+    """Say which dead jobs stayed because another job holds their unique key, and which."""
+    for job_id, holder in list(held.items())[:HELD_NAMED]:
+        messages.warning(
+            request,
+            f"Left job {job_id} in the dead letters: its unique key is held by job {holder}.",
+        )
+    if len(held) > HELD_NAMED:
+        messages.warning(
+            request,
+            f"Left {plural(len(held) - HELD_NAMED, 'other job')} in the dead letters: their "
+            "unique keys are held by other jobs.",
         )
 
 
@@ -91,9 +112,10 @@ def _delete(request: HttpRequest, jobs: JobQueue, ids: list[str], _: str) -> Non
 
 
 def _requeue_all(request: HttpRequest, jobs: JobQueue, _: list[str], name: str) -> None:
-    done = jobs.requeue_dead(name=name or None)
+    outcome = jobs.requeue_dead_outcome(name=name or None)
     which = f" named {name}" if name else ""
-    messages.success(request, f"Requeued {plural(len(done), 'dead job')}{which}.")
+    messages.success(request, f"Requeued {plural(len(outcome.requeued), 'dead job')}{which}.")
+    _held_messages(request, outcome.held)
 
 
 def _empty_queue(request: HttpRequest, jobs: JobQueue, _: list[str], queue: str) -> None:

@@ -150,7 +150,12 @@ def enqueue(keys: Keys, *, jobs: list[Job], now: float, job_ttl: int) -> Plan[di
         jobs="" if one else enqueue_values(jobs, now),
         job=job_values(jobs[0], now) if one else [],
     )
-    items = [text(value) for value in reply]
+    return _pairs(reply)
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    """A flat ``{id, other id, ...}`` reply as a dict of text."""
+    items = [text(value) for value in flat]
     return dict(zip(items[::2], items[1::2], strict=True))
 
 
@@ -204,12 +209,13 @@ def cancel(keys: Keys, *, job_id: str, now: float, job_ttl: int, token: str = ""
 
 def requeue(
     keys: Keys, *, ids: list[str], start: int = 0, scan: int = 0, limit: int = 0, name: str = ""
-) -> Plan[tuple[list[str], int | None]]:
+) -> Plan[tuple[list[str], int | None, dict[str, str]]]:
     """Move dead-letter jobs back to their lists: ``ids``, or when empty those named ``name``
     ("" = any), up to ``limit``, among ``scan`` dead letters from rank ``start`` on (oldest
-    first). Returns (the ids requeued, the rank to go on from, or ``None`` when all were looked
-    at)."""
-    done, next_start = yield SCRIPTS["requeue"].call(
+    first). A job with a unique key takes it again; one whose key another live job holds stays
+    dead. Returns (the ids requeued, the rank to go on from, or ``None`` when all were looked
+    at, ``{id: holder's id}`` for the jobs that stayed because their key is held)."""
+    done, next_start, held = yield SCRIPTS["requeue"].call(
         dead=keys.dead,
         wakeup=keys.wakeup,
         prefix=keys.prefix,
@@ -219,7 +225,7 @@ def requeue(
         name=name,
         ids=ids,
     )
-    return [text(i) for i in done], (None if int(next_start) < 0 else int(next_start))
+    return [text(i) for i in done], (None if int(next_start) < 0 else int(next_start)), _pairs(held)
 
 
 def watch(keys: Keys, *, job_id: str, read: bool = False) -> Plan[tuple[str, Job | None]]:

@@ -34,15 +34,28 @@ Result = tuple[str, str, str, bool]
 MISSING = "no such job (unknown, or expired)"
 
 
-def _report(ctx: Context, verb: str, results: list[Result]) -> None:
-    """Write each id's outcome; then fail if any id was not done (the others were)."""
+def _report(
+    ctx: Context, verb: str, results: list[Result], details: dict[str, dict[str, str]] | None = None
+) -> None:
+    """Write each id's outcome (with ``details``: more fields of some ids in ``--json``); then
+    fail if any id was not done (the others were)."""
     if ctx.json:
+        details = details or {}
         ctx.write_json(
-            {"jobs": [{"id": i, "outcome": outcome, "ok": ok} for i, outcome, _, ok in results]}
+            {
+                "jobs": [
+                    {"id": i, "outcome": outcome, "ok": ok, **details.get(i, {})}
+                    for i, outcome, _, ok in results
+                ]
+            }
         )
     else:
         for job_id, _, message, ok in results:
             ctx.write(f"{job_id}: {message}", ctx.style.SUCCESS if ok else ctx.style.ERROR)
+    _fail_unless_done(verb, results)
+
+
+def _fail_unless_done(verb: str, results: list[Result]) -> None:
     failed = [job_id for job_id, _, _, ok in results if not ok]
     if failed:
         raise CommandError(
@@ -62,6 +75,16 @@ def _requeue_arguments(parser: CommandParser) -> None:
     parser.add_argument("--name", help="With --all-dead: only the dead jobs of this name.")
 
 
+def _held(job_id: str, holder: str) -> Result:
+    """The outcome of a dead job that stays because another job holds its unique key."""
+    return (
+        job_id,
+        "held",
+        f"its unique key is held by job {holder}; left in the dead letters",
+        False,
+    )
+
+
 def run_requeue(ctx: Context) -> None:
     ids, everything, name = ctx.options["ids"], ctx.options["all_dead"], ctx.options["name"]
     if bool(ids) == everything:
@@ -74,26 +97,42 @@ def run_requeue(ctx: Context) -> None:
             ctx.confirm(f"Requeue all {describe.plural(dead, 'dead job')}?")
         else:
             ctx.confirm(f"Requeue every dead job named {name!r}?")
-        requeued = ctx.queue.requeue_dead(name=name)
+        outcome = ctx.queue.requeue_dead_outcome(name=name)
+        held = [_held(i, holder) for i, holder in outcome.held.items()]
+        results: list[Result] = [(i, "requeued", "requeued", True) for i in outcome.requeued]
+        results += held
         if ctx.json:
-            _report(ctx, "requeued", [(i, "requeued", "requeued", True) for i in requeued])
-        else:
-            ctx.write(f"Requeued {describe.plural(len(requeued), 'dead job')}.", ctx.style.SUCCESS)
+            _report(ctx, "requeued", results, _held_by(outcome.held))
+            return
+        count = len(outcome.requeued)
+        ctx.write(f"Requeued {describe.plural(count, 'dead job')}.", ctx.style.SUCCESS)
+        # Those left behind by id; those requeued, which may be thousands, by their count.
+        for job_id, _, message, _ in held:
+            ctx.write(f"{job_id}: {message}", ctx.style.ERROR)
+        _fail_unless_done("requeued", results)
         return
     ids = list(dict.fromkeys(ids))
     ctx.confirm(f"Requeue {describe.plural(len(ids), 'dead job')}?")
-    requeued = set(ctx.queue.requeue_dead(ids))
-    left = ctx.queue.get_jobs([job_id for job_id in ids if job_id not in requeued])
-    results: list[Result] = []
+    outcome = ctx.queue.requeue_dead_outcome(ids)
+    requeued = set(outcome.requeued)
+    left = ctx.queue.get_jobs([i for i in ids if i not in requeued and i not in outcome.held])
+    results = []
     for job_id in ids:
         if job_id in requeued:
             results.append((job_id, "requeued", "requeued", True))
+        elif job_id in outcome.held:
+            results.append(_held(job_id, outcome.held[job_id]))
         elif (job := left.get(job_id)) is None:
             results.append((job_id, "missing", MISSING, False))
         else:
             state = job.status.value
             results.append((job_id, state, f"not dead: it is {state}; left as it is", False))
-    _report(ctx, "requeued", results)
+    _report(ctx, "requeued", results, _held_by(outcome.held))
+
+
+def _held_by(held: dict[str, str]) -> dict[str, dict[str, str]]:
+    """The ``--json`` field of a held job: the id of the job that holds its key."""
+    return {job_id: {"held_by": holder} for job_id, holder in held.items()}
 
 
 # -- cancel -------------------------------------------------------------------------------------

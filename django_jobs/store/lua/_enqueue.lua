@@ -9,9 +9,7 @@
 -- pushes it on its list) and the wake-ups it needs (1: a delayed job due before all others).
 local function store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, due, user, created_at, waiting, unique, unique_for, row, first, last)
   if unique then
-    local ttl = ''
-    if unique_for then ttl = string.format('%d', math.ceil(tonumber(unique_for) * 1000)) end
-    local holder = flows().unique_take(prefix, unique, ttl, id)
+    local holder = flows().unique_take(prefix, unique, unique_for, id)
     if holder then return holder, false, 0 end
   end
   redis.call('HSET', jkey, unpack(row, first, last))

@@ -297,13 +297,16 @@ local function flows()
     return holder
   end
 
-  -- Take the unique key ``key`` for job ``id`` (``ttl``: milliseconds, '' for none); returns the
-  -- id of the job that holds it instead, or nil.
-  local function unique_take(prefix, key, ttl, id)
+  -- Take the unique key ``key`` for job ``id``, for ``unique_for`` seconds from now (its record's
+  -- field as text; nil or false: until the job releases it); returns the id of the job that
+  -- holds it instead, or nil. The enqueue and the requeue of a dead letter take it alike. A
+  -- time that is no positive number (a record written by hand) holds the key without one.
+  local function unique_take(prefix, key, unique_for, id)
     local holder = unique_holder(prefix, key)
     if holder and holder ~= id then return holder end
-    if ttl ~= '' then
-      redis.call('SET', unique_lock(prefix, key), id, 'PX', ttl)
+    local seconds = tonumber(unique_for)
+    if seconds and seconds > 0 and seconds < 1e12 then
+      redis.call('SET', unique_lock(prefix, key), id, 'PX', string.format('%d', math.ceil(seconds * 1000)))
     else
       redis.call('SET', unique_lock(prefix, key), id)
     end
