@@ -1,6 +1,6 @@
 """Cancellation, and bringing jobs back from the dead-letter queue."""
 
-from django_jobs import JobStatus
+from django_jobs import JobStatus, job
 from django_jobs.worker.leases import Leases
 from tests.census import assert_census
 
@@ -65,6 +65,66 @@ def test_a_running_job_whose_worker_is_lost_after_cancel_was_requested_is_cancel
     Leases(queue.prefix).recover_expired()
 
     assert queue.get_job(job.id).status is JobStatus.CANCELLED
+    assert_census(queue, redis_client, {job.id: "cancelled"})
+
+
+def test_a_job_given_back_is_pending_again_at_the_head_of_its_list(queue, redis_client):
+    queue.enqueue("a.job")
+    later = queue.enqueue("a.job")
+    job = Leases(queue.prefix).dequeue(lease=30)
+
+    assert Leases(queue.prefix).release_job(job) == "released"
+
+    assert queue.get_job(job.id).status is JobStatus.PENDING
+    assert Leases(queue.prefix).dequeue().id == job.id, "back at the head, before the others"
+    assert Leases(queue.prefix).dequeue().id == later.id
+
+
+def test_a_job_given_back_after_its_cancellation_was_requested_is_cancelled_not_run_again(
+    queue, redis_client
+):
+    # A worker gives back the unstarted jobs of a batch (or a running job as it stops): a
+    # cancellation requested meanwhile must not be lost with the job back on its list.
+    queue.enqueue("a.job")
+    job = Leases(queue.prefix).dequeue(lease=30)
+    assert queue.cancel_job(job.id) == "requested"
+    watched_until = queue.keys.done(job.id)
+    redis_client.hset(queue.keys.job(job.id), "watched", "1")  # someone waits for its result
+
+    assert Leases(queue.prefix).release_job(job) == "cancelled"
+
+    stored = queue.get_job(job.id)
+    assert stored.status is JobStatus.CANCELLED
+    assert stored.cancel_requested is False
+    assert redis_client.lrange(watched_until, 0, -1) == ["1"], "its waiter hears of it"
+    assert Leases(queue.prefix).dequeue() is None
+    assert_census(queue, redis_client, {job.id: "cancelled"})
+
+
+@job(unique=True)
+def report(number: int) -> int:
+    return number
+
+
+def test_a_cancelled_unique_job_given_back_frees_its_unique_key(queue, redis_client):
+    first = report.delay(1)
+    leased = Leases(queue.prefix).dequeue(lease=30)
+    queue.cancel_job(first.id)
+    assert report.delay(1).id == first.id, "held while it runs"
+
+    assert Leases(queue.prefix).release_job(leased) == "cancelled"
+
+    again = report.delay(1)
+    assert again.id != first.id, "the key was given back with the cancellation"
+    assert_census(queue, redis_client, {first.id: "cancelled", again.id: "queue:default:normal"})
+
+
+def test_a_stale_worker_cannot_give_back_a_job_it_no_longer_holds(queue, redis_client):
+    queue.enqueue("a.job")
+    job = Leases(queue.prefix).dequeue(lease=30)
+    queue.cancel_job(job.id, lease_token=job.lease_token or "")
+
+    assert Leases(queue.prefix).release_job(job) == "lost"
     assert_census(queue, redis_client, {job.id: "cancelled"})
 
 

@@ -91,17 +91,25 @@ def test_each_caller_passes_the_names_its_script_declares(name, passed, spread):
 
 def test_a_call_with_a_missing_or_unknown_name_is_refused_before_anything_is_sent():
     with pytest.raises(TypeError, match=r"missing \['token'\], unknown \['tokn'\]"):
-        SCRIPTS["release"].call(
-            job="j", processing="p", wakeup="w", id="1", tokn="x", prefix="p", now="0"
-        )
+        SCRIPTS["progress"].call(job="j", tokn="x", progress="{}")
 
 
 def test_a_call_orders_values_as_the_header_does():
-    call = SCRIPTS["release"].call(
-        prefix="{p}", token="t", now="0", id="1", wakeup="w", processing="p", job="j"
+    call = SCRIPTS["cancel"].call(
+        token="t",
+        keep_since="1",
+        job_ttl="2",
+        now="0",
+        prefix="{p}",
+        id="1",
+        cancelled="c",
+        processing="p",
+        retrying="r",
+        scheduled="s",
+        job="j",
     )
-    assert call.keys == ["j", "p", "w"]
-    assert call.args == ["1", "t", "{p}", "0"]
+    assert call.keys == ["j", "s", "r", "p", "c"]
+    assert call.args == ["1", "{p}", "0", "2", "1", "t"]
 
 
 def test_starred_names_take_the_rest_of_the_keys_and_arguments():

@@ -218,18 +218,25 @@ def fail(
     return text(outcome), text(due)
 
 
-def release(keys: Keys, *, job_id: str, token: str, now: float) -> Plan[bool]:
-    """Give a running job back to the head of its list; ``False`` if the lease was not held."""
+def release(keys: Keys, *, job_id: str, token: str, now: float, job_ttl: int) -> Plan[str]:
+    """Give a running job back to the head of its list: ``"released"``; ``"cancelled"`` when
+    its cancellation was requested meanwhile (it is cancelled instead, not run again);
+    ``"lost"`` if the lease was not held."""
     reply = yield SCRIPTS["release"].call(
         job=keys.job(job_id),
         processing=keys.processing,
         wakeup=keys.wakeup,
+        scheduled=keys.scheduled,
+        retrying=keys.retrying,
+        cancelled=keys.cancelled,
         id=job_id,
         token=token,
         prefix=keys.prefix,
         now=stamp(now),
+        job_ttl=job_ttl,
+        keep_since=now - job_ttl,
     )
-    return bool(reply)
+    return text(reply)
 
 
 def progress(keys: Keys, *, job_id: str, token: str, progress: str) -> Plan[bool]:

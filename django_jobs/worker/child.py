@@ -34,6 +34,7 @@ from django_jobs.worker.execute import (
     log_started,
     notify,
     notify_failed,
+    report_given_back,
     run_job,
 )
 from django_jobs.worker.idle import IdleClaims
@@ -375,12 +376,8 @@ class ChildLoop:
             if self.board.dropped(index):
                 self._cancel_unstarted(index, job)
                 continue
-            until_redis_answers(functools.partial(self.leases.release_job, job))
-            logger.info(
-                "job %s %s: leased in a batch, not started; back to the head of its queue",
-                job.id,
-                job.name,
-            )
+            outcome = until_redis_answers(functools.partial(self.leases.release_job, job))
+            report_given_back(job, outcome, "leased in a batch, not started")
             self.board.let_go(index)
         self.unreserve(len(self.hand))
         self.hand.clear()

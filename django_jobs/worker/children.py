@@ -30,7 +30,13 @@ from django_jobs import signals
 from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.store.connection import Backoff
-from django_jobs.worker.execute import log_failed, log_finished, notify, notify_failed
+from django_jobs.worker.execute import (
+    log_failed,
+    log_finished,
+    notify,
+    notify_failed,
+    report_given_back,
+)
 from django_jobs.worker.leases import Leases
 from django_jobs.worker.retry import WAITED_OUT, auntil_redis_answers
 from django_jobs.worker.slots import LEASED, Board, Running
@@ -285,22 +291,18 @@ async def record_stop(
         log_finished(job, "cancelled", seconds)
         await in_thread(notify, signals.job_cancelled, job, seconds=seconds)
     elif reason == "unstarted":
-        await send(leases.arelease_job, job)
-        logger.info(
-            "job %s %s: leased in a batch but not started when its process ended; back to "
-            "the head of its queue",
-            job.id,
-            job.name,
-        )
+        outcome = await send(leases.arelease_job, job)
+        why = "leased in a batch but not started when its process ended"
+        await in_thread(report_given_back, job, outcome, why)
     elif reason in ("shutdown", "evicted"):
-        await send(leases.arelease_job, job)
+        outcome = await send(leases.arelease_job, job)
         why = (
             "the worker is stopping"
             if reason == "shutdown"
             else "its process was stopped for another job that overran its timeout or would "
             "not stop"
         )
-        log_finished(job, "stopped", seconds, f"{why}; back to the head of its queue")
+        await in_thread(report_given_back, job, outcome, why, seconds)
     elif reason == "lost":
         log_finished(job, "abandoned", seconds, "its lease was lost to another worker")
     else:

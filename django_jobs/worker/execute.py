@@ -283,6 +283,23 @@ def log_finished(job: Job, outcome: str, seconds: float, detail: str = "") -> No
     )
 
 
+def report_given_back(job: Job, outcome: str, why: str, seconds: float | None = None) -> None:
+    """Log what came of giving ``job`` back (``Leases.release_job``'s ``outcome``; ``why``
+    says why it went back) and send ``job_cancelled`` when it was cancelled instead (its
+    cancellation was requested meanwhile). ``seconds``: how long it ran, ``None`` if it had not
+    started. A lease lost to another worker leaves nothing to say of a job that had not."""
+    ran = 0.0 if seconds is None else seconds
+    if outcome == "cancelled":
+        log_finished(job, "cancelled", ran, f"{why}, and its cancellation was requested")
+        notify(signals.job_cancelled, job, seconds=ran)
+    elif outcome == "released" and seconds is None:
+        logger.info("job %s %s: %s; back to the head of its queue", job.id, job.name, why)
+    elif outcome == "released":
+        log_finished(job, "stopped", ran, f"{why}; back to the head of its queue")
+    elif seconds is not None:
+        log_finished(job, "abandoned", ran, "its lease was lost to another worker")
+
+
 def log_failed(
     job: Job,
     failed: Failure,

@@ -14,19 +14,17 @@ claim that STOP ended.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
 from django_jobs.job import Job
 from django_jobs.store.commands import Plan
+from django_jobs.worker.execute import report_given_back
 from django_jobs.worker.leases import Claim, Leases
 from django_jobs.worker.retry import WAITED_OUT, until_redis_answers
 from django_jobs.worker.slots import STOP
 from django_jobs.worker.wakeups import ChildWakeups
-
-logger = logging.getLogger("django_jobs.worker")
 
 
 class Child(Protocol):
@@ -87,15 +85,12 @@ class IdleClaims:
         leases run out and recovery takes them up again."""
         for job in reversed(jobs):
             try:
-                until_redis_answers(
+                outcome = until_redis_answers(
                     functools.partial(self.child.leases.release_job, job),
                     give_up=self.child.stopping,
                 )
             except WAITED_OUT:
                 return
-            logger.info(
-                "job %s %s: claimed as its process stopped taking jobs, not started; back to "
-                "the head of its queue",
-                job.id,
-                job.name,
+            report_given_back(
+                job, outcome, "claimed as its process stopped taking jobs, not started"
             )

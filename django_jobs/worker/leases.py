@@ -342,15 +342,18 @@ class Leases(ShardTurns):
             )
         )
 
-    def _release_job(self, job: Job) -> Plan[bool]:
+    def _release_job(self, job: Job) -> Plan[str]:
         """Give a running job back unfinished, to the head of its list, without using a retry
-        (its worker is stopping). Returns ``False`` if the lease was not held."""
+        (its worker is stopping, or a batch goes back unstarted): ``"released"``. A job whose
+        cancellation was requested is cancelled instead: ``"cancelled"``. ``"lost"`` if the
+        lease was not held."""
         return (
             yield from lease_calls.release(
                 self.queue_keys(job.queue),
                 job_id=job.id,
                 token=job.lease_token or "",
                 now=utcnow().timestamp(),
+                job_ttl=int(jobs_settings.JOB_TTL),
             )
         )
 
