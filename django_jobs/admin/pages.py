@@ -88,7 +88,8 @@ def dashboard(admin: Console, request: HttpRequest) -> HttpResponse:
             states=[
                 (label, stats["states"][key], url("list", state)) for key, state, label in STATES
             ],
-            # The delayed jobs come after the ready and the parked ones (exact without SHARDS).
+            # The delayed jobs come after the ready and the parked ones: exact without SHARDS
+            # and within the bounds of what stats() and page() read of the limits.
             scheduled_url=url("list", "pending", cursor=ready + stats["states"]["limited"]),
             chart=chart(minutes),
             limits=limit_rows(stats["limits"], now),
