@@ -13,7 +13,7 @@ from typing import Any
 
 from django_jobs import rules, spread, validation
 from django_jobs.conf import jobs_settings
-from django_jobs.job import Job, JobPriority, JobStatus
+from django_jobs.job import PRIORITIES_HIGH_FIRST, Job, JobPriority, JobStatus
 from django_jobs.serialization import from_timestamp, utcnow
 from django_jobs.store import console_calls, worker_calls
 from django_jobs.store.calls import TASK_RUNS_KEPT
@@ -29,6 +29,11 @@ DEAD_WORKERS_KEPT = 3600.0
 SCAN_LIMIT = 10_000
 #: The most jobs one page may hold.
 MAX_PAGE = 10_000
+#: How many waiting lists of parked jobs (held back by a rate or concurrency limit, one list per
+#: limit, queue and priority) a page of PENDING jobs reads at most per shard: the first ones of
+#: their index, those claims look at soonest. Those after them (``Page.parked_unread``) are left
+#: out of the page and of its total, so that a page stays bounded with a limit per customer.
+PARKED_LISTS = 1000
 #: How many rate and concurrency limits ``limits()`` and ``stats()`` read at most, the latest
 #: used first, so that a limit per customer does not make them slow.
 LIMITS_SHOWN = 200
@@ -45,13 +50,34 @@ class Page:
     total: int
     #: Entries looked at to make this page.
     scanned: int
+    #: PENDING: waiting lists of parked jobs left out, beyond :data:`PARKED_LISTS` per shard.
+    parked_unread: int = 0
 
 
-def state_sources(keys: Keys, status: JobStatus, queues: list[str]) -> list[tuple[str, str]]:
+def state_sources(
+    keys: Keys, status: JobStatus, queues: list[str], *, parked: bool = False
+) -> list[tuple[str, str]]:
     """The (kind, key) structures that hold the jobs of ``status`` (of ``queues`` for PENDING,
-    whose ready lists are per queue), in listing order; kinds as page.lua reads them."""
+    whose ready lists are per queue), in listing order; kinds as page.lua reads them.
+
+    With ``parked``, PENDING lists the parked jobs too: before each ready list, a "P" source
+    that page.lua reads as the waiting lists of that priority and queue. That is where a claim
+    looks for them (the due waiting lists of a queue and priority before its ready list: see
+    ``claim_next``), so strict priority holds in the listing as it does for the workers; lists
+    not due yet are listed there too, as the order must not move with the clock between two
+    pages of one listing.
+    """
     if status is JobStatus.PENDING:
-        return [*(("L", key) for key in keys.queues_high_first(queues)), ("Z", keys.scheduled)]
+        ready = [
+            source
+            for priority in PRIORITIES_HIGH_FIRST
+            for queue in queues
+            for source in (
+                *([("P", f"{priority.value}|{queue}")] if parked else []),
+                ("L", keys.queue(queue, priority)),
+            )
+        ]
+        return [*ready, ("Z", keys.scheduled)]
     return [
         {
             JobStatus.RETRYING: ("Z", keys.retrying),
@@ -92,8 +118,12 @@ class JobBrowser(Namespace):
     ) -> Plan[Page]:
         """A page of the jobs in one state, or of one user, from position ``cursor`` on.
 
-        By state: PENDING in the order workers take them (ready jobs, the highest priority
-        first, FIFO within one; then delayed jobs by due time); RETRYING by due time; RUNNING
+        By state: PENDING in the order workers take them: the highest priority first, and
+        within one each queue in turn (``QUEUES``' order), the jobs a rate or concurrency limit
+        holds back (parked: :attr:`Job.waiting_on` names the limit; per limit, the list a claim
+        looks at soonest first, FIFO within one) before the ready jobs (FIFO); then the delayed
+        jobs by due time. The parked jobs of the first :data:`PARKED_LISTS` waiting lists only
+        are listed (``Page.parked_unread`` counts the lists left out). RETRYING by due time; RUNNING
         by lease deadline; FAILED (the dead letters), COMPLETED and CANCELLED newest first.
         With ``user_id`` the jobs enqueued with it, newest first, of every state or of
         ``status`` if given. ``queue`` and ``name`` keep the jobs of that queue and name.
@@ -117,30 +147,32 @@ class JobBrowser(Namespace):
         else:
             assert state is not None
             shards_sources = [
-                (keys, state_sources(keys, state, queues))
+                (keys, state_sources(keys, state, queues, parked=True))
                 for keys, queues in spread.queues_by_keys(self, [queue] if queue else self.queues)
             ]
         # With SHARDS the shards' structures are paged as if end to end (the default shard's
         # first): a cursor is a position in that concatenation. Each shard is asked once, for
         # its size at least (the total), so a page costs a round trip per shard.
         jobs: list[Job] = []
-        total = scanned = 0
+        total = scanned = unread = 0
         next_cursor: int | None = None
         for keys, sources in shards_sources:
             offset = total
-            found, end, size, looked = yield from console_calls.page(
+            found, end, size, looked, left_out = yield from console_calls.page(
                 keys,
                 sources=sources,
                 cursor=max(cursor - offset, 0),
                 limit=max(limit - len(jobs), 1),
                 scan_limit=SCAN_LIMIT,
+                parked_lists=PARKED_LISTS,
                 queue=queue,
                 name=name,
                 status=state.value if user is not None and state else "",
             )
             total += size
-            if next_cursor is not None or cursor - offset >= size:
-                continue  # the page ended before this shard, or starts after it
+            unread += left_out
+            if next_cursor is not None or size == 0 or cursor - offset >= size:
+                continue  # the page ended before this shard, or starts after it, or it is empty
             if len(jobs) >= limit:
                 next_cursor = max(cursor, offset)  # the page was full at the shard before
                 continue
@@ -148,7 +180,7 @@ class JobBrowser(Namespace):
             scanned += looked
             if end is not None:
                 next_cursor = offset + end
-        return Page(jobs, next_cursor, total, scanned)
+        return Page(jobs, next_cursor, total, scanned, unread)
 
     def _list_jobs(
         self,
@@ -183,7 +215,7 @@ class JobBrowser(Namespace):
         # A task's runs are indexed on the shard of its job's queue: the newest of each shard.
         jobs: list[Job] = []
         for keys in self.all_keys():
-            found, _, _, _ = yield from console_calls.page(
+            found, *_ = yield from console_calls.page(
                 keys,
                 sources=[("R", keys.task_runs(task_name))],
                 cursor=0,

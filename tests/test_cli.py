@@ -157,7 +157,7 @@ def test_list_as_json_gives_the_jobs_as_dicts_and_the_cursor(queue):
 
     data = jobs_json("list", "--state", "dead")
 
-    assert set(data) == {"jobs", "cursor", "total", "scanned"}
+    assert set(data) == {"jobs", "cursor", "total", "scanned", "parked_unread"}
     assert data["cursor"] is None
     assert data["total"] == 1
     (job,) = data["jobs"]

@@ -19,6 +19,7 @@ from django.contrib.auth.models import Permission, User
 from django_jobs import JobQueue
 from django_jobs.job import JobStatus
 from django_jobs.models import ScheduledTask
+from django_jobs.worker.leases import Leases
 from tests.processes import Processes, wait_until
 
 CHROMIUM = "/usr/bin/chromium"
@@ -165,6 +166,34 @@ def test_an_operator_selects_a_whole_page_and_cancels_it(console):
     expect(page.locator(".messagelist")).to_contain_text("Cancelled 4 jobs.")
     assert {jobs.get_job(i).status for i in ids} == {JobStatus.CANCELLED}
     expect(page).to_have_url(re.compile(r"state/pending/\?queue=reports$"))
+
+
+def test_an_operator_finds_the_jobs_a_limit_holds_back_and_cancels_one(console, jobs_settings):
+    limits = {"QUEUE_LIMITS": {"reports": {"concurrency": 1}}}
+    jobs_settings.DJANGO_JOBS = {**jobs_settings.DJANGO_JOBS, **limits}
+    jobs = JobQueue()
+    ids = [jobs.enqueue("tests.testapp.jobs.add", [i, i], queue="reports").id for i in range(3)]
+    leases = Leases()
+    assert leases.dequeue(["reports"], "w", 60).id == ids[0]
+    assert leases.dequeue(["reports"], "w", 60) is None, "the other two are parked"
+    page = console()
+    page.goto(f"{page.base}/admin/django_jobs/job/state/pending/?queue=reports")
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(2)
+    for row in (rows.nth(0), rows.nth(1)):
+        expect(row.locator(".jobs-limit")).to_have_text("waiting on concurrency:queue:reports")
+    shot(page, "console-pending-limited")
+    page.check(f"input.action-select[value='{ids[1]}']")
+    page.select_option("select[name=action]", "cancel")
+    page.click("button[name=index]")
+    page.click("input[value='Yes, I\N{RIGHT SINGLE QUOTATION MARK}m sure']")
+    expect(page.locator(".messagelist")).to_contain_text("Cancelled 1 job.")
+    expect(rows).to_have_count(1)
+    assert [j.status for j in map(jobs.get_job, ids)] == [
+        JobStatus.RUNNING,
+        JobStatus.CANCELLED,
+        JobStatus.PENDING,
+    ]
 
 
 def test_a_view_only_user_sees_everything_and_no_button(console, workers):

@@ -140,6 +140,8 @@ def job_row(job: Job, link: str) -> dict[str, Any]:
         }.get(job.status, job.finished_at),
         "attempt": job.attempt,
         "error": first_line(job.error),
+        # A pending job that a rate or concurrency limit holds back: that limit's id.
+        "waiting_on": job.waiting_on,
         "user_id": job.user_id,
     }
 

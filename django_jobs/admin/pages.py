@@ -19,6 +19,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from django_jobs import browse
 from django_jobs.admin.display import (
     STATES,
     WHEN,
@@ -87,7 +88,9 @@ def dashboard(admin: Console, request: HttpRequest) -> HttpResponse:
             states=[
                 (label, stats["states"][key], url("list", state)) for key, state, label in STATES
             ],
-            scheduled_url=url("list", "pending", cursor=ready),
+            # The delayed jobs come after the ready and the parked ones: exact without SHARDS
+            # and within the bounds of what stats() and page() read of the limits.
+            scheduled_url=url("list", "pending", cursor=ready + stats["states"]["limited"]),
             chart=chart(minutes),
             limits=limit_rows(stats["limits"], now),
         )
@@ -173,6 +176,7 @@ def job_list(admin: Console, request: HttpRequest, state: str) -> HttpResponse:
         filters=filters,
         filtered=filtered,
         page=page,
+        parked_lists=browse.PARKED_LISTS,
         rows=[job_row(job, url("change", job.id)) for job in page.jobs] if page else [],
         next_url=(
             url("list", state, cursor=page.cursor, **filters) if page and page.cursor else None

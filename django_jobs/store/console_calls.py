@@ -144,27 +144,32 @@ def page(
     cursor: int,
     limit: int,
     scan_limit: int,
+    parked_lists: int = 0,
     queue: str = "",
     name: str = "",
     status: str = "",
-) -> Plan[tuple[list[Job], int | None, int, int]]:
+) -> Plan[tuple[list[Job], int | None, int, int, int]]:
     """A page of the jobs of the (kind, key) ``sources`` read as one sequence from position
-    ``cursor`` (see page.lua): (the jobs, the position to go on from or ``None`` at the end,
-    the entries in the sources, the entries looked at)."""
-    jobs, position, total, scanned = yield SCRIPTS["page"].call(
+    ``cursor`` (see page.lua; a "P" source stands for the waiting lists of parked jobs of one
+    priority and queue, of the first ``parked_lists`` of their index): (the jobs, the position
+    to go on from or ``None`` at the end, the entries in the sources, the entries looked at,
+    the waiting lists of the index left out)."""
+    jobs, position, total, scanned, left_out = yield SCRIPTS["page"].call(
         route=keys.dead,
         prefix=keys.prefix,
         result_since=result_since(),
         cursor=cursor,
         limit=limit,
         scan_limit=scan_limit,
+        parked_lists=parked_lists,
         queue=queue,
         name=name,
         status=status,
         sources=[value for source in sources for value in source],
     )
     position = int(position)
-    return _jobs(jobs), (None if position < 0 else position), int(total), int(scanned)
+    end = None if position < 0 else position
+    return _jobs(jobs), end, int(total), int(scanned), int(left_out)
 
 
 def waiting_lists(keys: Keys, *, start: int, count: int) -> Plan[list[str]]:

@@ -120,6 +120,7 @@ def job_dict(job: Job) -> dict[str, Any]:
     ``failed_at`` as ISO 8601 in UTC like every other time."""
     data = job.to_dict()
     data["attempt"] = job.attempt
+    data["waiting_on"] = job.waiting_on  # the limit that holds a pending job back, or None
     data["errors"] = [
         {**entry, "failed_at": output.iso(describe.moment(entry.get("failed_at")))}
         if isinstance(entry, dict)

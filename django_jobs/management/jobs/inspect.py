@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from django_jobs import describe
+from django_jobs import browse, describe
 from django_jobs.exceptions import StoreError
 from django_jobs.job import PRIORITIES_HIGH_FIRST, STORED_STATUSES, Job, JobStatus
 from django_jobs.management.jobs import output
@@ -179,6 +179,7 @@ def run_list(ctx: Context) -> None:
                 "cursor": page.cursor,
                 "total": page.total,
                 "scanned": page.scanned,
+                "parked_unread": page.parked_unread,
             }
         )
         return
@@ -207,6 +208,12 @@ def run_list(ctx: Context) -> None:
         ctx.write(f"\n{len(rows)} shown; the filters looked at {page.scanned} of {page.total}.")
     else:
         ctx.write(f"\n{len(rows)} shown of {page.total} {what}.")
+    if page.parked_unread:
+        ctx.write(
+            f"Not listed: the jobs of {page.parked_unread} more waiting list"
+            f"{'s' if page.parked_unread != 1 else ''} of jobs held back by a limit (a page "
+            f"reads the first {browse.PARKED_LISTS}); 'jobs stats' counts them."
+        )
     if page.cursor is not None:
         ctx.write(f"More: {_next_page(options, page.cursor)}")
 
@@ -220,9 +227,12 @@ def _state(job: Job) -> str:
 
 
 def _note(job: Job, now: datetime) -> str:
-    """What matters most about a job in a list: its error, its due time or its worker."""
+    """What matters most about a job in a list: its error, the limit that holds it back, its
+    due time or its worker."""
     if job.status in (JobStatus.FAILED, JobStatus.RETRYING) and job.error:
         return describe.first_line(job.error, 60)
+    if job.status is JobStatus.PENDING and job.waiting_on:
+        return f"waiting on limit {job.waiting_on}"
     if job.status in (JobStatus.PENDING, JobStatus.RETRYING) and job.scheduled_at:
         return f"due {output.since(job.scheduled_at, now)}"
     if job.status is JobStatus.RUNNING:
