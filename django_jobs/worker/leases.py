@@ -343,10 +343,8 @@ class Leases(ShardTurns):
         )
 
     def _release_job(self, job: Job) -> Plan[str]:
-        """Give a running job back unfinished, to the head of its list, without using a retry
-        (its worker is stopping, or a batch goes back unstarted): ``"released"``. A job whose
-        cancellation was requested is cancelled instead: ``"cancelled"``. ``"lost"`` if the
-        lease was not held."""
+        """Give a running job back unfinished, to the head of its list, without using a retry:
+        ``"released"``; ``"cancelled"`` instead if its cancellation was requested; ``"lost"``."""
         return (
             yield from lease_calls.release(
                 self.queue_keys(job.queue),
