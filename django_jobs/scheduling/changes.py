@@ -114,10 +114,11 @@ def mark_refused(store: TaskStore, name: str, exc: StoreError) -> None:
         logger.error("task %s is broken and does not run: %s", name, reason)
 
 
-def refused(task: ScheduledTask) -> bool:
-    """Whether ``task`` is broken because Redis refused its tick (:func:`mark_refused`): it is
-    sound again once a tick of it fires, not as soon as its next run is computed."""
-    return task.broken_reason is not None and task.broken_reason.startswith(REFUSED)
+def refused(reason: str | None) -> bool:
+    """Whether a task broken for ``reason`` is so because Redis refused its tick
+    (:func:`mark_refused`): it is sound again once a tick of it fires, not as soon as its next
+    run is computed."""
+    return reason is not None and reason.startswith(REFUSED)
 
 
 def stale_next_runs(

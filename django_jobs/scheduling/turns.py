@@ -98,7 +98,7 @@ class TaskTurns:
         """The turn of ``record``'s task was recorded: it is back in the timetable, sound if
         Redis had refused its tick before."""
         task = replace(counted(self._tasks[record.name], record), next_run=record.next_run)
-        if refused(task):
+        if refused(task.broken_reason):
             self.store.mark_sound(task.name)
             logger.warning("task %s is no longer broken: its runs are enqueued again", task.name)
             task = replace(task, broken_reason=None)
@@ -145,7 +145,7 @@ class TaskTurns:
             mark_broken(self.store, name, exc)
             return None
         # A task whose tick Redis refused is sound again once one fires (see _recorded).
-        if task.broken_reason is not None and not refused(task):
+        if task.broken_reason is not None and not refused(task.broken_reason):
             self.store.mark_sound(name)
             logger.warning("task %s is no longer broken: its runs are computed again", name)
             task = self._tasks[name] = replace(task, broken_reason=None)
