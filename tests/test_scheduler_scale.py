@@ -13,6 +13,7 @@ from django_jobs.models import ScheduledTask as TaskRow
 from django_jobs.scheduling import database as database_module
 from django_jobs.scheduling import scheduler as scheduler_module
 from django_jobs.scheduling import ticks as ticks_module
+from django_jobs.scheduling import turns as turns_module
 from django_jobs.scheduling.changes import VERSION_VENDORS
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
@@ -48,8 +49,8 @@ class Counted:
 
 @pytest.fixture
 def due_runs(monkeypatch):
-    counted = Counted(scheduler_module.due_runs)
-    monkeypatch.setattr(scheduler_module, "due_runs", counted)
+    counted = Counted(turns_module.due_runs)
+    monkeypatch.setattr(turns_module, "due_runs", counted)
     return counted
 
 
@@ -235,9 +236,9 @@ def test_a_pass_fires_and_records_its_runs_in_batches(queue, monkeypatch):
 
     monkeypatch.setattr(store, "record", record)
     round_trips = []
-    run_all = ticks_module.run_all
+    run_each = ticks_module.run_each
     monkeypatch.setattr(
-        ticks_module, "run_all", lambda plans: round_trips.append(len(plans)) or run_all(plans)
+        ticks_module, "run_each", lambda plans: round_trips.append(len(plans)) or run_each(plans)
     )
     scheduler = JobScheduler(store, jobs=queue, sync=False)
 

@@ -28,6 +28,7 @@ from django_jobs.exceptions import StoreError
 from django_jobs.models import ScheduledTask
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
+from django_jobs.scheduling.changes import refused
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.scheduler import running_schedulers
 from django_jobs.scheduling.task import SCHEDULE_FIELDS
@@ -420,7 +421,11 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 f"This task is broken and does not run (since {since}): {task.broken_reason}. "
-                "Correct its schedule and save it.",
+                + (  # Redis refused its tick: the scheduler tries it again (RELOAD_EVERY)
+                    "Mend or delete the Redis key it names: it is tried again within 30 s."
+                    if refused(task.broken_reason)
+                    else "Correct its schedule and save it."
+                ),
                 messages.ERROR,
             )
         return super().change_view(request, object_id, form_url, extra_context)

@@ -1,5 +1,6 @@
 """How a running scheduler learns that the tasks changed, how it obeys writes that bypassed
-``ScheduledTask.save()``, and how it marks a task whose runs cannot be computed broken.
+``ScheduledTask.save()``, and how it marks a task whose runs cannot be computed (or enqueued)
+broken.
 
 Every write to the ``ScheduledTask`` table is seen within a second: on SQLite and PostgreSQL
 triggers (migration 0004) bump a one-row counter, ``django_jobs_schedulesversion``, on every
@@ -16,7 +17,9 @@ too: re-enabling a task never makes up for the time it was off.
 
 A task whose runs cannot be computed (its computation raised :class:`InvalidSchedule`, or
 anything else) is marked broken with the reason (:func:`mark_broken`), said once in the log,
-and skipped until the tasks are loaded again; the other tasks go on.
+and skipped until the tasks are loaded again; the other tasks go on. So is a task whose tick
+Redis refused (:func:`mark_refused`: a key of it of the wrong type, say), while Redis takes the
+others.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from datetime import datetime
 
 from django.db import connections, router
 
+from django_jobs.exceptions import StoreError
 from django_jobs.scheduling.due import broken_reason
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.stores import TaskStore
@@ -95,6 +99,26 @@ def mark_broken(store: TaskStore, name: str, exc: Exception) -> None:
     if store.mark_broken(name, reason):
         unexpected = not isinstance(exc, InvalidSchedule)
         logger.error("task %s is broken and does not run: %s", name, reason, exc_info=unexpected)
+
+
+#: How the reason of a task whose tick Redis refused begins (:func:`mark_refused`).
+REFUSED = "its runs cannot be enqueued: "
+
+
+def mark_refused(store: TaskStore, name: str, exc: StoreError) -> None:
+    """Redis refused to fire a tick of task ``name`` (``exc``: a key of the task of the wrong
+    type, a script error), though it takes other calls: mark it broken in ``store`` as
+    :func:`mark_broken` does, with what Redis said (Redis's words, no traceback, once)."""
+    reason = f"{REFUSED}{exc}"
+    if store.mark_broken(name, reason):
+        logger.error("task %s is broken and does not run: %s", name, reason)
+
+
+def refused(reason: str | None) -> bool:
+    """Whether a task broken for ``reason`` is so because Redis refused its tick
+    (:func:`mark_refused`): it is sound again once a tick of it fires, not as soon as its next
+    run is computed."""
+    return reason is not None and reason.startswith(REFUSED)
 
 
 def stale_next_runs(

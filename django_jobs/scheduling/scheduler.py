@@ -16,8 +16,10 @@ second to see whether the tasks changed, and for each due time of a task:
 
 Due times that fell while no scheduler ran follow the task's :class:`MissedRunPolicy`, and so
 do those that fell while this scheduler could not work (Redis or its database did not answer):
-after such an outage only the runs due in the last :data:`AFTER_OUTAGE_GRACE` seconds count as on
-time, not those of the last :data:`MISSED_GRACE` seconds.
+after such an outage only the runs due in the last :data:`~.turns.AFTER_OUTAGE_GRACE` seconds
+count as on time, not those of the last :data:`MISSED_GRACE` seconds. One task's trouble (runs
+that cannot be computed, a tick Redis refuses) marks that task broken and stops nothing else
+(:mod:`~.turns`).
 """
 
 from __future__ import annotations
@@ -37,14 +39,12 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from django_jobs.exceptions import StoreError
-from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
-from django_jobs.scheduling.changes import load_tasks, mark_broken
-from django_jobs.scheduling.due import due_runs, next_run_from_now
-from django_jobs.scheduling.missed import Outage, report_missed
+from django_jobs.scheduling.changes import load_tasks
+from django_jobs.scheduling.missed import Outage
 from django_jobs.scheduling.settings import tasks_from_settings
-from django_jobs.scheduling.stores import MemoryTaskStore, RunRecord, TaskStore, counted
+from django_jobs.scheduling.stores import MemoryTaskStore, TaskStore
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.scheduling.ticks import (
     HEARTBEAT_EVERY,
@@ -52,14 +52,13 @@ from django_jobs.scheduling.ticks import (
     Fired,
     afire_tick,
     beat,
-    fire_runs,
     fire_tick,
     report_failure,
     running_schedulers,
     sign_off,
-    tick_job,
 )
 from django_jobs.scheduling.timetable import Timetable
+from django_jobs.scheduling.turns import TaskTurns
 from django_jobs.serialization import utcnow
 from django_jobs.store.connection import Backoff
 
@@ -79,11 +78,6 @@ logger = logging.getLogger("django_jobs.scheduler")
 #: A due time found later than this (seconds) was missed: no scheduler was running then. Runs
 #: found within it always run, so a scheduler that was busy or paused for a moment loses none.
 MISSED_GRACE = 30.0
-#: After an outage (a pass failed: Redis or the database did not answer) the scheduler knows
-#: which runs it missed: those due more than this (seconds) before the pass that works again
-#: follow the task's missed-run policy, instead of all runs of the last MISSED_GRACE seconds
-#: being enqueued at once.
-AFTER_OUTAGE_GRACE = 2.0
 #: The loop wakes at least this often (seconds) to see whether the tasks changed (one Redis
 #: GET), so that an edit in the admin takes effect within a second.
 WAKE_EVERY = 0.5
@@ -99,7 +93,7 @@ RELOAD_EVERY = 30.0
 BATCH = 100
 
 
-class JobScheduler:
+class JobScheduler(TaskTurns):
     """Runs periodic tasks: register them, then :meth:`start` (a background thread) or
     :meth:`run` (blocking, until :meth:`stop`).
 
@@ -374,73 +368,6 @@ class JobScheduler:
                 if name in self._tasks:
                     self._timetable.put(self._tasks[name])
         return done
-
-    def _turns(self, names: list[str], now: datetime) -> list[Fired]:
-        """The turns of the tasks ``names`` as of ``now``: their due runs fired in one round trip
-        and recorded in one go; each is then back in the timetable (or out: see :meth:`_plan`)."""
-        planned = [turn for name in names if (turn := self._plan(name, now)) is not None]
-        fired = iter(fire_runs(self.jobs, [(t, *run) for t, _, runs in planned for run in runs]))
-        done: list[Fired] = []
-        records: list[RunRecord] = []
-        for task, next_run, runs in planned:
-            done += (mine := [next(fired) for _ in runs])
-            records.append(
-                RunRecord(task.name, task.next_run, tuple(f.due for f in mine), next_run)
-            )
-        self.store.record(records)
-        for record in records:
-            task = replace(counted(self._tasks[record.name], record), next_run=record.next_run)
-            self._timetable.put(task)
-            self._tasks[record.name] = task
-        return done
-
-    def _plan(self, name: str, now: datetime) -> _Turn | None:
-        """Task ``name``'s turn as of ``now`` up to firing. ``None`` if nothing is due: it is
-        back in the timetable, or out of it (gone, off, broken, a one-time task that ran)."""
-        task = self._tasks.get(name)
-        if task is None or not task.enabled:
-            return None
-        try:
-            if task.next_run is None:
-                next_run = next_run_from_now(task, now)
-                if next_run is None:
-                    return None  # a one-time task that ran: out of the timetable
-                stored = self.store.set_next_run(name, next_run)
-                if stored is None:
-                    self._tasks.pop(name)
-                    return None
-                task = self._tasks[name] = stored
-            # After an outage the runs due during it were missed, however recent.
-            grace = self.grace if self._outage is None else min(self.grace, AFTER_OUTAGE_GRACE)
-            runs = due_runs(task, now, grace)
-            report_missed(task, runs, self._outage, self._started_at, self.grace)
-            try:
-                jobs = [(due, tick_job(self.jobs, task, due)) for due in runs.fire]
-            except (ValueError, TypeError) as exc:
-                # The task cannot make a valid job (e.g. its queue was removed from QUEUES):
-                # its runs are dropped, not retried every second.
-                logger.error("task %s: cannot enqueue its job: %s", task.name, exc)
-                jobs = []
-        except (DatabaseError, StoreError):
-            raise  # the whole pass waits for them
-        except Exception as exc:  # one task's trouble must not stop the others
-            # Skipped until the tasks are loaded again (it changed, or RELOAD_EVERY).
-            self._tasks.pop(name, None)
-            self._skipped.add(name)
-            mark_broken(self.store, name, exc)
-            return None
-        if task.broken_reason is not None:
-            self.store.mark_sound(name)
-            logger.warning("task %s is no longer broken: its runs are computed again", name)
-            task = self._tasks[name] = replace(task, broken_reason=None)
-        if not runs.due:
-            self._timetable.put(task)
-            return None
-        return task, runs.next_run, jobs
-
-
-# A task's turn up to firing (JobScheduler._plan): the task, its next run, due runs and jobs.
-_Turn = tuple[ScheduledTask, datetime | None, list[tuple[datetime, Job]]]
 
 
 def _close_broken_connections() -> None:

@@ -2,7 +2,7 @@
 
 :func:`fire_run` builds the job of a task's run and fires its tick: of many schedulers firing
 the same tick, one enqueues; the others learn the id of its job (:func:`fire_tick`);
-:func:`fire_runs` fires many ticks in one round trip. A running
+:func:`fire_runs` fires many ticks in one round trip, each with its own outcome. A running
 scheduler records that it is alive every few seconds, and :func:`running_schedulers` lists
 those seen lately (the admin shows them).
 """
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django_jobs.conf import jobs_settings
-from django_jobs.exceptions import RedisUnavailable
+from django_jobs.exceptions import RedisUnavailable, StoreError
 from django_jobs.job import Job
 from django_jobs.queue import JobQueue
 from django_jobs.scheduling.task import ScheduledTask
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls
-from django_jobs.store.batch import run_all
+from django_jobs.store.batch import run_each
 from django_jobs.store.commands import Plan
 from django_jobs.store.connection import redis_outage
 from django_jobs.store.execute import arun, run
@@ -101,9 +101,11 @@ def fire_run(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Fired:
 
     The job is :func:`tick_job`'s. The task's runs are indexed (:meth:`JobQueue.task_runs
     <django_jobs.queue.JobQueue.task_runs>`). ``ValueError`` or ``TypeError`` if the task
-    cannot make a valid job.
+    cannot make a valid job; :class:`StoreError` if Redis refused the tick.
     """
     (fired,) = fire_runs(jobs, [(task, due, tick_job(jobs, task, due))])
+    if isinstance(fired, StoreError):
+        raise fired
     return fired
 
 
@@ -126,13 +128,23 @@ def tick_job(jobs: JobQueue, task: ScheduledTask, due: datetime) -> Job:
     )
 
 
-def fire_runs(jobs: JobQueue, runs: Sequence[tuple[ScheduledTask, datetime, Job]]) -> list[Fired]:
+def fire_runs(
+    jobs: JobQueue, runs: Sequence[tuple[ScheduledTask, datetime, Job]]
+) -> list[Fired | StoreError]:
     """Fire the ticks of ``runs`` (a task, a due time, its :func:`tick_job`) as
     :func:`fire_tick` does, in one round trip (a scheduler's due ticks come in bursts: a
-    round trip each held the last ones up)."""
+    round trip each held the last ones up).
+
+    Each run's :class:`Fired`, or the :class:`StoreError` Redis answered its tick with (a key
+    of the wrong type, named, with nothing written; a script error): the others are fired all
+    the same. Redis not answering raises :class:`RedisUnavailable` for all (ticks fired
+    meanwhile are found taken when fired again: nothing is enqueued twice).
+    """
     plans = [_fire(jobs, task.name, due, job, task.tick_ttl(due)) for task, due, job in runs]
-    ids = run_all(plans)
-    return [_fired(*run, job_id) for run, job_id in zip(runs, ids, strict=True)]
+    return [
+        job_id if isinstance(job_id, StoreError) else _fired(*run, job_id)
+        for run, job_id in zip(runs, run_each(plans), strict=True)
+    ]
 
 
 def _fired(task: ScheduledTask, due: datetime, job: Job, job_id: str) -> Fired:

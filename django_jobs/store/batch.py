@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import redis
 from redis.exceptions import RedisClusterException
 
-from django_jobs.exceptions import StoreError
+from django_jobs.exceptions import RedisUnavailable, StoreError
 from django_jobs.store.commands import Plan, command_of, recover
 from django_jobs.store.connection import get_redis, redis_outage
 from django_jobs.store.errors import translated
@@ -27,8 +27,24 @@ def run_all(plans: Sequence[Plan[T]]) -> list[T]:
 
     The plans must not depend on one another, and their first steps must be plain script
     calls or commands (not blocking, not waiting for replicas). A step that fails raises inside
-    its plan, as with :func:`~.execute.run`; a pipeline that fails as a whole (Redis did not
+    its plan, as with :func:`~.execute.run`; the first plan that ends with an error raises it
+    here (the others were run all the same). A pipeline that fails as a whole (Redis did not
     answer) raises for all, and some of the first steps may have been done.
+    """
+    values = run_each(plans)
+    for value in values:
+        if isinstance(value, StoreError):
+            raise value
+    return values  # type: ignore[return-value]
+
+
+def run_each(plans: Sequence[Plan[T]]) -> list[T | StoreError]:
+    """Run ``plans`` as :func:`run_all` does; each one's value, or the :class:`StoreError` it
+    ended with (Redis refused one of its steps: a key of the wrong type, a script error), for a
+    caller that deals with each plan's trouble on its own.
+
+    Redis not answering (:class:`RedisUnavailable`), for the pipeline or any later step, is no
+    plan's own trouble: it raises for all (the first steps of some plans may have been done).
     """
     if not plans:
         return []
@@ -42,10 +58,15 @@ def run_all(plans: Sequence[Plan[T]]) -> list[T]:
     except (redis.RedisError, RedisClusterException) as exc:
         raise translated(exc) from exc
     redis_outage.answered()
-    return [
-        run(rest_of(plan, _reply(client, step, reply)))
-        for plan, step, reply in zip(plans, steps, replies, strict=True)
-    ]
+    values: list[T | StoreError] = []
+    for plan, step, reply in zip(plans, steps, replies, strict=True):
+        try:
+            values.append(run(rest_of(plan, _reply(client, step, reply))))
+        except RedisUnavailable:
+            raise
+        except StoreError as exc:
+            values.append(exc)
+    return values
 
 
 def _reply(client: Any, step: Any, reply: Any) -> Any:

@@ -85,3 +85,22 @@ def translated(exc: redis.RedisError | RedisClusterException) -> Exception:
             f"Cannot reach Redis at {redact_url(url)}: {redact_text(str(exc), url)}"
         )
     return StoreError(f"Redis refused a command: {exc}")
+
+
+# Error replies that refuse a call whatever keys it touches, until the server is mended: out of
+# memory (``maxmemory``), unable to persist (``MISCONF``: writes refused until a save works),
+# busy with a script that runs too long (``BUSY``).
+_SERVER_REFUSALS = ("MISCONF", "BUSY")
+
+
+def refuses_every_call(exc: StoreError) -> bool:
+    """Whether ``exc`` says that Redis takes no call of this client for now, whatever its keys:
+    it does not answer, it refuses access, or it refuses every write (out of memory, unable to
+    persist, busy). ``False`` for a fault of the call's own keys or script (a key of the wrong
+    type, a script error): other calls may work."""
+    if isinstance(exc, (RedisUnavailable, RedisAccessDenied)):
+        return True
+    cause = exc.__cause__
+    return isinstance(cause, redis.exceptions.OutOfMemoryError) or (
+        isinstance(cause, redis.ResponseError) and str(cause).startswith(_SERVER_REFUSALS)
+    )

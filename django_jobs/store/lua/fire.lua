@@ -6,8 +6,22 @@
 -- ``ttl``: seconds the claim is kept. ``task_runs``: the index of the task's runs (job id ->
 -- ``due``), trimmed to the newest ``runs_kept`` and kept as long as job records (``user_ttl``).
 -- The others as for enqueue.lua's call of one job.
+-- Refused (WRONGTYPE, naming the key) without a write if ``tick`` is not a string or
+-- ``task_runs`` not a sorted set.
 -- Returns the id of the tick's job: this job's, the one an earlier claim enqueued, or the job
 -- that holds the unique key of the task's job (an earlier run still pending or running).
+
+-- A tick or index of the wrong type (a key written by hand, say) is refused before anything is
+-- written, with the key named: a script stops at an error without undoing what it did, and a
+-- job enqueued by a call that then failed would be enqueued again by the next one.
+local function wrong_type(key, expected)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'none' and kind ~= expected then
+    return 'WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a ' .. expected
+  end
+end
+local wrong = wrong_type(K.tick, 'string') or wrong_type(K.task_runs, 'zset')
+if wrong then return redis.error_reply(wrong) end
 local id = A.job[1]
 if redis.call('SET', K.tick, id, 'NX', 'EX', A.ttl) then
   local taken = enqueue_job(A.prefix, A.keep_since, A.user_ttl, A.job, K.scheduled, K.wakeup)
