@@ -22,29 +22,16 @@ from django_jobs.store.execute import execute, run
 T = TypeVar("T")
 
 
-def run_all(plans: Sequence[Plan[T]]) -> list[T]:
-    """Run ``plans`` with the shared sync client; their values, in order.
+def run_each(plans: Sequence[Plan[T]]) -> list[T | StoreError]:
+    """Run ``plans`` with the shared sync client; in order, each one's value, or the
+    :class:`StoreError` it ended with (Redis refused one of its steps: a key of the wrong type,
+    a script error), for a caller that deals with each plan's trouble on its own.
 
     The plans must not depend on one another, and their first steps must be plain script
     calls or commands (not blocking, not waiting for replicas). A step that fails raises inside
-    its plan, as with :func:`~.execute.run`; the first plan that ends with an error raises it
-    here (the others were run all the same). A pipeline that fails as a whole (Redis did not
-    answer) raises for all, and some of the first steps may have been done.
-    """
-    values = run_each(plans)
-    for value in values:
-        if isinstance(value, StoreError):
-            raise value
-    return values  # type: ignore[return-value]
-
-
-def run_each(plans: Sequence[Plan[T]]) -> list[T | StoreError]:
-    """Run ``plans`` as :func:`run_all` does; each one's value, or the :class:`StoreError` it
-    ended with (Redis refused one of its steps: a key of the wrong type, a script error), for a
-    caller that deals with each plan's trouble on its own.
-
-    Redis not answering (:class:`RedisUnavailable`), for the pipeline or any later step, is no
-    plan's own trouble: it raises for all (the first steps of some plans may have been done).
+    its plan, as with :func:`~.execute.run`, which may catch it. Redis not answering
+    (:class:`RedisUnavailable`), for the pipeline or any later step, is no plan's own trouble:
+    it raises for all (the first steps of some plans may have been done).
     """
     if not plans:
         return []
