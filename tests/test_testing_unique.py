@@ -9,9 +9,11 @@ from them. The others need the store's clock (``unique_for`` windows) or immedia
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 
-from django_jobs import JobQueue, JobStatus, job
+from django_jobs import JobNotFound, JobQueue, JobStatus, job
 from django_jobs.testing import assert_enqueued, drain, enqueued, memory_store
+from django_jobs.testing.unique import UniqueKeys
 
 pytest_plugins = ["django_jobs.testing.pytest"]
 
@@ -168,6 +170,21 @@ def test_a_delayed_unique_job_holds_its_key_until_it_ran(mode):
     assert import_customer.delay(7).created is True
 
 
+@pytest.mark.django_db
+def test_a_duplicate_waiting_for_the_commit_is_dropped_at_the_commit(
+    mode, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        first = import_customer.delay(7)
+        second = import_customer.delay(7)
+        assert first.created is second.created is None
+
+    assert first.refresh().status is JobStatus.PENDING
+    with pytest.raises(JobNotFound):
+        second.refresh()
+    assert drain() == 1
+
+
 # -- capture mode: the fake clock, and what was enqueued ----------------------------------------
 
 
@@ -224,6 +241,18 @@ def test_clear_frees_every_key(no_redis, jobs_capture):
 
     assert debounced.delay("news").created is True
     assert import_customer.delay(7).created is True
+
+
+@pytest.mark.parametrize("kind", ["until finished", "window"])
+def test_a_key_whose_holder_is_gone_is_free_unless_its_window_runs(no_redis, kind):
+    keys = UniqueKeys({}, now=lambda: 0.0)  # the holder's record is never there
+    name = import_customer.name if kind == "until finished" else debounced.name
+    holder, other = (JobQueue().build_job(name, [7]) for _ in range(2))
+    assert keys.take("{p}", holder, now=1000.0) is None
+
+    in_window = keys.take("{p}", other, now=1059.0)
+    assert in_window == (None if kind == "until finished" else holder.id)
+    assert keys.take("{p}", other, now=1060.0) is None
 
 
 def test_limits_are_not_enforced_in_the_testing_modes(no_redis, jobs_capture):

@@ -28,8 +28,7 @@ from django_jobs.exceptions import InvalidJobRecord, JobNotFound
 from django_jobs.job import Job, JobStatus, new_id
 from django_jobs.routing import checked_jobs
 from django_jobs.serialization import check_json, dumps, from_timestamp, loads, utcnow
-from django_jobs.testing import assertions, runner
-from django_jobs.testing.unique import UniqueKeys
+from django_jobs.testing import assertions, runner, unique
 from django_jobs.worker.leases import Failure
 
 if TYPE_CHECKING:
@@ -92,7 +91,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.clock = Clock()
         self._records: dict[str, _Record] = {}
-        self._unique = UniqueKeys(self._records)  # reads the records, as the Lua does
+        self._unique = unique.UniqueKeys(self._records, lambda: self.clock.now())
         self._enqueued: list[Job] = []
         self._order = itertools.count()
         self._lock = threading.RLock()
@@ -124,10 +123,7 @@ class MemoryStore:
         held: dict[str, str] = {}
         with tracing.enqueue_span(jobs), self._lock:
             for job in jobs:
-                if job.id in self._records:
-                    continue
-                if holder := self._unique.take(queue.prefix, job, self.clock.now()):
-                    held[job.id] = holder
+                if job.id in self._records or self._unique.held(queue.prefix, job, held):
                     continue
                 record = _Record(queue.prefix, job.to_hash(), next(self._order))
                 record.fields["status"] = JobStatus.PENDING.value

@@ -37,16 +37,28 @@ class _Stored(Protocol):
 
 class UniqueKeys:
     """The unique locks of one :class:`~django_jobs.testing.store.MemoryStore`, read against
-    its records (``records``: the store's own dict of them, by job id)."""
+    its records (``records``: the store's own dict of them, by job id) at its clock's time
+    (``now``: epoch seconds)."""
 
-    def __init__(self, records: Mapping[str, _Stored]) -> None:
+    def __init__(self, records: Mapping[str, _Stored], now: Callable[[], float]) -> None:
         self._records = records
+        self._now = now
         self._locks: dict[tuple[str, str], tuple[str, float | None]] = {}
 
+    def held(self, prefix: str, job: Job, holders: dict[str, str]) -> bool:
+        """Whether another job holds ``job``'s unique key, so that ``job`` is not stored: that
+        job's id is then put in ``holders[job.id]``. Otherwise ``job`` takes the key, if it
+        has one (:meth:`take`)."""
+        holder = self.take(prefix, job, self._now())
+        if holder is None:
+            return False
+        holders[job.id] = holder
+        return True
+
     def take(self, prefix: str, job: Job, now: float) -> str | None:
-        """Take ``job``'s unique key (if it has one) at ``now`` (epoch seconds by the store's
-        clock), for its ``unique_for`` seconds or until its holder's status frees it; returns
-        the id of the job that holds the key instead, or ``None``. As ``unique_take``."""
+        """Take ``job``'s unique key (if it has one) at ``now``, for its ``unique_for``
+        seconds or until its holder's status frees it; returns the id of the job that holds
+        the key instead, or ``None``. As ``unique_take``."""
         if not job.unique_key:
             return None
         holder = self.holder(prefix, job.unique_key, now)
