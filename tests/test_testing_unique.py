@@ -305,3 +305,17 @@ def test_immediate_mode_a_job_asking_for_itself_gets_itself_back(no_redis, jobs_
     assert seen == [("finished", False)]
     assert handle.status is JobStatus.COMPLETED
     assert_enqueued(import_and_ask_again, count=1)
+
+
+def test_immediate_mode_duplicates_within_one_enqueue_many_resolve_to_the_first(
+    no_redis, jobs_immediate
+):
+    queue = JobQueue()
+    built = [queue.build_job(import_customer.name, [7]) for _ in range(2)]
+
+    first, second = queue.enqueue_many(built)
+
+    assert first.id == second.id == built[0].id
+    assert first.status is JobStatus.COMPLETED
+    assert runs == ["import 7"]
+    assert_enqueued(import_customer, count=1)
