@@ -28,7 +28,7 @@ from django_jobs.exceptions import InvalidJobRecord, JobNotFound
 from django_jobs.job import Job, JobStatus, new_id
 from django_jobs.routing import checked_jobs
 from django_jobs.serialization import check_json, dumps, from_timestamp, loads, utcnow
-from django_jobs.testing import assertions, runner
+from django_jobs.testing import assertions, runner, unique
 from django_jobs.worker.leases import Failure
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.clock = Clock()
         self._records: dict[str, _Record] = {}
+        self._unique = unique.UniqueKeys(self._records, lambda: self.clock.now())
         self._enqueued: list[Job] = []
         self._order = itertools.count()
         self._lock = threading.RLock()
@@ -115,13 +116,14 @@ class MemoryStore:
         return job
 
     def enqueue_many(self, queue: JobQueue, jobs: Iterable[Job]) -> list[Job]:
-        """Store the jobs (a job whose id is stored already is left as it is, as in Redis); in
-        immediate mode run them, and what they enqueue, to their end. Returns the jobs as
-        stored now."""
+        """Store the jobs as Redis does (one whose id is stored is left as it is; a unique one
+        whose key another job holds is not stored, that job stands in for it); in immediate
+        mode run them, and what they enqueue, to their end. Returns the jobs as stored now."""
         jobs = checked_jobs(jobs)
+        held: dict[str, str] = {}
         with tracing.enqueue_span(jobs), self._lock:
             for job in jobs:
-                if job.id in self._records:
+                if job.id in self._records or self._unique.held(queue.prefix, job, held):
                     continue
                 record = _Record(queue.prefix, job.to_hash(), next(self._order))
                 record.fields["status"] = JobStatus.PENDING.value
@@ -129,7 +131,7 @@ class MemoryStore:
                 self._enqueued.append(self._read(job.id))
         if jobs_settings.MODE == "immediate" and not self._running:
             self.drain(math.inf)
-        return [self._read(job.id) for job in jobs]
+        return self._unique.as_stored(jobs, held, self._read)
 
     def get_job(self, queue: JobQueue, job_id: str) -> Job | None:
         return self.get_jobs(queue, [validation.job_id(job_id, "get_job()")]).get(job_id)
@@ -350,6 +352,7 @@ class MemoryStore:
         with self._lock:
             self._records.clear()
             self._enqueued.clear()
+            self._unique.clear()
             self.clock = Clock()
 
     # -- inside -------------------------------------------------------------------------------

@@ -279,6 +279,8 @@ local function flows()
   -- it starts ('started'), until it ends ('finished'), or for its ``unique_for`` only ('window');
   -- ``unique_for`` also bounds the other two. A key whose holder's record is gone or past the
   -- point of release is free: a lock is never stranded, whatever happened to its holder.
+  -- testing/unique.py mirrors unique_holder and unique_take for the testing modes: change both
+  -- (tests/test_testing_unique.py runs the same scenarios on each).
   local function unique_lock(prefix, key) return prefix .. ':unique:' .. key end
 
   local function unique_holder(prefix, key)
