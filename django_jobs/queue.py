@@ -33,7 +33,6 @@ from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls, shards
 from django_jobs.store.commands import Plan
-from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys
 from django_jobs.upkeep import JobUpkeep, RequeueOutcome
 
@@ -291,9 +290,6 @@ class JobQueue(JobUpkeep):
     watch, awatch = routed(_watch)
     wait_for, await_for = routed(_wait_for)
     cancel_job, acancel_job = routed(_cancel_job)
-    enqueue_flow = sync_twin(_enqueue_flow)
-    aenqueue_flow = async_twin(_enqueue_flow)
-    cancel_flow = sync_twin(_cancel_flow)
-    acancel_flow = async_twin(_cancel_flow)
-    group = sync_twin(_group)
-    agroup = async_twin(_group)
+    enqueue_flow, aenqueue_flow = routed(_enqueue_flow)
+    cancel_flow, acancel_flow = routed(_cancel_flow)
+    group, agroup = routed(_group)
