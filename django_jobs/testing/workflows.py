@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django_jobs import validation
 from django_jobs.job import Job, JobStatus
@@ -27,14 +27,20 @@ from django_jobs.job import Job, JobStatus
 if TYPE_CHECKING:
     import itertools
     import threading
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
     from datetime import datetime
 
     from django_jobs.queue import JobQueue
-    from django_jobs.testing.store import _Record
 
 GROUP = "group:"
 EMPTY_ARGS = re.compile(r"^\[\s*\]$")
+
+
+class StepRecord(Protocol):
+    """What this module reads and writes of a job's record in the store (``store._Record``)."""
+
+    fields: dict[str, str]
+    order: int
 
 
 @dataclass
@@ -53,7 +59,7 @@ class Workflows:
     ``cancel_flow``, ``group``), and the hooks of the store's transitions."""
 
     if TYPE_CHECKING:  # the store's own (store.py), used here
-        _records: dict[str, _Record]
+        _records: Mapping[str, StepRecord]
         _enqueued: list[Job]
         _order: itertools.count[int]
         _lock: threading.RLock
