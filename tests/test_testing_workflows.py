@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 
 from django_jobs import GroupHandle, JobCancelled, JobFailed, JobStatus, chain, group
 from django_jobs.testing import assert_enqueued, assert_not_enqueued, capture_jobs, drain
@@ -197,6 +198,19 @@ def test_cancelling_a_group_member_cancels_the_callback_and_the_others_finish_un
     assert drain() == 1
     assert members.refresh().done == 0
     assert members.cancelled == f"Not run: step {members.members[0].id} before it was cancelled."
+
+
+@pytest.mark.django_db
+def test_a_chain_made_in_a_transaction_is_captured_once_it_commits(
+    no_redis, jobs_capture, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        handle = chain(jobs.add.s(1, 2), jobs.add.s(3)).delay()
+        assert_not_enqueued()
+    assert_enqueued(jobs.add, args=[1, 2], count=1)
+
+    assert drain() == 2
+    assert handle.result() == 6
 
 
 # -- the same workflows in memory and in Redis ------------------------------------------------
