@@ -11,7 +11,7 @@ import pytest
 from django.db import transaction
 
 from django_jobs import GroupHandle, JobCancelled, JobFailed, JobStatus, chain, group
-from django_jobs.testing import assert_enqueued, assert_not_enqueued, capture_jobs, drain
+from django_jobs.testing import assert_enqueued, assert_not_enqueued, drain, jobs_mode
 from tests import testing_jobs as jobs
 
 pytest_plugins = ["django_jobs.testing.pytest"]
@@ -218,17 +218,19 @@ def test_a_chain_made_in_a_transaction_is_captured_once_it_commits(
 
 def run_workflows() -> list[tuple]:
     """Enqueue three workflows (one passes results through a group, one has a step that fails,
-    one a member that fails), drain them with the retries, and say how each step ended: its
-    status, arguments, result and error (step ids written as their place)."""
+    one a member that fails), drain them with the retries, and say how each step ended (its
+    status, arguments, result and error) and each group (done, total, its failed member and
+    why it was cancelled), step ids written as their place."""
     handles = [
         chain(jobs.add.s(1, 2), group(jobs.add.s(10), jobs.add.s(20)), jobs.echo.s()).delay(),
         chain(jobs.flaky.s("a", 1), jobs.always_fails.si("boom"), jobs.add.s(1)).delay(),
         group(jobs.add.s(1), jobs.always_fails.s("x")).then(jobs.echo.si("cb")).delay(),
     ]
     drain(until=timedelta(hours=2))
-    steps = []
+    steps, groups = [], []
     for handle in handles:
         for step in handle.refresh().steps:
+            groups += [step] if isinstance(step, GroupHandle) else []
             steps += step.members if isinstance(step, GroupHandle) else [step]
     places = {step.id: f"#{n}" for n, step in enumerate(steps)}
 
@@ -238,18 +240,20 @@ def run_workflows() -> list[tuple]:
     return [
         (s.job.name, s.status.value, s.job.args, s.job.result, named(s.job.error).split("\n")[0])
         for s in steps
-    ]
+    ] + [(g.done, g.total, g.failed and places[g.failed.id], g.cancelled) for g in groups]
 
 
-def test_the_same_workflows_end_the_same_in_memory_and_in_redis(queue):
+@pytest.mark.parametrize("mode", ["capture", "immediate"])
+def test_the_same_workflows_end_the_same_in_memory_and_in_redis(queue, mode):
     in_redis = run_workflows()
     assert len(queue.page("waiting").jobs) == 1, "in Redis: the callback the dead member holds"
     jobs.attempts.clear()
-    with capture_jobs():
+    with jobs_mode(mode):
         in_memory = run_workflows()
 
     assert in_memory == in_redis
-    assert [(status, result) for _, status, _, result, _ in in_redis] == [
+    assert in_redis[-2:] == [(2, 2, None, None), (1, 2, "#8", None)]
+    assert [(status, result) for _, status, _, result, _ in in_redis[:-2]] == [
         ("completed", 3),
         ("completed", 13),
         ("completed", 23),
