@@ -10,9 +10,9 @@ with the sync client, the ``a``-prefixed twin with the asyncio client. The worke
 protocol (claim, acknowledge, fail, renew leases, recover) is
 :class:`django_jobs.worker.leases.Leases`.
 
-The methods that enqueue, and those a handle calls (get, watch, wait for, cancel), are made by
-:func:`~django_jobs.routing.routed`: in a testing ``MODE`` (:mod:`django_jobs.testing`) the
-in-process store answers them instead of Redis.
+The methods that enqueue (jobs and workflows), and those a handle calls (get, watch, wait for,
+cancel, a workflow's group), are made by :func:`~django_jobs.routing.routed`: in a testing
+``MODE`` (:mod:`django_jobs.testing`) the in-process store answers them instead of Redis.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls, shards
 from django_jobs.store.commands import Plan
-from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys
 from django_jobs.upkeep import JobUpkeep, RequeueOutcome
 
@@ -291,9 +290,6 @@ class JobQueue(JobUpkeep):
     watch, awatch = routed(_watch)
     wait_for, await_for = routed(_wait_for)
     cancel_job, acancel_job = routed(_cancel_job)
-    enqueue_flow = sync_twin(_enqueue_flow)
-    aenqueue_flow = async_twin(_enqueue_flow)
-    cancel_flow = sync_twin(_cancel_flow)
-    acancel_flow = async_twin(_cancel_flow)
-    group = sync_twin(_group)
-    agroup = async_twin(_group)
+    enqueue_flow, aenqueue_flow = routed(_enqueue_flow)
+    cancel_flow, acancel_flow = routed(_cancel_flow)
+    group, agroup = routed(_group)

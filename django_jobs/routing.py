@@ -1,9 +1,9 @@
 """Which store answers a :class:`~django_jobs.queue.JobQueue` method: Redis, or, while
 ``DJANGO_JOBS['MODE']`` is a testing mode, the in-process store of :mod:`django_jobs.testing`.
 
-The methods that enqueue, and those a handle calls (get, watch, wait for, cancel), are made by
-:func:`_routed`; every enqueue of django-jobs (``.delay()``, ``.adelay()``, the outbox after a
-commit, Django's task API) goes through them.
+The methods that enqueue (jobs and workflows), and those a handle calls (get, watch, wait for,
+cancel, a workflow's group), are made by :func:`routed`; every enqueue of django-jobs
+(``.delay()``, ``.adelay()``, the outbox after a commit, Django's task API) goes through them.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ The ack of a step starts what follows it in the same script call (``lua/_workflo
 there is no polling and no extra process. A step that ends in the dead letters stops its chain
 (the steps after it are cancelled, their error names it); a group member that does marks its
 group failed, and what follows the group waits until that member is requeued and completes.
+In the testing modes the in-memory store follows the same rules
+(:mod:`django_jobs.testing.workflows`).
 """
 
 from __future__ import annotations
@@ -175,11 +177,6 @@ class Chain:
         queue = signatures[0].call.jobs
         if len({s.call.jobs.prefix for s in signatures}) > 1:
             raise ValueError("The steps of a workflow must share one namespace (key prefix).")
-        if jobs_settings.MODE != "redis":
-            raise RuntimeError(
-                f"Chains and groups run on Redis only, not in DJANGO_JOBS['MODE'] "
-                f"{jobs_settings.MODE!r}."
-            )
         jobs: list[Job] = []
         groups: list[dict[str, Any]] = []
         handles: list[StepHandle] = []
@@ -244,13 +241,13 @@ class Chain:
             outbox.enqueue_flow_on_commit(queue, jobs, groups, DEFAULT_DB_ALIAS)
         else:
             queue.enqueue_flow(jobs, groups)
-        return ChainHandle(handles, queue)
+        return _ran(ChainHandle(handles, queue))
 
     async def adelay(self) -> ChainHandle:
         """:meth:`delay` for async code: enqueues at once with the asyncio client."""
         queue, jobs, groups, handles = self._build()
         await queue.aenqueue_flow(jobs, groups)
-        return ChainHandle(handles, queue)
+        return _ran(ChainHandle(handles, queue))
 
 
 def chain(*steps: Step | Chain) -> Chain:
@@ -371,6 +368,13 @@ class ChainHandle:
         """Cancel the steps that did not start and stop the one running. True when a step was
         cancelled or asked to stop."""
         return _cancelled(self.queue.cancel_flow(self._ids()))
+
+
+def _ran(handle: ChainHandle) -> ChainHandle:
+    """``handle``, read again in the ``"immediate"`` testing mode, where the steps ran during
+    ``.delay()``: its steps show their outcomes, as a job's handle does there. (In memory: no
+    round trip, from async code too.)"""
+    return handle.refresh() if jobs_settings.MODE == "immediate" else handle
 
 
 def _cancelled(replies: list[str]) -> Cancellation:

@@ -54,7 +54,11 @@ def sent():
 
 
 @pytest.mark.parametrize(
-    "name", ["enqueue", "enqueue_many", "get_job", "get_jobs", "watch", "wait_for", "cancel_job"]
+    "name",
+    [
+        *("enqueue", "enqueue_many", "get_job", "get_jobs", "watch", "wait_for", "cancel_job"),
+        *("enqueue_flow", "cancel_flow", "group"),
+    ],
 )
 def test_the_store_answers_each_routed_method_with_the_same_arguments(name):
     plan = inspect.signature(getattr(JobQueue, name).__wrapped__)

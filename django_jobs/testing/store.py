@@ -27,8 +27,10 @@ from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import InvalidJobRecord, JobNotFound
 from django_jobs.job import Job, JobStatus, new_id
 from django_jobs.routing import checked_jobs
-from django_jobs.serialization import check_json, dumps, from_timestamp, loads, utcnow
+from django_jobs.serialization import check_json, dumps, from_timestamp, loads
 from django_jobs.testing import assertions, runner, unique
+from django_jobs.testing.clock import Clock
+from django_jobs.testing.workflows import FlowGroup, Workflows
 from django_jobs.worker.leases import Failure
 
 if TYPE_CHECKING:
@@ -42,30 +44,6 @@ DRAIN_LIMIT = 10_000
 WORKER_ID = "in-process"
 
 
-class Clock:
-    """The store's time: the real time plus how far it was moved forward. Due times of
-    delayed and retrying jobs, and the timestamps a run records, are read from it; the code
-    of the jobs sees the real time."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def now(self) -> float:
-        """Epoch seconds."""
-        return utcnow().timestamp() + self.offset
-
-    def advance(self, by: float | timedelta) -> None:
-        """Move forward by ``by`` (seconds or a ``timedelta``, not negative)."""
-        seconds = rules.seconds(by, "advance()")
-        if seconds < 0:
-            raise rules.refused("advance()", "0 seconds or more (the clock only goes forward)", by)
-        self.offset += seconds
-
-    def advance_to(self, when: float) -> None:
-        """Move forward to ``when`` (epoch seconds), if it is later than now."""
-        self.offset += max(when - self.now(), 0.0)
-
-
 @dataclass
 class _Record:
     """One job as Redis would hold it: its hash, its result's JSON, and where it lives."""
@@ -76,7 +54,7 @@ class _Record:
     result: str | None = None
 
 
-class MemoryStore:
+class MemoryStore(Workflows):
     """Jobs enqueued while a testing mode is on: what was enqueued, and each job's record.
 
     In ``"immediate"`` mode every enqueue is followed by :meth:`drain` of everything (delayed
@@ -92,6 +70,7 @@ class MemoryStore:
         self.clock = Clock()
         self._records: dict[str, _Record] = {}
         self._unique = unique.UniqueKeys(self._records, lambda: self.clock.now())
+        self._groups: dict[str, FlowGroup] = {}  # chains and groups: workflows.py
         self._enqueued: list[Job] = []
         self._order = itertools.count()
         self._lock = threading.RLock()
@@ -126,9 +105,10 @@ class MemoryStore:
                 if job.id in self._records or self._unique.held(queue.prefix, job, held):
                     continue
                 record = _Record(queue.prefix, job.to_hash(), next(self._order))
-                record.fields["status"] = JobStatus.PENDING.value
                 self._records[job.id] = record
-                self._enqueued.append(self._read(job.id))
+                if job.status is not JobStatus.WAITING:  # a workflow's step counts once ready
+                    record.fields["status"] = JobStatus.PENDING.value
+                    self._enqueued.append(self._read(job.id))
         if jobs_settings.MODE == "immediate" and not self._running:
             self.drain(math.inf)
         return self._unique.as_stored(jobs, held, self._read)
@@ -163,6 +143,8 @@ class MemoryStore:
             return job
         if job.status is JobStatus.RUNNING:
             why = "it is running in this process, around this wait"
+        elif job.status is JobStatus.WAITING and jobs_settings.MODE == "immediate":
+            why = self._why_waiting(job)
         else:
             why = "in DJANGO_JOBS['MODE'] 'capture' jobs run only when drain() runs them"
         raise TimeoutError(f"Job {job_id} is still {job.status.value}: {why}.")
@@ -184,6 +166,7 @@ class MemoryStore:
             job.status, job.finished_at = JobStatus.CANCELLED, self._now()
             job.lease_token, job.cancel_requested = None, False
             self._write(job)
+            self._step_cancelled(job)
             return JobStatus.CANCELLED.value
 
     # -- the worker's side: what runner.attempt records an attempt's outcome through ----------
@@ -213,7 +196,8 @@ class MemoryStore:
             stored.status, stored.finished_at = JobStatus.COMPLETED, self._now()
             stored.lease_token, stored.cancel_requested = None, False
             self._write(stored)
-            self._records[job.id].result = dumps(result)
+            self._records[job.id].result = text = dumps(result)
+            self._step_completed(stored, text)
             return True
 
     def record_progress(self, job: Job, progress: str) -> bool:
@@ -261,6 +245,7 @@ class MemoryStore:
                 return Failure(JobStatus.RETRYING, due)
             stored.status, stored.finished_at = JobStatus.FAILED, from_timestamp(now)
             self._write(stored)
+            self._step_dead(stored)
             return Failure(JobStatus.FAILED)
 
     # -- for tests ----------------------------------------------------------------------------
@@ -351,6 +336,7 @@ class MemoryStore:
         """Forget every job, and set the clock back to the real time."""
         with self._lock:
             self._records.clear()
+            self._groups.clear()
             self._enqueued.clear()
             self._unique.clear()
             self.clock = Clock()

@@ -1,6 +1,8 @@
 -- Chains and groups (django_jobs/workflow.py), kept in the scripts that make the transitions: the
 -- ack that completes a step starts what follows it, in the same call; what ends a step otherwise
 -- (dead letters, cancellation) stops or marks what follows it. Key patterns match keys.py.
+-- django_jobs/testing/workflows.py follows the same rules in the testing modes' memory store;
+-- tests/test_testing_workflows.py runs the same workflows in both and compares how they end.
 --
 -- A job record of a workflow may carry: ``after`` (what it waits for: a step's id or
 -- 'group:<gid>', for the console), ``then`` (what starts when it completes: a step's id, or
