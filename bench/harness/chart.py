@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.ticker import LogLocator, NullFormatter
 
-from harness.results import DJ, display_name, libraries_in, lookup
+from harness.results import DJ, display_name, earlier_runs, libraries_in, lookup
 from harness.stats import median, spread
 
 OURS, PEER, SECOND = "#2a7ab0", "#9aa5b1", "#e08a2c"
@@ -260,9 +260,10 @@ def draw(results: dict[str, Any], path: Path) -> None:
         f"django-jobs and peers on one Redis {m.get('redis_server', '')} — {m.get('cpu', '')}, "
         f"{m.get('cores', '?')} cores, {m.get('date', '')}"
     )
-    if results.get("merged_from"):
-        then = results.get("merged_cpu")
-        title += f"\nwhat this run did not measure: from the run of {results['merged_from']}" + (
+    earlier = earlier_runs(results)
+    if earlier:
+        then = results.get("merged_cpu") if earlier == [results.get("merged_from")] else None
+        title += f"\nwhat this run did not measure: from the run of {' and '.join(earlier)}" + (
             f" ({then})" if then and then != m.get("cpu") else ""
         )
     fig.suptitle(title, fontsize=11)

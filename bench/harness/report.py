@@ -17,6 +17,7 @@ from harness.results import (
     count,
     display_name,
     drain_modes,
+    earlier_runs,
     libraries_in,
     lookup,
     number,
@@ -237,12 +238,15 @@ def markdown(results: Results) -> str:
                 f"{summary(floor['wakeup_done_p50_ms'], 2)} ms until its answer is read: no "
                 "library's idle latency can be lower"
             )
-    merged = results.get("merged_from")
+    earlier = earlier_runs(results)
     notes = []
-    if merged:
-        note = f"† measured in an earlier run ({merged}; from `docs/benchmarks.json`), not this one"
+    if earlier:
+        runs = " and ".join(earlier)
+        note = f"† measured in an earlier run ({runs}; from `docs/benchmarks.json`), not this one"
+        # The floor kept is the last merged run's: it says how fast the machine was for those
+        # numbers only when they all come from that run.
         then, now = results.get("merged_floor"), (floor or {}).get("per_second")
-        if then and now:
+        if then and now and earlier == [results.get("merged_from")]:
             note += (
                 f"; the machine's floor was {number(median(then))} INCR/s then and "
                 f"{number(median(now))} now, so compare across runs with care (or run the peer "

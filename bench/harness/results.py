@@ -71,3 +71,17 @@ def display_name(results: Results, lib: str) -> str:
 def libraries_in(results: Results) -> list[str]:
     present = results.get("libraries", {})
     return [lib for lib in ORDER if lib in present]
+
+
+def earlier_runs(results: Results) -> list[str]:
+    """The dates of the earlier runs that the numbers this run did not measure come from (each
+    entry keeps the date it was measured on, through any number of merges), oldest first."""
+    now = results.get("run_date")
+    return sorted(
+        {
+            entry["measured"]
+            for lib in libraries_in(results)
+            for entry in results["libraries"][lib].values()
+            if isinstance(entry, dict) and entry.get("measured") not in (None, now)
+        }
+    )

@@ -130,6 +130,32 @@ def test_markdown_marks_numbers_from_another_run() -> None:
     assert "SimpleWorker: 300<br>fork: 50.0" in text
 
 
+def test_the_footnote_names_the_run_each_number_was_measured_in_through_merges() -> None:
+    # This run merged a run that had itself merged an older one: Huey's number is the older
+    # run's, and that run's floor was never kept, so none is compared.
+    results = _results()
+    results["libraries"]["huey"]["enqueue"]["measured"] = "2026-11-20 10:00 UTC"
+    results["merged_from"] = "2026-11-25 09:00 UTC"
+    results["merged_floor"] = [9_000.0]
+    results["floor"] = {"commands": 2_000, "per_second": [3_000.0]}
+
+    text = markdown(results)
+
+    assert "\u2020 measured in an earlier run (2026-11-20 10:00 UTC;" in text
+    assert "2026-11-25" not in text
+    assert "floor was" not in text
+
+
+def test_the_footnote_compares_floors_when_the_numbers_come_from_the_merged_run() -> None:
+    results = _results()
+    results["libraries"]["huey"]["enqueue"]["measured"] = "2026-11-25 09:00 UTC"
+    results["merged_from"] = "2026-11-25 09:00 UTC"
+    results["merged_floor"] = [9_000.0]
+    results["floor"] = {"commands": 2_000, "per_second": [3_000.0]}
+
+    assert "floor was 9,000 INCR/s then and 3,000 now" in markdown(results)
+
+
 def test_the_wake_up_floor_is_reported_beside_the_latency_goal() -> None:
     results = _results()
     results["floor"] = {
