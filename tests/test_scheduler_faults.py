@@ -179,6 +179,10 @@ def test_the_admin_says_what_redis_refused_and_what_to_mend(
     assert "Mend or delete the Redis key it names: it is tried again within 30 s." in page
     assert "Correct its schedule" not in page
     assert ">Broken: does not run</strong>" in listing
+    # Its recent runs cannot be read either: the page says what Redis refused, not that it
+    # does not answer.
+    assert "Redis refused a command: WRONGTYPE" in page
+    assert "Redis does not answer" not in page
 
 
 def test_run_now_of_a_task_with_a_bad_key_raises_naming_it_and_enqueues_nothing(

@@ -31,6 +31,7 @@ from django_jobs.describe import plural
 from django_jobs.exceptions import JobIsRunning, StoreError
 from django_jobs.job import JOB_ID
 from django_jobs.queue import JobQueue
+from django_jobs.store.errors import trouble
 
 # A selection is a page of a list at most; more ids in one POST are refused.
 MAX_SELECTED = 500
@@ -179,7 +180,7 @@ def act(admin: Console, request: HttpRequest) -> HttpResponse:
         # what was sent before Redis stopped answering stays done.
         messages.error(
             request,
-            f"Redis does not answer: {exc}. The action may have been done in part; the lists "
+            f"{trouble(exc)}. The action may have been done in part; the lists "
             "show where things stand.",
         )
     return HttpResponseRedirect(back)

@@ -37,6 +37,7 @@ from django_jobs.job import JOB_ID, Job, JobStatus
 from django_jobs.models import ScheduledTask
 from django_jobs.queue import JobQueue
 from django_jobs.serialization import utcnow
+from django_jobs.store.errors import trouble
 
 PAGE_SIZE = 50
 
@@ -49,7 +50,7 @@ def url(page: str, *args: Any, **query: Any) -> str:
 
 
 def _redis_down(request: HttpRequest, exc: StoreError) -> None:
-    messages.error(request, f"Redis does not answer, so the jobs cannot be shown: {exc}")
+    messages.error(request, f"{trouble(exc)}; the jobs cannot be shown.")
 
 
 def dashboard(admin: Console, request: HttpRequest) -> HttpResponse:

@@ -34,6 +34,7 @@ from django_jobs.scheduling.scheduler import running_schedulers
 from django_jobs.scheduling.task import SCHEDULE_FIELDS
 from django_jobs.scheduling.ticks import fire_run
 from django_jobs.serialization import utcnow
+from django_jobs.store.errors import trouble
 
 
 @cache
@@ -330,7 +331,7 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
         try:
             runs = JobQueue().task_runs(obj.name, RECENT_RUNS)
         except StoreError as exc:
-            return f"Redis does not answer: {exc}"
+            return trouble(exc)
         if not runs:
             return "None kept (runs are kept for a week, DJANGO_JOBS['JOB_TTL'])."
         rows = [
@@ -443,5 +444,5 @@ class ScheduledTaskAdmin(admin.ModelAdmin):
                         messages.WARNING,
                     )
             except StoreError as exc:
-                self.message_user(request, f"Redis does not answer: {exc}", messages.WARNING)
+                self.message_user(request, trouble(exc), messages.WARNING)
         return super().changelist_view(request, extra_context)

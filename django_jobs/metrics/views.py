@@ -17,6 +17,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.metrics import prometheus_client
 from django_jobs.metrics.collector import JobsCollector
+from django_jobs.store.errors import trouble
 
 
 def allowed(request: HttpRequest) -> bool:
@@ -49,5 +50,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
         body = encoder(registry)
     except StoreError as exc:
         # 503, not a half-filled page: the scrape fails (up == 0) and the alert on it fires.
-        return HttpResponse(f"Redis does not answer: {exc}", status=503, content_type="text/plain")
+        return HttpResponse(trouble(exc), status=503, content_type="text/plain")
     return HttpResponse(body, content_type=content_type)

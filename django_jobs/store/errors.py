@@ -104,3 +104,11 @@ def refuses_every_call(exc: StoreError) -> bool:
     return isinstance(cause, redis.exceptions.OutOfMemoryError) or (
         isinstance(cause, redis.ResponseError) and str(cause).startswith(_SERVER_REFUSALS)
     )
+
+
+def trouble(exc: StoreError) -> str:
+    """What an operator reads about ``exc``: that Redis does not answer, or what it refused (an
+    access, a command: a key of the wrong type, say), which its own text says."""
+    if isinstance(exc, RedisUnavailable):
+        return f"Redis does not answer: {exc}"
+    return str(exc)
