@@ -2,9 +2,10 @@
 its crash, a graceful stop, a job of higher priority and a cancellation, while it holds jobs it
 has not started. Real ``runworker`` processes, a backlog queued before they start."""
 
+import os
 import signal
 
-from django_jobs import JobStatus
+from django_jobs import JobPriority, JobStatus
 from django_jobs.handle import Cancellation
 from django_jobs.worker.child import BATCH
 from tests.census import assert_census
@@ -127,6 +128,47 @@ def test_a_job_cancelled_while_leased_in_a_batch_is_cancelled_not_run(
     assert records[2].refresh().job.status is JobStatus.CANCELLED
     order = (ledger / "record.log").read_text().split()
     assert order == [f"r-{i}" for i in range(BACKLOG) if i != 2]
+    assert_census(
+        queue,
+        redis_client,
+        {
+            head.id: "completed",
+            records[2].id: "cancelled",
+            **{h.id: "completed" for i, h in enumerate(records) if i != 2},
+        },
+    )
+
+
+def test_a_job_cancelled_while_its_batch_goes_back_unseen_by_the_supervisor_is_not_run(
+    workers, ledger, queue, redis_client
+):
+    # The supervisor is frozen, so no renewal tells the child of the request: the batch goes
+    # back after the slow head job, and the give-back itself must honour the cancellation.
+    workers.settings = {**workers.settings, "LEASE_TIMEOUT": 4}
+    head = jobs.sleep.delay(1.0, label="head")
+    records = [jobs.record.delay(f"r-{i}") for i in range(BACKLOG)]
+    proc = workers.start("--concurrency", "1")
+    wait_until(lambda: (ledger / "head.started").exists(), message="the head job to start")
+    assert leased(queue, redis_client) == BATCH
+
+    os.kill(proc.pid, signal.SIGSTOP)
+    try:
+        assert records[2].cancel() is Cancellation.REQUESTED
+        wait_until(
+            lambda: records[2].refresh().job.status is JobStatus.CANCELLED,
+            timeout=10,
+            message="the job cancelled as its batch went back",
+        )
+        ready = queue.keys.queue("default", JobPriority.NORMAL)
+        assert records[2].id not in redis_client.lrange(ready, 0, -1)
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+
+    wait_until(lambda: all(h.refresh().job.is_finished for h in records), timeout=20)
+    order = (ledger / "record.log").read_text().split()
+    assert order == [f"r-{i}" for i in range(BACKLOG) if i != 2]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
     assert_census(
         queue,
         redis_client,
