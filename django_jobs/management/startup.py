@@ -45,7 +45,9 @@ class StopRequests:
 class StopSignals:
     """``with StopSignals() as stop:`` the first SIGTERM or SIGINT sets the event ``stop``; a
     second one exits at once, with status 1 (a SIGTERM right after a SIGINT, or the reverse,
-    is one request: see :class:`StopRequests`). The handlers before are restored after.
+    is one request: see :class:`StopRequests`). The handlers before are restored after, but for
+    a default one after a stop: the process is ending, and the rest of the request must not
+    kill it on the way.
 
     The handler only sets the event: the main thread waits on it (or on a thread) in short
     steps, so that a signal is answered within a fraction of a second even while another
@@ -83,7 +85,11 @@ class StopSignals:
         traceback: TracebackType | None,
     ) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # After a stop the rest of its request may still come (the SIGTERM that a --reload
+            # parent forwards right after Ctrl-C): the default action would kill the process
+            # as it exits cleanly, so the handler stays while the process ends.
+            if not (self.requests.count and handler == signal.SIG_DFL):
+                signal.signal(signum, handler)
 
 
 def wait_for_redis(keys: Keys, stop: threading.Event, who: str) -> bool:
