@@ -10,12 +10,14 @@ from datetime import timedelta
 
 import pytest
 
+from django_jobs import JobPriority
 from django_jobs.exceptions import RedisUnavailable, StoreError
 from django_jobs.models import ScheduledTask as TaskRow
 from django_jobs.scheduling import scheduler as scheduler_module
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
 from django_jobs.scheduling.ticks import fire_run
+from tests.census import assert_census, census
 
 pytestmark = pytest.mark.django_db
 
@@ -100,6 +102,36 @@ def test_a_task_whose_runs_index_has_the_wrong_type_is_marked_broken_and_the_oth
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [f"task bravo {BROKEN}: {bravo.broken_reason}"]
     assert scheduler._outage is None, "the pass worked"
+
+
+def test_a_ready_list_of_the_wrong_type_breaks_the_tasks_of_that_list_and_stores_nothing(
+    scheduler, queue, redis_client, monkeypatch
+):
+    monkeypatch.setattr(scheduler_module, "RELOAD_EVERY", 0.0)  # broken tasks: tried every pass
+    due = due_tasks("alpha", "bravo")
+    TaskRow.objects.filter(name="bravo").update(priority=JobPriority.HIGH)
+    ready = queue.keys.queue("default", JobPriority.HIGH)
+    redis_client.set(ready, "written by hand")
+
+    (fired,) = scheduler.run_pending(due)
+
+    assert (fired.task, fired.enqueued) == ("alpha", True)
+    assert f"WRONGTYPE {ready} holds a string, not a list" in rows()["bravo"].broken_reason
+    # Refused before anything was written: no tick claimed, no record stored on no list.
+    assert not redis_client.exists(tick_key(queue, "bravo", due))
+    redis_client.delete(ready)  # mended (the census reads every list)
+    alpha = {fired.job_id: "queue:default:normal"}
+    assert_census(queue, redis_client, alpha)
+    assert_fired_and_recorded(queue, ["alpha"], due)
+
+    (mended,) = scheduler.run_pending(due + timedelta(seconds=1))
+
+    assert (mended.task, mended.enqueued) == ("bravo", True)
+    assert rows()["bravo"].broken_reason is None
+    # Ready now, or delayed the second until its due time.
+    place = census(queue, redis_client)[mended.job_id]
+    assert place in (["queue:default:high"], ["scheduled"])
+    assert_census(queue, redis_client, {**alpha, mended.job_id: place[0]})
 
 
 def test_a_tick_key_of_the_wrong_type_breaks_its_task_only(scheduler, queue, redis_client):
