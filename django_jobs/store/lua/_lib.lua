@@ -14,6 +14,7 @@ local function job_key(prefix, id) return prefix .. ':job:' .. id end
 local function result_key(prefix, id) return prefix .. ':result:' .. id end
 local function done_key(prefix, id) return prefix .. ':done:' .. id end
 local function list_key(prefix, queue, priority) return prefix .. ':queue:' .. queue .. ':' .. priority end
+local function events_key(prefix) return prefix .. ':events' end
 
 -- One token per ready job wakes one idle worker each; capped so tokens never pile up. While
 -- no worker is idle the list is full, and an enqueue looks at its length only (one cheap LLEN,
@@ -47,7 +48,7 @@ end
 -- ``by``: how many, as text (default '1').
 local function count_event(prefix, event, queue, name, by)
   local field = event .. '|' .. (queue or '(unknown)') .. '|' .. (name or '(unknown)')
-  redis.call('HINCRBY', prefix .. ':events', field, by or '1')
+  redis.call('HINCRBY', events_key(prefix), field, by or '1')
 end
 
 -- Append one JSON object (already encoded) to the job's JSON array of errors.

@@ -26,7 +26,7 @@ end
 -- The job's queue and priority are its values 7 and 9 (see enqueue_job).
 local wrong = wrong_type(K.tick, 'string') or wrong_type(K.task_runs, 'zset')
   or wrong_type(list_key(A.prefix, A.job[7], A.job[9]), 'list') or wrong_type(K.scheduled, 'zset')
-  or wrong_type(K.wakeup, 'list') or wrong_type(A.prefix .. ':events', 'hash')
+  or wrong_type(K.wakeup, 'list') or wrong_type(events_key(A.prefix), 'hash')
 if wrong then return redis.error_reply(wrong) end
 local id = A.job[1]
 if redis.call('SET', K.tick, id, 'NX', 'EX', A.ttl) then
