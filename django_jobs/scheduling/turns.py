@@ -99,11 +99,16 @@ class TaskTurns:
         Redis had refused its tick before."""
         task = replace(counted(self._tasks[record.name], record), next_run=record.next_run)
         if refused(task.broken_reason):
-            self.store.mark_sound(task.name)
-            logger.warning("task %s is no longer broken: its runs are enqueued again", task.name)
-            task = replace(task, broken_reason=None)
+            task = self._sound(task, "its runs are enqueued again")
         self._timetable.put(task)
         self._tasks[record.name] = task
+
+    def _sound(self, task: ScheduledTask, how: str) -> ScheduledTask:
+        """``task``, broken until now, is sound again (``how`` says what works again): so
+        stored, said once, and returned without its reason."""
+        self.store.mark_sound(task.name)
+        logger.warning("task %s is no longer broken: %s", task.name, how)
+        return replace(task, broken_reason=None)
 
     def _skip(self, name: str) -> None:
         """Task ``name`` is broken: skipped until the tasks are loaded again (it changed, or
@@ -146,9 +151,7 @@ class TaskTurns:
             return None
         # A task whose tick Redis refused is sound again once one fires (see _recorded).
         if task.broken_reason is not None and not refused(task.broken_reason):
-            self.store.mark_sound(name)
-            logger.warning("task %s is no longer broken: its runs are computed again", name)
-            task = self._tasks[name] = replace(task, broken_reason=None)
+            task = self._tasks[name] = self._sound(task, "its runs are computed again")
         if not runs.due:
             self._timetable.put(task)
             return None
