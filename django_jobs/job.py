@@ -43,7 +43,10 @@ class Job:
     """One job as stored in Redis.
 
     ``retry_count`` counts failures that were retried; ``lost_count`` counts the times the
-    job's worker died under it (its lease expired), which are redelivered without using a retry.
+    job's worker died under it (its lease expired), which are redelivered without using a retry;
+    ``late_count`` the times a worker thought lost finished it after all (it froze, and its
+    lease was taken back): the job ran once more each time, at least once, and that loss is
+    no longer counted in ``lost_count``.
     ``errors`` keeps one entry per failed attempt: ``{"attempt", "error", "traceback",
     "worker_id", "failed_at"}``. ``retry_backoff_base`` and ``retry_backoff_max`` override the
     ``DJANGO_JOBS`` settings of the same names for this job. ``meta`` is JSON kept with the job
@@ -73,6 +76,7 @@ class Job:
     traceback: str | None = None
     worker_id: str | None = None
     lost_count: int = 0
+    late_count: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
     lease_token: str | None = None
     cancel_requested: bool = False
@@ -112,7 +116,7 @@ class Job:
     @property
     def attempt(self) -> int:
         """The number of the current (or last) attempt: 1 for the first run."""
-        return self.retry_count + self.lost_count + 1
+        return self.retry_count + self.lost_count + self.late_count + 1
 
     @classmethod
     def new(cls, **values: Any) -> Job:

@@ -34,7 +34,7 @@ JSON_KINDS = {"args": list, "kwargs": dict, "errors": list, "meta": dict, "limit
 # read jobs take it from.
 JSON_FIELDS = tuple(JSON_KINDS)
 _DATETIME_FIELDS = ("created_at", "scheduled_at", "started_at", "finished_at")
-_INT_FIELDS = ("max_retries", "retry_count", "lost_count")
+_INT_FIELDS = ("max_retries", "retry_count", "lost_count", "late_count")
 _SECONDS_FIELDS = ("timeout", "retry_backoff_base", "retry_backoff_max", "unique_for")
 _NULLABLE_FIELDS = (
     *_DATETIME_FIELDS,
@@ -94,7 +94,7 @@ def _user_id(value: str) -> str | int:
 
 def attempt_of(values: dict[str, Any]) -> int:
     """The attempt of a record's values, read as :attr:`Job.attempt` would read it."""
-    counts = (values.get("retry_count", 0), values.get("lost_count", 0))
+    counts = (values.get(name, 0) for name in ("retry_count", "lost_count", "late_count"))
     return sum(c for c in counts if isinstance(c, int)) + 1
 
 
@@ -183,6 +183,7 @@ LEFT_OUT_WHEN_DEFAULT = frozenset(
         *JSON_FIELDS,
         "retry_count",
         "lost_count",
+        "late_count",
         "cancel_requested",
         "immutable",
         "max_retries",

@@ -212,6 +212,21 @@ def test_show_gives_the_record_arguments_each_failure_and_the_timeline(queue):
     ]
 
 
+def test_show_counts_the_run_of_a_late_worker_in_the_attempt(queue):
+    job = queue.enqueue(ADD, [1, 2])
+    leases = Leases(queue.prefix)
+    late = leases.dequeue(worker_id="frozen", lease=0.05)
+    time.sleep(0.1)  # its worker froze: the lease ran out while the job ran
+    leases.recover_expired()
+    assert leases.complete_job(late, 3) is False  # it finished after all, unrecorded
+
+    text = jobs_cli("show", job.id)
+
+    attempt = "2 (0 of 3 retries used, 0 lost to dead workers, 1 run again after a late worker)"
+    assert f"  attempt   {attempt}" in text
+    assert jobs_json("show", job.id)["late_count"] == 1
+
+
 def test_show_of_a_completed_job_gives_its_result_and_as_json_its_timeline(queue):
     queue.enqueue(ADD, [1, 2], kwargs={}, user_id="ann")
     leases = Leases(queue.prefix)

@@ -50,6 +50,7 @@ def full_job() -> Job:
         traceback='Traceback (most recent call last):\n  File "x.py"\nValueError: boom',
         worker_id="host-1:4242:ab12",
         lost_count=1,
+        late_count=1,
         errors=[
             {
                 "attempt": 1,
@@ -75,8 +76,9 @@ def full_job() -> Job:
         unique_until="finished",
         unique_for=3600,
         limits=[["concurrency", "customer:7", 2], ["rate", "queue:reports", 50, 1.0]],
-        # Attempt 4: after 2 retried failures and 1 lost worker (older attempts' are not read).
-        progress=Progress(3, 10.5, "step ✓", T0 + timedelta(seconds=2, microseconds=7), 4),
+        # Attempt 5: after 2 retried failures, 1 lost worker and 1 late one (older attempts'
+        # are not read).
+        progress=Progress(3, 10.5, "step ✓", T0 + timedelta(seconds=2, microseconds=7), 5),
         parked="2|reports|concurrency:customer:7",
         after="group:9f8e",
         then="5d6c",

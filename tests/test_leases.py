@@ -147,6 +147,7 @@ def test_a_late_worker_that_finishes_its_job_is_not_counted_as_lost(queue, redis
 
     stored = queue.get_job(job.id)
     assert stored.lost_count == 0, "it finished: the job did not kill its worker"
+    assert (stored.late_count, stored.attempt) == (1, 2), "it ran, and will run once more"
     assert stored.status is JobStatus.PENDING
     assert stored.result is None, "a stale worker never records a result"
     assert_census(queue, redis_client, {job.id: "queue:default:normal"})
@@ -162,8 +163,8 @@ def test_a_late_failure_is_uncounted_too_but_a_crash_the_supervisor_records_is_n
     assert leases.fail_job(late, "ValueError: late") is None
     assert leases.fail_job(crashed, "WorkerCrashed", finished=False) is None
 
-    assert queue.get_job(first.id).lost_count == 0
-    assert queue.get_job(second.id).lost_count == 1
+    assert (queue.get_job(first.id).lost_count, queue.get_job(first.id).late_count) == (0, 1)
+    assert (queue.get_job(second.id).lost_count, queue.get_job(second.id).late_count) == (1, 0)
 
 
 def test_a_claim_sent_again_after_its_reply_was_lost_takes_up_the_same_job(queue, redis_client):

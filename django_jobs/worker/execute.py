@@ -320,8 +320,10 @@ def log_failed(
         lost = "failed (its lease was lost, so the outcome was not recorded)"
         log_finished(job, lost, seconds, detail)
         return
-    # Attempts lost with a dead worker do not use up retries: they count on both sides.
-    attempt = f"attempt {job.attempt} of {job.max_retries + 1 + job.lost_count}"
+    # Attempts lost with a dead worker (or run again after a late one) do not use up retries:
+    # they count on both sides.
+    extra = job.lost_count + job.late_count
+    attempt = f"attempt {job.attempt} of {job.max_retries + 1 + extra}"
     if failed.status is JobStatus.RETRYING:
         due = failed.due or utcnow()
         logger.warning(

@@ -283,7 +283,9 @@ def run_show(ctx: Context) -> None:
         (
             "attempt",
             f"{job.attempt} ({job.retry_count} of {job.max_retries} retries used, "
-            f"{job.lost_count} lost to dead workers)",
+            f"{job.lost_count} lost to dead workers"
+            + (f", {job.late_count} run again after a late worker" if job.late_count else "")
+            + ")",
         ),
         ("timeout", describe.age(job.timeout)),
         ("unique", describe.unique(job)),

@@ -181,7 +181,8 @@ end
 -- A stale acknowledgement or failure (its token is not the job's): counted and ignored. When the
 -- token is one that recovery took back from a worker (``lost_tokens``, see recover.lua), that
 -- worker was not lost but late: it froze, or its supervisor did, and it finished the job after
--- all. The job did not kill it, so the loss is no longer counted against the job (MAX_LOST).
+-- all. The job did not kill it, so the loss is no longer counted against the job (MAX_LOST);
+-- but the job ran once more than its attempts say (at-least-once), and ``late_count`` says so.
 local function stale(prefix, jkey, token, counters_key, finished)
   redis.call('HINCRBY', counters_key, 'stale_acks', 1)
   local job = redis.call('HMGET', jkey, 'queue', 'name')
@@ -196,6 +197,7 @@ local function stale(prefix, jkey, token, counters_key, finished)
   if found then
     local lost = math.max((tonumber(f[2] or '1') or 1) - 1, 0)
     redis.call('HSET', jkey, 'lost_count', lost, 'lost_tokens', table.concat(kept, ','))
+    redis.call('HINCRBY', jkey, 'late_count', 1)
   end
 end
 

@@ -34,7 +34,7 @@ for _, id in ipairs(ids) do
       redis.call('ZREM', K.dead, id)
       redis.call('HSET', jkey, 'status', 'pending', 'retry_count', 0, 'lost_count', 0)
       redis.call('HDEL', jkey, 'started_at', 'finished_at', 'scheduled_at', 'worker_id', 'error', 'traceback',
-        'lease_token', 'done_token', 'lost_tokens', 'cancel_requested', 'watched')
+        'lease_token', 'done_token', 'lost_tokens', 'late_count', 'cancel_requested', 'watched')
       redis.call('DEL', done_key(A.prefix, id))
       redis.call('PERSIST', jkey)
       redis.call('RPUSH', list_key(A.prefix, f[1], f[2]), id)
