@@ -41,6 +41,13 @@ def record(label):
     return append_to_ledger(label)
 
 
+@job(name="tests.record_slowly")
+def record_slowly(label, seconds):
+    """``record`` after ``seconds``: a job that a fault can meet while it runs."""
+    time.sleep(seconds)
+    return append_to_ledger(label)
+
+
 @job(name="tests.record_host")
 def record_host(label):
     """``record`` with the name of the host (tests/test_many_hosts.py) that ran it."""

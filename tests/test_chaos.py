@@ -1,0 +1,126 @@
+"""Many faults at once, in a random order: workers killed (SIGKILL, SIGTERM), frozen (SIGSTOP)
+past their leases, and Redis crashing and coming back from its AOF, while a producer enqueues.
+
+The other fault tests each show one fault at a chosen moment; this one lets them meet. When the
+faults stop, every job that ``.delay()`` accepted must run, every job record must end in the
+completed index and nowhere else, and a job that ran twice must say why (a lost lease or a
+retry): at-least-once, never a silent double. The seed is printed; ``JOBS_CHAOS_SEED`` replays
+a run's order of faults (not its timing)."""
+
+import collections
+import os
+import random
+import signal
+import time
+
+from tests.census import census
+from tests.processes import wait_until
+from tests.producer import Producer
+from tests.testapp import jobs
+
+# Seconds of faults. The drain afterwards takes a few more.
+CHAOS_SECONDS = 40
+
+
+class Workers:
+    """Two ``runworker`` processes, each restarted after it was killed or stopped."""
+
+    def __init__(self, workers) -> None:
+        self.workers = workers
+        self.argv = [("--concurrency", "2"), ("--concurrency", "1")]
+        self.procs = [workers.start(*argv) for argv in self.argv]
+
+    def restart(self, index: int) -> None:
+        self.procs[index] = self.workers.start(*self.argv[index])
+
+    def kill(self, index: int, signum: int) -> None:
+        """``signum`` to worker ``index``'s process group (the supervisor and its children)."""
+        proc = self.procs[index]
+        if proc.poll() is None:
+            os.killpg(proc.pid, signum)
+        if signum in (signal.SIGKILL, signal.SIGTERM):
+            proc.wait(timeout=60)
+            self.restart(index)
+
+
+def test_jobs_survive_workers_and_redis_dying_at_random(private_redis, workers, ledger, queue):
+    seed = int(os.environ.get("JOBS_CHAOS_SEED") or time.time())
+    print(f"JOBS_CHAOS_SEED={seed}")
+    rng = random.Random(seed)
+    # Kills must not run a job into the dead-letter queue: MAX_LOST is not what is tested here.
+    workers.settings = {**workers.settings, "MAX_LOST": 1000, "MAX_RETRIES": 1000}
+    pool = Workers(workers)
+    sender = random.Random(seed + 1)  # the producer's thread has its own
+
+    def send(label: str):
+        if sender.random() < 0.3:  # one job in three runs long enough to meet a fault
+            return jobs.record_slowly.delay(label, sender.uniform(0.05, 0.5))
+        return jobs.record.delay(label)
+
+    producer = Producer(pause=0.02, send=send)
+    producer.start()
+    faults: collections.Counter[str] = collections.Counter()
+    try:
+        deadline = time.monotonic() + CHAOS_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.5, 2.0))
+            fault = rng.choice(["kill", "term", "freeze", "redis", "delayed"])
+            faults[fault] += 1
+            index = rng.randrange(len(pool.procs))
+            if fault == "kill":
+                pool.kill(index, signal.SIGKILL)
+            elif fault == "term":
+                pool.kill(index, signal.SIGTERM)
+            elif fault == "freeze":  # past the lease (1 s): its jobs go to the other worker
+                pool.kill(index, signal.SIGSTOP)
+                time.sleep(rng.uniform(0.5, 2.5))
+                pool.kill(index, signal.SIGCONT)
+            elif fault == "redis":
+                private_redis.kill()
+                time.sleep(rng.uniform(0.1, 1.0))
+                private_redis.start()
+            else:  # jobs due during the faults, promoted by whichever worker is up
+                for n in range(5):
+                    label = f"delayed{faults[fault]}-{n}"
+                    try:
+                        job_id = jobs.record.using(delay=rng.uniform(0.2, 3)).delay(label).id
+                    except Exception:  # Redis may be down: the producer counts those
+                        continue
+                    producer.ids[label] = job_id
+                    producer.accepted.append((time.monotonic(), label))
+    finally:
+        producer.stop()
+    print(f"faults: {dict(faults)}; accepted {len(producer.accepted)}, refused {producer.refused}")
+
+    accepted = {label for _, label in producer.accepted}
+    ran = lambda: collections.Counter((ledger / "record.log").read_text().split())  # noqa: E731
+    wait_until(
+        lambda: accepted <= set(ran()),
+        timeout=90,
+        message=f"every accepted job to run (faults {dict(faults)}, seed {seed})",
+    )
+
+    client = private_redis.client()
+    # Each job record ends completed, in that index only (a refused .delay() may have stored
+    # its job too: it runs like any other).
+    wait_until(
+        lambda: (
+            client.zcard(queue.keys.completed)
+            == len(list(client.scan_iter(match=f"{queue.prefix}:job:*")))
+        ),
+        timeout=60,
+        message="every stored job to be recorded completed",
+    )
+    places = census(queue, client)
+    assert {job_id: where for job_id, where in places.items() if where != ["completed"]} == {}
+    assert set(producer.ids.values()) <= set(places), "every accepted job has its record"
+
+    # A job run twice was taken back from a lost (or late) worker or retried after a crash,
+    # and its record says so; nothing ran twice without the queue knowing.
+    twice = [label for label, times in ran().items() if times > 1 and label in producer.ids]
+    for label in twice:
+        job = queue.get_job(producer.ids[label])
+        lines = [line for line in workers.logs().splitlines() if job.id in line or label in line]
+        assert job.attempt > 1, (label, job.id, seed, lines)
+    print(f"ran twice: {len(twice)} of {len(accepted)}")
+    assert faults, "the run made no fault"
