@@ -3,7 +3,9 @@ user, the runs of a periodic task, the workers, the throughput and the flow cont
 
 :class:`JobBrowser` is ``JobQueue``'s base class; nothing here changes a job. Every method is
 one Redis round trip, written once as a plan and exposed with the sync and asyncio clients
-(``stats()`` and ``astats()``, ...), like the rest of ``JobQueue``.
+(``stats()`` and ``astats()``, ...), like the rest of ``JobQueue``; in a testing ``MODE`` the
+in-process store of :mod:`django_jobs.testing` answers them instead
+(:func:`~django_jobs.routing.routed`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from typing import Any
 from django_jobs import rules, spread, validation
 from django_jobs.conf import jobs_settings
 from django_jobs.job import PRIORITIES_HIGH_FIRST, Job, JobPriority, JobStatus
+from django_jobs.routing import routed
 from django_jobs.serialization import from_timestamp, utcnow
 from django_jobs.store import console_calls, worker_calls
 from django_jobs.store.calls import TASK_RUNS_KEPT
 from django_jobs.store.commands import Plan
 from django_jobs.store.console_calls import Counts, LimitInfo
-from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys, Namespace
 
 # A worker that died (its heartbeat expired) is listed as dead this long after its last beat.
@@ -90,6 +92,27 @@ def state_sources(
     ]
 
 
+def page_arguments(
+    status: JobStatus | str | None,
+    queue: str | None,
+    name: str | None,
+    user_id: str | int | None,
+    cursor: int,
+    limit: int,
+) -> tuple[JobStatus | None, str, str, str | None, int, int]:
+    """The arguments of :meth:`JobBrowser.page` checked: (state, queue or ``""``, name filter,
+    user id as text or ``None``, cursor, limit). The in-memory store checks them alike."""
+    cursor = rules.integer(cursor, "cursor", minimum=0)
+    limit = rules.integer(limit, "limit", minimum=1, maximum=MAX_PAGE)
+    name = validation.name_filter(name)
+    state = None if status is None else validation.stored_status(status)
+    queue = "" if queue is None else validation.queue_name(queue)
+    if user_id is None and state is None:
+        raise ValueError("page() needs a status (or a user_id, whose jobs it pages).")
+    user = None if user_id is None else str(validation.user(user_id))
+    return state, queue, name, user, cursor, limit
+
+
 def _latest(limits: list[LimitInfo]) -> list[LimitInfo]:
     """The :data:`LIMITS_SHOWN` limits used latest, the latest first (of several shards)."""
     return sorted(limits, key=lambda limit: limit.last_used, reverse=True)[:LIMITS_SHOWN]
@@ -134,14 +157,9 @@ class JobBrowser(Namespace):
         :data:`SCAN_LIMIT` entries at most: a page may come back short, or empty, with a
         ``cursor`` to go on from. ``Page.cursor`` is ``None`` after the last entry.
         """
-        cursor = rules.integer(cursor, "cursor", minimum=0)
-        limit = rules.integer(limit, "limit", minimum=1, maximum=MAX_PAGE)
-        name = validation.name_filter(name)
-        state = None if status is None else validation.stored_status(status)
-        queue = "" if queue is None else validation.queue_name(queue)
-        if user_id is None and state is None:
-            raise ValueError("page() needs a status (or a user_id, whose jobs it pages).")
-        user = None if user_id is None else str(validation.user(user_id))
+        state, queue, name, user, cursor, limit = page_arguments(
+            status, queue, name, user_id, cursor, limit
+        )
         if user is not None:
             shards_sources = [(keys, [("R", keys.user(user))]) for keys in self.all_keys()]
         else:
@@ -367,19 +385,12 @@ class JobBrowser(Namespace):
 
     # -- public API: each plan run with the sync client, and with the asyncio one -------------
 
-    page = sync_twin(_page)
-    apage = async_twin(_page)
-    list_jobs = sync_twin(_list_jobs)
-    alist_jobs = async_twin(_list_jobs)
-    jobs_for_user = sync_twin(_jobs_for_user)
-    ajobs_for_user = async_twin(_jobs_for_user)
-    task_runs = sync_twin(_task_runs)
-    atask_runs = async_twin(_task_runs)
-    stats = sync_twin(_stats)
-    astats = async_twin(_stats)
-    workers = sync_twin(_workers)
-    aworkers = async_twin(_workers)
-    throughput = sync_twin(_throughput)
-    athroughput = async_twin(_throughput)
-    limits = sync_twin(_limits)
-    alimits = async_twin(_limits)
+    # In a testing MODE the in-process store answers each of them (django_jobs.routing).
+    page, apage = routed(_page)
+    list_jobs, alist_jobs = routed(_list_jobs)
+    jobs_for_user, ajobs_for_user = routed(_jobs_for_user)
+    task_runs, atask_runs = routed(_task_runs)
+    stats, astats = routed(_stats)
+    workers, aworkers = routed(_workers)
+    throughput, athroughput = routed(_throughput)
+    limits, alimits = routed(_limits)

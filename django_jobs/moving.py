@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from django_jobs import validation
 from django_jobs.conf import jobs_settings
 from django_jobs.job import Job, JobPriority, JobStatus
+from django_jobs.routing import refuse_in_testing_mode
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls, shards, worker_calls
 from django_jobs.store.commands import Command, Plan
@@ -38,7 +39,9 @@ class Moved:
 
 def pending_elsewhere(space: Namespace, queue: str) -> dict[str, int]:
     """How many jobs of ``queue`` wait in each shard other than its own (ready and delayed;
-    the delayed ones of all queues are counted when their shard holds any of ``queue``'s)."""
+    the delayed ones of all queues are counted when their shard holds any of ``queue``'s).
+    Refused in a testing ``MODE`` (:func:`~django_jobs.routing.refuse_in_testing_mode`)."""
+    refuse_in_testing_mode("pending_elsewhere()")
     found: dict[str, int] = {}
     for shard in shards.names():
         if shard == shards.of_queue(queue):
@@ -50,7 +53,9 @@ def pending_elsewhere(space: Namespace, queue: str) -> dict[str, int]:
 
 
 def move_queue(space: Namespace, queue: str) -> Moved:
-    """Move the pending jobs of ``queue`` from every other shard to its own."""
+    """Move the pending jobs of ``queue`` from every other shard to its own. Refused in a
+    testing ``MODE`` (:func:`~django_jobs.routing.refuse_in_testing_mode`)."""
+    refuse_in_testing_mode("move_queue()")
     queue = validation.queue_name(queue)
     target = space.queue_keys(queue)
     done = Moved()

@@ -10,9 +10,9 @@ with the sync client, the ``a``-prefixed twin with the asyncio client. The worke
 protocol (claim, acknowledge, fail, renew leases, recover) is
 :class:`django_jobs.worker.leases.Leases`.
 
-The methods that enqueue (jobs and workflows), and those a handle calls (get, watch, wait for,
-cancel, a workflow's group), are made by :func:`~django_jobs.routing.routed`: in a testing
-``MODE`` (:mod:`django_jobs.testing`) the in-process store answers them instead of Redis.
+Every method that reads or changes jobs (here, and in its base classes) is made by
+:func:`~django_jobs.routing.routed`: in a testing ``MODE`` (:mod:`django_jobs.testing`) the
+in-process store answers it instead of Redis.
 """
 
 from __future__ import annotations

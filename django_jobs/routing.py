@@ -1,9 +1,11 @@
 """Which store answers a :class:`~django_jobs.queue.JobQueue` method: Redis, or, while
 ``DJANGO_JOBS['MODE']`` is a testing mode, the in-process store of :mod:`django_jobs.testing`.
 
-The methods that enqueue (jobs and workflows), and those a handle calls (get, watch, wait for,
-cancel, a workflow's group), are made by :func:`routed`; every enqueue of django-jobs
-(``.delay()``, ``.adelay()``, the outbox after a commit, Django's task API) goes through them.
+The methods that enqueue (jobs and workflows), those a handle calls (get, watch, wait for,
+cancel, a workflow's group), the reads (pages, lists, counts, workers, throughput, limits) and
+the operations on many jobs (requeue, purge, delete) are made by :func:`routed`; every enqueue
+of django-jobs (``.delay()``, ``.adelay()``, the outbox after a commit, Django's task API) goes
+through them. So no method of ``JobQueue`` reads or writes Redis while a testing mode is on.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Coroutine, Iterable
 from importlib import import_module
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
 
-from django_jobs.browse import JobBrowser
 from django_jobs.conf import jobs_settings
 from django_jobs.job import Job
 from django_jobs.store.commands import Plan
 from django_jobs.store.execute import arun, run
+
+if TYPE_CHECKING:  # browse.py makes its methods with routed()
+    from django_jobs.browse import JobBrowser
 
 P = ParamSpec("P")
 S = TypeVar("S")
@@ -56,6 +60,18 @@ def local_jobs() -> LocalJobs | None:
         return None
     store: LocalJobs = import_module("django_jobs.testing.store").current()
     return store
+
+
+def refuse_in_testing_mode(what: str) -> None:
+    """Raise ``RuntimeError`` naming ``what`` and the mode while a testing ``MODE`` is on:
+    ``what`` works on Redis's own layout (its shards), which the in-process store has no
+    counterpart of, and it must not reach a real Redis from a test either."""
+    if jobs_settings.MODE != "redis":
+        raise RuntimeError(
+            f"{what} works on Redis's shards, which DJANGO_JOBS['MODE'] "
+            f"{jobs_settings.MODE!r} has none of: its jobs live in this process "
+            "(django_jobs.testing), and it does not read Redis."
+        )
 
 
 def routed(

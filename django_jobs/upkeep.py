@@ -4,7 +4,8 @@ delete jobs for good. :class:`JobUpkeep` sits between the read side
 call; each operation is a plan run with the sync client and, ``a``-prefixed, the asyncio one.
 
 The bulk ``requeue_dead()`` and ``purge()`` make one round trip per bounded batch, so that no
-script holds Redis up for long; ``delete_jobs()`` makes one per shard.
+script holds Redis up for long; ``delete_jobs()`` makes one per shard. In a testing ``MODE``
+the in-process store of :mod:`django_jobs.testing` answers them instead.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from django_jobs.browse import JobBrowser, state_sources
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobIsRunning
 from django_jobs.job import Job, JobStatus
+from django_jobs.routing import routed
 from django_jobs.serialization import utcnow
 from django_jobs.store import calls, console_calls, worker_calls
 from django_jobs.store.commands import Plan
-from django_jobs.store.execute import async_twin, sync_twin
 from django_jobs.store.keys import Keys
 
 
@@ -34,6 +35,44 @@ class RequeueOutcome:
     #: The dead jobs left as they are because another live job holds their unique key:
     #: ``{id: the holder's id}``.
     held: dict[str, str]
+
+
+def purge_arguments(
+    status: JobStatus | str,
+    queue: str | None,
+    name: str | None,
+    older_than: float | timedelta | None,
+) -> tuple[JobStatus, str, str, float | None]:
+    """The arguments of :meth:`JobUpkeep.purge` checked: (state, queue or ``""``, name filter,
+    ``older_than`` in seconds or ``None``). The in-memory store checks them alike."""
+    state = validation.stored_status(status)
+    if state is JobStatus.RUNNING:
+        raise ValueError(
+            "Running jobs cannot be purged: cancel running jobs first (cancel_job()), then "
+            "purge them as cancelled."
+        )
+    name = validation.name_filter(name)
+    queue = "" if queue is None else validation.queue_name(queue)
+    if older_than is None:
+        return state, queue, name, None
+    if not state.is_finished:
+        raise ValueError(
+            f"older_than applies to finished jobs (completed, failed, cancelled), not to "
+            f"{state.value} ones."
+        )
+    seconds = rules.seconds(older_than, "older_than")
+    if seconds < 0:
+        raise rules.refused("older_than", "0 seconds or more", older_than)
+    return state, queue, name, seconds
+
+
+def running_refused(running: list[str]) -> JobIsRunning:
+    """The error of a :meth:`JobUpkeep.delete_jobs` refused because of the ``running`` jobs."""
+    return JobIsRunning(
+        f"Cannot delete running job{'s' if len(running) > 1 else ''} {', '.join(running)}: "
+        "cancel it first (cancel_job()), then delete it once it is cancelled. Nothing was "
+        "deleted."
+    )
 
 
 class JobUpkeep(JobBrowser):
@@ -126,26 +165,9 @@ class JobUpkeep(JobBrowser):
         of one round trip each, each looking at ``batch`` entries at most, so a purge of many
         jobs does not hold Redis up; jobs that reach the state meanwhile may be purged too.
         """
-        state = validation.stored_status(status)
-        if state is JobStatus.RUNNING:
-            raise ValueError(
-                "Running jobs cannot be purged: cancel running jobs first (cancel_job()), then "
-                "purge them as cancelled."
-            )
-        name = validation.name_filter(name)
-        queue = "" if queue is None else validation.queue_name(queue)
+        state, queue, name, seconds = purge_arguments(status, queue, name, older_than)
         batch = rules.integer(batch, "batch", minimum=1)
-        max_score = None
-        if older_than is not None:
-            if not state.is_finished:
-                raise ValueError(
-                    f"older_than applies to finished jobs (completed, failed, cancelled), not to "
-                    f"{state.value} ones."
-                )
-            seconds = rules.seconds(older_than, "older_than")
-            if seconds < 0:
-                raise rules.refused("older_than", "0 seconds or more", older_than)
-            max_score = utcnow().timestamp() - seconds
+        max_score = None if seconds is None else utcnow().timestamp() - seconds
         deleted = 0
         # Each shard in turn: the shards of the queues (all shards without ``queue``).
         for keys, queues in spread.queues_by_keys(self, [queue] if queue else self.queues):
@@ -225,12 +247,7 @@ class JobUpkeep(JobBrowser):
         running = [job_id for found, _ in replies for job_id in found]
         deleted = [job for _, jobs in replies for job in jobs]
         if running:
-            which = ", ".join(running)
-            raise JobIsRunning(
-                f"Cannot delete running job{'s' if len(running) > 1 else ''} {which}: cancel "
-                "it first (cancel_job()), then delete it once it is cancelled. Nothing was "
-                "deleted."
-            )
+            raise running_refused(running)
         return deleted
 
     def _delete_job(self, job_id: str) -> Plan[Job | None]:
@@ -241,13 +258,9 @@ class JobUpkeep(JobBrowser):
 
     # -- public API: each plan run with the sync client, and with the asyncio one -------------
 
-    requeue_dead = sync_twin(_requeue_dead)
-    arequeue_dead = async_twin(_requeue_dead)
-    requeue_dead_outcome = sync_twin(_requeue_dead_outcome)
-    arequeue_dead_outcome = async_twin(_requeue_dead_outcome)
-    purge = sync_twin(_purge)
-    apurge = async_twin(_purge)
-    delete_jobs = sync_twin(_delete_jobs)
-    adelete_jobs = async_twin(_delete_jobs)
-    delete_job = sync_twin(_delete_job)
-    adelete_job = async_twin(_delete_job)
+    # In a testing MODE the in-process store answers each of them (django_jobs.routing).
+    requeue_dead, arequeue_dead = routed(_requeue_dead)
+    requeue_dead_outcome, arequeue_dead_outcome = routed(_requeue_dead_outcome)
+    purge, apurge = routed(_purge)
+    delete_jobs, adelete_jobs = routed(_delete_jobs)
+    delete_job, adelete_job = routed(_delete_job)

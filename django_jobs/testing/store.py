@@ -2,11 +2,14 @@
 ``"immediate"`` or ``"capture"``.
 
 :class:`~django_jobs.queue.JobQueue` hands it what would go to Redis (enqueues, the reads and
-cancellations of a handle) through its one switch, :func:`django_jobs.routing.local_jobs`.
+cancellations of a handle, the reads of pages and counts, requeue, purge and delete) through
+its one switch, :func:`django_jobs.routing.local_jobs`.
 Records are kept as Redis keeps them: a job is its hash (``Job.to_hash``, JSON text for the
 arguments) and its result JSON text, and each read builds a fresh :class:`Job` from them, so
 arguments and results make the JSON round trip a worker's do. The state changes follow the
-Lua scripts: enqueue, claim, ack, fail (with the same backoff), cancel.
+Lua scripts: enqueue, claim, ack, fail (with the same backoff), cancel; those of workflows,
+reads and upkeep are in :mod:`~django_jobs.testing.workflows`,
+:mod:`~django_jobs.testing.reads` and :mod:`~django_jobs.testing.upkeep`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from django_jobs.routing import checked_jobs
 from django_jobs.serialization import check_json, dumps, from_timestamp, loads
 from django_jobs.testing import assertions, runner, unique
 from django_jobs.testing.clock import Clock
+from django_jobs.testing.upkeep import Upkeep
 from django_jobs.testing.workflows import FlowGroup, Workflows
 from django_jobs.worker.leases import Failure
 
@@ -54,7 +58,7 @@ class _Record:
     result: str | None = None
 
 
-class MemoryStore(Workflows):
+class MemoryStore(Upkeep, Workflows):
     """Jobs enqueued while a testing mode is on: what was enqueued, and each job's record.
 
     In ``"immediate"`` mode every enqueue is followed by :meth:`drain` of everything (delayed
@@ -71,6 +75,7 @@ class MemoryStore(Workflows):
         self._records: dict[str, _Record] = {}
         self._unique = unique.UniqueKeys(self._records, lambda: self.clock.now())
         self._groups: dict[str, FlowGroup] = {}  # chains and groups: workflows.py
+        self._minutes: dict[int, list[int]] = {}  # throughput() per minute: reads.py
         self._enqueued: list[Job] = []
         self._order = itertools.count()
         self._lock = threading.RLock()
@@ -197,6 +202,7 @@ class MemoryStore(Workflows):
             stored.lease_token, stored.cancel_requested = None, False
             self._write(stored)
             self._records[job.id].result = text = dumps(result)
+            self._count_minute("completed")
             self._step_completed(stored, text)
             return True
 
@@ -242,9 +248,11 @@ class MemoryStore(Workflows):
                 due = from_timestamp(now + min(base * 2**stored.retry_count, longest))
                 stored.status, stored.scheduled_at = JobStatus.RETRYING, due
                 self._write(stored)
+                self._count_minute("failed")
                 return Failure(JobStatus.RETRYING, due)
             stored.status, stored.finished_at = JobStatus.FAILED, from_timestamp(now)
             self._write(stored)
+            self._count_minute("failed", "dead")
             self._step_dead(stored)
             return Failure(JobStatus.FAILED)
 
@@ -339,6 +347,7 @@ class MemoryStore(Workflows):
             self._groups.clear()
             self._enqueued.clear()
             self._unique.clear()
+            self._minutes.clear()
             self.clock = Clock()
 
     # -- inside -------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ A lock is (holder id, when it expires or ``None``) per (prefix, key), as the key
 mode's ``drain()`` and ``advance()`` move it, so a ``unique_for`` window ends when the test
 says. The release at a job's start or end (``unique_release``) has no twin here: the holder's
 status, read at each take as ``unique_holder`` reads it, frees the key past its point of
-release, and in memory a record is never deleted while its lock lives (``clear()`` drops both),
-so deleting the lock as well would change no answer.
+release, so deleting the lock as well would change no answer. Only a record deleted for good
+(``delete_jobs()``, ``purge()``) gives its key back (:meth:`UniqueKeys.release`), as
+``delete_job`` does in Redis: without its record, a lock with a time would hold on. A requeued
+dead letter takes its key again (:meth:`UniqueKeys.take`), as ``requeue.lua`` does.
 """
 
 from __future__ import annotations
@@ -94,6 +96,13 @@ class UniqueKeys:
         if status in _ENDED:
             return None
         return holder
+
+    def release(self, prefix: str, job: Job) -> None:
+        """Give ``job``'s unique key back as its record is deleted, if it still holds it and its
+        mode is not a window (which runs its time). As ``unique_release`` at a job's end."""
+        lock = self._locks.get((prefix, job.unique_key or ""))
+        if lock is not None and lock[0] == job.id and job.unique_until != "window":
+            del self._locks[prefix, job.unique_key or ""]
 
     def as_stored(
         self, jobs: list[Job], held: Mapping[str, str], read: Callable[[str], Job]

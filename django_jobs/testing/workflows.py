@@ -4,7 +4,8 @@
 :class:`~django_jobs.testing.store.MemoryStore` takes them from :class:`Workflows`, and calls
 its hooks where the scripts call theirs: the completion of a step starts what follows it
 (``ack``), a step in the dead letters cancels the rest of its chain or marks its group failed
-(``fail``), a cancelled step cancels what waits for it (``cancel``). So a workflow moves in
+(``fail``), a cancelled or deleted step cancels what waits for it (``cancel``, ``delete``), a
+requeued member no longer holds its group's callback back (``requeue``). So a workflow moves in
 memory as it moves in Redis: a step that waits has status WAITING, becomes PENDING with the
 result before it in front of its arguments (unless immutable), and runs when ``drain()`` (or, in
 immediate mode, the ``.delay()``) takes it. A step counts as enqueued (``assert_enqueued``)
@@ -127,10 +128,21 @@ class Workflows:
             why = f"Not run: step {job.id} before it failed (it is in the dead letters)."
             self._abandon(job.then, why)
 
-    def _step_cancelled(self, job: Job) -> None:
-        """Step ``job`` was cancelled (``step_cancelled``): what follows it can never start and
-        is cancelled too; a member cancels its group (members that run finish, uncounted)."""
-        why = f"Not run: step {job.id} before it was cancelled."
+    def _step_requeued(self, job: Job) -> None:
+        """Dead step ``job``, a group member, was requeued (``step_requeued``): its group is no
+        longer marked failed by it, so its callback starts once it completes."""
+        found = self._groups.get(job.group or "")
+        failed = int(found.fields.get("failed", "0")) if found is not None else 0
+        if found is not None and failed > 0:
+            found.fields["failed"] = str(failed - 1)
+            if failed == 1:
+                found.fields.pop("failed_member", None)
+
+    def _step_cancelled(self, job: Job, what: str = "cancelled") -> None:
+        """Step ``job`` was cancelled, or deleted before it completed (``what``)
+        (``step_cancelled``): what follows it can never start and is cancelled too; a member
+        cancels its group (members that run finish, uncounted)."""
+        why = f"Not run: step {job.id} before it was {what}."
         if job.then:
             self._abandon(job.then, why)
         if job.group is not None:
