@@ -42,6 +42,7 @@ RUN_FIELDS = (
     "lease_token",
     "done_token",
     "lost_tokens",
+    "late_count",
     "cancel_requested",
     "watched",
 )
