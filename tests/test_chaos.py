@@ -1,5 +1,6 @@
 """Many faults at once, in a random order: workers killed (SIGKILL, SIGTERM), frozen (SIGSTOP)
-past their leases, and Redis crashing and coming back from its AOF, while a producer enqueues.
+past their leases, and Redis crashing and coming back from its AOF, while a producer enqueues
+sync jobs, quick and slow, and async ones.
 
 The other fault tests each show one fault at a chosen moment; this one lets them meet. When the
 faults stop, every job that ``.delay()`` accepted must run, every job record must end in the
@@ -16,7 +17,7 @@ import time
 from tests.census import census
 from tests.processes import wait_until
 from tests.producer import Producer
-from tests.testapp import jobs
+from tests.testapp import async_jobs, jobs
 
 # Seconds of faults. The drain afterwards takes a few more.
 CHAOS_SECONDS = 40
@@ -27,7 +28,8 @@ class Workers:
 
     def __init__(self, workers) -> None:
         self.workers = workers
-        self.argv = [("--concurrency", "2"), ("--concurrency", "1")]
+        # The second one runs async jobs side by side on its child's event loop.
+        self.argv = [("--concurrency", "2"), ("--concurrency", "1", "--async-concurrency", "4")]
         self.procs = [workers.start(*argv) for argv in self.argv]
 
     def restart(self, index: int) -> None:
@@ -53,8 +55,11 @@ def test_jobs_survive_workers_and_redis_dying_at_random(private_redis, workers, 
     sender = random.Random(seed + 1)  # the producer's thread has its own
 
     def send(label: str):
-        if sender.random() < 0.3:  # one job in three runs long enough to meet a fault
-            return jobs.record_slowly.delay(label, sender.uniform(0.05, 0.5))
+        kind = sender.random()
+        if kind < 0.3:  # one job in three runs long enough to meet a fault
+            return jobs.record_slowly.delay(label, sender.uniform(0.02, 0.3))
+        if kind < 0.45:  # writes its label as it starts (and label/done as it ends)
+            return async_jobs.async_record.delay(label, sender.uniform(0.02, 0.3))
         return jobs.record.delay(label)
 
     producer = Producer(pause=0.02, send=send)
