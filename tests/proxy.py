@@ -52,7 +52,12 @@ class LossyProxy:
 
     def _pipe(self, client: socket.socket) -> None:
         upstream = socket.socket(socket.AF_UNIX)
-        upstream.connect(self.upstream)
+        try:
+            upstream.connect(self.upstream)
+        except OSError:  # Redis is down: so is the connection, as it would be without a proxy
+            client.close()
+            upstream.close()
+            return
         losing = False
         # A side that closes with data unread resets the connection: the pipe ends as on a close.
         with client, upstream, contextlib.suppress(ConnectionResetError, BrokenPipeError):

@@ -1,6 +1,6 @@
 """Many faults at once, in a random order: workers killed (SIGKILL, SIGTERM), frozen (SIGSTOP)
-past their leases, and Redis crashing and coming back from its AOF, while a producer enqueues
-sync jobs, quick and slow, and async ones.
+past their leases, Redis crashing and coming back from its AOF, and connections dropped as a
+script's reply comes back, while a producer enqueues sync jobs, quick and slow, and async ones.
 
 The other fault tests each show one fault at a chosen moment; this one lets them meet. When the
 faults stop, every job that ``.delay()`` accepted must run, every job record must end in the
@@ -14,9 +14,12 @@ import random
 import signal
 import time
 
+import pytest
+
 from tests.census import census
 from tests.processes import wait_until
 from tests.producer import Producer
+from tests.proxy import LossyProxy
 from tests.testapp import async_jobs, jobs
 
 # Seconds of faults. The drain afterwards takes a few more.
@@ -45,7 +48,20 @@ class Workers:
             self.restart(index)
 
 
-def test_jobs_survive_workers_and_redis_dying_at_random(private_redis, workers, ledger, queue):
+@pytest.fixture
+def proxy(private_redis, configure, monkeypatch):
+    """Everyone (this process and the workers) talks to Redis through a proxy that can drop a
+    connection as a script's reply comes back: the script ran, its caller never heard."""
+    lossy = LossyProxy(str(private_redis.socket))
+    monkeypatch.setenv("REDIS_URL", lossy.url)
+    configure(REDIS_URL=lossy.url)
+    yield lossy
+    lossy.close()
+
+
+def test_jobs_survive_workers_and_redis_dying_at_random(
+    private_redis, proxy, workers, ledger, queue
+):
     seed = int(os.environ.get("JOBS_CHAOS_SEED") or time.time())
     print(f"JOBS_CHAOS_SEED={seed}")
     rng = random.Random(seed)
@@ -69,7 +85,7 @@ def test_jobs_survive_workers_and_redis_dying_at_random(private_redis, workers, 
         deadline = time.monotonic() + CHAOS_SECONDS
         while time.monotonic() < deadline:
             time.sleep(rng.uniform(0.5, 2.0))
-            fault = rng.choice(["kill", "term", "freeze", "redis", "delayed"])
+            fault = rng.choice(["kill", "term", "freeze", "redis", "delayed", "lose"])
             faults[fault] += 1
             index = rng.randrange(len(pool.procs))
             if fault == "kill":
@@ -84,6 +100,8 @@ def test_jobs_survive_workers_and_redis_dying_at_random(private_redis, workers, 
                 private_redis.kill()
                 time.sleep(rng.uniform(0.1, 1.0))
                 private_redis.start()
+            elif fault == "lose":  # the replies of the next few scripts, whoever calls them
+                proxy.lose(rng.randint(1, 5))
             else:  # jobs due during the faults, promoted by whichever worker is up
                 for n in range(5):
                     label = f"delayed{faults[fault]}-{n}"
@@ -95,7 +113,11 @@ def test_jobs_survive_workers_and_redis_dying_at_random(private_redis, workers, 
                     producer.accepted.append((time.monotonic(), label))
     finally:
         producer.stop()
-    print(f"faults: {dict(faults)}; accepted {len(producer.accepted)}, refused {producer.refused}")
+        proxy.lose(0)
+    print(
+        f"faults: {dict(faults)}, replies lost: {proxy.lost}; "
+        f"accepted {len(producer.accepted)}, refused {producer.refused}"
+    )
 
     accepted = {label for _, label in producer.accepted}
     ran = lambda: collections.Counter((ledger / "record.log").read_text().split())  # noqa: E731
