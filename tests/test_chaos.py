@@ -13,17 +13,20 @@ import os
 import random
 import signal
 import time
+from typing import Any
 
 import pytest
 
+from django_jobs import RedisUnavailable, chain, group
 from tests.census import census
 from tests.processes import wait_until
 from tests.producer import Producer
 from tests.proxy import LossyProxy
 from tests.testapp import async_jobs, jobs
 
-# Seconds of faults. The drain afterwards takes a few more.
-CHAOS_SECONDS = 40
+# Seconds of faults (JOBS_CHAOS_SECONDS for a longer soak). The drain afterwards takes a few
+# more.
+CHAOS_SECONDS = float(os.environ.get("JOBS_CHAOS_SECONDS") or 40)
 
 
 class Workers:
@@ -59,6 +62,32 @@ def proxy(private_redis, configure, monkeypatch):
     lossy.close()
 
 
+def send_workflows(n: int, producer: Producer) -> list[tuple[Any, list[str]]]:
+    """A chain of three steps and a group of five members and a callback, each step adding
+    its label to the list it received; their labels and ids go to ``producer``'s accepted."""
+    steps = [f"chain{n}-{k}" for k in range(3)]
+    members = [f"group{n}-{k}" for k in range(5)]
+    try:
+        flow = chain(jobs.link.s([], steps[0]), *(jobs.link.s(label) for label in steps[1:]))
+        chained = flow.delay()
+        grouped = group(jobs.link.s([], label) for label in members).then(
+            jobs.link_all.s(f"group{n}-then")
+        )
+        gathered = grouped.delay()
+    except RedisUnavailable:  # Redis is down: a workflow is stored whole or not at all
+        return []
+    ids = [step.id for step in chained.steps]
+    ids += [member.id for member in gathered.steps[0].members] + [gathered.steps[1].id]
+    for label, job_id in zip([*steps, *members, f"group{n}-then"], ids, strict=True):
+        producer.ids[label] = job_id
+        producer.accepted.append((time.monotonic(), label))
+    return [(chained, steps), (gathered.steps[1], [*members, f"group{n}-then"])]
+
+
+def ran_in_order(ledger) -> list[str]:
+    return (ledger / "record.log").read_text().split()
+
+
 def test_jobs_survive_workers_and_redis_dying_at_random(
     private_redis, proxy, workers, ledger, queue
 ):
@@ -81,11 +110,12 @@ def test_jobs_survive_workers_and_redis_dying_at_random(
     producer = Producer(pause=0.02, send=send)
     producer.start()
     faults: collections.Counter[str] = collections.Counter()
+    flows: list[tuple[Any, list[str]]] = []  # (handle, the labels its result must list)
     try:
         deadline = time.monotonic() + CHAOS_SECONDS
         while time.monotonic() < deadline:
             time.sleep(rng.uniform(0.5, 2.0))
-            fault = rng.choice(["kill", "term", "freeze", "redis", "delayed", "lose"])
+            fault = rng.choice(["kill", "term", "freeze", "redis", "delayed", "lose", "workflow"])
             faults[fault] += 1
             index = rng.randrange(len(pool.procs))
             if fault == "kill":
@@ -102,6 +132,8 @@ def test_jobs_survive_workers_and_redis_dying_at_random(
                 private_redis.start()
             elif fault == "lose":  # the replies of the next few scripts, whoever calls them
                 proxy.lose(rng.randint(1, 5))
+            elif fault == "workflow":  # a chain of three and a group of five with its callback
+                flows += send_workflows(faults[fault], producer)
             else:  # jobs due during the faults, promoted by whichever worker is up
                 for n in range(5):
                     label = f"delayed{faults[fault]}-{n}"
@@ -120,7 +152,7 @@ def test_jobs_survive_workers_and_redis_dying_at_random(
     )
 
     accepted = {label for _, label in producer.accepted}
-    ran = lambda: collections.Counter((ledger / "record.log").read_text().split())  # noqa: E731
+    ran = lambda: collections.Counter(ran_in_order(ledger))  # noqa: E731
     wait_until(
         lambda: accepted <= set(ran()),
         timeout=90,
@@ -150,4 +182,13 @@ def test_jobs_survive_workers_and_redis_dying_at_random(
         lines = [line for line in workers.logs().splitlines() if job.id in line or label in line]
         assert job.attempt > 1, (label, job.id, seed, lines)
     print(f"ran twice: {len(twice)} of {len(accepted)}")
+
+    # Each step of a chain ran after the one before it completed, and passed its result on;
+    # each group's callback received every member's result, in member order.
+    first_runs = list(dict.fromkeys(ran_in_order(ledger)))
+    for handle, labels in flows:
+        assert handle.result(timeout=30) == labels, (labels, seed)
+        if labels[0].startswith("chain"):
+            found = [label for label in first_runs if label in labels]
+            assert found == labels, ("the steps ran in order", found, seed)
     assert faults, "the run made no fault"

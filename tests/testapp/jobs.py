@@ -48,6 +48,20 @@ def record_slowly(label, seconds):
     return append_to_ledger(label)
 
 
+@job(name="tests.link")
+def link(labels, label):
+    """A step of a chain or a group member (tests/test_chaos.py): ``record`` that returns the
+    labels it received with its own added."""
+    append_to_ledger(label)
+    return [*labels, label]
+
+
+@job(name="tests.link_all")
+def link_all(results, label):
+    """A group's callback: ``link`` of every member's labels."""
+    return link([label for labels in results for label in labels], label)
+
+
 @job(name="tests.record_host")
 def record_host(label):
     """``record`` with the name of the host (tests/test_many_hosts.py) that ran it."""
