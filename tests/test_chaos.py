@@ -4,9 +4,10 @@ script's reply comes back, while a producer enqueues sync jobs, quick and slow, 
 
 The other fault tests each show one fault at a chosen moment; this one lets them meet. When the
 faults stop, every job that ``.delay()`` accepted must run, every job record must end in the
-completed index and nowhere else, and a job that ran twice must say why (a lost lease or a
-retry): at-least-once, never a silent double. The seed is printed; ``JOBS_CHAOS_SEED`` replays
-a run's order of faults (not its timing)."""
+completed index and nowhere else, and a job that ran twice must say why in its record (a
+lost or late worker, or a retry): at-least-once, never a silent double. Chains and groups pass
+their results on, in order, through all of it. The seed is printed; ``JOBS_CHAOS_SEED``
+replays a run's order of faults (not its timing)."""
 
 import collections
 import os
