@@ -44,6 +44,17 @@ def configure(settings):
     return configure
 
 
+# Nothing listens there: a test of the testing modes that reached Redis would fail with
+# RedisUnavailable.
+CLOSED_PORT = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def no_redis(configure):
+    """Point django-jobs at a port nothing listens on: the testing modes must not need Redis."""
+    configure(REDIS_URL=CLOSED_PORT, REDIS_CONNECT_TIMEOUT=1)
+
+
 @pytest.fixture
 def queue(jobs_settings):
     return JobQueue()

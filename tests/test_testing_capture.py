@@ -20,21 +20,15 @@ from django_jobs.testing import (
 )
 from tests import testing_jobs as jobs
 from tests.census import assert_census
+from tests.conftest import CLOSED_PORT
 
 pytest_plugins = ["django_jobs.testing.pytest"]
-
-CLOSED_PORT = "redis://127.0.0.1:1/0"
 
 
 @pytest.fixture(autouse=True)
 def fresh_ledgers():
     jobs.attempts.clear()
     jobs.welcomed.clear()
-
-
-@pytest.fixture
-def no_redis(configure):
-    configure(REDIS_URL=CLOSED_PORT, REDIS_CONNECT_TIMEOUT=1)
 
 
 def test_delay_records_the_job_and_runs_nothing(no_redis, jobs_capture):

@@ -18,16 +18,13 @@ from django_jobs.checks import check_mode, check_redis, check_settings
 from django_jobs.conf import InvalidSetting
 from django_jobs.testing import MemoryStore, immediate_jobs, memory_store
 from tests import testing_jobs as jobs
+from tests.conftest import CLOSED_PORT
 
 pytest_plugins = ["django_jobs.testing.pytest"]
 
-# Nothing listens there: a test that reached Redis would fail with RedisUnavailable.
-CLOSED_PORT = "redis://127.0.0.1:1/0"
-
 
 @pytest.fixture(autouse=True)
-def no_redis(configure):
-    configure(REDIS_URL=CLOSED_PORT, REDIS_CONNECT_TIMEOUT=1)
+def fresh_ledgers(no_redis):
     jobs.attempts.clear()
     jobs.welcomed.clear()
 

@@ -18,11 +18,9 @@ import pytest
 from django_jobs import GroupHandle, JobIsRunning, JobQueue, JobStatus, chain, group, job, moving
 from django_jobs.testing import drain, jobs_mode
 from tests import testing_jobs as jobs
+from tests.conftest import CLOSED_PORT
 
 pytest_plugins = ["django_jobs.testing.pytest"]
-
-# Nothing listens there: a memory test that reached Redis would fail with RedisUnavailable.
-CLOSED_PORT = "redis://127.0.0.1:1/0"
 
 
 @job(unique=True, max_retries=0)
@@ -47,11 +45,6 @@ def delete_myself() -> str:
 @pytest.fixture(autouse=True)
 def fresh_ledgers():
     jobs.attempts.clear()
-
-
-@pytest.fixture
-def no_redis(configure):
-    configure(REDIS_URL=CLOSED_PORT, REDIS_CONNECT_TIMEOUT=1)
 
 
 def in_both(queue, configure, scenario):

@@ -17,8 +17,6 @@ from django_jobs.testing.unique import UniqueKeys
 
 pytest_plugins = ["django_jobs.testing.pytest"]
 
-CLOSED_PORT = "redis://127.0.0.1:1/0"
-
 # What the jobs saw while they ran: (job, whether the .delay() it made created a job).
 seen: list[tuple[str, bool | None]] = []
 # The runs of each job, by its argument.
@@ -72,11 +70,6 @@ def limited(n: int) -> int:
 def fresh():
     seen.clear()
     runs.clear()
-
-
-@pytest.fixture
-def no_redis(configure):
-    configure(REDIS_URL=CLOSED_PORT, REDIS_CONNECT_TIMEOUT=1)
 
 
 @pytest.fixture(params=["redis", "capture"])

@@ -16,18 +16,10 @@ from tests import testing_jobs as jobs
 
 pytest_plugins = ["django_jobs.testing.pytest"]
 
-# Nothing listens there: a memory test that reached Redis would fail with RedisUnavailable.
-CLOSED_PORT = "redis://127.0.0.1:1/0"
-
 
 @pytest.fixture(autouse=True)
 def fresh_ledgers():
     jobs.attempts.clear()
-
-
-@pytest.fixture
-def no_redis(configure):
-    configure(REDIS_URL=CLOSED_PORT, REDIS_CONNECT_TIMEOUT=1)
 
 
 # -- immediate mode ---------------------------------------------------------------------------
