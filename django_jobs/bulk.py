@@ -55,6 +55,12 @@ def stored_in_chunks(
     was lost, not known to be) set on it, and a note that says so. Sending the
     ``not_enqueued`` again is safe: storing is idempotent on the job ids.
     """
+    if len(jobs) == 1:  # .delay(): one call, no chunks to keep apart
+        try:
+            return (yield from store(shard_keys(shards.of_queue(jobs[0].queue)), jobs))
+        except Exception as exc:
+            _tell_what_was_enqueued(exc, jobs, [])
+            raise
     taken: dict[str, str] = {}
     done: list[Job] = []
     for shard, part in shards.by_shard_of(jobs).items():

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from django_jobs import JobPriority, bulk
-from django_jobs.exceptions import StoreError
+from django_jobs.exceptions import RedisUnavailable, StoreError
 from django_jobs.flow import Flow
 from tests.census import assert_census
 
@@ -54,6 +54,17 @@ def test_unique_duplicates_in_later_chunks_resolve_to_the_first(queue, chunk_of_
     stored = queue.enqueue_many(jobs)
 
     assert [job.id for job in stored] == [jobs[0].id, jobs[1].id] * 2 + [jobs[0].id]
+
+
+def test_a_failing_call_of_one_job_says_it_was_not_enqueued(queue, configure):
+    job = queue.build_job("bulk.item", [1])
+    configure(REDIS_URL="redis://127.0.0.1:1/0", REDIS_CONNECT_TIMEOUT=1)  # nothing listens
+
+    with pytest.raises(RedisUnavailable) as raised:
+        queue.enqueue_many([job])
+
+    assert (raised.value.enqueued, raised.value.not_enqueued) == ([], [job])
+    assert not getattr(raised.value, "__notes__", None), "nothing was enqueued: nothing to add"
 
 
 def test_a_failing_chunk_says_which_jobs_were_enqueued_and_which_not(
