@@ -15,7 +15,7 @@ from django_jobs import validation
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.job import Job, new_id
-from django_jobs.serialization import check_json
+from django_jobs.serialization import check_arguments
 from django_jobs.store import shards
 from django_jobs.store.batch import rest_of
 from django_jobs.store.commands import Plan, Stream
@@ -147,8 +147,7 @@ def built_like(
                 f"not {type(args).__name__}."
             )
         args = list(args)
-        for index, value in enumerate(args):
-            check_json(value, f"args[{number}][{index}]")
+        check_arguments(args, f"args[{number}]")
         if function is not None:
             validation.arguments(first.name, function, args, kwargs, skip_first=takes_context)
         validation.payload_size(args, kwargs, meta)

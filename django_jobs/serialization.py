@@ -16,6 +16,18 @@ from django_jobs.exceptions import NotJSONSerializable
 MAX_JSON_DEPTH = 128
 
 
+# Values that check_json takes as they are: JSON writes and reads them unchanged.
+PLAIN = frozenset({str, int, bool, type(None)})
+
+
+def check_arguments(args: list[Any], path: str = "args") -> None:
+    """:func:`check_json` of each of a job's positional ``args``, named ``<path>[<index>]``;
+    the plain ones (most arguments) are taken as they are, with no path to name."""
+    for index, value in enumerate(args):
+        if value.__class__ not in PLAIN:
+            check_json(value, f"{path}[{index}]")
+
+
 def check_json(value: Any, path: str, depth: int = 0) -> None:
     """Raise :class:`NotJSONSerializable` unless ``value`` survives a JSON round trip unchanged.
 

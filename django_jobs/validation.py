@@ -20,7 +20,7 @@ from django_jobs.job import STORED_STATUSES, Job, JobPriority, JobStatus, new_id
 from django_jobs.progress import MESSAGE_LIMIT
 from django_jobs.rules import MAX_SECONDS as MAX_SECONDS
 from django_jobs.rules import integer, refused, seconds
-from django_jobs.serialization import check_json, dumps, utcnow
+from django_jobs.serialization import check_arguments, check_json, dumps, utcnow
 from django_jobs.store import shards
 
 
@@ -122,9 +122,6 @@ def _parameters(func: Callable[..., Any], skip_first: bool) -> inspect.Signature
         parameters=params[1:] if skip_first else params, return_annotation=found.empty
     )
 
-
-# Values that check_json takes as they are: JSON writes and reads them unchanged.
-_PLAIN = frozenset({str, int, bool, type(None)})
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -277,9 +274,7 @@ def build_job(
     kwargs = {} if kwargs is None else kwargs
     if not isinstance(kwargs, dict):
         raise TypeError(f"kwargs must be a dict, not {type(kwargs).__name__}.")
-    for index, value in enumerate(args):
-        if value.__class__ not in _PLAIN:  # most arguments: nothing to walk, no path to name
-            check_json(value, f"args[{index}]")
+    check_arguments(args)
     if kwargs:
         check_json(kwargs, "kwargs")
     signature = None

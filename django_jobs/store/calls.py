@@ -101,6 +101,7 @@ def enqueue_values(jobs: Iterable[Job], now: float) -> str:
     encoded: list[list[Any]] = []
     values: list[Any] = []
     last: tuple[Any, ...] | None = None
+    created, created_text = None, ""
     for job in jobs:
         fields = job.__dict__
         # Most calls hold jobs of one shape: each compared with the one before, not hashed.
@@ -112,7 +113,10 @@ def enqueue_values(jobs: Iterable[Job], now: float) -> str:
             index, writers = found
             last = key
         due, user = _due_and_user(job, now)
-        values += (job.id, due, user, index, _write_created("created_at", job.created_at))
+        if job.created_at is not created:  # build_jobs() gives its jobs one creation time
+            created = job.created_at
+            created_text = _write_created("created_at", created)
+        values += (job.id, due, user, index, created_text)
         for name, write in writers:
             values.append(write(name, fields[name]))
     return dumps([encoded, values])
