@@ -19,13 +19,28 @@ local function events_key(prefix) return prefix .. ':events' end
 -- One token per ready job wakes one idle worker each; capped so tokens never pile up. While
 -- no worker is idle the list is full, and an enqueue looks at its length only (one cheap LLEN,
 -- not an RPUSH and an LTRIM: a tenth of an enqueue's Redis time).
-local function wake(wakeup_key, count)
-  if count <= 0 then return end
-  local room = WAKE_CAP - redis.call('LLEN', wakeup_key)
+-- wake_room reads (and may be refused: a key of another type) without writing; push_tokens
+-- then cannot be refused: an enqueue puts its last write that may fail between the two, so
+-- that a refusal leaves no token to take back (see _enqueue.lua).
+local function wake_room(wakeup_key, count)
+  if count <= 0 then return 0 end
+  return math.min(count, WAKE_CAP - redis.call('LLEN', wakeup_key))
+end
+local function push_tokens(wakeup_key, room)
   if room <= 0 then return end
   local tokens = {}
-  for i = 1, math.min(count, room) do tokens[i] = '1' end
+  for i = 1, room do tokens[i] = '1' end
   redis.call('RPUSH', wakeup_key, unpack(tokens))
+end
+local function wake(wakeup_key, count) push_tokens(wakeup_key, wake_room(wakeup_key, count)) end
+
+-- A refusal that names the key: 'WRONGTYPE <key> holds a <kind>, not a <expected>', or nil
+-- when ``key`` is missing or of the ``expected`` type.
+local function wrong_type(key, expected)
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'none' and kind ~= expected then
+    return 'WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a ' .. expected
+  end
 end
 
 -- Per-minute counts of finished attempts ('completed', 'failed', 'dead'), for "completed and
@@ -45,10 +60,10 @@ end
 -- dead letters), cancelled, recovered (requeued after its worker was lost), stale (an
 -- acknowledgement or failure refused: its lease token was not the job's), limited (parked by a
 -- rate or concurrency limit, see _flow.lua).
--- ``by``: how many, as text (default '1').
+-- ``by``: how many, as text (default '1'). Returns the count.
 local function count_event(prefix, event, queue, name, by)
   local field = event .. '|' .. (queue or '(unknown)') .. '|' .. (name or '(unknown)')
-  redis.call('HINCRBY', events_key(prefix), field, by or '1')
+  return redis.call('HINCRBY', events_key(prefix), field, by or '1')
 end
 
 -- Append one JSON object (already encoded) to the job's JSON array of errors.
