@@ -4,12 +4,12 @@
 -- An enqueue is all or nothing. Redis keeps what a script wrote before a command in it failed
 -- (a key of the wrong type, written by hand or by another program), and a record stored on no
 -- list, or a unique key taken for a job that does not exist, would stay behind the error its
--- caller got. So the storing runs under a Lua pcall and a refused call takes back what it
--- wrote (take_back_job) and says which key refused it (refusal). That costs the calls that work
--- one pcall, not a TYPE per key: what was written is found after the error, from the call's own
--- arguments (its ids are new: whatever holds one was written by this call). The last write
--- that may fail is the count of events, after the wake-up list was read and before it is
--- written (wake_room, push_tokens): neither needs taking back.
+-- caller got. So the scripts call enqueue_job and store_all under a Lua pcall, and a refused
+-- call takes back what it wrote (job_refused, enqueue_jobs) and says which key refused it
+-- (refusal). The calls that work pay for one pcall, not for a TYPE per key: what was written
+-- is found after the error, from the call's own arguments (its ids are new: whatever holds one
+-- was written by this call). The last write that may be refused is the count of events, after
+-- the wake-up list was read and before it is written: neither needs taking back.
 
 local function user_index_key(prefix, user) return prefix .. ':user:' .. user end
 
@@ -76,24 +76,8 @@ end
 -- later, or waiting, as enqueue_jobs does, without the JSON and the tables a call of many
 -- jobs needs. A job whose record exists was stored by an earlier send of this call whose reply
 -- was lost: it is left as it is. Returns {id, holder id} when another job holds its unique key,
--- else {}.
-local function store_one(prefix, keep_since, user_ttl, job, scheduled_key, wakeup_key, jkey, unique, unique_for)
-  local id = job[1]
-  -- name, queue, priority, created_at and status are the values 5, 7, 9, 11 and 13.
-  local holder, ready, wakeups = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, job[2], job[3], job[11], job[13] == 'waiting', unique, unique_for, job, 4, #job)
-  if holder then return {id, holder} end
-  if ready then
-    redis.call('RPUSH', list_key(prefix, job[7], job[9]), id)
-    wakeups = 1
-  end
-  local room = wake_room(wakeup_key, wakeups)
-  count_event(prefix, 'enqueued', job[7], job[5])
-  push_tokens(wakeup_key, room)
-  return {}
-end
-
--- enqueue_job stores it with store_one, all or nothing: refused, it returns the error reply
--- (refusal) and leaves nothing behind.
+-- else {}. Called under a pcall (see the top of this file): job_refused takes back a refused
+-- call.
 local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wakeup_key)
   local id = job[1]
   local jkey = job_key(prefix, id)
@@ -105,11 +89,28 @@ local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wak
     elseif field == 'unique_for' then unique_for = job[k + 1]
     end
   end
-  local ok, reply = pcall(store_one, prefix, keep_since, user_ttl, job, scheduled_key, wakeup_key, jkey, unique, unique_for)
-  if ok then return reply end
-  -- Refused: what was written goes (see the top of this file).
-  local due, user, waiting = job[2], job[3], job[13] == 'waiting'
-  take_back_job(prefix, scheduled_key, jkey, id, due, user, waiting, unique)
+  -- name, queue, priority, created_at and status are the values 5, 7, 9, 11 and 13.
+  local holder, ready, wakeups = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, job[2], job[3], job[11], job[13] == 'waiting', unique, unique_for, job, 4, #job)
+  if holder then return {id, holder} end
+  if ready then
+    redis.call('RPUSH', list_key(prefix, job[7], job[9]), id)
+    wakeups = 1
+  end
+  local room = wakeups > 0 and WAKE_CAP - redis.call('LLEN', wakeup_key) or 0
+  count_event(prefix, 'enqueued', job[7], job[5])
+  wake(wakeup_key, wakeups, room)
+  return {}
+end
+
+-- The error reply of a call of enqueue_job that Redis refused with ``err``, once what it wrote
+-- is taken back: its record did not exist before (enqueue_job writes nothing when it does).
+local function job_refused(err, prefix, job, scheduled_key, wakeup_key)
+  local id, due, user, waiting = job[1], job[2], job[3], job[13] == 'waiting'
+  local unique
+  for k = 14, #job, 2 do
+    if job[k] == 'unique_key' then unique = job[k + 1] end
+  end
+  take_back_job(prefix, scheduled_key, job_key(prefix, id), id, due, user, waiting, unique)
   local list = list_key(prefix, job[7], job[9])
   if redis.pcall('LINDEX', list, -1) == id then redis.call('RPOP', list) end
   -- The keys it touched, in that order: the first of the wrong type refused it.
@@ -121,7 +122,7 @@ local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wak
   else checks[#checks + 1] = list; checks[#checks + 1] = 'list' end
   checks[#checks + 1] = wakeup_key; checks[#checks + 1] = 'list'
   checks[#checks + 1] = events_key(prefix); checks[#checks + 1] = 'hash'
-  return refusal(reply, checks)
+  return refusal(err, checks)
 end
 
 -- Store the jobs of a call of many (enqueue_jobs' tables) and make them ready: the part of
@@ -157,7 +158,7 @@ local function store_all(prefix, keep_since, user_ttl, jobs, scheduled_key, wake
     for s = 1, #ids, 1000 do redis.call('RPUSH', list, unpack(ids, s, math.min(s + 999, #ids))) end
     wakeups = wakeups + #ids
   end
-  local room = wake_room(wakeup_key, wakeups)
+  local room = wakeups > 0 and WAKE_CAP - redis.call('LLEN', wakeup_key) or 0
   local enqueued = {}  -- queue -> name -> count
   for _, shape in ipairs(shapes) do
     local queue, name = shape.row[4], shape.row[2]
@@ -173,7 +174,7 @@ local function store_all(prefix, keep_since, user_ttl, jobs, scheduled_key, wake
       end
     end
   end
-  push_tokens(wakeup_key, room)
+  wake(wakeup_key, wakeups, room)
   return taken
 end
 

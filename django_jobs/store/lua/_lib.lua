@@ -18,21 +18,17 @@ local function events_key(prefix) return prefix .. ':events' end
 
 -- One token per ready job wakes one idle worker each; capped so tokens never pile up. While
 -- no worker is idle the list is full, and an enqueue looks at its length only (one cheap LLEN,
--- not an RPUSH and an LTRIM: a tenth of an enqueue's Redis time).
--- wake_room reads (and may be refused: a key of another type) without writing; push_tokens
--- then cannot be refused: an enqueue puts its last write that may fail between the two, so
--- that a refusal leaves no token to take back (see _enqueue.lua).
-local function wake_room(wakeup_key, count)
-  if count <= 0 then return 0 end
-  return math.min(count, WAKE_CAP - redis.call('LLEN', wakeup_key))
-end
-local function push_tokens(wakeup_key, room)
+-- not an RPUSH and an LTRIM: a tenth of an enqueue's Redis time). ``room``: WAKE_CAP less the
+-- list's length, when the caller read it already (an enqueue reads it before its last write
+-- that Redis may refuse, see _enqueue.lua).
+local function wake(wakeup_key, count, room)
+  if count <= 0 then return end
+  room = room or WAKE_CAP - redis.call('LLEN', wakeup_key)
   if room <= 0 then return end
   local tokens = {}
-  for i = 1, room do tokens[i] = '1' end
+  for i = 1, math.min(count, room) do tokens[i] = '1' end
   redis.call('RPUSH', wakeup_key, unpack(tokens))
 end
-local function wake(wakeup_key, count) push_tokens(wakeup_key, wake_room(wakeup_key, count)) end
 
 -- A refusal that names the key: 'WRONGTYPE <key> holds a <kind>, not a <expected>', or nil
 -- when ``key`` is missing or of the ``expected`` type.
