@@ -3,7 +3,8 @@ an enqueue writes (a ready list, the delayed jobs, the wake-ups, the event count
 index, a unique key, the waiting steps of a workflow) holding a value of another type makes
 ``.delay()``, ``enqueue_many()`` (each chunk whole) and a workflow's ``.delay()`` raise an error
 that names the key, with no record, no unique key and no entry in any list or index left for
-the refused jobs; once the key is mended the same enqueue works.
+the refused jobs; once the key is mended the same enqueue works. A requeue of dead letters that
+would meet such a key requeues none of them.
 """
 
 from dataclasses import dataclass
@@ -11,11 +12,19 @@ from typing import Any
 
 import pytest
 
-from django_jobs import JobPriority, bulk, chain, group, job
+from django_jobs import JobPriority, JobStatus, bulk, chain, group, job
 from django_jobs.exceptions import RedisUnavailable, StoreError
 from django_jobs.flow import Flow
 from django_jobs.store.errors import refuses_every_call
+from django_jobs.worker.leases import Leases
 from tests.census import assert_census, census
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["functions", "scripts"])
+def called_as(request, configure):
+    """Each test with the scripts as Redis functions (FCALL) and as scripts (EVALSHA), which
+    carry the helpers a refused call needs in a text of their own."""
+    configure(REDIS_FUNCTIONS=request.param)
 
 
 @job
@@ -184,3 +193,40 @@ def test_a_refused_workflow_stores_none_of_its_steps_nor_its_groups(queue, redis
     places = sorted(where for found in census(queue, redis_client).values() for where in found)
     assert places == ["queue:default:normal"] + ["waiting"] * 3
     assert list(redis_client.scan_iter(match=f"{queue.prefix}:group:*"))
+
+
+def test_a_refused_requeue_leaves_every_dead_letter_as_it_was(queue, redis_client):
+    # Three jobs that failed for good, one of them of a queue whose list holds a string.
+    queue.enqueue_many(
+        [queue.build_job(plain.name, [n], max_retries=0) for n in (1, 2)]
+        + [queue.build_job(plain.name, [3], max_retries=0, queue="emails")]
+    )
+    leases, ids = Leases(queue.prefix), []
+    for _ in range(3):
+        taken = leases.dequeue()
+        leases.fail_job(taken, "boom")
+        ids.append(taken.id)
+    emails = queue.keys.queue("emails", JobPriority.NORMAL)
+    redis_client.set(emails, "written by hand")
+
+    with pytest.raises(StoreError) as raised:
+        queue.requeue_dead(ids)
+
+    assert f"WRONGTYPE {emails} holds a string, not a list; nothing was requeued" in str(
+        raised.value
+    )
+    redis_client.delete(emails)
+    assert_census(queue, redis_client, dict.fromkeys(ids, "dead"))
+    assert {j.status for j in queue.get_jobs(ids).values()} == {JobStatus.FAILED}
+
+    assert sorted(queue.requeue_dead(ids)) == sorted(ids)
+
+    assert_census(
+        queue,
+        redis_client,
+        {
+            ids[0]: "queue:default:normal",
+            ids[1]: "queue:default:normal",
+            ids[2]: "queue:emails:normal",
+        },
+    )

@@ -30,15 +30,6 @@ local function wake(wakeup_key, count, room)
   redis.call('RPUSH', wakeup_key, unpack(tokens))
 end
 
--- A refusal that names the key: 'WRONGTYPE <key> holds a <kind>, not a <expected>', or nil
--- when ``key`` is missing or of the ``expected`` type.
-local function wrong_type(key, expected)
-  local kind = redis.call('TYPE', key)['ok']
-  if kind ~= 'none' and kind ~= expected then
-    return 'WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a ' .. expected
-  end
-end
-
 -- Per-minute counts of finished attempts ('completed', 'failed', 'dead'), for "completed and
 -- failed per minute over the last hour" without a scan: one hash per minute, named by the epoch
 -- second it starts at (keys.py: minute), kept a little over an hour.

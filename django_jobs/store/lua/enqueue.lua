@@ -9,6 +9,6 @@
 if A.jobs == '' then
   local ok, reply = pcall(enqueue_job, A.prefix, A.keep_since, A.user_ttl, A.job, K.scheduled, K.wakeup)
   if ok then return reply end
-  return job_refused(reply, A.prefix, A.job, K.scheduled, K.wakeup)
+  return refusals().job_refused(reply, A.prefix, A.job, K.scheduled, K.wakeup)
 end
 return enqueue_jobs(A.prefix, A.keep_since, A.user_ttl, cjson.decode(A.jobs), K.scheduled, K.wakeup)

@@ -15,7 +15,8 @@
 -- The tick and the runs index are looked at before anything is written, with the key named:
 -- a script stops at an error without undoing what it did, and the runs index is written after
 -- the job is stored. Two cheap calls a tick; the keys of the enqueue need none (enqueue_job
--- is called under a pcall: job_refused takes its writes back and names the key).
+-- is called under a pcall: refusals().job_refused takes its writes back and names the key).
+local wrong_type = refusals().wrong_type
 local wrong = wrong_type(K.tick, 'string') or wrong_type(K.task_runs, 'zset')
 if wrong then return redis.error_reply(wrong) end
 local id = A.job[1]
@@ -23,7 +24,7 @@ if redis.call('SET', K.tick, id, 'NX', 'EX', A.ttl) then
   local ok, taken = pcall(enqueue_job, A.prefix, A.keep_since, A.user_ttl, A.job, K.scheduled, K.wakeup)
   if not ok then
     redis.call('DEL', K.tick)
-    return job_refused(taken, A.prefix, A.job, K.scheduled, K.wakeup)
+    return refusals().job_refused(taken, A.prefix, A.job, K.scheduled, K.wakeup)
   end
   if #taken > 0 then
     redis.call('SET', K.tick, taken[2], 'XX', 'KEEPTTL')
