@@ -10,6 +10,12 @@ commit before flow control, chains and groups)::
     .venvs/dev/bin/python bench/instructions.py            # ~2 min
     .venvs/dev/bin/python bench/instructions.py --before HEAD~1 --jobs 2000
 
+``--enqueue`` counts an enqueue instead: one ``enqueue`` script call per ``.delay()`` of a plain
+job (what ``JobQueue.enqueue`` sends), ``--jobs`` of them after a first one that loads the
+scripts::
+
+    .venvs/dev/bin/python bench/instructions.py --enqueue --before main --jobs 20000
+
 Run on demand, never from the tests; needs valgrind (``apt-get install valgrind``) and
 redis-server. Each version runs a private ``redis-server`` under ``valgrind --tool=callgrind``
 on ``--port``, fills it with ``--jobs`` jobs with its own code (``PYTHONPATH`` names its tree,
@@ -50,6 +56,10 @@ def child(action: str, count: str, scripts: str) -> None:
     from django_jobs.worker.leases import Leases
 
     queue = JobQueue()
+    if action == "enqueue":
+        for i in range(int(count)):
+            queue.enqueue(PLAIN, [i])
+        return
     leases = Leases(queue.prefix)
     held = Path(os.environ["BENCH_HELD"])
     if action == "fill":
@@ -70,8 +80,9 @@ def child(action: str, count: str, scripts: str) -> None:
         job = claim.job
 
 
-def count(version: Version, jobs: int, port: int, scripts: bool) -> float:
-    """Instructions redis-server ran per ``ack_claim`` of a drain by ``version``."""
+def count(version: Version, jobs: int, port: int, scripts: bool, enqueue: bool = False) -> float:
+    """Instructions redis-server ran per ``ack_claim`` of a drain by ``version`` (per
+    ``enqueue`` of one plain job, with ``enqueue``)."""
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
         out = Path(folder)
         server = subprocess.Popen(
@@ -112,11 +123,13 @@ def count(version: Version, jobs: int, port: int, scripts: bool) -> float:
                     check=True,
                 )
 
-            run("fill", jobs)
+            if enqueue:
+                calls = jobs
+            run("enqueue" if enqueue else "fill", 1 if enqueue else jobs)
             subprocess.run(
                 ["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True
             )
-            run("drain", calls)
+            run("enqueue" if enqueue else "drain", calls)
             subprocess.run(
                 ["callgrind_control", "-d", str(server.pid)], capture_output=True, check=True
             )
@@ -142,14 +155,22 @@ def main() -> None:
     parser.add_argument("--before", default="fef288a", help="the commit to compare with")
     parser.add_argument("--jobs", type=int, default=1000, help="jobs of each drain")
     parser.add_argument("--port", type=int, default=8795, help="the private Redis's")
+    parser.add_argument("--enqueue", action="store_true", help="count .delay(), not the drain")
     args = parser.parse_args()
     before, after = before_tree(args.before), Version("this checkout", REPO)
+    # The drain compares with a commit from before the functions (its scripts, whatever
+    # REDIS_FUNCTIONS says); an enqueue with both forms.
+    kinds = (("functions", False), ("scripts", True)) if args.enqueue else (("scripts", False),)
     rows = [
-        (f"{before.label}, scripts", count(before, args.jobs, args.port, False)),
-        ("this checkout, functions", count(after, args.jobs, args.port, False)),
-        ("this checkout, scripts", count(after, args.jobs, args.port, True)),
+        (f"{before.label}, {kind}", count(before, args.jobs, args.port, scripts, args.enqueue))
+        for kind, scripts in kinds
     ]
-    print(f"\nredis-server instructions per plain ack_claim ({args.jobs - 3:,} calls)\n")
+    rows += [
+        (f"this checkout, {kind}", count(after, args.jobs, args.port, scripts, args.enqueue))
+        for kind, scripts in (("functions", False), ("scripts", True))
+    ]
+    what = f"enqueue ({args.jobs:,}" if args.enqueue else f"ack_claim ({args.jobs - 3:,}"
+    print(f"\nredis-server instructions per plain {what} calls)\n")
     print("| version | instructions | ratio |\n| --- | --- | --- |")
     for label, value in rows:
         print(f"| {label} | {value:,.0f} | {value / rows[0][1]:.3f} |")

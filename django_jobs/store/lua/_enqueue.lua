@@ -1,5 +1,15 @@
 -- What stores new jobs (enqueue.lua, enqueue_flow.lua, fire.lua), on top of _lib.lua, _flow.lua
 -- and _workflow.lua.
+--
+-- An enqueue is all or nothing. Redis keeps what a script wrote before a command in it failed
+-- (a key of the wrong type, written by hand or by another program), and a record stored on no
+-- list, or a unique key taken for a job that does not exist, would stay behind the error its
+-- caller got. So the scripts call enqueue_job (and enqueue_jobs its writes) under a Lua pcall,
+-- and a refused call takes back what it wrote and says which key refused it (refusals()). The
+-- calls that work pay for one pcall, not for a TYPE per key: what was written is found after
+-- the error, from the call's own arguments (its ids are new: whatever holds one was written by
+-- this call). The last write that may be refused is the count of events, after the wake-up
+-- list was read and before it is written: neither needs taking back.
 
 -- Store one job of an enqueue, unless another job holds its unique key ``unique`` (taken for
 -- ``unique_for`` seconds, or nil: until the job releases it): its record is the HSET arguments
@@ -32,12 +42,130 @@ local function store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, 
   return nil, false, 0
 end
 
+-- What a refused enqueue needs, built once per script call and only when one is refused (as
+-- flows()): a script run with EVALSHA defines every function it carries at each call.
+local REFUSALS = nil
+local function refusals()
+  if REFUSALS then return REFUSALS end
+
+  -- 'WRONGTYPE <key> holds a <kind>, not a <expected>', or nil when ``key`` is missing or of
+  -- the ``expected`` type.
+  local function wrong_type(key, expected)
+    local kind = redis.call('TYPE', key)['ok']
+    if kind ~= 'none' and kind ~= expected then
+      return 'WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a ' .. expected
+    end
+  end
+
+  -- The error reply of a refused enqueue whose writes were taken back: the first key of
+  -- ``checks`` ({key, its type, ...}: the keys the call touched, in that order) of another
+  -- type, named, or else Redis's own error ``err`` (a Lua error: text, or a table with ``err``).
+  local function refusal(err, checks)
+    local text
+    for k = 1, #checks, 2 do
+      text = wrong_type(checks[k], checks[k + 1])
+      if text then break end
+    end
+    if not text then text = type(err) == 'table' and err.err or tostring(err) end
+    return redis.error_reply(text .. '; nothing of this enqueue was stored')
+  end
+
+  -- Take back what storing job ``id`` (store_job's arguments) wrote, as far as it got;
+  -- ``jkey`` did not exist before the call. Each step is safe where nothing was written, and
+  -- the keys that may be of the wrong type are written with pcall. ``check(key, type)`` is
+  -- told the keys that storing it touches.
+  local function take_back_job(prefix, scheduled_key, jkey, id, due, user, waiting, unique, check)
+    redis.call('DEL', jkey)
+    if unique then
+      local lock = flows().unique_lock(prefix, unique)
+      if redis.pcall('GET', lock) == id then redis.call('DEL', lock) end
+      check(lock, 'string')
+    end
+    if user ~= '' then
+      local ukey = prefix .. ':user:' .. user
+      redis.pcall('ZREM', ukey, id)
+      check(ukey, 'zset')
+    end
+    if waiting then
+      redis.pcall('ZREM', waiting_jobs_key(prefix), id)
+      check(waiting_jobs_key(prefix), 'zset')
+    elseif due ~= '' then
+      redis.pcall('ZREM', scheduled_key, id)
+      check(scheduled_key, 'zset')
+    end
+  end
+
+  -- The keys to look at to name the one that refused a call, without repeats, and the
+  -- function that adds one.
+  local function checklist()
+    local checks, seen = {}, {}
+    return checks, function(key, kind)
+      if not seen[key] then seen[key] = true; checks[#checks + 1] = key; checks[#checks + 1] = kind end
+    end
+  end
+
+  -- The error reply of a call of enqueue_job that Redis refused with ``err``, once what it
+  -- wrote is taken back: its record did not exist before (enqueue_job writes nothing when it
+  -- does).
+  local function job_refused(err, prefix, job, scheduled_key, wakeup_key)
+    local id, due, waiting = job[1], job[2], job[13] == 'waiting'
+    local unique
+    for k = 14, #job, 2 do
+      if job[k] == 'unique_key' then unique = job[k + 1] end
+    end
+    local checks, check = checklist()
+    take_back_job(prefix, scheduled_key, job_key(prefix, id), id, due, job[3], waiting, unique, check)
+    if not waiting and due == '' then
+      local list = list_key(prefix, job[7], job[9])
+      if redis.pcall('LINDEX', list, -1) == id then redis.call('RPOP', list) end
+      check(list, 'list')
+    end
+    check(wakeup_key, 'list')
+    check(events_key(prefix), 'hash')
+    return refusal(err, checks)
+  end
+
+  -- The error reply of a call of enqueue_jobs (its tables) that Redis refused with ``err``,
+  -- once what it wrote is taken back: the records it stored (not those ``before`` it), the
+  -- ids it pushed on ``lists`` (at their tails, all or none per list: one key, one type) and
+  -- the events it ``counted``.
+  local function jobs_refused(err, prefix, jobs, scheduled_key, wakeup_key, shapes, lists, keys, starts, before, counted)
+    local checks, check = checklist()
+    for k, jkey in ipairs(keys) do
+      if not before[jkey] then
+        local i = starts[k]
+        local shape = shapes[jobs[i + 3]]
+        take_back_job(prefix, scheduled_key, jkey, jobs[i], jobs[i + 1], jobs[i + 2], shape.waiting, shape.unique, check)
+      end
+    end
+    for _, pair in ipairs(lists) do
+      local list, ids = pair[1], pair[2]
+      if #ids > 0 and redis.pcall('LINDEX', list, -1) == ids[#ids] then
+        redis.call('LTRIM', list, 0, -#ids - 1)
+      end
+      check(list, 'list')
+    end
+    for _, c in ipairs(counted) do
+      if count_event(prefix, 'enqueued', c[1], c[2], string.format('%d', -c[3])) == 0 then
+        redis.call('HDEL', events_key(prefix), 'enqueued|' .. c[1] .. '|' .. c[2])
+      end
+    end
+    check(wakeup_key, 'list')
+    check(events_key(prefix), 'hash')
+    return refusal(err, checks)
+  end
+
+  REFUSALS = {wrong_type = wrong_type, job_refused = job_refused, jobs_refused = jobs_refused}
+  return REFUSALS
+end
+
 -- Store the one job of a call (``job``: calls.job_values, flat: its id, due time, user id, then
 -- its record's fields and values, record.py's LEADING_FIELDS first) and make it ready, or due
 -- later, or waiting, as enqueue_jobs does, without the JSON and the tables a call of many
 -- jobs needs. A job whose record exists was stored by an earlier send of this call whose reply
 -- was lost: it is left as it is. Returns {id, holder id} when another job holds its unique key,
--- else {}.
+-- else {}. Called under a pcall (see the top of this file): refusals().job_refused takes back
+-- a refused call.
 local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wakeup_key)
   local id = job[1]
   local jkey = job_key(prefix, id)
@@ -56,16 +184,18 @@ local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wak
     redis.call('RPUSH', list_key(prefix, job[7], job[9]), id)
     wakeups = 1
   end
+  local room = wakeups > 0 and WAKE_CAP - redis.call('LLEN', wakeup_key) or 0
   count_event(prefix, 'enqueued', job[7], job[5])
-  wake(wakeup_key, wakeups)
+  wake(wakeup_key, wakeups, room)
   return {}
 end
 
 -- Store the jobs of ``call`` (the decoded JSON of calls.enqueue_values: {shapes, jobs}) as
--- enqueue_job stores one. A shape is what jobs of a call share: {name, queue, priority,
--- status, the names of the fields whose values each job has, the other fields of their
--- records and their values (flat)}. ``jobs`` is flat: per job its id, due time, user id, shape
--- (its index), created_at, then its values of the fields its shape names.
+-- enqueue_job stores one, all or nothing: a refused call takes back the writes of every job of
+-- it and returns the error reply (refusals()). A shape is what jobs of a call share: {name,
+-- queue, priority, status, the names of the fields whose values each job has, the other fields
+-- of their records and their values (flat)}. ``jobs`` is flat: per job its id, due time, user
+-- id, shape (its index), created_at, then its values of the fields its shape names.
 -- Returns {id, holder id, ...} for the jobs another job's unique key held back, and sends a
 -- wake-up per ready job, and one when a delayed job is due before all others.
 local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, wakeup_key)
@@ -105,7 +235,6 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
     spec.fixed = last
     shapes[s] = spec
   end
-  local wakeups, taken = 0, {}
   -- Ids are made before the call: one that exists was stored by an earlier send of this call
   -- whose reply was lost, and sending it again must not store (or run) the job twice. One
   -- EXISTS of all the keys answers for the whole call on its first send (none exists, and no
@@ -126,48 +255,66 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
     found = found + redis.call('EXISTS', unpack(keys, s, math.min(s + 999, #keys)))
   end
   local look = repeated or found > 0
-  for k, jkey in ipairs(keys) do
-    i = starts[k]
-    local id = jobs[i]
-    local shape = shapes[jobs[i + 3]]
-    if not look or redis.call('EXISTS', jkey) == 0 then
-      local row, last, created_at = shape.row, shape.fixed, jobs[i + 4]
-      row[8] = created_at
-      for j = 1, shape.extra do row[last + 2 * j] = jobs[i + 4 + j] end
-      local holder, is_ready, wake_for = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, jobs[i + 1], jobs[i + 2], created_at, shape.waiting, shape.unique, shape.unique_for, row, 1, #row)
-      if holder then
-        taken[#taken + 1] = id
-        taken[#taken + 1] = holder
-      else
-        shape.stored = shape.stored + 1
-        wakeups = wakeups + wake_for
-        if is_ready then
-          local ids = shape.ready
-          ids[#ids + 1] = id
+  -- The records there before this call, which a refusal must leave (none on a first send).
+  local before = {}
+  if found > 0 then
+    for _, jkey in ipairs(keys) do
+      if redis.call('EXISTS', jkey) == 1 then before[jkey] = true end
+    end
+  end
+  -- The writes, under a pcall. ``counted``: {queue, name, count} of each count of events made,
+  -- for a refused call to take back.
+  local counted = {}
+  local function store_all()
+    local wakeups, taken = 0, {}
+    for k, jkey in ipairs(keys) do
+      local i = starts[k]
+      local id = jobs[i]
+      local shape = shapes[jobs[i + 3]]
+      if not look or redis.call('EXISTS', jkey) == 0 then
+        local row, last, created_at = shape.row, shape.fixed, jobs[i + 4]
+        row[8] = created_at
+        for j = 1, shape.extra do row[last + 2 * j] = jobs[i + 4 + j] end
+        local holder, is_ready, wake_for = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, jobs[i + 1], jobs[i + 2], created_at, shape.waiting, shape.unique, shape.unique_for, row, 1, #row)
+        if holder then
+          taken[#taken + 1] = id
+          taken[#taken + 1] = holder
+        else
+          shape.stored = shape.stored + 1
+          wakeups = wakeups + wake_for
+          if is_ready then
+            local ids = shape.ready
+            ids[#ids + 1] = id
+          end
         end
       end
     end
-  end
-  for _, pair in ipairs(lists) do
-    local list, ids = pair[1], pair[2]
-    -- In slices: unpack() returns a few thousand values at most.
-    for s = 1, #ids, 1000 do redis.call('RPUSH', list, unpack(ids, s, math.min(s + 999, #ids))) end
-    wakeups = wakeups + #ids
-  end
-  local enqueued = {}  -- queue -> name -> count
-  for _, shape in ipairs(shapes) do
-    local queue, name = shape.row[4], shape.row[2]
-    local names = enqueued[queue]
-    if not names then names = {}; enqueued[queue] = names end
-    names[name] = (names[name] or 0) + shape.stored
-  end
-  for queue, names in pairs(enqueued) do
-    for name, count in pairs(names) do
-      if count > 0 then
-        count_event(prefix, 'enqueued', queue, name, count == 1 and '1' or string.format('%d', count))
+    for _, pair in ipairs(lists) do
+      local list, ids = pair[1], pair[2]
+      -- In slices: unpack() returns a few thousand values at most.
+      for s = 1, #ids, 1000 do redis.call('RPUSH', list, unpack(ids, s, math.min(s + 999, #ids))) end
+      wakeups = wakeups + #ids
+    end
+    local room = wakeups > 0 and WAKE_CAP - redis.call('LLEN', wakeup_key) or 0
+    local enqueued = {}  -- queue -> name -> count
+    for _, shape in ipairs(shapes) do
+      local queue, name = shape.row[4], shape.row[2]
+      local names = enqueued[queue]
+      if not names then names = {}; enqueued[queue] = names end
+      names[name] = (names[name] or 0) + shape.stored
+    end
+    for queue, names in pairs(enqueued) do
+      for name, count in pairs(names) do
+        if count > 0 then
+          count_event(prefix, 'enqueued', queue, name, count == 1 and '1' or string.format('%d', count))
+          counted[#counted + 1] = {queue, name, count}
+        end
       end
     end
+    wake(wakeup_key, wakeups, room)
+    return taken
   end
-  wake(wakeup_key, wakeups)
-  return taken
+  local ok, reply = pcall(store_all)
+  if ok then return reply end
+  return refusals().jobs_refused(reply, prefix, jobs, scheduled_key, wakeup_key, shapes, lists, keys, starts, before, counted)
 end

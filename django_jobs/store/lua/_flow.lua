@@ -343,6 +343,7 @@ local function flows()
     renew_slots = renew_slots,
     forget_limits = forget_limits,
     read_limits = read_limits,
+    unique_lock = unique_lock,
     unique_take = unique_take,
     unique_release = unique_release,
     job_ended = job_ended,

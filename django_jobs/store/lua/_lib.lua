@@ -18,10 +18,12 @@ local function events_key(prefix) return prefix .. ':events' end
 
 -- One token per ready job wakes one idle worker each; capped so tokens never pile up. While
 -- no worker is idle the list is full, and an enqueue looks at its length only (one cheap LLEN,
--- not an RPUSH and an LTRIM: a tenth of an enqueue's Redis time).
-local function wake(wakeup_key, count)
+-- not an RPUSH and an LTRIM: a tenth of an enqueue's Redis time). ``room``: WAKE_CAP less the
+-- list's length, when the caller read it already (an enqueue reads it before its last write
+-- that Redis may refuse, see _enqueue.lua).
+local function wake(wakeup_key, count, room)
   if count <= 0 then return end
-  local room = WAKE_CAP - redis.call('LLEN', wakeup_key)
+  room = room or WAKE_CAP - redis.call('LLEN', wakeup_key)
   if room <= 0 then return end
   local tokens = {}
   for i = 1, math.min(count, room) do tokens[i] = '1' end
@@ -45,10 +47,10 @@ end
 -- dead letters), cancelled, recovered (requeued after its worker was lost), stale (an
 -- acknowledgement or failure refused: its lease token was not the job's), limited (parked by a
 -- rate or concurrency limit, see _flow.lua).
--- ``by``: how many, as text (default '1').
+-- ``by``: how many, as text (default '1'). Returns the count.
 local function count_event(prefix, event, queue, name, by)
   local field = event .. '|' .. (queue or '(unknown)') .. '|' .. (name or '(unknown)')
-  redis.call('HINCRBY', events_key(prefix), field, by or '1')
+  return redis.call('HINCRBY', events_key(prefix), field, by or '1')
 end
 
 -- Append one JSON object (already encoded) to the job's JSON array of errors.

@@ -168,8 +168,9 @@ local function workflows()
 
   -- Store the groups of a workflow being enqueued: ``groups`` is JSON (ids and counts only, no
   -- user data) [{id, total, members, then, after}, ...]. A group that exists (an earlier send of
-  -- this call whose reply was lost) is left as it is.
+  -- this call whose reply was lost) is left as it is. Returns the keys of the groups it stored.
   local function store_groups(prefix, groups)
+    local made = {}
     for _, g in ipairs(cjson.decode(groups)) do
       local gkey = group_key(prefix, g.id)
       if redis.call('EXISTS', gkey) == 0 then
@@ -177,8 +178,10 @@ local function workflows()
         if g['then'] then fields[#fields + 1] = 'then'; fields[#fields + 1] = g['then'] end
         if g.after then fields[#fields + 1] = 'after'; fields[#fields + 1] = g.after end
         redis.call('HSET', gkey, unpack(fields))
+        made[#made + 1] = gkey
       end
     end
+    return made
   end
   WORKFLOWS = {
     step_completed = step_completed, step_dead = step_dead, step_requeued = step_requeued,

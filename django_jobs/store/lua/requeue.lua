@@ -17,6 +17,28 @@
 local ids, start, limit = A.ids, tonumber(A.start), tonumber(A.limit)
 local by_id = #ids > 0
 if not by_id then ids = redis.call('ZRANGE', K.dead, start, start + tonumber(A.scan) - 1) end
+-- The keys a requeue writes besides the jobs' own (their ready lists, unique keys and groups,
+-- the wake-ups) are looked at before anything is written, and a call that would meet one of
+-- another type is refused with the key named: a script stops at an error without undoing what
+-- it did, and a job taken out of the dead letters, then refused by its list, would be on none.
+-- A requeue is no hot path: a TYPE per key it writes costs it little.
+local wrong_type = refusals().wrong_type
+local looked_at, wrong = {}, wrong_type(K.wakeup, 'list')
+local function look(key, kind)
+  if not wrong and not looked_at[key] then
+    looked_at[key] = true
+    wrong = wrong_type(key, kind)
+  end
+end
+for _, id in ipairs(ids) do
+  local f = redis.pcall('HMGET', job_key(A.prefix, id), 'queue', 'priority', 'group', 'unique_key')
+  if not f.err and f[1] and f[2] then
+    look(list_key(A.prefix, f[1], f[2]), 'list')
+    if f[3] then look(A.prefix .. ':group:' .. f[3], 'hash') end
+    if f[4] then look(flows().unique_lock(A.prefix, f[4]), 'string') end
+  end
+end
+if wrong then return redis.error_reply(wrong .. '; nothing was requeued') end
 local done, held, looked = {}, {}, 0
 for _, id in ipairs(ids) do
   if not by_id and #done >= limit then break end
