@@ -26,6 +26,7 @@ from django.db.models import QuerySet
 from django_jobs.exceptions import StoreError
 from django_jobs.job import Job
 from django_jobs.serialization import dumps, utcnow
+from django_jobs.store.errors import refuses_every_call, trouble
 
 if TYPE_CHECKING:
     from django_jobs.queue import JobQueue
@@ -38,8 +39,10 @@ SWEEP_AFTER = 5.0
 SWEEP_LIMIT = 500
 # The key of an outbox row that holds a whole chain or group rather than one job.
 WORKFLOW = "workflow"
-# When sweep() last said that the database could not be read (time.monotonic()).
+# When sweep() last said that the database could not be read, and that Redis refused rows
+# (time.monotonic()).
 _database_warned = -60.0
+_refusal_warned = -60.0
 
 
 def _rows(using: str) -> QuerySet[Any]:
@@ -101,12 +104,7 @@ def enqueue_flow_on_commit(
         try:
             jobs.enqueue_flow(steps, groups)
         except StoreError as exc:
-            logger.warning(
-                "workflow %s: committed, but Redis did not answer (%s); it waits in the outbox "
-                "and a worker moves it to Redis when Redis answers",
-                row_id,
-                exc,
-            )
+            _left_in_outbox(f"workflow {row_id}", exc)
             return
         _forget(using, [row_id])
 
@@ -121,15 +119,20 @@ def _move_committed(deferred: Deferred) -> None:
     try:
         deferred.jobs.enqueue_many([job])
     except StoreError as exc:
-        logger.warning(
-            "job %s %s: committed, but Redis did not answer (%s); it waits in the outbox and a "
-            "worker moves it to Redis when Redis answers",
-            job.id,
-            job.name,
-            exc,
-        )
+        _left_in_outbox(f"job {job.id} {job.name}", exc)
         return
     _forget(deferred.using, [job.id])
+
+
+def _left_in_outbox(what: str, exc: StoreError) -> None:
+    """Say that ``what`` was committed but not stored in Redis, and why (:func:`trouble`: it
+    does not answer, or it refused the call, a key of the wrong type say)."""
+    logger.warning(
+        "%s: committed, but not stored in Redis (%s); it waits in the outbox and a worker "
+        "moves it to Redis once Redis takes it",
+        what,
+        trouble(exc),
+    )
 
 
 def _forget(using: str, job_ids: list[str]) -> None:
@@ -157,6 +160,7 @@ def move_waiting(using: str, *, older_than: float = SWEEP_AFTER, limit: int = SW
 
     rows = _rows(using).filter(created__lte=utcnow().timestamp() - older_than)
     by_prefix: dict[str, list[Job]] = defaultdict(list)
+    refused: list[tuple[str, StoreError]] = []
     moved = 0
     for row in rows.order_by("created")[:limit]:
         try:
@@ -164,15 +168,63 @@ def move_waiting(using: str, *, older_than: float = SWEEP_AFTER, limit: int = SW
                 moved += _move_flow(row, using)
             else:
                 by_prefix[row.prefix].append(Job.from_json(row.record))
+        except StoreError as exc:
+            if refuses_every_call(exc):
+                raise
+            refused.append((f"workflow {row.job_id}", exc))
         except Exception:
             logger.exception("outbox row %s cannot be read or moved; left in place", row.job_id)
     for prefix, batch in by_prefix.items():
-        JobQueue(prefix=prefix).enqueue_many(batch)
-        _forget(using, [j.id for j in batch])
-        moved += len(batch)
-        for job in batch:
-            logger.info("job %s %s: moved from the outbox to Redis", job.id, job.name)
+        moved += _move_jobs(JobQueue(prefix=prefix), batch, using, refused)
+    _warn_refused(refused)
     return moved
+
+
+def _move_jobs(
+    queue: JobQueue, batch: list[Job], using: str, refused: list[tuple[str, StoreError]]
+) -> int:
+    """Store ``batch`` in Redis and delete its rows; return how many were moved. When Redis
+    refuses a call (a key of one queue of the wrong type, say) the jobs go one by one, so that
+    one broken queue holds up only its own jobs, whose rows stay (added to ``refused``)."""
+    try:
+        queue.enqueue_many(batch)
+    except StoreError as exc:
+        if refuses_every_call(exc):
+            raise
+        stored = []
+        for job in batch:
+            try:
+                queue.enqueue_many([job])
+            except StoreError as alone:
+                if refuses_every_call(alone):
+                    raise
+                refused.append((f"job {job.id} {job.name}", alone))
+            else:
+                stored.append(job)
+        batch = stored
+    if batch:
+        _forget(using, [job.id for job in batch])
+    for job in batch:
+        logger.info("job %s %s: moved from the outbox to Redis", job.id, job.name)
+    return len(batch)
+
+
+def _warn_refused(refused: list[tuple[str, StoreError]]) -> None:
+    """One line a minute at most while Redis refuses rows of the outbox: they stay, and each
+    sweep tries them again (a refusal is mended by hand, not by waiting)."""
+    global _refusal_warned
+    if not refused or time.monotonic() - _refusal_warned < 60:
+        return
+    _refusal_warned = time.monotonic()
+    what, exc = refused[0]
+    logger.warning(
+        "%d outbox row%s committed but refused by Redis, left in place and tried again at "
+        "each sweep; the first, %s: %s",
+        len(refused),
+        "" if len(refused) == 1 else "s",
+        what,
+        trouble(exc),
+    )
 
 
 def _move_flow(row: Any, using: str) -> int:

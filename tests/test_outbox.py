@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection, transaction
 
-from django_jobs import Cancellation, JobNotFound, JobStatus, chain, group
+from django_jobs import Cancellation, JobNotFound, JobPriority, JobStatus, chain, group, outbox
 from django_jobs.models import OutboxJob
 from django_jobs.outbox import move_waiting
 from tests.census import assert_census
@@ -127,6 +127,41 @@ def test_an_unreadable_outbox_row_is_logged_and_left_for_the_others(queue, caplo
 
     assert "outbox row broken cannot be read" in caplog.text
     assert list(OutboxJob.objects.values_list("job_id", flat=True)) == ["broken"]
+
+
+def test_a_row_redis_refuses_stays_and_holds_up_only_its_own_queue(
+    queue, redis_client, caplog, monkeypatch
+):
+    monkeypatch.setattr(outbox, "_refusal_warned", -60.0)  # no other test's warning a minute ago
+    broken = queue.keys.queue("emails", JobPriority.NORMAL)
+    redis_client.set(broken, "not a list")  # written by hand, say
+    with caplog.at_level(logging.WARNING, "django_jobs.outbox"):
+        with transaction.atomic():
+            refused = jobs.add.using(queue="emails").delay(1, 2)
+            others = [jobs.add.delay(i, i) for i in range(3)]
+        OutboxJob.objects.filter(job_id__in=[h.id for h in others]).delete()
+        for handle in [*others, refused]:  # the rows are back, as if Redis had not answered
+            OutboxJob.objects.update_or_create(
+                job_id=handle.id,
+                defaults={"prefix": queue.prefix, "record": handle.job.to_json(), "created": 0},
+            )
+
+        assert move_waiting("default") == 3
+
+    assert f"job {refused.id} tests.testapp.jobs.add: committed, but not stored in Redis" in (
+        caplog.text
+    )
+    assert f"WRONGTYPE {broken} holds a string" in caplog.text
+    assert "Redis did not answer" not in caplog.text
+    assert "1 outbox row committed but refused by Redis, left in place" in caplog.text
+    assert list(OutboxJob.objects.values_list("job_id", flat=True)) == [refused.id]
+
+    redis_client.delete(broken)  # mended
+    assert move_waiting("default") == 1
+    assert not OutboxJob.objects.exists()
+    expected = {h.id: "queue:default:normal" for h in others}
+    expected[refused.id] = "queue:emails:normal"
+    assert_census(queue, redis_client, expected)
 
 
 def test_outside_a_transaction_delay_writes_nothing_to_the_database(queue):
