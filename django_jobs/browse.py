@@ -257,8 +257,9 @@ class JobBrowser(Namespace):
         None, "high": 12.5, ...}}, "limits": [{"kind": "rate", "key": "api", "tokens": 3.5,
         "running": None, "size": 10, "per": 1.0, "waiting": 0, "last_used": "2026-..."}]}``;
         ``pending`` counts ready, delayed and limited jobs, ``scheduled`` the delayed ones
-        among them and ``limited`` those a rate or concurrency limit holds back (counted over
-        the limits listed); ``waiting`` the steps of chains and groups waiting for the steps
+        among them and ``limited`` those a rate or concurrency limit holds back (on the
+        first :data:`PARKED_LISTS` waiting lists per shard, those a page of pending jobs
+        lists); ``waiting`` the steps of chains and groups waiting for the steps
         before them. ``workers`` counts as :meth:`workers` lists. ``unserved`` maps each
         queue that has ready jobs while no live worker serves it to their number: they wait
         until a worker that serves the queue starts. ``oldest`` gives, per queue and
@@ -278,7 +279,7 @@ class JobBrowser(Namespace):
             ready_since = max((t for t in head or () if t is not None), default=None)
             oldest[queue][level] = None if ready_since is None else max(now - ready_since, 0.0)
         scheduled, retrying, running, failed, completed, cancelled, waiting = counts.states
-        limited = sum(limit.waiting for limit in counts.limits)
+        limited = counts.parked
         live = [w for w in counts.workers if w.alive]
         served = {q for w in live for q in w.queues}
         ready = {q: sum(levels.values()) for q, levels in per_queue.items()}
@@ -320,6 +321,7 @@ class JobBrowser(Namespace):
                         workers_since=now - DEAD_WORKERS_KEPT,
                         now=now,
                         limits_count=LIMITS_SHOWN,
+                        parked_lists=PARKED_LISTS,
                     )
                 )
             )
@@ -332,6 +334,7 @@ class JobBrowser(Namespace):
             heads=[head for part in parts for head in part.heads],
             workers=[worker for part in parts for worker in part.workers],
             limits=_latest([limit for part in parts for limit in part.limits]),
+            parked=sum(part.parked for part in parts),
         )
 
     def _limits(self) -> Plan[list[LimitInfo]]:

@@ -136,7 +136,19 @@ def test_a_page_expands_a_bounded_number_of_waiting_lists(queue, mix, monkeypatc
     assert names(mix, jobs) == [n for n in LISTED if n in shown or n[0] not in "hm"]
     assert totals == {5 + len(shown)}, "the lists left out are left out of the total"
     assert queue.page("pending").parked_unread == 1
-    assert queue.stats()["states"]["limited"] == 4, "stats count them all"
+    assert queue.stats()["states"]["limited"] == len(shown), "stats count what a page lists"
+    assert sum(limit["waiting"] for limit in queue.stats()["limits"]) == 4, "limits count all"
+
+
+def test_stats_count_the_jobs_a_page_lists_however_few_limits_they_read(queue, mix, monkeypatch):
+    monkeypatch.setattr(browse, "LIMITS_SHOWN", 1)  # fewer limits read than hold jobs back
+    jobs, _ = page_through(queue, 50)
+    listed = [job for job in jobs if job.waiting_on]
+
+    stats = queue.stats()
+
+    assert len(stats["limits"]) == 1
+    assert stats["states"]["limited"] == len(listed) == 4
 
 
 def test_the_order_follows_the_claims(queue, mix):

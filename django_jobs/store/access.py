@@ -29,7 +29,13 @@ def check_access(keys: Keys) -> Plan[None]:
     with 0, none). A refusal raises :class:`~django_jobs.exceptions.RedisAccessDenied`.
     """
     yield from console_calls.stats(
-        keys, lists=[], keep_since=0.0, workers_since=0.0, now=0.0, limits_count=1
+        keys,
+        lists=[],
+        keep_since=0.0,
+        workers_since=0.0,
+        now=0.0,
+        limits_count=1,
+        parked_lists=1,
     )
 
 

@@ -91,7 +91,8 @@ class Counts:
     """What :func:`stats` reads: the lengths of the ready lists; the sizes of scheduled,
     retrying, processing, dead, completed and cancelled; the counters; per ready list the
     (created_at, scheduled_at) epoch seconds of its head job (``None`` for an empty list, each
-    time ``None`` when unset); and the workers."""
+    time ``None`` when unset); the workers; the limits; and the jobs a limit holds back (on
+    the waiting lists a page of pending jobs reads)."""
 
     lengths: list[int]
     states: list[int]
@@ -99,6 +100,7 @@ class Counts:
     heads: list[tuple[float | None, float | None] | None]
     workers: list[WorkerInfo]
     limits: list[LimitInfo]
+    parked: int
 
 
 def _time(value: Any) -> float | None:
@@ -113,10 +115,13 @@ def stats(
     workers_since: float,
     now: float,
     limits_count: int,
+    parked_lists: int,
 ) -> Plan[Counts]:
     """The counts of ``lists`` and of every state, the heads of ``lists``, the workers that
-    beat since ``workers_since``, and the ``limits_count`` limits used latest (see stats.lua)."""
-    lengths, states, counters, heads, workers, limits = yield SCRIPTS["stats"].call(
+    beat since ``workers_since``, the ``limits_count`` limits used latest, and the jobs held
+    back on the first ``parked_lists`` waiting lists of the queues of ``lists`` (see
+    stats.lua)."""
+    lengths, states, counters, heads, workers, limits, parked = yield SCRIPTS["stats"].call(
         **keys.state_sets,
         counters=keys.counters,
         workers=keys.workers,
@@ -126,6 +131,7 @@ def stats(
         workers_since=stamp(workers_since),
         now=stamp(now),
         limits_count=limits_count,
+        parked_lists=parked_lists,
     )
     return Counts(
         lengths=[int(n) for n in lengths],
@@ -134,6 +140,7 @@ def stats(
         heads=[(_time(head[0]), _time(head[1])) if head else None for head in heads],
         workers=read_workers(workers),
         limits=[_limit(entry) for entry in limits],
+        parked=int(parked),
     )
 
 

@@ -212,7 +212,8 @@ def run_list(ctx: Context) -> None:
         ctx.write(
             f"Not listed: the jobs of {page.parked_unread} more waiting list"
             f"{'s' if page.parked_unread != 1 else ''} of jobs held back by a limit (a page "
-            f"reads the first {browse.PARKED_LISTS}); 'jobs stats' counts them."
+            f"reads the first {browse.PARKED_LISTS}); 'jobs stats' lists the limits with the "
+            "jobs waiting on each."
         )
     if page.cursor is not None:
         ctx.write(f"More: {_next_page(options, page.cursor)}")
