@@ -123,6 +123,7 @@ class JobScheduler(TaskTurns):
         self._timetable = Timetable()
         self._version: Any = None
         self._loaded_at = 0.0
+        self._read_at: datetime | None = None  # when the last load read the tasks
         self._heartbeat_at = 0.0
         self._unknown_jobs: set[str] = set()
         self._worked_at: datetime | None = None  # the start of the last pass that worked
@@ -321,7 +322,9 @@ class JobScheduler(TaskTurns):
                 self._load(version)
 
     def _load(self, version: Any) -> None:
-        self._tasks, self._loaded = load_tasks(self.store, self._tasks, self._loaded)
+        read_at = utcnow()
+        self._tasks, self._loaded = load_tasks(self.store, self._tasks, self._loaded, self._read_at)
+        self._read_at = read_at
         self._timetable.rebuild(self._tasks.values())
         self._skipped.clear()
         self._version = version
