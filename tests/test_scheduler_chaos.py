@@ -29,7 +29,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.models import ScheduledTask as TaskRow
 from django_jobs.scheduling.cron import whole_seconds
 from django_jobs.serialization import utcnow
-from tests.census import census
+from tests.census import assert_all_completed
 from tests.processes import Processes, wait_until
 
 # Seconds of faults. Setting up, settling and the drain afterwards take some more.
@@ -278,16 +278,7 @@ def test_each_tick_is_enqueued_once_while_schedulers_and_redis_die_at_random(
 
     # Each run's job completed, its record in the completed index and nowhere else.
     client = private_redis.client()
-    wait_until(
-        lambda: (
-            client.zcard(queue.keys.completed)
-            == len(list(client.scan_iter(match=f"{queue.prefix}:job:*")))
-        ),
-        timeout=60,
-        message=f"every run's job to complete ({context})",
-    )
-    places = census(queue, client)
-    assert {job_id: where for job_id, where in places.items() if where != ["completed"]} == {}
+    places = assert_all_completed(queue, client, f"every run's job to complete ({context})")
     assert {job.id for job in all_jobs(queue)} == set(places)
     print(f"runs: {len(jobs)}; outages: {[(up - down).total_seconds() for down, up in outages]}")
     assert faults, "the run made no fault"
