@@ -3,6 +3,7 @@
 from django_jobs import JobQueue
 from django_jobs.conf import jobs_settings
 from django_jobs.job import JobPriority
+from tests.processes import wait_until
 
 
 def census(queue: JobQueue, client) -> dict[str, list[str]]:
@@ -32,6 +33,22 @@ def assert_census(queue: JobQueue, client, expected: dict[str, str]) -> None:
     assert {job_id: where[0] for job_id, where in found.items()} == expected
     records = {k.rsplit(":", 1)[1] for k in client.scan_iter(match=f"{queue.prefix}:job:*")}
     assert records == set(expected), "every job record is in a structure, and vice versa"
+
+
+def assert_all_completed(queue: JobQueue, client, message: str, timeout: float = 60):
+    """Wait until every job record of ``queue``'s namespace is in the completed index, then
+    check that each is there and nowhere else; the census, each id's places."""
+    wait_until(
+        lambda: (
+            client.zcard(queue.keys.completed)
+            == len(list(client.scan_iter(match=f"{queue.prefix}:job:*")))
+        ),
+        timeout=timeout,
+        message=message,
+    )
+    places = census(queue, client)
+    assert {job_id: where for job_id, where in places.items() if where != ["completed"]} == {}
+    return places
 
 
 # The keys of a namespace that live as long as it does (indexes, counters, wake-ups): every

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from django_jobs import RedisUnavailable, chain, group
-from tests.census import census
+from tests.census import assert_all_completed
 from tests.processes import wait_until
 from tests.producer import Producer
 from tests.proxy import LossyProxy
@@ -163,16 +163,7 @@ def test_jobs_survive_workers_and_redis_dying_at_random(
     client = private_redis.client()
     # Each job record ends completed, in that index only (a refused .delay() may have stored
     # its job too: it runs like any other).
-    wait_until(
-        lambda: (
-            client.zcard(queue.keys.completed)
-            == len(list(client.scan_iter(match=f"{queue.prefix}:job:*")))
-        ),
-        timeout=60,
-        message="every stored job to be recorded completed",
-    )
-    places = census(queue, client)
-    assert {job_id: where for job_id, where in places.items() if where != ["completed"]} == {}
+    places = assert_all_completed(queue, client, "every stored job to be recorded completed")
     assert set(producer.ids.values()) <= set(places), "every accepted job has its record"
 
     # A job run twice was taken back from a lost (or late) worker or retried after a crash,

@@ -228,6 +228,44 @@ def test_an_interval_task_enabled_again_keeps_its_rhythm_from_now():
     assert next_run_from_now(task, now + timedelta(seconds=5)) == now + timedelta(seconds=5)
 
 
+def test_an_interval_task_enabled_again_just_after_its_rhythm_does_not_run_the_run_it_missed():
+    """Enabled again 0.9 s after a due time of its rhythm: that run fell due while it was off
+    (runscheduler's chaos test saw it enqueued), the next one is its next run."""
+    mark = utcnow().replace(microsecond=0)
+    task = ScheduledTask("t", "tests.record", "interval", 2, last_run=mark - timedelta(seconds=2))
+    enabled_at = mark + timedelta(seconds=0.9)
+
+    assert next_run_from_now(task, enabled_at) == mark + timedelta(seconds=2)
+    assert next_run_from_now(task, mark) == mark, "a due time that is now is not missed"
+    never_ran = ScheduledTask("new", "tests.record", "interval", 2)
+    assert next_run_from_now(never_ran, enabled_at) == mark, "a new task runs at once"
+
+
+@pytest.mark.django_db
+def test_an_edit_whose_next_run_is_the_one_before_is_kept_by_a_scheduler_that_looks_late(queue):
+    """Halving an interval of 4 s at 12:00:00.3, the run due at 12:00:01 is the next one both
+    ways; saved, the task's next run does not change. A scheduler that loads the edit at
+    12:00:02.5 (busy, or paused for a moment) must not take the unchanged next run for a write
+    that bypassed save() and compute it afresh from then: that dropped the run due at 12:00:01
+    (runscheduler's chaos test saw it lost)."""
+    time.sleep(1.05 - time.time() % 1)  # early in a second: the edit is made before the mark
+    mark = utcnow().replace(microsecond=0) + timedelta(seconds=1)
+    row = task_row("halved", 4)
+    TaskRow.objects.filter(pk=row.pk).update(last_run=mark - timedelta(seconds=4), next_run=mark)
+    scheduler = JobScheduler(DatabaseTaskStore(queue), jobs=queue, sync=False)
+    assert scheduler.run_pending(mark - timedelta(seconds=0.5)) == []  # loaded; none due
+
+    row.refresh_from_db()
+    row.interval_seconds = 2
+    row.full_clean()
+    row.save()
+    assert row.next_run == mark, "the first run of the new rhythm from now is the one before"
+    fired = scheduler.run_pending(mark + timedelta(seconds=1.5))
+
+    assert [f.due for f in fired] == [mark]
+    assert [j.scheduled_at for j in jobs_of(queue.prefix)] == [f.due for f in fired]
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_task_off_for_11_seconds_gets_one_run_when_enabled_not_ten(group, admin_client):

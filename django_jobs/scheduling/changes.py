@@ -27,12 +27,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connections, router
 
 from django_jobs.exceptions import StoreError
-from django_jobs.scheduling.due import broken_reason
+from django_jobs.scheduling.due import broken_reason, next_run_from_now
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.stores import TaskStore
 from django_jobs.scheduling.task import SCHEDULE_FIELDS, ScheduledTask
@@ -65,6 +65,7 @@ def load_tasks(
     store: TaskStore,
     before: Mapping[str, ScheduledTask],
     loaded_before: Mapping[str, ScheduledTask],
+    since: datetime | None = None,
 ) -> tuple[dict[str, ScheduledTask], dict[str, ScheduledTask]]:
     """The tasks of ``store`` by name as the scheduler is to work with them, and as the store
     gave them.
@@ -73,7 +74,8 @@ def load_tasks(
     last time. A store gives an unchanged task as the same object (see
     :meth:`TaskStore.load`): the scheduler keeps its own version of it (its run state may be
     ahead), and only the new and changed ones are looked at; the stale ``next_run`` of each
-    of them (:func:`stale_next_runs`) is cleared, so that it is computed from now.
+    of them (:func:`stale_next_runs`) is cleared, so that it is computed from now. ``since``
+    is when the scheduler read the tasks last time (``None``: never).
     """
     loaded = {task.name: task for task in store.load()}
     tasks: dict[str, ScheduledTask] = {}
@@ -85,7 +87,7 @@ def load_tasks(
         else:
             tasks[name] = task
             fresh.append(task)
-    for name, expected in stale_next_runs(before, fresh).items():
+    for name, expected in stale_next_runs(before, fresh, since).items():
         store.forget_next_run(name, expected)
         tasks[name] = replace(tasks[name], next_run=None)
     return tasks, loaded
@@ -122,17 +124,22 @@ def refused(reason: str | None) -> bool:
 
 
 def stale_next_runs(
-    before: Mapping[str, ScheduledTask], loaded: Iterable[ScheduledTask]
+    before: Mapping[str, ScheduledTask],
+    loaded: Iterable[ScheduledTask],
+    since: datetime | None = None,
 ) -> dict[str, datetime | None]:
     """The tasks of ``loaded`` whose stored ``next_run`` must be computed afresh, each with that
     stored value (to clear it only if no one changed it since); ``before`` is the tasks as the
-    scheduler had them.
+    scheduler had them, ``since`` when it read them.
 
     - A disabled task has no next run (``save()`` clears it; ``QuerySet.update()`` does not).
       Clearing it while the task is off means that enabling it, however it is done, computes
       its next run from then.
     - An enabled task whose schedule, or ``enabled``, changed since the scheduler last loaded it
-      while its ``next_run`` did not: the write bypassed ``save()``.
+      while its ``next_run`` did not: the write bypassed ``save()``. Unless that next run
+      :func:`fits` the new schedule and was not due yet at ``since``: ``save()`` may well have
+      computed it (the new schedule's next run is the old one's, say an interval of 2 s
+      halved), and computing it again from a later now would drop it.
     """
     stale: dict[str, datetime | None] = {}
     for task in loaded:
@@ -145,9 +152,20 @@ def stale_next_runs(
             and task.next_run is not None
             and task.next_run == old.next_run
             and (not old.enabled or _schedule(task) != _schedule(old))
+            and not (since is not None and task.next_run >= since and fits(task))
         ):
             stale[task.name] = task.next_run
     return stale
+
+
+def fits(task: ScheduledTask) -> bool:
+    """Whether ``task.next_run`` is a due time of its schedule: the one computed afresh just
+    before it (:func:`~.due.next_run_from_now`)."""
+    assert task.next_run is not None
+    try:
+        return next_run_from_now(task, task.next_run - timedelta(microseconds=1)) == task.next_run
+    except Exception:  # computed afresh, it is marked broken (see mark_broken)
+        return False
 
 
 def _schedule(task: ScheduledTask) -> list[object]:

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django_jobs.scheduling.cron import whole_seconds
 from django_jobs.scheduling.errors import InvalidSchedule
 from django_jobs.scheduling.task import (
     MAX_CATCH_UP,
@@ -27,16 +26,24 @@ def next_run_from_now(task: ScheduledTask, now: datetime | None = None) -> datet
     task enabled again): :meth:`ScheduledTask.calculate_next_run`, except that an interval
     task's runs that fell due before ``now`` are not made up for. They fell due while the task
     was off or had another schedule: that is no outage, so the missed-run policy does not apply.
-    The task keeps its rhythm: the first due time ``last_run + k * interval_seconds`` from now.
+    The task keeps its rhythm: the first due time ``last_run + k * interval_seconds`` at or
+    after ``now`` itself, not after ``now``'s whole second: a task enabled again at 12:00:30.9
+    whose rhythm falls on 12:00:30 runs next at 12:00:30 + k * interval_seconds, not at 12:00:30,
+    which fell due while it was off. (A task that never ran runs at once: at ``now``'s whole
+    second, the form of a due time.)
 
     May raise whatever the schedule's computation raises (``InvalidSchedule``, say).
     """
     now = utcnow() if now is None else now
     due = task.calculate_next_run(now)
-    start = whole_seconds(now)
-    if task.schedule_type == ScheduleType.INTERVAL and due is not None and due < start:
+    if (
+        task.schedule_type == ScheduleType.INTERVAL
+        and task.last_run is not None
+        and due is not None
+        and due < now
+    ):
         step = timedelta(seconds=task.interval_seconds or 1)
-        due += math.ceil((start - due) / step) * step
+        due += math.ceil((now - due) / step) * step
     return due
 
 

@@ -20,11 +20,13 @@ logger = logging.getLogger("django_jobs.scheduler")
 @dataclass(frozen=True)
 class Outage:
     """A time this scheduler could not work: from ``since`` (the start of its last pass that
-    worked, or its own start), because of ``cause``; ``began`` is the monotonic clock then."""
+    worked, or its own start), because of ``cause``; ``began`` is the monotonic clock then.
+    ``failed`` is when its last attempt failed: all it knows of the outage's end."""
 
     since: datetime
     cause: str
     began: float
+    failed: datetime
 
     @staticmethod
     def cause_of(exc: BaseException) -> str:

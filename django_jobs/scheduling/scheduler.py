@@ -16,8 +16,9 @@ second to see whether the tasks changed, and for each due time of a task:
 
 Due times that fell while no scheduler ran follow the task's :class:`MissedRunPolicy`, and so
 do those that fell while this scheduler could not work (Redis or its database did not answer):
-after such an outage only the runs due in the last :data:`~.turns.AFTER_OUTAGE_GRACE` seconds
-count as on time, not those of the last :data:`MISSED_GRACE` seconds. One task's trouble (runs
+after such an outage only the runs due after its last failed attempt, or in the last
+:data:`~.turns.AFTER_OUTAGE_GRACE` seconds, count as on time, not those of the last
+:data:`MISSED_GRACE` seconds. One task's trouble (runs
 that cannot be computed, a tick Redis refuses) marks that task broken and stops nothing else
 (:mod:`~.turns`).
 """
@@ -38,7 +39,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from django_jobs.exceptions import StoreError
+from django_jobs.exceptions import RedisUnavailable, StoreError
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.changes import load_tasks
@@ -123,6 +124,7 @@ class JobScheduler(TaskTurns):
         self._timetable = Timetable()
         self._version: Any = None
         self._loaded_at = 0.0
+        self._read_at: datetime | None = None  # when the last load read the tasks
         self._heartbeat_at = 0.0
         self._unknown_jobs: set[str] = set()
         self._worked_at: datetime | None = None  # the start of the last pass that worked
@@ -236,6 +238,12 @@ class JobScheduler(TaskTurns):
                     wait = self._seconds_to_next_due()
                 except (DatabaseError, StoreError) as exc:
                     wait = backoff.next()
+                    if isinstance(exc, RedisUnavailable):
+                        # Tried as often as the loop wakes when all is well (one call; said
+                        # once a minute): pauses growing to 10 s kept it from seeing Redis back
+                        # for that long, and a run due then was lost if Redis went down again
+                        # before the next attempt.
+                        wait = min(wait, WAKE_EVERY)
                     # Redis refusing access (a password rotated, say) is waited out like an
                     # outage, with an error each time: it may be mended without a restart.
                     report_failure(exc, wait)
@@ -254,9 +262,12 @@ class JobScheduler(TaskTurns):
     def _failed(self, exc: BaseException) -> None:
         """A pass failed: the outage begins (if it had not), the tasks are loaded again once
         it works, and the database connections that broke are dropped."""
+        now = utcnow()
         if self._outage is None:
-            since = self._worked_at or utcnow()
-            self._outage = Outage(since, Outage.cause_of(exc), time.monotonic())
+            since = self._worked_at or now
+            self._outage = Outage(since, Outage.cause_of(exc), time.monotonic(), now)
+        else:  # the runs due before this attempt fell due in the outage (see turns.py)
+            self._outage = replace(self._outage, failed=now)
         self._version = None
         _close_broken_connections()
 
@@ -321,7 +332,9 @@ class JobScheduler(TaskTurns):
                 self._load(version)
 
     def _load(self, version: Any) -> None:
-        self._tasks, self._loaded = load_tasks(self.store, self._tasks, self._loaded)
+        read_at = utcnow()
+        self._tasks, self._loaded = load_tasks(self.store, self._tasks, self._loaded, self._read_at)
+        self._read_at = read_at
         self._timetable.rebuild(self._tasks.values())
         self._skipped.clear()
         self._version = version

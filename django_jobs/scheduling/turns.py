@@ -39,13 +39,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_jobs.scheduler")
 
 #: After an outage (a pass failed: Redis or the database did not answer) the scheduler knows
-#: which runs it missed: those due more than this (seconds) before the pass that works again
-#: follow the task's missed-run policy, instead of all runs of the last MISSED_GRACE seconds
-#: being enqueued at once.
+#: which runs it missed: those due more than this (seconds) before the pass that works again,
+#: and before its last failed attempt, follow the task's missed-run policy, instead of all runs
+#: of the last MISSED_GRACE seconds being enqueued at once.
 AFTER_OUTAGE_GRACE = 2.0
 
 # A task's turn up to firing (TaskTurns._plan): the task, its next run, due runs and jobs.
 _Turn = tuple[ScheduledTask, datetime | None, list[tuple[datetime, Job]]]
+
+
+def after_outage(outage: Outage, now: datetime, grace: float) -> float:
+    """The grace time (seconds) of the pass at ``now`` that works after ``outage``; ``grace``
+    is the scheduler's (:data:`~.scheduler.MISSED_GRACE`).
+
+    The runs due before its last failed attempt fell due in the outage: they are missed, but
+    for those of the last :data:`AFTER_OUTAGE_GRACE` seconds. Those due after it are on time,
+    however long the scheduler paused before trying again (its pauses grow to 10 s): Redis may
+    have answered all that while, and a run due then was no run missed.
+    """
+    since_failed = (now - outage.failed).total_seconds()
+    return min(grace, max(AFTER_OUTAGE_GRACE, since_failed))
 
 
 class TaskTurns:
@@ -133,7 +146,9 @@ class TaskTurns:
                     return None
                 task = self._tasks[name] = stored
             # After an outage the runs due during it were missed, however recent.
-            grace = self.grace if self._outage is None else min(self.grace, AFTER_OUTAGE_GRACE)
+            grace = (
+                self.grace if self._outage is None else after_outage(self._outage, now, self.grace)
+            )
             runs = due_runs(task, now, grace)
             report_missed(task, runs, self._outage, self._started_at, self.grace)
             try:
