@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Coroutine, Iterable
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from asgiref.sync import sync_to_async
 
@@ -21,9 +21,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.job import Job
 from django_jobs.store.commands import Plan
 from django_jobs.store.execute import arun, run
-
-if TYPE_CHECKING:  # browse.py makes its methods with routed()
-    from django_jobs.browse import JobBrowser
+from django_jobs.store.keys import Namespace
 
 P = ParamSpec("P")
 S = TypeVar("S")
@@ -50,7 +48,7 @@ class LocalJobs(Protocol):
     same name and arguments (after the queue, a :class:`~django_jobs.queue.JobQueue`) for each
     routed method of the queue."""
 
-    def enqueue_many(self, queue: JobBrowser, jobs: Iterable[Job]) -> list[Job]: ...
+    def enqueue_many(self, queue: Namespace, jobs: Iterable[Job]) -> list[Job]: ...
 
 
 def local_jobs() -> LocalJobs | None:

@@ -16,20 +16,26 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django_jobs import rules, validation
 from django_jobs.conf import jobs_settings
 from django_jobs.job import Job, JobStatus
-from django_jobs.testing.reads import Reads
+from django_jobs.testing.reads import Reads, StoredJob
 from django_jobs.upkeep import RequeueOutcome, purge_arguments, running_refused
 
 if TYPE_CHECKING:
     import itertools
 
     from django_jobs.queue import JobQueue
-    from django_jobs.testing.store import _Record
     from django_jobs.testing.unique import UniqueKeys
+
+
+class KeptJob(StoredJob, Protocol):
+    """What this module reads and writes of a job's record in the store (``store._Record``)."""
+
+    fields: dict[str, str]
+
 
 # What belonged to a dead job's last run, dropped by its requeue (requeue.lua's HDEL).
 RUN_FIELDS = (
@@ -53,7 +59,7 @@ class Upkeep(Reads):
     :class:`~django_jobs.upkeep.JobUpkeep` hands over in a testing mode."""
 
     if TYPE_CHECKING:  # the store's own (store.py, workflows.py), used here
-        _records: dict[str, _Record]
+        _records: dict[str, KeptJob]
         _order: itertools.count[int]
         _unique: UniqueKeys
         _running: int
