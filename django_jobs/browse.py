@@ -113,6 +113,15 @@ def page_arguments(
     return state, queue, name, user, cursor, limit
 
 
+def task_runs_arguments(task_name: str, limit: int) -> int:
+    """The arguments of :meth:`JobBrowser.task_runs` checked: ``limit``, a whole number from
+    1 to :data:`~django_jobs.store.calls.TASK_RUNS_KEPT`. The in-memory store checks them
+    alike."""
+    if not isinstance(task_name, str) or not task_name:
+        raise ValueError(f"task_runs() takes a task's name, not {task_name!r}.")
+    return rules.integer(limit, "limit", minimum=1, maximum=TASK_RUNS_KEPT)
+
+
 def _latest(limits: list[LimitInfo]) -> list[LimitInfo]:
     """The :data:`LIMITS_SHOWN` limits used latest, the latest first (of several shards)."""
     return sorted(limits, key=lambda limit: limit.last_used, reverse=True)[:LIMITS_SHOWN]
@@ -227,9 +236,7 @@ class JobBrowser(Namespace):
         """The jobs the schedulers enqueued for the latest runs of periodic task
         ``task_name``, newest first (the latest 50 are indexed); jobs whose records expired
         are left out. Each carries ``meta["scheduled_task"]``, the task's name."""
-        if not isinstance(task_name, str) or not task_name:
-            raise ValueError(f"task_runs() takes a task's name, not {task_name!r}.")
-        limit = rules.integer(limit, "limit", minimum=1, maximum=TASK_RUNS_KEPT)
+        limit = task_runs_arguments(task_name, limit)
         # A task's runs are indexed on the shard of its job's queue: the newest of each shard.
         jobs: list[Job] = []
         for keys in self.all_keys():

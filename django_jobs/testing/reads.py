@@ -23,11 +23,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from django_jobs import rules
-from django_jobs.browse import SCAN_LIMIT, Page, page_arguments
+from django_jobs.browse import SCAN_LIMIT, Page, page_arguments, task_runs_arguments
 from django_jobs.job import PRIORITIES_HIGH_FIRST, Job, JobStatus
 from django_jobs.serialization import from_timestamp
-from django_jobs.store.calls import TASK_RUNS_KEPT
 from django_jobs.store.console_calls import LimitInfo
 from django_jobs.store.worker_calls import WorkerInfo
 
@@ -187,9 +185,7 @@ class Reads:
         """The jobs of the runs of periodic task ``task_name``, newest first: those whose meta
         names it, which only a scheduler enqueues (and it enqueues to Redis), so none unless a
         test stored one so."""
-        if not isinstance(task_name, str) or not task_name:
-            raise ValueError(f"task_runs() takes a task's name, not {task_name!r}.")
-        limit = rules.integer(limit, "limit", minimum=1, maximum=TASK_RUNS_KEPT)
+        limit = task_runs_arguments(task_name, limit)
         with self._lock:
             runs = [j for j in self._jobs(space) if j.meta.get("scheduled_task") == task_name]
         return by_score(runs, lambda job: job.created_at, newest_first=True)[:limit]

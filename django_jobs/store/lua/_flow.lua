@@ -31,6 +31,21 @@ local function flows()
   local SCAN_CAP = 1024
 
   local function waiting_key(prefix, member) return prefix .. ':waiting:' .. member end
+
+  -- The first ``count`` waiting lists of the parked index (0: none), the soonest a claim looks
+  -- at first, each as {'<priority>|<queue>' (what its jobs share with a ready list), its
+  -- member}; and how many members were left out. What a page of pending jobs lists (page.lua)
+  -- and what the counts count (stats.lua): the two agree.
+  local function parked_lists(prefix, count)
+    local pkey = parked_key(prefix)
+    local members = count > 0 and redis.call('ZRANGE', pkey, 0, count - 1) or {}
+    local lists = {}
+    for _, member in ipairs(members) do
+      local where = string.match(member, '^(%d|[^|]+)|')
+      if where then lists[#lists + 1] = {where, member} end
+    end
+    return lists, redis.call('ZCARD', pkey) - #members
+  end
   local function job_limits(text)
     if not text or text == '' then return nil end
     local ok, specs = pcall(cjson.decode, text)
@@ -332,6 +347,7 @@ local function flows()
   end
   FLOWS = {
     waiting_key = waiting_key,
+    parked_lists = parked_lists,
     job_limits = job_limits,
     due_waiting = due_waiting,
     next_parked = next_parked,

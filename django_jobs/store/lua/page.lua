@@ -34,16 +34,12 @@ local function expand(sources)
     else
       if not groups then
         groups = {}
-        local pkey = parked_key(prefix)
-        local count = tonumber(A.parked_lists)  -- 0 reads none (ZRANGE 0 -1 would read all)
-        local members = count > 0 and redis.call('ZRANGE', pkey, 0, count - 1) or {}
-        left_out = redis.call('ZCARD', pkey) - #members
-        for _, member in ipairs(members) do
-          local where = string.match(member, '^(%d|[^|]+)|')
-          if where then
-            groups[where] = groups[where] or {}
-            table.insert(groups[where], member)
-          end
+        local lists
+        lists, left_out = flows().parked_lists(prefix, tonumber(A.parked_lists))
+        for _, list in ipairs(lists) do
+          local where = list[1]
+          groups[where] = groups[where] or {}
+          table.insert(groups[where], list[2])
         end
       end
       for _, member in ipairs(groups[key] or {}) do

@@ -8,7 +8,7 @@
 -- ``workers_since``: the workers that beat since then are read (see read_workers).
 -- ``limits_count``: the most limits to read (see read_limits in _flow.lua).
 -- ``parked_lists``: the most waiting lists of jobs a limit holds back to count, the first of
--- their index, as a page of pending jobs reads them (page.lua): the two agree.
+-- their index, as a page of pending jobs reads them (parked_lists in _flow.lua).
 -- Returns {list lengths in order, state counts in KEYS order, counters as a flat list,
 -- per list {created_at, scheduled_at} of its head job ('' when unset; {} for an empty list),
 -- the workers as read_workers reads them, the limits as read_limits reads them, the jobs held
@@ -33,11 +33,8 @@ for _, list in ipairs(K.lists) do
   local queue, priority = string.match(list, ':queue:(.*):(%d)$')
   if queue then counted[priority .. '|' .. queue] = true end
 end
-local count = tonumber(A.parked_lists)  -- 0 reads none (ZRANGE 0 -1 would read all)
-for _, member in ipairs(count > 0 and redis.call('ZRANGE', parked_key(A.prefix), 0, count - 1) or {}) do
-  if counted[string.match(member, '^(%d|[^|]+)|')] then
-    parked = parked + redis.call('LLEN', flows().waiting_key(A.prefix, member))
-  end
+for _, list in ipairs((flows().parked_lists(A.prefix, tonumber(A.parked_lists)))) do
+  if counted[list[1]] then parked = parked + redis.call('LLEN', flows().waiting_key(A.prefix, list[2])) end
 end
 local states = {}
 for i, key in ipairs({K.scheduled, K.retrying, K.processing, K.dead, K.completed, K.cancelled, K.waiting}) do
