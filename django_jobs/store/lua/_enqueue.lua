@@ -42,6 +42,19 @@ local function store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, 
   return nil, false, 0
 end
 
+-- The unique key and its time (``unique_for``) of the one job of a call (calls.job_values:
+-- its record's fields from the 14th value on, after the leading ones), or nil.
+local function unique_of(job)
+  local unique, unique_for
+  for k = 14, #job, 2 do
+    local field = job[k]
+    if field == 'unique_key' then unique = job[k + 1]
+    elseif field == 'unique_for' then unique_for = job[k + 1]
+    end
+  end
+  return unique, unique_for
+end
+
 -- What a refused enqueue needs, built once per script call and only when one is refused (as
 -- flows()): a script run with EVALSHA defines every function it carries at each call.
 local REFUSALS = nil
@@ -109,10 +122,7 @@ local function refusals()
   -- does).
   local function job_refused(err, prefix, job, scheduled_key, wakeup_key)
     local id, due, waiting = job[1], job[2], job[13] == 'waiting'
-    local unique
-    for k = 14, #job, 2 do
-      if job[k] == 'unique_key' then unique = job[k + 1] end
-    end
+    local unique = unique_of(job)
     local checks, check = checklist()
     take_back_job(prefix, scheduled_key, job_key(prefix, id), id, due, job[3], waiting, unique, check)
     if not waiting and due == '' then
@@ -170,13 +180,7 @@ local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wak
   local id = job[1]
   local jkey = job_key(prefix, id)
   if redis.call('EXISTS', jkey) == 1 then return {} end
-  local unique, unique_for
-  for k = 14, #job, 2 do
-    local field = job[k]
-    if field == 'unique_key' then unique = job[k + 1]
-    elseif field == 'unique_for' then unique_for = job[k + 1]
-    end
-  end
+  local unique, unique_for = unique_of(job)
   -- name, queue, priority, created_at and status are the values 5, 7, 9, 11 and 13.
   local holder, ready, wakeups = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, job[2], job[3], job[11], job[13] == 'waiting', unique, unique_for, job, 4, #job)
   if holder then return {id, holder} end
