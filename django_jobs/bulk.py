@@ -14,8 +14,9 @@ from typing import Any
 from django_jobs import validation
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
-from django_jobs.job import Job, new_id
+from django_jobs.job import Job
 from django_jobs.serialization import check_arguments
+from django_jobs.status import new_ids
 from django_jobs.store import shards
 from django_jobs.store.batch import rest_of
 from django_jobs.store.commands import Plan, Stream
@@ -137,10 +138,13 @@ def built_like(
     (``JobQueue.build_jobs``). The flow control of ``first`` must not depend on its arguments
     (no unique key, no limit keyed on them): the caller builds those one by one."""
     jobs = [first]
-    shared, kwargs, meta = first.__dict__, first.kwargs, first.meta
-    # The shard's part of an id, looked up once: tag_id("", queue) + raw == tag_id(raw, queue).
+    shared, kwargs, meta, limits = first.__dict__, first.kwargs, first.meta, first.limits
+    # What every job shares is looked up and sized once: the shard's part of an id
+    # (tag_id("", queue) + raw == tag_id(raw, queue)), and kwargs and meta as JSON.
     shard = shards.tag_id("", first.queue)
-    for number, args in enumerate(more, 1):
+    shared_size = validation.json_size(kwargs) + validation.json_size(meta)
+    limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
+    for number, (args, raw_id) in enumerate(zip(more, new_ids(len(more)), strict=True), 1):
         if not isinstance(args, (list, tuple)):
             raise TypeError(
                 f"build_jobs(): args[{number}] (a job's arguments) must be a list or a tuple, "
@@ -150,17 +154,17 @@ def built_like(
         check_arguments(args, f"args[{number}]")
         if function is not None:
             validation.arguments(first.name, function, args, kwargs, skip_first=takes_context)
-        validation.payload_size(args, kwargs, meta)
+        validation.checked_payload(shared_size + validation.json_size(args), limit)
         # A copy of the first job's fields (a dataclass's __init__ of 40 fields costs more
         # than the checks above), with its own containers, which an enqueue may write into
         # (the trace context goes into each job's meta).
         fields = shared.copy()
-        fields["id"] = shard + new_id()
+        fields["id"] = shard + raw_id
         fields["args"] = args
         fields["kwargs"] = dict(kwargs)
         fields["meta"] = dict(meta)
         fields["errors"] = []
-        fields["limits"] = [list(limit) for limit in first.limits]
+        fields["limits"] = [list(each) for each in limits] if limits else []
         job = Job.__new__(Job)
         job.__dict__ = fields
         jobs.append(job)

@@ -208,13 +208,24 @@ def _count(value: Any, what: str) -> float:
 def payload_size(args: list[Any], kwargs: dict[str, Any], meta: dict[str, Any]) -> int:
     """The bytes of JSON that ``args``, ``kwargs`` and ``meta`` take in the job's record;
     ``ValueError`` naming the size and the limit if that is over ``MAX_PAYLOAD_BYTES``."""
-    limit = jobs_settings.MAX_PAYLOAD_BYTES
-    size = 0
-    for value in (args, kwargs, meta):
-        if value:
-            text = dumps(value)
-            # ASCII text (most arguments) is as many bytes as characters: no copy to count.
-            size += len(text) if text.isascii() else len(text.encode())
+    return checked_payload(json_size(args) + json_size(kwargs) + json_size(meta))
+
+
+def json_size(value: list[Any] | dict[str, Any]) -> int:
+    """The bytes of JSON that ``value`` (a job's args, kwargs or meta) takes in its record: 0
+    when it is empty, which the record leaves out."""
+    if not value:
+        return 0
+    text = dumps(value)
+    # ASCII text (most arguments) is as many bytes as characters: no copy to count.
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def checked_payload(size: int, limit: int | None = None) -> int:
+    """``size`` (a job's :func:`payload_size`), or ``ValueError`` naming it and the limit
+    (``MAX_PAYLOAD_BYTES``, read once by a caller that checks many jobs) if it is over."""
+    if limit is None:
+        limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
     if size > limit:
         raise ValueError(
             f"The job's arguments take {size} bytes as JSON (args, kwargs and meta), over the "
