@@ -244,6 +244,57 @@ def test_a_batch_is_leased_from_the_highest_list_only_and_only_when_it_is_deep(q
     )
 
 
+def test_a_job_lost_before_is_leased_alone_never_in_a_batch(queue, redis_client):
+    jobs = [queue.enqueue("a.job", [i]) for i in range(8)]
+    leases = Leases(queue.prefix)
+    # A dead worker's batch: the first three jobs, recovered with a loss each.
+    leases.claim(options=leases.claim_options("lost-worker", 0.05, batch=3))
+    time.sleep(0.1)
+    assert sorted(leases.recover_expired().requeued) == sorted(j.id for j in jobs[:3])
+    recovered = [j.id for j in queue.list_jobs("pending", limit=3)]
+
+    firsts = [leases.claim(options=leases.claim_options("w", 30, batch=3)) for _ in range(3)]
+    batch = leases.claim(options=leases.claim_options("w", 30, batch=3))
+
+    # Each lost job comes alone, and no batch follows it; the next claim takes a batch again.
+    assert [(c.job.id, c.job.lost_count, c.more) for c in firsts] == [
+        (job_id, 1, ()) for job_id in recovered
+    ]
+    assert [batch.job.id, *(j.id for j in batch.more)] == [j.id for j in jobs[3:6]]
+    assert_census(
+        queue,
+        redis_client,
+        {
+            **{j.id: "processing" for j in jobs[:6]},
+            **{j.id: "queue:default:normal" for j in jobs[6:]},
+        },
+    )
+
+
+def test_a_batch_ends_before_a_job_lost_before(queue, redis_client):
+    jobs = [queue.enqueue("a.job", [i]) for i in range(6)]
+    leases = Leases(queue.prefix)
+    held = leases.claim(options=leases.claim_options("w", 30, batch=3))  # jobs 0 to 2
+    take_and_lose(queue)  # job 3, back at the head of the list with a loss counted
+    Leases(queue.prefix).recover_expired()
+    for job in reversed(held.more):  # the held batch's unstarted jobs given back, ahead of it
+        assert leases.release_job(job) == "released"
+
+    batch = leases.claim(options=leases.claim_options("w", 30, batch=3))
+    after = leases.claim(options=leases.claim_options("w", 30, batch=3))
+
+    assert [batch.job.id, *(j.id for j in batch.more)] == [jobs[1].id, jobs[2].id]
+    assert (after.job.id, after.job.lost_count, after.more) == (jobs[3].id, 1, ())
+    assert_census(
+        queue,
+        redis_client,
+        {
+            **{j.id: "processing" for j in jobs[:4]},
+            **{j.id: "queue:default:normal" for j in jobs[4:]},
+        },
+    )
+
+
 def test_a_batch_claim_sent_again_takes_up_the_same_jobs_in_order(queue, redis_client):
     jobs = [queue.enqueue("a.job", [i]) for i in range(6)]
     leases = Leases(queue.prefix)

@@ -4,6 +4,7 @@ has not started. Real ``runworker`` processes, a backlog queued before they star
 
 import os
 import signal
+import time
 
 from django_jobs import JobPriority, JobStatus
 from django_jobs.handle import Cancellation
@@ -40,6 +41,39 @@ def test_a_killed_process_s_unstarted_jobs_go_back_without_an_attempt_counted(
         queue,
         redis_client,
         {killer.id: "dead", **{h.id: "completed" for h in adds}},
+    )
+
+
+def test_a_job_that_kills_its_whole_worker_is_buried_alone_and_its_batch_runs(
+    workers, queue, redis_client
+):
+    # Recovery counts a loss for every job a dead worker held, the unstarted ones of its batch
+    # too; those are leased alone afterwards, so only the job that kills each worker it runs in
+    # reaches MAX_LOST.
+    first = jobs.add.delay(0, 0)  # quick: the claim after it leases a batch, the killer first
+    killer = jobs.kill_worker.delay()
+    adds = [jobs.add.delay(i, 1) for i in range(BACKLOG)]
+
+    for _ in range(10):
+        workers.start("--concurrency", "1", "--burst").wait(timeout=30)
+        states = queue.stats()["states"]
+        if (states["running"], states["pending"], states["completed"]) == (0, 0, BACKLOG + 1):
+            break
+        time.sleep(1.2)  # past the 1 s lease of the jobs the killed worker held
+
+    dead = killer.refresh().job
+    assert (dead.status, dead.lost_count) == (JobStatus.FAILED, 3)
+    lost = []
+    for i, handle in enumerate(adds):
+        job = handle.refresh().job
+        assert (job.status, job.result) == (JobStatus.COMPLETED, i + 1)
+        lost.append(job.lost_count)
+    assert max(lost) == 1, "lost once, with the killer's batch; then leased alone"
+    assert lost.count(1) >= BATCH // 2, "the rest of the killer's batch"
+    assert_census(
+        queue,
+        redis_client,
+        {first.id: "completed", killer.id: "dead", **{h.id: "completed" for h in adds}},
     )
 
 

@@ -123,6 +123,14 @@ def kill_self():
 
 
 @job
+def kill_worker():
+    """Kill its whole worker, its supervisor first, then its own process, as a container's
+    OOM kill would: no process is left to record what happened."""
+    os.kill(os.getppid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job
 def spawn_and_hang(seconds, label):
     """Start a grandchild (``sleep 300``), write its pid to the ledger, then sleep ``seconds``."""
     grandchild = subprocess.Popen(["sleep", "300"])

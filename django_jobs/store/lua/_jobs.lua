@@ -72,21 +72,28 @@ end
 
 -- Look at the head job ``id`` of a ready or waiting list for claim_next. Returns 'take' (it may
 -- start: its limits' tokens and slots are taken), 'held' (``only`` excludes it), 'gone' (buried
--- as unreadable), or 'limited' with the limit that holds it back and when to look again; then
--- the record it read, the job's name and queue, and (``on_end`` set) its unique key and until
--- when it holds it. A plain job's record is gone through once, for three fields. ``skip`` (a
--- set of names, or nil) holds back the jobs it names, as ``only`` those it does not.
-local function examine(prefix, dead_key, id, now, deadline, only, skip)
+-- as unreadable), 'alone' (see below) or 'limited' with the limit that holds it back and when to
+-- look again; then the record it read, the job's name and queue, (``on_end`` set) its unique
+-- key and until when it holds it, and whether a worker was lost under it before (its
+-- ``lost_count``). A plain job's record is gone through once, for four fields. ``skip`` (a set
+-- of names, or nil) holds back the jobs it names, as ``only`` those it does not.
+-- ``alone``: the job would join a batch (lease_more), which a job lost before never does: when
+-- a whole worker dies (SIGKILL, the OOM killer), recovery counts a loss for every job it held,
+-- the unstarted ones of a batch too, as Redis cannot tell which one was running. Leased alone
+-- afterwards, an innocent job is not lost again with a job that kills its worker each time,
+-- and only that job reaches MAX_LOST.
+local function examine(prefix, dead_key, id, now, deadline, only, skip, alone)
   local record = redis.pcall('HGETALL', job_key(prefix, id))
   local why
   if record.err then why = not_a_hash(prefix, id) else why = not_text(id, record) end
-  local name, queue, on_end
+  local name, queue, on_end, lost
   if not why then
     for j = 1, #record, 2 do
       local k = record[j]
       if k == 'name' then name = record[j + 1]
       elseif k == 'queue' then queue = record[j + 1]
       elseif k == 'on_end' then on_end = true
+      elseif k == 'lost_count' then lost = record[j + 1] ~= '0'
       end
     end
   end
@@ -95,44 +102,46 @@ local function examine(prefix, dead_key, id, now, deadline, only, skip)
     bury(prefix, dead_key, id, now, why or 'The job record is missing.')
     return 'gone'
   end
-  if not on_end then return 'take', record, name, queue end
+  if lost and alone then return 'alone' end
+  if not on_end then return 'take', record, name, queue, nil, nil, lost end
   local unique, unique_until = field_value(record, 'unique_key'), field_value(record, 'unique_until')
   local specs = flows().job_limits(field_value(record, 'limits'))
   if specs then
     local lid, again = flows().admit(prefix, id, specs, tonumber(now), deadline)
     if lid then return 'limited', record, name, queue, lid, again end
   end
-  return 'take', record, name, queue, unique, unique_until
+  return 'take', record, name, queue, unique, unique_until, lost
 end
 
 -- For claim_next and lease_more: the head job of ready list ``list`` and examine's verdict on
 -- it (nil for an empty list): the id, then what examine returns. With ``peek`` (``only`` or
 -- ``skip`` may hold the head back) it is looked at first and popped unless it is held, so that
 -- a job held back stays first in line; otherwise it is popped at once.
-local function take_head(list, peek, prefix, dead_key, now, deadline, only, skip)
+local function take_head(list, peek, prefix, dead_key, now, deadline, only, skip, alone)
   local id
   if peek then id = redis.call('LINDEX', list, 0) else id = redis.call('LPOP', list) end
   if not id then return nil end
-  local verdict, record, name, of_queue, a, b = examine(prefix, dead_key, id, now, deadline, only, skip)
+  local verdict, record, name, of_queue, a, b, lost = examine(prefix, dead_key, id, now, deadline, only, skip, alone)
   if peek and verdict ~= 'held' then redis.call('LPOP', list) end
-  return id, verdict, record, name, of_queue, a, b
+  return id, verdict, record, name, of_queue, a, b, lost
 end
 
 -- For claim_next: lease up to ``batch`` - 1 more jobs of ``list`` after the first one it
 -- leased from there (``leased``, which they are added to), when the list is deep (it holds
 -- ``batch`` jobs or more): the jobs next by strict priority, each under a token of its own
 -- (batch_token), all leased now, until ``deadline``. The batch ends at a job that ``skip``
--- names (the worker runs those another way) or that a limit holds back, left at the head for
--- the next claim; an unreadable record is buried and taken off the list, as claim_next does.
+-- names (the worker runs those another way), that a limit holds back or that was lost before
+-- (see examine), left at the head for the next claim; an unreadable record is buried and taken
+-- off the list, as claim_next does.
 local function lease_more(leased, list, prefix, processing_key, dead_key, now, deadline, token, worker, batch, skip)
   if redis.call('LLEN', list) < batch then return leased end
   for k = 1, batch - 1 do
     local id, verdict, record, name, of_queue, a, b
     repeat
-      id, verdict, record, name, of_queue, a, b = take_head(list, skip, prefix, dead_key, now, deadline, nil, skip)
+      id, verdict, record, name, of_queue, a, b = take_head(list, skip, prefix, dead_key, now, deadline, nil, skip, true)
       if not id or verdict == 'held' then return leased end
-      if verdict == 'limited' then
-        redis.call('LPUSH', list, id)  -- back at the head, for the next claim to park
+      if verdict == 'limited' or verdict == 'alone' then
+        redis.call('LPUSH', list, id)  -- back at the head, for the next claim (to park)
         return leased
       end
       if verdict == 'take' then
@@ -178,8 +187,9 @@ end
 -- {'', next due time or '', held}. ``resend`` is '1' when the worker sends this claim again
 -- because it got no reply the first time.
 -- ``batch`` (a number) > 1 asks for more jobs of the ready list the first job comes from, when
--- that list is deep: {id, record, id, record, ...} (see lease_more), except with ``only`` or
--- when ``skip`` (a set of names, or nil) names the first job. Strict priority holds for the
+-- that list is deep: {id, record, id, record, ...} (see lease_more), except with ``only``, when
+-- ``skip`` (a set of names, or nil) names the first job or when a worker was lost under it
+-- before (it comes alone, see examine). Strict priority holds for the
 -- batch as it is leased: its jobs are the next ones of the highest non-empty list.
 -- ``only`` (a set of job names, or nil for any job) takes the next job only if its name is one
 -- of them: a worker process that runs async jobs side by side takes more of them, but never
@@ -219,7 +229,7 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
       while true do
         -- For a job to take, ``a`` and ``b`` are its unique key and until when it holds it;
         -- for a limited one, the limit that holds it back and when to look again.
-        local id, verdict, record, name, of_queue, a, b = take_head(list, only, prefix, dead_key, now, deadline, only)
+        local id, verdict, record, name, of_queue, a, b, lost = take_head(list, only, prefix, dead_key, now, deadline, only)
         if not id then break end
         if verdict == 'held' then
           if ready > 0 then wake(wakeup_key, 1) end  -- the promoted job it leaves for others
@@ -227,7 +237,7 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
         end
         if verdict == 'take' then
           local leased = lease(prefix, processing_key, id, record, name, of_queue, a, b, now, deadline, token, worker)
-          if batch > 1 and not only and not (skip and skip[name]) then
+          if batch > 1 and not only and not (skip and skip[name]) and not lost then
             return lease_more(leased, list, prefix, processing_key, dead_key, now, deadline, token, worker, batch, skip)
           end
           return leased
