@@ -140,10 +140,14 @@ def built_like(
     jobs = [first]
     shared, kwargs, meta, limits = first.__dict__, first.kwargs, first.meta, first.limits
     # What every job shares is looked up and sized once: the shard's part of an id
-    # (tag_id("", queue) + raw == tag_id(raw, queue)), and kwargs and meta as JSON.
+    # (tag_id("", queue) + raw == tag_id(raw, queue)), kwargs and meta as JSON, and how many
+    # positional arguments bind to the function's parameters.
     shard = shards.tag_id("", first.queue)
     shared_size = validation.json_size(kwargs) + validation.json_size(meta)
     limit = int(jobs_settings.MAX_PAYLOAD_BYTES)
+    counts = None
+    if function is not None:
+        counts = validation.positional_counts(function, kwargs, skip_first=takes_context)
     for number, (args, raw_id) in enumerate(zip(more, new_ids(len(more)), strict=True), 1):
         if not isinstance(args, (list, tuple)):
             raise TypeError(
@@ -151,10 +155,12 @@ def built_like(
                 f"not {type(args).__name__}."
             )
         args = list(args)
-        check_arguments(args, f"args[{number}]")
-        if function is not None:
+        check_arguments(args, "args", number)
+        if function is not None and not validation.binds(counts, args):
             validation.arguments(first.name, function, args, kwargs, skip_first=takes_context)
-        validation.checked_payload(shared_size + validation.json_size(args), limit)
+        size = shared_size + validation.json_size(args)
+        if size > limit:
+            validation.checked_payload(size, limit)  # raises, naming the size and the limit
         # A copy of the first job's fields (a dataclass's __init__ of 40 fields costs more
         # than the checks above), with its own containers, which an enqueue may write into
         # (the trace context goes into each job's meta).

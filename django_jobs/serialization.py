@@ -20,12 +20,14 @@ MAX_JSON_DEPTH = 128
 PLAIN = frozenset({str, int, bool, type(None)})
 
 
-def check_arguments(args: list[Any], path: str = "args") -> None:
-    """:func:`check_json` of each of a job's positional ``args``, named ``<path>[<index>]``;
-    the plain ones (most arguments) are taken as they are, with no path to name."""
+def check_arguments(args: list[Any], path: str = "args", item: int | None = None) -> None:
+    """:func:`check_json` of each of a job's positional ``args``, named ``<path>[<index>]``, or
+    ``<path>[<item>][<index>]`` for the ``item``-th job of many; the plain ones (most arguments)
+    are taken as they are, with no name to write."""
     for index, value in enumerate(args):
         if value.__class__ not in PLAIN:
-            check_json(value, f"{path}[{index}]")
+            name = path if item is None else f"{path}[{item}]"
+            check_json(value, f"{name}[{index}]")
 
 
 def check_json(value: Any, path: str, depth: int = 0) -> None:

@@ -149,6 +149,24 @@ def _positional_counts(func: Callable[..., Any], skip_first: bool) -> tuple[floa
     return fewest, most
 
 
+def positional_counts(
+    func: Callable[..., Any], kwargs: dict[str, Any], *, skip_first: bool = False
+) -> tuple[float, float] | None:
+    """For a caller that checks the arguments of many jobs of ``func`` with ``kwargs``: the
+    counts that :func:`binds` takes, read once (``None``: each job needs :func:`arguments`)."""
+    try:
+        return None if kwargs else _positional_counts(func, skip_first)
+    except TypeError:  # an unhashable callable object
+        return None
+
+
+def binds(counts: tuple[float, float] | None, args: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether ``args`` bind for sure, with no keyword argument, to parameters that take
+    ``counts`` (:func:`positional_counts`) positional arguments: as many as they take (binding
+    costs more than the rest of an enqueue's checks). ``False``: :func:`arguments` tells."""
+    return counts is not None and counts[0] <= len(args) <= counts[1]
+
+
 def arguments(
     name: str,
     func: Callable[..., Any],
@@ -172,9 +190,7 @@ def arguments(
         signature, counts = _parameters.__wrapped__(func, skip_first), None
     if signature is None:
         return None
-    # Positional arguments only, as many as the parameters take: they bind (and binding costs
-    # more than the rest of an enqueue's checks).
-    if counts is not None and counts[0] <= len(args) <= counts[1]:
+    if binds(counts, args):
         return signature
     try:
         signature.bind(*args, **kwargs)

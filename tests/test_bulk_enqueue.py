@@ -181,6 +181,8 @@ def test_build_jobs_builds_what_build_job_builds(queue, redis_client):
     ("items", "error", "match"),
     [
         ([[1, 2], [1]], TypeError, "missing a required argument: 'b'"),
+        ([[1, 2], [1, 2, 3]], TypeError, "too many positional arguments"),
+        ([[1, 2], [1, "x" * (1 << 20)]], ValueError, r"over the limit of 1048576 bytes"),
         ([[1, 2], [1, {1}]], Exception, r"args\[1\]\[1\] is a builtins.set"),
         ([[1, 2], 3], TypeError, r"args\[1\] \(a job's arguments\) must be a list or a tuple"),
     ],
