@@ -185,12 +185,11 @@ def arguments(
     """
     try:
         signature = _parameters(func, skip_first)
-        counts = None if kwargs else _positional_counts(func, skip_first)
     except TypeError:  # an unhashable callable object: read it each time
-        signature, counts = _parameters.__wrapped__(func, skip_first), None
+        signature = _parameters.__wrapped__(func, skip_first)
     if signature is None:
         return None
-    if binds(counts, args):
+    if binds(positional_counts(func, kwargs, skip_first=skip_first), args):
         return signature
     try:
         signature.bind(*args, **kwargs)
