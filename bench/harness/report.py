@@ -309,8 +309,9 @@ def markdown(results: Results) -> str:
         "",
         drain_details(results),
         "",
-        "CPU per job is the steady state: between the first half-second sample after 10% of "
-        'the jobs were done and the last sample before the end. "Other load" is the CPU that '
+        "CPU per job is the steady state: between the first sample (one every 0.1 s) after 10% "
+        "of the jobs were done and the last sample before the end (n/a: a drain too short for "
+        'two). "Other load" is the CPU that '
         "processes outside the benchmark used meanwhile, in cores: on a shared machine, the "
         "first thing to check when a number looks off. The floor column (2,000 single `INCR`s "
         "timed just before the run) shows how fast the machine was at that moment: on a "
