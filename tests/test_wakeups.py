@@ -5,13 +5,14 @@ real Redis; then real ``runworker`` processes."""
 import asyncio
 import os
 import signal
+import socket
 import threading
 import time
 
 import pytest
 import redis
 
-from django_jobs import JobStatus
+from django_jobs import JobQueue, JobStatus
 from django_jobs.store import calls
 from django_jobs.store.execute import arun, run
 from django_jobs.worker import wakeups
@@ -19,6 +20,7 @@ from django_jobs.worker.leases import Leases
 from django_jobs.worker.slots import GO, STOP
 from django_jobs.worker.wakeups import ChildWakeups
 from tests.processes import wait_until
+from tests.redis_server import RedisServer
 from tests.test_shards import SHARDS
 from tests.testapp import jobs
 
@@ -98,6 +100,41 @@ def test_while_redis_does_not_answer_it_pauses_then_lets_the_claim_wait(
     message, seconds = timed(lambda: wait.wait(pipe[0], None)[0])
     assert message == STOP
     assert seconds < 1.0
+
+
+@pytest.fixture
+def tcp_redis(configure):
+    """A private redis-server on TCP: a connection the server closed takes the next write
+    without an error there (on a unix socket the write fails at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = RedisServer("--port", str(port))
+    server.start()
+    configure(REDIS_URL=f"redis://127.0.0.1:{port}/0")
+    yield redis.Redis(port=port)
+    server.remove()
+
+
+def test_a_kept_wait_connection_that_redis_closed_between_waits_is_made_afresh(
+    tcp_redis, pipe, caplog
+):
+    # A child keeps the connection its waits go on (no checkout and return of the pool per
+    # wake-up). Redis closed it (a restart, its idle timeout, CLIENT KILL) while the child ran
+    # jobs: the next wait goes on a new connection at once, with no pause and no outage.
+    wait = child_wait()
+    jobs.add.delay(1, 2)
+    assert wait.wait(pipe[0], None)[0] == GO
+    tcp_redis.client_kill_filter(_type="normal", skipme=True)
+    jobs.add.delay(3, 4)
+
+    with caplog.at_level("WARNING"):
+        message, seconds = timed(lambda: wait.wait(pipe[0], None)[0])
+
+    assert message == GO
+    assert seconds < 0.3
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert tcp_redis.llen(JobQueue().keys.wakeup) == 0, "its token was taken"
 
 
 def test_queues_on_two_shards_are_waited_for_by_the_supervisor(jobs_settings):

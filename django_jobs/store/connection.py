@@ -356,10 +356,17 @@ def kept(client: Any) -> Any:
     connection = held.connection
     if connection is None:
         return None
+    return usable(connection)
+
+
+def usable(connection: Any) -> Any:
+    """``connection`` (one kept out of the pool), connected and with nothing unread: made
+    afresh when Redis closed it (a restart, an idle timeout) or it has unread data, as the
+    pool checks a connection it hands out. A failure to connect is raised as it is."""
     # redis-py's own test of being connected: connect() asks it too, behind a retry policy
     # whose layers would cost every command.
     if connection._sock is None:
-        connection.connect()  # a failure is raised as it is
+        connection.connect()
         return connection
     try:
         if connection.can_read():

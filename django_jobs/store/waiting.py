@@ -3,10 +3,11 @@ something else (:func:`select.select` on both); and the script call sent behind 
 
 An idle worker child blocks on its shard's wake-up list itself (``worker/wakeups.py``) and
 listens to its supervisor's pipe at the same time: a STOP must not wait for the end of a
-one-second block. So the command is sent on a pooled connection of its own, the caller selects
-on that connection's socket (:meth:`Blpop.fileno`) beside the pipe, and :meth:`Blpop.reply`
-reads the reply once it is there. Errors are translated as for any other call
-(:mod:`.execute`).
+one-second block. So the command is sent on a connection of its own, taken from the pool once
+and kept for the next waits (a wake-up pays for no checkout and return of the pool: on an idle
+machine that was 12 µs between the token and the job), the caller selects on that
+connection's socket (:meth:`Blpop.fileno`) beside the pipe, and :meth:`Blpop.reply` reads the
+reply once it is there. Errors are translated as for any other call (:mod:`.execute`).
 
 The child's claim goes in the same write, behind the ``BLPOP`` (:meth:`Blpop.send`'s
 ``then``): Redis runs it as soon as the wait ends, so the claim's reply follows the token
@@ -30,7 +31,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import StoreError
 from django_jobs.store import nodes
 from django_jobs.store.commands import Command, command_of
-from django_jobs.store.connection import get_redis, pooled, read_reply, redis_outage
+from django_jobs.store.connection import get_redis, pooled, read_reply, redis_outage, usable
 from django_jobs.store.errors import translated
 from django_jobs.store.scripts import Call
 from django_jobs.store.topology import is_cluster_client
@@ -57,7 +58,8 @@ class Blpop:
         self.key = key
         self._pool: Any = None
         self._client: Any = None  # the client of the server the wait was sent to
-        self._connection: Any = None
+        self._connection: Any = None  # the connection of the wait under way, if any
+        self._held: Any = None  # the connection the waits go on, out of the pool ``_pool``
         self._then: Call | None = None
         self._deadline = 0.0  # time.monotonic() after which a silent server is given up on
 
@@ -67,9 +69,9 @@ class Blpop:
         return self._connection is not None
 
     def send(self, timeout: float, then: Call | None = None) -> None:
-        """Send ``BLPOP`` (``timeout`` > 0 seconds) on a connection taken from the pool, and
-        the script call ``then`` in the same write: Redis runs it as soon as the wait ends, a
-        token come or the block run out."""
+        """Send ``BLPOP`` (``timeout`` > 0 seconds) on the waits' connection (:meth:`_hold`),
+        and the script call ``then`` in the same write: Redis runs it as soon as the wait ends,
+        a token come or the block run out."""
         step = Command(("BLPOP", self.key, timeout), block=timeout)
         try:
             client = get_redis()
@@ -80,8 +82,7 @@ class Blpop:
                 commands.append(command_of(client, then))
             if is_cluster_client(client):
                 client = nodes.node_client(client, self.key)
-            self._client, self._pool = client, client.connection_pool
-            self._connection = pooled(self._pool, "BLPOP")
+            self._connection = usable(self._hold(client))
             if then is not None:
                 self._learn_id()
             self._send(self._connection.pack_commands(commands))
@@ -90,6 +91,18 @@ class Blpop:
             raise translated(exc) from exc
         self._then = then
         self._deadline = time.monotonic() + step.read_timeout
+
+    def _hold(self, client: Any) -> Any:
+        """The connection the waits go on: taken from ``client``'s pool and kept, until it
+        fails (:meth:`close`) or the waits go to another pool (a new client; the node of a
+        cluster that moved the key's slot), when the one held goes back."""
+        if self._held is not None and self._pool is not client.connection_pool:
+            self._pool.release(self._held)
+            self._held = None
+        self._client, self._pool = client, client.connection_pool
+        if self._held is None:
+            self._held = pooled(self._pool, "BLPOP")
+        return self._held
 
     def _send(self, packed: Any) -> None:
         try:
@@ -132,7 +145,7 @@ class Blpop:
 
     def reply(self) -> Woken:
         """Read the replies that :meth:`ready` says are there: whether a token came, and the
-        reply to the call sent behind the wait, if any. The connection goes back to the pool.
+        reply to the call sent behind the wait, if any. The connection is kept for the next.
 
         An error reply to the wait alone is raised; with a call behind it, it comes in
         :attr:`Woken.error`, as the call's reply must be dealt with first (it may have leased
@@ -145,7 +158,6 @@ class Blpop:
         except (redis.RedisError, RedisClusterException) as exc:
             self.close()
             raise translated(exc) from exc
-        self._pool.release(connection)
         self._connection = self._then = None
         redis_outage.answered()  # the end of an outage this process reported, if any
         error = translated(token) if isinstance(token, redis.ResponseError) else None
@@ -181,8 +193,9 @@ class Blpop:
 
     def close(self) -> None:
         """Give up on the reply: the connection is closed (Redis drops the wait with it, and
-        the call behind it unless it ran already)."""
-        if self._connection is not None:
-            self._connection.disconnect()
-            self._pool.release(self._connection)
-            self._connection = self._then = None
+        the call behind it unless it ran already) and goes back to the pool."""
+        if self._held is not None:
+            self._held.disconnect()
+            self._pool.release(self._held)
+            self._held = None
+        self._connection = self._then = None
