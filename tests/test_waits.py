@@ -10,6 +10,7 @@ import time
 import pytest
 
 from django_jobs.exceptions import RedisUnavailable
+from django_jobs.worker.leases import Leases
 from tests.conftest import REDIS_URL
 from tests.testapp import jobs
 
@@ -90,6 +91,36 @@ def test_delay_raises_instead_of_hanging_on_a_frozen_redis(private_redis, config
     assert isinstance(outcome[0], RedisUnavailable), outcome
     # 1 s per send, and .delay() sends a second time when the first got no reply.
     assert elapsed < 4
+
+
+def test_a_result_wait_that_redis_froze_under_gives_up_and_the_next_one_works(
+    private_redis, configure
+):
+    # A result's wait goes on the connection its thread keeps for every command: frozen
+    # mid-wait (SIGSTOP), the wait gives up (its block plus the socket timeout) instead of
+    # hanging, and leaves no half-read reply behind: once Redis is back, the same thread's
+    # next wait and commands work at once.
+    configure(REDIS_CONNECT_TIMEOUT=1, REDIS_SOCKET_TIMEOUT=1)
+    handle = jobs.add.delay(1, 2)
+    job = Leases().dequeue(worker_id="w", lease=30)
+    pid = private_redis.proc.pid
+    freeze = threading.Timer(0.5, os.kill, (pid, signal.SIGSTOP))  # the wait is under way
+    thaw = threading.Timer(5.0, os.kill, (pid, signal.SIGCONT))
+    freeze.start()
+    thaw.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises((RedisUnavailable, TimeoutError)):
+            handle.result(timeout=2)
+        elapsed = time.monotonic() - started
+    finally:
+        freeze.join()
+        thaw.join()
+    assert 2 < elapsed < 4.5, "given up at the end of its block plus the socket timeout"
+
+    threading.Timer(0.3, Leases().complete_job, (job, 3)).start()
+    assert handle.result(timeout=5) == 3
+    assert handle.queue.get_job(jobs.add.delay(2, 3).id).args == [2, 3]
 
 
 def test_redis_timeouts_are_checked(configure):

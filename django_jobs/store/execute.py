@@ -31,6 +31,7 @@ from django_jobs.store.commands import (
 from django_jobs.store.connection import (
     get_async_redis,
     get_redis,
+    kept,
     pooled,
     read_reply,
     redis_outage,
@@ -46,16 +47,24 @@ S = TypeVar("S")
 
 
 def _send_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = None) -> Any:
-    """A blocking command on a connection of the client's pool, with its own read timeout,
-    and the command ``behind`` it in the same write (:attr:`Command.then`): then the pair of
-    replies, the second's error reply as the exception read.
+    """:func:`_wait_on` a connection of the client's pool (a cluster's node)."""
+    pool = client.connection_pool
+    connection = pooled(pool, step.args[0])
+    try:
+        return _wait_on(connection, step, behind)
+    finally:
+        pool.release(connection)
+
+
+def _wait_on(connection: Any, step: Command, behind: tuple[Any, ...] | None = None) -> Any:
+    """A blocking command on ``connection``, with its own read timeout, and the command
+    ``behind`` it in the same write (:attr:`Command.then`): then the pair of replies, the
+    second's error reply as the exception read.
 
     redis-py has no per-command timeout for the sync client: the connection's ``can_read``
     waits for the reply with the timeout given (and restores the socket's own afterwards);
     the small reply is then read at once.
     """
-    pool = client.connection_pool
-    connection = pooled(pool, step.args[0])
     commands = [step.args] if behind is None else [step.args, behind]
     try:
         for attempt in (1, 2):
@@ -63,8 +72,8 @@ def _send_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = 
                 connection.send_packed_command(connection.pack_commands(commands))
                 break
             except redis.ConnectionError:
-                # A pooled connection that Redis closed (e.g. it restarted): one fresh try,
-                # as redis-py's own retry would do for a plain command.
+                # A connection that Redis closed (e.g. it restarted): one fresh try, as
+                # redis-py's own retry would do for a plain command.
                 connection.disconnect()
                 if attempt == 2:
                     raise
@@ -75,8 +84,6 @@ def _send_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = 
         # An unread (or half-read) reply would be taken for the next command's.
         connection.disconnect()
         raise
-    finally:
-        pool.release(connection)
     return _replies(replies)
 
 
@@ -192,7 +199,14 @@ def execute(client: Any, step: Call | Command | Stream) -> Any:
                     reply = (reply, send(client, step.then))
             else:
                 behind = None if step.then is None else command_of(client, step.then)
-                reply = _send_blocking(client, step, behind)
+                # On the connection this thread keeps, as any command (a result's wait pays
+                # for no checkout and return of the pool), or a pooled one for a client that
+                # sends its commands itself.
+                connection = kept(client)
+                if connection is None:
+                    reply = _send_blocking(client, step, behind)
+                else:
+                    reply = _wait_on(connection, step, behind)
                 if step.then is not None and isinstance(reply[1], redis.ResponseError):
                     # Not loaded yet (a new server, a restart): loaded, and sent again.
                     reply = (reply[0], recovered(client, step.then, reply[1]))
