@@ -5,7 +5,6 @@ real Redis; then real ``runworker`` processes."""
 import asyncio
 import os
 import signal
-import socket
 import threading
 import time
 
@@ -20,7 +19,6 @@ from django_jobs.worker.leases import Leases
 from django_jobs.worker.slots import GO, STOP
 from django_jobs.worker.wakeups import ChildWakeups
 from tests.processes import wait_until
-from tests.redis_server import RedisServer
 from tests.test_shards import SHARDS
 from tests.testapp import jobs
 
@@ -102,20 +100,6 @@ def test_while_redis_does_not_answer_it_pauses_then_lets_the_claim_wait(
     assert seconds < 1.0
 
 
-@pytest.fixture
-def tcp_redis(configure):
-    """A private redis-server on TCP: a connection the server closed takes the next write
-    without an error there (on a unix socket the write fails at once)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = RedisServer("--port", str(port))
-    server.start()
-    configure(REDIS_URL=f"redis://127.0.0.1:{port}/0")
-    yield redis.Redis(port=port)
-    server.remove()
-
-
 def test_a_kept_wait_connection_that_redis_closed_between_waits_is_made_afresh(
     tcp_redis, pipe, caplog
 ):
@@ -166,6 +150,32 @@ def test_idle_children_wait_on_the_list_themselves_and_each_token_wakes_one(
     started = [(ledger / f"s{i}.started").stat().st_mtime for i in range(2)]
     assert abs(started[0] - started[1]) < 0.4, "both ran side by side: a token woke each"
     assert [h.result(timeout=10) for h in handles] == [0.6, 0.6]
+
+
+def waits_on(client):
+    return sum(1 for c in client.client_list() if c["cmd"] == "blpop")
+
+
+def test_an_idle_child_whose_wait_connection_redis_closed_while_it_ran_a_job_waits_quietly(
+    tcp_redis, workers, ledger
+):
+    # The child keeps the connection its waits go on. Redis closes every connection (CLIENT
+    # KILL, as an idle timeout or a proxy would) while the child runs a job: once the job is
+    # done the child waits again on a fresh connection, with no outage, and the next job
+    # starts at once.
+    proc = workers.start("--concurrency", "1")
+    assert jobs.add.delay(1, 1).result(timeout=15) == 2  # it has waited: its connection is kept
+    wait_until(lambda: waits_on(tcp_redis) == 1, message="the child blocked")
+    handle = jobs.sleep.delay(1.0, label="busy")
+    wait_until(lambda: (ledger / "busy.started").exists(), timeout=5)
+    tcp_redis.client_kill_filter(_type="normal", skipme=True)
+    assert handle.result(timeout=10) == 1.0
+    wait_until(lambda: waits_on(tcp_redis) == 1, message="the child blocked again")
+
+    started = time.monotonic()
+    assert jobs.add.delay(2, 2).result(timeout=10) == 4
+    assert time.monotonic() - started < 1
+    assert "does not answer" not in workers.output(proc)
 
 
 def test_an_idle_child_of_a_frozen_supervisor_takes_no_job_until_it_answers(workers, ledger, queue):
