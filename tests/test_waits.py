@@ -123,6 +123,21 @@ def test_a_result_wait_that_redis_froze_under_gives_up_and_the_next_one_works(
     assert handle.queue.get_job(jobs.add.delay(2, 3).id).args == [2, 3]
 
 
+def test_a_result_wait_after_redis_closed_the_threads_connection_works_at_once(tcp_redis, caplog):
+    # On TCP a write to a connection the server closed does not fail: the thread's connection,
+    # which the wait goes on too, is checked and made afresh first.
+    handle = jobs.add.delay(1, 2)
+    job = Leases().dequeue(worker_id="w", lease=30)
+    tcp_redis.client_kill_filter(_type="normal", skipme=True)
+    threading.Timer(0.3, Leases().complete_job, (job, 3)).start()
+
+    with caplog.at_level("WARNING"):
+        started = time.monotonic()
+        assert handle.result(timeout=5) == 3
+    assert time.monotonic() - started < 2
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+
+
 def test_redis_timeouts_are_checked(configure):
     from django_jobs.checks import check_settings
 
