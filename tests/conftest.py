@@ -97,13 +97,9 @@ def tcp_redis(configure, monkeypatch):
     """A redis-server of this test's own on TCP, for the test process and the workers it
     starts (a client of ``redis.Redis`` is yielded): a connection the server closed takes the
     next write without an error there, where on a unix socket the write fails at once."""
-    import socket
+    from tests.redis_server import RedisServer, free_port
 
-    from tests.redis_server import RedisServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = RedisServer("--port", str(port))
     server.start()
     url = f"redis://127.0.0.1:{port}/0"

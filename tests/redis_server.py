@@ -3,12 +3,20 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import redis
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on just now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def redis_server_binary() -> str:

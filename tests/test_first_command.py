@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import REPO, wait_until
+from tests.redis_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,12 +35,6 @@ pytestmark = pytest.mark.slow
 NOT_IN_A_CLONE = shutil.ignore_patterns(
     ".git", ".venv", ".venvs", "__pycache__", "*.sqlite3*", "site", ".pytest_cache", ".ruff_cache"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def path_without(program: str, folder: Path) -> str:

@@ -24,6 +24,7 @@ from django_jobs.conf import InvalidSetting, jobs_settings
 from django_jobs.metrics import views
 from django_jobs.worker.leases import Leases
 from tests.processes import REPO, wait_until
+from tests.redis_server import free_port
 
 TOKEN = "s3cret-token-of-the-tests"
 ADD, FAIL, SLEEP = "tests.testapp.jobs.add", "tests.testapp.jobs.fail", "tests.testapp.jobs.sleep"
@@ -201,12 +202,6 @@ def test_without_prometheus_client_metrics_port_ends_runworker_naming_the_extra(
     assert done.returncode == 1, done.stderr
     assert "--metrics-port 9: django-jobs' metrics need prometheus_client" in done.stderr
     assert "django-jobs[prometheus]" in done.stderr
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_metrics_port_serves_the_histograms_of_all_the_workers_processes(workers, queue, token):

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.processes import REPO
-from tests.test_first_command import free_port, path_without
+from tests.redis_server import free_port
+from tests.test_first_command import path_without
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="a bash script")
 

@@ -19,6 +19,7 @@ from django_jobs.worker.leases import Leases
 from django_jobs.worker.slots import GO, STOP
 from django_jobs.worker.wakeups import ChildWakeups
 from tests.processes import wait_until
+from tests.test_idle_claims import blocked_waits
 from tests.test_shards import SHARDS
 from tests.testapp import jobs
 
@@ -127,22 +128,15 @@ def test_queues_on_two_shards_are_waited_for_by_the_supervisor(jobs_settings):
     assert ChildWakeups.of(Leases(), ["emails", "reports"], 1.0) is None
 
 
-def blocked_waits(server_url):
-    client = redis.Redis.from_url(server_url)
-    try:
-        return sum(1 for c in client.client_list() if c["cmd"] == "blpop")
-    finally:
-        client.close()
-
-
 def test_idle_children_wait_on_the_list_themselves_and_each_token_wakes_one(
     private_redis, workers, ledger
 ):
     workers.start("--concurrency", "2")
     # The two children block; the supervisor does not (it has no child waiting for its GO).
-    wait_until(lambda: blocked_waits(private_redis.url) == 2, message="two blocked children")
-    time.sleep(0.3)
-    assert blocked_waits(private_redis.url) == 2
+    with private_redis.client() as client:
+        wait_until(lambda: len(blocked_waits(client)) == 2, message="two blocked children")
+        time.sleep(0.3)
+        assert len(blocked_waits(client)) == 2
 
     handles = [jobs.sleep.delay(0.6, label=f"s{i}") for i in range(2)]
 
@@ -150,10 +144,6 @@ def test_idle_children_wait_on_the_list_themselves_and_each_token_wakes_one(
     started = [(ledger / f"s{i}.started").stat().st_mtime for i in range(2)]
     assert abs(started[0] - started[1]) < 0.4, "both ran side by side: a token woke each"
     assert [h.result(timeout=10) for h in handles] == [0.6, 0.6]
-
-
-def waits_on(client):
-    return sum(1 for c in client.client_list() if c["cmd"] == "blpop")
 
 
 def test_an_idle_child_whose_wait_connection_redis_closed_while_it_ran_a_job_waits_quietly(
@@ -165,12 +155,12 @@ def test_an_idle_child_whose_wait_connection_redis_closed_while_it_ran_a_job_wai
     # starts at once.
     proc = workers.start("--concurrency", "1")
     assert jobs.add.delay(1, 1).result(timeout=15) == 2  # it has waited: its connection is kept
-    wait_until(lambda: waits_on(tcp_redis) == 1, message="the child blocked")
+    wait_until(lambda: len(blocked_waits(tcp_redis)) == 1, message="the child blocked")
     handle = jobs.sleep.delay(1.0, label="busy")
     wait_until(lambda: (ledger / "busy.started").exists(), timeout=5)
     tcp_redis.client_kill_filter(_type="normal", skipme=True)
     assert handle.result(timeout=10) == 1.0
-    wait_until(lambda: waits_on(tcp_redis) == 1, message="the child blocked again")
+    wait_until(lambda: len(blocked_waits(tcp_redis)) == 1, message="the child blocked again")
 
     started = time.monotonic()
     assert jobs.add.delay(2, 2).result(timeout=10) == 4

@@ -47,7 +47,8 @@ S = TypeVar("S")
 
 
 def _send_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = None) -> Any:
-    """:func:`_wait_on` a connection of the client's pool (a cluster's node)."""
+    """:func:`_wait_on` a connection of the client's pool: a cluster's node, or a client that
+    sends its commands itself (no connection is kept for it)."""
     pool = client.connection_pool
     connection = pooled(pool, step.args[0])
     try:
