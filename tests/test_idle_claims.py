@@ -184,6 +184,70 @@ def test_a_stopping_child_sends_no_claim_and_a_token_says_go(queue, pipe, redis_
 # -- real workers ---------------------------------------------------------------------------
 
 
+def scripts_called(client, action):
+    """The scripts (their names in the library: 'claim', 'ack', ...) that Redis ran while
+    ``action`` ran, in order, with MONITOR; each FCALL's second word names the function."""
+    called: list[str] = []
+    ready, over = threading.Event(), threading.Event()
+
+    def watch():
+        with client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                words = command["command"].split()
+                if words[0] == "FCALL":  # django_jobs_<library's hash>_<script>
+                    called.append(words[1].split("_", 3)[3])
+                if over.is_set() and words[0] == "PING":
+                    return
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    ready.wait(5)
+    try:
+        action()
+    finally:
+        over.set()
+        client.ping()
+        thread.join(5)
+    return called
+
+
+def test_the_first_job_after_a_wait_is_recorded_in_a_call_of_its_own_before_the_next_claim(
+    private_redis, workers, queue
+):
+    client = private_redis.client()
+    workers.start("--concurrency", "1")
+    assert jobs.add.delay(1, 1).result(timeout=15) == 2
+    wait_until(lambda: blocked_waits(client), message="the child to wait")
+
+    def one_job():
+        handle = jobs.add.delay(2, 3)
+        assert handle.result(timeout=15) == 5
+        wait_until(lambda: blocked_waits(client), message="the child to wait again")
+
+    called = scripts_called(client, one_job)
+    worker_calls = [name for name in called if name in ("claim", "ack", "ack_claim")]
+    # The claim behind the wait takes the job; its record goes alone (its waiter is told in
+    # that pass of Redis's loop, not after a claim), then the claim that finds nothing (the
+    # one sent behind the next wait runs only when that wait ends).
+    assert worker_calls == ["claim", "ack", "claim"], called
+
+    def two_jobs():
+        first = jobs.sleep.delay(0.3)
+        wait_until(lambda: first.refresh().status is JobStatus.RUNNING, message="the first job")
+        second = jobs.add.delay(1, 2)  # queued while the first runs
+        assert second.result(timeout=15) == 3
+        wait_until(lambda: blocked_waits(client), message="the child to wait again")
+
+    called = scripts_called(client, two_jobs)
+    worker_calls = [name for name in called if name in ("claim", "ack", "ack_claim")]
+    # The first job after the wait is recorded on its own all the same (the worker cannot tell
+    # that another came meanwhile); the next one's record goes with the next claim, as in a
+    # drain: one more call per wait, not per job. The second job's wake-up token, which no
+    # wait took, ends the next wait at once: its claim finds nothing.
+    assert worker_calls == ["claim", "ack", "claim", "ack_claim", "claim"], called
+
+
 def test_a_child_killed_after_its_claim_ran_loses_no_job(private_redis, workers, ledger, queue):
     client = private_redis.client()
     proc = workers.start("--concurrency", "1")

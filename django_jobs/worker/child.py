@@ -129,6 +129,8 @@ class ChildLoop:
         # next call), and whether the last job was quick (the next claim may lease a batch).
         self.done: list[Done] = []
         self.quick = True
+        # Whether the jobs in hand came from a wait for work (see _next).
+        self.woken = False
 
     def run(self) -> None:
         with asyncio.Runner() as loop:
@@ -143,6 +145,7 @@ class ChildLoop:
                 else:
                     self.board.publish(None)
                     claim = self._wait_for_work(claim.next_due)
+                    self.woken = claim is not None and claim.job is not None
 
     def report(self, next_due: float | None) -> None:
         """Tell the supervisor that this process has room for work (it answers GO or STOP)."""
@@ -314,7 +317,16 @@ class ChildLoop:
             self.board.start(index, job)
             log_started(job)
             return Claim(job, None)
+        woken, self.woken = self.woken, False
         if not self.done:
+            return self._claim()
+        if woken and len(self.done) == 1:
+            # A lone job taken after a wait is recorded on its own, the next claim sent once
+            # that is answered. Redis tells the job's waiter in the pass of its event loop
+            # that runs the record (with the waiter's read of the job behind it), and a claim in
+            # the same call would hold that pass back by what it costs, cold, after the wait;
+            # it most likely finds nothing, too. One more round trip, once per wait.
+            self._record_done()
             return self._claim()
         wanted = self.reserve(self._batch())
         if not wanted:  # stopping, max_jobs reached, or its supervisor is silent
