@@ -121,6 +121,19 @@ def test_starred_names_take_the_rest_of_the_keys_and_arguments():
         parse_header("x", "-- ARGV: *a, b\n")
 
 
+def test_a_body_reads_its_names_in_place_and_a_name_not_declared_is_refused_at_load():
+    from django_jobs.store.scripts import _named
+
+    lines, text = _named(
+        "x", "A", "ARGV", (("prefix", "now"), "queues"), "f(A.prefix, A.queues, A.now)"
+    )
+    assert text == "f(ARGV[1], A_queues, ARGV[2])"
+    assert lines[0].startswith("local A_queues = {unpack(ARGV, 3, ")
+    assert _named("x", "K", "KEYS", (("job",), None), "g(K.job)") == ([], "g(KEYS[1])")
+    with pytest.raises(ValueError, match=r"x\.lua reads A\.later, which its header does not name"):
+        _named("x", "A", "ARGV", (("prefix",), None), "f(A.later)")
+
+
 def test_unreadable_bytes_in_a_reply_are_an_invalid_record_naming_the_problem():
     from django_jobs.exceptions import InvalidJobRecord
 

@@ -35,7 +35,7 @@ local function store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, 
   elseif due ~= '' then
     redis.call('ZADD', scheduled_key, due, id)
     -- Due before any other: idle workers must learn when to look next.
-    if redis.call('ZRANGE', scheduled_key, 0, 0)[1] == id then return nil, false, 1 end
+    if redis.call('ZRANGE', scheduled_key, '0', '0')[1] == id then return nil, false, 1 end
   else
     return nil, true, 0
   end

@@ -159,7 +159,7 @@ end
 -- holds back. Returns what claim_next returns for a leased job, 'held' (``only`` excludes the
 -- job next in line) or nil.
 local function take_waiting(prefix, due, priority, queue, processing_key, dead_key, now, deadline, token, worker, only)
-  local members = due[tostring(priority)] and due[tostring(priority)][queue]
+  local members = due[priority] and due[priority][queue]
   for _, member in ipairs(members or NONE) do
     local wkey = flows().waiting_key(prefix, member)
     local id = redis.call('LINDEX', wkey, 0)
@@ -217,7 +217,7 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
     due = flows().due_waiting(prefix, now, queues)
   end
   local parked = 0
-  for priority = 3, 0, -1 do
+  for _, priority in ipairs(PRIORITIES) do
     for _, queue in ipairs(queues) do
       local taken = due and take_waiting(prefix, due, priority, queue, processing_key, dead_key, now, deadline, token, worker, only)
       if taken == 'held' then
@@ -255,7 +255,7 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
   if (some_parked or parked > 0) and redis.call('EXISTS', pkey) == 1 then next_due = flows().next_parked(prefix, queues) end
   for zkey, first in pairs({[scheduled_key] = scheduled_next, [retrying_key] = retrying_next}) do
     if first == nil then  -- promote moved some: the head is another one now
-      local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+      local head = redis.call('ZRANGE', zkey, '0', '0', 'WITHSCORES')
       first = head[2] and tonumber(head[2])
     end
     if first and (next_due == nil or first < next_due) then next_due = first end

@@ -1,5 +1,5 @@
--- Helpers shared by every script; scripts.py puts this file in front of each script, then the
--- K (keys) and A (arguments) tables that the script's header names.
+-- Helpers shared by every script; scripts.py puts this file in front of each script (see its
+-- docstring for the K. and A. names the scripts read).
 -- Key patterns match django_jobs/store/keys.py. All keys share the prefix's hash tag.
 
 -- What a record without a ``max_retries`` field allows: the Job dataclass's default, which
@@ -7,6 +7,10 @@
 local MAX_RETRIES = 3
 
 local WAKE_CAP = 64
+-- The priorities, the highest (CRITICAL) first, as text: a claim makes the keys of its lists
+-- from them, and Lua turns a number into text far more slowly than it joins two texts (so
+-- do the scripts' calls of Redis commands: their numbers are written as text too).
+local PRIORITIES = {'3', '2', '1', '0'}
 -- An empty list, for loops over what may be missing (one table, not one per loop).
 local NONE = {}
 
@@ -33,11 +37,11 @@ end
 -- Per-minute counts of finished attempts ('completed', 'failed', 'dead'), for "completed and
 -- failed per minute over the last hour" without a scan: one hash per minute, named by the epoch
 -- second it starts at (keys.py: minute), kept a little over an hour.
-local MINUTE_KEEP = 3900
+local MINUTE_KEEP = '3900'
 local function minute_key(prefix, start) return prefix .. ':minute:' .. string.format('%d', start) end
 local function count_minute(prefix, now, field)
   local key = minute_key(prefix, math.floor(tonumber(now) / 60) * 60)
-  if redis.call('HINCRBY', key, field, 1) == 1 then redis.call('EXPIRE', key, MINUTE_KEEP) end
+  if redis.call('HINCRBY', key, field, '1') == 1 then redis.call('EXPIRE', key, MINUTE_KEEP) end
 end
 
 -- Counts of job events by queue and job name, for the Prometheus counters (django_jobs/metrics):
@@ -71,7 +75,7 @@ local function notify_done(prefix, id, watched)
   if watched == '1' then
     local key = done_key(prefix, id)
     redis.call('RPUSH', key, '1')
-    redis.call('EXPIRE', key, 600)
+    redis.call('EXPIRE', key, '600')
   end
 end
 
@@ -150,7 +154,7 @@ end
 -- nothing due (an idle worker's, the usual case) pays one cheap ZRANGE, whose answer also
 -- tells it when to look again (claim_next), instead of a ZRANGEBYSCORE and a ZRANGE.
 local function promote(prefix, zkey, dead_key, now, limit)
-  local head = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', zkey, '0', '0', 'WITHSCORES')
   if not head[2] then return 0, false end
   local first = tonumber(head[2])
   if first > tonumber(now) then return 0, first end

@@ -33,7 +33,7 @@ if A.retry == '1' and retries < max_retries then
   redis.call('HSET', K.job, 'status', 'retrying', 'retry_count', retries, 'scheduled_at', due)
   redis.call('ZADD', K.retrying, due, id)
   count_event(A.prefix, 'retried', f[7], f[8])
-  if redis.call('ZRANGE', K.retrying, 0, 0)[1] == id then
+  if redis.call('ZRANGE', K.retrying, '0', '0')[1] == id then
     wake(K.wakeup, 1)  -- due before any other retry: idle workers must learn when to look next
   end
   return {'retrying', due}
