@@ -13,6 +13,7 @@ import pytest
 
 from django_jobs import JobQueue, JobStatus
 from django_jobs.job import JobPriority
+from django_jobs.store.scripts import SCRIPTS
 from django_jobs.worker.idle import IdleClaims
 from django_jobs.worker.leases import Claim, Leases
 from django_jobs.worker.slots import GO, STOP
@@ -185,8 +186,10 @@ def test_a_stopping_child_sends_no_claim_and_a_token_says_go(queue, pipe, redis_
 
 
 def scripts_called(client, action):
-    """The scripts (their names in the library: 'claim', 'ack', ...) that Redis ran while
-    ``action`` ran, in order, with MONITOR; each FCALL's second word names the function."""
+    """The scripts ('claim', 'ack', ...) that Redis ran while ``action`` ran, in order, seen
+    with MONITOR: as functions (FCALL) or, before Redis 7, as scripts (EVALSHA)."""
+    names = {script.function: name for name, script in SCRIPTS.items()}
+    names.update((script.sha, name) for name, script in SCRIPTS.items())
     called: list[str] = []
     ready, over = threading.Event(), threading.Event()
 
@@ -195,8 +198,8 @@ def scripts_called(client, action):
             ready.set()
             for command in monitor.listen():
                 words = command["command"].split()
-                if words[0] == "FCALL":  # django_jobs_<library's hash>_<script>
-                    called.append(words[1].split("_", 3)[3])
+                if words[0] in ("FCALL", "EVALSHA"):
+                    called.append(names.get(words[1], words[1]))
                 if over.is_set() and words[0] == "PING":
                     return
 
@@ -212,10 +215,15 @@ def scripts_called(client, action):
     return called
 
 
+@pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
 def test_the_first_job_after_a_wait_is_recorded_in_a_call_of_its_own_before_the_next_claim(
-    private_redis, workers, queue
+    private_redis, workers, queue, configure, functions
 ):
+    configure(REDIS_FUNCTIONS=functions)
+    workers.settings["REDIS_FUNCTIONS"] = functions
     client = private_redis.client()
+    for script in SCRIPTS.values():  # no NOSCRIPT reply, and no EVALSHA sent twice for it
+        client.script_load(script.source)
     workers.start("--concurrency", "1")
     assert jobs.add.delay(1, 1).result(timeout=15) == 2
     wait_until(lambda: blocked_waits(client), message="the child to wait")
