@@ -46,6 +46,10 @@ HOSTILE = {
     ),
     "pickled args, protocol 0": ({"args": pickle.dumps([1, 2], protocol=0)}, "'args' is not JSON"),
     "binary name": ({"name": b"\xff\xfe add"}, "field 'name' is not UTF-8 text"),
+    "a lone lead byte after text": (
+        {"args": '["caf\u00e9", "x"]'.encode() + b"\xc3"},
+        "field 'args' is not UTF-8 text",
+    ),
     "args nested 100,000 deep": ({"args": DEEP}, "'args' has the invalid value"),
     "a time of 1e400": ({"created_at": "1e400"}, "'created_at' has the invalid value '1e400'"),
     "a nan timeout": ({"timeout": "nan"}, "'timeout' has the invalid value 'nan'"),
@@ -77,6 +81,17 @@ def test_a_hostile_record_is_dead_lettered_and_the_worker_goes_on(workers, queue
     workers.start("--concurrency", "1")
 
     assert_dead_lettered_and_still_serving(workers, queue, raw, "hostile", reason)
+
+
+def test_a_record_of_text_beyond_ascii_is_run_as_it_is(workers, queue, raw):
+    # Two-, three- and four-byte UTF-8, written by another program as raw bytes.
+    text = ["caf\u00e9 \u2603", "\U0001f600"]
+    plant(queue, raw, "text", args=f'["{text[0]}", "{text[1]}"]'.encode())
+    workers.start("--concurrency", "1")
+
+    job = queue.wait_for("text", timeout=15)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert job.result == text[0] + text[1]
 
 
 def test_an_over_long_id_is_dead_lettered(workers, queue, raw):
