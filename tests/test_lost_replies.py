@@ -6,7 +6,9 @@ import pytest
 from django_jobs import JobPriority, RedisUnavailable
 from django_jobs.store.scripts import FUNCTIONS, SCRIPTS
 from tests.census import assert_census
+from tests.processes import wait_until
 from tests.proxy import LossyProxy
+from tests.test_idle_claims import blocked_waits
 from tests.testapp import jobs
 
 
@@ -101,6 +103,27 @@ def test_a_lost_reply_to_a_completion_and_claim_records_once_and_runs_the_next_j
 
     assert second.result(timeout=15) == "second", "not left to wait for its 30 s lease"
     assert first.result(timeout=1) == "first"
+    assert proxy.lost == 1
+    assert (ledger / "record.log").read_text().split() == ["first", "second"]
+    assert queue.stats()["counters"].get("stale_acks", 0) == 0
+    assert "not recorded" not in lossy_workers.output(worker)
+    assert_census(queue, private_redis.client(), {first.id: "completed", second.id: "completed"})
+
+
+def test_a_lost_reply_to_the_record_of_the_first_job_after_a_wait_records_once_and_goes_on(
+    lossy_workers, proxy, queue, private_redis, ledger
+):
+    client = private_redis.client()
+    worker = lossy_workers.start("--concurrency", "1")
+    wait_until(lambda: blocked_waits(client), message="the child to wait")
+    proxy.lose(1, "ack")  # the first job after the wait is recorded on its own (child.py)
+
+    first = jobs.record.delay("first")
+    assert first.result(timeout=15) == "first"
+    wait_until(lambda: blocked_waits(client), message="the child to wait again")
+    second = jobs.record.delay("second")
+
+    assert second.result(timeout=15) == "second", lossy_workers.output(worker)
     assert proxy.lost == 1
     assert (ledger / "record.log").read_text().split() == ["first", "second"]
     assert queue.stats()["counters"].get("stale_acks", 0) == 0
