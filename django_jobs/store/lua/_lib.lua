@@ -8,8 +8,9 @@ local MAX_RETRIES = 3
 
 local WAKE_CAP = 64
 -- The priorities, the highest (CRITICAL) first, as text: a claim makes the keys of its lists
--- from them, and Lua turns a number into text far more slowly than it joins two texts (so
--- do the scripts' calls of Redis commands: their numbers are written as text too).
+-- from them, and Lua turns a number into text far more slowly than it joins two texts. So
+-- does redis.call with a number argument: on the paths every job takes (enqueue, claim,
+-- acknowledgement, retry), the scripts pass numbers to Redis commands as text.
 local PRIORITIES = {'3', '2', '1', '0'}
 -- An empty list, for loops over what may be missing (one table, not one per loop).
 local NONE = {}
