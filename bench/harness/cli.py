@@ -359,6 +359,10 @@ def main(argv: list[str]) -> int:
     _log(f"wrote {out / 'benchmarks.md'}, {out / 'benchmarks.png'}, {path}")
     print()
     print(report.targets_table(results))
+    notes = report.missed_notes(results)
+    if notes:
+        print()
+        print(notes)
     _log(f"run time {results['run_seconds'] / 60:.1f} min")
     return 0
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
+from harness import misses
 from harness.results import (
     DASH,
     DJ,
@@ -29,6 +31,15 @@ class Target:
     value: float  # the number compared with the threshold
     shown: str  # the value as shown (a ratio, or the value itself)
     met: bool | None  # None: not measured
+    why: str = ""  # where the time went, from the run's measures (harness.misses)
+
+
+class Peer(NamedTuple):
+    """The best peer of a comparison: its name as shown, its value and its key."""
+
+    name: str
+    value: float
+    lib: str
 
 
 NAN = float("nan")
@@ -42,7 +53,7 @@ def _check(value: float | None, ok: Callable[[float], bool]) -> bool | None:
 
 def _best_peer(
     results: Results, workload: str, value: Callable[[str], float | None], *, lowest: bool = False
-) -> tuple[str, float] | None:
+) -> Peer | None:
     """The peer with the best value (the highest, or with ``lowest`` the lowest) among those
     that ran ``workload`` in this run: a ratio is a same-run ratio. Only when no peer ran it
     does a number of an earlier run count (the report marks those)."""
@@ -58,7 +69,7 @@ def _best_peer(
         return None
     pick = min if lowest else max
     lib, best = pick(found, key=lambda item: item[1])
-    return display_name(results, lib), best
+    return Peer(display_name(results, lib), best, lib)
 
 
 def _med(results: Results, lib: str, *path: str) -> float:
@@ -66,9 +77,7 @@ def _med(results: Results, lib: str, *path: str) -> float:
     return median(values) if values else NAN
 
 
-def _ratio(
-    label: str, ours: float, peer: tuple[str, float] | None, goal: float, unit: str
-) -> Target:
+def _ratio(label: str, ours: float, peer: Peer | None, goal: float, unit: str) -> Target:
     """``ours`` against the best peer's value, met at ``goal`` times or more."""
     ratio = ours / peer[1] if peer else NAN
     against = f" ({peer[0]}: {number(peer[1])} {unit})" if peer else ""
@@ -122,7 +131,23 @@ def _latency(results: Results, key: str, label: str) -> Target:
         lowest=True,
     )
     goal = f"≤ the best peer ({peer[0]}: {number(peer[1], 2)} ms)" if peer else "≤ the best peer"
-    return _at_most(label, ours, peer[1] if peer else NAN, "ms", goal)
+    target = _at_most(label, ours, peer[1] if peer else NAN, "ms", goal)
+    return replace(target, why=misses.latency(results, peer.lib if peer else None))
+
+
+def _latency_peer(results: Results) -> str | None:
+    """The peer with the lowest enqueue → start p50: the one the p99 is explained against."""
+    peer = _best_peer(
+        results,
+        "latency",
+        lambda lib: (
+            _med(results, lib, "latency", "start_p50_ms")
+            if lookup(results, lib, "latency")
+            else None
+        ),
+        lowest=True,
+    )
+    return peer.lib if peer else None
 
 
 def _p99_goal(results: Results) -> str:
@@ -199,7 +224,10 @@ def targets(results: Results) -> list[Target]:
         _drain(results, 2, 1.5, every=False),
         _at_most("Round trips per processed job", per_job, 1.0, "", digits=3),
         _at_most("Round trips per enqueue", per_enqueue, 1.0, "", digits=3),
-        _ratio("Enqueue, one by one", enqueue, peer_enqueue, 1.0, "jobs/s"),
+        replace(
+            _ratio("Enqueue, one by one", enqueue, peer_enqueue, 1.0, "jobs/s"),
+            why=misses.enqueue(results, peer_enqueue.lib if peer_enqueue else None),
+        ),
         Target(
             "Bulk enqueue (`enqueue_many`)",
             f"≥ 10{TIMES} our one-by-one enqueue and ≥ 100,000 jobs/s",
@@ -209,9 +237,15 @@ def targets(results: Results) -> list[Target]:
             bulk / enqueue,
             f"{number(bulk / enqueue, 1)}{TIMES}",
             _check(bulk / enqueue, lambda r: r >= 10.0 and bulk >= 100_000),
+            misses.bulk(results),
         ),
         _latency(results, "start_p50_ms", "Idle latency, enqueue → start, p50"),
-        _at_most("Idle latency, enqueue → start, p99", start_p99, 1.0, "ms", _p99_goal(results)),
+        replace(
+            _at_most(
+                "Idle latency, enqueue → start, p99", start_p99, 1.0, "ms", _p99_goal(results)
+            ),
+            why=misses.latency(results, _latency_peer(results)),
+        ),
         _latency(results, "done_p50_ms", "Idle latency, enqueue → done, p50"),
         Target(
             f"Drain with a {number(sizes.get('large', NAN))}-job backlog",
@@ -238,3 +272,14 @@ def targets_table(results: Results) -> str:
     for t in targets(results):
         lines.append(f"| {t.label} | {t.goal} | {t.measured} | {t.shown} | {_mark(t.met)} |")
     return "\n".join(lines)
+
+
+def missed_notes(results: Results) -> str:
+    """Why each missed target was missed, as measured in this run (a Markdown list; "" when
+    nothing was missed, or nothing measured says why). Targets with the same explanation (the
+    idle latencies) share one item."""
+    grouped: dict[str, list[str]] = {}
+    for t in targets(results):
+        if t.met is False and t.why:
+            grouped.setdefault(t.why, []).append(f"**{t.label}**")
+    return "\n".join(f"- {', '.join(labels)}: {why}" for why, labels in grouped.items())

@@ -151,17 +151,60 @@ def drain_timeout(n: int) -> float:
 # -- enqueue ----------------------------------------------------------------------------------
 
 
-def fill(ctx: Context, adapter: Adapter, n: int) -> tuple[float, float, int]:
-    """Enqueue ``n`` jobs one by one on an empty server: (jobs/s, Redis bytes per queued job,
-    the server's ``used_memory`` before)."""
+def _command_seconds(client: redis.Redis) -> float:
+    """Time redis-server spent running commands so far (``INFO commandstats``), the probe's
+    own ``INFO`` left out."""
+    stats = client.info("commandstats")
+    return (
+        sum(float(v["usec"]) for name, v in stats.items() if not name.startswith("cmdstat_info"))
+        / 1e6
+    )
+
+
+class CpuSplit:
+    """Where the CPU of a stretch of calls from this process went, per job: this process (the
+    enqueuer's Python, its client library and its system calls) and redis-server (``INFO
+    cpu``), and how long the server's commands ran (``INFO commandstats``, scripts included:
+    wall-clock time, which counts a script descheduled part-way). With the wall time per job
+    and a round trip's cost (the floor), it says why a call is slower than a peer's: on the
+    client, in Redis, or in neither (waits)."""
+
+    def __init__(self, probe: redis.Redis) -> None:
+        self.probe = probe
+        self.start = self._now()
+
+    def _now(self) -> tuple[float, float, float]:
+        return time.process_time(), _redis_cpu(self.probe), _command_seconds(self.probe)
+
+    def per_job(self, n: int) -> dict[str, float]:
+        now = self._now()
+        client, server, commands = ((b - a) * 1e6 / n for a, b in zip(self.start, now, strict=True))
+        return {"cpu_client_us": client, "cpu_redis_us": server, "redis_commands_us": commands}
+
+
+def fill(ctx: Context, adapter: Adapter, n: int) -> dict[str, float]:
+    """Enqueue ``n`` jobs one by one on an empty server: jobs/s, Redis bytes per queued job,
+    the server's ``used_memory`` before (``empty``) and the CPU per job (:class:`CpuSplit`)."""
     ctx.fresh()
     with ctx.server.client() as probe:
         before = _used_memory(probe)
+        split = CpuSplit(probe)
         start = time.perf_counter()
         for i in range(n):
             adapter.enqueue(i)
         elapsed = time.perf_counter() - start
-        return n / elapsed, (_used_memory(probe) - before) / n, before
+        return {
+            "per_second": n / elapsed,
+            **split.per_job(n),
+            "memory_per_job": (_used_memory(probe) - before) / n,
+            "empty": before,
+        }
+
+
+# The CPU per job that the enqueue, bulk and latency workloads keep (CpuSplit.per_job).
+CPU_KEYS = ("cpu_client_us", "cpu_redis_us", "redis_commands_us")
+# What each repetition of the enqueue workload keeps of a fill.
+ENQUEUE_KEYS = ("per_second", *CPU_KEYS, "memory_per_job")
 
 
 def enqueue(ctx: Context, adapter: Adapter) -> dict[str, Any]:
@@ -169,26 +212,32 @@ def enqueue(ctx: Context, adapter: Adapter) -> dict[str, Any]:
     repetitions too, does not run)."""
     n = ctx.config.drain_jobs
     runs = [fill(ctx, adapter, n) for _ in range(ctx.config.reps)]
-    return {
-        "jobs": n,
-        "per_second": [r for r, _, _ in runs],
-        "memory_per_job": [m for _, m, _ in runs],
-    }
+    return {"jobs": n, **{key: [r[key] for r in runs] for key in ENQUEUE_KEYS}}
 
 
 def bulk(ctx: Context, adapter: Any) -> dict[str, Any]:
     """django-jobs' ``enqueue_many``: ``bulk_jobs`` jobs, ``bulk_batch`` per call (a round
-    trip each); and the same jobs in one call (whose chunks go one behind another)."""
+    trip each), with the CPU per job of those calls (:class:`CpuSplit`); and the same jobs in
+    one call (whose chunks go one behind another)."""
     n, batch = ctx.config.bulk_jobs, ctx.config.bulk_batch
-    rates, whole = [], []
+    runs: dict[int, list[dict[str, float]]] = {batch: [], n: []}
     for _ in range(ctx.config.reps):
-        for size, out in ((batch, rates), (n, whole)):
+        for size, out in runs.items():
             ctx.fresh()
-            start = time.perf_counter()
-            for first in range(0, n, size):
-                adapter.enqueue_bulk(first, min(size, n - first))
-            out.append(n / (time.perf_counter() - start))
-    return {"jobs": n, "batch": batch, "per_second": rates, "one_call_per_second": whole}
+            with ctx.server.client() as probe:
+                split = CpuSplit(probe)
+                start = time.perf_counter()
+                for first in range(0, n, size):
+                    adapter.enqueue_bulk(first, min(size, n - first))
+                out.append({"per_second": n / (time.perf_counter() - start), **split.per_job(n)})
+    batches = runs[batch]
+    return {
+        "jobs": n,
+        "batch": batch,
+        "per_second": [r["per_second"] for r in batches],
+        **{key: [r[key] for r in batches] for key in CPU_KEYS},
+        "one_call_per_second": [r["per_second"] for r in runs[n]],
+    }
 
 
 # -- drain ------------------------------------------------------------------------------------
@@ -197,7 +246,7 @@ def bulk(ctx: Context, adapter: Any) -> dict[str, Any]:
 def drain_once(ctx: Context, adapter: Adapter, mode: DrainMode, label: str) -> dict[str, float]:
     """Fill the queue, start the workers, time them until all jobs are done."""
     n = ctx.config.drain_size(mode.processes, mode.share)
-    enqueue_rate, memory, empty = fill(ctx, adapter, n)
+    filled = fill(ctx, adapter, n)
     # How fast the machine is just now (it drifts, on a shared or virtual machine).
     floor_rate = incr_rate(ctx.server.url, FLOOR_CHECK)
     with ctx.server.client(adapter.counter_db) as probe:
@@ -209,13 +258,12 @@ def drain_once(ctx: Context, adapter: Adapter, mode: DrainMode, label: str) -> d
         finally:
             workers.stop()
         # What the finished jobs leave in Redis (records, results, indexes), per job.
-        finished = (_used_memory(probe) - empty) / n
+        finished = (_used_memory(probe) - filled["empty"]) / n
         with ctx.server.client() as client:
             record = adapter.finished_record_bytes(client)
     return {
         "per_second": n / (done - start),
-        "enqueue_per_second": enqueue_rate,
-        "memory_per_job": memory,
+        **{f"enqueue_{key}": filled[key] for key in ENQUEUE_KEYS},
         "finished_memory_per_job": finished,
         **({"finished_record_bytes": record} if record is not None else {}),
         "floor_per_second": floor_rate,
@@ -264,11 +312,7 @@ def drain(ctx: Context, adapter: Adapter) -> tuple[dict[str, Any], dict[str, Any
     n = ctx.config.drain_jobs
     full = [m.name for m in modes if ctx.config.drain_size(m.processes, m.share) == n]
     fills = [r for name in full for r in runs[name]]
-    enqueued = {
-        "jobs": n,
-        "per_second": [r["enqueue_per_second"] for r in fills],
-        "memory_per_job": [r["memory_per_job"] for r in fills],
-    }
+    enqueued = {"jobs": n, **{key: [r[f"enqueue_{key}"] for r in fills] for key in ENQUEUE_KEYS}}
     return {"modes": results}, enqueued
 
 
@@ -278,12 +322,14 @@ def drain(ctx: Context, adapter: Adapter) -> tuple[dict[str, Any], dict[str, Any
 def latency(ctx: Context, adapter: Adapter) -> dict[str, Any]:
     """An idle worker; jobs one after another, 10-30 ms apart: enqueue -> start (the job's
     own clock) and enqueue -> done (when the enqueuer has the result): p50 and p99 per
-    repetition, and the distribution of all the repetitions' jobs together."""
+    repetition, and the distribution of all the repetitions' jobs together. Also, to tell
+    where the time goes: when the enqueue call returned (p50), and the CPU per job of the
+    enqueuer (its wait for the result included) and of redis-server."""
     n = ctx.config.latency_jobs
     mode = adapter.idle_worker()
     out: dict[str, Any] = {"mode": mode.name, "jobs": n}
-    keys = ("start_p50_ms", "start_p99_ms", "done_p50_ms", "done_p99_ms")
-    for key in keys:
+    keys = ("start_p50_ms", "start_p99_ms", "done_p50_ms", "done_p99_ms", "submit_p50_ms")
+    for key in (*keys, *CPU_KEYS):
         out[key] = []
     pooled: dict[str, list[float]] = {"start": [], "done": []}
     for rep in range(ctx.config.reps):
@@ -291,18 +337,26 @@ def latency(ctx: Context, adapter: Adapter) -> dict[str, Any]:
         workers = ctx.start(adapter, mode, f"latency rep{rep + 1}")
         try:
             adapter.wait_stamp(adapter.submit_stamp(), timeout=60)  # the worker is up
-            starts, dones = [], []
-            for _ in paced(n, rep):
-                sent = time.time()
-                started = adapter.wait_stamp(adapter.submit_stamp(), timeout=30)
-                dones.append(time.time() - sent)
-                starts.append(started - sent)
+            starts, dones, submits = [], [], []
+            with ctx.server.client() as probe:
+                split = CpuSplit(probe)
+                for _ in paced(n, rep):
+                    sent = time.time()
+                    handle = adapter.submit_stamp()
+                    submits.append(time.time() - sent)
+                    started = adapter.wait_stamp(handle, timeout=30)
+                    dones.append(time.time() - sent)
+                    starts.append(started - sent)
+                cpu = split.per_job(n)
         finally:
             workers.stop()
         for key, values in (("start", starts), ("done", dones)):
             out[f"{key}_p50_ms"].append(percentile(values, 50) * 1000)
             out[f"{key}_p99_ms"].append(percentile(values, 99) * 1000)
             pooled[key] += [v * 1000 for v in values]
+        out["submit_p50_ms"].append(percentile(submits, 50) * 1000)
+        for key, value in cpu.items():
+            out[key].append(value)
     # Every repetition's jobs together, as percentiles (ms): the chart draws their CDF.
     out["distribution_ms"] = {key: distribution(values) for key, values in pooled.items()}
     return out

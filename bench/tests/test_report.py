@@ -200,3 +200,65 @@ def test_profile_summary(tmp_path: Path) -> None:
     assert "| `Child._process` (django_jobs/runner.py) | 75.0% |" in text
     assert "| `child_main`" not in text.split("inclusive")[1]  # on every sample: left out
     assert "(50 more during imports, left out)" in text
+
+
+def test_a_missed_target_says_where_the_time_went_as_measured_in_the_run() -> None:
+    results = _results()
+    dj, huey = results["libraries"]["django-jobs"], results["libraries"]["huey"]
+    results["floor"] = {"per_second": [10_000.0], "commands": 20_000}
+    dj["enqueue"].update(cpu_client_us=[90.0], cpu_redis_us=[40.0], redis_commands_us=[25.0])
+    dj["roundtrips"]["enqueue"]["in_scripts"] = {"hset": 1.0, "rpush": 1.0, "zadd": 0.01}
+    huey["enqueue"] = {
+        "per_second": [10_000.0],
+        "cpu_client_us": [60.0],
+        "cpu_redis_us": [12.0],
+        "redis_commands_us": [2.0],
+        "measured": results["run_date"],
+        "quick": False,
+    }
+    dj["bulk"].update(cpu_client_us=[6.0], cpu_redis_us=[7.5], redis_commands_us=[6.0])
+    found = {t.label: t for t in targets(results)}
+    why = found["Enqueue, one by one"].why
+    # 7,000 against 10,000 jobs/s: 143 against 100 µs per job, 43 µs apart.
+    assert "django-jobs takes 143 µs (Huey: 100 µs)" in why
+    assert "one round trip here is 100 µs" in why
+    assert "90.0 µs (Huey: 60.0 µs) of CPU" in why
+    assert "commands run 25.0 µs (Huey: 2.0 µs)" in why
+    assert "30.0 µs more CPU in the client and 28.0 µs more in Redis" in why
+    assert "(HSET, RPUSH)" in why  # the commands the script runs on every call
+    bulk = found["Bulk enqueue (`enqueue_many`)"].why
+    assert "Per job, 12.5 µs" in bulk
+    assert "redis-server 7.5 µs, whose script runs 6.0 µs" in bulk
+    # Only the missed targets are explained, in the report under the table.
+    text = markdown(results)
+    assert "- **Enqueue, one by one**: Per job" in text
+    assert "- **Drain, 1 process" not in text
+
+
+def test_a_target_is_not_explained_by_a_run_that_did_not_measure_its_cpu() -> None:
+    found = {t.label: t for t in targets(_results())}
+    assert found["Enqueue, one by one"].met is False
+    assert found["Enqueue, one by one"].why == ""
+    assert "Why the missed ones" not in markdown(_results())
+
+
+def test_missed_latencies_share_one_explanation() -> None:
+    results = _results()
+    dj, huey = results["libraries"]["django-jobs"], results["libraries"]["huey"]
+    cpu = {"cpu_client_us": [900.0], "cpu_redis_us": [700.0], "redis_commands_us": [500.0]}
+    dj["latency"].update(done_p50_ms=[2.3], submit_p50_ms=[1.4], **cpu)
+    huey["latency"] = {
+        "start_p50_ms": [0.7],
+        "done_p50_ms": [1.9],
+        "submit_p50_ms": [0.7],
+        **cpu,
+        "measured": results["run_date"],
+        "quick": False,
+    }
+    text = markdown(results)
+    assert (
+        "- **Idle latency, enqueue \u2192 start, p50**, **Idle latency, enqueue \u2192 start, "
+        "p99**, **Idle latency, enqueue \u2192 done, p50**: The enqueue call returns after "
+        "1.40 ms (Huey: 0.70 ms)"
+    ) in text
+    assert text.count("The enqueue call returns after") == 1
