@@ -151,6 +151,15 @@ def _epoch(name: str, value: datetime) -> str:
     return f"{'-' if micros < 0 else ''}{seconds}.{fraction:06d}"
 
 
+# A status or priority as stored, looked up: cheaper than calling the enum (a worker reads both
+# per job); other text is read by the enum, which refuses what is not one of its values.
+_STATUSES = {status.value: status for status in JobStatus}
+_PRIORITIES = {str(priority.value): priority for priority in JobPriority}
+# And the other way, for the writers: a member's ``.value`` is a Python-level property, which
+# cost an enqueue more than its dict lookup (keyed by the member's str or int hash).
+_STATUS_TEXTS = {status: text for text, status in _STATUSES.items()}
+_PRIORITY_TEXTS = {priority: text for text, priority in _PRIORITIES.items()}
+
 # How each field of a Redis hash is written (an enqueue writes one per job).
 HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     **dict.fromkeys(("name", "queue", "error", "traceback", "worker_id"), _text),
@@ -161,8 +170,8 @@ HASH_WRITERS: dict[str, Callable[[str, Any], str]] = {
     # "300", not "300.0": a whole number is stored as an integer in a compact hash, 4 bytes
     # fewer per field (``_seconds`` reads both).
     **dict.fromkeys(_SECONDS_FIELDS, lambda name, value: str(_number(value))),
-    "status": lambda name, value: value.value,
-    "priority": lambda name, value: str(value.value),
+    "status": lambda name, value: _STATUS_TEXTS[value],
+    "priority": lambda name, value: _PRIORITY_TEXTS[value],
     "cancel_requested": lambda name, value: "1",
     "progress": lambda name, value: value.to_json(),
     **dict.fromkeys(("after", "then", "group", "group_index"), _text),
@@ -201,11 +210,6 @@ LEADING_FIELDS = ("name", "queue", "priority", "created_at", "status")
 # out when ``None``.
 VARYING_NULLABLE_FIELDS = ("scheduled_at", "user_id", "progress")
 VARYING_FIELDS = (*JSON_FIELDS, *VARYING_NULLABLE_FIELDS)
-
-# A status or priority as stored, looked up: cheaper than calling the enum (a worker reads both
-# per job); other text is read by the enum, which refuses what is not one of its values.
-_STATUSES = {status.value: status for status in JobStatus}
-_PRIORITIES = {str(priority.value): priority for priority in JobPriority}
 
 
 def _status(value: str) -> JobStatus:
