@@ -4,9 +4,9 @@ django-jobs beside the peer it was compared with.
 The enqueue, bulk and latency workloads keep, per job, the CPU of the process that enqueued
 (``cpu_client_us``) and of redis-server (``cpu_redis_us``), and how long its commands ran
 (``redis_commands_us``, scripts included; wall-clock time, so it may exceed the CPU when the
-server is descheduled): see ``workloads.CpuSplit``. With the floor
-(one round trip, one bare wake-up) they split a gap into client, server and waits. Each
-function returns one Markdown sentence or two, or "" when the run has not measured enough.
+server is descheduled): see ``workloads.CpuSplit``. With the floor (one round trip, one bare
+wake-up) they split a gap into client, server and waits. Each function returns one Markdown
+sentence or two, or "" when the run has not measured enough.
 """
 
 from __future__ import annotations
