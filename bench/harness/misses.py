@@ -115,9 +115,14 @@ def latency(results: Results, peer: str | None) -> str:
             f"and {_ms(median(floor['wakeup_start_p99_ms']))} at p99, "
             f"{_ms(median(floor['wakeup_done_p50_ms']))} until its answer is read"
         )
+    # A call that returns after its job started was answered only after the woken worker's
+    # claim ran (Redis writes its replies once per pass of its loop), once its caller slept.
+    submit, start = (_med(results, DJ, "latency", key) for key in ("submit_p50_ms", "start_p50_ms"))
+    started = f" (django-jobs' job has started by then: {_ms(start)})" if submit >= start else ""
     return (
         "The enqueue call returns after "
-        f"{_both(results, peer, 'ms', 'latency', 'submit_p50_ms')} at p50{wake}. Per job, "
+        f"{_both(results, peer, 'ms', 'latency', 'submit_p50_ms')} at p50{started}{wake}. "
+        "Per job, "
         f"redis-server spends {_both(results, peer, 'us', 'latency', 'cpu_redis_us')} of CPU, "
         f"its commands run {_both(results, peer, 'us', 'latency', 'redis_commands_us')} (for "
         "django-jobs the scripts that enqueue, lease, record and report the job; the worker "

@@ -262,3 +262,5 @@ def test_missed_latencies_share_one_explanation() -> None:
         "1.40 ms (Huey: 0.70 ms)"
     ) in text
     assert text.count("The enqueue call returns after") == 1
+    # Its job started (0.9 ms, the median) before the call returned: the note says so.
+    assert "at p50 (django-jobs' job has started by then: 0.90 ms)" in text
