@@ -13,13 +13,8 @@ from __future__ import annotations
 
 import math
 
-from harness.results import DJ, Results, display_name, lookup, number
+from harness.results import DJ, Results, display_name, lookup, median_of, number
 from harness.stats import median
-
-
-def _med(results: Results, lib: str, *path: str) -> float:
-    values = lookup(results, lib, *path)
-    return median(values) if values else math.nan
 
 
 def _us(value: float) -> str:
@@ -33,12 +28,12 @@ def _ms(value: float) -> str:
 def _both(results: Results, peer: str, show: str, *path: str) -> str:
     """``ours (Peer: theirs)``, each shown by ``show`` ("us" or "ms")."""
     write = _us if show == "us" else _ms
-    ours, theirs = _med(results, DJ, *path), _med(results, peer, *path)
+    ours, theirs = median_of(results, DJ, *path), median_of(results, peer, *path)
     return f"{write(ours)} ({display_name(results, peer)}: {write(theirs)})"
 
 
 def _measured(results: Results, lib: str, workload: str) -> bool:
-    return not math.isnan(_med(results, lib, workload, "cpu_redis_us"))
+    return not math.isnan(median_of(results, lib, workload, "cpu_redis_us"))
 
 
 def _round_trip(results: Results) -> str:
@@ -60,11 +55,11 @@ def enqueue(results: Results, peer: str | None) -> str:
         _measured(results, DJ, "enqueue") and _measured(results, peer, "enqueue")
     ):
         return ""
-    wall = {lib: 1e6 / _med(results, lib, "enqueue", "per_second") for lib in (DJ, peer)}
+    wall = {lib: 1e6 / median_of(results, lib, "enqueue", "per_second") for lib in (DJ, peer)}
     cpu = {
         lib: (
-            _med(results, lib, "enqueue", "cpu_client_us"),
-            _med(results, lib, "enqueue", "cpu_redis_us"),
+            median_of(results, lib, "enqueue", "cpu_client_us"),
+            median_of(results, lib, "enqueue", "cpu_redis_us"),
         )
         for lib in (DJ, peer)
     }
@@ -87,10 +82,10 @@ def bulk(results: Results) -> str:
     """``enqueue_many`` in calls of a batch: its CPU per job here and in Redis."""
     if not _measured(results, DJ, "bulk"):
         return ""
-    rate = _med(results, DJ, "bulk", "per_second")
-    client = _med(results, DJ, "bulk", "cpu_client_us")
-    server = _med(results, DJ, "bulk", "cpu_redis_us")
-    commands = _med(results, DJ, "bulk", "redis_commands_us")
+    rate = median_of(results, DJ, "bulk", "per_second")
+    client = median_of(results, DJ, "bulk", "cpu_client_us")
+    server = median_of(results, DJ, "bulk", "cpu_redis_us")
+    commands = median_of(results, DJ, "bulk", "redis_commands_us")
     return (
         f"Per job, {_us(1e6 / rate)} (100,000 jobs/s needs 10 µs): this process spends "
         f"{_us(client)} of CPU (building the jobs, checking and encoding them, sending them) and "
@@ -117,7 +112,9 @@ def latency(results: Results, peer: str | None) -> str:
         )
     # A call that returns after its job started was answered only after the woken worker's
     # claim ran (Redis writes its replies once per pass of its loop), once its caller slept.
-    submit, start = (_med(results, DJ, "latency", key) for key in ("submit_p50_ms", "start_p50_ms"))
+    submit, start = (
+        median_of(results, DJ, "latency", key) for key in ("submit_p50_ms", "start_p50_ms")
+    )
     started = f" (django-jobs' job has started by then: {_ms(start)})" if submit >= start else ""
     return (
         "The enqueue call returns after "

@@ -54,6 +54,12 @@ def lookup(results: Results, lib: str, *path: str) -> Any:
     return node
 
 
+def median_of(results: Results, lib: str, *path: str) -> float:
+    """The median of the values at ``path`` of ``lib``'s results (NaN when there are none)."""
+    values = lookup(results, lib, *path)
+    return median(values) if values else math.nan
+
+
 def drain_modes(results: Results, lib: str, processes: int) -> list[dict[str, Any]]:
     modes = lookup(results, lib, "drain", "modes") or []
     return [m for m in modes if m["processes"] == processes]
