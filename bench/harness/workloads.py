@@ -161,6 +161,11 @@ def _command_seconds(client: redis.Redis) -> float:
     )
 
 
+# The CPU per job that the enqueue, bulk and latency workloads keep (CpuSplit.per_job): the
+# enqueuing process's, redis-server's, and how long the server's commands ran.
+CPU_KEYS = ("cpu_client_us", "cpu_redis_us", "redis_commands_us")
+
+
 class CpuSplit:
     """Where the CPU of a stretch of calls from this process went, per job: this process (the
     enqueuer's Python, its client library and its system calls) and redis-server (``INFO
@@ -177,9 +182,8 @@ class CpuSplit:
         return time.process_time(), _redis_cpu(self.probe), _command_seconds(self.probe)
 
     def per_job(self, n: int) -> dict[str, float]:
-        now = self._now()
-        client, server, commands = ((b - a) * 1e6 / n for a, b in zip(self.start, now, strict=True))
-        return {"cpu_client_us": client, "cpu_redis_us": server, "redis_commands_us": commands}
+        spent = ((b - a) * 1e6 / n for a, b in zip(self.start, self._now(), strict=True))
+        return dict(zip(CPU_KEYS, spent, strict=True))
 
 
 def fill(ctx: Context, adapter: Adapter, n: int) -> dict[str, float]:
@@ -201,8 +205,6 @@ def fill(ctx: Context, adapter: Adapter, n: int) -> dict[str, float]:
         }
 
 
-# The CPU per job that the enqueue, bulk and latency workloads keep (CpuSplit.per_job).
-CPU_KEYS = ("cpu_client_us", "cpu_redis_us", "redis_commands_us")
 # What each repetition of the enqueue workload keeps of a fill.
 ENQUEUE_KEYS = ("per_second", *CPU_KEYS, "memory_per_job")
 
