@@ -41,11 +41,11 @@ def _round_trip(results: Results) -> str:
     return f"; one round trip here is {_us(1e6 / median(rates))}" if rates else ""
 
 
-def _in_script(results: Results) -> str:
-    """The commands django-jobs' enqueue script runs, per call (the roundtrips workload)."""
-    inside = lookup(results, DJ, "roundtrips", "enqueue", "in_scripts") or {}
-    names = [name.upper() for name, calls in inside.items() if calls >= 0.5]
-    return f" ({', '.join(names)})" if names else ""
+def _enqueue_commands(results: Results, lib: str, kind: str) -> list[str]:
+    """The commands one enqueue of ``lib`` sends (``kind`` "top_level") or runs inside its
+    scripts ("in_scripts"), as the roundtrips workload counted them (most first)."""
+    counted = lookup(results, lib, "roundtrips", "enqueue", kind) or {}
+    return [name.upper() for name, calls in counted.items() if calls >= 0.5]
 
 
 def enqueue(results: Results, peer: str | None) -> str:
@@ -64,6 +64,15 @@ def enqueue(results: Results, peer: str | None) -> str:
         for lib in (DJ, peer)
     }
     gap = wall[DJ] - wall[peer]
+    inside = _enqueue_commands(results, DJ, "in_scripts")
+    theirs = _enqueue_commands(results, peer, "top_level")
+    what = ""
+    if inside and theirs:
+        what = (
+            f" django-jobs writes a whole record in one Lua function ({', '.join(inside)}), "
+            f"after checking the arguments' JSON; {display_name(results, peer)} sends "
+            f"{', '.join(theirs)}."
+        )
     return (
         f"Per job, django-jobs takes {_us(wall[DJ])} ({display_name(results, peer)}: "
         f"{_us(wall[peer])}){_round_trip(results)}. The enqueuing process spends "
@@ -71,10 +80,7 @@ def enqueue(results: Results, peer: str | None) -> str:
         f"redis-server {_both(results, peer, 'us', 'enqueue', 'cpu_redis_us')}, whose "
         f"commands run {_both(results, peer, 'us', 'enqueue', 'redis_commands_us')}: the "
         f"{_us(gap)} between them go with {_us(cpu[DJ][0] - cpu[peer][0])} more CPU in the "
-        f"client and {_us(cpu[DJ][1] - cpu[peer][1])} more in Redis. django-jobs writes a "
-        "whole record in one "
-        f"Lua function{_in_script(results)}, after checking the arguments' JSON; "
-        f"{display_name(results, peer)} sends one command."
+        f"client and {_us(cpu[DJ][1] - cpu[peer][1])} more in Redis.{what}"
     )
 
 

@@ -208,6 +208,9 @@ def test_a_missed_target_says_where_the_time_went_as_measured_in_the_run() -> No
     results["floor"] = {"per_second": [10_000.0], "commands": 20_000}
     dj["enqueue"].update(cpu_client_us=[90.0], cpu_redis_us=[40.0], redis_commands_us=[25.0])
     dj["roundtrips"]["enqueue"]["in_scripts"] = {"hset": 1.0, "rpush": 1.0, "zadd": 0.01}
+    enqueue_commands = {"round_trips": 1.0, "commands": 1.0, "top_level": {"lpush": 1.0}}
+    processed = {"round_trips": 4.0, "commands": 4.0, "top_level": {}, "in_scripts": {}}
+    huey["roundtrips"] = {"enqueue": {**enqueue_commands, "in_scripts": {}}, "job": processed}
     huey["enqueue"] = {
         "per_second": [10_000.0],
         "cpu_client_us": [60.0],
@@ -225,7 +228,9 @@ def test_a_missed_target_says_where_the_time_went_as_measured_in_the_run() -> No
     assert "90.0 µs (Huey: 60.0 µs) of CPU" in why
     assert "commands run 25.0 µs (Huey: 2.0 µs)" in why
     assert "30.0 µs more CPU in the client and 28.0 µs more in Redis" in why
-    assert "(HSET, RPUSH)" in why  # the commands the script runs on every call
+    # The commands the script runs on every call, and the peer's, as the run counted them.
+    assert "in one Lua function (HSET, RPUSH)" in why
+    assert "Huey sends LPUSH." in why
     bulk = found["Bulk enqueue (`enqueue_many`)"].why
     assert "Per job, 12.5 µs" in bulk
     assert "redis-server 7.5 µs, whose script runs 6.0 µs" in bulk
