@@ -200,8 +200,8 @@ LEFT_OUT_WHEN_DEFAULT = frozenset(
     )
 )
 # The fields a hash starts with (``Job.to_hash``), in this order: every job an enqueue stores has
-# them, and the enqueue scripts read them at these places instead of looking for them
-# (``enqueue_jobs`` in _enqueue.lua).
+# them, and the enqueue scripts take their values at these places and write their names
+# themselves (``enqueue_job`` and ``enqueue_jobs`` in _enqueue.lua): a call sends no name of them.
 LEADING_FIELDS = ("name", "queue", "priority", "created_at", "status")
 
 # The fields whose values differ from job to job of one enqueue (or that cannot be compared),

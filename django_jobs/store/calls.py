@@ -9,8 +9,9 @@ Run a plan with :func:`~django_jobs.store.execute.run` or ``arun``, or ``yield f
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
 
 from django_jobs.conf import jobs_settings
@@ -69,11 +70,17 @@ def _due_and_user(job: Job, now: float) -> tuple[str, str]:
 
 def job_values(job: Job, now: float) -> list[str]:
     """The ``job`` argument of the enqueue scripts for a call of one job (see ``enqueue_job``
-    in ``_enqueue.lua``): its id, due time, user id, then its hash's fields and values
-    (``Job.to_hash``, ``record.LEADING_FIELDS`` first). No JSON: Redis would spend more on
-    decoding it than on storing the job."""
+    in ``_enqueue.lua``): its id, due time and user id, the values of
+    ``record.LEADING_FIELDS`` (the script writes their names), then the other fields of its
+    hash and their values (``Job.to_hash``). No JSON: Redis would spend more on decoding it
+    than on storing the job."""
     due, user = _due_and_user(job, now)
-    return [job.id, due, user, *chain.from_iterable(_record(job).items())]
+    record = _record(job)
+    others = islice(record.items(), len(LEADING_FIELDS), None)
+    return [job.id, due, user, *_leading_values(record), *chain.from_iterable(others)]
+
+
+_leading_values = operator.itemgetter(*LEADING_FIELDS)
 
 
 def _record(job: Job) -> dict[str, str]:

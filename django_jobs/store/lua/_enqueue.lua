@@ -11,18 +11,11 @@
 -- this call). The last write that may be refused is the count of events, after the wake-up
 -- list was read and before it is written: neither needs taking back.
 
--- Store one job of an enqueue, unless another job holds its unique key ``unique`` (taken for
--- ``unique_for`` seconds, or nil: until the job releases it): its record is the HSET arguments
--- ``row[first]`` to ``row[last]``; ``due`` is its due time ('' = now), ``user`` its user id ('' =
--- none), ``waiting`` true for a workflow's step that waits for the steps before it.
--- Returns the holder's id when it was not stored; otherwise nil, whether it is ready (the caller
--- pushes it on its list) and the wake-ups it needs (1: a delayed job due before all others).
-local function store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, due, user, created_at, waiting, unique, unique_for, row, first, last)
-  if unique then
-    local holder = flows().unique_take(prefix, unique, unique_for, id)
-    if holder then return holder, false, 0 end
-  end
-  redis.call('HSET', jkey, unpack(row, first, last))
+-- Index a job just stored (its record written): by ``user`` (its user id, '' = none), and as
+-- due at ``due`` ('' = now) or, ``waiting`` true, as a workflow's step that waits for the steps
+-- before it. Returns whether it is ready (the caller pushes it on its list) and the wake-ups it
+-- needs (1: a delayed job due before all others).
+local function place_job(prefix, keep_since, user_ttl, scheduled_key, id, due, user, created_at, waiting)
   if user ~= '' then
     -- The user index covers JOB_TTL, like the records of finished jobs.
     local ukey = prefix .. ':user:' .. user
@@ -35,18 +28,18 @@ local function store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, 
   elseif due ~= '' then
     redis.call('ZADD', scheduled_key, due, id)
     -- Due before any other: idle workers must learn when to look next.
-    if redis.call('ZRANGE', scheduled_key, '0', '0')[1] == id then return nil, false, 1 end
+    if redis.call('ZRANGE', scheduled_key, '0', '0')[1] == id then return false, 1 end
   else
-    return nil, true, 0
+    return true, 0
   end
-  return nil, false, 0
+  return false, 0
 end
 
 -- The unique key and its time (``unique_for``) of the one job of a call (calls.job_values:
--- its record's fields from the 14th value on, after the leading ones), or nil.
+-- its record's other fields from the 9th value on, after the leading ones), or nil.
 local function unique_of(job)
   local unique, unique_for
-  for k = 14, #job, 2 do
+  for k = 9, #job, 2 do
     local field = job[k]
     if field == 'unique_key' then unique = job[k + 1]
     elseif field == 'unique_for' then unique_for = job[k + 1]
@@ -121,12 +114,12 @@ local function refusals()
   -- wrote is taken back: its record did not exist before (enqueue_job writes nothing when it
   -- does).
   local function job_refused(err, prefix, job, scheduled_key, wakeup_key)
-    local id, due, waiting = job[1], job[2], job[13] == 'waiting'
+    local id, due, waiting = job[1], job[2], job[8] == 'waiting'
     local unique = unique_of(job)
     local checks, check = checklist()
     take_back_job(prefix, scheduled_key, job_key(prefix, id), id, due, job[3], waiting, unique, check)
     if not waiting and due == '' then
-      local list = list_key(prefix, job[7], job[9])
+      local list = list_key(prefix, job[5], job[6])
       if redis.pcall('LINDEX', list, -1) == id then redis.call('RPOP', list) end
       check(list, 'list')
     end
@@ -169,27 +162,33 @@ local function refusals()
   return REFUSALS
 end
 
--- Store the one job of a call (``job``: calls.job_values, flat: its id, due time, user id, then
--- its record's fields and values, record.py's LEADING_FIELDS first) and make it ready, or due
--- later, or waiting, as enqueue_jobs does, without the JSON and the tables a call of many
--- jobs needs. A job whose record exists was stored by an earlier send of this call whose reply
--- was lost: it is left as it is. Returns {id, holder id} when another job holds its unique key,
--- else {}. Called under a pcall (see the top of this file): refusals().job_refused takes back
--- a refused call.
+-- Store the one job of a call (``job``: calls.job_values, flat: its id, due time and user id,
+-- the values of record.py's LEADING_FIELDS, then its record's other fields and values) and
+-- make it ready, or due later, or waiting, as enqueue_jobs does, without the JSON and the
+-- tables a call of many jobs needs. A job whose record exists was stored by an earlier send of
+-- this call whose reply was lost: it is left as it is. Returns {id, holder id} when another job
+-- holds its unique key, else {}. Called under a pcall (see the top of this file):
+-- refusals().job_refused takes back a refused call.
 local function enqueue_job(prefix, keep_since, user_ttl, job, scheduled_key, wakeup_key)
   local id = job[1]
   local jkey = job_key(prefix, id)
   if redis.call('EXISTS', jkey) == 1 then return {} end
   local unique, unique_for = unique_of(job)
-  -- name, queue, priority, created_at and status are the values 5, 7, 9, 11 and 13.
-  local holder, ready, wakeups = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, job[2], job[3], job[11], job[13] == 'waiting', unique, unique_for, job, 4, #job)
-  if holder then return {id, holder} end
+  if unique then
+    local holder = flows().unique_take(prefix, unique, unique_for, id)
+    if holder then return {id, holder} end
+  end
+  -- name, queue, priority, created_at and status are the values 4 to 8: their field names
+  -- are written here rather than sent, as each argument of a call costs Redis about 1,100
+  -- instructions, a quarter of a PING (bench/instructions.py --costs).
+  redis.call('HSET', jkey, 'name', job[4], 'queue', job[5], 'priority', job[6], 'created_at', job[7], 'status', job[8], unpack(job, 9, #job))
+  local ready, wakeups = place_job(prefix, keep_since, user_ttl, scheduled_key, id, job[2], job[3], job[7], job[8] == 'waiting')
   if ready then
-    redis.call('RPUSH', list_key(prefix, job[7], job[9]), id)
+    redis.call('RPUSH', list_key(prefix, job[5], job[6]), id)
     wakeups = 1
   end
   local room = wakeups > 0 and WAKE_CAP - redis.call('LLEN', wakeup_key) or 0
-  count_event(prefix, 'enqueued', job[7], job[5])
+  count_event(prefix, 'enqueued', job[5], job[4])
   wake(wakeup_key, wakeups, room)
   return {}
 end
@@ -279,11 +278,13 @@ local function enqueue_jobs(prefix, keep_since, user_ttl, call, scheduled_key, w
         local row, last, created_at = shape.row, shape.fixed, jobs[i + 4]
         row[8] = created_at
         for j = 1, shape.extra do row[last + 2 * j] = jobs[i + 4 + j] end
-        local holder, is_ready, wake_for = store_job(prefix, keep_since, user_ttl, scheduled_key, jkey, id, jobs[i + 1], jobs[i + 2], created_at, shape.waiting, shape.unique, shape.unique_for, row, 1, #row)
+        local holder = shape.unique and flows().unique_take(prefix, shape.unique, shape.unique_for, id)
         if holder then
           taken[#taken + 1] = id
           taken[#taken + 1] = holder
         else
+          redis.call('HSET', jkey, unpack(row, 1, #row))
+          local is_ready, wake_for = place_job(prefix, keep_since, user_ttl, scheduled_key, id, jobs[i + 1], jobs[i + 2], created_at, shape.waiting)
           shape.stored = shape.stored + 1
           wakeups = wakeups + wake_for
           if is_ready then
