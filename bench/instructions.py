@@ -16,6 +16,12 @@ scripts::
 
     .venvs/dev/bin/python bench/instructions.py --enqueue --before main --jobs 20000
 
+``--costs`` counts, beside this checkout's enqueue, what its parts cost Redis on their own:
+a PING, a peer's enqueue (one LPUSH), an HSET of a new hash of a job's six fields, and an
+FCALL of an empty function with no argument and with as many as the enqueue sends::
+
+    .venvs/dev/bin/python bench/instructions.py --costs --jobs 2000
+
 Run on demand, never from the tests; needs valgrind (``apt-get install valgrind``) and
 redis-server. Each version runs a private ``redis-server`` under ``valgrind --tool=callgrind``
 on ``--port``, fills it with ``--jobs`` jobs with its own code (``PYTHONPATH`` names its tree,
@@ -34,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from flow import BENCH, REPO, Version, before_tree
 
@@ -80,16 +87,18 @@ def child(action: str, count: str, scripts: str) -> None:
         job = claim.job
 
 
-def count(version: Version, jobs: int, port: int, scripts: bool, enqueue: bool = False) -> float:
-    """Instructions redis-server ran per ``ack_claim`` of a drain by ``version`` (per
-    ``enqueue`` of one plain job, with ``enqueue``)."""
-    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
-        out = Path(folder)
-        server = subprocess.Popen(
+class Callgrind:
+    """A private ``redis-server`` on ``port`` under ``valgrind --tool=callgrind``: what it runs
+    between :meth:`zero` and :meth:`total` is counted, in instructions."""
+
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port, self.folder = port, folder
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.server = subprocess.Popen(
             [
                 "valgrind",
                 "--tool=callgrind",
-                f"--callgrind-out-file={out}/callgrind.%p",
+                f"--callgrind-out-file={folder}/callgrind.%p",
                 "redis-server",
                 "--port",
                 str(port),
@@ -99,19 +108,49 @@ def count(version: Version, jobs: int, port: int, scripts: bool, enqueue: bool =
                 "no",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=(out / "valgrind.log").open("w"),
+            stderr=(folder / "valgrind.log").open("w"),
         )
+        deadline = time.monotonic() + 60
+        while (
+            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout
+            != b"PONG\n"
+        ):
+            if time.monotonic() > deadline or self.server.poll() is not None:
+                self.stop()
+                raise SystemExit((folder / "valgrind.log").read_text())
+            time.sleep(0.2)
+
+    def _control(self, option: str) -> None:
+        subprocess.run(
+            ["callgrind_control", option, str(self.server.pid)], capture_output=True, check=True
+        )
+
+    def zero(self) -> None:
+        self._control("-z")
+
+    def total(self) -> int:
+        """The instructions counted since :meth:`zero` (one dump, removed once read)."""
+        self._control("-d")
+        (dump,) = self.folder.glob(f"callgrind.{self.server.pid}.*")
+        text = dump.read_text()
+        dump.unlink()
+        totals = [line for line in text.splitlines() if line.startswith(("totals:", "summary:"))]
+        return int(totals[0].split()[1])
+
+    def stop(self) -> None:
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True
+        )
+        self.server.wait(timeout=60)
+
+
+def count(version: Version, jobs: int, port: int, scripts: bool, enqueue: bool = False) -> float:
+    """Instructions redis-server ran per ``ack_claim`` of a drain by ``version`` (per
+    ``enqueue`` of one plain job, with ``enqueue``)."""
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
+        server = Callgrind(port, Path(folder))
         try:
-            url = f"redis://127.0.0.1:{port}/0"
-            deadline = time.monotonic() + 60
-            while (
-                subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout
-                != b"PONG\n"
-            ):
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit((out / "valgrind.log").read_text())
-                time.sleep(0.2)
-            env = {**version.env(url), "BENCH_HELD": str(out / "held.json")}
+            env = {**version.env(server.url), "BENCH_HELD": str(Path(folder) / "held.json")}
             calls = jobs - 3  # the fill leases two jobs; the last claim must still find one
 
             def run(action: str, n: int) -> None:
@@ -126,25 +165,59 @@ def count(version: Version, jobs: int, port: int, scripts: bool, enqueue: bool =
             if enqueue:
                 calls = jobs
             run("enqueue" if enqueue else "fill", 1 if enqueue else jobs)
-            subprocess.run(
-                ["callgrind_control", "-z", str(server.pid)], capture_output=True, check=True
-            )
+            server.zero()
             run("enqueue" if enqueue else "drain", calls)
-            subprocess.run(
-                ["callgrind_control", "-d", str(server.pid)], capture_output=True, check=True
-            )
-            (dump,) = out.glob(f"callgrind.{server.pid}.*")
-            totals = [
-                line
-                for line in dump.read_text().splitlines()
-                if line.startswith(("totals:", "summary:"))
-            ]
-            return int(totals[0].split()[1]) / calls
+            return server.total() / calls
         finally:
-            subprocess.run(
-                ["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True
+            server.stop()
+
+
+# What one enqueue of a plain job writes (its record, as the enqueue script writes it), and
+# an argument list as long as the one-job enqueue's call sends (2 keys, 14 values).
+RECORD = (
+    *("name", "benchapp.jobs.noop", "queue", "default", "priority", "1"),
+    *("created_at", "1796402280.787640", "status", "pending", "args", "[2]"),
+)
+ENQUEUE_ARGUMENTS = 16
+
+# The references of --costs: a label and the command of call ``i`` (each writes new keys).
+COSTS: tuple[tuple[str, Any], ...] = (
+    ("PING", lambda i: ("PING",)),
+    ("LPUSH of a 60-byte value (a peer's enqueue)", lambda i: ("LPUSH", "{c}:q", "x" * 60)),
+    ("SET of a new key, 100 bytes", lambda i: ("SET", f"{{c}}:s{i}", "x" * 100)),
+    ("HSET of a new hash of a job's 6 fields", lambda i: ("HSET", f"{{c}}:h{i}", *RECORD)),
+    ("FCALL of an empty function, no argument", lambda i: ("FCALL", "empty", 0)),
+    (
+        f"FCALL of an empty function, {ENQUEUE_ARGUMENTS} arguments",
+        lambda i: ("FCALL", "empty", 2, "{c}:a", "{c}:b", *[f"value{i}"] * 14),
+    ),
+)
+
+
+def costs(port: int, calls: int) -> list[tuple[str, float]]:
+    """Instructions redis-server runs per call of each of :data:`COSTS`, ``calls`` times
+    each: what the parts of an enqueue cost Redis, beside a peer's one command."""
+    import redis
+
+    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
+        server = Callgrind(port, Path(folder))
+        try:
+            client = redis.Redis.from_url(server.url)
+            client.function_load(
+                "#!lua name=bench_costs\n"
+                "redis.register_function('empty', function(keys, args) return {} end)"
             )
-            server.wait(timeout=60)
+            rows = []
+            for label, command in COSTS:
+                for i in range(10):  # warm: the first calls load code and grow tables
+                    client.execute_command(*command(-1 - i))
+                server.zero()
+                for i in range(calls):
+                    client.execute_command(*command(i))
+                rows.append((label, server.total() / calls))
+            return rows
+        finally:
+            server.stop()
 
 
 def main() -> None:
@@ -156,8 +229,21 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000, help="jobs of each drain")
     parser.add_argument("--port", type=int, default=8795, help="the private Redis's")
     parser.add_argument("--enqueue", action="store_true", help="count .delay(), not the drain")
+    parser.add_argument(
+        "--costs", action="store_true", help="count plain commands beside this checkout's enqueue"
+    )
     args = parser.parse_args()
-    before, after = before_tree(args.before), Version("this checkout", REPO)
+    after = Version("this checkout", REPO)
+    if args.costs:
+        rows = costs(args.port, args.jobs)
+        enqueue = count(after, args.jobs, args.port, False, enqueue=True)
+        rows.append(("this checkout's enqueue of a plain job (`.delay()`, FCALL)", enqueue))
+        print(f"\nredis-server instructions per call ({args.jobs:,} calls each)\n")
+        print("| call | instructions | PING = 1 |\n| --- | --- | --- |")
+        for label, value in rows:
+            print(f"| {label} | {value:,.0f} | {value / rows[0][1]:.1f} |")
+        return
+    before = before_tree(args.before)
     # The drain compares with a commit from before the functions (its scripts, whatever
     # REDIS_FUNCTIONS says); an enqueue with both forms.
     kinds = (("functions", False), ("scripts", True)) if args.enqueue else (("scripts", False),)
