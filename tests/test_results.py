@@ -1,11 +1,14 @@
 """Where a completed job's result is kept: a short one in the job's record, a longer one in a key
 of its own; every reader sees the same result either way, for RESULT_TTL."""
 
+import asyncio
 import time
 
+import pytest
 import redis
 
 from django_jobs import JobStatus
+from django_jobs.exceptions import JobNotFound
 from django_jobs.handle import JobHandle
 from django_jobs.worker.leases import Leases
 from tests.census import assert_census
@@ -123,17 +126,46 @@ def test_a_result_as_long_as_the_lease_token_keeps_the_record_compact_on_any_ser
     assert [queue.get_job(job.id).result for job in (short, longer)] == [inline, in_key]
 
 
-def _script_calls(client) -> int:
+def _calls(client, *names: str) -> int:
     stats = client.info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("fcall", "evalsha"))
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names)
 
 
 def test_the_result_of_a_job_finished_already_is_read_with_its_status(private_redis, queue):
     handle = JobHandle(complete(queue, SHORT), queue)  # as delay() returned it
     client = redis.Redis.from_url(private_redis.url, decode_responses=True)
-    before = _script_calls(client)
+    before = _calls(client, "fcall", "evalsha")
 
     assert handle.result(timeout=1) == SHORT
-    assert _script_calls(client) - before == 1  # the watch brought the job: no fetch after it
+    # The watch brought the job: no fetch after it.
+    assert _calls(client, "fcall", "evalsha") - before == 1
     assert queue.watch(handle.id) == JobStatus.COMPLETED
     assert "watched" not in client.hgetall(queue.keys.job(handle.id))
+
+
+def test_a_wait_for_an_unknown_job_raises_at_once_and_writes_nothing(private_redis, queue):
+    client = private_redis.client()
+    unknown = "0" * 32
+
+    started = time.monotonic()
+    with pytest.raises(JobNotFound):
+        queue.wait_for(unknown, timeout=30)
+    with pytest.raises(JobNotFound):
+        asyncio.run(queue.await_for(unknown, timeout=30))
+
+    assert time.monotonic() - started < 2  # neither wait ran its time (5 s)
+    assert not client.exists(queue.keys.done(unknown), queue.keys.job(unknown))
+
+
+def test_a_wait_with_no_time_left_looks_once_and_says_where_the_job_is(private_redis, queue):
+    handle = JobHandle(queue.enqueue("a.job"), queue)
+    client = redis.Redis.from_url(private_redis.url, decode_responses=True)
+    scripts = _calls(client, "fcall", "evalsha")
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=f"Job {handle.id} is still pending after 0 s"):
+        handle.result(timeout=0)
+
+    assert time.monotonic() - started < 0.5
+    assert _calls(client, "fcall", "evalsha") - scripts == 1  # the look, and no wait
+    assert _calls(client, "blmove") == 0
