@@ -88,12 +88,18 @@ def child(action: str, count: str, scripts: str) -> None:
 
 
 class Callgrind:
-    """A private ``redis-server`` on ``port`` under ``valgrind --tool=callgrind``: what it runs
-    between :meth:`zero` and :meth:`total` is counted, in instructions."""
+    """``with Callgrind(port) as server:`` a private ``redis-server`` on ``port`` under
+    ``valgrind --tool=callgrind``, in a temporary folder of its own (``server.folder``): what
+    it runs between :meth:`zero` and :meth:`total` is counted, in instructions."""
 
-    def __init__(self, port: int, folder: Path) -> None:
-        self.port, self.folder = port, folder
+    def __init__(self, port: int) -> None:
+        self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
+
+    def __enter__(self) -> Callgrind:
+        self._folder = tempfile.TemporaryDirectory(prefix="bench-callgrind-")
+        self.folder = folder = Path(self._folder.name)
+        port = self.port
         self.server = subprocess.Popen(
             [
                 "valgrind",
@@ -116,9 +122,18 @@ class Callgrind:
             != b"PONG\n"
         ):
             if time.monotonic() > deadline or self.server.poll() is not None:
-                self.stop()
-                raise SystemExit((folder / "valgrind.log").read_text())
+                log = (folder / "valgrind.log").read_text()
+                self.__exit__()
+                raise SystemExit(log)
             time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True
+        )
+        self.server.wait(timeout=60)
+        self._folder.cleanup()
 
     def _control(self, option: str) -> None:
         subprocess.run(
@@ -137,39 +152,29 @@ class Callgrind:
         totals = [line for line in text.splitlines() if line.startswith(("totals:", "summary:"))]
         return int(totals[0].split()[1])
 
-    def stop(self) -> None:
-        subprocess.run(
-            ["redis-cli", "-p", str(self.port), "shutdown", "nosave"], capture_output=True
-        )
-        self.server.wait(timeout=60)
-
 
 def count(version: Version, jobs: int, port: int, scripts: bool, enqueue: bool = False) -> float:
     """Instructions redis-server ran per ``ack_claim`` of a drain by ``version`` (per
     ``enqueue`` of one plain job, with ``enqueue``)."""
-    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
-        server = Callgrind(port, Path(folder))
-        try:
-            env = {**version.env(server.url), "BENCH_HELD": str(Path(folder) / "held.json")}
-            calls = jobs - 3  # the fill leases two jobs; the last claim must still find one
+    with Callgrind(port) as server:
+        env = {**version.env(server.url), "BENCH_HELD": str(server.folder / "held.json")}
+        calls = jobs - 3  # the fill leases two jobs; the last claim must still find one
 
-            def run(action: str, n: int) -> None:
-                command = [sys.executable, str(BENCH / "instructions.py"), "child", action, str(n)]
-                subprocess.run(
-                    [*command, "1" if scripts else "0"],
-                    cwd=version.root / "bench",
-                    env=env,
-                    check=True,
-                )
+        def run(action: str, n: int) -> None:
+            command = [sys.executable, str(BENCH / "instructions.py"), "child", action, str(n)]
+            subprocess.run(
+                [*command, "1" if scripts else "0"],
+                cwd=version.root / "bench",
+                env=env,
+                check=True,
+            )
 
-            if enqueue:
-                calls = jobs
-            run("enqueue" if enqueue else "fill", 1 if enqueue else jobs)
-            server.zero()
-            run("enqueue" if enqueue else "drain", calls)
-            return server.total() / calls
-        finally:
-            server.stop()
+        if enqueue:
+            calls = jobs
+        run("enqueue" if enqueue else "fill", 1 if enqueue else jobs)
+        server.zero()
+        run("enqueue" if enqueue else "drain", calls)
+        return server.total() / calls
 
 
 # What one enqueue of a plain job writes (its record, as the enqueue script writes it), and
@@ -189,7 +194,7 @@ COSTS: tuple[tuple[str, Any], ...] = (
     ("FCALL of an empty function, no argument", lambda i: ("FCALL", "empty", 0)),
     (
         f"FCALL of an empty function, {ENQUEUE_ARGUMENTS} arguments",
-        lambda i: ("FCALL", "empty", 2, "{c}:a", "{c}:b", *[f"value{i}"] * 14),
+        lambda i: ("FCALL", "empty", 2, "{c}:a", "{c}:b", *[f"value{i}"] * (ENQUEUE_ARGUMENTS - 2)),
     ),
 )
 
@@ -199,25 +204,21 @@ def costs(port: int, calls: int) -> list[tuple[str, float]]:
     each: what the parts of an enqueue cost Redis, beside a peer's one command."""
     import redis
 
-    with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as folder:
-        server = Callgrind(port, Path(folder))
-        try:
-            client = redis.Redis.from_url(server.url)
-            client.function_load(
-                "#!lua name=bench_costs\n"
-                "redis.register_function('empty', function(keys, args) return {} end)"
-            )
-            rows = []
-            for label, command in COSTS:
-                for i in range(10):  # warm: the first calls load code and grow tables
-                    client.execute_command(*command(-1 - i))
-                server.zero()
-                for i in range(calls):
-                    client.execute_command(*command(i))
-                rows.append((label, server.total() / calls))
-            return rows
-        finally:
-            server.stop()
+    with Callgrind(port) as server:
+        client = redis.Redis.from_url(server.url)
+        client.function_load(
+            "#!lua name=bench_costs\n"
+            "redis.register_function('empty', function(keys, args) return {} end)"
+        )
+        rows = []
+        for label, command in COSTS:
+            for i in range(10):  # warm: the first calls load code and grow tables
+                client.execute_command(*command(-1 - i))
+            server.zero()
+            for i in range(calls):
+                client.execute_command(*command(i))
+            rows.append((label, server.total() / calls))
+        return rows
 
 
 def main() -> None:
