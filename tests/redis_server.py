@@ -19,6 +19,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def command_calls(client: redis.Redis, *names: str) -> int:
+    """How many times the server ran these commands (``INFO commandstats``, lower-case names,
+    ``script|load`` for a subcommand): the commands that scripts run inside count too."""
+    stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names)
+
+
 def redis_server_binary() -> str:
     """The redis-server to start: JOBS_REDIS_SERVER (set by scripts/redis.sh, which .ci/run
     uses), the one on PATH, or the embedded one of django-jobs[embedded]."""

@@ -5,14 +5,13 @@ import time
 from django_jobs import JobStatus
 from tests.census import assert_census
 from tests.processes import wait_until
+from tests.redis_server import command_calls
 from tests.testapp import jobs
 
 
 def round_trips(client) -> int:
     """Requests clients sent (the commands that scripts run inside do not count)."""
-    stats = client.info("commandstats")
-    sent = ("evalsha", "eval", "blpop", "blmove", "script|load", "info")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in sent)
+    return command_calls(client, "evalsha", "eval", "blpop", "blmove", "script|load", "info")
 
 
 def test_idle_worker_sends_about_one_request_per_second(private_redis, workers):

@@ -12,6 +12,7 @@ from django_jobs.exceptions import JobNotFound
 from django_jobs.handle import JobHandle
 from django_jobs.worker.leases import Leases
 from tests.census import assert_census
+from tests.redis_server import command_calls
 
 SHORT = {"sent": 3}  # 11 bytes of JSON
 LONG = {"message": "x" * 60}  # 76 bytes of JSON: longer than a lease token (32)
@@ -126,19 +127,14 @@ def test_a_result_as_long_as_the_lease_token_keeps_the_record_compact_on_any_ser
     assert [queue.get_job(job.id).result for job in (short, longer)] == [inline, in_key]
 
 
-def _calls(client, *names: str) -> int:
-    stats = client.info("commandstats")
-    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in names)
-
-
 def test_the_result_of_a_job_finished_already_is_read_with_its_status(private_redis, queue):
     handle = JobHandle(complete(queue, SHORT), queue)  # as delay() returned it
     client = redis.Redis.from_url(private_redis.url, decode_responses=True)
-    before = _calls(client, "fcall", "evalsha")
+    before = command_calls(client, "fcall", "evalsha")
 
     assert handle.result(timeout=1) == SHORT
     # The watch brought the job: no fetch after it.
-    assert _calls(client, "fcall", "evalsha") - before == 1
+    assert command_calls(client, "fcall", "evalsha") - before == 1
     assert queue.watch(handle.id) == JobStatus.COMPLETED
     assert "watched" not in client.hgetall(queue.keys.job(handle.id))
 
@@ -160,12 +156,12 @@ def test_a_wait_for_an_unknown_job_raises_at_once_and_writes_nothing(private_red
 def test_a_wait_with_no_time_left_looks_once_and_says_where_the_job_is(private_redis, queue):
     handle = JobHandle(queue.enqueue("a.job"), queue)
     client = redis.Redis.from_url(private_redis.url, decode_responses=True)
-    scripts = _calls(client, "fcall", "evalsha")
+    scripts = command_calls(client, "fcall", "evalsha")
 
     started = time.monotonic()
     with pytest.raises(TimeoutError, match=f"Job {handle.id} is still pending after 0 s"):
         handle.result(timeout=0)
 
     assert time.monotonic() - started < 0.5
-    assert _calls(client, "fcall", "evalsha") - scripts == 1  # the look, and no wait
-    assert _calls(client, "blmove") == 0
+    assert command_calls(client, "fcall", "evalsha") - scripts == 1  # the look, and no wait
+    assert command_calls(client, "blmove") == 0
