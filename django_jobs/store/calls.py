@@ -87,7 +87,7 @@ def _record(job: Job) -> dict[str, str]:
     """``job``'s hash (``Job.to_hash``), which the enqueue scripts read with
     ``record.LEADING_FIELDS`` first."""
     record = job.to_hash()
-    if tuple(record)[:5] != LEADING_FIELDS:
+    if tuple(record)[: len(LEADING_FIELDS)] != LEADING_FIELDS:
         raise ValueError(f"Job {job.id}'s record does not start with {LEADING_FIELDS}.")
     return record
 
