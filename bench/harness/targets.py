@@ -122,16 +122,21 @@ def _drain(results: Results, processes: int, goal: float, every: bool) -> Target
     return _ratio(label, rate, peer, goal, "jobs/s")
 
 
-def _latency_peer(results: Results, key: str) -> Peer | None:
-    """The peer with the lowest idle latency ``key`` (a p50 or p99, in ms)."""
+def _median_peer(results: Results, workload: str, key: str, *, lowest: bool = False) -> Peer | None:
+    """The peer with the best median of ``workload``'s ``key`` (see :func:`_best_peer`)."""
     return _best_peer(
         results,
-        "latency",
+        workload,
         lambda lib: (
-            median_of(results, lib, "latency", key) if lookup(results, lib, "latency") else None
+            median_of(results, lib, workload, key) if lookup(results, lib, workload) else None
         ),
-        lowest=True,
+        lowest=lowest,
     )
+
+
+def _latency_peer(results: Results, key: str) -> Peer | None:
+    """The peer with the lowest idle latency ``key`` (a p50 or p99, in ms)."""
+    return _median_peer(results, "latency", key, lowest=True)
 
 
 def _latency(results: Results, key: str, label: str) -> Target:
@@ -196,15 +201,7 @@ def targets(results: Results) -> list[Target]:
     per_job = float(lookup(results, DJ, "roundtrips", "job", "round_trips") or NAN)
     per_enqueue = float(lookup(results, DJ, "roundtrips", "enqueue", "round_trips") or NAN)
     enqueue = median_of(results, DJ, "enqueue", "per_second")
-    peer_enqueue = _best_peer(
-        results,
-        "enqueue",
-        lambda lib: (
-            median_of(results, lib, "enqueue", "per_second")
-            if lookup(results, lib, "enqueue")
-            else None
-        ),
-    )
+    peer_enqueue = _median_peer(results, "enqueue", "per_second")
     bulk = median_of(results, DJ, "bulk", "per_second")
     one_call = median_of(results, DJ, "bulk", "one_call_per_second")
     bulk_batch = float(lookup(results, DJ, "bulk", "batch") or NAN)
