@@ -17,3 +17,6 @@ DJANGO_JOBS = {
     "PREFIX": os.environ.get("BENCH_PREFIX", "{bench}"),
     "QUEUES": ["default"],
 }
+# For a side-by-side comparison of the reply poll (store/spin.py): the default otherwise.
+if "BENCH_REPLY_SPIN_MICROSECONDS" in os.environ:
+    DJANGO_JOBS["REPLY_SPIN_MICROSECONDS"] = int(os.environ["BENCH_REPLY_SPIN_MICROSECONDS"])

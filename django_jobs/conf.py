@@ -34,6 +34,10 @@ DEFAULTS: dict[str, Any] = {
     # on top), so that nothing hangs on a frozen Redis; options in REDIS_URL take precedence.
     "REDIS_CONNECT_TIMEOUT": 5,
     "REDIS_SOCKET_TIMEOUT": 10,
+    # Microseconds a sync thread polls for a reply before it sleeps on the socket: a wake-up
+    # from that sleep costs a virtual machine more than Redis spends on an enqueue (see
+    # django_jobs.store.spin). 0: never poll.
+    "REPLY_SPIN_MICROSECONDS": 100,
     # After each enqueue, wait until this many replicas have the job (Redis's WAIT, pipelined
     # with the enqueue: one round trip), at most WAIT_FOR_REPLICAS_TIMEOUT seconds. 0: do not
     # wait (replication is asynchronous: a master lost right after an enqueue may lose the job).
@@ -96,6 +100,9 @@ SHARD_NAME = re.compile(r"^[A-Za-z0-9_-]{1,20}$")
 # Counts, with their least value.
 _COUNTS = {"JOB_TTL": 1, "RESULT_TTL": 1, "MAX_LOST": 1, "MAX_PAYLOAD_BYTES": 1, "MAX_RETRIES": 0}
 _COUNTS["WAIT_FOR_REPLICAS"] = 0
+_COUNTS["REPLY_SPIN_MICROSECONDS"] = 0
+# Counts with a greatest value: polling is for replies that are about to come.
+_MAXIMA = {"REPLY_SPIN_MICROSECONDS": 10_000}
 # Numbers of seconds, not only integers: tests compress time with fractions of a second.
 _SECONDS = ("RETRY_BACKOFF_BASE", "RETRY_BACKOFF_MAX", "DEFAULT_TIMEOUT", "LEASE_TIMEOUT")
 _SECONDS += ("REDIS_CONNECT_TIMEOUT", "REDIS_SOCKET_TIMEOUT", "WAIT_FOR_REPLICAS_TIMEOUT")
@@ -146,7 +153,7 @@ def _number(name: str, value: Any, conf: Mapping[str, Any]) -> Problem | None:
         if name in _SECONDS:
             rules.seconds(value, what, positive=True, timedelta_ok=False)
         else:
-            rules.integer(value, what, minimum=_COUNTS[name])
+            rules.integer(value, what, minimum=_COUNTS[name], maximum=_MAXIMA.get(name))
     except ValueError as exc:
         return Problem(3, str(exc), f"The default is {DEFAULTS[name]!r}.")
     return None

@@ -112,6 +112,9 @@ def test_unknown_key_is_an_error_naming_it(settings, unknown, named):
         ("LEASE_TIMEOUT", float("nan")),
         ("DEFAULT_TIMEOUT", float("nan")),
         ("DEFAULT_TIMEOUT", float("inf")),
+        ("REPLY_SPIN_MICROSECONDS", -1),
+        ("REPLY_SPIN_MICROSECONDS", 10_001),
+        ("REPLY_SPIN_MICROSECONDS", 50.0),
     ],
 )
 def test_bad_number_is_an_error_naming_the_setting_and_value(configure, name, value):
@@ -135,9 +138,11 @@ def test_bad_number_is_an_error_naming_the_setting_and_value(configure, name, va
         ("LEASE_TIMEOUT", 0.5),
         ("DEFAULT_TIMEOUT", 1),
         ("DEFAULT_TIMEOUT", 2.5),
+        ("REPLY_SPIN_MICROSECONDS", 0),
+        ("REPLY_SPIN_MICROSECONDS", 10_000),
     ],
 )
-def test_smallest_allowed_numbers_pass(configure, name, value):
+def test_smallest_and_largest_allowed_numbers_pass(configure, name, value):
     configure(**{name: value})
 
     assert check_settings() == []

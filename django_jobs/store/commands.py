@@ -27,6 +27,7 @@ from django_jobs.conf import jobs_settings
 from django_jobs.store import nodes
 from django_jobs.store.connection import kept
 from django_jobs.store.scripts import FUNCTIONS, Call
+from django_jobs.store.spin import await_reply, reply_spin
 from django_jobs.store.topology import is_cluster_client
 
 T = TypeVar("T")
@@ -186,8 +187,9 @@ def _exchange(client: Any, args: tuple[Any, ...]) -> Any:
     if connection is None:
         return client.execute_command(*args)
     packed = _pack(connection, args)
+    spin = reply_spin()
     return connection.retry.call_with_retry(
-        lambda: _request(connection, packed), lambda _: connection.disconnect()
+        lambda: _request(connection, packed, spin), lambda _: connection.disconnect()
     )
 
 
@@ -205,9 +207,11 @@ def _pack(connection: Any, args: tuple[Any, ...]) -> list[bytes]:
         raise redis.DataError(str(exc)) from None
 
 
-def _request(connection: Any, packed: list[bytes]) -> Any:
+def _request(connection: Any, packed: list[bytes], spin: float) -> Any:
     # Both disconnect the connection when they fail (a half-read reply is never left behind).
     connection.send_packed_command(packed)
+    if spin:
+        await_reply(connection, spin)
     return connection.read_response()
 
 

@@ -9,6 +9,7 @@ from django_jobs.management.startup import StopSignals, wait_for_redis
 from django_jobs.scheduling.database import DatabaseTaskStore
 from django_jobs.scheduling.scheduler import JobScheduler
 from django_jobs.scheduling.ticks import HEARTBEAT_TIMEOUT
+from django_jobs.store import spin
 
 logger = logging.getLogger("django_jobs.scheduler")
 
@@ -49,6 +50,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         configure_command_logging("django_jobs", int(options["verbosity"]))  # type: ignore[call-overload]
+        spin.stop_polling()
         if options["reload"]:
             if options["once"]:
                 raise CommandError(

@@ -10,6 +10,7 @@ from django_jobs import validation
 from django_jobs.log import configure_command_logging
 from django_jobs.management import reload
 from django_jobs.management.startup import StopSignals, wait_for_redis
+from django_jobs.store import spin
 from django_jobs.worker import Worker, metrics
 from django_jobs.worker.supervisor import DEFAULT_ASYNC_CONCURRENCY
 
@@ -112,6 +113,7 @@ class Command(BaseCommand):
         if port is not None and not 1 <= int(port) <= 65535:  # type: ignore[call-overload]
             raise CommandError("--metrics-port must be a port number, 1 to 65535.")
         configure_command_logging("django_jobs", int(options["verbosity"]))  # type: ignore[call-overload]
+        spin.stop_polling()
         if options["reload"]:
             if options["burst"] or options["max_jobs"] is not None:
                 raise CommandError(
