@@ -34,7 +34,9 @@ class DjangoJobs(Adapter):
         "`noop.delay(i)` of a `@job` function; bulk: `JobQueue().enqueue_many()` of "
         "`build_jobs()`. Worker: `manage.py runworker --concurrency N --burst` (a supervisor "
         "and N child processes; default logging, one line per job start and finish, to a "
-        "file). Results: stored by default (a key per job, kept a day). Latency: "
+        "file). Results: stored by default (a key per job, kept a day). Default settings: "
+        "the enqueuing process polls for each reply for up to 100 µs before it blocks "
+        "(`REPLY_SPIN_MICROSECONDS`; the worker does not poll). Latency: "
         "`handle.result()`, which blocks on a notification list."
     )
 
