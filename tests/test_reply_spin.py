@@ -17,6 +17,7 @@ from django_jobs import JobPriority
 from django_jobs.store import spin
 from django_jobs.store.connection import get_redis, kept
 from tests.processes import REPO, Processes
+from tests.test_kept_connection import ready_args
 from tests.testing_jobs import add
 
 
@@ -114,12 +115,6 @@ def polls_of_a_new_thread(action):
     thread.start()
     thread.join()
     return seen
-
-
-def ready_args(queue, client) -> list[list[int]]:
-    """The arguments of the jobs waiting in the default queue, in order."""
-    ids = client.lrange(queue.keys.queue("default", JobPriority.NORMAL), 0, -1)
-    return [queue.get_job(job_id).args for job_id in ids]
 
 
 def test_an_enqueue_polls_the_connection_its_thread_keeps_and_finds_its_reply(queue, redis_client):

@@ -1,7 +1,7 @@
 """A short busy wait for a reply about to arrive (``REPLY_SPIN_MICROSECONDS``).
 
 A thread that blocks on a socket sleeps, and the kernel must wake it when the reply comes. On
-the virtual machines most sites run on, that wake-up costs 20 to 40 µs: a round trip to a local
+a virtual machine that wake-up can cost 20 to 40 µs: a round trip to a local
 Redis takes about 50 µs blocked and about 20 µs polled (``PING`` on a 2-core VM), and an enqueue
 costs Redis about 20 µs. So after sending a command on the connection it keeps
 (:func:`~django_jobs.store.connection.kept`), a sync thread polls the socket for up to the
