@@ -102,14 +102,14 @@ def test_a_new_socket_is_polled_once_the_old_one_is_gone(pair):
 
 def polls_of_a_new_thread(action):
     """What this module's polling did in a thread of its own (a thread's polling state is its
-    own) while ``action`` ran there: the socket it polled, and its back-off."""
+    own) while ``action`` ran there: the socket it polled, beside the connection the thread
+    keeps."""
     seen = {}
 
     def run():
         action()
         seen["sock"] = spin._spin.sock
         seen["connection"] = kept(get_redis())
-        seen["backoff"] = spin._spin.backoff
 
     thread = threading.Thread(target=run)
     thread.start()
