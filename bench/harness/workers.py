@@ -64,7 +64,8 @@ class Workers:
                 return f"worker {p.args!r} exited with status {p.returncode}; see {self.log}"
         return None
 
-    def _tree(self) -> Iterator[psutil.Process]:
+    def tree(self) -> Iterator[psutil.Process]:
+        """Its processes and everything they started, while they run."""
         for pid in self.pids:
             with contextlib.suppress(psutil.NoSuchProcess):
                 root = psutil.Process(pid)
@@ -76,7 +77,7 @@ class Workers:
         (``"main"``, with their children that exited and were waited for) and of their
         children still running (``"children"``)."""
         usage = {"main": 0.0, "children": 0.0}
-        for proc in self._tree():
+        for proc in self.tree():
             with contextlib.suppress(psutil.NoSuchProcess):
                 t = proc.cpu_times()
                 total = t.user + t.system + t.children_user + t.children_system
