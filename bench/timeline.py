@@ -13,9 +13,11 @@ enqueuer had the result (p50, ms), the p50 in µs of:
 
 - **Redis waits**: from the enqueuer waking Redis to Redis running;
 - **worker waits**: from Redis waking the worker to the worker running;
-- **reply after the job**: from Redis waking the worker to Redis waking the enqueuer (what
-  Redis runs in between: the claim sent behind the worker's wait, say);
-- **enqueuer waits**: from Redis waking the enqueuer to the enqueuer running;
+- **reply after the job**: from Redis waking the worker to Redis waking the enqueuer with the
+  reply its enqueue call returned with (what Redis runs in between: the claim sent behind the
+  worker's wait, say; negative where an enqueue of several commands had its last reply before
+  the worker was woken);
+- **enqueuer waits**: from Redis waking the enqueuer with that reply to the enqueuer running;
 - **worker's first run**: how long the woken worker ran before it first gave its vCPU up (to
   block on its next command, or preempted);
 
@@ -114,8 +116,12 @@ def _waking(
     wakees: frozenset[int],
     after: float,
     before: float = math.inf,
+    *,
+    last: bool = False,
 ) -> Event | None:
-    """The first waking of one of ``wakees`` by one of ``wakers`` in ``(after, before]``."""
+    """The first (or ``last``) waking of one of ``wakees`` by one of ``wakers`` in
+    ``(after, before]``."""
+    found = None
     for event in window:
         if (
             after < event.time <= before
@@ -123,8 +129,10 @@ def _waking(
             and event.tid in wakers
             and int(event.fields["pid"]) in wakees
         ):
-            return event
-    return None
+            if not last:
+                return event
+            found = event
+    return found
 
 
 def _switch(window: list[Event], side: str, tids: frozenset[int], after: float) -> Event | None:
@@ -158,7 +166,9 @@ def job_facts(events: list[Event], roles: Roles, spans: list[Span]) -> list[dict
         worker_off = worker_ran and _switch(
             window, "prev", frozenset({int(worker_ran.fields["next_pid"])}), worker_ran.time
         )
-        reply = _waking(window, roles.redis, roles.enqueuer, span.sent, span.returned)
+        # The reply the enqueue call returned with: its last (a peer's enqueue may send several
+        # commands, one after another).
+        reply = _waking(window, roles.redis, roles.enqueuer, span.sent, span.returned, last=True)
         enqueuer_ran = reply and _switch(window, "next", roles.enqueuer, reply.time)
         # Redis taken off its vCPU, still runnable, for the worker it woke, before it woke
         # the enqueuer.
@@ -318,11 +328,25 @@ def record(key: str, jobs: int, logs: Path) -> tuple[list[Event], Roles, list[Sp
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(LIBRARIES), help="libraries, comma-separated")
+    from adapters import MODULES
+
+    parser = argparse.ArgumentParser(
+        description="Where an idle job's time goes between the enqueuer, redis-server and the "
+        "worker, as the kernel's scheduler ran them (perf sched record); see bench/README.md."
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(LIBRARIES),
+        help=f"libraries, comma-separated, of: {', '.join(MODULES)} (default: django-jobs,huey)",
+    )
     parser.add_argument("--jobs", type=int, default=200, help="jobs per library (default 200)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs: at least 1, not {args.jobs}")
+    unknown = [key for key in args.only.split(",") if key not in MODULES]
+    if unknown:
+        parser.error(f"--only: no library {', '.join(unknown)}; there are {', '.join(MODULES)}")
     if shutil.which("perf") is None:
         raise SystemExit("perf not found (Debian: apt-get install linux-perf).")
     logs = BENCH / "out" / "logs"

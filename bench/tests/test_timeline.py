@@ -88,3 +88,22 @@ def test_summary_takes_medians_over_the_jobs_that_had_each_hand_off():
     assert found["redis_preempted_share"] == 0.5
     assert round(found["enqueuer_wait_p50_us"]) == 10
     assert round(found["start_p50_ms"], 2) == 0.85
+
+
+def test_reply_is_the_last_the_enqueue_call_waited_for():
+    # An enqueue of two commands: Redis answers the first before it wakes the worker.
+    two = [
+        switch(0, 1, "9.990000", 0, "R", 100),
+        waking(100, 1, "10.000100", 200),
+        switch(100, 1, "10.000110", 100, "S", 200),
+        waking(200, 1, "10.000150", 100),
+        switch(200, 1, "10.000160", 200, "S", 100),
+        waking(100, 1, "10.000200", 200),
+        switch(100, 1, "10.000210", 100, "S", 200),
+        waking(200, 1, "10.000300", 300),
+        waking(200, 1, "10.000320", 100),
+        switch(200, 1, "10.000330", 200, "S", 100),
+    ]
+    (facts,) = job_facts(parse(two), ROLES, [PACKED_SPAN])
+    assert round(facts["reply_after_job_us"]) == 20
+    assert round(facts["enqueuer_wait_us"]) == 10
