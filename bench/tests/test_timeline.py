@@ -19,13 +19,18 @@ def waking(tid: int, cpu: int, at: str, wakee: int) -> str:
     )
 
 
-# One job on one vCPU: the enqueuer sends and sleeps, Redis wakes the worker, which takes
-# Redis's vCPU for 700 µs before Redis can wake the enqueuer with its reply.
-PACKED = [
-    switch(0, 1, "9.990000", 0, "R", 100),  # the enqueuer runs on vCPU 1
+# The enqueuer, on vCPU 1, wakes Redis with its command and sleeps on the reply.
+SENT = [
+    switch(0, 1, "9.990000", 0, "R", 100),
     waking(100, 1, "10.000100", 200),
-    " 100 [001]  10.000150: sched:sched_stat_runtime: comm=python pid=100 runtime=84926 [ns]",
     switch(100, 1, "10.000200", 100, "S", 200),
+]
+
+# One job on one vCPU: Redis wakes the worker, which takes Redis's vCPU for 700 µs before
+# Redis can wake the enqueuer with its reply.
+PACKED = [
+    *SENT,
+    " 100 [001]  10.000150: sched:sched_stat_runtime: comm=python pid=100 runtime=84926 [ns]",
     waking(200, 1, "10.000300", 300),
     switch(200, 1, "10.000310", 200, "R", 300),
     switch(300, 1, "10.001010", 300, "S", 200),
@@ -37,9 +42,7 @@ PACKED_SPAN = Span(sent=10.00005, returned=10.0012, started=10.0009, done=10.002
 
 # The same job with the worker woken on the other, idle vCPU: Redis goes on and answers.
 SPREAD = [
-    switch(0, 1, "9.990000", 0, "R", 100),
-    waking(100, 1, "10.000100", 200),
-    switch(100, 1, "10.000200", 100, "S", 200),
+    *SENT,
     waking(200, 1, "10.000300", 301),
     switch(0, 0, "10.000350", 0, "R", 301),
     waking(200, 1, "10.000320", 100),
@@ -93,13 +96,11 @@ def test_summary_takes_medians_over_the_jobs_that_had_each_hand_off():
 def test_reply_is_the_last_the_enqueue_call_waited_for():
     # An enqueue of two commands: Redis answers the first before it wakes the worker.
     two = [
-        switch(0, 1, "9.990000", 0, "R", 100),
-        waking(100, 1, "10.000100", 200),
-        switch(100, 1, "10.000110", 100, "S", 200),
-        waking(200, 1, "10.000150", 100),
-        switch(200, 1, "10.000160", 200, "S", 100),
-        waking(100, 1, "10.000200", 200),
-        switch(100, 1, "10.000210", 100, "S", 200),
+        *SENT,
+        waking(200, 1, "10.000250", 100),
+        switch(200, 1, "10.000260", 200, "S", 100),
+        waking(100, 1, "10.000270", 200),  # the second command
+        switch(100, 1, "10.000280", 100, "S", 200),
         waking(200, 1, "10.000300", 300),
         waking(200, 1, "10.000320", 100),
         switch(200, 1, "10.000330", 200, "S", 100),
