@@ -18,6 +18,7 @@ from django_jobs.store import spin
 from django_jobs.store.connection import get_redis, kept
 from tests.processes import REPO, Processes
 from tests.test_kept_connection import ready_args
+from tests.testapp import jobs
 from tests.testing_jobs import add
 
 
@@ -198,3 +199,33 @@ def test_worker_and_scheduler_processes_never_poll(
 
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert done.stdout.decode().split()[-2:] == ["0.0001", "0.0"]
+
+
+# A worker's children do not poll either: a forked one as its supervisor left it, a spawned one
+# (the supervisor spawns its children off Linux) starting a new interpreter.
+CHILDREN = """
+import sys, types
+import django
+django.setup()
+from django.core.management import call_command
+from django_jobs.worker import supervisor
+if sys.argv[1] == "spawn":  # the supervisor spawns its children, as it does off Linux
+    supervisor.sys = types.SimpleNamespace(platform="darwin")
+call_command("runworker", "--burst", "--concurrency", "1")
+"""
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_a_workers_children_never_poll_forked_or_spawned(tmp_path, jobs_settings, prefix, start):
+    handle = jobs.reply_poll.delay()
+    env = Processes(tmp_path, prefix).env()
+    done = subprocess.run(
+        [sys.executable, "-c", CHILDREN, start],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert handle.result(timeout=10) == 0.0

@@ -13,6 +13,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from django_jobs.store import connection as store_connection
+from django_jobs.store import spin
 from django_jobs.worker.child import ChildConfig, ChildLoop, Shared
 from django_jobs.worker.slots import Board
 
@@ -61,13 +62,14 @@ def child_main(
     for other in inherited:
         other.close()
     _become_child()
-    if not config.forked:  # a spawned child starts from nothing
+    if not config.forked:  # a spawned child starts from nothing: as runworker's handle() did
         import django
 
         from django_jobs.log import configure_command_logging
 
         django.setup()
         configure_command_logging("django_jobs", config.verbosity)
+        spin.stop_polling()
     # What exists now lives as long as the process: out of the garbage collector's sight, so
     # that no collection walks it again. Otherwise the first collections of the older
     # generations, among the first jobs, take milliseconds each (what a forked child inherits

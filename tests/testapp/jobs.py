@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django_jobs import JobQueue, job
 from django_jobs.store.connection import get_redis
+from django_jobs.store.spin import reply_spin
 
 
 def _ledger(name: str) -> Path:
@@ -27,6 +28,12 @@ def add(a, b):
 def frozen_objects():
     """How many objects its process keeps out of the garbage collector's sight."""
     return gc.get_freeze_count()
+
+
+@job
+def reply_poll():
+    """Seconds its process polls for a reply before it blocks (0: it does not poll)."""
+    return reply_spin()
 
 
 def append_to_ledger(label, name="record.log"):
