@@ -321,6 +321,17 @@ def drain(ctx: Context, adapter: Adapter) -> tuple[dict[str, Any], dict[str, Any
 # -- latency ----------------------------------------------------------------------------------
 
 
+def stamped_job(adapter: Adapter) -> tuple[float, float, float, float]:
+    """One job of the latency workload, waited for: when it was sent, the enqueue call
+    returned, the job started (its own clock) and the enqueuer had its result (``time.time()``
+    seconds)."""
+    sent = time.time()
+    handle = adapter.submit_stamp()
+    returned = time.time()
+    started = adapter.wait_stamp(handle, timeout=30)
+    return sent, returned, started, time.time()
+
+
 def latency(ctx: Context, adapter: Adapter) -> dict[str, Any]:
     """An idle worker; jobs one after another, 10-30 ms apart: enqueue -> start (the job's
     own clock) and enqueue -> done (when the enqueuer has the result): p50 and p99 per
@@ -343,11 +354,9 @@ def latency(ctx: Context, adapter: Adapter) -> dict[str, Any]:
             with ctx.server.client() as probe:
                 split = CpuSplit(probe)
                 for _ in paced(n, rep):
-                    sent = time.time()
-                    handle = adapter.submit_stamp()
-                    submits.append(time.time() - sent)
-                    started = adapter.wait_stamp(handle, timeout=30)
-                    dones.append(time.time() - sent)
+                    sent, returned, started, done = stamped_job(adapter)
+                    submits.append(returned - sent)
+                    dones.append(done - sent)
                     starts.append(started - sent)
                 cpu = split.per_job(n)
         finally:
