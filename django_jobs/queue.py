@@ -77,18 +77,22 @@ class JobQueue(JobUpkeep):
         them to :meth:`enqueue_many`.
 
         A job whose flow control is keyed on its arguments (a unique key, or a rate or
-        concurrency limit of its own) is built by :meth:`build_job` one by one.
+        concurrency limit of its own) is built by :meth:`build_job` one by one. Python's
+        garbage collector is held off while the jobs are built
+        (:func:`django_jobs.bulk.collector_paused`).
         """
         items = list(args)
         if not items:
             return []
         options = self._with_registered(name, options)
-        built = [validation.build_job(name, items[0], kwargs, **options)]
-        if options.get("flow") not in (None, NO_FLOW):
-            built += (validation.build_job(name, a, kwargs, **options) for a in items[1:])
-            return built
-        function, takes_context = options.get("function"), options.get("takes_context", False)
-        return bulk.built_like(built[0], items[1:], function, takes_context)
+        with bulk.collector_paused():
+            built = [validation.build_job(name, items[0], kwargs, **options)]
+            if options.get("flow") not in (None, NO_FLOW):
+                built += (validation.build_job(name, a, kwargs, **options) for a in items[1:])
+                return built
+            function = options.get("function")
+            takes_context = options.get("takes_context", False)
+            return bulk.built_like(built[0], items[1:], function, takes_context)
 
     @staticmethod
     def _with_registered(name: str, options: dict[str, Any]) -> dict[str, Any]:

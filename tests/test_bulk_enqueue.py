@@ -3,6 +3,7 @@ boundaries and resends; a chunk that fails after others were stored says which w
 
 import asyncio
 import dataclasses
+import gc
 
 import pytest
 
@@ -190,6 +191,40 @@ def test_build_jobs_builds_what_build_job_builds(queue, redis_client):
 def test_build_jobs_refuses_the_arguments_build_job_would(queue, items, error, match):
     with pytest.raises(error, match=match):
         queue.build_jobs("tests.testapp.jobs.add", items)
+
+
+@pytest.mark.parametrize("flow", [None, Flow.of(unique=True)], ids=["alike", "one_by_one"])
+def test_building_many_jobs_runs_no_garbage_collection_and_resumes_it(queue, flow):
+    collections = []
+
+    def seen(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    items, options = [[i, i] for i in range(5000)], {} if flow is None else {"flow": flow}
+    gc.collect()
+    gc.callbacks.append(seen)
+    try:
+        jobs = queue.build_jobs("tests.testapp.jobs.add", items, **options)
+    finally:
+        gc.callbacks.remove(seen)
+    # 25,000 containers that stay alive: the collector would have run a dozen times, going
+    # over them each time; held off, it runs once, when it is resumed.
+    assert len(jobs) == 5000
+    assert len(collections) <= 1
+    assert gc.isenabled()
+
+
+def test_a_refused_build_resumes_the_garbage_collector_and_leaves_it_off_if_it_was(queue):
+    with pytest.raises(TypeError, match="must be a list or a tuple"):
+        queue.build_jobs("tests.testapp.jobs.add", [[1, 2], 3])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert len(queue.build_jobs("tests.testapp.jobs.add", [[1, 2], [3, 4]])) == 2
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_build_jobs_keys_each_unique_job_on_its_own_arguments(queue):
