@@ -8,13 +8,16 @@ settings module ``reload_settings`` there), which the tests edit as a developer 
 
 import os
 import signal
+import sys
 import textwrap
 import time
 from pathlib import Path
+from subprocess import PIPE, Popen
 
 import pytest
 
 from django_jobs import JobStatus
+from django_jobs.management.reload import Reloader
 from tests.processes import FAST, Processes, wait_until
 
 pytestmark = pytest.mark.skipif(
@@ -284,6 +287,43 @@ def test_scheduler_restarts_on_a_change_and_stops_cleanly_on_ctrl_c(
     assert scheduler.wait(timeout=30) == 0, project.output(scheduler)
     assert project.count(scheduler, STOPPED) == 2
     assert processes_of(prefix) == set()
+
+
+READY = "import sys; print('ready', flush=True); "
+SLEEP = "import time; time.sleep(30)"
+
+
+@pytest.mark.parametrize(
+    ("script", "killed", "status"),
+    [
+        # SIGTERM's default action, as for a child whose interpreter reset its handler on the
+        # way out after Ctrl-C stopped it, before the SIGTERM forwarded by the reloader came.
+        (READY + SLEEP, False, 0),
+        (
+            "import signal, sys; signal.signal(signal.SIGTERM, lambda *_: sys.exit(3)); "
+            + READY
+            + SLEEP,
+            False,
+            3,
+        ),
+        (READY + SLEEP, True, 1),
+    ],
+    ids=["ended_by_the_stop", "own_status", "killed_otherwise"],
+)
+def test_a_stopped_reloader_ends_with_its_childs_status_and_0_when_the_stop_ended_it(
+    tmp_path, script, killed, status
+):
+    reloader = Reloader("runscheduler", tmp_path / "modules.json")
+    child = reloader.child = Popen([sys.executable, "-c", script], stdout=PIPE)
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    if killed:  # by something else than the reloader, before the stop
+        child.kill()
+        child.wait()
+    reloader.requests.add(signal.SIGINT)  # Ctrl-C: the reloader asks the child to stop
+
+    assert reloader._finish() == status
+    child.stdout.close()
 
 
 def test_runscheduler_reload_refuses_once(scheduler_project):

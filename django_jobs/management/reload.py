@@ -205,6 +205,12 @@ class Reloader:
         if not self.asked:  # it started as the signal came
             self._ask_to_stop()
         code = self.child.wait()
+        if code == -signal.SIGTERM:
+            # The SIGTERM sent to stop it found no handler of its own: it had not set it up
+            # yet (it was starting), or its interpreter had reset it on the way out after a
+            # clean stop (Ctrl-C reaches it before the SIGTERM forwarded here). Either way
+            # it was running nothing: a clean stop.
+            return 0
         return code if code >= 0 else 1  # killed by a signal
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

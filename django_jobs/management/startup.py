@@ -87,7 +87,8 @@ class StopSignals:
         for signum, handler in self._previous.items():
             # After a stop the rest of its request may still come (the SIGTERM that a --reload
             # parent forwards right after Ctrl-C): the default action would kill the process
-            # as it exits cleanly, so the handler stays while the process ends.
+            # as it exits cleanly, so the handler stays while the process ends, until the
+            # interpreter's last steps reset it (the --reload parent allows for that).
             if not (self.requests.count and handler == signal.SIG_DFL):
                 signal.signal(signum, handler)
 
