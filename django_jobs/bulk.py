@@ -8,8 +8,6 @@ fails after others stored their chunks raises its error with what was and was no
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -126,30 +124,6 @@ def _tell_what_was_enqueued(exc: Exception, jobs: list[Job], done: list[Job]) ->
             f"this error (its 'enqueued'); the other {len(jobs) - len(done)} were not, or not "
             "for sure (its 'not_enqueued'): sending them again is safe."
         )
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Hold off Python's cyclic garbage collector while jobs are built, and resume it after,
-    unless it was off already.
-
-    Each job built is a few containers that outlive the call (they are returned). The
-    collector runs every 2,000 or so new containers and goes over every one still alive each
-    time, and now and then over every object of the process: building 100,000 jobs in one
-    call spent 65% of its time in it (4.8 µs a job against 1.7 with it held off), calls of
-    1,000 about 15%. Building jobs makes no reference cycles (but for an error's traceback), so
-    once resumed the collector has nothing to catch up on but one look at the new objects. The
-    collector is the process's: other threads' collections wait for the same time (a fifth of a
-    second for 100,000 jobs).
-    """
-    if not gc.isenabled():  # off already, by its owner (or by another such build meanwhile)
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 def built_like(

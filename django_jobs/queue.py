@@ -28,6 +28,7 @@ from django_jobs.catalog import registry
 from django_jobs.conf import jobs_settings
 from django_jobs.exceptions import JobNotFound, RedisUnavailable
 from django_jobs.flow import NO_FLOW
+from django_jobs.gc_pause import collector_paused
 from django_jobs.job import Job, JobStatus
 from django_jobs.routing import checked_jobs, routed
 from django_jobs.serialization import utcnow
@@ -79,13 +80,13 @@ class JobQueue(JobUpkeep):
         A job whose flow control is keyed on its arguments (a unique key, or a rate or
         concurrency limit of its own) is built by :meth:`build_job` one by one. Python's
         garbage collector is held off while the jobs are built
-        (:func:`django_jobs.bulk.collector_paused`).
+        (:func:`django_jobs.gc_pause.collector_paused`).
         """
         items = list(args)
         if not items:
             return []
         options = self._with_registered(name, options)
-        with bulk.collector_paused():
+        with collector_paused():
             built = [validation.build_job(name, items[0], kwargs, **options)]
             if options.get("flow") not in (None, NO_FLOW):
                 built += (validation.build_job(name, a, kwargs, **options) for a in items[1:])

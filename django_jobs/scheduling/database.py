@@ -3,10 +3,8 @@ admin use. The tasks declared in ``DJANGO_JOBS["SCHEDULES"]`` are merged into it
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Q
 
+from django_jobs.gc_pause import collector_paused
 from django_jobs.models import ScheduledTask as Model
 from django_jobs.queue import JobQueue
 from django_jobs.scheduling.changes import database_version, has_database_version, mark_broken
@@ -57,7 +56,7 @@ class DatabaseTaskStore:
         before = self._loaded
         loaded: dict[int, tuple[int, ScheduledTask | None]] = {}
         convert = _converters(self._connection())
-        with _collector_paused():
+        with collector_paused():
             for row in self._rows():
                 pk, raw = row[0], row[1:]
                 # A changed row whose hash stays the same (odds 2**-64) is seen at its next change.
@@ -243,20 +242,6 @@ class DatabaseTaskStore:
             if name not in declared and row.code_definition is not None:
                 row.delete()
                 logger.info("task %s deleted: it is no longer in DJANGO_JOBS['SCHEDULES']", name)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused: a load makes a million objects that live on, and
-    the collections their allocation sets off scan them all again and again (a fifth of the
-    CPU of loading 100,000 rows, issue 18). Reference counting frees the rest as ever."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _converters(connection: Any) -> Callable[[Sequence[Any]], list[Any]]:
