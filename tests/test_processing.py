@@ -134,6 +134,22 @@ def test_a_claim_that_takes_nothing_says_when_the_first_delayed_or_retrying_job_
     )
 
 
+def test_a_claim_that_promotes_jobs_of_other_queues_still_says_when_its_next_job_is_due(
+    queue, redis_client
+):
+    """A claim promotes the due jobs of every queue, then takes from its own; after moving
+    some, it reads the first of the delayed jobs left to say when it should look again."""
+    elsewhere = queue.enqueue("a.job", queue="reports", delay=0.1)
+    mine = queue.enqueue("a.job", queue="emails", delay=30)
+    time.sleep(0.15)  # ``elsewhere`` is due, ``mine`` is not
+
+    claim = Leases(queue.prefix).claim(["emails"])
+
+    assert claim.job is None
+    assert claim.next_due == pytest.approx(mine.scheduled_at.timestamp(), abs=1e-6)
+    assert_census(queue, redis_client, {elsewhere.id: "queue:reports:normal", mine.id: "scheduled"})
+
+
 def test_get_job_returns_none_for_an_unknown_id(queue):
     assert queue.get_job("0" * 32) is None
 

@@ -253,9 +253,14 @@ local function claim_next(prefix, scheduled_key, retrying_key, processing_key, d
   local next_due = nil
   -- Parked now only if it was before, or this claim parked some.
   if (some_parked or parked > 0) and redis.call('EXISTS', pkey) == 1 then next_due = flows().next_parked(prefix, queues) end
-  for zkey, first in pairs({[scheduled_key] = scheduled_next, [retrying_key] = retrying_next}) do
-    if first == nil then  -- promote moved some: the head is another one now
-      local head = redis.call('ZRANGE', zkey, '0', '0', 'WITHSCORES')
+  -- Each set with its first job's due time as promote read it (false: the set is empty), or
+  -- nil when promote moved some: the first is another one now. (A table keyed by the sets
+  -- would leave a set whose value is nil out, and a job of the served queues due after one
+  -- of other queues was promoted unsaid.)
+  for _, set in ipairs({{scheduled_key, scheduled_next}, {retrying_key, retrying_next}}) do
+    local first = set[2]
+    if first == nil then
+      local head = redis.call('ZRANGE', set[1], '0', '0', 'WITHSCORES')
       first = head[2] and tonumber(head[2])
     end
     if first and (next_due == nil or first < next_due) then next_due = first end
