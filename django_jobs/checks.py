@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core import mail
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -20,10 +21,15 @@ from django_jobs.models import ScheduledTask
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.settings import task_from_setting
-from django_jobs.store import shards
-from django_jobs.store.connection import connection_url, redact_url, server_version
+from django_jobs.store import shards, topology
+from django_jobs.store.connection import connection_url, get_redis, redact_url, server_version
 
 MIN_REDIS = (6, 2)
+# The first redis-py whose cluster client locks its map of the cluster against the threads that
+# share it (redis-py pull request 3803). Before it, a thread that reloads the map during a
+# failover can break another thread's command: up to 6.0 with "RuntimeError: dictionary changed
+# size during iteration", seen in tests/test_cluster_shards.py with redis-py 5.0.
+SAFE_CLUSTER_CLIENT = (7, 2)
 
 
 def _reported(problem: Problem) -> Error:
@@ -203,6 +209,40 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register()
+def check_cluster_client(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W006: a Redis Cluster used with a redis-py older than 7.2, whose cluster client is not
+    safe to share between threads while the cluster fails over. Skipped if the settings are
+    bad, and in a testing ``MODE``."""
+    if check_settings() or jobs_settings.MODE != "redis":
+        return []
+    found = tuple(int(part) for part in re.findall(r"\d+", redis.__version__)[:2])
+    if found >= SAFE_CLUSTER_CLIENT or not _uses_cluster():
+        return []
+    return [
+        Warning(
+            f"redis-py {redis.__version__} talks to a Redis Cluster here: before 7.2 its "
+            "cluster client does not lock its map of the cluster against the threads that "
+            "share it, and while the cluster fails over a command may fail with an error "
+            "that is not Redis's (RuntimeError).",
+            hint="Install redis-py 7.2 or newer: pip install 'redis[hiredis]>=7.2'.",
+            id="django_jobs.W006",
+        )
+    ]
+
+
+def _uses_cluster() -> bool:
+    """Whether django-jobs' Redis is a cluster: by ``REDIS_URL``, or by the client of the
+    ``CONNECTION`` cache (``False`` if it cannot be made: W001 says why)."""
+    url = connection_url()
+    try:
+        if jobs_settings.CONNECTION is None:
+            return topology.is_topology_url(url) and topology.parse(url).is_cluster
+        return topology.is_cluster_client(get_redis())
+    except (redis.RedisError, redis.exceptions.RedisClusterException, ValueError):
+        return False
 
 
 @register(Tags.database)

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.core.checks import ERROR, WARNING, run_checks
 
-from django_jobs.checks import check_redis, check_settings
+from django_jobs.checks import check_cluster_client, check_redis, check_settings
 from django_jobs.conf import DEFAULTS
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -365,3 +365,49 @@ def test_redis_older_than_6_2_is_an_error(monkeypatch, configure, version, too_o
         assert "s3cret" not in messages[0].msg
     else:
         assert messages == []
+
+
+@pytest.mark.parametrize(
+    ("version", "unsafe"),
+    [("5.0.8", True), ("6.4.0", True), ("7.1.1", True), ("7.2.0", False), ("8.2.0", False)],
+)
+def test_a_cluster_with_a_redis_py_older_than_7_2_is_a_warning(
+    monkeypatch, configure, version, unsafe
+):
+    """Before 7.2, redis-py's cluster client does not lock its map of the cluster against the
+    threads that share it. The check reads the installed version (replaced here: one cannot
+    install two) and the URL; it does not connect."""
+    monkeypatch.setattr(redis, "__version__", version)
+    configure(REDIS_URL="redis+cluster://:s3cret@127.0.0.1:1,127.0.0.1:2")
+
+    messages = check_cluster_client()
+
+    if unsafe:
+        assert [(m.id, m.level) for m in messages] == [("django_jobs.W006", WARNING)]
+        assert f"redis-py {version}" in messages[0].msg
+        assert "7.2 or newer" in messages[0].hint
+        assert "s3cret" not in messages[0].msg + messages[0].hint
+    else:
+        assert messages == []
+
+
+@pytest.mark.parametrize("url", [REDIS_URL, "redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster/0"])
+def test_one_server_or_sentinel_with_an_old_redis_py_is_no_warning(monkeypatch, configure, url):
+    monkeypatch.setattr(redis, "__version__", "5.0.8")
+    configure(REDIS_URL=url)
+
+    assert check_cluster_client() == []
+    assert "django_jobs.W006" not in jobs_ids()
+
+
+def test_a_cache_client_that_is_no_cluster_client_with_an_old_redis_py_is_no_warning(
+    monkeypatch, settings, configure
+):
+    monkeypatch.setattr(redis, "__version__", "5.0.8")
+    settings.CACHES = {
+        **settings.CACHES,
+        "jobs": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": REDIS_URL},
+    }
+    configure(CONNECTION="jobs")
+
+    assert check_cluster_client() == []

@@ -23,7 +23,7 @@ import redis.cluster
 from django_redis.client import DefaultClient
 
 from django_jobs import JobQueue, JobStatus
-from django_jobs.checks import check_redis
+from django_jobs.checks import check_cluster_client, check_redis
 from django_jobs.exceptions import JobNotFound, RedisUnavailable
 from django_jobs.store import calls, nodes
 from django_jobs.store.connection import get_redis
@@ -363,7 +363,7 @@ class ClusterCacheClient(DefaultClient):
 
 
 def test_a_django_redis_cache_whose_client_is_a_cluster_client_is_reused(
-    shared_cluster, settings, configure
+    shared_cluster, settings, configure, monkeypatch
 ):
     settings.CACHES = {
         **settings.CACHES,
@@ -375,6 +375,9 @@ def test_a_django_redis_cache_whose_client_is_a_cluster_client_is_reused(
     }
     configure(CONNECTION="cluster", PREFIX=f"{{cache-{uuid.uuid4().hex[:8]}}}")
     assert check_redis() == []
+    with monkeypatch.context() as patch:  # W006 reads the cache's client to find a cluster
+        patch.setattr(redis, "__version__", "7.1.1")
+        assert [m.id for m in check_cluster_client()] == ["django_jobs.W006"]
     queue = JobQueue()
     handle = jobs.add.delay(1, 2)
 
