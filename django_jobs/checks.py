@@ -21,8 +21,13 @@ from django_jobs.models import ScheduledTask
 from django_jobs.queue import JobQueue
 from django_jobs.registry import registry
 from django_jobs.scheduling.settings import task_from_setting
-from django_jobs.store import shards, topology
-from django_jobs.store.connection import connection_url, get_redis, redact_url, server_version
+from django_jobs.store import shards
+from django_jobs.store.connection import (
+    configured_topology,
+    connection_url,
+    redact_url,
+    server_version,
+)
 
 MIN_REDIS = (6, 2)
 # The first redis-py whose cluster client locks its map of the cluster against the threads that
@@ -199,8 +204,7 @@ def check_redis(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 id="django_jobs.W001",
             )
         ]
-    found = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
-    if found < MIN_REDIS:
+    if _major_minor(version) < MIN_REDIS:
         return [
             _error(
                 f"Redis at {redact_url(url)} is version {version}; django-jobs needs 6.2 or newer.",
@@ -218,8 +222,7 @@ def check_cluster_client(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     bad, and in a testing ``MODE``."""
     if check_settings() or jobs_settings.MODE != "redis":
         return []
-    found = tuple(int(part) for part in re.findall(r"\d+", redis.__version__)[:2])
-    if found >= SAFE_CLUSTER_CLIENT or not _uses_cluster():
+    if _major_minor(redis.__version__) >= SAFE_CLUSTER_CLIENT or not _uses_cluster():
         return []
     return [
         Warning(
@@ -236,13 +239,16 @@ def check_cluster_client(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 def _uses_cluster() -> bool:
     """Whether django-jobs' Redis is a cluster: by ``REDIS_URL``, or by the client of the
     ``CONNECTION`` cache (``False`` if it cannot be made: W001 says why)."""
-    url = connection_url()
     try:
-        if jobs_settings.CONNECTION is None:
-            return topology.is_topology_url(url) and topology.parse(url).is_cluster
-        return topology.is_cluster_client(get_redis())
+        found = configured_topology()
     except (redis.RedisError, redis.exceptions.RedisClusterException, ValueError):
         return False
+    return found is not None and found.is_cluster
+
+
+def _major_minor(version: str) -> tuple[int, ...]:
+    """``"7.2.14"`` -> ``(7, 2)``: what a version check compares."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
 
 
 @register(Tags.database)

@@ -175,18 +175,22 @@ def get_async_redis() -> Any:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        url = connection_url()
-        found = None
-        if jobs_settings.CONNECTION is not None:
-            found = topology.from_client(get_redis())
-        elif topology.is_topology_url(url):
-            found = _topology(url)
+        found = configured_topology()
         if found is not None:
             client = topology.async_client(found)
         else:
-            client = _from_url(redis.asyncio.Redis, url)
+            client = _from_url(redis.asyncio.Redis, connection_url())
         _async_clients[loop] = client
     return client
+
+
+def configured_topology() -> topology.Topology | None:
+    """The cluster or Sentinel deployment django-jobs uses, by ``REDIS_URL`` or by the client
+    of the ``CONNECTION`` cache (made on first use); ``None`` for one server."""
+    if jobs_settings.CONNECTION is not None:
+        return topology.from_client(get_redis())
+    url = connection_url()
+    return _topology(url) if topology.is_topology_url(url) else None
 
 
 def _version_from(client: Any) -> str:
