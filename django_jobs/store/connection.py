@@ -168,10 +168,7 @@ def get_redis() -> Any:
 
 
 def get_async_redis() -> Any:
-    """An async client bound to the running event loop (asyncio connections cannot move loops).
-
-    With ``CONNECTION`` naming a cache whose client is a cluster or a Sentinel client, the
-    asyncio client talks to the same deployment with the same credentials."""
+    """An async client bound to the running event loop (asyncio connections cannot move loops)."""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
@@ -185,8 +182,8 @@ def get_async_redis() -> Any:
 
 
 def configured_topology() -> topology.Topology | None:
-    """The cluster or Sentinel deployment django-jobs uses, by ``REDIS_URL`` or by the client
-    of the ``CONNECTION`` cache (made on first use); ``None`` for one server."""
+    """The cluster or Sentinel deployment in use (``None``: one server), by ``REDIS_URL`` or by
+    the ``CONNECTION`` cache's client, which the asyncio client then joins with its credentials."""
     if jobs_settings.CONNECTION is not None:
         return topology.from_client(get_redis())
     url = connection_url()
