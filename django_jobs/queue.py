@@ -18,6 +18,7 @@ in-process store answers it instead of Redis.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -247,20 +248,27 @@ class JobQueue(JobUpkeep):
         validation.job_id(job_id, "wait_for()")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            # A job finished already comes with its status: one round trip then.
-            keys, status, job = yield from self._watch_in(job_id, read=True)
-            if status is None:
-                raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
-            if job is not None:
-                return job
-            wait = WAIT_RECHECK
-            if deadline is not None:
-                wait = min(deadline - time.monotonic(), WAIT_RECHECK)
+            wait = (
+                WAIT_RECHECK if deadline is None else min(deadline - time.monotonic(), WAIT_RECHECK)
+            )
             if wait <= 0:
+                # No time left to wait: one look, a job finished already coming with it.
+                _, status, job = yield from self._watch_in(job_id, read=True)
+                if status is None:
+                    raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
+                if job is not None:
+                    return job
                 raise TimeoutError(f"Job {job_id} is still {status.value} after {timeout} s.")
-            # Read as the wait ends, in the same write: when the script that finished it
-            # pushed to the done list, no round trip is left between the end and the result.
-            _, job = yield from calls.wait_done(keys, job_id=job_id, timeout=max(wait, 0.01))
+            # The watch, the wait and the read in one write: when the script that finishes the
+            # job pushes to the done list, no round trip is left between the end and the result.
+            _, (status_text, job) = yield from spread.locate(
+                self,
+                job_id,
+                functools.partial(calls.wait_watched, job_id=job_id, timeout=max(wait, 0.01)),
+                lambda reply: not reply[0],
+            )
+            if not status_text:
+                raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
             if job is not None and job.status.is_finished:
                 return job
 

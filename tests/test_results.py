@@ -133,13 +133,13 @@ def test_the_result_of_a_job_finished_already_is_read_with_its_status(private_re
     before = command_calls(client, "fcall", "evalsha")
 
     assert handle.result(timeout=1) == SHORT
-    # The watch brought the job: no fetch after it.
-    assert command_calls(client, "fcall", "evalsha") - before == 1
+    # The watch (which marks nothing: the job has ended) and the read of the job.
+    assert command_calls(client, "fcall", "evalsha") - before == 2
     assert queue.watch(handle.id) == JobStatus.COMPLETED
     assert "watched" not in client.hgetall(queue.keys.job(handle.id))
 
 
-def test_a_wait_for_an_unknown_job_raises_at_once_and_writes_nothing(private_redis, queue):
+def test_a_wait_for_an_unknown_job_raises_at_once_and_leaves_nothing_behind(private_redis, queue):
     client = private_redis.client()
     unknown = "0" * 32
 
@@ -150,7 +150,11 @@ def test_a_wait_for_an_unknown_job_raises_at_once_and_writes_nothing(private_red
         asyncio.run(queue.await_for(unknown, timeout=30))
 
     assert time.monotonic() - started < 2  # neither wait ran its time (5 s)
-    assert not client.exists(queue.keys.done(unknown), queue.keys.job(unknown))
+    assert not client.exists(queue.keys.job(unknown))
+    # The token that ended the wait at once goes within a second.
+    assert client.pttl(queue.keys.done(unknown)) <= 1000
+    time.sleep(1.1)
+    assert not client.exists(queue.keys.done(unknown))
 
 
 def test_a_wait_with_no_time_left_looks_once_and_says_where_the_job_is(private_redis, queue):

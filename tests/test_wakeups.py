@@ -3,6 +3,7 @@ shard blocks on the wake-up list itself, next to its supervisor's pipe. The wait
 real Redis; then real ``runworker`` processes."""
 
 import asyncio
+import functools
 import os
 import signal
 import threading
@@ -189,7 +190,9 @@ def test_an_idle_child_of_a_frozen_supervisor_takes_no_job_until_it_answers(work
     assert "its supervisor has been silent" in workers.output(proc)
 
 
-def test_a_result_is_read_once_its_notification_came_without_watching_again(private_redis):
+def test_a_result_is_read_once_its_notification_came_without_watching_again(
+    private_redis, monkeypatch
+):
     from django_jobs import JobQueue
 
     queue = JobQueue()
@@ -198,22 +201,117 @@ def test_a_result_is_read_once_its_notification_came_without_watching_again(priv
     client = redis.Redis.from_url(private_redis.url)
     client.config_resetstat()
     threading.Timer(0.3, Leases(queue.prefix).complete_job, (job, 5)).start()
+    writes = count_writes(monkeypatch)
 
     assert handle.result(timeout=5) == 5
+    sent = list(writes)
 
     stats = client.info("commandstats")
     # The waiter's watch, its wait and one read of the job; and the completion.
     assert stats["cmdstat_blmove"]["calls"] == 1
     assert stats["cmdstat_fcall"]["calls"] == 3
+    # The process's first wait on this connection: the watch alone, as the server might not
+    # have the scripts yet (a refused watch in front would leave the wait to run its course).
+    assert sent == [("FCALL",), ("BLMOVE", "FCALL")]
+    client.close()
+
+
+def count_writes(monkeypatch):
+    """The commands of each write of this thread from now on (a list of tuples of command
+    names, filled as they are sent), a connection's health check (``PING``) left out."""
+    writes = []
+    send = redis.connection.AbstractConnection.send_packed_command
+    me = threading.get_ident()
+
+    def counted(connection, command, check_health=True):
+        packed = b"".join(bytes(c) for c in (command if isinstance(command, list) else [command]))
+        lines = packed.split(b"\r\n")
+        # A command's name follows its array header and the length of its first bulk string.
+        names = tuple(lines[i + 2].decode() for i, n in enumerate(lines) if n[:1] == b"*")
+        if threading.get_ident() == me and names != ("PING",):
+            writes.append(names)
+        return send(connection, command, check_health)
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    return writes
+
+
+def test_a_finished_job_comes_back_in_one_write_and_keeps_one_token(private_redis, monkeypatch):
+    from django_jobs import JobQueue
+
+    queue = JobQueue()
+    handle = jobs.add.delay(2, 3)
+    Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(worker_id="w", lease=30), 5)
+    client = private_redis.client()
+    writes = count_writes(monkeypatch)
+
+    started = time.monotonic()
+    assert handle.result(timeout=5) == 5
+    assert handle.result(timeout=5) == 5  # and again: its done list holds one token still
+
+    # Never watched while it ran: the watch gave the wait a token, so it did not block. The
+    # first wait sent the watch alone (the server answered it: the next goes in the write).
+    assert time.monotonic() - started < 1
+    assert writes == [("FCALL",), ("BLMOVE", "FCALL"), ("FCALL", "BLMOVE", "FCALL")]
+    done = queue.keys.done(handle.id)
+    assert client.lrange(done, 0, -1) == ["1"]
+    assert 590 < client.ttl(done) <= 600  # as long as a token pushed when it finished
+    client.close()
+
+
+@pytest.mark.parametrize("wait", ["sync", "async"])
+def test_waiting_for_an_unknown_job_fails_at_once_and_leaves_no_lasting_key(private_redis, wait):
+    from django_jobs import JobQueue
+    from django_jobs.exceptions import JobNotFound
+
+    queue = JobQueue()
+    client = private_redis.client()
+    wait_for = (
+        functools.partial(queue.wait_for, "nope", timeout=30)
+        if wait == "sync"
+        else lambda: asyncio.run(queue.await_for("nope", timeout=30))
+    )
+    wait_for_a_finished_job(queue)  # the waits that follow send the watch in their write
+    started = time.monotonic()
+    with pytest.raises(JobNotFound, match="no job 'nope'"):
+        wait_for()
+    assert time.monotonic() - started < 1
+    assert client.pttl(queue.keys.done("nope")) <= 1000  # gone, or going within a second
+    assert client.exists(queue.keys.job("nope")) == 0
+    client.close()
+
+
+def test_a_job_that_comes_after_a_wait_for_its_unknown_id_is_waited_for(private_redis):
+    """The token that ended the wait for an unknown id does not end a wait for the job that
+    came with that id after all: the waiter blocks until the job is done, not in a loop."""
+    from django_jobs import JobQueue
+    from django_jobs.exceptions import JobNotFound
+
+    queue = JobQueue()
+    handle = jobs.add.delay(2, 3)
+    client = private_redis.client()
+    record = client.hgetall(queue.keys.job(handle.id))
+    client.delete(queue.keys.job(handle.id))
+    with pytest.raises(JobNotFound):
+        handle.result(timeout=5)
+    client.hset(queue.keys.job(handle.id), mapping=record)  # the job is there after all
+    job = Leases(queue.prefix).dequeue(worker_id="w", lease=30)
+    threading.Timer(0.5, Leases(queue.prefix).complete_job, (job, 5)).start()
+    client.config_resetstat()
+
+    assert handle.result(timeout=5) == 5
+
+    assert client.info("commandstats")["cmdstat_blmove"]["calls"] == 1
     client.close()
 
 
 @pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
-def test_a_job_read_behind_a_wait_is_read_again_when_the_server_lost_the_scripts(
+def test_a_wait_whose_scripts_the_server_lost_loads_them_and_reads_the_job(
     private_redis, configure, functions
 ):
-    """The read sent behind ``result()``'s wait meets a server that restarted without the
-    scripts: it loads them and reads again, with the sync and the asyncio client."""
+    """The watch in front of ``result()``'s wait and the read behind it meet a server that
+    restarted without the scripts: they are loaded and both sent again, with the sync and the
+    asyncio client. A job watched while it ran has its token: the wait ends at once."""
     from django_jobs import JobQueue
 
     configure(REDIS_FUNCTIONS=functions)
@@ -227,7 +325,43 @@ def test_a_job_read_behind_a_wait_is_read_again_when_the_server_lost_the_scripts
     for wait in (run, lambda plan: asyncio.run(arun(plan))):
         client.execute_command("FUNCTION", "FLUSH")
         client.execute_command("SCRIPT", "FLUSH")
-        token, done = wait(calls.wait_done(queue.keys, job_id=handle.id, timeout=1))
-        assert token is not None
+        started = time.monotonic()
+        status, done = wait(calls.wait_watched(queue.keys, job_id=handle.id, timeout=5))
+        assert time.monotonic() - started < 1
+        assert status == "completed"
         assert (done.id, done.status, done.result) == (handle.id, JobStatus.COMPLETED, 5)
     client.close()
+
+
+def test_a_wait_for_an_unwatched_finished_job_without_scripts_runs_its_timeout_then_reads_it(
+    private_redis,
+):
+    """The one case the watch in front cannot end the wait: the server lost the scripts (the
+    watch is refused) and the job finished unwatched (no token). The wait runs its timeout,
+    then the scripts are loaded and the job read: late, never wrong."""
+    from django_jobs import JobQueue
+
+    queue = JobQueue()
+    handle = jobs.add.delay(2, 3)
+    Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(worker_id="w", lease=30), 5)
+    client = private_redis.client()
+    wait_for_a_finished_job(queue)  # the waits that follow send the watch in their write
+    client.execute_command("FUNCTION", "FLUSH")
+
+    started = time.monotonic()
+    status, done = run(calls.wait_watched(queue.keys, job_id=handle.id, timeout=0.5))
+
+    assert 0.5 <= time.monotonic() - started < 2
+    assert status == "completed"
+    assert (done.status, done.result) == (JobStatus.COMPLETED, 5)
+    assert handle.result(timeout=5) == 5  # the next wait has its token
+    client.close()
+
+
+def wait_for_a_finished_job(queue):
+    """Wait for a job finished already, with the sync and the asyncio client: the server has
+    answered a watch sent in front of a wait on each."""
+    handle = jobs.add.delay(1, 1)
+    Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(worker_id="w", lease=30), 2)
+    assert handle.result(timeout=5) == 2
+    assert asyncio.run(handle.aresult(timeout=5)) == 2

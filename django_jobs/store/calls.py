@@ -243,33 +243,41 @@ def watch(keys: Keys, *, job_id: str, read: bool = False) -> Plan[tuple[str, Job
     """The job's status (``""`` if unknown); unless final, its outcome will be pushed to
     ``keys.done(job_id)``. With ``read`` a job that is final already comes with it, as
     :func:`fetch` reads it (otherwise ``None``): a waiter has it in the same round trip."""
-    reply = yield SCRIPTS["watch"].call(
-        job=keys.job(job_id),
-        prefix=keys.prefix,
-        id=job_id,
-        read=int(read),
-        result_since=result_since() if read else "",
-    )
+    reply = yield _watch_call(keys, job_id, read=read)
     if not isinstance(reply, list):
         return text(reply), None
     found = _jobs(reply[1:])
     return text(reply[0]), found[0] if found else None
 
 
-def wait_done(keys: Keys, *, job_id: str, timeout: float) -> Plan[tuple[Any, Job | None]]:
-    """Wait up to ``timeout`` seconds for the done list of ``job_id``, leaving it as it is (a
-    rotating ``BLMOVE``, so that every waiter sees the same element), and read the job as the
-    wait ends (:func:`fetch`, sent behind it in the same write: no round trip between the end
-    of the job and its result). Returns the element (``None`` when the wait ran out) and the
-    job (``None`` if it no longer exists)."""
+def _watch_call(keys: Keys, job_id: str, *, read: bool = False, wait: bool = False) -> Call:
+    return SCRIPTS["watch"].call(
+        job=keys.job(job_id),
+        prefix=keys.prefix,
+        id=job_id,
+        read=int(read),
+        wait=int(wait),
+        result_since=result_since() if read else "",
+    )
+
+
+def wait_watched(keys: Keys, *, job_id: str, timeout: float) -> Plan[tuple[str, Job | None]]:
+    """Watch the job (:func:`watch`), wait up to ``timeout`` seconds for its done list, leaving
+    it as it is (a rotating ``BLMOVE``, so that every waiter sees the same element), and read
+    the job as the wait ends (:func:`fetch`), all three in one write: a waiter pays one round
+    trip, and none is left between the end of the job and its result. The wait ends at once
+    for a job that is final already or unknown (the watch gives the list a token). Returns the
+    status the watch read (``""`` if unknown) and the job as read after the wait (``None`` if
+    it does not exist)."""
     key = keys.done(job_id)
-    token, reply = yield Command(
+    status, _, reply = yield Command(
         ("BLMOVE", key, key, "RIGHT", "LEFT", timeout),
         block=timeout,
+        first=_watch_call(keys, job_id, wait=True),
         then=_fetch_call(keys, [job_id]),
     )
     found = _jobs(reply)
-    return token, found[0] if found else None
+    return text(status), found[0] if found else None
 
 
 def _jobs(reply: list[Any]) -> list[Job]:

@@ -47,11 +47,20 @@ class Command:
     Redis runs as soon as the wait ends (the reply is then the pair of replies): what the
     waiter would do next, without a round trip of its own (``result()`` reads the job that its
     wait says finished). It must be safe to send again, as it is after an error reply.
+
+    ``first``, with ``block``: a script call sent in the same write, in front of the wait (its
+    reply comes first in the tuple of replies): what the waiter would otherwise ask in a round
+    trip of its own before it waits (``result()`` marks the job watched). The wait runs
+    whatever it answers, so a call that may find nothing to wait for must end the wait
+    itself (a token pushed on the list waited on). One the server could not take yet (its
+    scripts not loaded: a new server, a restart without them) is sent again once they are,
+    after the wait: such a wait may run its whole timeout. It must be safe to send again.
     """
 
     args: tuple[Any, ...]
     block: float | None = None
     then: Call | None = None
+    first: Call | None = None
 
     @property
     def read_timeout(self) -> float:

@@ -8,7 +8,9 @@ django-jobs exception (:mod:`.errors`).
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import redis
@@ -46,27 +48,41 @@ P = ParamSpec("P")
 S = TypeVar("S")
 
 
-def _send_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = None) -> Any:
+def _send_blocking(client: Any, step: Command, around: Around = (None, None)) -> Any:
     """:func:`_wait_on` a connection of the client's pool: a cluster's node, or a client that
     sends its commands itself (no connection is kept for it)."""
     pool = client.connection_pool
     connection = pooled(pool, step.args[0])
     try:
-        return _wait_on(connection, step, behind)
+        return _wait_on(connection, step, around)
     finally:
         pool.release(connection)
 
 
-def _wait_on(connection: Any, step: Command, behind: tuple[Any, ...] | None = None) -> Any:
-    """A blocking command on ``connection``, with its own read timeout, and the command
-    ``behind`` it in the same write (:attr:`Command.then`): then the pair of replies, the
-    second's error reply as the exception read.
+# The script calls sent in front of a blocking command and behind it, as commands
+# (:attr:`Command.first`, :attr:`Command.then`), each ``None`` when there is none.
+Around = tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]
+
+
+def _around(client: Any, step: Command) -> Around:
+    first, then = step.first, step.then
+    return (
+        None if first is None else command_of(client, first),
+        None if then is None else command_of(client, then),
+    )
+
+
+def _wait_on(connection: Any, step: Command, around: Around = (None, None)) -> Any:
+    """A blocking command on ``connection``, with its own read timeout, and the commands
+    ``around`` it in the same write (:attr:`Command.first`, :attr:`Command.then`): then the
+    tuple of replies, theirs as the exceptions read.
 
     redis-py has no per-command timeout for the sync client: the connection's ``can_read``
     waits for the reply with the timeout given (and restores the socket's own afterwards);
     the small reply is then read at once.
     """
-    commands = [step.args] if behind is None else [step.args, behind]
+    first, behind = around
+    commands = [c for c in (first, step.args, behind) if c is not None]
     try:
         for attempt in (1, 2):
             try:
@@ -78,14 +94,16 @@ def _wait_on(connection: Any, step: Command, behind: tuple[Any, ...] | None = No
                 connection.disconnect()
                 if attempt == 2:
                     raise
+        # The reply of the call in front comes at once; the wait's, up to its timeout.
+        replies = [] if first is None else [read_reply(connection)]
         if not connection.can_read(timeout=step.read_timeout):
             raise redis.TimeoutError(f"No reply to {step.args[0]} in {step.read_timeout:g} s")
-        replies = [read_reply(connection) for _ in commands]
+        replies += [read_reply(connection) for _ in range(len(commands) - len(replies))]
     except BaseException:
         # An unread (or half-read) reply would be taken for the next command's.
         connection.disconnect()
         raise
-    return _replies(replies)
+    return _replies(step, replies)
 
 
 async def _aread(connection: Any, timeout: float) -> Any:
@@ -95,19 +113,22 @@ async def _aread(connection: Any, timeout: float) -> Any:
         return exc
 
 
-def _replies(replies: list[Any]) -> Any:
-    """The reply of a blocking step: its own (an error reply raised), and with a command behind
-    it the pair."""
-    if isinstance(replies[0], redis.ResponseError):
-        raise replies[0]
-    return replies[0] if len(replies) == 1 else tuple(replies)
+def _replies(step: Command, replies: list[Any]) -> Any:
+    """The reply of a blocking step: its own (an error reply raised), or with calls around it
+    the tuple of replies, in the order they were sent."""
+    wait = replies[0 if step.first is None else 1]
+    if isinstance(wait, redis.ResponseError):
+        raise wait
+    return wait if len(replies) == 1 else tuple(replies)
 
 
-async def _asend_blocking(client: Any, step: Command, behind: tuple[Any, ...] | None = None) -> Any:
+async def _asend_blocking(client: Any, step: Command, around: Around = (None, None)) -> Any:
     """The asyncio twin of :func:`_send_blocking`: ``read_response`` takes a timeout there."""
     pool = client.connection_pool
     connection = await pooled(pool, step.args[0])
-    commands = [step.args] if behind is None else [step.args, behind]
+    first, behind = around
+    commands = [c for c in (first, step.args, behind) if c is not None]
+    socket_timeout = float(jobs_settings.REDIS_SOCKET_TIMEOUT)
     try:
         for attempt in (1, 2):
             try:
@@ -117,15 +138,58 @@ async def _asend_blocking(client: Any, step: Command, behind: tuple[Any, ...] | 
                 await connection.disconnect()
                 if attempt == 2:
                     raise
-        replies = [await _aread(connection, step.read_timeout)]
+        replies = [] if first is None else [await _aread(connection, socket_timeout)]
+        replies.append(await _aread(connection, step.read_timeout))
         if behind is not None:
-            replies.append(await _aread(connection, float(jobs_settings.REDIS_SOCKET_TIMEOUT)))
+            replies.append(await _aread(connection, socket_timeout))
     except BaseException:
         await connection.disconnect()
         raise
     finally:
         await pool.release(connection)
-    return _replies(replies)
+    return _replies(step, replies)
+
+
+def _recover_around(client: Any, step: Command, reply: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The replies of a blocking step's calls around it, a call that the server could not take
+    yet (a new server, a restart: not loaded) sent again once the scripts are loaded."""
+    replies = list(reply)
+    for index, call in ((0, step.first), (-1, step.then)):
+        if call is not None and isinstance(replies[index], redis.ResponseError):
+            replies[index] = recovered(client, call, replies[index])
+    return tuple(replies)
+
+
+async def _arecover_around(client: Any, step: Command, reply: tuple[Any, ...]) -> tuple[Any, ...]:
+    """:func:`_recover_around` with an asyncio client."""
+    replies = list(reply)
+    for index, call in ((0, step.first), (-1, step.then)):
+        if call is not None and isinstance(replies[index], redis.ResponseError):
+            replies[index] = await arecovered(client, call, replies[index])
+    return tuple(replies)
+
+
+# The clients whose server has answered a script call sent in front of a wait since their last
+# connection error. Only for those does that call go in the wait's write (Command.first): a
+# server without the scripts (new, or restarted without them: the connection dropped) would
+# refuse it and leave the wait to run its course, so it is first sent on its own, loading them.
+scripts_answered: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _first_in_write(client: Any) -> bool:
+    # Not on a cluster: the calls around a wait go to a node on their own there.
+    return client in scripts_answered and not is_cluster_client(client)
+
+
+def _led_by(first: Any, step: Command, reply: Any) -> tuple[Any, ...]:
+    """The replies of a blocking step whose call in front was sent on its own (``first`` its
+    reply, ``reply`` that of the rest), as if all had gone in one write."""
+    return (first, *reply) if step.then is not None else (first, reply)
+
+
+def _forget_scripts(client: Any, exc: BaseException) -> None:
+    if isinstance(exc, redis.ConnectionError):
+        scripts_answered.discard(client)
 
 
 # The scripts that accept new jobs: with WAIT_FOR_REPLICAS, their calls wait for replicas.
@@ -193,30 +257,34 @@ def execute(client: Any, step: Call | Command | Stream) -> Any:
         if isinstance(step, Stream):
             reply = _send_stream(client, step)
         elif isinstance(step, Command) and step.block is not None:
-            if is_cluster_client(client):
+            if step.first is not None and not _first_in_write(client):
+                first = execute(client, step.first)
+                scripts_answered.add(client)
+                reply = _led_by(first, step, execute(client, replace(step, first=None)))
+            elif is_cluster_client(client):
                 # The call behind the wait follows it (FCALL would go to a node as it is).
                 reply = nodes.send_blocking(client, step, _send_blocking)
                 if step.then is not None:
                     reply = (reply, send(client, step.then))
             else:
-                behind = None if step.then is None else command_of(client, step.then)
+                around = _around(client, step)
                 # On the connection this thread keeps, as any command (a result's wait pays
                 # for no checkout and return of the pool), or a pooled one for a client that
                 # sends its commands itself.
                 connection = kept(client)
                 if connection is None:
-                    reply = _send_blocking(client, step, behind)
+                    reply = _send_blocking(client, step, around)
                 else:
-                    reply = _wait_on(connection, step, behind)
-                if step.then is not None and isinstance(reply[1], redis.ResponseError):
-                    # Not loaded yet (a new server, a restart): loaded, and sent again.
-                    reply = (reply[0], recovered(client, step.then, reply[1]))
+                    reply = _wait_on(connection, step, around)
+                if around != (None, None):
+                    reply = _recover_around(client, step, reply)
         elif replicas := _replicas(step):
             timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
             reply = nodes.send_replicated(client, step, replicas, timeout)
         else:
             reply = send(client, step)
     except (redis.RedisError, RedisClusterException) as exc:
+        _forget_scripts(client, exc)
         raise translated(exc) from exc
     redis_outage.answered()  # the end of an outage this process reported, if any
     return reply
@@ -237,22 +305,26 @@ async def aexecute(client: Any, step: Call | Command | Stream) -> Any:
             # One by one: redis-py's asyncio connections take no writes behind one another.
             reply = [await _aone(client, call) for call in step.calls]
         elif isinstance(step, Command) and step.block is not None:
-            if is_cluster_client(client):
+            if step.first is not None and not _first_in_write(client):
+                first = await aexecute(client, step.first)
+                scripts_answered.add(client)
+                reply = _led_by(first, step, await aexecute(client, replace(step, first=None)))
+            elif is_cluster_client(client):
                 reply = await nodes.asend_blocking(client, step)
                 if step.then is not None:
                     reply = (reply, await asend(client, step.then))
             else:
-                behind = None if step.then is None else command_of(client, step.then)
-                reply = await _asend_blocking(client, step, behind)
-                if step.then is not None and isinstance(reply[1], redis.ResponseError):
-                    # Not loaded yet (a new server, a restart): loaded, and sent again.
-                    reply = (reply[0], await arecovered(client, step.then, reply[1]))
+                around = _around(client, step)
+                reply = await _asend_blocking(client, step, around)
+                if around != (None, None):
+                    reply = await _arecover_around(client, step, reply)
         elif replicas := _replicas(step):
             timeout = float(jobs_settings.WAIT_FOR_REPLICAS_TIMEOUT)
             reply = await nodes.asend_replicated(client, step, replicas, timeout)
         else:
             reply = await asend(client, step)
     except (redis.RedisError, RedisClusterException) as exc:
+        _forget_scripts(client, exc)
         raise translated(exc) from exc
     redis_outage.answered()
     return reply
