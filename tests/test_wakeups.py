@@ -365,3 +365,28 @@ def wait_for_a_finished_job(queue):
     Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(worker_id="w", lease=30), 2)
     assert handle.result(timeout=5) == 2
     assert asyncio.run(handle.aresult(timeout=5)) == 2
+
+
+@pytest.mark.parametrize("functions", [True, False], ids=["fcall", "evalsha"])
+def test_a_wait_after_redis_restarted_without_the_scripts_ends_at_once(
+    private_redis, configure, functions
+):
+    """Redis restarted (SIGKILL; the AOF keeps the jobs, and with EVALSHA not the scripts):
+    the thread's next wait is on a new connection, whose server has not answered a watch yet,
+    so the watch goes on its own, loading the scripts, and the wait ends at once."""
+    from django_jobs import JobQueue
+
+    configure(REDIS_FUNCTIONS=functions)
+    queue = JobQueue()
+    wait_for_a_finished_job(queue)  # the waits that follow send the watch in their write
+    handle = jobs.add.delay(2, 3)
+    Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(worker_id="w", lease=30), 5)
+
+    private_redis.kill()
+    private_redis.start()
+    scripts = private_redis.client().script_exists(calls.SCRIPTS["watch"].sha)
+    assert scripts == [False]
+
+    started = time.monotonic()
+    assert handle.result(timeout=30) == 5
+    assert time.monotonic() - started < 1

@@ -52,9 +52,12 @@ class Command:
     reply comes first in the tuple of replies): what the waiter would otherwise ask in a round
     trip of its own before it waits (``result()`` marks the job watched). The wait runs
     whatever it answers, so a call that may find nothing to wait for must end the wait
-    itself (a token pushed on the list waited on). One the server could not take yet (its
-    scripts not loaded: a new server, a restart without them) is sent again once they are,
-    after the wait: such a wait may run its whole timeout. It must be safe to send again.
+    itself (a token pushed on the list waited on). It goes in the wait's write only on a
+    connection whose server has answered one already (:mod:`.execute`); otherwise it is sent
+    on its own first, and a server without the scripts (new, or restarted without them) loads
+    them. Refused in the write all the same (the scripts flushed meanwhile), it is sent again
+    once they are loaded, after the wait, which may then run its whole timeout. It must be
+    safe to send again.
     """
 
     args: tuple[Any, ...]

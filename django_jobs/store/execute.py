@@ -169,16 +169,14 @@ async def _arecover_around(client: Any, step: Command, reply: tuple[Any, ...]) -
     return tuple(replies)
 
 
-# The clients whose server has answered a script call sent in front of a wait since their last
-# connection error. Only for those does that call go in the wait's write (Command.first): a
-# server without the scripts (new, or restarted without them: the connection dropped) would
-# refuse it and leave the wait to run its course, so it is first sent on its own, loading them.
+# What has answered a script call sent in front of a wait (Command.first): the socket of the
+# connection a sync thread keeps (a new connection, after Redis closed the old one or
+# restarted, starts anew), or an asyncio client (forgotten at a connection error). Only there
+# does that call go in the wait's write: a server without the scripts (new, or restarted
+# without them) would refuse it and leave the wait to run its course, so it is first sent on
+# its own, which loads them. (Not on a cluster, nor for a client that sends its commands
+# itself: those send it on its own each time.)
 scripts_answered: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
-def _first_in_write(client: Any) -> bool:
-    # Not on a cluster: the calls around a wait go to a node on their own there.
-    return client in scripts_answered and not is_cluster_client(client)
 
 
 def _led_by(first: Any, step: Command, reply: Any) -> tuple[Any, ...]:
@@ -190,6 +188,11 @@ def _led_by(first: Any, step: Command, reply: Any) -> tuple[Any, ...]:
 def _forget_scripts(client: Any, exc: BaseException) -> None:
     if isinstance(exc, redis.ConnectionError):
         scripts_answered.discard(client)
+
+
+def _socket(connection: Any) -> Any:
+    """What :data:`scripts_answered` knows a sync thread's kept ``connection`` by."""
+    return None if connection is None else connection._sock
 
 
 # The scripts that accept new jobs: with WAIT_FOR_REPLICAS, their calls wait for replicas.
@@ -257,9 +260,15 @@ def execute(client: Any, step: Call | Command | Stream) -> Any:
         if isinstance(step, Stream):
             reply = _send_stream(client, step)
         elif isinstance(step, Command) and step.block is not None:
-            if step.first is not None and not _first_in_write(client):
+            # On the connection this thread keeps, as any command (a result's wait pays for no
+            # checkout and return of the pool), or a pooled one for a client that sends its
+            # commands itself (a cluster's: a node's).
+            connection = None if is_cluster_client(client) else kept(client)
+            answerer = _socket(connection)
+            if step.first is not None and (answerer is None or answerer not in scripts_answered):
                 first = execute(client, step.first)
-                scripts_answered.add(client)
+                if connection is not None and (answerer := _socket(kept(client))) is not None:
+                    scripts_answered.add(answerer)
                 reply = _led_by(first, step, execute(client, replace(step, first=None)))
             elif is_cluster_client(client):
                 # The call behind the wait follows it (FCALL would go to a node as it is).
@@ -268,10 +277,6 @@ def execute(client: Any, step: Call | Command | Stream) -> Any:
                     reply = (reply, send(client, step.then))
             else:
                 around = _around(client, step)
-                # On the connection this thread keeps, as any command (a result's wait pays
-                # for no checkout and return of the pool), or a pooled one for a client that
-                # sends its commands itself.
-                connection = kept(client)
                 if connection is None:
                     reply = _send_blocking(client, step, around)
                 else:
@@ -305,7 +310,9 @@ async def aexecute(client: Any, step: Call | Command | Stream) -> Any:
             # One by one: redis-py's asyncio connections take no writes behind one another.
             reply = [await _aone(client, call) for call in step.calls]
         elif isinstance(step, Command) and step.block is not None:
-            if step.first is not None and not _first_in_write(client):
+            if step.first is not None and (
+                client not in scripts_answered or is_cluster_client(client)
+            ):
                 first = await aexecute(client, step.first)
                 scripts_answered.add(client)
                 reply = _led_by(first, step, await aexecute(client, replace(step, first=None)))
