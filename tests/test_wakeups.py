@@ -390,3 +390,27 @@ def test_a_wait_after_redis_restarted_without_the_scripts_ends_at_once(
     started = time.monotonic()
     assert handle.result(timeout=30) == 5
     assert time.monotonic() - started < 1
+
+
+def test_an_async_wait_after_redis_restarted_without_the_scripts_ends_at_once(
+    private_redis, configure
+):
+    """As above with the asyncio client of one event loop, as an async server keeps it."""
+    from django_jobs import JobQueue
+
+    configure(REDIS_FUNCTIONS=False)
+    queue = JobQueue()
+
+    async def main():
+        warm = await jobs.add.adelay(1, 1)
+        Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(worker_id="w", lease=30), 2)
+        assert await warm.aresult(timeout=5) == 2  # this loop's client sends its watch in its write
+        handle = await jobs.add.adelay(2, 3)
+        Leases(queue.prefix).complete_job(Leases(queue.prefix).dequeue(worker_id="w", lease=30), 5)
+        private_redis.kill()
+        private_redis.start()
+        started = time.monotonic()
+        assert await handle.aresult(timeout=30) == 5
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 1

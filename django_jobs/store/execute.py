@@ -54,7 +54,7 @@ def _send_blocking(client: Any, step: Command, around: Around = (None, None)) ->
     pool = client.connection_pool
     connection = pooled(pool, step.args[0])
     try:
-        return _wait_on(connection, step, around)
+        return _wait_on(client, connection, step, around)
     finally:
         pool.release(connection)
 
@@ -72,20 +72,24 @@ def _around(client: Any, step: Command) -> Around:
     )
 
 
-def _wait_on(connection: Any, step: Command, around: Around = (None, None)) -> Any:
+def _wait_on(client: Any, connection: Any, step: Command, around: Around = (None, None)) -> Any:
     """A blocking command on ``connection``, with its own read timeout, and the commands
-    ``around`` it in the same write (:attr:`Command.first`, :attr:`Command.then`): then the
-    tuple of replies, theirs as the exceptions read.
+    ``around`` it in the same write (:attr:`Command.first`, :attr:`Command.then`; the first on
+    its own before, on a connection whose server has not answered one yet: see
+    :data:`scripts_answered`): then the tuple of replies, theirs as the exceptions read.
 
     redis-py has no per-command timeout for the sync client: the connection's ``can_read``
     waits for the reply with the timeout given (and restores the socket's own afterwards);
     the small reply is then read at once.
     """
     first, behind = around
-    commands = [c for c in (first, step.args, behind) if c is not None]
+    lead: list[Any] = []
     try:
         for attempt in (1, 2):
             try:
+                if first is not None and connection._sock not in scripts_answered:
+                    lead, first = [_on_its_own(client, connection, step, first)], None
+                commands = [c for c in (first, step.args, behind) if c is not None]
                 connection.send_packed_command(connection.pack_commands(commands))
                 break
             except redis.ConnectionError:
@@ -95,15 +99,28 @@ def _wait_on(connection: Any, step: Command, around: Around = (None, None)) -> A
                 if attempt == 2:
                     raise
         # The reply of the call in front comes at once; the wait's, up to its timeout.
-        replies = [] if first is None else [read_reply(connection)]
+        replies = [*lead] if first is None else [read_reply(connection)]
         if not connection.can_read(timeout=step.read_timeout):
             raise redis.TimeoutError(f"No reply to {step.args[0]} in {step.read_timeout:g} s")
-        replies += [read_reply(connection) for _ in range(len(commands) - len(replies))]
+        replies += [read_reply(connection) for _ in commands[len(replies) - len(lead) :]]
     except BaseException:
         # An unread (or half-read) reply would be taken for the next command's.
         connection.disconnect()
         raise
     return _replies(step, replies)
+
+
+def _on_its_own(client: Any, connection: Any, step: Command, first: tuple[Any, ...]) -> Any:
+    """The reply of ``step``'s call in front (``first``, its command) sent on its own on
+    ``connection``, the scripts loaded if its server refused it for want of them; the
+    connection is then one whose server has answered one (:data:`scripts_answered`)."""
+    connection.send_packed_command(connection.pack_commands([first]))
+    reply = read_reply(connection)
+    if isinstance(reply, redis.ResponseError):
+        assert step.first is not None
+        reply = recovered(client, step.first, reply)
+    scripts_answered.add(connection._sock)
+    return reply
 
 
 async def _aread(connection: Any, timeout: float) -> Any:
@@ -123,22 +140,26 @@ def _replies(step: Command, replies: list[Any]) -> Any:
 
 
 async def _asend_blocking(client: Any, step: Command, around: Around = (None, None)) -> Any:
-    """The asyncio twin of :func:`_send_blocking`: ``read_response`` takes a timeout there."""
+    """The asyncio twin of :func:`_send_blocking` and :func:`_wait_on`: ``read_response``
+    takes a timeout there."""
     pool = client.connection_pool
     connection = await pooled(pool, step.args[0])
     first, behind = around
-    commands = [c for c in (first, step.args, behind) if c is not None]
+    lead: list[Any] = []
     socket_timeout = float(jobs_settings.REDIS_SOCKET_TIMEOUT)
     try:
         for attempt in (1, 2):
             try:
+                if first is not None and connection._writer not in scripts_answered:
+                    lead, first = [await _aon_its_own(client, connection, step, first)], None
+                commands = [c for c in (first, step.args, behind) if c is not None]
                 await connection.send_packed_command(connection.pack_commands(commands))
                 break
             except redis.ConnectionError:
                 await connection.disconnect()
                 if attempt == 2:
                     raise
-        replies = [] if first is None else [await _aread(connection, socket_timeout)]
+        replies = [*lead] if first is None else [await _aread(connection, socket_timeout)]
         replies.append(await _aread(connection, step.read_timeout))
         if behind is not None:
             replies.append(await _aread(connection, socket_timeout))
@@ -148,6 +169,18 @@ async def _asend_blocking(client: Any, step: Command, around: Around = (None, No
     finally:
         await pool.release(connection)
     return _replies(step, replies)
+
+
+async def _aon_its_own(client: Any, connection: Any, step: Command, first: tuple[Any, ...]) -> Any:
+    """:func:`_on_its_own` on an asyncio connection (known by its stream writer, made anew
+    with each connection)."""
+    await connection.send_packed_command(connection.pack_commands([first]))
+    reply = await _aread(connection, float(jobs_settings.REDIS_SOCKET_TIMEOUT))
+    if isinstance(reply, redis.ResponseError):
+        assert step.first is not None
+        reply = await arecovered(client, step.first, reply)
+    scripts_answered.add(connection._writer)
+    return reply
 
 
 def _recover_around(client: Any, step: Command, reply: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -169,13 +202,12 @@ async def _arecover_around(client: Any, step: Command, reply: tuple[Any, ...]) -
     return tuple(replies)
 
 
-# What has answered a script call sent in front of a wait (Command.first): the socket of the
-# connection a sync thread keeps (a new connection, after Redis closed the old one or
-# restarted, starts anew), or an asyncio client (forgotten at a connection error). Only there
-# does that call go in the wait's write: a server without the scripts (new, or restarted
-# without them) would refuse it and leave the wait to run its course, so it is first sent on
-# its own, which loads them. (Not on a cluster, nor for a client that sends its commands
-# itself: those send it on its own each time.)
+# The connections (a sync one's socket, an asyncio one's stream writer: both made anew when
+# the connection is, after Redis closed it or restarted) whose server has answered a script
+# call sent in front of a wait (Command.first). Only on those does that call go in the wait's
+# write: a server without the scripts (new, or restarted without them) would refuse it and
+# leave the wait to run its course, so on another it is first sent on its own, which loads
+# them. (On a cluster it is always sent on its own.)
 scripts_answered: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
@@ -183,16 +215,6 @@ def _led_by(first: Any, step: Command, reply: Any) -> tuple[Any, ...]:
     """The replies of a blocking step whose call in front was sent on its own (``first`` its
     reply, ``reply`` that of the rest), as if all had gone in one write."""
     return (first, *reply) if step.then is not None else (first, reply)
-
-
-def _forget_scripts(client: Any, exc: BaseException) -> None:
-    if isinstance(exc, redis.ConnectionError):
-        scripts_answered.discard(client)
-
-
-def _socket(connection: Any) -> Any:
-    """What :data:`scripts_answered` knows a sync thread's kept ``connection`` by."""
-    return None if connection is None else connection._sock
 
 
 # The scripts that accept new jobs: with WAIT_FOR_REPLICAS, their calls wait for replicas.
@@ -260,27 +282,25 @@ def execute(client: Any, step: Call | Command | Stream) -> Any:
         if isinstance(step, Stream):
             reply = _send_stream(client, step)
         elif isinstance(step, Command) and step.block is not None:
-            # On the connection this thread keeps, as any command (a result's wait pays for no
-            # checkout and return of the pool), or a pooled one for a client that sends its
-            # commands itself (a cluster's: a node's).
-            connection = None if is_cluster_client(client) else kept(client)
-            answerer = _socket(connection)
-            if step.first is not None and (answerer is None or answerer not in scripts_answered):
+            if step.first is not None and is_cluster_client(client):
+                # The calls around the wait go on their own (FCALL would go to a node as it
+                # is): the one in front first.
                 first = execute(client, step.first)
-                if connection is not None and (answerer := _socket(kept(client))) is not None:
-                    scripts_answered.add(answerer)
                 reply = _led_by(first, step, execute(client, replace(step, first=None)))
             elif is_cluster_client(client):
-                # The call behind the wait follows it (FCALL would go to a node as it is).
                 reply = nodes.send_blocking(client, step, _send_blocking)
                 if step.then is not None:
                     reply = (reply, send(client, step.then))
             else:
                 around = _around(client, step)
+                # On the connection this thread keeps, as any command (a result's wait pays
+                # for no checkout and return of the pool), or a pooled one for a client that
+                # sends its commands itself.
+                connection = kept(client)
                 if connection is None:
                     reply = _send_blocking(client, step, around)
                 else:
-                    reply = _wait_on(connection, step, around)
+                    reply = _wait_on(client, connection, step, around)
                 if around != (None, None):
                     reply = _recover_around(client, step, reply)
         elif replicas := _replicas(step):
@@ -289,7 +309,6 @@ def execute(client: Any, step: Call | Command | Stream) -> Any:
         else:
             reply = send(client, step)
     except (redis.RedisError, RedisClusterException) as exc:
-        _forget_scripts(client, exc)
         raise translated(exc) from exc
     redis_outage.answered()  # the end of an outage this process reported, if any
     return reply
@@ -310,11 +329,8 @@ async def aexecute(client: Any, step: Call | Command | Stream) -> Any:
             # One by one: redis-py's asyncio connections take no writes behind one another.
             reply = [await _aone(client, call) for call in step.calls]
         elif isinstance(step, Command) and step.block is not None:
-            if step.first is not None and (
-                client not in scripts_answered or is_cluster_client(client)
-            ):
+            if step.first is not None and is_cluster_client(client):
                 first = await aexecute(client, step.first)
-                scripts_answered.add(client)
                 reply = _led_by(first, step, await aexecute(client, replace(step, first=None)))
             elif is_cluster_client(client):
                 reply = await nodes.asend_blocking(client, step)
@@ -331,7 +347,6 @@ async def aexecute(client: Any, step: Call | Command | Stream) -> Any:
         else:
             reply = await asend(client, step)
     except (redis.RedisError, RedisClusterException) as exc:
-        _forget_scripts(client, exc)
         raise translated(exc) from exc
     redis_outage.answered()
     return reply
