@@ -4,6 +4,8 @@ the console adds the shards up. Single-node layouts without SHARDS keep their ke
 
 import json
 import re
+import threading
+import time
 
 import pytest
 from redis.crc import key_slot
@@ -148,6 +150,24 @@ def test_a_job_moved_to_another_shard_is_found_by_its_id(sharded, configure, pre
 
     assert sharded.get_job(moved.id).args == [2]
     assert sharded.cancel_job(moved.id) == "cancelled"
+
+
+def test_a_wait_for_a_job_on_another_shard_than_its_id_names_gets_its_result(sharded):
+    # The wait is sent to the shard the id names first: the job is unknown there, so that
+    # wait ends at once (its token lives a second) and the next shard's waits for the job.
+    job = sharded.build_job("a.job", [2], queue="reports")  # on the "batch" shard
+    job.id = "mail." + job.id.partition(".")[2]  # an id naming the "mail" shard
+    sharded.enqueue_many([job])
+    leases = Leases(sharded.prefix)
+    claim = leases.claim(["reports"])
+    assert claim.job.id == job.id
+    threading.Timer(0.5, leases.complete_job, (claim.job, 7)).start()
+
+    started = time.monotonic()
+    assert sharded.wait_for(job.id, timeout=10).result == 7
+    assert time.monotonic() - started < 3  # no wait ran its course (5 s) on the wrong shard
+    mail = sharded.queue_keys("emails")
+    assert _client().pttl(mail.done(job.id)) <= 1000  # the token there goes within a second
 
 
 def test_a_worker_serving_two_shards_takes_turns_and_keeps_priority_within_each(sharded):
