@@ -254,23 +254,23 @@ class JobQueue(JobUpkeep):
             if wait <= 0:
                 # No time left to wait: one look, a job finished already coming with it.
                 _, status, job = yield from self._watch_in(job_id, read=True)
-                if status is None:
-                    raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
-                if job is not None:
-                    return job
-                raise TimeoutError(f"Job {job_id} is still {status.value} after {timeout} s.")
-            # The watch, the wait and the read in one write: when the script that finishes the
-            # job pushes to the done list, no round trip is left between the end and the result.
-            _, (status_text, job) = yield from spread.locate(
-                self,
-                job_id,
-                functools.partial(calls.wait_watched, job_id=job_id, timeout=max(wait, 0.01)),
-                lambda reply: not reply[0],
-            )
+                status_text = "" if status is None else status.value
+            else:
+                # The watch, the wait and the read in one write: when the script that finishes
+                # the job pushes to its done list, no round trip is left between the end and
+                # the result.
+                _, (status_text, job) = yield from spread.locate(
+                    self,
+                    job_id,
+                    functools.partial(calls.wait_watched, job_id=job_id, timeout=max(wait, 0.01)),
+                    lambda reply: not reply[0],
+                )
             if not status_text:
                 raise JobNotFound(f"There is no job {job_id!r} (unknown, or expired).")
             if job is not None and job.status.is_finished:
                 return job
+            if wait <= 0:
+                raise TimeoutError(f"Job {job_id} is still {status_text} after {timeout} s.")
 
     def _cancel_job(self, job_id: str, lease_token: str = "") -> Plan[str]:
         """Cancel a job.

@@ -88,7 +88,8 @@ def _wait_on(client: Any, connection: Any, step: Command, around: Around = (None
         for attempt in (1, 2):
             try:
                 if first is not None and connection._sock not in scripts_answered:
-                    lead, first = [_on_its_own(client, connection, step, first)], None
+                    assert step.first is not None
+                    lead, first = [_on_its_own(client, connection, step.first)], None
                 commands = [c for c in (first, step.args, behind) if c is not None]
                 connection.send_packed_command(connection.pack_commands(commands))
                 break
@@ -98,11 +99,13 @@ def _wait_on(client: Any, connection: Any, step: Command, around: Around = (None
                 connection.disconnect()
                 if attempt == 2:
                     raise
-        # The reply of the call in front comes at once; the wait's, up to its timeout.
-        replies = [*lead] if first is None else [read_reply(connection)]
+        # The reply of a call in front in the write comes at once; the wait's, up to its
+        # timeout.
+        in_write = first is not None
+        replies = [read_reply(connection)] if in_write else lead
         if not connection.can_read(timeout=step.read_timeout):
             raise redis.TimeoutError(f"No reply to {step.args[0]} in {step.read_timeout:g} s")
-        replies += [read_reply(connection) for _ in commands[len(replies) - len(lead) :]]
+        replies += [read_reply(connection) for _ in commands[in_write:]]
     except BaseException:
         # An unread (or half-read) reply would be taken for the next command's.
         connection.disconnect()
@@ -110,15 +113,14 @@ def _wait_on(client: Any, connection: Any, step: Command, around: Around = (None
     return _replies(step, replies)
 
 
-def _on_its_own(client: Any, connection: Any, step: Command, first: tuple[Any, ...]) -> Any:
-    """The reply of ``step``'s call in front (``first``, its command) sent on its own on
-    ``connection``, the scripts loaded if its server refused it for want of them; the
-    connection is then one whose server has answered one (:data:`scripts_answered`)."""
-    connection.send_packed_command(connection.pack_commands([first]))
+def _on_its_own(client: Any, connection: Any, call: Call) -> Any:
+    """The reply of a blocking step's call in front sent on its own on ``connection``, the
+    scripts loaded if its server refused it for want of them; the connection is then one
+    whose server has answered one (:data:`scripts_answered`)."""
+    connection.send_packed_command(connection.pack_commands([command_of(client, call)]))
     reply = read_reply(connection)
     if isinstance(reply, redis.ResponseError):
-        assert step.first is not None
-        reply = recovered(client, step.first, reply)
+        reply = recovered(client, call, reply)
     scripts_answered.add(connection._sock)
     return reply
 
@@ -151,7 +153,8 @@ async def _asend_blocking(client: Any, step: Command, around: Around = (None, No
         for attempt in (1, 2):
             try:
                 if first is not None and connection._writer not in scripts_answered:
-                    lead, first = [await _aon_its_own(client, connection, step, first)], None
+                    assert step.first is not None
+                    lead, first = [await _aon_its_own(client, connection, step.first)], None
                 commands = [c for c in (first, step.args, behind) if c is not None]
                 await connection.send_packed_command(connection.pack_commands(commands))
                 break
@@ -171,14 +174,13 @@ async def _asend_blocking(client: Any, step: Command, around: Around = (None, No
     return _replies(step, replies)
 
 
-async def _aon_its_own(client: Any, connection: Any, step: Command, first: tuple[Any, ...]) -> Any:
+async def _aon_its_own(client: Any, connection: Any, call: Call) -> Any:
     """:func:`_on_its_own` on an asyncio connection (known by its stream writer, made anew
     with each connection)."""
-    await connection.send_packed_command(connection.pack_commands([first]))
+    await connection.send_packed_command(connection.pack_commands([command_of(client, call)]))
     reply = await _aread(connection, float(jobs_settings.REDIS_SOCKET_TIMEOUT))
     if isinstance(reply, redis.ResponseError):
-        assert step.first is not None
-        reply = await arecovered(client, step.first, reply)
+        reply = await arecovered(client, call, reply)
     scripts_answered.add(connection._writer)
     return reply
 

@@ -11,14 +11,14 @@
 -- ARGV: prefix, id, read, wait, result_since
 local status = redis.call('HGET', K.job, 'status')
 local final = status == 'completed' or status == 'failed' or status == 'cancelled'
-local key = done_key(A.prefix, A.id)
 if status and not final then
   redis.call('HSET', K.job, 'watched', '1')
   -- A token there now is an unknown id's (see below) whose job came after all: not its end.
-  if A.wait == '1' then redis.call('DEL', key) end
+  if A.wait == '1' then redis.call('DEL', done_key(A.prefix, A.id)) end
   return status
 end
 if A.wait == '1' then
+  local key = done_key(A.prefix, A.id)
   if redis.call('EXISTS', key) == 0 then
     redis.call('RPUSH', key, '1')
     if final then redis.call('EXPIRE', key, '600') else redis.call('PEXPIRE', key, '1000') end
